@@ -1,0 +1,75 @@
+//! The connector's `config` for sink-sql.
+
+use serde::Deserialize;
+
+/// What `config:` of a sink-sql connector may say. Unknown keys are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A database granted to the connector (`grants.databases`).
+    pub database: String,
+    /// Target table, optionally schema-qualified (`public.orders`).
+    pub table: String,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Key columns: the conflict target of upserts and what a tombstone deletes by.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Columns to write; by default every top-level field of the value.
+    #[serde(default)]
+    pub columns: Option<Vec<ColumnSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Insert,
+    Upsert,
+}
+
+/// One column: `name` (the field of that name) or `{column, field}` where `field` is a
+/// top-level field name or a JSON pointer (`/customer/id`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnSpec {
+    Same(String),
+    Mapped { column: String, field: String },
+}
+
+impl ColumnSpec {
+    pub fn column(&self) -> &str {
+        match self {
+            ColumnSpec::Same(c) | ColumnSpec::Mapped { column: c, .. } => c,
+        }
+    }
+
+    pub fn field(&self) -> &str {
+        match self {
+            ColumnSpec::Same(f) | ColumnSpec::Mapped { field: f, .. } => f,
+        }
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: names the first problem.
+    pub fn check(&self) -> Result<(), String> {
+        if self.table.trim().is_empty() {
+            return Err("config.table is empty".into());
+        }
+        if self.mode == Mode::Upsert && self.key.is_empty() {
+            return Err("config.mode is upsert but config.key lists no key column".into());
+        }
+        if let Some(columns) = &self.columns {
+            if columns.is_empty() {
+                return Err("config.columns is empty; leave it out to write every field".into());
+            }
+            for key in &self.key {
+                if !columns.iter().any(|c| c.column() == key) {
+                    return Err(format!("config.key column {key:?} is not in config.columns"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

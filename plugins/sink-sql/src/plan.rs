@@ -1,0 +1,395 @@
+//! Turns a batch of records into SQL statements: pure, so it is tested without a database.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{Map, Value as Json};
+use wasmconnect_sdk::{Record, Rejected, Statement, Value};
+
+use crate::config::{Config, Mode};
+
+/// The statements that write a batch (one transaction, in order) and the records refused.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    pub statements: Vec<Statement>,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Write,
+    Delete,
+}
+
+/// Plans a batch. Consecutive records of the same kind (write or delete) become one statement,
+/// so a batch costs as many statements as it has switches between writes and tombstones (one,
+/// usually) and the table ends as if the records were applied one by one.
+pub fn plan(config: &Config, records: Vec<Record>) -> Plan {
+    let mut runs: Vec<(Kind, Vec<Map<String, Json>>)> = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        match row(config, record) {
+            Ok((kind, row)) => match runs.last_mut() {
+                Some((k, rows)) if *k == kind => rows.push(row),
+                _ => runs.push((kind, vec![row])),
+            },
+            Err(reason) => rejected.push(Rejected {
+                index: index as u32,
+                reason,
+            }),
+        }
+    }
+    let statements = runs
+        .into_iter()
+        .map(|(kind, rows)| match kind {
+            Kind::Write => write_statement(config, rows),
+            Kind::Delete => delete_statement(config, rows),
+        })
+        .collect();
+    Plan {
+        statements,
+        rejected,
+    }
+}
+
+/// The row a record writes (column -> value), or the key columns a tombstone deletes.
+fn row(config: &Config, record: Record) -> Result<(Kind, Map<String, Json>), String> {
+    let Some(value) = record.value else {
+        return tombstone_key(config, record.key.as_deref()).map(|key| (Kind::Delete, key));
+    };
+    let value: Json = serde_json::from_slice(&value)
+        .map_err(|e| format!("value is not valid JSON: {e}"))?;
+    let row = match (value, &config.columns) {
+        (Json::Object(object), None) => object,
+        (mut value @ Json::Object(_), Some(columns)) => {
+            let mut row = Map::with_capacity(columns.len());
+            for spec in columns {
+                let field = spec.field();
+                let taken = if field.starts_with('/') {
+                    value.pointer_mut(field).map(Json::take)
+                } else {
+                    value.get_mut(field).map(Json::take)
+                };
+                row.insert(spec.column().to_owned(), taken.unwrap_or(Json::Null));
+            }
+            row
+        }
+        (other, _) => {
+            return Err(format!(
+                "value is a JSON {}, expected an object",
+                json_type(&other)
+            ));
+        }
+    };
+    check_key(config, row).map(|row| (Kind::Write, row))
+}
+
+fn check_key(config: &Config, row: Map<String, Json>) -> Result<Map<String, Json>, String> {
+    for key in &config.key {
+        if row.get(key).is_none_or(Json::is_null) {
+            return Err(format!("value has no key column {key:?} (or it is null)"));
+        }
+    }
+    Ok(row)
+}
+
+fn tombstone_key(config: &Config, key: Option<&[u8]>) -> Result<Map<String, Json>, String> {
+    if config.key.is_empty() {
+        return Err("tombstone (null value) but config.key names no column to delete by".into());
+    }
+    let key = key.ok_or("tombstone (null value) without a record key")?;
+    let mut row = Map::with_capacity(config.key.len());
+    match serde_json::from_slice::<Json>(key) {
+        Ok(Json::Object(mut object)) => {
+            for column in &config.key {
+                let field = config
+                    .columns
+                    .iter()
+                    .flatten()
+                    .find(|c| c.column() == column)
+                    .map_or(column.as_str(), |c| c.field());
+                let value = object
+                    .remove(column)
+                    .or_else(|| object.remove(field.trim_start_matches('/')))
+                    .filter(|v| !v.is_null())
+                    .ok_or_else(|| format!("tombstone key has no key column {column:?}"))?;
+                row.insert(column.clone(), value);
+            }
+        }
+        parsed if config.key.len() == 1 => {
+            let value = match parsed {
+                Ok(scalar @ (Json::Number(_) | Json::String(_))) => scalar,
+                _ => Json::String(
+                    std::str::from_utf8(key)
+                        .map_err(|_| "tombstone key is neither JSON nor UTF-8 text")?
+                        .to_owned(),
+                ),
+            };
+            row.insert(config.key[0].clone(), value);
+        }
+        _ => {
+            return Err(format!(
+                "tombstone key must be a JSON object with the key columns {:?}",
+                config.key
+            ));
+        }
+    }
+    Ok(row)
+}
+
+fn write_statement(config: &Config, rows: Vec<Map<String, Json>>) -> Statement {
+    let rows = if config.mode == Mode::Upsert {
+        last_per_key(&config.key, rows)
+    } else {
+        rows
+    };
+    let columns: Vec<String> = match &config.columns {
+        Some(columns) => columns.iter().map(|c| c.column().to_owned()).collect(),
+        None => rows
+            .iter()
+            .flat_map(|r| r.keys().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let table = quote_table(&config.table);
+    let column_list = quote_list(&columns);
+    let mut sql = format!(
+        "INSERT INTO {table} ({column_list}) SELECT {column_list} \
+         FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
+    );
+    if config.mode == Mode::Upsert {
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !config.key.contains(c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+            .collect();
+        sql.push_str(&format!(" ON CONFLICT ({}) DO ", quote_list(&config.key)));
+        if updates.is_empty() {
+            sql.push_str("NOTHING");
+        } else {
+            sql.push_str(&format!("UPDATE SET {}", updates.join(", ")));
+        }
+    }
+    Statement::new(sql, vec![rows_param(rows)])
+}
+
+fn delete_statement(config: &Config, keys: Vec<Map<String, Json>>) -> Statement {
+    let table = quote_table(&config.table);
+    let key_list = quote_list(&config.key);
+    Statement::new(
+        format!(
+            "DELETE FROM {table} WHERE ({key_list}) IN (SELECT {key_list} \
+             FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb))"
+        ),
+        vec![rows_param(keys)],
+    )
+}
+
+/// Keeps the last row of each key, in the order of those last rows: an upsert statement may
+/// not touch the same row twice.
+fn last_per_key(key: &[String], rows: Vec<Map<String, Json>>) -> Vec<Map<String, Json>> {
+    let key_of = |row: &Map<String, Json>| -> String {
+        key.iter()
+            .map(|k| row.get(k).map(Json::to_string).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\u{1f}")
+    };
+    let mut last: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(key_of(row), i);
+    }
+    if last.len() == rows.len() {
+        return rows;
+    }
+    rows.into_iter()
+        .enumerate()
+        .filter(|(i, row)| last.get(&key_of(row)) == Some(i))
+        .map(|(_, row)| row)
+        .collect()
+}
+
+fn rows_param(rows: Vec<Map<String, Json>>) -> Value {
+    let array = Json::Array(rows.into_iter().map(Json::Object).collect());
+    Value::Json(array.to_string())
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn quote_table(table: &str) -> String {
+    table
+        .split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn json_type(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> Config {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn rec(key: Option<&str>, value: Option<&str>) -> Record {
+        Record {
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            ..Record::default()
+        }
+    }
+
+    fn param(statement: &Statement) -> Json {
+        let Value::Json(text) = &statement.params[0] else {
+            panic!("expected a json parameter")
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn insert_takes_every_top_level_field_by_default() {
+        let plan = plan(
+            &config(serde_json::json!({"database": "d", "table": "public.orders"})),
+            vec![rec(None, Some(r#"{"id":1,"b":"x"}"#)), rec(None, Some(r#"{"id":2,"a":true}"#))],
+        );
+        assert!(plan.rejected.is_empty());
+        assert_eq!(plan.statements.len(), 1);
+        assert_eq!(
+            plan.statements[0].sql,
+            "INSERT INTO \"public\".\"orders\" (\"a\", \"b\", \"id\") SELECT \"a\", \"b\", \"id\" \
+             FROM jsonb_populate_recordset(NULL::\"public\".\"orders\", $1::jsonb)"
+        );
+        assert_eq!(
+            param(&plan.statements[0]),
+            serde_json::json!([{"id":1,"b":"x"},{"id":2,"a":true}])
+        );
+    }
+
+    #[test]
+    fn upsert_keeps_the_last_row_per_key_and_updates_non_key_columns() {
+        let plan = plan(
+            &config(
+                serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
+            ),
+            vec![
+                rec(None, Some(r#"{"id":1,"v":"old"}"#)),
+                rec(None, Some(r#"{"id":2,"v":"two"}"#)),
+                rec(None, Some(r#"{"id":1,"v":"new"}"#)),
+            ],
+        );
+        assert_eq!(plan.statements.len(), 1);
+        assert!(
+            plan.statements[0]
+                .sql
+                .ends_with("ON CONFLICT (\"id\") DO UPDATE SET \"v\" = EXCLUDED.\"v\""),
+            "{}",
+            plan.statements[0].sql
+        );
+        assert_eq!(
+            param(&plan.statements[0]),
+            serde_json::json!([{"id":2,"v":"two"},{"id":1,"v":"new"}])
+        );
+    }
+
+    #[test]
+    fn tombstones_delete_by_key_in_batch_order() {
+        let plan = plan(
+            &config(
+                serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
+            ),
+            vec![
+                rec(Some("7"), Some(r#"{"id":7,"v":"a"}"#)),
+                rec(Some("7"), None),
+                rec(Some(r#"{"id":8}"#), None),
+                rec(Some("7"), Some(r#"{"id":7,"v":"b"}"#)),
+            ],
+        );
+        assert!(plan.rejected.is_empty(), "{:?}", plan.rejected);
+        let kinds: Vec<&str> = plan
+            .statements
+            .iter()
+            .map(|s| s.sql.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(kinds, ["INSERT", "DELETE", "INSERT"]);
+        assert_eq!(
+            param(&plan.statements[1]),
+            serde_json::json!([{"id":7},{"id":8}])
+        );
+    }
+
+    #[test]
+    fn mapped_columns_read_fields_and_json_pointers() {
+        let plan = plan(
+            &config(serde_json::json!({
+                "database": "d", "table": "t",
+                "columns": ["id", {"column": "customer", "field": "/customer/name"}, "missing"]
+            })),
+            vec![rec(None, Some(r#"{"id":1,"customer":{"name":"Ada"},"extra":0}"#))],
+        );
+        assert_eq!(
+            param(&plan.statements[0]),
+            serde_json::json!([{"id":1,"customer":"Ada","missing":null}])
+        );
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_index_and_reason() {
+        let plan = plan(
+            &config(
+                serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
+            ),
+            vec![
+                rec(None, Some("{oops")),
+                rec(None, Some("[1]")),
+                rec(None, Some(r#"{"v":1}"#)),
+                rec(None, None),
+                rec(None, Some(r#"{"id":3}"#)),
+            ],
+        );
+        let reasons: Vec<(u32, &str)> = plan
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons[0].1.starts_with("value is not valid JSON"));
+        assert_eq!(reasons[1].1, "value is a JSON array, expected an object");
+        assert_eq!(reasons[2].1, "value has no key column \"id\" (or it is null)");
+        assert_eq!(reasons[3].1, "tombstone (null value) without a record key");
+        assert_eq!(plan.statements.len(), 1);
+    }
+
+    #[test]
+    fn identifiers_are_quoted_so_names_cannot_inject_sql() {
+        let plan = plan(
+            &config(serde_json::json!({"database": "d", "table": "t"})),
+            vec![rec(None, Some(r#"{"a\"; DROP TABLE t; --":1}"#))],
+        );
+        assert!(
+            plan.statements[0]
+                .sql
+                .contains("(\"a\"\"; DROP TABLE t; --\")")
+        );
+    }
+}
