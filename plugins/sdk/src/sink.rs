@@ -36,7 +36,9 @@ impl<S: Sink> wit_sink::Guest for SinkExport<S> {
         let config: S::Config = serde_json::from_str(&config)
             .map_err(|e| types::PluginError::Fatal(format!("invalid connector config: {e}")))?;
         let sink = S::open(config, &ComponentHost).map_err(into_wit_error)?;
-        Ok(wit_sink::SinkTask::new(SinkTaskResource(RefCell::new(sink))))
+        Ok(wit_sink::SinkTask::new(SinkTaskResource(RefCell::new(
+            sink,
+        ))))
     }
 }
 
@@ -102,7 +104,8 @@ impl Host for ComponentHost {
     }
 
     fn sql_query(&self, database: &str, query: &Statement) -> Result<Rows, SqlError> {
-        let rows = wit_sql::query(database, &to_wit_statement(query)).map_err(from_wit_sql_error)?;
+        let rows =
+            wit_sql::query(database, &to_wit_statement(query)).map_err(from_wit_sql_error)?;
         Ok(Rows {
             columns: rows.columns,
             rows: rows

@@ -66,7 +66,9 @@ impl Config {
             }
             for key in &self.key {
                 if !columns.iter().any(|c| c.column() == key) {
-                    return Err(format!("config.key column {key:?} is not in config.columns"));
+                    return Err(format!(
+                        "config.key column {key:?} is not in config.columns"
+                    ));
                 }
             }
         }

@@ -111,7 +111,11 @@ mod tests {
         .unwrap();
         let err = sink
             .write(
-                vec![record(0, r#"{"id":1}"#), record(1, "not json"), record(2, r#"{"id":2}"#)],
+                vec![
+                    record(0, r#"{"id":1}"#),
+                    record(1, "not json"),
+                    record(2, r#"{"id":2}"#),
+                ],
                 &host,
             )
             .unwrap_err();
@@ -120,7 +124,11 @@ mod tests {
         };
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].index, 1);
-        assert!(rejected[0].reason.contains("not valid JSON"), "{}", rejected[0].reason);
+        assert!(
+            rejected[0].reason.contains("not valid JSON"),
+            "{}",
+            rejected[0].reason
+        );
         let calls = host.sql_calls();
         assert_eq!(calls.len(), 1, "one round trip for the whole batch");
         let SqlCall::Execute { statements, .. } = &calls[0] else {
@@ -142,7 +150,9 @@ mod tests {
             sink.write(vec![record(0, "{}")], &host),
             Err(PluginError::Retry(_))
         ));
-        host.reply_execute(Err(SqlError::AccessDenied("database main is not granted".into())));
+        host.reply_execute(Err(SqlError::AccessDenied(
+            "database main is not granted".into(),
+        )));
         let err = sink.write(vec![record(0, "{}")], &host).unwrap_err();
         assert!(
             matches!(&err, PluginError::Fatal(m) if m.contains("not granted")),
@@ -159,6 +169,9 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(&err, PluginError::Fatal(m) if m.contains("key")), "{err:?}");
+        assert!(
+            matches!(&err, PluginError::Fatal(m) if m.contains("key")),
+            "{err:?}"
+        );
     }
 }

@@ -56,8 +56,8 @@ fn row(config: &Config, record: Record) -> Result<(Kind, Map<String, Json>), Str
     let Some(value) = record.value else {
         return tombstone_key(config, record.key.as_deref()).map(|key| (Kind::Delete, key));
     };
-    let value: Json = serde_json::from_slice(&value)
-        .map_err(|e| format!("value is not valid JSON: {e}"))?;
+    let value: Json =
+        serde_json::from_slice(&value).map_err(|e| format!("value is not valid JSON: {e}"))?;
     let row = match (value, &config.columns) {
         (Json::Object(object), None) => object,
         (mut value @ Json::Object(_), Some(columns)) => {
@@ -271,7 +271,10 @@ mod tests {
     fn insert_takes_every_top_level_field_by_default() {
         let plan = plan(
             &config(serde_json::json!({"database": "d", "table": "public.orders"})),
-            vec![rec(None, Some(r#"{"id":1,"b":"x"}"#)), rec(None, Some(r#"{"id":2,"a":true}"#))],
+            vec![
+                rec(None, Some(r#"{"id":1,"b":"x"}"#)),
+                rec(None, Some(r#"{"id":2,"a":true}"#)),
+            ],
         );
         assert!(plan.rejected.is_empty());
         assert_eq!(plan.statements.len(), 1);
@@ -345,7 +348,10 @@ mod tests {
                 "database": "d", "table": "t",
                 "columns": ["id", {"column": "customer", "field": "/customer/name"}, "missing"]
             })),
-            vec![rec(None, Some(r#"{"id":1,"customer":{"name":"Ada"},"extra":0}"#))],
+            vec![rec(
+                None,
+                Some(r#"{"id":1,"customer":{"name":"Ada"},"extra":0}"#),
+            )],
         );
         assert_eq!(
             param(&plan.statements[0]),
@@ -375,7 +381,10 @@ mod tests {
         assert_eq!(reasons.len(), 4, "{reasons:?}");
         assert!(reasons[0].1.starts_with("value is not valid JSON"));
         assert_eq!(reasons[1].1, "value is a JSON array, expected an object");
-        assert_eq!(reasons[2].1, "value has no key column \"id\" (or it is null)");
+        assert_eq!(
+            reasons[2].1,
+            "value has no key column \"id\" (or it is null)"
+        );
         assert_eq!(reasons[3].1, "tombstone (null value) without a record key");
         assert_eq!(plan.statements.len(), 1);
     }

@@ -1,0 +1,262 @@
+//! The typed shape of `connectors.yaml`. Unknown keys are refused everywhere except inside a
+//! connector's `config:`, which belongs to its plugin.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    /// Named databases that connectors may be granted.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// Kafka client settings shared by every connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Passed to librdkafka as they are (`security.protocol`, `fetch.max.bytes`, ...).
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A database connectors may be granted by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/database`
+    pub url: String,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// How long a call waits for a pooled connection.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long one `execute` or `query` call may take; then it is rolled back.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+/// The admin REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `host:port`; loopback by default.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// How long SIGTERM/SIGINT waits for tasks to finish their batch and commit.
+    #[serde(default = "default_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            shutdown_grace_ms: default_grace_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorKind {
+    Sink,
+}
+
+/// One connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Unique; also the consumer group id.
+    pub name: String,
+    pub kind: ConnectorKind,
+    /// The plugin component (`.wasm`), relative to the config file's directory.
+    pub plugin: PathBuf,
+    /// Topics a sink consumes.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub grants: Grants,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub restart: RestartConfig,
+    /// librdkafka consumer properties for this connector only, over `kafka.properties`.
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub consumer: BTreeMap<String, String>,
+    /// The plugin's own configuration, handed to its `open` as JSON.
+    #[serde(default = "empty_mapping")]
+    pub config: serde_yaml::Value,
+}
+
+/// How a sink groups records into one `write` call: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// Sum of key and value sizes.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// How long the first record of a batch waits for more.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            max_wait_ms: default_max_wait_ms(),
+        }
+    }
+}
+
+/// What the plugin may touch; nothing by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Names from `databases:`.
+    #[serde(default)]
+    pub databases: Vec<String>,
+}
+
+/// Sandbox limits of one plugin instance.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory cap of the instance.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Wall-clock limit of one plugin call, host calls included; past it the call traps.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: default_memory_mb(),
+            call_timeout_ms: default_call_timeout_ms(),
+        }
+    }
+}
+
+/// Backoff between re-instantiations after a trap, and between retries the plugin asks for.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Consecutive traps after which the task is FAILED instead of re-instantiated.
+    #[serde(default = "default_max_traps")]
+    pub max_consecutive_traps: u32,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            max_consecutive_traps: default_max_traps(),
+        }
+    }
+}
+
+fn default_pool_size() -> u32 {
+    8
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_statement_timeout_ms() -> u64 {
+    30_000
+}
+fn default_admin_listen() -> String {
+    "127.0.0.1:8083".into()
+}
+fn default_grace_ms() -> u64 {
+    10_000
+}
+fn default_max_records() -> usize {
+    1_000
+}
+fn default_max_bytes() -> usize {
+    1 << 20
+}
+fn default_max_wait_ms() -> u64 {
+    100
+}
+fn default_memory_mb() -> u64 {
+    64
+}
+fn default_call_timeout_ms() -> u64 {
+    30_000
+}
+fn default_initial_backoff_ms() -> u64 {
+    200
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+fn default_max_traps() -> u32 {
+    10
+}
+fn empty_mapping() -> serde_yaml::Value {
+    serde_yaml::Value::Mapping(Default::default())
+}
+
+/// A map whose values may be written as any YAML scalar (`acks: 1`, `enable.idempotence: true`)
+/// and are kept as the strings librdkafka expects.
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(String),
+    }
+    let map = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Str(s) => s,
+            };
+            (k, v)
+        })
+        .collect())
+}

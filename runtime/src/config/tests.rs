@@ -1,0 +1,147 @@
+use std::path::Path;
+
+use super::*;
+
+const VALID: &str = "\
+kafka:
+  bootstrap_servers: ${BROKERS:-127.0.0.1:9092}
+  properties:
+    fetch.wait.max.ms: 50
+    socket.keepalive.enable: true
+databases:
+  main:
+    url: postgres://postgres:${PGPASSWORD}@127.0.0.1/postgres
+connectors:
+  - name: orders-to-pg
+    kind: sink
+    plugin: plugins/sink_sql.wasm
+    topics: [orders]
+    grants:
+      databases: [main]
+    config:
+      database: main
+      table: orders
+";
+
+fn env(name: &str) -> Option<String> {
+    (name == "PGPASSWORD").then(|| "secret".to_owned())
+}
+
+fn diagnostics(text: &str) -> Vec<Diagnostic> {
+    match parse(Path::new("dir/connectors.yaml"), text, &env) {
+        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+        other => panic!("expected diagnostics, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_valid_file_parses_with_defaults_and_substitutions() {
+    let config = parse(Path::new("dir/connectors.yaml"), VALID, &env).unwrap();
+    assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
+    assert_eq!(config.kafka.properties["fetch.wait.max.ms"], "50");
+    assert_eq!(config.kafka.properties["socket.keepalive.enable"], "true");
+    assert_eq!(
+        config.databases["main"].url,
+        "postgres://postgres:secret@127.0.0.1/postgres"
+    );
+    let c = &config.connectors[0];
+    assert_eq!(c.plugin, Path::new("dir/plugins/sink_sql.wasm"));
+    assert_eq!(c.batch.max_records, 1000);
+    assert_eq!(c.limits.memory_mb, 64);
+    assert_eq!(serde_json::to_value(&c.config).unwrap()["table"], "orders");
+}
+
+#[test]
+fn a_missing_variable_without_default_points_at_its_line_and_column() {
+    let text = VALID.replace("${PGPASSWORD}", "${NOPE}");
+    let d = diagnostics(&text);
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].line, d[0].column), (8, 30));
+    assert!(d[0].message.contains("NOPE is not set"), "{}", d[0].message);
+}
+
+#[test]
+fn escaped_and_commented_placeholders_are_left_alone() {
+    let text = format!(
+        "# ${{UNSET}} in a comment\n{}",
+        VALID.replace("table: orders", "table: $${x}")
+    );
+    let config = parse(Path::new("c.yaml"), &text, &env).unwrap();
+    assert_eq!(
+        serde_json::to_value(&config.connectors[0].config).unwrap()["table"],
+        "${x}"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_refused_at_its_line() {
+    let text = VALID.replace(
+        "    topics: [orders]",
+        "    topics: [orders]\n    topix: [typo]",
+    );
+    let d = diagnostics(&text);
+    assert_eq!(d[0].line, 14);
+    assert!(
+        d[0].message.contains("unknown field `topix`"),
+        "{}",
+        d[0].message
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_field_and_line() {
+    let text = VALID.replace(
+        "    topics: [orders]",
+        "    topics: [orders]\n    batch:\n      max_records: lots",
+    );
+    let d = diagnostics(&text);
+    assert_eq!(d[0].line, 15);
+    assert!(d[0].message.contains("max_records"), "{}", d[0].message);
+}
+
+#[test]
+fn malformed_yaml_points_at_the_line() {
+    let d = diagnostics("kafka:\n  bootstrap_servers: [unclosed\nconnectors: []\n");
+    assert!(d[0].line >= 2, "{d:?}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_at_their_lines() {
+    let text = format!(
+        "{VALID}  - name: orders-to-pg
+    kind: sink
+    plugin: other.wasm
+    topics: [orders]
+    batch: {{ max_records: 0 }}
+    grants:
+      databases: [main, analytics]
+"
+    );
+    let d = diagnostics(&text);
+    let by_line: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.message.as_str())).collect();
+    assert_eq!(d.len(), 3, "{by_line:?}");
+    assert_eq!(by_line[0].0, 19);
+    assert!(by_line[0].1.contains("duplicate connector name"));
+    assert_eq!(by_line[1].0, 23);
+    assert!(by_line[1].1.contains("max_records: 0 is out of range"));
+    assert_eq!(by_line[2].0, 25);
+    assert!(by_line[2].1.contains("\"analytics\""));
+}
+
+#[test]
+fn managed_kafka_properties_may_not_be_overridden() {
+    let text = VALID.replace(
+        "    fetch.wait.max.ms: 50",
+        "    enable.auto.offset.store: true",
+    );
+    let d = diagnostics(&text);
+    assert_eq!(d[0].line, 4);
+    assert!(d[0].message.contains("enable.auto.offset.store"));
+}
+
+#[test]
+fn diagnostics_render_as_file_line_column() {
+    let err = parse(Path::new("conf/c.yaml"), "kafka: 3\n", &env).unwrap_err();
+    let rendered = err.to_string();
+    assert!(rendered.starts_with("conf/c.yaml:1:"), "{rendered}");
+}

@@ -1,0 +1,229 @@
+//! Rules serde cannot express. Pure: no file, network or environment access.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::model::{Config, ConnectorConfig, ConnectorKind};
+
+/// A rule broken at `path` (`connectors[1].batch.max_records`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+/// librdkafka properties the runtime sets itself: overriding them would break delivery
+/// guarantees (offsets stored before the sink wrote) or the group model.
+const MANAGED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "enable.partition.eof",
+];
+
+const MAX_BATCH_RECORDS: usize = 100_000;
+const MAX_BATCH_BYTES: usize = 256 << 20;
+const MAX_MEMORY_MB: u64 = 4096;
+
+/// Every problem in `config`, in file order.
+pub fn validate(config: &Config) -> Vec<Problem> {
+    let mut v = Validator::default();
+    if config.kafka.bootstrap_servers.trim().is_empty() {
+        v.problem(
+            "kafka.bootstrap_servers",
+            "must name at least one broker (host:port)",
+        );
+    }
+    v.managed_properties("kafka.properties", config.kafka.properties.keys());
+    for (name, db) in &config.databases {
+        let path = format!("databases.{name}");
+        if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
+            v.problem(
+                format!("{path}.url"),
+                "must be a postgres:// URL (PostgreSQL is the database this version supports)",
+            );
+        }
+        v.range(format!("{path}.pool_size"), db.pool_size as u64, 1, 1000);
+        v.range(
+            format!("{path}.connect_timeout_ms"),
+            db.connect_timeout_ms,
+            1,
+            3_600_000,
+        );
+        v.range(
+            format!("{path}.statement_timeout_ms"),
+            db.statement_timeout_ms,
+            1,
+            3_600_000,
+        );
+    }
+    if config.admin.listen.parse::<SocketAddr>().is_err() {
+        v.problem(
+            "admin.listen",
+            format!(
+                "{:?} is not an address of the form ip:port",
+                config.admin.listen
+            ),
+        );
+    }
+    v.range(
+        "worker.shutdown_grace_ms",
+        config.worker.shutdown_grace_ms,
+        0,
+        600_000,
+    );
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, connector) in config.connectors.iter().enumerate() {
+        if let Some(first) = names.insert(&connector.name, i) {
+            v.problem(
+                format!("connectors[{i}].name"),
+                format!(
+                    "duplicate connector name {:?} (first used by connectors[{first}])",
+                    connector.name
+                ),
+            );
+        }
+        v.connector(config, i, connector);
+    }
+    v.problems
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn range(&mut self, path: impl Into<String>, value: u64, min: u64, max: u64) {
+        if value < min || value > max {
+            self.problem(
+                path,
+                format!("{value} is out of range: must be {min} to {max}"),
+            );
+        }
+    }
+
+    fn managed_properties<'a>(&mut self, path: &str, keys: impl Iterator<Item = &'a String>) {
+        for key in keys {
+            if MANAGED_PROPERTIES.contains(&key.as_str()) {
+                self.problem(
+                    format!("{path}.{key}"),
+                    "is set by wasmconnect itself and may not be overridden",
+                );
+            }
+        }
+    }
+
+    fn connector(&mut self, config: &Config, i: usize, c: &ConnectorConfig) {
+        let path = format!("connectors[{i}]");
+        let name_ok = !c.name.is_empty()
+            && c.name.len() <= 200
+            && c.name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+        if !name_ok {
+            self.problem(
+                format!("{path}.name"),
+                format!("{:?} is not a valid connector name: use 1-200 letters, digits, '-', '_' or '.'", c.name),
+            );
+        }
+        if c.plugin.extension().and_then(|e| e.to_str()) != Some("wasm") {
+            self.problem(
+                format!("{path}.plugin"),
+                format!("{:?} is not a .wasm file", c.plugin.display().to_string()),
+            );
+        }
+        match c.kind {
+            ConnectorKind::Sink => {
+                if c.topics.is_empty() {
+                    self.problem(format!("{path}.topics"), "a sink needs at least one topic");
+                }
+                for (t, topic) in c.topics.iter().enumerate() {
+                    if topic.trim().is_empty() {
+                        self.problem(format!("{path}.topics[{t}]"), "topic name is empty");
+                    }
+                }
+            }
+        }
+        self.range(
+            format!("{path}.batch.max_records"),
+            c.batch.max_records as u64,
+            1,
+            MAX_BATCH_RECORDS as u64,
+        );
+        self.range(
+            format!("{path}.batch.max_bytes"),
+            c.batch.max_bytes as u64,
+            1,
+            MAX_BATCH_BYTES as u64,
+        );
+        self.range(
+            format!("{path}.batch.max_wait_ms"),
+            c.batch.max_wait_ms,
+            0,
+            60_000,
+        );
+        for (d, db) in c.grants.databases.iter().enumerate() {
+            if !config.databases.contains_key(db) {
+                let known: Vec<&str> = config.databases.keys().map(String::as_str).collect();
+                self.problem(
+                    format!("{path}.grants.databases[{d}]"),
+                    format!("grants database {db:?}, which databases: does not define (defined: {known:?})"),
+                );
+            }
+        }
+        self.range(
+            format!("{path}.limits.memory_mb"),
+            c.limits.memory_mb,
+            1,
+            MAX_MEMORY_MB,
+        );
+        self.range(
+            format!("{path}.limits.call_timeout_ms"),
+            c.limits.call_timeout_ms,
+            10,
+            600_000,
+        );
+        self.range(
+            format!("{path}.restart.initial_backoff_ms"),
+            c.restart.initial_backoff_ms,
+            1,
+            c.restart.max_backoff_ms.max(1),
+        );
+        self.range(
+            format!("{path}.restart.max_backoff_ms"),
+            c.restart.max_backoff_ms,
+            1,
+            3_600_000,
+        );
+        self.range(
+            format!("{path}.restart.max_consecutive_traps"),
+            c.restart.max_consecutive_traps as u64,
+            1,
+            1_000_000,
+        );
+        self.managed_properties(&format!("{path}.consumer"), c.consumer.keys());
+        match &c.config {
+            serde_yaml::Value::Mapping(_) => {
+                if let Err(e) = serde_json::to_value(&c.config) {
+                    self.problem(
+                        format!("{path}.config"),
+                        format!("cannot be handed to the plugin as JSON: {e}"),
+                    );
+                }
+            }
+            _ => self.problem(
+                format!("{path}.config"),
+                "must be a mapping of the plugin's settings",
+            ),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! wasmconnect: a connector runtime in the style of Kafka Connect whose connectors are
+//! WebAssembly components.
+//!
+//! Layout (data flows Kafka -> batch -> plugin -> external system -> offsets):
+//! - `config`: `connectors.yaml`, parse -> validate -> typed config; no network I/O.
+//! - `connector`: the pure core: records, batching, offset watermark, backoff.
+//! - `kafka`: rdkafka consumer wrappers.
+//! - `wasm`: engine, component cache, the one `bindgen!`, store state, host capabilities.
+//! - `task`: the loops that drive a plugin (`sink_task`).
+//! - `worker`: builds connectors from the config, runs and stops them, keeps their status.
+//! - `admin`: the REST API.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod connector;
+pub mod kafka;
+pub mod task;
+pub mod wasm;
+pub mod worker;

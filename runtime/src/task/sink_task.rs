@@ -1,0 +1,334 @@
+//! The sink task: Kafka -> batch -> plugin `write` -> offsets stored -> committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConnectorConfig;
+use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record};
+use crate::kafka::{Revoked, SinkConsumer};
+use crate::wasm::capability::sql::SqlGrants;
+use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
+use crate::worker::TaskReporter;
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// The task cannot go on; the message is its FAILED trace.
+    #[error("{0}")]
+    Failed(String),
+    /// Shutdown was asked for while waiting.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One task of a sink connector.
+///
+/// Guarantee (at-least-once): a record's offset is stored for commit only after the plugin's
+/// `write` returned `ok` for it and for every record read before it in its partition. Stored
+/// offsets are committed periodically, synchronously when partitions are revoked, and
+/// synchronously when the task stops.
+pub struct SinkTask {
+    identity: TaskIdentity,
+    config: ConnectorConfig,
+    plugin_config: String,
+    plugin: Arc<SinkPlugin>,
+    engine: wasmtime::Engine,
+    sql: Arc<SqlGrants>,
+    consumer: SinkConsumer,
+    revoked: mpsc::UnboundedReceiver<Revoked>,
+    status: TaskReporter,
+    shutdown: CancellationToken,
+    grace: Duration,
+    topics: HashMap<String, Arc<str>>,
+}
+
+impl SinkTask {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        identity: TaskIdentity,
+        config: ConnectorConfig,
+        plugin_config: String,
+        plugin: Arc<SinkPlugin>,
+        engine: wasmtime::Engine,
+        sql: Arc<SqlGrants>,
+        (consumer, revoked): (SinkConsumer, mpsc::UnboundedReceiver<Revoked>),
+        status: TaskReporter,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Self {
+        SinkTask {
+            identity,
+            config,
+            plugin_config,
+            plugin,
+            engine,
+            sql,
+            consumer,
+            revoked,
+            status,
+            shutdown,
+            grace,
+            topics: HashMap::new(),
+        }
+    }
+
+    /// Runs until shutdown or failure; reports RUNNING, then FAILED with the reason or
+    /// UNASSIGNED after a clean stop. Commits stored offsets before returning either way.
+    pub async fn run(mut self) {
+        self.status.running();
+        tracing::info!(connector = %self.identity.connector, task = self.identity.task,
+            plugin = %self.plugin.path().display(), topics = ?self.config.topics, "sink task started");
+        let mut instance = None;
+        let outcome = self.consume(&mut instance).await;
+        if let Some(instance) = instance {
+            instance.close().await;
+        }
+        self.commit();
+        match outcome {
+            Ok(()) => {
+                tracing::info!(connector = %self.identity.connector, task = self.identity.task, "sink task stopped");
+                self.status.unassigned();
+            }
+            Err(trace) => {
+                tracing::error!(connector = %self.identity.connector, task = self.identity.task, "task failed: {trace}");
+                self.status.failed(trace);
+            }
+        }
+        let consumer = self.consumer;
+        tokio::task::block_in_place(move || drop(consumer));
+    }
+
+    async fn consume(&mut self, instance: &mut Option<SinkInstance>) -> Result<(), String> {
+        let mut batcher = Batcher::new(&self.config.batch);
+        let mut tracker = OffsetTracker::new();
+        loop {
+            let deadline = batcher.deadline();
+            let batch = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                Some(revoked) = self.revoked.recv() => {
+                    for (topic, partition) in revoked {
+                        batcher.forget(&topic, partition);
+                        tracker.forget(&topic, partition);
+                    }
+                    None
+                }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    Some(batcher.take())
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(message) => {
+                        let record = to_record(&mut self.topics, &message);
+                        tracker.track(&record.topic, record.partition, record.offset);
+                        batcher.push(record, Instant::now())
+                    }
+                    Err(e) => {
+                        tracing::warn!(connector = %self.identity.connector, "kafka: {e}");
+                        None
+                    }
+                },
+            };
+            if let Some(batch) = batch {
+                match self.deliver(instance, &mut tracker, &batch).await {
+                    Ok(()) => {}
+                    Err(Stop::Cancelled) => return Ok(()),
+                    Err(Stop::Failed(trace)) => return Err(trace),
+                }
+            }
+        }
+        // Drain: write what is buffered, within the grace period; what does not make it is
+        // simply not committed and is read again after a restart.
+        if !batcher.is_empty() {
+            let batch = batcher.take();
+            match tokio::time::timeout(self.grace, self.deliver(instance, &mut tracker, &batch))
+                .await
+            {
+                Ok(Err(Stop::Failed(trace))) => return Err(trace),
+                Ok(_) => {}
+                Err(_) => tracing::warn!(connector = %self.identity.connector,
+                    "shutdown grace period ran out with {} records unwritten; they will be read again", batch.len()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one batch through the plugin until it is written, the task fails or shutdown
+    /// interrupts a wait. Retries and traps back off; a trap drops the instance first.
+    async fn deliver(
+        &mut self,
+        instance: &mut Option<SinkInstance>,
+        tracker: &mut OffsetTracker,
+        batch: &[Record],
+    ) -> Result<(), Stop> {
+        let restart = self.config.restart;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(restart.initial_backoff_ms),
+            Duration::from_millis(restart.max_backoff_ms),
+        );
+        let mut traps = 0u32;
+        loop {
+            let result = match instance {
+                Some(live) => live.write(batch).await,
+                None => match self.open().await {
+                    Ok(live) => {
+                        *instance = Some(live);
+                        continue;
+                    }
+                    Err(CallError::Plugin(PluginError::Retry(m))) => {
+                        Err(CallError::Plugin(PluginError::Retry(m)))
+                    }
+                    Err(CallError::Trap(t)) => Err(CallError::Trap(t)),
+                    Err(CallError::Plugin(e)) => {
+                        return Err(Stop::Failed(format!("opening the plugin failed: {e}")));
+                    }
+                },
+            };
+            match result {
+                Ok(()) => {
+                    for record in batch {
+                        tracker.complete(&record.topic, record.partition, record.offset);
+                    }
+                    self.store_offsets(tracker);
+                    return Ok(());
+                }
+                Err(CallError::Plugin(PluginError::Retry(message))) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                        "plugin asked for a retry in {delay:?} ({} records): {message}", batch.len());
+                    self.wait(delay).await?;
+                }
+                Err(CallError::Plugin(PluginError::Reject(rejected))) => {
+                    return Err(self.rejected(tracker, batch, &rejected));
+                }
+                Err(CallError::Plugin(PluginError::Fatal(message))) => {
+                    return Err(Stop::Failed(format!("plugin failed: {message}")));
+                }
+                Err(CallError::Trap(what)) => {
+                    *instance = None;
+                    traps += 1;
+                    if traps >= restart.max_consecutive_traps {
+                        return Err(Stop::Failed(format!(
+                            "plugin trapped {traps} times in a row (restart.max_consecutive_traps); last trap: {what}"
+                        )));
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::error!(connector = %self.identity.connector, task = self.identity.task,
+                        "plugin trapped ({traps} in a row), instance dropped; re-instantiating in {delay:?}: {what}");
+                    self.wait(delay).await?;
+                }
+            }
+        }
+    }
+
+    /// Stores offsets up to the first rejected record and explains every rejected one.
+    fn rejected(
+        &mut self,
+        tracker: &mut OffsetTracker,
+        batch: &[Record],
+        rejected: &[crate::connector::Rejected],
+    ) -> Stop {
+        let Some(first) = rejected.iter().map(|r| r.index as usize).min() else {
+            return Stop::Failed("plugin returned reject with no record in it".into());
+        };
+        if let Some(bad) = rejected.iter().find(|r| r.index as usize >= batch.len()) {
+            return Stop::Failed(format!(
+                "plugin rejected record index {} of a batch of {} records",
+                bad.index,
+                batch.len()
+            ));
+        }
+        for record in &batch[..first] {
+            tracker.complete(&record.topic, record.partition, record.offset);
+        }
+        self.store_offsets(tracker);
+        let details: Vec<String> = rejected
+            .iter()
+            .map(|r| format!("{}: {}", batch[r.index as usize].locator(), r.reason))
+            .collect();
+        Stop::Failed(format!(
+            "plugin rejected {} record(s) (errors.tolerance is none): {}",
+            rejected.len(),
+            details.join("; ")
+        ))
+    }
+
+    async fn open(&self) -> Result<SinkInstance, CallError> {
+        self.plugin
+            .instantiate(
+                &self.engine,
+                self.identity.clone(),
+                self.sql.clone(),
+                &self.config.limits,
+                &self.plugin_config,
+            )
+            .await
+    }
+
+    async fn wait(&self, delay: Duration) -> Result<(), Stop> {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => Err(Stop::Cancelled),
+            _ = sleep(delay) => Ok(()),
+        }
+    }
+
+    fn store_offsets(&self, tracker: &mut OffsetTracker) {
+        for (topic, partition, offset) in tracker.committable() {
+            if let Err(e) = self.consumer.store_offset(&topic, partition, offset) {
+                // The partition was revoked meanwhile; its new owner re-reads from the last commit.
+                tracing::debug!(connector = %self.identity.connector, "storing offset {topic}/{partition}@{offset}: {e}");
+            }
+        }
+    }
+
+    fn commit(&self) {
+        match tokio::task::block_in_place(|| self.consumer.commit_consumer_state(CommitMode::Sync))
+        {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::warn!(connector = %self.identity.connector, "final offset commit failed: {e}")
+            }
+        }
+    }
+}
+
+/// Copies a Kafka message into a record; topic names are interned in `topics`.
+fn to_record(topics: &mut HashMap<String, Arc<str>>, m: &BorrowedMessage<'_>) -> Record {
+    let topic = match topics.get(m.topic()) {
+        Some(t) => t.clone(),
+        None => {
+            let t: Arc<str> = Arc::from(m.topic());
+            topics.insert(m.topic().to_owned(), t.clone());
+            t
+        }
+    };
+    Record {
+        topic,
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,14 @@
+//! The one `bindgen!` of the contract: the `host` world, the union of every capability the
+//! runtime offers and every interface a plugin may export.
+
+wasmtime::component::bindgen!({
+    world: "host",
+    path: "../wit",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+/// The contract version this runtime implements, as plugins spell it in their exports.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract's package, without version.
+pub const CONTRACT_PACKAGE: &str = "wasmconnect:plugin";

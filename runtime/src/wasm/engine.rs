@@ -1,0 +1,188 @@
+//! The wasmtime engine, its epoch ticker, the linker and the compiled-component cache.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+use super::capability;
+use super::sink::SinkPlugin;
+use super::state::TaskState;
+
+/// How often the epoch advances: the granularity of every call deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a plugin could not be loaded. Every message names the plugin file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin {}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {}: {reason}", path.display())]
+    NotComponent { path: PathBuf, reason: String },
+    #[error("plugin {}: does not compile: {message}", path.display())]
+    Compile { path: PathBuf, message: String },
+    #[error("plugin {}: {message}", path.display())]
+    Contract { path: PathBuf, message: String },
+    #[error("plugin {}: needs an import this runtime does not provide: {message}", path.display())]
+    Link { path: PathBuf, message: String },
+}
+
+/// One per process: compiles each plugin once and hands out cached, pre-linked plugins.
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    sinks: Mutex<HashMap<PathBuf, Arc<SinkPlugin>>>,
+}
+
+impl WasmEngine {
+    /// Builds the engine (epoch interruption on, async host calls) and starts its epoch ticker,
+    /// which stops by itself when the engine is dropped.
+    pub fn new() -> Result<Self, wasmtime::Error> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(wasmtime::Error::from)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        capability::log::add_to_linker(&mut linker, |s: &mut TaskState| {
+            capability::log::LogView {
+                identity: &s.identity,
+            }
+        })?;
+        capability::sql::add_to_linker(&mut linker, |s: &mut TaskState| {
+            capability::sql::SqlView { grants: &s.sql }
+        })?;
+        Ok(WasmEngine {
+            engine,
+            linker,
+            sinks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a sink plugin, compiling it on first use. Checks that the file is a component that
+    /// exports this runtime's sink interface and needs no import the runtime lacks.
+    pub fn load_sink(&self, path: &Path) -> Result<Arc<SinkPlugin>, LoadError> {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        if let Some(plugin) = self.sinks.lock().expect("cache lock").get(&key) {
+            return Ok(plugin.clone());
+        }
+        let component = self.compile(path)?;
+        check_exports(&self.engine, &component, "sink").map_err(|message| LoadError::Contract {
+            path: path.to_owned(),
+            message,
+        })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            })?;
+        let plugin =
+            Arc::new(
+                SinkPlugin::new(path.to_owned(), pre).map_err(|e| LoadError::Contract {
+                    path: path.to_owned(),
+                    message: format!("{e:#}"),
+                })?,
+            );
+        self.sinks
+            .lock()
+            .expect("cache lock")
+            .insert(key, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn compile(&self, path: &Path) -> Result<Component, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let not_component = |reason: &str| LoadError::NotComponent {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(not_component("is not a WebAssembly file"));
+        }
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(not_component(
+                "is a core WebAssembly module, not a component: build the plugin with \
+                 `cargo build --target wasm32-wasip2`",
+            ));
+        }
+        Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })
+    }
+}
+
+/// Checks that `component` exports `wasmconnect:plugin/<kind>` at this runtime's version, and
+/// explains in words what it is instead when it does not.
+fn check_exports(engine: &Engine, component: &Component, kind: &str) -> Result<(), String> {
+    let wanted = format!("{CONTRACT_PACKAGE}/{kind}@{CONTRACT_VERSION}");
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if exports.iter().any(|e| *e == wanted) {
+        return Ok(());
+    }
+    let ours: Vec<&String> = exports
+        .iter()
+        .filter(|e| e.starts_with(&format!("{CONTRACT_PACKAGE}/")))
+        .collect();
+    if let Some(other) = ours
+        .iter()
+        .find(|e| e.starts_with(&format!("{CONTRACT_PACKAGE}/{kind}@")))
+    {
+        let version = other.rsplit('@').next().unwrap_or("?");
+        return Err(format!(
+            "was built for contract {CONTRACT_PACKAGE}@{version}, but this runtime implements \
+             {CONTRACT_PACKAGE}@{CONTRACT_VERSION}: rebuild the plugin against a matching \
+             wasmconnect-sdk"
+        ));
+    }
+    if let Some(other) = ours.first() {
+        let other_kind = other
+            .trim_start_matches(&format!("{CONTRACT_PACKAGE}/"))
+            .split('@')
+            .next()
+            .unwrap_or("?");
+        return Err(format!(
+            "is a {other_kind} plugin (exports {other}), but the connector is a {kind}"
+        ));
+    }
+    Err(format!(
+        "is not a wasmconnect {kind} plugin: it exports no {wanted} (exports: {})",
+        if exports.is_empty() {
+            "nothing".to_owned()
+        } else {
+            exports.join(", ")
+        }
+    ))
+}

@@ -1,0 +1,139 @@
+//! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
+
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
+
+use crate::config::{Config, ConnectorConfig, ConnectorKind};
+use crate::kafka::sink_consumer;
+use crate::task::SinkTask;
+use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
+use crate::wasm::{LoadError, TaskIdentity, WasmEngine};
+
+/// Why a worker could not be built at all. Problems of one connector do not stop the worker:
+/// that connector is FAILED and the others run.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error(transparent)]
+    Database(#[from] DatabaseUrlError),
+}
+
+/// Runs the connectors of one config.
+pub struct Worker {
+    config: Config,
+    engine: Arc<WasmEngine>,
+    databases: Arc<Databases>,
+    status: StatusBoard,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    /// Builds the engine and the database pools (which connect lazily). No network I/O.
+    pub fn build(config: Config) -> Result<Self, BuildError> {
+        let engine = WasmEngine::new().map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        let databases = Databases::new(&config.databases)?;
+        Ok(Worker {
+            config,
+            engine: Arc::new(engine),
+            databases: Arc::new(databases),
+            status: StatusBoard::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Loads (compiles) the plugin of every connector; one error per connector that fails.
+    pub fn check_plugins(&self) -> Vec<(String, LoadError)> {
+        self.config
+            .connectors
+            .iter()
+            .filter_map(|c| {
+                let result = match c.kind {
+                    ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
+                };
+                result.err().map(|e| (c.name.clone(), e))
+            })
+            .collect()
+    }
+
+    pub fn status(&self) -> StatusBoard {
+        self.status.clone()
+    }
+
+    /// Starts every connector's tasks. A connector that cannot start is marked FAILED with
+    /// the reason; the others start regardless.
+    pub fn start(&self) {
+        for connector in &self.config.connectors {
+            let kind = match connector.kind {
+                ConnectorKind::Sink => "sink",
+            };
+            self.status.register(&connector.name, kind, 1);
+            if let Err(trace) = self.start_connector(connector) {
+                tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
+                self.status.connector_failed(&connector.name, trace);
+            }
+        }
+    }
+
+    fn start_connector(&self, connector: &ConnectorConfig) -> Result<(), String> {
+        let plugin = self
+            .engine
+            .load_sink(&connector.plugin)
+            .map_err(|e| e.to_string())?;
+        let plugin_config = serde_json::to_string(&connector.config)
+            .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
+        let consumer = sink_consumer(&self.config.kafka, connector)
+            .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+        let task = SinkTask::new(
+            TaskIdentity {
+                connector: Arc::from(connector.name.as_str()),
+                task: 0,
+            },
+            connector.clone(),
+            plugin_config,
+            plugin,
+            self.engine.engine().clone(),
+            Arc::new(
+                self.databases
+                    .grants(&connector.name, &connector.grants.databases),
+            ),
+            consumer,
+            self.status.reporter(&connector.name, 0),
+            self.shutdown.child_token(),
+            self.grace(),
+        );
+        self.tasks.spawn(task.run());
+        Ok(())
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_millis(self.config.worker.shutdown_grace_ms)
+    }
+
+    /// Asks every task to finish its batch and commit, and waits up to the grace period (plus
+    /// a moment for the final commits). Returns whether every task finished in time.
+    pub async fn shutdown(&self) -> bool {
+        self.shutdown.cancel();
+        self.tasks.close();
+        let finished =
+            tokio::time::timeout(self.grace() + Duration::from_secs(5), self.tasks.wait())
+                .await
+                .is_ok();
+        self.databases.close().await;
+        finished
+    }
+
+    /// A token cancelled when the worker shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
