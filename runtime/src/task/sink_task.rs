@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -281,12 +281,20 @@ impl SinkTask {
         }
     }
 
+    /// Stores the moved watermarks (next offset to read) for the next commit.
     fn store_offsets(&self, tracker: &mut OffsetTracker) {
-        for (topic, partition, offset) in tracker.committable() {
-            if let Err(e) = self.consumer.store_offset(&topic, partition, offset) {
-                // The partition was revoked meanwhile; its new owner re-reads from the last commit.
-                tracing::debug!(connector = %self.identity.connector, "storing offset {topic}/{partition}@{offset}: {e}");
+        let mut offsets = TopicPartitionList::new();
+        for (topic, partition, next) in tracker.committable() {
+            if let Err(e) = offsets.add_partition_offset(&topic, partition, Offset::Offset(next)) {
+                tracing::warn!(connector = %self.identity.connector, "offset {topic}/{partition}@{next}: {e}");
             }
+        }
+        if offsets.count() == 0 {
+            return;
+        }
+        if let Err(e) = self.consumer.store_offsets(&offsets) {
+            // A partition was revoked meanwhile; its new owner re-reads from the last commit.
+            tracing::debug!(connector = %self.identity.connector, "storing offsets {offsets:?}: {e}");
         }
     }
 

@@ -150,26 +150,27 @@ fn from_wit_error(e: wit::PluginError) -> PluginError {
     }
 }
 
-/// Describes a trap in words an operator can act on.
+/// Describes a trap on one line, in words an operator can act on; the wasm backtrace goes to
+/// the debug log.
 fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
+    tracing::debug!("plugin trap: {e:?}");
     let what = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!(
             "the call ran longer than limits.call_timeout_ms ({} ms) and was interrupted",
             limits.call_timeout_ms
         ),
-        Some(trap) => format!("{trap}"),
+        Some(trap) => trap.to_string(),
         None => {
-            let text = format!("{e:#}");
-            if text.contains("growing memory") || text.contains("memory") && text.contains("limit")
-            {
+            let cause = e.root_cause().to_string();
+            if cause.contains("growing memory") {
                 format!(
-                    "the instance tried to grow past limits.memory_mb ({} MiB): {text}",
+                    "the instance tried to grow past limits.memory_mb ({} MiB): {cause}",
                     limits.memory_mb
                 )
             } else {
-                text
+                cause
             }
         }
     };
-    CallError::Trap(what)
+    CallError::Trap(what.replace('\n', "; "))
 }

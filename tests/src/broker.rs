@@ -1,0 +1,173 @@
+//! A tansu broker (Kafka protocol, SQLite storage) of the test's own, on a free loopback port.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::wait_until;
+
+/// A running broker; killed when dropped. Its data lives in a temporary directory.
+pub struct Broker {
+    pub bootstrap: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// The tansu binary the test command installed (`WASMCONNECT_TANSU` overrides).
+fn tansu_bin() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var("WASMCONNECT_TANSU") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/wasmconnect/tansu-0.6.0/bin/tansu"),
+    };
+    if !path.exists() {
+        bail!(
+            "test broker {} is missing: the README test command installs it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Broker {
+    /// Starts a broker and waits until it answers metadata requests.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("tansu.log"))?;
+        let child = Command::new(tansu_bin()?)
+            .current_dir(dir.path())
+            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tansu")?;
+        let broker = Broker {
+            bootstrap: format!("127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        };
+        let bootstrap = broker.bootstrap.clone();
+        wait_until(
+            "the broker to answer metadata requests",
+            Duration::from_secs(30),
+            || {
+                let bootstrap = bootstrap.clone();
+                async move {
+                    let consumer: BaseConsumer = ClientConfig::new()
+                        .set("bootstrap.servers", &bootstrap)
+                        .create()?;
+                    Ok(tokio::task::spawn_blocking(move || {
+                        consumer.fetch_metadata(None, Duration::from_secs(1))
+                    })
+                    .await?
+                    .map(drop)
+                    .map_err(|e| e.to_string()))
+                }
+            },
+        )
+        .await?;
+        Ok(broker)
+    }
+
+    pub async fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()?;
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await?;
+        for result in results {
+            result.map_err(|(topic, code)| anyhow::anyhow!("creating topic {topic}: {code}"))?;
+        }
+        Ok(())
+    }
+
+    /// A producer that waits for every record to be acknowledged by the broker.
+    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()?)
+    }
+
+    /// Produces `(key, value)` pairs (a `None` value is a tombstone) and waits for every ack.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        records: &[(Option<Vec<u8>>, Option<Vec<u8>>)],
+    ) -> anyhow::Result<()> {
+        let producer = self.producer()?;
+        for chunk in records.chunks(5_000) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for (key, value) in chunk {
+                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+                if let Some(key) = key {
+                    record = record.key(key.as_slice());
+                }
+                if let Some(value) = value {
+                    record = record.payload(value.as_slice());
+                }
+                pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+            }
+            for delivery in pending {
+                delivery.await?.map_err(|(e, _)| e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The offset the consumer group `group` committed for `topic`/`partition`, if any.
+    pub async fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> anyhow::Result<Option<i64>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .create()?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        let committed = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(list, Duration::from_secs(5))
+        })
+        .await??;
+        let offset = committed
+            .find_partition(topic, partition)
+            .map(|e| e.offset())
+            .unwrap_or(Offset::Invalid);
+        Ok(match offset {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

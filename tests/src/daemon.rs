@@ -1,0 +1,149 @@
+//! The `wasmconnect` binary as a child process, with its log captured.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::{paths, wait_until};
+
+/// A running daemon; killed (SIGKILL) when dropped.
+pub struct Daemon {
+    child: Child,
+    pub admin: String,
+    log: Arc<Mutex<Vec<String>>>,
+    config: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Writes `config` (with `{admin}` replaced by a free loopback address) to a temporary file
+    /// and starts `wasmconnect run` on it.
+    pub fn start(config: &str) -> anyhow::Result<Self> {
+        let dir = Arc::new(tempfile::tempdir()?);
+        let path = dir.path().join("connectors.yaml");
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let admin = format!("127.0.0.1:{port}");
+        std::fs::write(&path, config.replace("{admin}", &admin))?;
+        Self::spawn(path, admin, dir)
+    }
+
+    /// Starts the daemon again on the same config file (after a kill, say).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::spawn(self.config.clone(), self.admin.clone(), self._dir.clone())?;
+        Ok(())
+    }
+
+    fn spawn(config: PathBuf, admin: String, dir: Arc<tempfile::TempDir>) -> anyhow::Result<Self> {
+        let mut child = Command::new(paths::wasmconnect_bin()?)
+            .arg("run")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting wasmconnect")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().context("daemon stderr")?;
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("WASMCONNECT_TEST_ECHO").is_some() {
+                    eprintln!("[daemon] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Ok(Daemon {
+            child,
+            admin,
+            log,
+            config,
+            _dir: dir,
+        })
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains every one of `parts`; returns it.
+    pub async fn wait_log(&self, parts: &[&str], timeout: Duration) -> anyhow::Result<String> {
+        wait_until(&format!("a log line with {parts:?}"), timeout, || async {
+            Ok(self
+                .log()
+                .into_iter()
+                .find(|line| parts.iter().all(|p| line.contains(p)))
+                .ok_or_else(|| format!("{} log lines", self.log().len())))
+        })
+        .await
+    }
+
+    /// GET /connectors/{name}/status.
+    pub async fn status(&self, connector: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("http://{}/connectors/{connector}/status", self.admin);
+        Ok(reqwest::get(&url).await?.json().await?)
+    }
+
+    /// Waits until task 0 of `connector` is in `state`; returns the status document.
+    pub async fn wait_task_state(
+        &self,
+        connector: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        wait_until(
+            &format!("task 0 of {connector} to be {state}"),
+            timeout,
+            || async {
+                match self.status(connector).await {
+                    Ok(status) if status["tasks"][0]["state"] == state => Ok(Ok(status)),
+                    Ok(status) => Ok(Err(status.to_string())),
+                    Err(e) => Ok(Err(e.to_string())),
+                }
+            },
+        )
+        .await
+    }
+
+    /// SIGKILL: no drain, no commit.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM)?;
+        let child = &mut self.child;
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                anyhow::bail!("the daemon did not exit within {timeout:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,58 @@
+//! Where the binaries and plugins under test are. The test command builds them first; a missing
+//! one is an error that says how to build it, never a skipped test.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+/// The cargo target directory the tests were built into.
+fn target_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    // target/<profile>/deps/it-<hash>
+    exe.ancestors()
+        .nth(3)
+        .map(PathBuf::from)
+        .context("test binary is not inside a cargo target directory")
+}
+
+fn existing(path: PathBuf, how: &str) -> anyhow::Result<PathBuf> {
+    if !path.exists() {
+        bail!("{} does not exist: {how}", path.display());
+    }
+    Ok(path)
+}
+
+/// The `wasmconnect` binary (`WASMCONNECT_BIN` overrides).
+pub fn wasmconnect_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(bin) = std::env::var("WASMCONNECT_BIN") {
+        return existing(PathBuf::from(bin), "WASMCONNECT_BIN points nowhere");
+    }
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .ancestors()
+        .nth(2)
+        .context("locating the profile directory")?;
+    existing(
+        profile_dir.join("wasmconnect"),
+        "build it with `cargo build -p wasmconnect` (the README test command does)",
+    )
+}
+
+/// A plugin built with `cargo build --profile plugin --target wasm32-wasip2 -p <crate>`.
+pub fn plugin(crate_name: &str) -> anyhow::Result<PathBuf> {
+    let file = format!("{}.wasm", crate_name.replace('-', "_"));
+    existing(
+        target_dir()?.join("wasm32-wasip2/plugin").join(file),
+        &format!(
+            "build it with `cargo build --profile plugin --target wasm32-wasip2 -p {crate_name}` (the README test command does)"
+        ),
+    )
+}
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}

@@ -1,0 +1,7 @@
+//! The one integration test binary: wasmconnect against a real broker, a real PostgreSQL and
+//! real plugins built to wasm32-wasip2.
+
+mod cli;
+mod common;
+mod sandbox;
+mod sink_sql;
