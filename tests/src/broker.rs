@@ -15,6 +15,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::wait_until;
 
+/// A record to produce: key and value (a `None` value is a tombstone).
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A running broker; killed when dropped. Its data lives in a temporary directory.
 pub struct Broker {
     pub bootstrap: String,
@@ -112,11 +115,7 @@ impl Broker {
     }
 
     /// Produces `(key, value)` pairs (a `None` value is a tombstone) and waits for every ack.
-    pub async fn produce(
-        &self,
-        topic: &str,
-        records: &[(Option<Vec<u8>>, Option<Vec<u8>>)],
-    ) -> anyhow::Result<()> {
+    pub async fn produce(&self, topic: &str, records: &[KeyValue]) -> anyhow::Result<()> {
         let producer = self.producer()?;
         for chunk in records.chunks(5_000) {
             let mut pending = Vec::with_capacity(chunk.len());

@@ -32,9 +32,9 @@ impl Postgres {
     }
 
     pub async fn count(&self, sql: &str) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar::<_, i64>(sql)
+        sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.pool)
             .await
-            .with_context(|| sql.to_owned())?)
+            .with_context(|| sql.to_owned())
     }
 }

@@ -149,7 +149,7 @@ fn check_exports(engine: &Engine, component: &Component, kind: &str) -> Result<(
         .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
         .map(|(name, _)| name.to_owned())
         .collect();
-    if exports.iter().any(|e| *e == wanted) {
+    if exports.contains(&wanted) {
         return Ok(());
     }
     let ours: Vec<&String> = exports

@@ -93,11 +93,15 @@ impl StatusBoard {
     }
 
     fn set(&self, connector: &str, task: u32, state: State, trace: Option<String>) {
-        if let Some(c) = self.inner.write().expect("status lock").get_mut(connector) {
-            if let Some(t) = c.tasks.iter_mut().find(|t| t.id == task) {
-                t.state = state;
-                t.trace = trace;
-            }
+        if let Some(t) = self
+            .inner
+            .write()
+            .expect("status lock")
+            .get_mut(connector)
+            .and_then(|c| c.tasks.iter_mut().find(|t| t.id == task))
+        {
+            t.state = state;
+            t.trace = trace;
         }
     }
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job (README): builds the plugins and the daemon, makes sure a broker and PostgreSQL
+# are there (a local tansu on 127.0.0.1:9092 unless KAFKA_BOOTSTRAP_SERVERS is set), creates
+# the demo table, then runs `wasmconnect run connectors.yaml`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/scripts/services.sh
+
+ensure_wasm_target
+ensure_postgres
+export DATABASE_URL="${DATABASE_URL:-$WASMCONNECT_TEST_DATABASE_URL}"
+psql "$DATABASE_URL" -qc "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, customer text, amount numeric)"
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  ensure_tansu
+  data="$WASMCONNECT_CACHE/quickstart-broker"
+  mkdir -p "$data"
+  if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+    say "starting a local broker on 127.0.0.1:9092 (data in $data)"
+    (cd "$data" && exec "$WASMCONNECT_TANSU" broker --storage-engine sqlite://tansu.db \
+      --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+      >broker.log 2>&1) &
+    trap 'kill %1 2>/dev/null || true' EXIT
+  fi
+fi
+build_plugins
+cargo build --release -p wasmconnect
+./target/release/wasmconnect run connectors.yaml

@@ -1,0 +1,59 @@
+# Sourced by the test and quickstart commands: installs and starts what a fresh machine lacks.
+# Slow installs are cached outside the repository (WASMCONNECT_CACHE, default ~/.cache/wasmconnect).
+set -euo pipefail
+
+WASMCONNECT_CACHE="${WASMCONNECT_CACHE:-$HOME/.cache/wasmconnect}"
+TANSU_VERSION=0.6.0
+export WASMCONNECT_TANSU="${WASMCONNECT_TANSU:-$WASMCONNECT_CACHE/tansu-$TANSU_VERSION/bin/tansu}"
+export WASMCONNECT_TEST_DATABASE_URL="${WASMCONNECT_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    say "installing the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+# tansu: a Kafka-compatible broker (crates.io). ~15 minutes to build once, then cached.
+ensure_tansu() {
+  if [ ! -x "$WASMCONNECT_TANSU" ]; then
+    say "building the test broker tansu $TANSU_VERSION into $WASMCONNECT_CACHE (once, ~15 min)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
+      --root "$WASMCONNECT_CACHE/tansu-$TANSU_VERSION"
+  fi
+}
+
+# PostgreSQL: started if installed and stopped, installed with apt where missing; the postgres
+# user gets the password the tests use.
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    return
+  fi
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    say "installing PostgreSQL"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  if ! pg_lsclusters -h | grep -q .; then
+    version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    pg_createcluster "$version" main >/dev/null
+  fi
+  say "starting PostgreSQL"
+  pg_lsclusters -h | while read -r version cluster _; do
+    pg_ctlcluster "$version" "$cluster" start || true
+  done
+  for _ in $(seq 1 100); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.1
+  done
+  pg_isready -h 127.0.0.1 -p 5432
+  su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}
+
+build_plugins() {
+  say "building plugins (wasm32-wasip2)"
+  cargo build --profile plugin --target wasm32-wasip2 \
+    -p sink-sql -p sink-misbehave
+}
