@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{config, json, sink};
+use crate::common::{Pipeline, config, json, sink};
 
 const LONG: Duration = Duration::from_secs(120);
 /// `session.timeout.ms` of the test config (`common::config`).
@@ -30,13 +30,8 @@ async fn wait_rows(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_produced_record_becomes_exactly_one_row() -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table) = (unique("orders"), unique("orders"));
-    broker.create_topic(&topic, 2).await?;
-    pg.execute(&format!(
-        "CREATE TABLE {table} (id bigint, customer text, amount numeric)"
-    ))
-    .await?;
+    let p = Pipeline::new("orders", 2, "id bigint, customer text, amount numeric").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
     let n = 1_000;
     let records: Vec<_> = (0..n)
         .map(|i| {
@@ -46,22 +41,10 @@ async fn every_produced_record_becomes_exactly_one_row() -> anyhow::Result<()> {
             )
         })
         .collect();
-    broker.produce(&topic, &records).await?;
+    broker.produce(topic, &records).await?;
 
-    let name = unique("to_pg");
-    let plugin = paths::plugin("sink-sql")?;
-    let daemon = Daemon::start(&config(
-        &broker,
-        &pg,
-        &sink(
-            &name,
-            &topic,
-            &plugin,
-            &["main"],
-            &format!("database: main\ntable: {table}"),
-        ),
-    ))?;
-    wait_rows(&pg, &format!("SELECT count(*) FROM {table}"), n, LONG).await?;
+    let (daemon, name) = p.start_sink_sql("")?;
+    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), n, LONG).await?;
     daemon.wait_task_state(&name, "RUNNING", LONG).await?;
 
     assert_eq!(
@@ -92,31 +75,14 @@ async fn every_produced_record_becomes_exactly_one_row() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upsert_overwrites_and_a_tombstone_deletes() -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table) = (unique("customers"), unique("customers"));
-    broker.create_topic(&topic, 1).await?;
-    pg.execute(&format!(
-        "CREATE TABLE {table} (id int PRIMARY KEY, name text, tier text)"
-    ))
-    .await?;
-    let name = unique("upsert");
-    let plugin = paths::plugin("sink-sql")?;
-    let daemon = Daemon::start(&config(
-        &broker,
-        &pg,
-        &sink(
-            &name,
-            &topic,
-            &plugin,
-            &["main"],
-            &format!("database: main\ntable: {table}\nmode: upsert\nkey: [id]"),
-        ),
-    ))?;
+    let p = Pipeline::new("customers", 1, "id int PRIMARY KEY, name text, tier text").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
+    let (daemon, name) = p.start_sink_sql("\nmode: upsert\nkey: [id]")?;
     daemon.wait_task_state(&name, "RUNNING", LONG).await?;
 
     broker
         .produce(
-            &topic,
+            topic,
             &[
                 (
                     Some(b"1".to_vec()),
@@ -133,12 +99,12 @@ async fn upsert_overwrites_and_a_tombstone_deletes() -> anyhow::Result<()> {
             ],
         )
         .await?;
-    wait_rows(&pg, &format!("SELECT count(*) FROM {table}"), 3, LONG).await?;
+    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), 3, LONG).await?;
 
     // A later batch: overwrite 1, delete 2 by a plain key and 3 by a JSON key.
     broker
         .produce(
-            &topic,
+            topic,
             &[
                 (
                     Some(b"1".to_vec()),
@@ -174,15 +140,10 @@ async fn upsert_overwrites_and_a_tombstone_deletes() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table) = (unique("events"), unique("events"));
-    broker.create_topic(&topic, 3).await?;
+    let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
     // Insert mode and no key: a record written twice shows up twice, so duplicates are counted
     // and a lost record is a gap in `seq`.
-    pg.execute(&format!(
-        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
-    ))
-    .await?;
     let n: i64 = 100_000;
     let payload = "x".repeat(60);
     let records: Vec<_> = (0..n)
@@ -193,24 +154,12 @@ async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
             )
         })
         .collect();
-    broker.produce(&topic, &records).await?;
+    broker.produce(topic, &records).await?;
 
-    let name = unique("killed");
-    let plugin = paths::plugin("sink-sql")?;
-    let mut daemon = Daemon::start(&config(
-        &broker,
-        &pg,
-        &sink(
-            &name,
-            &topic,
-            &plugin,
-            &["main"],
-            &format!("database: main\ntable: {table}"),
-        ),
-    ))?;
+    let (mut daemon, _) = p.start_sink_sql("")?;
     let count = format!("SELECT count(*) FROM {table}");
     for (kill, at) in [(1, n / 4), (2, n * 3 / 5)] {
-        wait_rows(&pg, &count, at, LONG).await?;
+        wait_rows(pg, &count, at, LONG).await?;
         daemon.kill()?;
         let written = pg.count(&count).await?;
         println!("kill -9 #{kill} with {written} rows written");
@@ -223,7 +172,7 @@ async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
         daemon.restart()?;
     }
     wait_rows(
-        &pg,
+        pg,
         &format!("SELECT count(DISTINCT seq) FROM {table}"),
         n,
         Duration::from_secs(300),
@@ -328,29 +277,14 @@ async fn an_ungranted_database_is_denied_and_other_connectors_keep_running() -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_that_is_not_json_fails_the_task_naming_the_record() -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table) = (unique("payments"), unique("payments"));
-    broker.create_topic(&topic, 1).await?;
-    pg.execute(&format!("CREATE TABLE {table} (id int)"))
-        .await?;
+    let p = Pipeline::new("payments", 1, "id int").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
     let mut records: Vec<_> = (0..3).map(|i| (None, json(json!({"id": i})))).collect();
     records.push((None, Some(b"{not json".to_vec())));
     records.push((None, json(json!({"id": 4}))));
-    broker.produce(&topic, &records).await?;
+    broker.produce(topic, &records).await?;
 
-    let name = unique("strict");
-    let plugin = paths::plugin("sink-sql")?;
-    let mut daemon = Daemon::start(&config(
-        &broker,
-        &pg,
-        &sink(
-            &name,
-            &topic,
-            &plugin,
-            &["main"],
-            &format!("database: main\ntable: {table}"),
-        ),
-    ))?;
+    let (mut daemon, name) = p.start_sink_sql("")?;
 
     let located = format!("topic {topic} partition 0 offset 3");
     let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
@@ -364,7 +298,7 @@ async fn a_record_that_is_not_json_fails_the_task_naming_the_record() -> anyhow:
         .await?;
 
     assert_eq!(
-        broker.committed(&name, &topic, 0).await?,
+        broker.committed(&name, topic, 0).await?,
         Some(3),
         "offsets stop right before the bad record"
     );
@@ -379,46 +313,31 @@ async fn a_record_that_is_not_json_fails_the_task_naming_the_record() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_and_commits_so_a_restart_rewrites_nothing() -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table) = (unique("drain"), unique("drain"));
-    broker.create_topic(&topic, 1).await?;
-    pg.execute(&format!("CREATE TABLE {table} (id int)"))
-        .await?;
+    let p = Pipeline::new("drain", 1, "id int").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
     broker
         .produce(
-            &topic,
+            topic,
             &(0..200)
                 .map(|i| (None, json(json!({"id": i}))))
                 .collect::<Vec<_>>(),
         )
         .await?;
-    let name = unique("drain");
-    let plugin = paths::plugin("sink-sql")?;
-    let mut daemon = Daemon::start(&config(
-        &broker,
-        &pg,
-        &sink(
-            &name,
-            &topic,
-            &plugin,
-            &["main"],
-            &format!("database: main\ntable: {table}"),
-        ),
-    ))?;
-    wait_rows(&pg, &format!("SELECT count(*) FROM {table}"), 200, LONG).await?;
+    let (mut daemon, name) = p.start_sink_sql("")?;
+    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), 200, LONG).await?;
     let exit = daemon.terminate(LONG).await?;
     assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
     assert_eq!(
-        broker.committed(&name, &topic, 0).await?,
+        broker.committed(&name, topic, 0).await?,
         Some(200),
         "everything written is committed on shutdown"
     );
 
     daemon.restart()?;
     broker
-        .produce(&topic, &[(None, json(json!({"id": 200})))])
+        .produce(topic, &[(None, json(json!({"id": 200})))])
         .await?;
-    wait_rows(&pg, &format!("SELECT count(*) FROM {table}"), 201, LONG).await?;
+    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), 201, LONG).await?;
     assert_eq!(
         pg.count(&format!("SELECT count(*) FROM {table}")).await?,
         201,
