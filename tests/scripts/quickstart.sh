@@ -20,7 +20,12 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
       --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
       >broker.log 2>&1) &
     trap 'kill %1 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do
+      (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break
+      sleep 0.1
+    done
   fi
+  "$WASMCONNECT_TANSU" topic create orders --partitions 1 --broker tcp://127.0.0.1:9092 >/dev/null 2>&1 || true
 fi
 build_plugins
 cargo build --release -p wasmconnect

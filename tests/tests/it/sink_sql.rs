@@ -156,13 +156,22 @@ async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
         .collect();
     broker.produce(topic, &records).await?;
 
-    let (mut daemon, _) = p.start_sink_sql("")?;
+    let (mut daemon, name) = p.start_sink_sql("")?;
     let count = format!("SELECT count(*) FROM {table}");
     for (kill, at) in [(1, n / 4), (2, n * 3 / 5)] {
         wait_rows(pg, &count, at, LONG).await?;
         daemon.kill()?;
         let written = pg.count(&count).await?;
-        println!("kill -9 #{kill} with {written} rows written");
+        let mut committed = 0;
+        for partition in 0..3 {
+            committed += broker
+                .committed(&name, topic, partition)
+                .await?
+                .unwrap_or(0);
+        }
+        println!(
+            "kill -9 #{kill}: {written} rows written, offsets committed up to {committed} records"
+        );
         // The scenario is a supervisor restarting the daemon after a delay (systemd's RestartSec).
         // The delay must exceed the group session timeout: tansu 0.6 keeps a dead member in
         // the group when its replacement joins before the session expired, and that member
