@@ -183,13 +183,12 @@ impl SinkTask {
                         *instance = Some(live);
                         continue;
                     }
-                    Err(CallError::Plugin(PluginError::Retry(m))) => {
-                        Err(CallError::Plugin(PluginError::Retry(m)))
+                    Err(CallError::Plugin(
+                        e @ (PluginError::Fatal(_) | PluginError::Reject(_)),
+                    )) => {
+                        return Err(Stop::Failed(format!("{e} (while opening the task)")));
                     }
-                    Err(CallError::Trap(t)) => Err(CallError::Trap(t)),
-                    Err(CallError::Plugin(e)) => {
-                        return Err(Stop::Failed(format!("opening the plugin failed: {e}")));
-                    }
+                    Err(retry_or_trap) => Err(retry_or_trap),
                 },
             };
             match result {
@@ -255,7 +254,7 @@ impl SinkTask {
             .map(|r| format!("{}: {}", batch[r.index as usize].locator(), r.reason))
             .collect();
         Stop::Failed(format!(
-            "plugin rejected {} record(s) (errors.tolerance is none): {}",
+            "plugin rejected {} record(s): {}",
             rejected.len(),
             details.join("; ")
         ))
