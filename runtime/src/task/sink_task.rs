@@ -1,6 +1,6 @@
 //! The sink task: Kafka -> batch -> plugin `write` -> offsets stored -> committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnectorConfig;
@@ -48,7 +48,8 @@ pub struct SinkTask {
     status: TaskReporter,
     shutdown: CancellationToken,
     grace: Duration,
-    topics: HashMap<String, Arc<str>>,
+    /// Partitions paused while a batch waits for its next attempt.
+    paused: Option<TopicPartitionList>,
 }
 
 impl SinkTask {
@@ -77,7 +78,7 @@ impl SinkTask {
             status,
             shutdown,
             grace,
-            topics: HashMap::new(),
+            paused: None,
         }
     }
 
@@ -108,65 +109,71 @@ impl SinkTask {
     }
 
     async fn consume(&mut self, instance: &mut Option<SinkInstance>) -> Result<(), String> {
-        let mut batcher = Batcher::new(&self.config.batch);
-        let mut tracker = OffsetTracker::new();
+        let mut intake = Intake::new(&self.config);
         loop {
-            let deadline = batcher.deadline();
-            let batch = tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => break,
-                Some(revoked) = self.revoked.recv() => {
-                    for (topic, partition) in revoked {
-                        batcher.forget(&topic, partition);
-                        tracker.forget(&topic, partition);
-                    }
-                    None
-                }
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    Some(batcher.take())
-                }
-                message = self.consumer.recv() => match message {
-                    Ok(message) => {
-                        let record = to_record(&mut self.topics, &message);
-                        tracker.track(&record.topic, record.partition, record.offset);
-                        batcher.push(record, Instant::now())
-                    }
-                    Err(e) => {
-                        tracing::warn!(connector = %self.identity.connector, "kafka: {e}");
-                        None
-                    }
-                },
-            };
-            if let Some(batch) = batch {
-                match self.deliver(instance, &mut tracker, &batch).await {
-                    Ok(()) => {}
+            if let Some(batch) = intake.ready.pop_front() {
+                match self.deliver(instance, &mut intake, &batch).await {
+                    Ok(()) => continue,
                     Err(Stop::Cancelled) => return Ok(()),
                     Err(Stop::Failed(trace)) => return Err(trace),
                 }
             }
+            let deadline = intake.batcher.deadline();
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    intake.seal();
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(message) => intake.accept(&message),
+                    Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
+                },
+            }
         }
         // Drain: write what is buffered, within the grace period; what does not make it is
         // simply not committed and is read again after a restart.
-        if !batcher.is_empty() {
-            let batch = batcher.take();
-            match tokio::time::timeout(self.grace, self.deliver(instance, &mut tracker, &batch))
-                .await
-            {
-                Ok(Err(Stop::Failed(trace))) => return Err(trace),
-                Ok(_) => {}
-                Err(_) => tracing::warn!(connector = %self.identity.connector,
-                    "shutdown grace period ran out with {} records unwritten; they will be read again", batch.len()),
+        intake.seal();
+        let grace = self.grace;
+        let drain = async {
+            while let Some(batch) = intake.ready.pop_front() {
+                self.deliver(instance, &mut intake, &batch).await?;
             }
+            Ok(())
+        };
+        match tokio::time::timeout(grace, drain).await {
+            Ok(Err(Stop::Failed(trace))) => return Err(trace),
+            Ok(_) => {}
+            Err(_) => tracing::warn!(connector = %self.identity.connector,
+                "shutdown grace period ran out before every buffered record was written; the rest will be read again"),
         }
         Ok(())
     }
 
     /// Writes one batch through the plugin until it is written, the task fails or shutdown
-    /// interrupts a wait. Retries and traps back off; a trap drops the instance first.
+    /// interrupts a wait. Retries and traps back off; a trap drops the instance first. While
+    /// it waits, the assigned partitions are paused and the consumer keeps polling, so the
+    /// group does not throw it out however long the retries take.
     async fn deliver(
         &mut self,
         instance: &mut Option<SinkInstance>,
-        tracker: &mut OffsetTracker,
+        intake: &mut Intake,
+        batch: &[Record],
+    ) -> Result<(), Stop> {
+        let result = self.write_until_done(instance, intake, batch).await;
+        if let Some(paused) = self.paused.take()
+            && let Err(e) = self.consumer.resume(&paused)
+        {
+            tracing::debug!(connector = %self.identity.connector, "resuming partitions: {e}");
+        }
+        result
+    }
+
+    async fn write_until_done(
+        &mut self,
+        instance: &mut Option<SinkInstance>,
+        intake: &mut Intake,
         batch: &[Record],
     ) -> Result<(), Stop> {
         let restart = self.config.restart;
@@ -194,19 +201,21 @@ impl SinkTask {
             match result {
                 Ok(()) => {
                     for record in batch {
-                        tracker.complete(&record.topic, record.partition, record.offset);
+                        intake
+                            .tracker
+                            .complete(&record.topic, record.partition, record.offset);
                     }
-                    self.store_offsets(tracker);
+                    self.store_offsets(&mut intake.tracker);
                     return Ok(());
                 }
                 Err(CallError::Plugin(PluginError::Retry(message))) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
                         "plugin asked for a retry in {delay:?} ({} records): {message}", batch.len());
-                    self.wait(delay).await?;
+                    self.wait(delay, intake).await?;
                 }
                 Err(CallError::Plugin(PluginError::Reject(rejected))) => {
-                    return Err(self.rejected(tracker, batch, &rejected));
+                    return Err(self.rejected(&mut intake.tracker, batch, &rejected));
                 }
                 Err(CallError::Plugin(PluginError::Fatal(message))) => {
                     return Err(Stop::Failed(format!("plugin failed: {message}")));
@@ -222,7 +231,7 @@ impl SinkTask {
                     let delay = backoff.next_delay();
                     tracing::error!(connector = %self.identity.connector, task = self.identity.task,
                         "plugin trapped ({traps} in a row), instance dropped; re-instantiating in {delay:?}: {what}");
-                    self.wait(delay).await?;
+                    self.wait(delay, intake).await?;
                 }
             }
         }
@@ -272,11 +281,37 @@ impl SinkTask {
             .await
     }
 
-    async fn wait(&self, delay: Duration) -> Result<(), Stop> {
-        tokio::select! {
-            biased;
-            _ = self.shutdown.cancelled() => Err(Stop::Cancelled),
-            _ = sleep(delay) => Ok(()),
+    /// Waits `delay` (or until shutdown) with the assigned partitions paused, still polling
+    /// the consumer: records that were already on their way are kept, revocations are handled.
+    async fn wait(&mut self, delay: Duration, intake: &mut Intake) -> Result<(), Stop> {
+        if self.paused.is_none() {
+            match self.consumer.assignment() {
+                Ok(assignment) if assignment.count() > 0 => {
+                    match self.consumer.pause(&assignment) {
+                        Ok(()) => self.paused = Some(assignment),
+                        Err(e) => {
+                            tracing::warn!(connector = %self.identity.connector, "pausing partitions: {e}")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(connector = %self.identity.connector, "reading the assignment: {e}")
+                }
+            }
+        }
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Err(Stop::Cancelled),
+                Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
+                _ = sleep_until(until) => return Ok(()),
+                message = self.consumer.recv() => match message {
+                    Ok(message) => intake.accept(&message),
+                    Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
+                },
+            }
         }
     }
 
@@ -305,6 +340,54 @@ impl SinkTask {
                 tracing::warn!(connector = %self.identity.connector, "final offset commit failed: {e}")
             }
         }
+    }
+}
+
+/// What the task read and has not handed to the plugin yet, and the watermark of all it read.
+struct Intake {
+    batcher: Batcher,
+    /// Full batches waiting for the plugin, oldest first.
+    ready: VecDeque<Vec<Record>>,
+    tracker: OffsetTracker,
+    topics: HashMap<String, Arc<str>>,
+}
+
+impl Intake {
+    fn new(config: &ConnectorConfig) -> Self {
+        Intake {
+            batcher: Batcher::new(&config.batch),
+            ready: VecDeque::new(),
+            tracker: OffsetTracker::new(),
+            topics: HashMap::new(),
+        }
+    }
+
+    fn accept(&mut self, message: &BorrowedMessage<'_>) {
+        let record = to_record(&mut self.topics, message);
+        self.tracker
+            .track(&record.topic, record.partition, record.offset);
+        if let Some(batch) = self.batcher.push(record, Instant::now()) {
+            self.ready.push_back(batch);
+        }
+    }
+
+    /// Closes the batch being filled, whatever its size.
+    fn seal(&mut self) {
+        if !self.batcher.is_empty() {
+            self.ready.push_back(self.batcher.take());
+        }
+    }
+
+    /// Drops everything of partitions this task lost; their new owner reads them again.
+    fn revoke(&mut self, revoked: Revoked) {
+        for (topic, partition) in revoked {
+            self.batcher.forget(&topic, partition);
+            self.tracker.forget(&topic, partition);
+            for batch in &mut self.ready {
+                batch.retain(|r| !(*r.topic == *topic && r.partition == partition));
+            }
+        }
+        self.ready.retain(|batch| !batch.is_empty());
     }
 }
 

@@ -3,5 +3,6 @@
 
 mod cli;
 mod common;
+mod retry;
 mod sandbox;
 mod sink_sql;
