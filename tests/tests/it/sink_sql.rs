@@ -354,3 +354,53 @@ async fn sigterm_drains_and_commits_so_a_restart_rewrites_nothing() -> anyhow::R
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connector_whose_plugin_cannot_load_fails_alone() -> anyhow::Result<()> {
+    let p = Pipeline::new("alone", 1, "id int").await?;
+    let broken = unique("broken");
+    let working = unique("working");
+    let connectors = sink(
+        &broken,
+        &p.topic,
+        std::path::Path::new("/nonexistent/sink.wasm"),
+        &[],
+        "{}",
+    ) + &sink(
+        &working,
+        &p.topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {}", p.table),
+    );
+    let daemon = Daemon::start(&config(&p.broker, &p.pg, &connectors))?;
+
+    let status = daemon.wait_task_state(&broken, "FAILED", LONG).await?;
+    assert_eq!(status["connector"]["state"], "FAILED");
+    let trace = status["connector"]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("plugin /nonexistent/sink.wasm: cannot read"),
+        "{trace}"
+    );
+
+    p.broker
+        .produce(
+            &p.topic,
+            &(0..10)
+                .map(|i| (None, json(json!({"id": i}))))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    wait_rows(
+        &p.pg,
+        &format!("SELECT count(*) FROM {}", p.table),
+        10,
+        LONG,
+    )
+    .await?;
+    assert_eq!(
+        daemon.status(&working).await?["tasks"][0]["state"],
+        "RUNNING"
+    );
+    Ok(())
+}
