@@ -2,7 +2,7 @@
 # Slow installs are cached outside the repository (WASMCONNECT_CACHE, default ~/.cache/wasmconnect).
 set -euo pipefail
 
-WASMCONNECT_CACHE="${WASMCONNECT_CACHE:-$HOME/.cache/wasmconnect}"
+WASMCONNECT_CACHE="${WASMCONNECT_CACHE:-${HOME:-/root}/.cache/wasmconnect}"
 TANSU_VERSION=0.6.0
 export WASMCONNECT_TANSU="${WASMCONNECT_TANSU:-$WASMCONNECT_CACHE/tansu-$TANSU_VERSION/bin/tansu}"
 export WASMCONNECT_TEST_DATABASE_URL="${WASMCONNECT_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"

@@ -285,20 +285,7 @@ impl SinkTask {
     /// the consumer: records that were already on their way are kept, revocations are handled.
     async fn wait(&mut self, delay: Duration, intake: &mut Intake) -> Result<(), Stop> {
         if self.paused.is_none() {
-            match self.consumer.assignment() {
-                Ok(assignment) if assignment.count() > 0 => {
-                    match self.consumer.pause(&assignment) {
-                        Ok(()) => self.paused = Some(assignment),
-                        Err(e) => {
-                            tracing::warn!(connector = %self.identity.connector, "pausing partitions: {e}")
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(connector = %self.identity.connector, "reading the assignment: {e}")
-                }
-            }
+            self.pause_assignment();
         }
         let until = Instant::now() + delay;
         loop {
@@ -308,9 +295,31 @@ impl SinkTask {
                 Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
                 _ = sleep_until(until) => return Ok(()),
                 message = self.consumer.recv() => match message {
-                    Ok(message) => intake.accept(&message),
+                    Ok(message) => {
+                        intake.accept(&message);
+                        // A record while paused comes from a fetch already under way or from
+                        // a partition assigned since the pause: pause that one too, so the
+                        // intake stays bounded however long the wait.
+                        self.pause_assignment();
+                    }
                     Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
                 },
+            }
+        }
+    }
+
+    /// Pauses every partition assigned now; `deliver` resumes them.
+    fn pause_assignment(&mut self) {
+        match self.consumer.assignment() {
+            Ok(assignment) if assignment.count() > 0 => match self.consumer.pause(&assignment) {
+                Ok(()) => self.paused = Some(assignment),
+                Err(e) => {
+                    tracing::warn!(connector = %self.identity.connector, "pausing partitions: {e}")
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(connector = %self.identity.connector, "reading the assignment: {e}")
             }
         }
     }
