@@ -80,6 +80,95 @@ impl std::fmt::Display for SqlError {
 
 impl std::error::Error for SqlError {}
 
+/// HTTP method of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+/// An HTTP request to a granted host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: Method,
+    /// Absolute `http://` or `https://` URL.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Shorter than the connector's `limits.http_timeout_ms`, if set.
+    pub timeout_ms: Option<u32>,
+}
+
+impl HttpRequest {
+    pub fn get(url: impl Into<String>) -> Self {
+        HttpRequest {
+            method: Method::Get,
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: None,
+        }
+    }
+}
+
+/// A response of any status.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why an HTTP request got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// The host (or a redirect's) is not granted; no connection was made to it.
+    AccessDenied(String),
+    /// The request is malformed.
+    InvalidRequest(String),
+    /// No complete response in time: transient.
+    Timeout(String),
+    /// Connecting or reading failed: transient.
+    Unavailable(String),
+    /// The body exceeded the connector's response cap.
+    TooLarge(String),
+}
+
+impl HttpError {
+    /// Whether sending again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, HttpError::Timeout(_) | HttpError::Unavailable(_))
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::AccessDenied(m) => write!(f, "access denied: {m}"),
+            HttpError::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            HttpError::Timeout(m) => write!(f, "timeout: {m}"),
+            HttpError::Unavailable(m) => write!(f, "unavailable: {m}"),
+            HttpError::TooLarge(m) => write!(f, "response too large: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
 /// The host as a plugin sees it. In a component it calls the runtime's imports; in native
 /// tests it is a [`crate::testing::FakeHost`].
 pub trait Host {
@@ -91,4 +180,7 @@ pub trait Host {
 
     /// Runs one read query on the named database.
     fn sql_query(&self, database: &str, query: &Statement) -> Result<Rows, SqlError>;
+
+    /// Sends one HTTP request to a granted host.
+    fn http_send(&self, request: &HttpRequest) -> Result<HttpResponse, HttpError>;
 }

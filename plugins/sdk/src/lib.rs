@@ -26,7 +26,8 @@
 //! Plugin logic never touches the generated bindings: it sees [`Record`]s and a [`Host`], so
 //! `cargo test` runs it natively against [`testing::FakeHost`].
 //!
-//! Layout: `record` (records and errors), `host` (the capabilities a plugin may call),
+//! Layout: `record` (records and errors), `host` (the capabilities a plugin may call: log,
+//! sql, http),
 //! `sink` (the [`Sink`] trait and its export glue), `testing` (a host for native tests).
 #![deny(unsafe_code)]
 
@@ -35,7 +36,9 @@ mod record;
 mod sink;
 pub mod testing;
 
-pub use host::{Host, Level, Rows, SqlError, Statement, Value};
+pub use host::{
+    Host, HttpError, HttpRequest, HttpResponse, Level, Method, Rows, SqlError, Statement, Value,
+};
 pub use record::{Header, PluginError, Record, Rejected};
 pub use sink::Sink;
 

@@ -6,8 +6,13 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 
 use crate::__private::sink_bindings::exports::wasmconnect::plugin::sink as wit_sink;
-use crate::__private::sink_bindings::wasmconnect::plugin::{log as wit_log, sql as wit_sql, types};
-use crate::{Header, Host, Level, PluginError, Record, Rejected, Rows, SqlError, Statement, Value};
+use crate::__private::sink_bindings::wasmconnect::plugin::{
+    http as wit_http, log as wit_log, sql as wit_sql, types,
+};
+use crate::{
+    Header, Host, HttpError, HttpRequest, HttpResponse, Level, Method, PluginError, Record,
+    Rejected, Rows, SqlError, Statement, Value,
+};
 
 /// A sink connector: writes batches of Kafka records to an external system.
 pub trait Sink: Sized + 'static {
@@ -114,6 +119,42 @@ impl Host for ComponentHost {
                 .map(|row| row.into_iter().map(from_wit_value).collect())
                 .collect(),
         })
+    }
+
+    fn http_send(&self, request: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        let response = wit_http::send(&to_wit_request(request)).map_err(from_wit_http_error)?;
+        Ok(HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
+    }
+}
+
+fn to_wit_request(r: &HttpRequest) -> wit_http::Request {
+    wit_http::Request {
+        method: match r.method {
+            Method::Get => wit_http::Method::Get,
+            Method::Head => wit_http::Method::Head,
+            Method::Post => wit_http::Method::Post,
+            Method::Put => wit_http::Method::Put,
+            Method::Patch => wit_http::Method::Patch,
+            Method::Delete => wit_http::Method::Delete,
+        },
+        url: r.url.clone(),
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+        timeout_ms: r.timeout_ms,
+    }
+}
+
+fn from_wit_http_error(e: wit_http::HttpError) -> HttpError {
+    match e {
+        wit_http::HttpError::AccessDenied(m) => HttpError::AccessDenied(m),
+        wit_http::HttpError::InvalidRequest(m) => HttpError::InvalidRequest(m),
+        wit_http::HttpError::Timeout(m) => HttpError::Timeout(m),
+        wit_http::HttpError::Unavailable(m) => HttpError::Unavailable(m),
+        wit_http::HttpError::TooLarge(m) => HttpError::TooLarge(m),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use crate::{Host, Level, Rows, SqlError, Statement};
+use crate::{Host, HttpError, HttpRequest, HttpResponse, Level, Rows, SqlError, Statement};
 
 /// One SQL call the plugin made.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,13 +20,15 @@ pub enum SqlCall {
 }
 
 /// A [`Host`] for tests. Unscripted `execute` calls succeed with one affected row per
-/// statement; unscripted queries return no rows.
+/// statement; unscripted queries return no rows; unscripted HTTP requests get an empty 200.
 #[derive(Debug, Default)]
 pub struct FakeHost {
     calls: RefCell<Vec<SqlCall>>,
     logs: RefCell<Vec<(Level, String)>>,
     execute_replies: RefCell<VecDeque<Result<Vec<u64>, SqlError>>>,
     query_replies: RefCell<VecDeque<Result<Rows, SqlError>>>,
+    http_requests: RefCell<Vec<HttpRequest>>,
+    http_replies: RefCell<VecDeque<Result<HttpResponse, HttpError>>>,
 }
 
 impl FakeHost {
@@ -42,6 +44,16 @@ impl FakeHost {
     /// The next `sql_query` call answers `reply`.
     pub fn reply_query(&self, reply: Result<Rows, SqlError>) {
         self.query_replies.borrow_mut().push_back(reply);
+    }
+
+    /// The next `http_send` call answers `reply`.
+    pub fn reply_http(&self, reply: Result<HttpResponse, HttpError>) {
+        self.http_replies.borrow_mut().push_back(reply);
+    }
+
+    /// Every HTTP request so far, in order.
+    pub fn http_requests(&self) -> Vec<HttpRequest> {
+        self.http_requests.borrow().clone()
     }
 
     /// Every SQL call so far, in order.
@@ -80,5 +92,18 @@ impl Host for FakeHost {
             .borrow_mut()
             .pop_front()
             .unwrap_or_else(|| Ok(Rows::default()))
+    }
+
+    fn http_send(&self, request: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.http_requests.borrow_mut().push(request.clone());
+        self.http_replies
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| {
+                Ok(HttpResponse {
+                    status: 200,
+                    ..HttpResponse::default()
+                })
+            })
     }
 }

@@ -146,6 +146,9 @@ pub struct Grants {
     /// Names from `databases:`.
     #[serde(default)]
     pub databases: Vec<String>,
+    /// Hosts the plugin may send HTTP requests to: `host`, `host:port`, `scheme://host[:port]`.
+    #[serde(default)]
+    pub http: Vec<String>,
 }
 
 /// Sandbox limits of one plugin instance.
@@ -158,6 +161,12 @@ pub struct Limits {
     /// Wall-clock limit of one plugin call, host calls included; past it the call traps.
     #[serde(default = "default_call_timeout_ms")]
     pub call_timeout_ms: u64,
+    /// Longest an HTTP request may take, body included.
+    #[serde(default = "default_http_timeout_ms")]
+    pub http_timeout_ms: u64,
+    /// Largest HTTP response body handed to the plugin.
+    #[serde(default = "default_http_max_response_bytes")]
+    pub http_max_response_bytes: u64,
 }
 
 impl Default for Limits {
@@ -165,6 +174,8 @@ impl Default for Limits {
         Limits {
             memory_mb: default_memory_mb(),
             call_timeout_ms: default_call_timeout_ms(),
+            http_timeout_ms: default_http_timeout_ms(),
+            http_max_response_bytes: default_http_max_response_bytes(),
         }
     }
 }
@@ -221,6 +232,12 @@ fn default_memory_mb() -> u64 {
 }
 fn default_call_timeout_ms() -> u64 {
     30_000
+}
+fn default_http_timeout_ms() -> u64 {
+    10_000
+}
+fn default_http_max_response_bytes() -> u64 {
+    10 << 20
 }
 fn default_initial_backoff_ms() -> u64 {
     200

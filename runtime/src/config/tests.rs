@@ -145,3 +145,20 @@ fn diagnostics_render_as_file_line_column() {
     let rendered = err.to_string();
     assert!(rendered.starts_with("conf/c.yaml:1:"), "{rendered}");
 }
+
+#[test]
+fn a_malformed_http_grant_is_refused_at_its_line() {
+    let text = VALID.replace(
+        "      databases: [main]",
+        "      databases: [main]\n      http: [api.example.com, \"ftp://files\"]",
+    );
+    let d = diagnostics(&text);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].line, d[0].column), (16, 31));
+    assert!(
+        d[0].message
+            .contains("grants.http[1]: scheme \"ftp\" is not http or https"),
+        "{}",
+        d[0].message
+    );
+}

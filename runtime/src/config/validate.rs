@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::model::{Config, ConnectorConfig, ConnectorKind};
+use crate::connector::HttpGrant;
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +181,23 @@ impl Validator {
                 );
             }
         }
+        for (h, grant) in c.grants.http.iter().enumerate() {
+            if let Err(reason) = HttpGrant::parse(grant) {
+                self.problem(format!("{path}.grants.http[{h}]"), reason);
+            }
+        }
+        self.range(
+            format!("{path}.limits.http_timeout_ms"),
+            c.limits.http_timeout_ms,
+            1,
+            600_000,
+        );
+        self.range(
+            format!("{path}.limits.http_max_response_bytes"),
+            c.limits.http_max_response_bytes,
+            1,
+            1 << 30,
+        );
         self.range(
             format!("{path}.limits.memory_mb"),
             c.limits.memory_mb,

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConnectorConfig;
 use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record};
 use crate::kafka::{Revoked, SinkConsumer};
-use crate::wasm::capability::sql::SqlGrants;
+use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::TaskReporter;
 
@@ -42,7 +42,7 @@ pub struct SinkTask {
     plugin_config: String,
     plugin: Arc<SinkPlugin>,
     engine: wasmtime::Engine,
-    sql: Arc<SqlGrants>,
+    grants: Grants,
     consumer: SinkConsumer,
     revoked: mpsc::UnboundedReceiver<Revoked>,
     status: TaskReporter,
@@ -60,7 +60,7 @@ impl SinkTask {
         plugin_config: String,
         plugin: Arc<SinkPlugin>,
         engine: wasmtime::Engine,
-        sql: Arc<SqlGrants>,
+        grants: Grants,
         (consumer, revoked): (SinkConsumer, mpsc::UnboundedReceiver<Revoked>),
         status: TaskReporter,
         shutdown: CancellationToken,
@@ -72,7 +72,7 @@ impl SinkTask {
             plugin_config,
             plugin,
             engine,
-            sql,
+            grants,
             consumer,
             revoked,
             status,
@@ -274,7 +274,7 @@ impl SinkTask {
             .instantiate(
                 &self.engine,
                 self.identity.clone(),
-                self.sql.clone(),
+                self.grants.clone(),
                 &self.config.limits,
                 &self.plugin_config,
             )

@@ -68,7 +68,14 @@ impl WasmEngine {
             }
         })?;
         capability::sql::add_to_linker(&mut linker, |s: &mut TaskState| {
-            capability::sql::SqlView { grants: &s.sql }
+            capability::sql::SqlView {
+                grants: &s.grants.sql,
+            }
+        })?;
+        capability::http::add_to_linker(&mut linker, |s: &mut TaskState| {
+            capability::http::HttpView {
+                grants: &s.grants.http,
+            }
         })?;
         Ok(WasmEngine {
             engine,

@@ -1,14 +1,13 @@
 //! A sink plugin (compiled, pre-linked) and its instances (one `Store` per task).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use wasmtime::component::{InstancePre, ResourceAny};
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
 use super::bindings::wasmconnect::plugin::types as wit;
-use super::capability::sql::SqlGrants;
+use super::capability::Grants;
 use super::engine::EPOCH_TICK;
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
@@ -46,12 +45,12 @@ impl SinkPlugin {
         &self,
         engine: &Engine,
         identity: TaskIdentity,
-        sql: Arc<SqlGrants>,
+        grants: Grants,
         limits: &Limits,
         config: &str,
     ) -> Result<SinkInstance, CallError> {
         let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
-        let mut store = Store::new(engine, TaskState::new(identity, sql, memory));
+        let mut store = Store::new(engine, TaskState::new(identity, grants, memory));
         store.limiter(|s| &mut s.limits);
         let deadline_ticks = (limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
         store.set_epoch_deadline(deadline_ticks);

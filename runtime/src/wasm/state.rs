@@ -6,7 +6,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::capability::sql::SqlGrants;
+use super::capability::Grants;
 use super::stdio::LogStream;
 
 /// Which connector task a store belongs to: every log line of the plugin carries it.
@@ -20,21 +20,21 @@ pub struct TaskIdentity {
 /// arguments; stdout and stderr go to the log.
 pub struct TaskState {
     pub(super) identity: TaskIdentity,
-    pub(super) sql: Arc<SqlGrants>,
+    pub(super) grants: Grants,
     pub(super) limits: StoreLimits,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl TaskState {
-    pub fn new(identity: TaskIdentity, sql: Arc<SqlGrants>, memory_bytes: usize) -> Self {
+    pub fn new(identity: TaskIdentity, grants: Grants, memory_bytes: usize) -> Self {
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stdout(LogStream::stdout(identity.clone()))
             .stderr(LogStream::stderr(identity.clone()))
             .build();
         TaskState {
             identity,
-            sql,
+            grants,
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
                 .instances(16)

@@ -13,6 +13,8 @@ pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
 use crate::config::{Config, ConnectorConfig, ConnectorKind};
 use crate::kafka::sink_consumer;
 use crate::task::SinkTask;
+use crate::wasm::capability::Grants;
+use crate::wasm::capability::http::HttpGrants;
 use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
 use crate::wasm::{LoadError, TaskIdentity, WasmEngine};
 
@@ -102,10 +104,16 @@ impl Worker {
             plugin_config,
             plugin,
             self.engine.engine().clone(),
-            Arc::new(
-                self.databases
-                    .grants(&connector.name, &connector.grants.databases),
-            ),
+            Grants {
+                sql: Arc::new(
+                    self.databases
+                        .grants(&connector.name, &connector.grants.databases),
+                ),
+                http: Arc::new(
+                    HttpGrants::new(&connector.name, &connector.grants.http, &connector.limits)
+                        .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+                ),
+            },
             consumer,
             self.status.reporter(&connector.name, 0),
             self.shutdown.child_token(),

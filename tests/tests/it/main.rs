@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod http;
 mod retry;
 mod sandbox;
 mod sink_sql;
