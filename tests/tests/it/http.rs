@@ -27,7 +27,7 @@ async fn connection_counter() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
     Ok((address, accepted))
 }
 
-/// The granted server: `/ok`, `/big` (2 MiB), `/slow` (answers after 3 s), `/away` (redirects
+/// The granted server: `/ok`, `/big` (2 MiB), `/slow` (never answers), `/away` (redirects
 /// to `elsewhere`).
 async fn granted_server(elsewhere: String) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -38,8 +38,8 @@ async fn granted_server(elsewhere: String) -> anyhow::Result<String> {
         .route(
             "/slow",
             get(|| async {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                "late"
+                std::future::pending::<()>().await;
+                "never"
             }),
         )
         .route(
