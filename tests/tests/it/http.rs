@@ -69,7 +69,7 @@ async fn only_granted_hosts_are_reached_within_the_limits() -> anyhow::Result<()
       http: [\"{granted}\"]
     config: {{}}
 ",
-        plugin = paths::plugin("sink-http-probe")?.display()
+        plugin = paths::plugin("sink-probe")?.display()
     );
     let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
     let urls = [

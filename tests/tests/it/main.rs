@@ -7,3 +7,4 @@ mod http;
 mod retry;
 mod sandbox;
 mod sink_sql;
+mod sql_query;

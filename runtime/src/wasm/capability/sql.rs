@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{Column, Postgres, Row, TypeInfo};
+use sqlx::{Column, Executor, Postgres, Row, Statement as _, TypeInfo};
 use wasmtime::component::{HasData, Linker};
 
 use crate::config::DatabaseConfig;
@@ -165,10 +165,17 @@ impl wit::Host for SqlView<'_> {
                 .fetch_all(&db.pool)
                 .await
                 .map_err(classify)?;
-            let columns = rows
-                .first()
-                .map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect())
-                .unwrap_or_default();
+            let columns = match rows.first() {
+                Some(row) => column_names(row.columns()),
+                // No row to read the names from: ask the server what the query returns.
+                None => column_names(
+                    (&db.pool)
+                        .prepare(&query.sql)
+                        .await
+                        .map_err(classify)?
+                        .columns(),
+                ),
+            };
             let rows = rows
                 .iter()
                 .map(decode_row)
@@ -180,6 +187,10 @@ impl wit::Host for SqlView<'_> {
             .await
             .unwrap_or_else(|_| Err(timeout(db.statement_timeout)))
     }
+}
+
+fn column_names<C: Column>(columns: &[C]) -> Vec<String> {
+    columns.iter().map(|c| c.name().to_owned()).collect()
 }
 
 fn timeout(limit: Duration) -> wit::SqlError {

@@ -1,0 +1,74 @@
+//! The sql capability's `query`: bound to granted databases, values mapped by column type,
+//! column names even for an empty result, unmapped types refused naming the column.
+
+use std::time::Duration;
+
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique};
+
+use crate::common::{config, sink};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table) = (unique("queries"), unique("things"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id int8, name text, ok bool, ratio float8, doc jsonb, blob bytea, at timestamptz)"
+    ))
+    .await?;
+    pg.execute(&format!(
+        "INSERT INTO {table} VALUES (1, 'one', true, 0.5, '{{\"a\":1}}', '\\x0102', now()), (2, NULL, false, NULL, NULL, NULL, NULL)"
+    ))
+    .await?;
+    let name = unique("querier");
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        "{}",
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let commands = [
+        format!("sql:main:SELECT id, name, ok, ratio, doc, blob FROM {table} ORDER BY id"),
+        format!("sql:main:SELECT id, name FROM {table} WHERE false"),
+        format!("sql:main:SELECT at FROM {table}"),
+        format!("sql:other:SELECT 1"),
+    ];
+    broker
+        .produce(
+            &topic,
+            &commands
+                .iter()
+                .map(|c| (None, Some(c.as_bytes().to_vec())))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+
+    let wait = Duration::from_secs(60);
+    daemon
+        .wait_log(
+            &[r#"probe sql: columns ["id", "name", "ok", "ratio", "doc", "blob"], rows [[Integer(1), Text("one"), Boolean(true), Double(0.5), Json("{\"a\": 1}"), Bytes([1, 2])], [Integer(2), Null, Boolean(false), Null, Null, Null]]"#],
+            wait,
+        )
+        .await?;
+    daemon
+        .wait_log(&[r#"probe sql: columns ["id", "name"], rows []"#], wait)
+        .await?;
+    daemon
+        .wait_log(
+            &[
+                "probe sql: statement rejected: column \"at\" has type TIMESTAMPTZ",
+                "at::text",
+            ],
+            wait,
+        )
+        .await?;
+    daemon
+        .wait_log(
+            &["probe sql: access denied: database \"other\" is not granted"],
+            wait,
+        )
+        .await?;
+    Ok(())
+}
