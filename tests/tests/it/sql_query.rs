@@ -33,7 +33,7 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
         format!("sql:main:SELECT id, name, ok, ratio, doc, blob FROM {table} ORDER BY id"),
         format!("sql:main:SELECT id, name FROM {table} WHERE false"),
         format!("sql:main:SELECT at FROM {table}"),
-        format!("sql:other:SELECT 1"),
+        "sql:other:SELECT 1".to_owned(),
     ];
     broker
         .produce(
