@@ -74,14 +74,6 @@ impl OffsetTracker {
         self.partitions
             .retain(|(t, p), _| !(&**t == topic && *p == partition));
     }
-
-    /// Records read but not done yet, over all partitions.
-    pub fn in_flight(&self) -> usize {
-        self.partitions
-            .values()
-            .map(|p| p.pending.iter().filter(|(_, done)| !done).count())
-            .sum()
-    }
 }
 
 #[cfg(test)]
@@ -115,7 +107,6 @@ mod tests {
         tracker.complete(&t(), 1, 4);
         tracker.complete(&t(), 1, 9);
         assert_eq!(tracker.committable(), vec![(t(), 1, 5)]);
-        assert_eq!(tracker.in_flight(), 1);
         tracker.complete(&t(), 1, 7);
         assert_eq!(tracker.committable(), vec![(t(), 1, 10)]);
     }
@@ -136,6 +127,5 @@ mod tests {
         tracker.forget("orders", 0);
         tracker.complete(&t(), 0, 5);
         assert!(tracker.committable().is_empty());
-        assert_eq!(tracker.in_flight(), 0);
     }
 }

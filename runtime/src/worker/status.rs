@@ -5,13 +5,13 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-/// A connector's or task's state, as Kafka Connect names them.
+/// A connector's or task's state, as Kafka Connect names them (PAUSED and STOPPED come with
+/// the REST API's pause and stop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     Unassigned,
     Running,
-    Paused,
     Failed,
 }
 
