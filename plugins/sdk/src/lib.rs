@@ -26,26 +26,34 @@
 //! Plugin logic never touches the generated bindings: it sees [`Record`]s and a [`Host`], so
 //! `cargo test` runs it natively against [`testing::FakeHost`].
 //!
-//! Layout: `record` (records and errors), `host` (the capabilities a plugin may call: log,
-//! sql, http),
-//! `sink` (the [`Sink`] trait and its export glue), `testing` (a host for native tests).
+//! A source is the same shape: implement [`Source`] (`open` with the stored positions, `poll`,
+//! optionally `commit`) and export it with `export_source!(MySource)`.
+//!
+//! Layout: `record` (records, positions and errors), `host` (the capabilities a plugin may
+//! call: log, sql, http), `sink` and `source` (the traits and their export glue), `component`
+//! (glue they share: the host behind the imports, type conversions), `testing` (a host for
+//! native tests).
 #![deny(unsafe_code)]
 
+mod component;
 mod host;
 mod record;
 mod sink;
+mod source;
 pub mod testing;
 
 pub use host::{
     Host, HttpError, HttpRequest, HttpResponse, Level, Method, Rows, SqlError, Statement, Value,
 };
-pub use record::{Header, PluginError, Record, Rejected};
+pub use record::{Header, PluginError, Record, Rejected, SourcePosition, SourceRecord};
 pub use sink::Sink;
+pub use source::Source;
 
 /// Glue used by the export macros; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::sink::SinkExport;
+    pub use crate::source::SourceExport;
 
     /// Bindings for the `sink-plugin` world, generated once here for every plugin.
     #[allow(unsafe_code, clippy::all, missing_docs)]
@@ -57,6 +65,24 @@ pub mod __private {
             export_macro_name: "export_sink_bindings",
             default_bindings_module: "wasmconnect_sdk::__private::sink_bindings",
             generate_all,
+        });
+    }
+
+    /// Bindings for the `source-plugin` world; the imports are the sink bindings' own.
+    #[allow(unsafe_code, clippy::all, missing_docs)]
+    pub mod source_bindings {
+        wit_bindgen::generate!({
+            world: "source-plugin",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export_source_bindings",
+            default_bindings_module: "wasmconnect_sdk::__private::source_bindings",
+            with: {
+                "wasmconnect:plugin/types@0.1.0": super::sink_bindings::wasmconnect::plugin::types,
+                "wasmconnect:plugin/log@0.1.0": super::sink_bindings::wasmconnect::plugin::log,
+                "wasmconnect:plugin/sql@0.1.0": super::sink_bindings::wasmconnect::plugin::sql,
+                "wasmconnect:plugin/http@0.1.0": super::sink_bindings::wasmconnect::plugin::http,
+            },
         });
     }
 }
@@ -72,6 +98,20 @@ macro_rules! export_sink {
         #[cfg(target_arch = "wasm32")]
         $crate::__private::sink_bindings::export_sink_bindings!(
             __WasmconnectSinkExport with_types_in $crate::__private::sink_bindings
+        );
+    };
+}
+
+/// Exports a [`Source`] implementation as the plugin's `wasmconnect:plugin/source` interface;
+/// like [`export_sink!`], it expands to nothing outside `wasm32`.
+#[macro_export]
+macro_rules! export_source {
+    ($source:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        type __WasmconnectSourceExport = $crate::__private::SourceExport<$source>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::__private::source_bindings::export_source_bindings!(
+            __WasmconnectSourceExport with_types_in $crate::__private::source_bindings
         );
     };
 }

@@ -35,6 +35,9 @@ pub enum PluginError {
     /// Transient; nothing of the batch is known to be durable. The host retries the same batch
     /// after a backoff.
     Retry(String),
+    /// Transient, and the external system said when to come back (HTTP 429/503 with
+    /// Retry-After): the host waits `after_ms` (capped by `restart.max_backoff_ms`).
+    RetryAfter { after_ms: u64, message: String },
     /// These records are bad; every other record of the batch was handled durably.
     Reject(Vec<Rejected>),
     /// The task cannot go on; the host fails it with this message.
@@ -45,6 +48,9 @@ impl std::fmt::Display for PluginError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PluginError::Retry(m) => write!(f, "retry: {m}"),
+            PluginError::RetryAfter { after_ms, message } => {
+                write!(f, "retry after {after_ms} ms: {message}")
+            }
             PluginError::Fatal(m) => write!(f, "fatal: {m}"),
             PluginError::Reject(r) => {
                 write!(f, "rejected {} record(s)", r.len())?;
@@ -58,3 +64,28 @@ impl std::fmt::Display for PluginError {
 }
 
 impl std::error::Error for PluginError {}
+
+/// A record a source returns from `poll`, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceRecord {
+    /// Opaque source partition (an independent stream: a table, an endpoint); records of one
+    /// partition keep their order.
+    pub partition: String,
+    /// Opaque position of this record in its partition: what [`crate::Source::open`] gets back
+    /// to continue right after it.
+    pub position: String,
+    /// Target topic; `None` means the connector's configured `topic`.
+    pub topic: Option<String>,
+    /// Milliseconds since the Unix epoch; `None` lets Kafka stamp it.
+    pub timestamp: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+}
+
+/// The position to continue after, for one source partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub partition: String,
+    pub position: String,
+}

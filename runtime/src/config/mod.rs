@@ -16,7 +16,7 @@ use std::path::Path;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
     AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, Grants,
-    KafkaConfig, Limits, RestartConfig, WorkerConfig,
+    InFlightConfig, KafkaConfig, Limits, OffsetsTopicConfig, RestartConfig, WorkerConfig,
 };
 
 /// Reads, substitutes, parses and validates a config file. Every problem found is returned at

@@ -26,9 +26,38 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
-    /// Passed to librdkafka as they are (`security.protocol`, `fetch.max.bytes`, ...).
+    /// Passed to librdkafka as they are (`security.protocol`, `fetch.max.bytes`, ...), to
+    /// consumers and producers alike.
     #[serde(default, deserialize_with = "scalar_map")]
     pub properties: BTreeMap<String, String>,
+    /// Where source connectors store their positions.
+    #[serde(default)]
+    pub offsets_topic: OffsetsTopicConfig,
+}
+
+/// The compacted topic holding source positions (Kafka Connect's `connect-offsets`), created
+/// when missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetsTopicConfig {
+    #[serde(default = "default_offsets_topic")]
+    pub name: String,
+    /// Used only when the topic is created.
+    #[serde(default = "default_offsets_partitions")]
+    pub partitions: i32,
+    /// Used only when the topic is created; -1 takes the broker's default.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+}
+
+impl Default for OffsetsTopicConfig {
+    fn default() -> Self {
+        OffsetsTopicConfig {
+            name: default_offsets_topic(),
+            partitions: default_offsets_partitions(),
+            replication_factor: default_replication_factor(),
+        }
+    }
 }
 
 /// A database connectors may be granted by name.
@@ -85,13 +114,23 @@ impl Default for WorkerConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ConnectorKind {
     Sink,
+    Source,
+}
+
+impl ConnectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Sink => "sink",
+            ConnectorKind::Source => "source",
+        }
+    }
 }
 
 /// One connector.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorConfig {
-    /// Unique; also the consumer group id.
+    /// Unique; also a sink's consumer group id and a source's key in the offsets topic.
     pub name: String,
     pub kind: ConnectorKind,
     /// The plugin component (`.wasm`), relative to the config file's directory.
@@ -99,6 +138,17 @@ pub struct ConnectorConfig {
     /// Topics a sink consumes.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// The topic a source produces to, unless a record names its own.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// How long a source waits after an empty poll before polling again.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// How much a source may have handed to Kafka without its positions stored; at the bound
+    /// the plugin is not polled.
+    #[serde(default)]
+    pub in_flight: InFlightConfig,
+    /// A sink's batches; for a source, `max_records` is the most one poll may return.
     #[serde(default)]
     pub batch: BatchConfig,
     #[serde(default)]
@@ -107,9 +157,13 @@ pub struct ConnectorConfig {
     pub limits: Limits,
     #[serde(default)]
     pub restart: RestartConfig,
-    /// librdkafka consumer properties for this connector only, over `kafka.properties`.
+    /// librdkafka consumer properties for this (sink) connector only, over `kafka.properties`.
     #[serde(default, deserialize_with = "scalar_map")]
     pub consumer: BTreeMap<String, String>,
+    /// librdkafka producer properties for this (source) connector only, over
+    /// `kafka.properties`.
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub producer: BTreeMap<String, String>,
     /// The plugin's own configuration, handed to its `open` as JSON.
     #[serde(default = "empty_mapping")]
     pub config: serde_yaml::Value,
@@ -135,6 +189,27 @@ impl Default for BatchConfig {
             max_records: default_max_records(),
             max_bytes: default_max_bytes(),
             max_wait_ms: default_max_wait_ms(),
+        }
+    }
+}
+
+/// A source's bound on records handed to Kafka whose positions are not stored yet: whichever
+/// is reached first.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InFlightConfig {
+    #[serde(default = "default_in_flight_records")]
+    pub max_records: usize,
+    /// Sum of key, value and header sizes.
+    #[serde(default = "default_in_flight_bytes")]
+    pub max_bytes: usize,
+}
+
+impl Default for InFlightConfig {
+    fn default() -> Self {
+        InFlightConfig {
+            max_records: default_in_flight_records(),
+            max_bytes: default_in_flight_bytes(),
         }
     }
 }
@@ -203,6 +278,24 @@ impl Default for RestartConfig {
     }
 }
 
+fn default_offsets_topic() -> String {
+    "wasmconnect-offsets".into()
+}
+fn default_offsets_partitions() -> i32 {
+    1
+}
+fn default_replication_factor() -> i32 {
+    -1
+}
+fn default_poll_interval_ms() -> u64 {
+    1_000
+}
+fn default_in_flight_records() -> usize {
+    10_000
+}
+fn default_in_flight_bytes() -> usize {
+    64 << 20
+}
 fn default_pool_size() -> u32 {
     8
 }

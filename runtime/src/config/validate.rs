@@ -23,9 +23,22 @@ const MANAGED_PROPERTIES: &[&str] = &[
     "enable.partition.eof",
 ];
 
+/// librdkafka producer properties the runtime sets for sources: without them a retried send
+/// could duplicate or reorder records, or be acknowledged before it is replicated.
+const MANAGED_PRODUCER_PROPERTIES: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "transactional.id",
+];
+
 const MAX_BATCH_RECORDS: usize = 100_000;
 const MAX_BATCH_BYTES: usize = 256 << 20;
 const MAX_MEMORY_MB: u64 = 4096;
+/// librdkafka's own queue holds at most 10 million messages and 2 GiB (the producer is sized
+/// to the bound); lower bounds keep memory predictable.
+const MAX_IN_FLIGHT_RECORDS: usize = 1_000_000;
+const MAX_IN_FLIGHT_BYTES: usize = 1 << 30;
 
 /// Every problem in `config`, in file order.
 pub fn validate(config: &Config) -> Vec<Problem> {
@@ -37,6 +50,35 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     v.managed_properties("kafka.properties", config.kafka.properties.keys());
+    let has_sources = config
+        .connectors
+        .iter()
+        .any(|c| c.kind == ConnectorKind::Source);
+    if has_sources {
+        v.managed_producer_properties("kafka.properties", config.kafka.properties.keys());
+    }
+    let offsets = &config.kafka.offsets_topic;
+    if !is_topic_name(&offsets.name) {
+        v.problem(
+            "kafka.offsets_topic.name",
+            format!("{:?} is not a valid topic name", offsets.name),
+        );
+    }
+    v.range(
+        "kafka.offsets_topic.partitions",
+        offsets.partitions.max(0) as u64,
+        1,
+        1000,
+    );
+    if offsets.replication_factor == 0 || offsets.replication_factor < -1 {
+        v.problem(
+            "kafka.offsets_topic.replication_factor",
+            format!(
+                "{} is not a replication factor: use -1 (the broker's default) or 1 and up",
+                offsets.replication_factor
+            ),
+        );
+    }
     for (name, db) in &config.databases {
         let path = format!("databases.{name}");
         if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
@@ -123,6 +165,22 @@ impl Validator {
         }
     }
 
+    fn managed_producer_properties<'a>(
+        &mut self,
+        path: &str,
+        keys: impl Iterator<Item = &'a String>,
+    ) {
+        for key in keys {
+            if MANAGED_PRODUCER_PROPERTIES.contains(&key.as_str()) {
+                self.problem(
+                    format!("{path}.{key}"),
+                    "is set by wasmconnect itself for source connectors (idempotent producer, \
+                     acks=all) and may not be overridden",
+                );
+            }
+        }
+    }
+
     fn connector(&mut self, config: &Config, i: usize, c: &ConnectorConfig) {
         let path = format!("connectors[{i}]");
         let name_ok = !c.name.is_empty()
@@ -148,10 +206,67 @@ impl Validator {
                     self.problem(format!("{path}.topics"), "a sink needs at least one topic");
                 }
                 for (t, topic) in c.topics.iter().enumerate() {
-                    if topic.trim().is_empty() {
-                        self.problem(format!("{path}.topics[{t}]"), "topic name is empty");
+                    if !is_topic_name(topic) {
+                        self.problem(
+                            format!("{path}.topics[{t}]"),
+                            format!("{topic:?} is not a valid topic name"),
+                        );
                     }
                 }
+                if c.topic.is_some() {
+                    self.problem(
+                        format!("{path}.topic"),
+                        "is for sources; a sink reads `topics`",
+                    );
+                }
+                if !c.producer.is_empty() {
+                    self.problem(
+                        format!("{path}.producer"),
+                        "is for sources; a sink has `consumer` properties",
+                    );
+                }
+            }
+            ConnectorKind::Source => {
+                if let Some(topic) = &c.topic
+                    && !is_topic_name(topic)
+                {
+                    self.problem(
+                        format!("{path}.topic"),
+                        format!("{topic:?} is not a valid topic name"),
+                    );
+                }
+                if !c.topics.is_empty() {
+                    self.problem(
+                        format!("{path}.topics"),
+                        "is for sinks; a source produces to `topic` (or the topic each record names)",
+                    );
+                }
+                if !c.consumer.is_empty() {
+                    self.problem(
+                        format!("{path}.consumer"),
+                        "is for sinks; a source has `producer` properties",
+                    );
+                }
+                self.managed_properties(&format!("{path}.producer"), c.producer.keys());
+                self.managed_producer_properties(&format!("{path}.producer"), c.producer.keys());
+                self.range(
+                    format!("{path}.poll_interval_ms"),
+                    c.poll_interval_ms,
+                    1,
+                    3_600_000,
+                );
+                self.range(
+                    format!("{path}.in_flight.max_records"),
+                    c.in_flight.max_records as u64,
+                    1,
+                    MAX_IN_FLIGHT_RECORDS as u64,
+                );
+                self.range(
+                    format!("{path}.in_flight.max_bytes"),
+                    c.in_flight.max_bytes as u64,
+                    1,
+                    MAX_IN_FLIGHT_BYTES as u64,
+                );
             }
         }
         self.range(
@@ -244,4 +359,15 @@ impl Validator {
             ),
         }
     }
+}
+
+/// Kafka's rule: 1-249 characters of ASCII letters, digits, '.', '_' and '-', not "." or "..".
+fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }

@@ -30,6 +30,11 @@ impl Backoff {
         half + rand::rng().random_range(Duration::ZERO..=ceiling - half)
     }
 
+    /// `delay`, but no longer than the maximum: for a delay someone else asked for.
+    pub fn cap(&self, delay: Duration) -> Duration {
+        delay.min(self.max)
+    }
+
     /// Back to `initial` after a success.
     pub fn reset(&mut self) {
         self.next = self.initial;

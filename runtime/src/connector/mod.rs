@@ -1,15 +1,17 @@
-//! The pure core of a connector: records, batching, the offset watermark, backoff, host
-//! grants. No I/O;
-//! everything here is unit-tested.
+//! The pure core of a connector: records, batching, the offset watermark of a sink, the
+//! position watermark of a source, backoff, host grants. No I/O; everything here is
+//! unit-tested.
 
 mod backoff;
 mod batch;
 mod grant;
 mod offsets;
+mod positions;
 mod record;
 
 pub use backoff::Backoff;
 pub use batch::Batcher;
 pub use grant::HttpGrant;
 pub use offsets::OffsetTracker;
-pub use record::{Header, PluginError, Record, Rejected};
+pub use positions::{Flush, Origin, PositionTracker};
+pub use record::{Header, PluginError, Record, Rejected, SourceRecord};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A Kafka record header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +60,53 @@ pub struct Rejected {
 pub enum PluginError {
     #[error("plugin asked for a retry: {0}")]
     Retry(String),
+    #[error("plugin asked for a retry in {after_ms} ms: {message}")]
+    RetryAfter { after_ms: u64, message: String },
     #[error("plugin rejected {} record(s)", .0.len())]
     Reject(Vec<Rejected>),
     #[error("plugin failed: {0}")]
     Fatal(String),
+}
+
+impl PluginError {
+    /// For a transient error, how long to wait: the delay the plugin was told by its external
+    /// system (capped by the backoff's maximum), else the next step of `backoff`. `None` when
+    /// the error is not transient.
+    pub fn retry_delay(&self, backoff: &mut super::Backoff) -> Option<Duration> {
+        match self {
+            PluginError::Retry(_) => Some(backoff.next_delay()),
+            PluginError::RetryAfter { after_ms, .. } => {
+                Some(backoff.cap(Duration::from_millis(*after_ms)))
+            }
+            PluginError::Reject(_) | PluginError::Fatal(_) => None,
+        }
+    }
+}
+
+/// A record a source plugin returned from `poll`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    /// Opaque source partition; records of one partition keep their order.
+    pub partition: String,
+    /// Opaque position of the record inside its partition.
+    pub position: String,
+    /// Target topic; `None` means the connector's `topic`.
+    pub topic: Option<String>,
+    pub timestamp: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+}
+
+impl SourceRecord {
+    /// Bytes the record holds in memory: what the in-flight byte bound counts.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+    }
 }

@@ -19,6 +19,8 @@ use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::TaskReporter;
 
+use super::TaskContext;
+
 /// Why the loop stopped.
 #[derive(Debug, thiserror::Error)]
 enum Stop {
@@ -53,19 +55,21 @@ pub struct SinkTask {
 }
 
 impl SinkTask {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        identity: TaskIdentity,
-        config: ConnectorConfig,
-        plugin_config: String,
+        context: TaskContext,
         plugin: Arc<SinkPlugin>,
-        engine: wasmtime::Engine,
-        grants: Grants,
         (consumer, revoked): (SinkConsumer, mpsc::UnboundedReceiver<Revoked>),
-        status: TaskReporter,
-        shutdown: CancellationToken,
-        grace: Duration,
     ) -> Self {
+        let TaskContext {
+            identity,
+            config,
+            plugin_config,
+            engine,
+            grants,
+            status,
+            shutdown,
+            grace,
+        } = context;
         SinkTask {
             identity,
             config,
@@ -208,10 +212,12 @@ impl SinkTask {
                     self.store_offsets(&mut intake.tracker);
                     return Ok(());
                 }
-                Err(CallError::Plugin(PluginError::Retry(message))) => {
-                    let delay = backoff.next_delay();
+                Err(CallError::Plugin(
+                    e @ (PluginError::Retry(_) | PluginError::RetryAfter { .. }),
+                )) => {
+                    let delay = e.retry_delay(&mut backoff).unwrap_or_default();
                     tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                        "plugin asked for a retry in {delay:?} ({} records): {message}", batch.len());
+                        "retrying {} records in {delay:?}: {e}", batch.len());
                     self.wait(delay, intake).await?;
                 }
                 Err(CallError::Plugin(PluginError::Reject(rejected))) => {

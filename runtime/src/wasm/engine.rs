@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::component::{Component, InstancePre, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine};
 
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 use super::capability;
 use super::sink::SinkPlugin;
+use super::source::SourcePlugin;
 use super::state::TaskState;
 
 /// How often the epoch advances: the granularity of every call deadline.
@@ -38,7 +39,30 @@ pub enum LoadError {
 pub struct WasmEngine {
     engine: Engine,
     linker: Linker<TaskState>,
-    sinks: Mutex<HashMap<PathBuf, Arc<SinkPlugin>>>,
+    cache: Mutex<HashMap<PathBuf, Cached>>,
+}
+
+/// A compiled, pre-linked component and the plugin built from it.
+struct Cached {
+    pre: InstancePre<TaskState>,
+    plugin: Option<Plugin>,
+}
+
+#[derive(Clone)]
+enum Plugin {
+    Sink(Arc<SinkPlugin>),
+    Source(Arc<SourcePlugin>),
+}
+
+fn cache_key(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_owned())
+}
+
+fn contract_error(path: &Path, e: wasmtime::Error) -> LoadError {
+    LoadError::Contract {
+        path: path.to_owned(),
+        message: format!("{e:#}"),
+    }
 }
 
 impl WasmEngine {
@@ -80,7 +104,7 @@ impl WasmEngine {
         Ok(WasmEngine {
             engine,
             linker,
-            sinks: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -91,12 +115,47 @@ impl WasmEngine {
     /// Loads a sink plugin, compiling it on first use. Checks that the file is a component that
     /// exports this runtime's sink interface and needs no import the runtime lacks.
     pub fn load_sink(&self, path: &Path) -> Result<Arc<SinkPlugin>, LoadError> {
-        let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-        if let Some(plugin) = self.sinks.lock().expect("cache lock").get(&key) {
-            return Ok(plugin.clone());
+        let (pre, cached) = self.load(path, "sink")?;
+        let plugin = match cached {
+            Some(Plugin::Sink(plugin)) => return Ok(plugin),
+            _ => SinkPlugin::new(path.to_owned(), pre),
+        };
+        let plugin = Arc::new(plugin.map_err(|e| contract_error(path, e))?);
+        self.remember(path, Plugin::Sink(plugin.clone()));
+        Ok(plugin)
+    }
+
+    /// Loads a source plugin, compiling it on first use; checked as for a sink.
+    pub fn load_source(&self, path: &Path) -> Result<Arc<SourcePlugin>, LoadError> {
+        let (pre, cached) = self.load(path, "source")?;
+        let plugin = match cached {
+            Some(Plugin::Source(plugin)) => return Ok(plugin),
+            _ => SourcePlugin::new(path.to_owned(), pre),
+        };
+        let plugin = Arc::new(plugin.map_err(|e| contract_error(path, e))?);
+        self.remember(path, Plugin::Source(plugin.clone()));
+        Ok(plugin)
+    }
+
+    /// The pre-linked component at `path`, checked to export `kind`, and the plugin built from
+    /// it before (if any). Compiles once per file.
+    fn load(
+        &self,
+        path: &Path,
+        kind: &str,
+    ) -> Result<(InstancePre<TaskState>, Option<Plugin>), LoadError> {
+        let key = cache_key(path);
+        if let Some(entry) = self.cache.lock().expect("cache lock").get(&key) {
+            check_exports(&self.engine, entry.pre.component(), kind).map_err(|message| {
+                LoadError::Contract {
+                    path: path.to_owned(),
+                    message,
+                }
+            })?;
+            return Ok((entry.pre.clone(), entry.plugin.clone()));
         }
         let component = self.compile(path)?;
-        check_exports(&self.engine, &component, "sink").map_err(|message| LoadError::Contract {
+        check_exports(&self.engine, &component, kind).map_err(|message| LoadError::Contract {
             path: path.to_owned(),
             message,
         })?;
@@ -107,18 +166,25 @@ impl WasmEngine {
                 path: path.to_owned(),
                 message: format!("{e:#}"),
             })?;
-        let plugin =
-            Arc::new(
-                SinkPlugin::new(path.to_owned(), pre).map_err(|e| LoadError::Contract {
-                    path: path.to_owned(),
-                    message: format!("{e:#}"),
-                })?,
-            );
-        self.sinks
+        self.cache.lock().expect("cache lock").insert(
+            key,
+            Cached {
+                pre: pre.clone(),
+                plugin: None,
+            },
+        );
+        Ok((pre, None))
+    }
+
+    fn remember(&self, path: &Path, plugin: Plugin) {
+        if let Some(entry) = self
+            .cache
             .lock()
             .expect("cache lock")
-            .insert(key, plugin.clone());
-        Ok(plugin)
+            .get_mut(&cache_key(path))
+        {
+            entry.plugin = Some(plugin);
+        }
     }
 
     fn compile(&self, path: &Path) -> Result<Component, LoadError> {

@@ -1,17 +1,22 @@
 //! Everything that touches wasmtime. Generated binding types never leave this module.
 //!
 //! Layout: `bindings` (the one `bindgen!` of the contract), `engine` (engine, epoch ticker,
-//! component cache, linker), `state` (what a task's `Store` holds), `sink` (a sink plugin and
-//! its instances), `stdio` (guest stdout/stderr into the log), `capability/` (one module per
+//! component cache, linker), `state` (what a task's `Store` holds), `call` (a store under the
+//! task's limits, how a call ended), `sink` and `source` (a plugin of each kind and its
+//! instances), `stdio` (guest stdout/stderr into the log), `capability/` (one module per
 //! host import, each with its own `add_to_linker` and grant checks).
 
 mod bindings;
+mod call;
 pub mod capability;
 mod engine;
 mod sink;
+mod source;
 mod state;
 mod stdio;
 
+pub use call::CallError;
 pub use engine::{LoadError, WasmEngine};
-pub use sink::{CallError, SinkInstance, SinkPlugin};
+pub use sink::{SinkInstance, SinkPlugin};
+pub use source::{SourceInstance, SourcePlugin};
 pub use state::TaskIdentity;

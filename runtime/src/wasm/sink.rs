@@ -3,25 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use wasmtime::component::{InstancePre, ResourceAny};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store};
 
 use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
 use super::bindings::wasmconnect::plugin::types as wit;
+use super::call::{CallError, from_wit_error, new_store, trap};
 use super::capability::Grants;
-use super::engine::EPOCH_TICK;
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
-use crate::connector::{PluginError, Record, Rejected};
-
-/// How a plugin call ended when it did not return `ok`. A trap (the guest crashed, ran past its
-/// deadline or its memory cap) is kept apart from an error the plugin chose to return.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("plugin trapped: {0}")]
-    Trap(String),
-    #[error(transparent)]
-    Plugin(PluginError),
-}
+use crate::connector::Record;
 
 /// A compiled, pre-linked sink plugin; instantiating it is cheap.
 pub struct SinkPlugin {
@@ -49,12 +39,7 @@ impl SinkPlugin {
         limits: &Limits,
         config: &str,
     ) -> Result<SinkInstance, CallError> {
-        let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
-        let mut store = Store::new(engine, TaskState::new(identity, grants, memory));
-        store.limiter(|s| &mut s.limits);
-        let deadline_ticks = (limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(deadline_ticks);
-        store.epoch_deadline_trap();
+        let (mut store, deadline_ticks) = new_store(engine, identity, grants, limits);
         let instance = self
             .pre
             .instantiate_async(&mut store)
@@ -132,44 +117,4 @@ fn to_wit_record(r: &Record) -> wit::Record {
             })
             .collect(),
     }
-}
-
-fn from_wit_error(e: wit::PluginError) -> PluginError {
-    match e {
-        wit::PluginError::Retry(m) => PluginError::Retry(m),
-        wit::PluginError::Fatal(m) => PluginError::Fatal(m),
-        wit::PluginError::Reject(r) => PluginError::Reject(
-            r.into_iter()
-                .map(|r| Rejected {
-                    index: r.index,
-                    reason: r.reason,
-                })
-                .collect(),
-        ),
-    }
-}
-
-/// Describes a trap on one line, in words an operator can act on; the wasm backtrace goes to
-/// the debug log.
-fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
-    tracing::debug!("plugin trap: {e:?}");
-    let what = match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => format!(
-            "the call ran longer than limits.call_timeout_ms ({} ms) and was interrupted",
-            limits.call_timeout_ms
-        ),
-        Some(trap) => trap.to_string(),
-        None => {
-            let cause = e.root_cause().to_string();
-            if cause.contains("growing memory") {
-                format!(
-                    "the instance tried to grow past limits.memory_mb ({} MiB): {cause}",
-                    limits.memory_mb
-                )
-            } else {
-                cause
-            }
-        }
-    };
-    CallError::Trap(what.replace('\n', "; "))
 }

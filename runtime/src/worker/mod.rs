@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
 
 use crate::config::{Config, ConnectorConfig, ConnectorKind};
-use crate::kafka::sink_consumer;
-use crate::task::SinkTask;
+use crate::kafka::{sink_consumer, source_producer};
+use crate::task::{SinkTask, SourceTask, TaskContext};
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
 use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
@@ -61,6 +61,7 @@ impl Worker {
             .filter_map(|c| {
                 let result = match c.kind {
                     ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
+                    ConnectorKind::Source => self.engine.load_source(&c.plugin).map(drop),
                 };
                 result.err().map(|e| (c.name.clone(), e))
             })
@@ -75,10 +76,8 @@ impl Worker {
     /// the reason; the others start regardless.
     pub fn start(&self) {
         for connector in &self.config.connectors {
-            let kind = match connector.kind {
-                ConnectorKind::Sink => "sink",
-            };
-            self.status.register(&connector.name, kind, 1);
+            self.status
+                .register(&connector.name, connector.kind.as_str(), 1);
             if let Err(trace) = self.start_connector(connector) {
                 tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
                 self.status.connector_failed(&connector.name, trace);
@@ -87,40 +86,61 @@ impl Worker {
     }
 
     fn start_connector(&self, connector: &ConnectorConfig) -> Result<(), String> {
-        let plugin = self
-            .engine
-            .load_sink(&connector.plugin)
-            .map_err(|e| e.to_string())?;
+        match connector.kind {
+            ConnectorKind::Sink => {
+                let plugin = self
+                    .engine
+                    .load_sink(&connector.plugin)
+                    .map_err(|e| e.to_string())?;
+                let consumer = sink_consumer(&self.config.kafka, connector)
+                    .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+                let task = SinkTask::new(self.task_context(connector)?, plugin, consumer);
+                self.tasks.spawn(task.run());
+            }
+            ConnectorKind::Source => {
+                let plugin = self
+                    .engine
+                    .load_source(&connector.plugin)
+                    .map_err(|e| e.to_string())?;
+                let producer = source_producer(&self.config.kafka, connector)
+                    .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+                let task = SourceTask::new(
+                    self.task_context(connector)?,
+                    plugin,
+                    producer,
+                    self.config.kafka.clone(),
+                );
+                self.tasks.spawn(task.run());
+            }
+        }
+        Ok(())
+    }
+
+    /// What task 0 of `connector` runs with: its identity, config and grants.
+    fn task_context(&self, connector: &ConnectorConfig) -> Result<TaskContext, String> {
         let plugin_config = serde_json::to_string(&connector.config)
             .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
-        let consumer = sink_consumer(&self.config.kafka, connector)
-            .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-        let task = SinkTask::new(
-            TaskIdentity {
+        let http = HttpGrants::new(&connector.name, &connector.grants.http, &connector.limits)
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(TaskContext {
+            identity: TaskIdentity {
                 connector: Arc::from(connector.name.as_str()),
                 task: 0,
             },
-            connector.clone(),
+            config: connector.clone(),
             plugin_config,
-            plugin,
-            self.engine.engine().clone(),
-            Grants {
+            engine: self.engine.engine().clone(),
+            grants: Grants {
                 sql: Arc::new(
                     self.databases
                         .grants(&connector.name, &connector.grants.databases),
                 ),
-                http: Arc::new(
-                    HttpGrants::new(&connector.name, &connector.grants.http, &connector.limits)
-                        .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
-                ),
+                http: Arc::new(http),
             },
-            consumer,
-            self.status.reporter(&connector.name, 0),
-            self.shutdown.child_token(),
-            self.grace(),
-        );
-        self.tasks.spawn(task.run());
-        Ok(())
+            status: self.status.reporter(&connector.name, 0),
+            shutdown: self.shutdown.child_token(),
+            grace: self.grace(),
+        })
     }
 
     fn grace(&self) -> Duration {

@@ -1,0 +1,280 @@
+//! The contiguous position watermark of a source.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Tracks the records a source task handed to Kafka, per source partition, from the hand-over
+/// until their positions are stored.
+///
+/// Guarantee: [`PositionTracker::take_flush`] returns a position only when Kafka acknowledged
+/// that record and every record handed over before it in its source partition, whatever
+/// order the acknowledgements arrive in (records of one source partition may go to several
+/// Kafka partitions). Records count as unsettled from the hand-over until the flush that
+/// covers them is acknowledged: that is the in-flight bound the task enforces, and the most a
+/// restart can read again.
+#[derive(Debug, Default)]
+pub struct PositionTracker {
+    next_seq: u64,
+    partitions: HashMap<Arc<str>, Partition>,
+    /// Source partition of every record handed over and not yet acknowledged.
+    in_flight: HashMap<u64, Arc<str>>,
+    /// Acknowledged positions not yet in a flush, with what they cover.
+    dirty: BTreeMap<Arc<str>, String>,
+    dirty_records: usize,
+    dirty_bytes: usize,
+    unsettled_records: usize,
+    unsettled_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Partition {
+    /// Handed over and not yet below the watermark, in hand-over order.
+    pending: VecDeque<Pending>,
+    /// Position of the last record handed over (or the one the task started from).
+    latest: Option<String>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    position: String,
+    bytes: usize,
+    acked: bool,
+}
+
+/// Positions to store, and the records their storing settles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flush {
+    /// (source partition, position), one per partition.
+    pub positions: Vec<(String, String)>,
+    pub records: usize,
+    pub bytes: usize,
+}
+
+/// Where a record handed to Kafka came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub partition: Arc<str>,
+    pub position: String,
+}
+
+impl PositionTracker {
+    /// A tracker that starts from stored (source partition, position) pairs.
+    pub fn new(start: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut tracker = Self::default();
+        for (partition, position) in start {
+            tracker.partitions.insert(
+                Arc::from(partition),
+                Partition {
+                    pending: VecDeque::new(),
+                    latest: Some(position),
+                },
+            );
+        }
+        tracker
+    }
+
+    /// Registers a record handed to Kafka; returns the sequence number its delivery report
+    /// carries.
+    pub fn handed_over(&mut self, partition: &str, position: String, bytes: usize) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let key = match self.partitions.get_key_value(partition) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(partition),
+        };
+        let p = self.partitions.entry(key.clone()).or_default();
+        p.latest = Some(position.clone());
+        p.pending.push_back(Pending {
+            seq,
+            position,
+            bytes,
+            acked: false,
+        });
+        self.in_flight.insert(seq, key);
+        self.unsettled_records += 1;
+        self.unsettled_bytes += bytes;
+        seq
+    }
+
+    /// Marks a record acknowledged by Kafka and moves its partition's watermark as far as the
+    /// acknowledgements are contiguous. Unknown sequence numbers are ignored.
+    pub fn acknowledged(&mut self, seq: u64) {
+        let Some(key) = self.in_flight.remove(&seq) else {
+            return;
+        };
+        let Some(p) = self.partitions.get_mut(&key) else {
+            return;
+        };
+        if let Ok(i) = p.pending.binary_search_by_key(&seq, |e| e.seq) {
+            p.pending[i].acked = true;
+        }
+        let mut watermark = None;
+        while p.pending.front().is_some_and(|e| e.acked) {
+            let e = p.pending.pop_front().expect("front exists");
+            self.dirty_records += 1;
+            self.dirty_bytes += e.bytes;
+            watermark = Some(e.position);
+        }
+        if let Some(position) = watermark {
+            self.dirty.insert(key, position);
+        }
+    }
+
+    /// Where the record with sequence number `seq` came from, while it is in flight.
+    pub fn origin(&self, seq: u64) -> Option<Origin> {
+        let key = self.in_flight.get(&seq)?;
+        let p = self.partitions.get(key)?;
+        let i = p.pending.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        Some(Origin {
+            partition: key.clone(),
+            position: p.pending[i].position.clone(),
+        })
+    }
+
+    /// The positions acknowledged since the last flush, if any; they are the caller's to
+    /// store until it reports [`flushed`](Self::flushed) or [`flush_failed`](Self::flush_failed).
+    pub fn take_flush(&mut self) -> Option<Flush> {
+        if self.dirty.is_empty() {
+            return None;
+        }
+        let positions = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|(p, pos)| (p.to_string(), pos))
+            .collect();
+        Some(Flush {
+            positions,
+            records: std::mem::take(&mut self.dirty_records),
+            bytes: std::mem::take(&mut self.dirty_bytes),
+        })
+    }
+
+    /// The flush is stored: its records are settled.
+    pub fn flushed(&mut self, flush: &Flush) {
+        self.unsettled_records -= flush.records;
+        self.unsettled_bytes -= flush.bytes;
+    }
+
+    /// The flush was not stored: its positions go into the next one, unless a newer position
+    /// of the same partition is already waiting there.
+    pub fn flush_failed(&mut self, flush: Flush) {
+        for (partition, position) in flush.positions {
+            let key = match self.partitions.get_key_value(partition.as_str()) {
+                Some((key, _)) => key.clone(),
+                None => Arc::from(partition),
+            };
+            self.dirty.entry(key).or_insert(position);
+        }
+        self.dirty_records += flush.records;
+        self.dirty_bytes += flush.bytes;
+    }
+
+    /// Records handed over and not yet acknowledged by Kafka.
+    pub fn unacknowledged(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Records (and their bytes) handed over whose positions are not stored yet.
+    pub fn unsettled(&self) -> (usize, usize) {
+        (self.unsettled_records, self.unsettled_bytes)
+    }
+
+    /// Per source partition, the position of the last record handed over (or the stored one
+    /// the task started from): where a re-opened plugin continues.
+    pub fn latest(&self) -> Vec<(String, String)> {
+        let mut latest: Vec<(String, String)> = self
+            .partitions
+            .iter()
+            .filter_map(|(k, p)| Some((k.to_string(), p.latest.clone()?)))
+            .collect();
+        latest.sort();
+        latest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn positions(flush: &Flush) -> Vec<(&str, &str)> {
+        flush
+            .positions
+            .iter()
+            .map(|(p, pos)| (p.as_str(), pos.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_position_is_flushed_only_when_every_earlier_record_of_its_partition_is_acknowledged() {
+        let mut t = PositionTracker::new([]);
+        let a1 = t.handed_over("a", "1".into(), 10);
+        let a2 = t.handed_over("a", "2".into(), 10);
+        let b1 = t.handed_over("b", "1".into(), 10);
+        let a3 = t.handed_over("a", "3".into(), 10);
+        t.acknowledged(a2);
+        t.acknowledged(a3);
+        t.acknowledged(b1);
+        let flush = t.take_flush().unwrap();
+        assert_eq!(positions(&flush), [("b", "1")]);
+        assert_eq!((flush.records, flush.bytes), (1, 10));
+        t.acknowledged(a1);
+        let flush = t.take_flush().unwrap();
+        assert_eq!(positions(&flush), [("a", "3")]);
+        assert_eq!(flush.records, 3);
+        assert!(t.take_flush().is_none());
+    }
+
+    #[test]
+    fn records_stay_unsettled_until_their_flush_is_stored() {
+        let mut t = PositionTracker::new([]);
+        let s = t.handed_over("a", "1".into(), 7);
+        assert_eq!(t.unsettled(), (1, 7));
+        assert_eq!(t.unacknowledged(), 1);
+        t.acknowledged(s);
+        assert_eq!(t.unacknowledged(), 0);
+        assert_eq!(t.unsettled(), (1, 7));
+        let flush = t.take_flush().unwrap();
+        assert_eq!(t.unsettled(), (1, 7));
+        t.flushed(&flush);
+        assert_eq!(t.unsettled(), (0, 0));
+    }
+
+    #[test]
+    fn a_failed_flush_is_retried_without_overwriting_a_newer_position() {
+        let mut t = PositionTracker::new([]);
+        let a1 = t.handed_over("a", "1".into(), 1);
+        let b1 = t.handed_over("b", "1".into(), 1);
+        t.acknowledged(a1);
+        t.acknowledged(b1);
+        let first = t.take_flush().unwrap();
+        let a2 = t.handed_over("a", "2".into(), 1);
+        t.acknowledged(a2);
+        t.flush_failed(first);
+        let retry = t.take_flush().unwrap();
+        assert_eq!(positions(&retry), [("a", "2"), ("b", "1")]);
+        assert_eq!(retry.records, 3);
+        t.flushed(&retry);
+        assert_eq!(t.unsettled(), (0, 0));
+    }
+
+    #[test]
+    fn latest_starts_from_the_stored_positions_and_follows_hand_overs() {
+        let mut t = PositionTracker::new([("a".into(), "5".into()), ("b".into(), "9".into())]);
+        t.handed_over("a", "6".into(), 1);
+        assert_eq!(
+            t.latest(),
+            [("a".into(), "6".into()), ("b".into(), "9".into())]
+        );
+    }
+
+    #[test]
+    fn origin_names_the_partition_and_position_of_a_record_in_flight() {
+        let mut t = PositionTracker::new([]);
+        let s = t.handed_over("table orders", "{\"id\":4}".into(), 1);
+        let origin = t.origin(s).unwrap();
+        assert_eq!(&*origin.partition, "table orders");
+        assert_eq!(origin.position, "{\"id\":4}");
+        t.acknowledged(s);
+        assert!(t.origin(s).is_none());
+    }
+}

@@ -1,0 +1,78 @@
+//! The producer a source task writes with: idempotent, `acks=all`, every delivery report
+//! handed to the task.
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
+use tokio::sync::mpsc;
+
+use crate::config::{ConnectorConfig, KafkaConfig};
+
+/// What a produced message was, carried through librdkafka to its delivery report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A record of the source, by the sequence number its position tracker gave it.
+    Record(u64),
+    /// A position written to the offsets topic, by the number of the flush it belongs to.
+    Position(u64),
+}
+
+/// A delivery report: what was produced, and `Err` with the reason (naming the topic) when
+/// Kafka did not take it.
+pub type Report = (Delivery, Result<(), String>);
+
+/// An idempotent producer whose delivery reports go to the source task's channel.
+pub type SourceProducer = ThreadedProducer<SourceContext>;
+
+/// Hands every delivery report to the task.
+pub struct SourceContext {
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ProducerContext for SourceContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, message)) => Err(format!(
+                "Kafka did not take the record for topic {}: {e}",
+                message.topic()
+            )),
+        };
+        // The task is gone: it no longer cares.
+        let _ = self.reports.send((*delivery, outcome));
+    }
+}
+
+/// Builds the producer of a source connector: `kafka.properties`, then the connector's
+/// `producer` properties, then what delivery depends on (idempotence, `acks=all`). The
+/// producer's own queue is sized above the task's in-flight bound so that a send is never
+/// refused for lack of room. Returns the receiver of delivery reports.
+pub fn source_producer(
+    kafka: &KafkaConfig,
+    connector: &ConnectorConfig,
+) -> KafkaResult<(SourceProducer, mpsc::UnboundedReceiver<Report>)> {
+    let mut config = ClientConfig::new();
+    config
+        .set("client.id", format!("wasmconnect-{}", connector.name))
+        .set("linger.ms", "5");
+    for (key, value) in kafka.properties.iter().chain(&connector.producer) {
+        config.set(key, value);
+    }
+    let queue_messages = (connector.in_flight.max_records + 100_000).min(10_000_000);
+    let queue_kbytes = (connector.in_flight.max_bytes / 1024 + 64 * 1024).min(2_097_151);
+    config
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("queue.buffering.max.messages", queue_messages.to_string())
+        .set("queue.buffering.max.kbytes", queue_kbytes.to_string());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let producer = config.create_with_context(SourceContext { reports: tx })?;
+    Ok((producer, rx))
+}

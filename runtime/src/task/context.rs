@@ -1,0 +1,25 @@
+//! What every task gets from the worker, whatever its kind.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConnectorConfig;
+use crate::wasm::TaskIdentity;
+use crate::wasm::capability::Grants;
+use crate::worker::TaskReporter;
+
+/// A task's identity, configuration, sandbox grants, status reporter and shutdown signal.
+pub struct TaskContext {
+    pub identity: TaskIdentity,
+    pub config: ConnectorConfig,
+    /// The connector's `config:` as the JSON the plugin's `open` receives.
+    pub plugin_config: String,
+    pub engine: wasmtime::Engine,
+    pub grants: Grants,
+    pub status: TaskReporter,
+    /// Cancelled when the worker shuts down.
+    pub shutdown: CancellationToken,
+    /// How long the task may take to finish and commit after `shutdown`.
+    pub grace: Duration,
+}

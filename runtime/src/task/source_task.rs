@@ -1,0 +1,499 @@
+//! The source task: plugin `poll` -> Kafka -> delivery report -> position stored -> plugin
+//! `commit`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::BaseRecord;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConnectorConfig, KafkaConfig};
+use crate::connector::{Backoff, Flush, PluginError, PositionTracker, SourceRecord};
+use crate::kafka::{Delivery, PositionStore, Report, SourceProducer};
+use crate::wasm::capability::Grants;
+use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
+use crate::worker::TaskReporter;
+
+use super::TaskContext;
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// The task cannot go on; the message is its FAILED trace.
+    #[error("{0}")]
+    Failed(String),
+    /// Shutdown was asked for.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One task of a source connector.
+///
+/// Guarantee (at-least-once): records are handed to an idempotent producer (`acks=all`) in the
+/// order `poll` returned them. A source partition's position is written to the offsets topic
+/// only after Kafka acknowledged that record and every earlier record of the partition; the
+/// plugin's `commit` is called only after that write was acknowledged. The plugin is not
+/// polled while `in_flight.max_records` records (or `in_flight.max_bytes`) wait for their
+/// positions to be stored, so a crash makes the plugin produce again at most that many
+/// records.
+pub struct SourceTask {
+    identity: TaskIdentity,
+    config: ConnectorConfig,
+    plugin_config: String,
+    plugin: Arc<SourcePlugin>,
+    engine: wasmtime::Engine,
+    grants: Grants,
+    kafka: KafkaConfig,
+    producer: SourceProducer,
+    reports: mpsc::UnboundedReceiver<Report>,
+    store: PositionStore,
+    status: TaskReporter,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+/// What was handed to Kafka and how far its positions are stored.
+struct Progress {
+    tracker: PositionTracker,
+    /// The flush being written, if any: one at a time, so positions land in order.
+    flushing: Option<Flushing>,
+    next_flush: u64,
+    /// Whether the task is holding back polls at the in-flight bound (for the log).
+    at_bound: bool,
+}
+
+struct Flushing {
+    id: u64,
+    flush: Flush,
+    /// Position messages not yet acknowledged.
+    remaining: usize,
+    failure: Option<String>,
+}
+
+impl SourceTask {
+    pub fn new(
+        context: TaskContext,
+        plugin: Arc<SourcePlugin>,
+        (producer, reports): (SourceProducer, mpsc::UnboundedReceiver<Report>),
+        kafka: KafkaConfig,
+    ) -> Self {
+        let TaskContext {
+            identity,
+            config,
+            plugin_config,
+            engine,
+            grants,
+            status,
+            shutdown,
+            grace,
+        } = context;
+        let store = PositionStore::new(&kafka, &config.name);
+        SourceTask {
+            identity,
+            config,
+            plugin_config,
+            plugin,
+            engine,
+            grants,
+            kafka,
+            producer,
+            reports,
+            store,
+            status,
+            shutdown,
+            grace,
+        }
+    }
+
+    /// Runs until shutdown or failure; reports RUNNING, then FAILED with the reason or
+    /// UNASSIGNED after a clean stop. Either way it first waits (up to the grace period) for
+    /// Kafka to acknowledge what was handed over and stores the positions it can.
+    pub async fn run(mut self) {
+        self.status.running();
+        tracing::info!(connector = %self.identity.connector, task = self.identity.task,
+            plugin = %self.plugin.path().display(), topic = ?self.config.topic, "source task started");
+        let mut instance = None;
+        let outcome = match self.load_positions().await {
+            Ok(positions) => {
+                let mut progress = Progress {
+                    tracker: PositionTracker::new(positions),
+                    flushing: None,
+                    next_flush: 0,
+                    at_bound: false,
+                };
+                let outcome = self.produce(&mut instance, &mut progress).await;
+                self.settle(&mut instance, &mut progress).await;
+                outcome
+            }
+            Err(stop) => Err(stop),
+        };
+        if let Some(instance) = instance {
+            instance.close().await;
+        }
+        match outcome {
+            Ok(()) | Err(Stop::Cancelled) => {
+                tracing::info!(connector = %self.identity.connector, task = self.identity.task, "source task stopped");
+                self.status.unassigned();
+            }
+            Err(Stop::Failed(trace)) => {
+                tracing::error!(connector = %self.identity.connector, task = self.identity.task, "task failed: {trace}");
+                self.status.failed(trace);
+            }
+        }
+        let producer = self.producer;
+        tokio::task::block_in_place(move || drop(producer));
+    }
+
+    /// The stored positions of this connector, creating the offsets topic if needed. Kafka
+    /// being unreachable is retried with backoff until shutdown.
+    async fn load_positions(&self) -> Result<Vec<(String, String)>, Stop> {
+        let mut backoff = self.backoff();
+        loop {
+            let loaded = match self.store.ensure_topic(&self.kafka).await {
+                Ok(()) => self.store.load(&self.kafka).await,
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(positions) => {
+                    tracing::info!(connector = %self.identity.connector, task = self.identity.task,
+                        "continuing from {} stored position(s): {positions:?}", positions.len());
+                    return Ok(positions);
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                        "cannot read the stored positions yet, retrying in {delay:?}: {e}");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Err(Stop::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.config.restart.initial_backoff_ms),
+            Duration::from_millis(self.config.restart.max_backoff_ms),
+        )
+    }
+
+    /// Polls and produces until shutdown or failure.
+    async fn produce(
+        &mut self,
+        instance: &mut Option<SourceInstance>,
+        progress: &mut Progress,
+    ) -> Result<(), Stop> {
+        let mut next_poll = Instant::now();
+        let mut backoff = self.backoff();
+        let mut traps = 0u32;
+        loop {
+            self.start_flush(instance, progress).await;
+            let room = self.room(progress);
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(()),
+                Some(report) = self.reports.recv() => {
+                    self.on_report(report, instance, progress).await?;
+                }
+                _ = sleep_until(next_poll), if room.is_some() => {
+                    let max = room.unwrap_or(1);
+                    next_poll = self
+                        .poll_once(instance, progress, max, &mut backoff, &mut traps)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// How many records the next poll may ask for; `None` at the in-flight bound.
+    fn room(&self, progress: &mut Progress) -> Option<u32> {
+        let (records, bytes) = progress.tracker.unsettled();
+        let bound = self.config.in_flight;
+        let room = bound.max_records.saturating_sub(records);
+        let open = room > 0 && bytes < bound.max_bytes;
+        if open == progress.at_bound {
+            progress.at_bound = !open;
+            if open {
+                tracing::info!(connector = %self.identity.connector, task = self.identity.task,
+                    "Kafka caught up; polling the plugin again");
+            } else {
+                tracing::info!(connector = %self.identity.connector, task = self.identity.task,
+                    "waiting for Kafka: {records} records ({bytes} bytes) handed over without their positions stored (in_flight.max_records {}, max_bytes {}); not polling the plugin",
+                    bound.max_records, bound.max_bytes);
+            }
+        }
+        open.then(|| room.min(self.config.batch.max_records) as u32)
+    }
+
+    /// One `poll` call (opening the instance first if there is none); returns when to poll
+    /// next.
+    async fn poll_once(
+        &mut self,
+        instance: &mut Option<SourceInstance>,
+        progress: &mut Progress,
+        max: u32,
+        backoff: &mut Backoff,
+        traps: &mut u32,
+    ) -> Result<Instant, Stop> {
+        let result = match instance {
+            Some(live) => live.poll(max).await,
+            None => match self.open(&progress.tracker.latest()).await {
+                Ok(live) => {
+                    *instance = Some(live);
+                    return Ok(Instant::now());
+                }
+                Err(CallError::Plugin(e @ (PluginError::Fatal(_) | PluginError::Reject(_)))) => {
+                    return Err(Stop::Failed(format!("{e} (while opening the task)")));
+                }
+                Err(retry_or_trap) => Err(retry_or_trap),
+            },
+        };
+        match result {
+            Ok(records) => {
+                *traps = 0;
+                backoff.reset();
+                if records.len() > max as usize {
+                    return Err(Stop::Failed(format!(
+                        "plugin returned {} records from poll({max}); a source may return at most what it is asked for",
+                        records.len()
+                    )));
+                }
+                if records.is_empty() {
+                    return Ok(Instant::now() + Duration::from_millis(self.config.poll_interval_ms));
+                }
+                for record in records {
+                    self.hand_over(record, progress)?;
+                }
+                Ok(Instant::now())
+            }
+            Err(CallError::Plugin(
+                e @ (PluginError::Retry(_) | PluginError::RetryAfter { .. }),
+            )) => {
+                let delay = e.retry_delay(backoff).unwrap_or_default();
+                tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                    "polling again in {delay:?}: {e}");
+                Ok(Instant::now() + delay)
+            }
+            Err(CallError::Plugin(PluginError::Fatal(message))) => {
+                Err(Stop::Failed(format!("plugin failed: {message}")))
+            }
+            Err(CallError::Plugin(PluginError::Reject(_))) => Err(Stop::Failed(
+                "plugin returned `reject` from poll, which only a sink's write may return".into(),
+            )),
+            Err(CallError::Trap(what)) => {
+                *instance = None;
+                *traps += 1;
+                if *traps >= self.config.restart.max_consecutive_traps {
+                    return Err(Stop::Failed(format!(
+                        "plugin trapped {traps} times in a row (restart.max_consecutive_traps); last trap: {what}"
+                    )));
+                }
+                let delay = backoff.next_delay();
+                tracing::error!(connector = %self.identity.connector, task = self.identity.task,
+                    "plugin trapped ({traps} in a row), instance dropped; re-instantiating in {delay:?}: {what}");
+                Ok(Instant::now() + delay)
+            }
+        }
+    }
+
+    async fn open(&self, positions: &[(String, String)]) -> Result<SourceInstance, CallError> {
+        self.plugin
+            .instantiate(
+                &self.engine,
+                self.identity.clone(),
+                self.grants.clone(),
+                &self.config.limits,
+                &self.plugin_config,
+                positions,
+            )
+            .await
+    }
+
+    /// Hands one record to the producer and the tracker.
+    fn hand_over(&mut self, record: SourceRecord, progress: &mut Progress) -> Result<(), Stop> {
+        let bytes = record.size();
+        let SourceRecord {
+            partition,
+            position,
+            topic,
+            timestamp,
+            key,
+            value,
+            headers,
+        } = record;
+        let Some(topic) = topic.as_deref().or(self.config.topic.as_deref()) else {
+            return Err(Stop::Failed(format!(
+                "the record of source partition {partition:?} at position {position:?} names no topic, and the connector has no `topic`"
+            )));
+        };
+        let described = format!("source partition {partition:?} at position {position:?}");
+        let seq = progress.tracker.handed_over(&partition, position, bytes);
+        let mut message: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
+            BaseRecord::with_opaque_to(topic, Box::new(Delivery::Record(seq)));
+        if let Some(key) = &key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(value) = &value {
+            message = message.payload(value.as_slice());
+        }
+        if let Some(timestamp) = timestamp {
+            message = message.timestamp(timestamp);
+        }
+        if !headers.is_empty() {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for h in &headers {
+                owned = owned.insert(KafkaHeader {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                });
+            }
+            message = message.headers(owned);
+        }
+        self.producer.send(message).map_err(|(e, _)| {
+            Stop::Failed(format!(
+                "Kafka refused the record of {described} for topic {topic}: {e}; its position and later ones are not stored, so a restart produces it again"
+            ))
+        })
+    }
+
+    /// Starts writing the acknowledged positions, unless a write is under way or there are
+    /// none.
+    async fn start_flush(
+        &mut self,
+        instance: &mut Option<SourceInstance>,
+        progress: &mut Progress,
+    ) {
+        if progress.flushing.is_some() {
+            return;
+        }
+        let Some(flush) = progress.tracker.take_flush() else {
+            return;
+        };
+        let id = progress.next_flush;
+        progress.next_flush += 1;
+        let mut flushing = Flushing {
+            id,
+            remaining: flush.positions.len(),
+            flush,
+            failure: None,
+        };
+        for (partition, position) in &flushing.flush.positions {
+            let key = self.store.key(partition);
+            let value = PositionStore::value(position);
+            let message: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
+                BaseRecord::with_opaque_to(self.store.topic(), Box::new(Delivery::Position(id)))
+                    .key(key.as_slice())
+                    .payload(value.as_slice());
+            if let Err((e, _)) = self.producer.send(message) {
+                flushing.remaining -= 1;
+                flushing.failure = Some(e.to_string());
+            }
+        }
+        progress.flushing = Some(flushing);
+        self.finish_flush(instance, progress).await;
+    }
+
+    /// Completes the flush under way once every one of its messages is acknowledged: settles
+    /// its records and tells the plugin, or puts its positions back for the next flush.
+    async fn finish_flush(
+        &mut self,
+        instance: &mut Option<SourceInstance>,
+        progress: &mut Progress,
+    ) {
+        if progress.flushing.as_ref().is_none_or(|f| f.remaining > 0) {
+            return;
+        }
+        let Some(Flushing { flush, failure, .. }) = progress.flushing.take() else {
+            return;
+        };
+        if let Some(failure) = failure {
+            tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                "storing positions in {} failed, retrying with the next flush: {failure}", self.store.topic());
+            progress.tracker.flush_failed(flush);
+            return;
+        }
+        progress.tracker.flushed(&flush);
+        if let Some(live) = instance {
+            match live.commit(&flush.positions).await {
+                Ok(()) => {}
+                Err(CallError::Plugin(e)) => {
+                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                        "plugin commit returned an error (the positions stay stored): {e}");
+                }
+                Err(CallError::Trap(what)) => {
+                    tracing::error!(connector = %self.identity.connector, task = self.identity.task,
+                        "plugin trapped in commit, instance dropped (the positions stay stored): {what}");
+                    *instance = None;
+                }
+            }
+        }
+    }
+
+    async fn on_report(
+        &mut self,
+        (delivery, result): Report,
+        instance: &mut Option<SourceInstance>,
+        progress: &mut Progress,
+    ) -> Result<(), Stop> {
+        match (delivery, result) {
+            (Delivery::Record(seq), Ok(())) => progress.tracker.acknowledged(seq),
+            (Delivery::Record(seq), Err(message)) => {
+                let origin = match progress.tracker.origin(seq) {
+                    Some(o) => format!(
+                        "source partition {:?} at position {:?}",
+                        o.partition, o.position
+                    ),
+                    None => "a record".into(),
+                };
+                return Err(Stop::Failed(format!(
+                    "{message} (the record of {origin}); its position and later ones are not stored, so a restart produces it again"
+                )));
+            }
+            (Delivery::Position(id), result) => {
+                if let Some(flushing) = progress.flushing.as_mut().filter(|f| f.id == id) {
+                    flushing.remaining -= 1;
+                    if let Err(message) = result {
+                        flushing.failure = Some(message);
+                    }
+                    self.finish_flush(instance, progress).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After the loop: waits up to the grace period for Kafka to acknowledge what was handed
+    /// over and for the positions to be stored. What does not make it is produced again
+    /// after a restart.
+    async fn settle(&mut self, instance: &mut Option<SourceInstance>, progress: &mut Progress) {
+        let deadline = Instant::now() + self.grace;
+        loop {
+            self.start_flush(instance, progress).await;
+            if progress.flushing.is_none() && progress.tracker.unsettled().0 == 0 {
+                return;
+            }
+            if progress.flushing.is_none() && progress.tracker.unacknowledged() == 0 {
+                // Everything acknowledged is stored; what is left failed delivery.
+                return;
+            }
+            tokio::select! {
+                _ = sleep_until(deadline) => {
+                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                        "shutdown grace period ran out with {} records unacknowledged by Kafka; they will be produced again",
+                        progress.tracker.unacknowledged());
+                    return;
+                }
+                Some(report) = self.reports.recv() => {
+                    if let Err(e) = self.on_report(report, instance, progress).await {
+                        tracing::warn!(connector = %self.identity.connector, task = self.identity.task, "{e}");
+                    }
+                }
+            }
+        }
+    }
+}
