@@ -11,9 +11,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::wait_until;
+use crate::{Proxy, wait_until};
 
 /// A record to produce: key and value (a `None` value is a tombstone).
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
@@ -21,8 +21,20 @@ pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// A running broker; killed when dropped. Its data lives in a temporary directory.
 pub struct Broker {
     pub bootstrap: String,
+    /// In front of the broker when started with [`Broker::start_behind_proxy`]: clients reach
+    /// the broker only through it.
+    pub proxy: Option<Proxy>,
     child: Child,
     _dir: tempfile::TempDir,
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
 }
 
 /// The tansu binary the test command installed (`WASMCONNECT_TANSU` overrides).
@@ -48,21 +60,46 @@ fn free_port() -> anyhow::Result<u16> {
 impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::launch(false).await
+    }
+
+    /// Starts a broker that advertises a [`Proxy`] in front of it, so that every client
+    /// connection goes through the proxy and the test can cut them all.
+    pub async fn start_behind_proxy() -> anyhow::Result<Self> {
+        Self::launch(true).await
+    }
+
+    async fn launch(behind_proxy: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let url = format!("tcp://127.0.0.1:{port}");
+        let proxy = match behind_proxy {
+            true => Some(Proxy::start(format!("127.0.0.1:{port}")).await?),
+            false => None,
+        };
+        let bootstrap = match &proxy {
+            Some(proxy) => proxy.address.clone(),
+            None => format!("127.0.0.1:{port}"),
+        };
+        let advertised = format!("tcp://{bootstrap}");
         let log = std::fs::File::create(dir.path().join("tansu.log"))?;
         let child = Command::new(tansu_bin()?)
             .current_dir(dir.path())
             .args(["broker", "--storage-engine", "sqlite://tansu.db"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting tansu")?;
         let broker = Broker {
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap,
+            proxy,
             child,
             _dir: dir,
         };
@@ -134,6 +171,60 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Every record in `topic` now, partition by partition in offset order.
+    pub async fn read_all(&self, topic: &str) -> anyhow::Result<Vec<Consumed>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "wasmconnect-tests-reader")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Consumed>> {
+            let timeout = Duration::from_secs(10);
+            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            let mut ends = std::collections::HashMap::new();
+            let mut assignment = TopicPartitionList::new();
+            for p in partitions {
+                let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
+                if high > low {
+                    ends.insert(p, high);
+                    assignment.add_partition_offset(&topic, p, Offset::Beginning)?;
+                }
+            }
+            let mut records = Vec::new();
+            if ends.is_empty() {
+                return Ok(records);
+            }
+            consumer.assign(&assignment)?;
+            while !ends.is_empty() {
+                let message = match consumer.poll(timeout) {
+                    None => bail!("reading {topic}: nothing within {timeout:?}"),
+                    Some(m) => m?,
+                };
+                records.push(Consumed {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                });
+                if ends
+                    .get(&message.partition())
+                    .is_some_and(|&end| message.offset() + 1 >= end)
+                {
+                    ends.remove(&message.partition());
+                }
+            }
+            records.sort_by_key(|r| (r.partition, r.offset));
+            Ok(records)
+        })
+        .await?
     }
 
     /// The offset the consumer group `group` committed for `topic`/`partition`, if any.

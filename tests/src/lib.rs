@@ -1,17 +1,20 @@
 //! Test harness: a real Kafka-protocol broker (tansu) per test, the PostgreSQL server the test
 //! command started, and the `wasmconnect` binary run as a child process.
 //!
-//! Layout: `paths` (where binaries and plugins are), `broker`, `postgres`, `daemon`, `wait`.
+//! Layout: `paths` (where binaries and plugins are), `broker`, `postgres`, `daemon`, `proxy`
+//! (a TCP proxy that can cut connections), `wait`.
 
 pub mod broker;
 pub mod daemon;
 pub mod paths;
 pub mod postgres;
+pub mod proxy;
 pub mod wait;
 
 pub use broker::Broker;
 pub use daemon::Daemon;
 pub use postgres::Postgres;
+pub use proxy::Proxy;
 pub use wait::wait_until;
 
 /// A name no other test (or earlier run) uses: for topics, tables and connectors.

@@ -1,5 +1,10 @@
 //! Config snippets shared by the tests.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wasmconnect_tests::broker::Consumed;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique};
 
 /// A daemon config on `broker` and `pg` (database `main`) with the given connector entries.
@@ -104,4 +109,112 @@ impl Pipeline {
             name,
         ))
     }
+}
+
+/// A loopback server that only counts the connections it accepts.
+pub async fn connection_counter() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    Ok((address, accepted))
+}
+
+/// One source connector entry producing to `topic`. `settings` are extra connector lines
+/// (indented by four spaces, e.g. `in_flight: { max_records: 500 }`); `plugin_config` lines
+/// are indented under `config:`.
+pub fn source(
+    name: &str,
+    topic: &str,
+    plugin: &std::path::Path,
+    settings: &str,
+    plugin_config: &str,
+) -> String {
+    let settings: String = settings.lines().map(|l| format!("    {l}\n")).collect();
+    let config: String = plugin_config
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    format!(
+        "  - name: {name}
+    kind: source
+    plugin: {plugin}
+    topic: {topic}
+    poll_interval_ms: 100
+    batch: {{ max_records: 500 }}
+    restart: {{ initial_backoff_ms: 50, max_backoff_ms: 5000, max_consecutive_traps: 3 }}
+    limits: {{ memory_mb: 64, call_timeout_ms: 10000 }}
+{settings}    config:
+{config}",
+        plugin = plugin.display(),
+    )
+}
+
+/// What a topic holds, counted by a record identity (`id` of the JSON value).
+pub struct Tally {
+    /// Records per id.
+    pub copies: HashMap<i64, usize>,
+    pub total: usize,
+}
+
+impl Tally {
+    pub fn of(records: &[Consumed]) -> anyhow::Result<Self> {
+        let mut copies = HashMap::new();
+        for r in records {
+            *copies.entry(value_id(r)?).or_insert(0) += 1;
+        }
+        Ok(Tally {
+            copies,
+            total: records.len(),
+        })
+    }
+
+    pub fn unique(&self) -> usize {
+        self.copies.len()
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.total - self.unique()
+    }
+
+    /// Ids in `1..=n` that are not in the topic.
+    pub fn missing(&self, n: i64) -> Vec<i64> {
+        (1..=n).filter(|id| !self.copies.contains_key(id)).collect()
+    }
+}
+
+/// The `id` field of a record's JSON value.
+pub fn value_id(r: &Consumed) -> anyhow::Result<i64> {
+    let value: serde_json::Value = serde_json::from_slice(r.value.as_deref().unwrap_or(b"null"))?;
+    value["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("record without an integer id: {value}"))
+}
+
+/// Waits until `topic` holds every id in `1..=n`; returns the tally.
+pub async fn wait_for_ids(
+    broker: &Broker,
+    topic: &str,
+    n: i64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Tally> {
+    wasmconnect_tests::wait_until(&format!("ids 1..={n} in {topic}"), timeout, || async {
+        let tally = Tally::of(&broker.read_all(topic).await?)?;
+        Ok(if tally.missing(n).is_empty() {
+            Ok(tally)
+        } else {
+            Err(format!(
+                "{} of {n} ids, {} records",
+                tally.unique(),
+                tally.total
+            ))
+        })
+    })
+    .await
 }

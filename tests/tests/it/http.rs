@@ -1,8 +1,7 @@
 //! The http capability: granted hosts answer, anything else is denied before a connection is
 //! made (a redirect included), and timeouts and the response cap hold.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,22 +9,7 @@ use axum::response::Redirect;
 use axum::routing::get;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique};
 
-use crate::common::config;
-
-/// A loopback server that only counts the connections it accepts.
-async fn connection_counter() -> anyhow::Result<(String, Arc<AtomicUsize>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?.to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            drop(socket);
-        }
-    });
-    Ok((address, accepted))
-}
+use crate::common::{config, connection_counter};
 
 /// The granted server: `/ok`, `/big` (2 MiB), `/slow` (never answers), `/away` (redirects
 /// to `elsewhere`).

@@ -7,4 +7,6 @@ mod http;
 mod retry;
 mod sandbox;
 mod sink_sql;
+mod source_http;
+mod source_sql;
 mod sql_query;

@@ -1,0 +1,52 @@
+//! What the connector's `config:` may say.
+
+use serde::Deserialize;
+
+/// The plugin's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A database name from the connector's `grants.databases`.
+    pub database: String,
+    /// The table to read, optionally `schema.table`.
+    pub table: String,
+    /// A column whose value increases with every new row (an identity or serial id); with
+    /// `timestamp`, the tiebreak among rows of equal timestamp.
+    pub incrementing: String,
+    /// A column set to the time of the last change (`updated_at`): updated rows are read again.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Columns whose values form the record key (one column: its text; several: a JSON
+    /// object); none: records have no key.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Most rows one query reads (never more than the host asks for).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// The source partition the positions are stored under; `table <table>` by default.
+    #[serde(default)]
+    pub partition: Option<String>,
+}
+
+fn default_batch_size() -> u32 {
+    1_000
+}
+
+impl Config {
+    /// Rules serde cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        for (what, name) in [("table", &self.table), ("incrementing", &self.incrementing)]
+            .into_iter()
+            .chain(self.timestamp.iter().map(|t| ("timestamp", t)))
+            .chain(self.key.iter().map(|k| ("key", k)))
+        {
+            if name.trim().is_empty() {
+                return Err(format!("{what} is empty"));
+            }
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
