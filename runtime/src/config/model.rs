@@ -26,10 +26,18 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
-    /// Passed to librdkafka as they are (`security.protocol`, `fetch.max.bytes`, ...), to
-    /// consumers and producers alike.
+    /// Passed to librdkafka as they are (`security.protocol`, `socket.keepalive.enable`, ...),
+    /// to every client: consumers, producers and the admin client.
     #[serde(default, deserialize_with = "scalar_map")]
     pub properties: BTreeMap<String, String>,
+    /// Over `properties`, for every sink's consumer only (`fetch.wait.max.ms`,
+    /// `session.timeout.ms`, ...).
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub consumer: BTreeMap<String, String>,
+    /// Over `properties`, for every source's producer only (`linger.ms`, `compression.type`,
+    /// ...).
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub producer: BTreeMap<String, String>,
     /// Where source connectors store their positions.
     #[serde(default)]
     pub offsets_topic: OffsetsTopicConfig,
@@ -157,11 +165,12 @@ pub struct ConnectorConfig {
     pub limits: Limits,
     #[serde(default)]
     pub restart: RestartConfig,
-    /// librdkafka consumer properties for this (sink) connector only, over `kafka.properties`.
+    /// librdkafka consumer properties for this (sink) connector only, over `kafka.properties`
+    /// and `kafka.consumer`.
     #[serde(default, deserialize_with = "scalar_map")]
     pub consumer: BTreeMap<String, String>,
     /// librdkafka producer properties for this (source) connector only, over
-    /// `kafka.properties`.
+    /// `kafka.properties` and `kafka.producer`.
     #[serde(default, deserialize_with = "scalar_map")]
     pub producer: BTreeMap<String, String>,
     /// The plugin's own configuration, handed to its `open` as JSON.

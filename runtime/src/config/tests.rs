@@ -162,3 +162,93 @@ fn a_malformed_http_grant_is_refused_at_its_line() {
         d[0].message
     );
 }
+
+const SOURCE: &str = "
+  - name: events-from-api
+    kind: source
+    plugin: plugins/source_http.wasm
+    topic: events
+    poll_interval_ms: 500
+    in_flight: { max_records: 2000 }
+    grants:
+      http: [api.example.com]
+    config:
+      url: https://api.example.com/events?after={cursor}
+";
+
+#[test]
+fn a_source_connector_parses_with_its_defaults() {
+    let config = parse(
+        Path::new("dir/connectors.yaml"),
+        &format!("{VALID}{SOURCE}"),
+        &env,
+    )
+    .unwrap();
+    let c = &config.connectors[1];
+    assert_eq!(c.kind, ConnectorKind::Source);
+    assert_eq!(c.topic.as_deref(), Some("events"));
+    assert_eq!(c.poll_interval_ms, 500);
+    assert_eq!(c.in_flight.max_records, 2000);
+    assert_eq!(c.in_flight.max_bytes, 64 << 20);
+    assert_eq!(config.kafka.offsets_topic.name, "wasmconnect-offsets");
+    assert_eq!(config.kafka.offsets_topic.replication_factor, -1);
+}
+
+#[test]
+fn source_rules_point_at_the_key_that_breaks_them() {
+    let text = format!("{VALID}{SOURCE}")
+        .replace(
+            "    topic: events",
+            "    topic: \"bad topic\"\n    topics: [x]",
+        )
+        .replace("max_records: 2000", "max_records: 0")
+        .replace(
+            "    poll_interval_ms: 500",
+            "    poll_interval_ms: 500\n    producer: { acks: 1 }",
+        );
+    let d = diagnostics(&text);
+    let found: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.message.as_str())).collect();
+    assert_eq!(d.len(), 4, "{found:?}");
+    assert!(
+        found[0]
+            .1
+            .contains("\"bad topic\" is not a valid topic name"),
+        "{found:?}"
+    );
+    assert_eq!(found[0].0, 23);
+    assert!(found[1].1.contains("topics: is for sinks"), "{found:?}");
+    assert!(
+        found[2]
+            .1
+            .contains("producer.acks: is set by wasmconnect itself for source connectors"),
+        "{found:?}"
+    );
+    assert_eq!(found[2].0, 26);
+    assert!(
+        found[3]
+            .1
+            .contains("in_flight.max_records: 0 is out of range"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn role_specific_kafka_properties_are_checked_too() {
+    let text = VALID.replace(
+        "  properties:\n",
+        "  producer:\n    enable.idempotence: false\n  consumer:\n    group.id: x\n  properties:\n",
+    );
+    let d = diagnostics(&text);
+    let found: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(d.len(), 2, "{found:?}");
+    assert!(
+        found.iter().any(|m| m.contains("kafka.consumer.group.id")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|m| m.contains("kafka.producer.enable.idempotence")),
+        "{found:?}"
+    );
+}

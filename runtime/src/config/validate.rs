@@ -50,6 +50,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     v.managed_properties("kafka.properties", config.kafka.properties.keys());
+    v.managed_properties("kafka.consumer", config.kafka.consumer.keys());
+    v.managed_properties("kafka.producer", config.kafka.producer.keys());
+    v.managed_producer_properties("kafka.producer", config.kafka.producer.keys());
     let has_sources = config
         .connectors
         .iter()

@@ -77,7 +77,12 @@ pub fn sink_consumer(
     config
         .set("auto.offset.reset", "earliest")
         .set("client.id", format!("wasmconnect-{}", connector.name));
-    for (key, value) in kafka.properties.iter().chain(&connector.consumer) {
+    for (key, value) in kafka
+        .properties
+        .iter()
+        .chain(&kafka.consumer)
+        .chain(&connector.consumer)
+    {
         config.set(key, value);
     }
     config

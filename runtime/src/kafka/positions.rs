@@ -97,7 +97,11 @@ impl PositionStore {
         &self,
         kafka: &KafkaConfig,
     ) -> Result<Vec<(String, String)>, PositionStoreError> {
-        let consumer: BaseConsumer = client_config(kafka)
+        let mut config = client_config(kafka);
+        for (key, value) in &kafka.consumer {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer = config
             .set(
                 "group.id",
                 format!("wasmconnect-offsets-reader-{}", self.connector),

@@ -49,8 +49,8 @@ impl ProducerContext for SourceContext {
     }
 }
 
-/// Builds the producer of a source connector: `kafka.properties`, then the connector's
-/// `producer` properties, then what delivery depends on (idempotence, `acks=all`). The
+/// Builds the producer of a source connector: `kafka.properties`, `kafka.producer`, then the
+/// connector's `producer` properties, then what delivery depends on (idempotence, `acks=all`). The
 /// producer's own queue is sized above the task's in-flight bound so that a send is never
 /// refused for lack of room. Returns the receiver of delivery reports.
 pub fn source_producer(
@@ -61,7 +61,12 @@ pub fn source_producer(
     config
         .set("client.id", format!("wasmconnect-{}", connector.name))
         .set("linger.ms", "5");
-    for (key, value) in kafka.properties.iter().chain(&connector.producer) {
+    for (key, value) in kafka
+        .properties
+        .iter()
+        .chain(&kafka.producer)
+        .chain(&connector.producer)
+    {
         config.set(key, value);
     }
     let queue_messages = (connector.in_flight.max_records + 100_000).min(10_000_000);

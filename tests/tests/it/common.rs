@@ -13,7 +13,7 @@ pub fn config(broker: &Broker, pg: &Postgres, connectors: &str) -> String {
     format!(
         "kafka:
   bootstrap_servers: {bootstrap}
-  properties:
+  consumer:
     session.timeout.ms: 6000
     max.poll.interval.ms: 10000
     heartbeat.interval.ms: 500
