@@ -24,6 +24,10 @@ pub struct Config {
     /// JSON pointer to the item field used as record key; none: records have no key.
     #[serde(default)]
     pub key: Option<String>,
+    /// JSON pointer to an item field naming the record's topic; items without it (and every
+    /// item when unset) go to the connector's `topic`.
+    #[serde(default)]
+    pub topic_field: Option<String>,
     /// The source partition the positions are stored under; the `url` template by default.
     #[serde(default)]
     pub partition: Option<String>,
@@ -70,6 +74,7 @@ impl Config {
         for (what, pointer) in [
             ("items", Some(&self.items)),
             ("key", self.key.as_ref()),
+            ("topic_field", self.topic_field.as_ref()),
             (
                 "next.field",
                 match &self.next {

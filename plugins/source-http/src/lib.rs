@@ -3,7 +3,8 @@
 //!
 //! - Each page is fetched by a cursor (a `{cursor}` in the URL template, or a page link from a
 //!   body field or a `Link` header); `items` points at the array of items; each item becomes
-//!   one record (value: the item's JSON; key: the field `key` points at).
+//!   one record (value: the item's JSON; key: the field `key` points at; topic: the field
+//!   `topic_field` points at, else the connector's).
 //! - A record's position is the cursor of its page and how many of the page's items have been
 //!   emitted, so a restart fetches that page again and continues at the exact next item.
 //! - When a page names no next page the source is caught up: it asks for the same page again
@@ -176,9 +177,17 @@ impl HttpSource {
                 Value::String(s) => s.clone().into_bytes(),
                 other => other.to_string().into_bytes(),
             });
+        let topic = self
+            .config
+            .topic_field
+            .as_deref()
+            .and_then(|pointer| item.pointer(pointer))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         SourceRecord {
             partition: self.partition.clone(),
             position: serde_json::to_string(&self.at).expect("positions serialize"),
+            topic,
             key,
             value: Some(item.to_string().into_bytes()),
             ..Default::default()
@@ -257,6 +266,22 @@ mod tests {
         };
         let mut source = HttpSource::open(config(), vec![stored], &host).unwrap();
         assert_eq!(keys(&source.poll(10, &host).unwrap()), ["3", "4", "5"]);
+    }
+
+    #[test]
+    fn an_item_field_can_name_the_topic() {
+        let host = FakeHost::new();
+        host.reply_http(Ok(HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: br#"{"data": [{"id": 1, "kind": "clicks"}, {"id": 2}], "next": null}"#.to_vec(),
+        }));
+        let mut config = config();
+        config.topic_field = Some("/kind".into());
+        let mut source = HttpSource::open(config, vec![], &host).unwrap();
+        let records = source.poll(10, &host).unwrap();
+        assert_eq!(records[0].topic.as_deref(), Some("clicks"));
+        assert_eq!(records[1].topic, None);
     }
 
     #[test]

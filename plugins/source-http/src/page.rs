@@ -157,6 +157,7 @@ mod tests {
             items: "/data".into(),
             next,
             key: None,
+            topic_field: None,
             partition: None,
         }
     }

@@ -20,6 +20,10 @@ pub struct Config {
     /// object); none: records have no key.
     #[serde(default)]
     pub key: Vec<String>,
+    /// A column naming the record's topic; rows where it is NULL (and every row when unset)
+    /// go to the connector's `topic`.
+    #[serde(default)]
+    pub topic_column: Option<String>,
     /// Most rows one query reads (never more than the host asks for).
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
@@ -39,6 +43,7 @@ impl Config {
             .into_iter()
             .chain(self.timestamp.iter().map(|t| ("timestamp", t)))
             .chain(self.key.iter().map(|k| ("key", k)))
+            .chain(self.topic_column.iter().map(|t| ("topic_column", t)))
         {
             if name.trim().is_empty() {
                 return Err(format!("{what} is empty"));

@@ -7,9 +7,9 @@
 //! - With `timestamp`: rows whose `(timestamp, incrementing)` is greater than the last pair
 //!   emitted, ordered by both, so updated rows are read again; rows with a NULL timestamp are
 //!   not read.
-//! - Each row becomes one record: value `row_to_json` of the row, key from the `key` columns.
-//!   Its position is the text of its increasing columns, so a restart continues exactly after
-//!   the last row Kafka has.
+//! - Each row becomes one record: value `row_to_json` of the row, key from the `key` columns,
+//!   topic from `topic_column` if set. Its position is the text of its increasing columns, so
+//!   a restart continues exactly after the last row Kafka has.
 //! - As with Kafka Connect JDBC, a row is missed if a transaction commits it after a row with
 //!   a higher value was read (concurrent writers assigning ids out of commit order); a
 //!   sequence or `updated_at` set at commit time avoids this.
@@ -89,9 +89,9 @@ impl Source for SqlSource {
             .map_err(|e| sql_error(&self.config, e))?;
         let mut records = Vec::with_capacity(rows.rows.len());
         for row in rows.rows {
-            let [value, incrementing, timestamp, key] =
-                <[Value; 4]>::try_from(row).map_err(|row| {
-                    PluginError::Fatal(format!("the query returned {} columns, not 4", row.len()))
+            let [value, incrementing, timestamp, key, topic] = <[Value; 5]>::try_from(row)
+                .map_err(|row| {
+                    PluginError::Fatal(format!("the query returned {} columns, not 5", row.len()))
                 })?;
             let position = Position {
                 timestamp: text(timestamp),
@@ -105,6 +105,7 @@ impl Source for SqlSource {
             records.push(SourceRecord {
                 partition: self.partition.clone(),
                 position: serde_json::to_string(&position).expect("positions serialize"),
+                topic: text(topic),
                 key: text(key).map(String::into_bytes),
                 value: text(value).map(String::into_bytes),
                 ..Default::default()
@@ -176,6 +177,7 @@ mod tests {
             Value::Text(id.to_string()),
             Value::Null,
             Value::Text(id.to_string()),
+            Value::Null,
         ]
     }
 

@@ -31,7 +31,7 @@ pub fn quote(name: &str) -> String {
 
 /// The statement that reads the next at most `limit` rows after `after`, in order. Columns:
 /// the row as JSON text, the incrementing column as text, the timestamp column as text (or
-/// NULL), the key as text (or NULL).
+/// NULL), the key as text (or NULL), the topic as text (or NULL).
 pub fn next_rows(
     config: &Config,
     types: &ColumnTypes,
@@ -51,6 +51,10 @@ pub fn next_rows(
                 .join(", ")
         ),
     };
+    let topic = config
+        .topic_column
+        .as_ref()
+        .map_or("NULL::text".to_owned(), |c| format!("t.{}::text", quote(c)));
     let table = quote(&config.table);
     let (filter, order, params) = match (&ts, &types.timestamp) {
         (Some(ts), Some(ts_type)) => (
@@ -88,7 +92,7 @@ pub fn next_rows(
         .map_or(String::new(), |ts| format!(" AND {ts} IS NOT NULL"));
     Statement::new(
         format!(
-            "SELECT row_to_json(t)::text, {inc}::text, {ts_column}, {key} FROM {table} t \
+            "SELECT row_to_json(t)::text, {inc}::text, {ts_column}, {key}, {topic} FROM {table} t \
              WHERE ({filter}){timestamp_guard} ORDER BY {order} LIMIT ${limit_param}"
         ),
         params,
@@ -135,7 +139,7 @@ mod tests {
         let first = next_rows(&config(None, &["id"]), &types, None, 100);
         assert_eq!(
             first.sql,
-            r#"SELECT row_to_json(t)::text, t."id"::text, NULL::text, t."id"::text FROM "shop"."orders" t WHERE ($1::text IS NULL OR t."id" > $1::text::bigint) ORDER BY t."id" LIMIT $2"#
+            r#"SELECT row_to_json(t)::text, t."id"::text, NULL::text, t."id"::text, NULL::text FROM "shop"."orders" t WHERE ($1::text IS NULL OR t."id" > $1::text::bigint) ORDER BY t."id" LIMIT $2"#
         );
         assert_eq!(first.params, [Value::Null, Value::Integer(100)]);
         let after = Position {
@@ -144,6 +148,22 @@ mod tests {
         };
         let next = next_rows(&config(None, &["id"]), &types, Some(&after), 5);
         assert_eq!(next.params, [Value::Text("41".into()), Value::Integer(5)]);
+    }
+
+    #[test]
+    fn a_topic_column_is_selected_as_text() {
+        let types = ColumnTypes {
+            incrementing: "bigint".into(),
+            timestamp: None,
+        };
+        let mut c = config(None, &[]);
+        c.topic_column = Some("dest".into());
+        let s = next_rows(&c, &types, None, 1);
+        assert!(
+            s.sql.contains(r#"NULL::text, t."dest"::text FROM"#),
+            "{}",
+            s.sql
+        );
     }
 
     #[test]
