@@ -89,3 +89,25 @@ pub struct SourcePosition {
     pub partition: String,
     pub position: String,
 }
+
+impl SourcePosition {
+    /// The stored position of `partition` among `positions`, decoded from the JSON the plugin
+    /// wrote; `Ok(None)` when nothing is stored for it, `Fatal` naming the partition when the
+    /// stored text is not a `T`.
+    pub fn find<T: serde::de::DeserializeOwned>(
+        positions: &[SourcePosition],
+        partition: &str,
+    ) -> Result<Option<T>, PluginError> {
+        let Some(stored) = positions.iter().find(|p| p.partition == partition) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&stored.position)
+            .map(Some)
+            .map_err(|e| {
+                PluginError::Fatal(format!(
+                    "stored position {:?} of partition {partition:?} is not this plugin's ({e})",
+                    stored.position
+                ))
+            })
+    }
+}

@@ -50,15 +50,7 @@ impl Source for SqlSource {
             .partition
             .clone()
             .unwrap_or_else(|| format!("table {}", config.table));
-        let after = match positions.iter().find(|p| p.partition == partition) {
-            Some(stored) => Some(serde_json::from_str(&stored.position).map_err(|e| {
-                PluginError::Fatal(format!(
-                    "stored position {:?} of partition {partition:?} is not this plugin's ({e})",
-                    stored.position
-                ))
-            })?),
-            None => None,
-        };
+        let after = SourcePosition::find(&positions, &partition)?;
         let types = ColumnTypes {
             incrementing: lookup_type(host, &config, &config.incrementing)?,
             timestamp: match &config.timestamp {

@@ -9,3 +9,14 @@ mod source_task;
 pub use context::TaskContext;
 pub use sink_task::SinkTask;
 pub use source_task::SourceTask;
+
+/// Why a task's loop stopped.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// The task cannot go on; the message is its FAILED trace.
+    #[error("{0}")]
+    Failed(String),
+    /// Shutdown was asked for.
+    #[error("cancelled")]
+    Cancelled,
+}

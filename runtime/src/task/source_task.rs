@@ -17,18 +17,7 @@ use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
 use crate::worker::TaskReporter;
 
-use super::TaskContext;
-
-/// Why the loop stopped.
-#[derive(Debug, thiserror::Error)]
-enum Stop {
-    /// The task cannot go on; the message is its FAILED trace.
-    #[error("{0}")]
-    Failed(String),
-    /// Shutdown was asked for.
-    #[error("cancelled")]
-    Cancelled,
-}
+use super::{Stop, TaskContext};
 
 /// One task of a source connector.
 ///

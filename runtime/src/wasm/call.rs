@@ -1,6 +1,7 @@
 //! What every plugin call shares: a fresh store under the task's limits, and how a call
 //! ended when it did not return `ok` (a trap kept apart from the plugin's own error).
 
+use wasmtime::component::{Instance, InstancePre, ResourceAny};
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::wasmconnect::plugin::types as wit;
@@ -20,25 +21,96 @@ pub enum CallError {
     Plugin(PluginError),
 }
 
-/// A store for one instance: the memory cap of `limits` and a deadline that traps a call
-/// running past `limits.call_timeout_ms`. Returns the store and the deadline in epoch ticks, to
-/// be set again before every call.
-pub(super) fn new_store(
-    engine: &Engine,
-    identity: TaskIdentity,
-    grants: Grants,
-    limits: &Limits,
-) -> (Store<TaskState>, u64) {
-    let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
-    let mut store = Store::new(engine, TaskState::new(identity, grants, memory));
-    store.limiter(|s| &mut s.limits);
-    let deadline_ticks = (limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
-    store.set_epoch_deadline(deadline_ticks);
-    store.epoch_deadline_trap();
-    (store, deadline_ticks)
+/// A plugin task alive in its own store: the generated guest handle `G`, the task resource,
+/// and the limits every call runs under. After a trap it must be dropped.
+pub(super) struct Live<G> {
+    store: Store<TaskState>,
+    guest: G,
+    task: ResourceAny,
+    deadline_ticks: u64,
+    limits: Limits,
 }
 
-pub(super) fn from_wit_error(e: wit::PluginError) -> PluginError {
+/// Where a task runs and under which limits: what instantiating a plugin needs.
+pub(super) struct Placement<'a> {
+    pub engine: &'a Engine,
+    pub identity: TaskIdentity,
+    pub grants: Grants,
+    pub limits: &'a Limits,
+}
+
+impl<G> Live<G> {
+    /// Instantiates `pre` in a fresh store (memory cap of `limits`, a deadline that traps a
+    /// call running past `limits.call_timeout_ms`), finds the exports with `load` and opens
+    /// the task with `open` (the generated `call_open`).
+    pub(super) async fn open(
+        pre: &InstancePre<TaskState>,
+        at: Placement<'_>,
+        load: impl FnOnce(&mut Store<TaskState>, &Instance) -> wasmtime::Result<G>,
+        open: impl AsyncFnOnce(
+            &mut Store<TaskState>,
+            &G,
+        ) -> wasmtime::Result<Result<ResourceAny, wit::PluginError>>,
+    ) -> Result<Self, CallError> {
+        let limits = *at.limits;
+        let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+        let mut store = Store::new(at.engine, TaskState::new(at.identity, at.grants, memory));
+        store.limiter(|s| &mut s.limits);
+        let deadline_ticks = (limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(deadline_ticks);
+        store.epoch_deadline_trap();
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| trap(e, &limits))?;
+        let guest = load(&mut store, &instance).map_err(|e| trap(e, &limits))?;
+        store.set_epoch_deadline(deadline_ticks);
+        let task = outcome(open(&mut store, &guest).await, &limits)?;
+        Ok(Live {
+            store,
+            guest,
+            task,
+            deadline_ticks,
+            limits,
+        })
+    }
+
+    /// Arms the call deadline and hands out what a call needs: the store, the guest and the
+    /// task resource.
+    pub(super) fn arm(&mut self) -> (&mut Store<TaskState>, &G, ResourceAny) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        (&mut self.store, &self.guest, self.task)
+    }
+
+    /// How a call ended, a trap told apart from the plugin's own error.
+    pub(super) fn outcome<T>(
+        &self,
+        result: wasmtime::Result<Result<T, wit::PluginError>>,
+    ) -> Result<T, CallError> {
+        outcome(result, &self.limits)
+    }
+
+    /// Drops the task resource (the plugin's destructor runs) and the instance.
+    pub(super) async fn close(mut self) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        if let Err(e) = self.task.resource_drop_async(&mut self.store).await {
+            tracing::debug!("closing plugin task: {e:#}");
+        }
+    }
+}
+
+fn outcome<T>(
+    result: wasmtime::Result<Result<T, wit::PluginError>>,
+    limits: &Limits,
+) -> Result<T, CallError> {
+    match result {
+        Err(e) => Err(trap(e, limits)),
+        Ok(Err(e)) => Err(CallError::Plugin(from_wit_error(e))),
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
+fn from_wit_error(e: wit::PluginError) -> PluginError {
     match e {
         wit::PluginError::Retry(m) => PluginError::Retry(m),
         wit::PluginError::RetryAfter(r) => PluginError::RetryAfter {
@@ -59,7 +131,7 @@ pub(super) fn from_wit_error(e: wit::PluginError) -> PluginError {
 
 /// Describes a trap on one line, in words an operator can act on; the wasm backtrace goes to
 /// the debug log.
-pub(super) fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
+fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
     tracing::debug!("plugin trap: {e:?}");
     let what = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!(

@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use wasmtime::component::{InstancePre, ResourceAny};
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
+use wasmtime::component::InstancePre;
 
 use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
 use super::bindings::wasmconnect::plugin::types as wit;
-use super::call::{CallError, from_wit_error, new_store, trap};
+use super::call::{CallError, Live, Placement};
 use super::capability::Grants;
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
@@ -39,64 +39,40 @@ impl SinkPlugin {
         limits: &Limits,
         config: &str,
     ) -> Result<SinkInstance, CallError> {
-        let (mut store, deadline_ticks) = new_store(engine, identity, grants, limits);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| trap(e, limits))?;
-        let guest = self
-            .indices
-            .load(&mut store, &instance)
-            .map_err(|e| trap(e, limits))?;
-        store.set_epoch_deadline(deadline_ticks);
-        let task = match guest.call_open(&mut store, config).await {
-            Err(e) => return Err(trap(e, limits)),
-            Ok(Err(e)) => return Err(CallError::Plugin(from_wit_error(e))),
-            Ok(Ok(task)) => task,
+        let at = Placement {
+            engine,
+            identity,
+            grants,
+            limits,
         };
-        Ok(SinkInstance {
-            store,
-            guest,
-            task,
-            deadline_ticks,
-            limits: *limits,
-        })
+        let live = Live::open(
+            &self.pre,
+            at,
+            |store, instance| self.indices.load(store, instance),
+            async |store, guest: &wit_sink::Guest| guest.call_open(store, config).await,
+        )
+        .await?;
+        Ok(SinkInstance { live })
     }
 }
 
 /// A live sink task inside its own store. After a trap it must be dropped.
 pub struct SinkInstance {
-    store: Store<TaskState>,
-    guest: wit_sink::Guest,
-    task: ResourceAny,
-    deadline_ticks: u64,
-    limits: Limits,
+    live: Live<wit_sink::Guest>,
 }
 
 impl SinkInstance {
     /// Calls the plugin's `write` with the batch, under the call deadline and memory cap.
     pub async fn write(&mut self, records: &[Record]) -> Result<(), CallError> {
         let batch: Vec<wit::Record> = records.iter().map(to_wit_record).collect();
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        match self
-            .guest
-            .sink_task()
-            .call_write(&mut self.store, self.task, &batch)
-            .await
-        {
-            Err(e) => Err(trap(e, &self.limits)),
-            Ok(Err(e)) => Err(CallError::Plugin(from_wit_error(e))),
-            Ok(Ok(())) => Ok(()),
-        }
+        let (store, guest, task) = self.live.arm();
+        let result = guest.sink_task().call_write(store, task, &batch).await;
+        self.live.outcome(result)
     }
 
     /// Drops the task resource (the plugin's destructor runs) and the instance.
-    pub async fn close(mut self) {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        if let Err(e) = self.task.resource_drop_async(&mut self.store).await {
-            tracing::debug!("closing plugin task: {e:#}");
-        }
+    pub async fn close(self) {
+        self.live.close().await
     }
 }
 

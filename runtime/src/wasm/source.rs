@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use wasmtime::component::{InstancePre, ResourceAny};
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
+use wasmtime::component::InstancePre;
 
 use super::bindings::exports::wasmconnect::plugin::source as wit_source;
-use super::call::{CallError, from_wit_error, new_store, trap};
+use super::call::{CallError, Live, Placement};
 use super::capability::Grants;
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
@@ -40,95 +40,66 @@ impl SourcePlugin {
         config: &str,
         positions: &[(String, String)],
     ) -> Result<SourceInstance, CallError> {
-        let (mut store, deadline_ticks) = new_store(engine, identity, grants, limits);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| trap(e, limits))?;
-        let guest = self
-            .indices
-            .load(&mut store, &instance)
-            .map_err(|e| trap(e, limits))?;
-        let positions: Vec<wit_source::SourcePosition> = positions
-            .iter()
-            .map(|(p, pos)| to_wit_position(p, pos))
-            .collect();
-        store.set_epoch_deadline(deadline_ticks);
-        let task = match guest.call_open(&mut store, config, &positions).await {
-            Err(e) => return Err(trap(e, limits)),
-            Ok(Err(e)) => return Err(CallError::Plugin(from_wit_error(e))),
-            Ok(Ok(task)) => task,
+        let positions = to_wit_positions(positions);
+        let at = Placement {
+            engine,
+            identity,
+            grants,
+            limits,
         };
-        Ok(SourceInstance {
-            store,
-            guest,
-            task,
-            deadline_ticks,
-            limits: *limits,
-        })
+        let live = Live::open(
+            &self.pre,
+            at,
+            |store, instance| self.indices.load(store, instance),
+            async |store, guest: &wit_source::Guest| {
+                guest.call_open(store, config, &positions).await
+            },
+        )
+        .await?;
+        Ok(SourceInstance { live })
     }
 }
 
 /// A live source task inside its own store. After a trap it must be dropped.
 pub struct SourceInstance {
-    store: Store<TaskState>,
-    guest: wit_source::Guest,
-    task: ResourceAny,
-    deadline_ticks: u64,
-    limits: Limits,
+    live: Live<wit_source::Guest>,
 }
 
 impl SourceInstance {
     /// Calls the plugin's `poll(max)` under the call deadline and memory cap. The plugin's
     /// answer is returned as it is; the caller checks it against `max`.
     pub async fn poll(&mut self, max: u32) -> Result<Vec<SourceRecord>, CallError> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        match self
-            .guest
-            .source_task()
-            .call_poll(&mut self.store, self.task, max)
-            .await
-        {
-            Err(e) => Err(trap(e, &self.limits)),
-            Ok(Err(e)) => Err(CallError::Plugin(from_wit_error(e))),
-            Ok(Ok(records)) => Ok(records.into_iter().map(from_wit_record).collect()),
-        }
+        let (store, guest, task) = self.live.arm();
+        let result = guest.source_task().call_poll(store, task, max).await;
+        let records = self.live.outcome(result)?;
+        Ok(records.into_iter().map(from_wit_record).collect())
     }
 
     /// Tells the plugin these positions are stored, as (source partition, position) pairs.
     pub async fn commit(&mut self, positions: &[(String, String)]) -> Result<(), CallError> {
-        let positions: Vec<wit_source::SourcePosition> = positions
-            .iter()
-            .map(|(p, pos)| to_wit_position(p, pos))
-            .collect();
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        match self
-            .guest
+        let positions = to_wit_positions(positions);
+        let (store, guest, task) = self.live.arm();
+        let result = guest
             .source_task()
-            .call_commit(&mut self.store, self.task, &positions)
-            .await
-        {
-            Err(e) => Err(trap(e, &self.limits)),
-            Ok(Err(e)) => Err(CallError::Plugin(from_wit_error(e))),
-            Ok(Ok(())) => Ok(()),
-        }
+            .call_commit(store, task, &positions)
+            .await;
+        self.live.outcome(result)
     }
 
     /// Drops the task resource (the plugin's destructor runs) and the instance.
-    pub async fn close(mut self) {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        if let Err(e) = self.task.resource_drop_async(&mut self.store).await {
-            tracing::debug!("closing plugin task: {e:#}");
-        }
+    pub async fn close(self) {
+        self.live.close().await
     }
 }
 
-fn to_wit_position(partition: &str, position: &str) -> wit_source::SourcePosition {
-    wit_source::SourcePosition {
-        partition: partition.to_owned(),
-        position: position.to_owned(),
-    }
+fn to_wit_positions(positions: &[(String, String)]) -> Vec<wit_source::SourcePosition> {
+    positions
+        .iter()
+        .map(|(partition, position)| wit_source::SourcePosition {
+            partition: partition.clone(),
+            position: position.clone(),
+        })
+        .collect()
 }
 
 fn from_wit_record(r: wit_source::SourceRecord) -> SourceRecord {

@@ -218,3 +218,21 @@ pub async fn wait_for_ids(
     })
     .await
 }
+
+/// Waits until `topic` holds at least `n` records (duplicates count).
+pub async fn wait_for_records(
+    broker: &Broker,
+    topic: &str,
+    n: usize,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    wasmconnect_tests::wait_until(&format!("{n} records in {topic}"), timeout, || async {
+        let have = broker.read_all(topic).await?.len();
+        Ok(if have >= n {
+            Ok(())
+        } else {
+            Err(format!("{have} records"))
+        })
+    })
+    .await
+}

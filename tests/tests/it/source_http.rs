@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique};
 
-use crate::common::{Tally, config, connection_counter, source, wait_for_ids};
+use crate::common::{Tally, config, connection_counter, source, wait_for_ids, wait_for_records};
 
 /// A paginated API of items `1..=total`: `GET /items?after=N` answers the next `page` items
 /// and `next` (the last id, or null at the end), after `delay` per page. Scripted statuses are
@@ -191,19 +191,7 @@ async fn a_kill_mid_run_loses_nothing_and_re_reads_at_most_the_in_flight_bound()
     let api = Api::new(10_000, 100, Duration::from_millis(20));
     let settings = format!("in_flight: {{ max_records: {BOUND} }}");
     let (broker, mut daemon, topic, _) = start(&api, false, &settings).await?;
-    wasmconnect_tests::wait_until(
-        "2,000 items in the topic",
-        Duration::from_secs(60),
-        || async {
-            let n = broker.read_all(&topic).await?.len();
-            Ok(if n >= 2_000 {
-                Ok(())
-            } else {
-                Err(format!("{n} records"))
-            })
-        },
-    )
-    .await?;
+    wait_for_records(&broker, &topic, 2_000, Duration::from_secs(60)).await?;
     daemon.kill()?;
     let at_kill = Tally::of(&broker.read_all(&topic).await?)?;
     assert!(
@@ -299,19 +287,7 @@ async fn a_kafka_outage_stops_polling_at_the_in_flight_bound_and_loses_nothing()
     let settings = format!("in_flight: {{ max_records: {BOUND} }}");
     let (broker, daemon, topic, name) = start(&api, true, &settings).await?;
     let proxy = broker.proxy.as_ref().expect("behind a proxy");
-    wasmconnect_tests::wait_until(
-        "1,000 items in the topic",
-        Duration::from_secs(60),
-        || async {
-            let n = broker.read_all(&topic).await?.len();
-            Ok(if n >= 1_000 {
-                Ok(())
-            } else {
-                Err(format!("{n} records"))
-            })
-        },
-    )
-    .await?;
+    wait_for_records(&broker, &topic, 1_000, Duration::from_secs(60)).await?;
     proxy.cut();
     let served_at_cut = api.served();
     daemon

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{Tally, config, source, value_id, wait_for_ids};
+use crate::common::{Tally, config, source, value_id, wait_for_ids, wait_for_records};
 
 /// A broker, a topic of 3 partitions, an empty table `orders_<n>` and a daemon with one
 /// source-sql connector reading it (granted `main`).
@@ -105,19 +105,7 @@ async fn a_kill_while_rows_arrive_loses_nothing_and_re_reads_at_most_the_bound()
             append_paced(&pg, &table, ROWS, Duration::from_millis(40)).await
         })
     };
-    wait_until(
-        "1,000 rows in the topic",
-        Duration::from_secs(60),
-        || async {
-            let n = broker.read_all(&topic).await?.len();
-            Ok(if n >= 1_000 {
-                Ok(())
-            } else {
-                Err(format!("{n} records"))
-            })
-        },
-    )
-    .await?;
+    wait_for_records(&broker, &topic, 1_000, Duration::from_secs(60)).await?;
     daemon.kill()?;
     let at_kill = Tally::of(&broker.read_all(&topic).await?)?;
     daemon.restart()?;
