@@ -65,6 +65,24 @@ impl SqlError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SqlError::Unavailable(_) | SqlError::Timeout(_))
     }
+
+    /// The SQLSTATE code of a refused statement, when the database gave one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        let SqlError::Rejected(message) = self else {
+            return None;
+        };
+        let code = message.strip_suffix(')')?.rsplit_once("(SQLSTATE ")?.1;
+        (code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(code)
+    }
+
+    /// Whether the database refused the data of a row rather than the statement itself: a
+    /// data exception (SQLSTATE class 22: a bad number, text or date) or an integrity
+    /// violation (class 23: NOT NULL, unique, foreign key, check). Writing the other rows
+    /// without it can succeed.
+    pub fn is_row_level(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+    }
 }
 
 impl std::fmt::Display for SqlError {

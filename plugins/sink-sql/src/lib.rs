@@ -18,7 +18,7 @@
 mod config;
 mod plan;
 
-use wasmconnect_sdk::{Host, Level, PluginError, Record, Sink, SqlError, export_sink};
+use wasmconnect_sdk::{Host, Level, PluginError, Record, Rejected, Sink, SqlError, export_sink};
 
 pub use config::{ColumnSpec, Config, Mode};
 pub use plan::{Plan, plan};
@@ -51,23 +51,62 @@ impl Sink for SqlSink {
     }
 
     fn write(&mut self, records: Vec<Record>, host: &dyn Host) -> Result<(), PluginError> {
-        let Plan {
-            statements,
-            rejected,
-        } = plan(&self.config, records);
-        if !statements.is_empty() {
-            host.sql_execute(&self.config.database, &statements)
-                .map_err(|e| self.sql_error(e))?;
-        }
+        let mut rejected = Vec::new();
+        self.write_part(&records, 0, host, &mut rejected)?;
         if rejected.is_empty() {
             Ok(())
         } else {
+            rejected.sort_by_key(|r| r.index);
             Err(PluginError::Reject(rejected))
         }
     }
 }
 
 impl SqlSink {
+    /// Writes `records` (batch indices from `first`) in one transaction, adding the records it
+    /// refuses to `rejected`. When the database refuses the data of a row (see
+    /// [`SqlError::is_row_level`]), each half is written in a transaction of its own, down to
+    /// single rows, so that exactly the rows the database refuses are rejected and the others
+    /// are written: log2(n) extra round trips per refused row, paid only when one is refused.
+    fn write_part(
+        &self,
+        records: &[Record],
+        first: usize,
+        host: &dyn Host,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<(), PluginError> {
+        let Plan {
+            statements,
+            rejected: unplannable,
+        } = plan(&self.config, records);
+        let planned = records.len() - unplannable.len();
+        if planned > 0 {
+            match host.sql_execute(&self.config.database, &statements) {
+                Ok(_) => {}
+                Err(e) if e.is_row_level() && planned > 1 => {
+                    let middle = records.len() / 2;
+                    self.write_part(&records[..middle], first, host, rejected)?;
+                    return self.write_part(&records[middle..], first + middle, host, rejected);
+                }
+                Err(e) if e.is_row_level() => {
+                    let refused = (0..records.len())
+                        .find(|i| unplannable.iter().all(|u| u.index as usize != *i))
+                        .expect("one record was planned");
+                    rejected.push(Rejected {
+                        index: (first + refused) as u32,
+                        reason: format!("the database refused it: {e}"),
+                    });
+                }
+                Err(e) => return Err(self.sql_error(e)),
+            }
+        }
+        rejected.extend(unplannable.into_iter().map(|r| Rejected {
+            index: first as u32 + r.index,
+            reason: r.reason,
+        }));
+        Ok(())
+    }
+
     fn sql_error(&self, e: SqlError) -> PluginError {
         let message = format!(
             "writing to table {} on database {}: {e}",
@@ -135,6 +174,58 @@ mod tests {
             panic!()
         };
         assert_eq!(statements.len(), 1);
+    }
+
+    #[test]
+    fn a_row_the_database_refuses_is_found_by_halving_and_the_others_are_written() {
+        let host = FakeHost::new();
+        let mut sink = SqlSink::open(
+            config(serde_json::json!({"database": "main", "table": "orders"})),
+            &host,
+        )
+        .unwrap();
+        let refused = || {
+            Err(SqlError::Rejected(
+                "invalid input syntax for type integer (SQLSTATE 22P02)".into(),
+            ))
+        };
+        // [0 1 2 3] refused -> [0 1] ok, [2 3] refused -> [2] refused, [3] ok.
+        host.reply_execute(refused());
+        host.reply_execute(Ok(vec![2]));
+        host.reply_execute(refused());
+        host.reply_execute(refused());
+        host.reply_execute(Ok(vec![1]));
+        let batch = (0..4).map(|i| record(i, r#"{"id":1}"#)).collect();
+        let err = sink.write(batch, &host).unwrap_err();
+        let PluginError::Reject(rejected) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].index, 2);
+        assert!(
+            rejected[0].reason.contains("22P02"),
+            "{}",
+            rejected[0].reason
+        );
+        assert_eq!(host.sql_calls().len(), 5);
+    }
+
+    #[test]
+    fn a_refused_statement_that_is_not_about_a_row_is_fatal_without_halving() {
+        let host = FakeHost::new();
+        let mut sink = SqlSink::open(
+            config(serde_json::json!({"database": "main", "table": "nope"})),
+            &host,
+        )
+        .unwrap();
+        host.reply_execute(Err(SqlError::Rejected(
+            "relation \"nope\" does not exist (SQLSTATE 42P01)".into(),
+        )));
+        let batch = (0..4).map(|i| record(i, r#"{"id":1}"#)).collect();
+        assert!(
+            matches!(sink.write(batch, &host), Err(PluginError::Fatal(m)) if m.contains("42P01"))
+        );
+        assert_eq!(host.sql_calls().len(), 1);
     }
 
     #[test]

@@ -23,10 +23,10 @@ enum Kind {
 /// Plans a batch. Consecutive records of the same kind (write or delete) become one statement,
 /// so a batch costs as many statements as it has switches between writes and tombstones (one,
 /// usually) and the table ends as if the records were applied one by one.
-pub fn plan(config: &Config, records: Vec<Record>) -> Plan {
+pub fn plan(config: &Config, records: &[Record]) -> Plan {
     let mut runs: Vec<(Kind, Vec<Map<String, Json>>)> = Vec::new();
     let mut rejected = Vec::new();
-    for (index, record) in records.into_iter().enumerate() {
+    for (index, record) in records.iter().enumerate() {
         match row(config, record) {
             Ok((kind, row)) => match runs.last_mut() {
                 Some((k, rows)) if *k == kind => rows.push(row),
@@ -52,12 +52,12 @@ pub fn plan(config: &Config, records: Vec<Record>) -> Plan {
 }
 
 /// The row a record writes (column -> value), or the key columns a tombstone deletes.
-fn row(config: &Config, record: Record) -> Result<(Kind, Map<String, Json>), String> {
-    let Some(value) = record.value else {
+fn row(config: &Config, record: &Record) -> Result<(Kind, Map<String, Json>), String> {
+    let Some(value) = &record.value else {
         return tombstone_key(config, record.key.as_deref()).map(|key| (Kind::Delete, key));
     };
     let value: Json =
-        serde_json::from_slice(&value).map_err(|e| format!("value is not valid JSON: {e}"))?;
+        serde_json::from_slice(value).map_err(|e| format!("value is not valid JSON: {e}"))?;
     let row = match (value, &config.columns) {
         (Json::Object(object), None) => object,
         (mut value @ Json::Object(_), Some(columns)) => {
@@ -271,7 +271,7 @@ mod tests {
     fn insert_takes_every_top_level_field_by_default() {
         let plan = plan(
             &config(serde_json::json!({"database": "d", "table": "public.orders"})),
-            vec![
+            &[
                 rec(None, Some(r#"{"id":1,"b":"x"}"#)),
                 rec(None, Some(r#"{"id":2,"a":true}"#)),
             ],
@@ -295,7 +295,7 @@ mod tests {
             &config(
                 serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
             ),
-            vec![
+            &[
                 rec(None, Some(r#"{"id":1,"v":"old"}"#)),
                 rec(None, Some(r#"{"id":2,"v":"two"}"#)),
                 rec(None, Some(r#"{"id":1,"v":"new"}"#)),
@@ -321,7 +321,7 @@ mod tests {
             &config(
                 serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
             ),
-            vec![
+            &[
                 rec(Some("7"), Some(r#"{"id":7,"v":"a"}"#)),
                 rec(Some("7"), None),
                 rec(Some(r#"{"id":8}"#), None),
@@ -348,7 +348,7 @@ mod tests {
                 "database": "d", "table": "t",
                 "columns": ["id", {"column": "customer", "field": "/customer/name"}, "missing"]
             })),
-            vec![rec(
+            &[rec(
                 None,
                 Some(r#"{"id":1,"customer":{"name":"Ada"},"extra":0}"#),
             )],
@@ -365,7 +365,7 @@ mod tests {
             &config(
                 serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
             ),
-            vec![
+            &[
                 rec(None, Some("{oops")),
                 rec(None, Some("[1]")),
                 rec(None, Some(r#"{"v":1}"#)),
@@ -393,7 +393,7 @@ mod tests {
     fn identifiers_are_quoted_so_names_cannot_inject_sql() {
         let plan = plan(
             &config(serde_json::json!({"database": "d", "table": "t"})),
-            vec![rec(None, Some(r#"{"a\"; DROP TABLE t; --":1}"#))],
+            &[rec(None, Some(r#"{"a\"; DROP TABLE t; --":1}"#))],
         );
         assert!(
             plan.statements[0]

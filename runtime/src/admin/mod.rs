@@ -69,7 +69,12 @@ async fn connector_status(AxumState(api): AxumState<Api>, Path(name): Path<Strin
         .tasks
         .iter()
         .map(|t| {
-            let mut task = json!({ "id": t.id, "state": t.state, "worker_id": api.worker_id });
+            let mut task = json!({
+                "id": t.id,
+                "state": t.state,
+                "worker_id": api.worker_id,
+                "counters": t.counters.snapshot(),
+            });
             if let Some(trace) = &t.trace {
                 task["trace"] = json!(trace);
             }

@@ -15,8 +15,9 @@ use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, Grants,
-    InFlightConfig, KafkaConfig, Limits, OffsetsTopicConfig, RestartConfig, WorkerConfig,
+    AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
+    DeadLetterConfig, ErrorPolicy, Grants, InFlightConfig, KafkaConfig, Limits, OffsetsTopicConfig,
+    RestartConfig, RetryPolicy, Tolerance, WorkerConfig,
 };
 
 /// Reads, substitutes, parses and validates a config file. Every problem found is returned at

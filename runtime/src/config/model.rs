@@ -165,6 +165,9 @@ pub struct ConnectorConfig {
     pub limits: Limits,
     #[serde(default)]
     pub restart: RestartConfig,
+    /// What happens when a batch keeps failing or a record is refused.
+    #[serde(default)]
+    pub errors: ErrorPolicy,
     /// librdkafka consumer properties for this (sink) connector only, over `kafka.properties`
     /// and `kafka.consumer`.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -264,7 +267,77 @@ impl Default for Limits {
     }
 }
 
-/// Backoff between re-instantiations after a trap, and between retries the plugin asks for.
+/// What a connector does with failures: how long a transient failure is retried, and then
+/// whether the task stops (`tolerance: none`) or the records go to the dead-letter topic
+/// (`tolerance: all`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorPolicy {
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub tolerance: Tolerance,
+    /// Where refused records go; required by `tolerance: all`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<DeadLetterConfig>,
+}
+
+/// Retries of a batch (sink) or a poll (source) the plugin reported as transient: exponential
+/// backoff with jitter, for at most `timeout_ms` in all.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// Total time one batch may spend retrying, from its first failure.
+    #[serde(default = "default_retry_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+            multiplier: default_multiplier(),
+            timeout_ms: default_retry_timeout_ms(),
+        }
+    }
+}
+
+/// Kafka Connect's `errors.tolerance`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tolerance {
+    /// The first record that cannot be handled fails the task; nothing after it is committed.
+    #[default]
+    None,
+    /// A record that cannot be handled goes to the dead-letter topic and the task goes on.
+    All,
+}
+
+/// The dead-letter topic of a connector, created when missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    pub name: String,
+    /// Used only when the topic is created.
+    #[serde(default = "default_offsets_partitions")]
+    pub partitions: i32,
+    /// Used only when the topic is created; -1 takes the broker's default.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Adds Kafka Connect's `__connect.errors.*` headers (topic, partition, offset, stage,
+    /// exception, ...) to every dead-lettered record.
+    #[serde(default = "default_true")]
+    pub context_headers: bool,
+}
+
+/// Backoff between re-instantiations after a trap.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
@@ -304,6 +377,15 @@ fn default_in_flight_records() -> usize {
 }
 fn default_in_flight_bytes() -> usize {
     64 << 20
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_retry_timeout_ms() -> u64 {
+    900_000
+}
+fn default_true() -> bool {
+    true
 }
 fn default_pool_size() -> u32 {
     8

@@ -1,10 +1,14 @@
 //! rdkafka wrappers: the sink consumer with its rebalance hooks, the source producer with its
-//! delivery reports, and the offsets topic where sources keep their positions.
+//! delivery reports, the offsets topic where sources keep their positions, dead-letter topics,
+//! and the creation of the topics the runtime owns.
 
+mod admin;
 mod consumer;
+mod dead_letter;
 mod positions;
 mod producer;
 
 pub use consumer::{Revoked, SinkConsumer, sink_consumer};
+pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use positions::{PositionStore, PositionStoreError};
 pub use producer::{Delivery, Report, SourceProducer, source_producer};

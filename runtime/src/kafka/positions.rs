@@ -5,14 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::admin::{TopicSpec, client_config, ensure_topic};
 use crate::config::KafkaConfig;
 
 /// How long one broker request of the read-back may take before it counts as failed.
@@ -72,23 +70,14 @@ impl PositionStore {
 
     /// Creates the offsets topic, compacted, unless it exists.
     pub async fn ensure_topic(&self, kafka: &KafkaConfig) -> Result<(), PositionStoreError> {
-        let admin: AdminClient<DefaultClientContext> =
-            client_config(kafka).create().map_err(|e| self.error(e))?;
-        let replication = TopicReplication::Fixed(kafka.offsets_topic.replication_factor);
-        let topic = NewTopic::new(&self.topic, kafka.offsets_topic.partitions, replication)
-            .set("cleanup.policy", "compact");
-        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
-        let results = admin
-            .create_topics(&[topic], &options)
-            .await
-            .map_err(|e| self.error(format!("cannot create it: {e}")))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(self.error(format!("cannot create it: {code}"))),
-            }
-        }
-        Ok(())
+        let offsets = &kafka.offsets_topic;
+        let spec = TopicSpec {
+            name: &self.topic,
+            partitions: offsets.partitions,
+            replication_factor: offsets.replication_factor,
+            compacted: true,
+        };
+        ensure_topic(kafka, &spec).await.map_err(|e| self.error(e))
     }
 
     /// Reads the whole topic and returns this connector's last position per source partition
@@ -194,15 +183,6 @@ impl PositionStore {
         };
         Some((partition, position))
     }
-}
-
-fn client_config(kafka: &KafkaConfig) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    for (key, value) in &kafka.properties {
-        config.set(key, value);
-    }
-    config.set("bootstrap.servers", &kafka.bootstrap_servers);
-    config
 }
 
 #[cfg(test)]

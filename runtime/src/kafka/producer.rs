@@ -49,14 +49,27 @@ impl ProducerContext for SourceContext {
     }
 }
 
-/// Builds the producer of a source connector: `kafka.properties`, `kafka.producer`, then the
-/// connector's `producer` properties, then what delivery depends on (idempotence, `acks=all`). The
-/// producer's own queue is sized above the task's in-flight bound so that a send is never
-/// refused for lack of room. Returns the receiver of delivery reports.
+/// Builds the producer of a source connector (see [`idempotent_config`]). Its own queue is
+/// sized above the task's in-flight bound so that a send is never refused for lack of room.
+/// Returns the receiver of delivery reports.
 pub fn source_producer(
     kafka: &KafkaConfig,
     connector: &ConnectorConfig,
 ) -> KafkaResult<(SourceProducer, mpsc::UnboundedReceiver<Report>)> {
+    let mut config = idempotent_config(kafka, connector);
+    let queue_messages = (connector.in_flight.max_records + 100_000).min(10_000_000);
+    let queue_kbytes = (connector.in_flight.max_bytes / 1024 + 64 * 1024).min(2_097_151);
+    config
+        .set("queue.buffering.max.messages", queue_messages.to_string())
+        .set("queue.buffering.max.kbytes", queue_kbytes.to_string());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let producer = config.create_with_context(SourceContext { reports: tx })?;
+    Ok((producer, rx))
+}
+
+/// Producer settings of a connector: `kafka.properties`, `kafka.producer`, the connector's
+/// `producer` properties, then what delivery depends on (idempotence, `acks=all`).
+pub(super) fn idempotent_config(kafka: &KafkaConfig, connector: &ConnectorConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("client.id", format!("wasmconnect-{}", connector.name))
@@ -69,15 +82,9 @@ pub fn source_producer(
     {
         config.set(key, value);
     }
-    let queue_messages = (connector.in_flight.max_records + 100_000).min(10_000_000);
-    let queue_kbytes = (connector.in_flight.max_bytes / 1024 + 64 * 1024).min(2_097_151);
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("queue.buffering.max.messages", queue_messages.to_string())
-        .set("queue.buffering.max.kbytes", queue_kbytes.to_string());
-    let (tx, rx) = mpsc::unbounded_channel();
-    let producer = config.create_with_context(SourceContext { reports: tx })?;
-    Ok((producer, rx))
+        .set("acks", "all");
+    config
 }

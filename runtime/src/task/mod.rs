@@ -2,6 +2,13 @@
 //! and stores offsets; `source_task` polls the plugin, produces to Kafka and stores positions
 //! once Kafka acknowledged them. `context` is what both get from the worker.
 
+use std::fmt::Display;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::connector::Backoff;
+use crate::wasm::TaskIdentity;
+
 mod context;
 mod sink_task;
 mod source_task;
@@ -19,4 +26,31 @@ enum Stop {
     /// Shutdown was asked for.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Runs `attempt` until it succeeds, logging each failure as `what` and backing off between
+/// attempts; `Stop::Cancelled` when `shutdown` comes first. For set-up steps that need Kafka
+/// (reading positions, creating a dead-letter topic): a broker that is not up yet delays the
+/// task, it does not fail it.
+async fn until_done<T, E: Display, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    identity: &TaskIdentity,
+    shutdown: &CancellationToken,
+    mut backoff: Backoff,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, Stop> {
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(connector = %identity.connector, task = identity.task,
+                    "{what} failed, retrying in {delay:?}: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(Stop::Cancelled),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
 }

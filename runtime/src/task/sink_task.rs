@@ -12,21 +12,23 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConnectorConfig;
+use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record};
-use crate::kafka::{Revoked, SinkConsumer};
+use crate::kafka::{DeadLetterQueue, Failure, Revoked, SinkConsumer, Stage};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
-use crate::worker::TaskReporter;
+use crate::worker::{Counter, TaskReporter};
 
-use super::{Stop, TaskContext};
+use super::{Stop, TaskContext, until_done};
 
 /// One task of a sink connector.
 ///
 /// Guarantee (at-least-once): a record's offset is stored for commit only after the plugin's
 /// `write` returned `ok` for it and for every record read before it in its partition. Stored
 /// offsets are committed periodically, synchronously when partitions are revoked, and
-/// synchronously when the task stops.
+/// synchronously when the task stops. With `errors.tolerance: all`, a record the plugin rejects
+/// (or a batch whose retries ran out) counts as handled once the dead-letter topic
+/// acknowledged it, never before.
 pub struct SinkTask {
     identity: TaskIdentity,
     config: ConnectorConfig,
@@ -39,6 +41,8 @@ pub struct SinkTask {
     status: TaskReporter,
     shutdown: CancellationToken,
     grace: Duration,
+    kafka: KafkaConfig,
+    dead_letters: Option<DeadLetterQueue>,
     /// Partitions paused while a batch waits for its next attempt.
     paused: Option<TopicPartitionList>,
 }
@@ -48,6 +52,8 @@ impl SinkTask {
         context: TaskContext,
         plugin: Arc<SinkPlugin>,
         (consumer, revoked): (SinkConsumer, mpsc::UnboundedReceiver<Revoked>),
+        dead_letters: Option<DeadLetterQueue>,
+        kafka: KafkaConfig,
     ) -> Self {
         let TaskContext {
             identity,
@@ -71,6 +77,8 @@ impl SinkTask {
             status,
             shutdown,
             grace,
+            kafka,
+            dead_letters,
             paused: None,
         }
     }
@@ -82,7 +90,11 @@ impl SinkTask {
         tracing::info!(connector = %self.identity.connector, task = self.identity.task,
             plugin = %self.plugin.path().display(), topics = ?self.config.topics, "sink task started");
         let mut instance = None;
-        let outcome = self.consume(&mut instance).await;
+        let outcome = match self.prepare_dead_letters().await {
+            Ok(()) => self.consume(&mut instance).await,
+            Err(Stop::Cancelled) => Ok(()),
+            Err(Stop::Failed(trace)) => Err(trace),
+        };
         if let Some(instance) = instance {
             instance.close().await;
         }
@@ -99,6 +111,25 @@ impl SinkTask {
         }
         let consumer = self.consumer;
         tokio::task::block_in_place(move || drop(consumer));
+    }
+
+    /// Creates the dead-letter topic if there is one and it is missing.
+    async fn prepare_dead_letters(&self) -> Result<(), Stop> {
+        let Some(dlq) = &self.dead_letters else {
+            return Ok(());
+        };
+        let backoff = Backoff::new(
+            Duration::from_millis(self.config.restart.initial_backoff_ms),
+            Duration::from_millis(self.config.restart.max_backoff_ms),
+        );
+        until_done(
+            "preparing the dead-letter topic",
+            &self.identity,
+            &self.shutdown,
+            backoff,
+            || dlq.ensure_topic(&self.kafka),
+        )
+        .await
     }
 
     async fn consume(&mut self, instance: &mut Option<SinkInstance>) -> Result<(), String> {
@@ -120,7 +151,10 @@ impl SinkTask {
                     intake.seal();
                 }
                 message = self.consumer.recv() => match message {
-                    Ok(message) => intake.accept(&message),
+                    Ok(message) => {
+                        intake.accept(&message);
+                        self.status.count(Counter::RecordsRead, 1);
+                    }
                     Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
                 },
             }
@@ -170,10 +204,13 @@ impl SinkTask {
         batch: &[Record],
     ) -> Result<(), Stop> {
         let restart = self.config.restart;
-        let mut backoff = Backoff::new(
+        let mut trap_backoff = Backoff::new(
             Duration::from_millis(restart.initial_backoff_ms),
             Duration::from_millis(restart.max_backoff_ms),
         );
+        let mut retry_backoff = Backoff::for_retries(&self.config.errors.retry);
+        let retry_time = Duration::from_millis(self.config.errors.retry.timeout_ms);
+        let mut first_failure: Option<Instant> = None;
         let mut traps = 0u32;
         loop {
             let result = match instance {
@@ -193,24 +230,25 @@ impl SinkTask {
             };
             match result {
                 Ok(()) => {
-                    for record in batch {
-                        intake
-                            .tracker
-                            .complete(&record.topic, record.partition, record.offset);
-                    }
-                    self.store_offsets(&mut intake.tracker);
+                    self.status.count(Counter::RecordsWritten, batch.len());
+                    self.handled(&mut intake.tracker, batch);
                     return Ok(());
                 }
                 Err(CallError::Plugin(
                     e @ (PluginError::Retry(_) | PluginError::RetryAfter { .. }),
                 )) => {
-                    let delay = e.retry_delay(&mut backoff).unwrap_or_default();
+                    let delay = e.retry_delay(&mut retry_backoff).unwrap_or_default();
+                    let started = *first_failure.get_or_insert_with(Instant::now);
+                    if started.elapsed() + delay > retry_time {
+                        return self.retries_exhausted(intake, batch, &e, started).await;
+                    }
+                    self.status.count(Counter::Retries, 1);
                     tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
                         "retrying {} records in {delay:?}: {e}", batch.len());
                     self.wait(delay, intake).await?;
                 }
                 Err(CallError::Plugin(PluginError::Reject(rejected))) => {
-                    return Err(self.rejected(&mut intake.tracker, batch, &rejected));
+                    return self.rejected(intake, batch, &rejected).await;
                 }
                 Err(CallError::Plugin(PluginError::Fatal(message))) => {
                     return Err(Stop::Failed(format!("plugin failed: {message}")));
@@ -218,12 +256,13 @@ impl SinkTask {
                 Err(CallError::Trap(what)) => {
                     *instance = None;
                     traps += 1;
+                    self.status.count(Counter::Traps, 1);
                     if traps >= restart.max_consecutive_traps {
                         return Err(Stop::Failed(format!(
                             "plugin trapped {traps} times in a row (restart.max_consecutive_traps); last trap: {what}"
                         )));
                     }
-                    let delay = backoff.next_delay();
+                    let delay = trap_backoff.next_delay();
                     tracing::error!(connector = %self.identity.connector, task = self.identity.task,
                         "plugin trapped ({traps} in a row), instance dropped; re-instantiating in {delay:?}: {what}");
                     self.wait(delay, intake).await?;
@@ -232,36 +271,116 @@ impl SinkTask {
         }
     }
 
-    /// Stores offsets up to the first rejected record and explains every rejected one.
-    fn rejected(
-        &mut self,
-        tracker: &mut OffsetTracker,
-        batch: &[Record],
-        rejected: &[crate::connector::Rejected],
-    ) -> Stop {
-        let Some(first) = rejected.iter().map(|r| r.index as usize).min() else {
-            return Stop::Failed("plugin returned reject with no record in it".into());
-        };
-        if let Some(bad) = rejected.iter().find(|r| r.index as usize >= batch.len()) {
-            return Stop::Failed(format!(
-                "plugin rejected record index {} of a batch of {} records",
-                bad.index,
-                batch.len()
-            ));
-        }
-        for record in &batch[..first] {
+    /// Marks every record of `batch` handled and stores the moved watermarks.
+    fn handled(&self, tracker: &mut OffsetTracker, batch: &[Record]) {
+        for record in batch {
             tracker.complete(&record.topic, record.partition, record.offset);
         }
         self.store_offsets(tracker);
+    }
+
+    /// Retries of `batch` ran past `errors.retry.timeout_ms`: the task fails, or with
+    /// `tolerance: all` every record of the batch is dead-lettered.
+    async fn retries_exhausted(
+        &mut self,
+        intake: &mut Intake,
+        batch: &[Record],
+        last: &PluginError,
+        started: Instant,
+    ) -> Result<(), Stop> {
+        let what = format!(
+            "retries of a batch of {} records (from {}) ran out after {:?} (errors.retry.timeout_ms {})",
+            batch.len(),
+            batch[0].locator(),
+            started.elapsed(),
+            self.config.errors.retry.timeout_ms
+        );
+        if self.config.errors.tolerance == Tolerance::None {
+            return Err(Stop::Failed(format!("{what}; last error: {last}")));
+        }
+        tracing::error!(connector = %self.identity.connector, task = self.identity.task,
+            "{what}; dead-lettering them; last error: {last}");
+        let message = last.to_string();
+        let failures: Vec<Failure<'_>> = batch
+            .iter()
+            .map(|record| Failure {
+                record,
+                stage: Stage::TaskPut,
+                class: "wasmconnect.RetriesExhausted",
+                message: &message,
+            })
+            .collect();
+        self.dead_letter(&failures).await?;
+        self.handled(&mut intake.tracker, batch);
+        Ok(())
+    }
+
+    /// The plugin rejected some records and wrote the others. With `tolerance: all` the
+    /// rejected ones are dead-lettered and the batch is done; otherwise offsets are stored up
+    /// to the first rejected record and the task fails naming each one.
+    async fn rejected(
+        &mut self,
+        intake: &mut Intake,
+        batch: &[Record],
+        rejected: &[crate::connector::Rejected],
+    ) -> Result<(), Stop> {
+        let Some(first) = rejected.iter().map(|r| r.index as usize).min() else {
+            return Err(Stop::Failed(
+                "plugin returned reject with no record in it".into(),
+            ));
+        };
+        if let Some(bad) = rejected.iter().find(|r| r.index as usize >= batch.len()) {
+            return Err(Stop::Failed(format!(
+                "plugin rejected record index {} of a batch of {} records",
+                bad.index,
+                batch.len()
+            )));
+        }
+        self.status.count(Counter::RecordsRejected, rejected.len());
+        self.status
+            .count(Counter::RecordsWritten, batch.len() - rejected.len());
+        if self.config.errors.tolerance == Tolerance::All {
+            let failures: Vec<Failure<'_>> = rejected
+                .iter()
+                .map(|r| Failure {
+                    record: &batch[r.index as usize],
+                    stage: Stage::TaskPut,
+                    class: "wasmconnect.PluginReject",
+                    message: &r.reason,
+                })
+                .collect();
+            self.dead_letter(&failures).await?;
+            self.handled(&mut intake.tracker, batch);
+            return Ok(());
+        }
+        self.handled(&mut intake.tracker, &batch[..first]);
         let details: Vec<String> = rejected
             .iter()
             .map(|r| format!("{}: {}", batch[r.index as usize].locator(), r.reason))
             .collect();
-        Stop::Failed(format!(
+        Err(Stop::Failed(format!(
             "plugin rejected {} record(s): {}",
             rejected.len(),
             details.join("; ")
-        ))
+        )))
+    }
+
+    /// Sends `failures` to the dead-letter topic and waits for Kafka's acknowledgement; a
+    /// record that cannot be dead-lettered fails the task (its offset is not stored).
+    async fn dead_letter(&self, failures: &[Failure<'_>]) -> Result<(), Stop> {
+        let Some(dlq) = &self.dead_letters else {
+            return Err(Stop::Failed(
+                "errors.tolerance is all but there is no dead-letter topic".into(),
+            ));
+        };
+        for f in failures {
+            tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                "dead-lettering {} to {} ({}): {}", f.record.locator(), dlq.topic(), f.stage.as_str(), f.message);
+        }
+        dlq.send(failures).await.map_err(Stop::Failed)?;
+        self.status
+            .count(Counter::RecordsDeadLettered, failures.len());
+        Ok(())
     }
 
     async fn open(&self) -> Result<SinkInstance, CallError> {

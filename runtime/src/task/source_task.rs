@@ -15,9 +15,9 @@ use crate::connector::{Backoff, Flush, PluginError, PositionTracker, SourceRecor
 use crate::kafka::{Delivery, PositionStore, Report, SourceProducer};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
-use crate::worker::TaskReporter;
+use crate::worker::{Counter, TaskReporter};
 
-use super::{Stop, TaskContext};
+use super::{Stop, TaskContext, until_done};
 
 /// One task of a source connector.
 ///
@@ -52,6 +52,25 @@ struct Progress {
     next_flush: u64,
     /// Whether the task is holding back polls at the in-flight bound (for the log).
     at_bound: bool,
+}
+
+/// Consecutive failures of `poll` (and `open`) and how to back off from them.
+struct Failures {
+    retry: Backoff,
+    trap: Backoff,
+    /// When the current run of retries began.
+    first: Option<Instant>,
+    traps: u32,
+}
+
+impl Failures {
+    /// A poll succeeded: the next failure starts afresh.
+    fn reset(&mut self) {
+        self.retry.reset();
+        self.trap.reset();
+        self.first = None;
+        self.traps = 0;
+    }
 }
 
 struct Flushing {
@@ -139,29 +158,20 @@ impl SourceTask {
     /// The stored positions of this connector, creating the offsets topic if needed. Kafka
     /// being unreachable is retried with backoff until shutdown.
     async fn load_positions(&self) -> Result<Vec<(String, String)>, Stop> {
-        let mut backoff = self.backoff();
-        loop {
-            let loaded = match self.store.ensure_topic(&self.kafka).await {
-                Ok(()) => self.store.load(&self.kafka).await,
-                Err(e) => Err(e),
-            };
-            match loaded {
-                Ok(positions) => {
-                    tracing::info!(connector = %self.identity.connector, task = self.identity.task,
-                        "continuing from {} stored position(s): {positions:?}", positions.len());
-                    return Ok(positions);
-                }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                        "cannot read the stored positions yet, retrying in {delay:?}: {e}");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Err(Stop::Cancelled),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
+        let positions = until_done(
+            "reading the stored positions",
+            &self.identity,
+            &self.shutdown,
+            self.backoff(),
+            || async {
+                self.store.ensure_topic(&self.kafka).await?;
+                self.store.load(&self.kafka).await
+            },
+        )
+        .await?;
+        tracing::info!(connector = %self.identity.connector, task = self.identity.task,
+            "continuing from {} stored position(s): {positions:?}", positions.len());
+        Ok(positions)
     }
 
     fn backoff(&self) -> Backoff {
@@ -178,8 +188,12 @@ impl SourceTask {
         progress: &mut Progress,
     ) -> Result<(), Stop> {
         let mut next_poll = Instant::now();
-        let mut backoff = self.backoff();
-        let mut traps = 0u32;
+        let mut failures = Failures {
+            retry: Backoff::for_retries(&self.config.errors.retry),
+            trap: self.backoff(),
+            first: None,
+            traps: 0,
+        };
         loop {
             self.start_flush(instance, progress).await;
             let room = self.room(progress);
@@ -192,7 +206,7 @@ impl SourceTask {
                 _ = sleep_until(next_poll), if room.is_some() => {
                     let max = room.unwrap_or(1);
                     next_poll = self
-                        .poll_once(instance, progress, max, &mut backoff, &mut traps)
+                        .poll_once(instance, progress, max, &mut failures)
                         .await?;
                 }
             }
@@ -226,8 +240,7 @@ impl SourceTask {
         instance: &mut Option<SourceInstance>,
         progress: &mut Progress,
         max: u32,
-        backoff: &mut Backoff,
-        traps: &mut u32,
+        failures: &mut Failures,
     ) -> Result<Instant, Stop> {
         let result = match instance {
             Some(live) => live.poll(max).await,
@@ -244,8 +257,8 @@ impl SourceTask {
         };
         match result {
             Ok(records) => {
-                *traps = 0;
-                backoff.reset();
+                failures.reset();
+                self.status.count(Counter::RecordsPolled, records.len());
                 if records.len() > max as usize {
                     return Err(Stop::Failed(format!(
                         "plugin returned {} records from poll({max}); a source may return at most what it is asked for",
@@ -263,7 +276,17 @@ impl SourceTask {
             Err(CallError::Plugin(
                 e @ (PluginError::Retry(_) | PluginError::RetryAfter { .. }),
             )) => {
-                let delay = e.retry_delay(backoff).unwrap_or_default();
+                let delay = e.retry_delay(&mut failures.retry).unwrap_or_default();
+                let started = *failures.first.get_or_insert_with(Instant::now);
+                let retry_time = Duration::from_millis(self.config.errors.retry.timeout_ms);
+                if started.elapsed() + delay > retry_time {
+                    return Err(Stop::Failed(format!(
+                        "retries of poll ran out after {:?} (errors.retry.timeout_ms {}); last error: {e}",
+                        started.elapsed(),
+                        self.config.errors.retry.timeout_ms
+                    )));
+                }
+                self.status.count(Counter::Retries, 1);
                 tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
                     "polling again in {delay:?}: {e}");
                 Ok(Instant::now() + delay)
@@ -276,13 +299,15 @@ impl SourceTask {
             )),
             Err(CallError::Trap(what)) => {
                 *instance = None;
-                *traps += 1;
-                if *traps >= self.config.restart.max_consecutive_traps {
+                failures.traps += 1;
+                self.status.count(Counter::Traps, 1);
+                let traps = failures.traps;
+                if traps >= self.config.restart.max_consecutive_traps {
                     return Err(Stop::Failed(format!(
                         "plugin trapped {traps} times in a row (restart.max_consecutive_traps); last trap: {what}"
                     )));
                 }
-                let delay = backoff.next_delay();
+                let delay = failures.trap.next_delay();
                 tracing::error!(connector = %self.identity.connector, task = self.identity.task,
                     "plugin trapped ({traps} in a row), instance dropped; re-instantiating in {delay:?}: {what}");
                 Ok(Instant::now() + delay)
@@ -407,6 +432,8 @@ impl SourceTask {
             return;
         }
         progress.tracker.flushed(&flush);
+        self.status
+            .count(Counter::PositionsCommitted, flush.positions.len());
         if let Some(live) = instance {
             match live.commit(&flush.positions).await {
                 Ok(()) => {}
@@ -430,7 +457,10 @@ impl SourceTask {
         progress: &mut Progress,
     ) -> Result<(), Stop> {
         match (delivery, result) {
-            (Delivery::Record(seq), Ok(())) => progress.tracker.acknowledged(seq),
+            (Delivery::Record(seq), Ok(())) => {
+                progress.tracker.acknowledged(seq);
+                self.status.count(Counter::RecordsProduced, 1);
+            }
             (Delivery::Record(seq), Err(message)) => {
                 let origin = match progress.tracker.origin(seq) {
                     Some(o) => format!(

@@ -8,10 +8,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
+pub use status::{
+    ConnectorStatus, Counter, State, StatusBoard, TaskCounters, TaskReporter, TaskStatus,
+};
 
 use crate::config::{Config, ConnectorConfig, ConnectorKind};
-use crate::kafka::{sink_consumer, source_producer};
+use crate::kafka::{DeadLetterQueue, sink_consumer, source_producer};
 use crate::task::{SinkTask, SourceTask, TaskContext};
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
@@ -94,7 +96,15 @@ impl Worker {
                     .map_err(|e| e.to_string())?;
                 let consumer = sink_consumer(&self.config.kafka, connector)
                     .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-                let task = SinkTask::new(self.task_context(connector)?, plugin, consumer);
+                let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
+                    .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+                let task = SinkTask::new(
+                    self.task_context(connector)?,
+                    plugin,
+                    consumer,
+                    dead_letters,
+                    self.config.kafka.clone(),
+                );
                 self.tasks.spawn(task.run());
             }
             ConnectorKind::Source => {

@@ -1,6 +1,7 @@
 //! Connector and task states, in Kafka Connect's vocabulary.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
@@ -15,16 +16,92 @@ pub enum State {
     Failed,
 }
 
-/// One task's state and, when FAILED, why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One task's state and, when FAILED, why; and what it has done so far.
+#[derive(Debug, Clone)]
 pub struct TaskStatus {
     pub id: u32,
     pub state: State,
     pub trace: Option<String>,
+    pub counters: Arc<TaskCounters>,
+}
+
+/// What a task counts: the raw material of its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Sink: records read from Kafka.
+    RecordsRead,
+    /// Sink: records the plugin wrote.
+    RecordsWritten,
+    /// Source: records the plugin returned from `poll`.
+    RecordsPolled,
+    /// Source: records Kafka acknowledged.
+    RecordsProduced,
+    /// Plugin calls retried after a transient error.
+    Retries,
+    /// Plugin instances dropped after a trap.
+    Traps,
+    /// Records the plugin rejected.
+    RecordsRejected,
+    /// Records sent to the dead-letter topic.
+    RecordsDeadLettered,
+    /// Source positions stored in the offsets topic.
+    PositionsCommitted,
+}
+
+impl Counter {
+    const ALL: [Counter; 9] = [
+        Counter::RecordsRead,
+        Counter::RecordsWritten,
+        Counter::RecordsPolled,
+        Counter::RecordsProduced,
+        Counter::Retries,
+        Counter::Traps,
+        Counter::RecordsRejected,
+        Counter::RecordsDeadLettered,
+        Counter::PositionsCommitted,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RecordsRead => "records_read",
+            Counter::RecordsWritten => "records_written",
+            Counter::RecordsPolled => "records_polled",
+            Counter::RecordsProduced => "records_produced",
+            Counter::Retries => "retries",
+            Counter::Traps => "traps",
+            Counter::RecordsRejected => "records_rejected",
+            Counter::RecordsDeadLettered => "records_dead_lettered",
+            Counter::PositionsCommitted => "positions_committed",
+        }
+    }
+}
+
+/// A task's counters; they only grow, and survive the task restarting.
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    values: [AtomicU64; Counter::ALL.len()],
+}
+
+impl TaskCounters {
+    pub fn add(&self, counter: Counter, n: usize) {
+        self.values[counter as usize].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize].load(Ordering::Relaxed)
+    }
+
+    /// Every counter by name.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        Counter::ALL
+            .iter()
+            .map(|&c| (c.name(), self.get(c)))
+            .collect()
+    }
 }
 
 /// A connector's state and its tasks'.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ConnectorStatus {
     pub kind: &'static str,
     pub state: State,
@@ -52,6 +129,7 @@ impl StatusBoard {
                         id,
                         state: State::Unassigned,
                         trace: None,
+                        counters: Arc::default(),
                     })
                     .collect(),
             },
@@ -70,12 +148,21 @@ impl StatusBoard {
         }
     }
 
-    /// A handle a task reports its own state through.
+    /// A handle a task reports its own state and counts through.
     pub fn reporter(&self, connector: &str, task: u32) -> TaskReporter {
+        let counters = self
+            .inner
+            .read()
+            .expect("status lock")
+            .get(connector)
+            .and_then(|c| c.tasks.iter().find(|t| t.id == task))
+            .map(|t| t.counters.clone())
+            .unwrap_or_default();
         TaskReporter {
             board: self.clone(),
             connector: connector.to_owned(),
             task,
+            counters,
         }
     }
 
@@ -112,9 +199,15 @@ pub struct TaskReporter {
     board: StatusBoard,
     connector: String,
     task: u32,
+    counters: Arc<TaskCounters>,
 }
 
 impl TaskReporter {
+    /// Counts `n` more of `counter`.
+    pub fn count(&self, counter: Counter, n: usize) {
+        self.counters.add(counter, n);
+    }
+
     pub fn running(&self) {
         self.board
             .set(&self.connector, self.task, State::Running, None);

@@ -53,6 +53,7 @@ pub fn sink(
     topics: [{topic}]
     batch: {{ max_records: 500, max_wait_ms: 50 }}
     restart: {{ initial_backoff_ms: 50, max_backoff_ms: 500, max_consecutive_traps: 3 }}
+    errors: {{ retry: {{ initial_backoff_ms: 50, max_backoff_ms: 500 }} }}
     limits: {{ memory_mb: 32, call_timeout_ms: 2000 }}
     grants:
       databases: [{grants}]
@@ -149,6 +150,7 @@ pub fn source(
     poll_interval_ms: 100
     batch: {{ max_records: 500 }}
     restart: {{ initial_backoff_ms: 50, max_backoff_ms: 5000, max_consecutive_traps: 3 }}
+    errors: {{ retry: {{ initial_backoff_ms: 50, max_backoff_ms: 5000 }} }}
     limits: {{ memory_mb: 64, call_timeout_ms: 10000 }}
 {settings}    config:
 {config}",

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod errors;
 mod http;
 mod retry;
 mod sandbox;
