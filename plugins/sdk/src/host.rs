@@ -149,6 +149,52 @@ impl HttpResponse {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// How long the server asked to wait (`Retry-After`: delay-seconds or an HTTP date), in
+    /// milliseconds from now.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        let value = self.header("retry-after")?.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(seconds.saturating_mul(1000));
+        }
+        let when = httpdate::parse_http_date(value).ok()?;
+        Some(
+            when.duration_since(std::time::SystemTime::now())
+                .map_or(0, |d| d.as_millis() as u64),
+        )
+    }
+
+    /// The start of the body as one line of text, for an error message.
+    pub fn body_excerpt(&self) -> String {
+        const MAX: usize = 200;
+        let body = &self.body;
+        let mut text =
+            String::from_utf8_lossy(&body[..body.len().min(MAX)]).replace(['\n', '\r'], " ");
+        if body.len() > MAX {
+            text.push_str("...");
+        }
+        if text.is_empty() {
+            "(empty body)".into()
+        } else {
+            text
+        }
+    }
+
+    /// What a plugin should do about a response that is not a success: `RetryAfter` for a 429
+    /// or 503 that says when to come back, `Retry` for those without and for any other 5xx,
+    /// `None` for everything else (the caller decides: usually the request itself is wrong).
+    /// `what` prefixes the message (`"POST http://..."`).
+    pub fn transient_error(&self, what: &str) -> Option<crate::PluginError> {
+        let message = format!("{what}: HTTP {}: {}", self.status, self.body_excerpt());
+        match self.status {
+            429 | 503 => Some(match self.retry_after_ms() {
+                Some(after_ms) => crate::PluginError::RetryAfter { after_ms, message },
+                None => crate::PluginError::Retry(message),
+            }),
+            500..=599 => Some(crate::PluginError::Retry(message)),
+            _ => None,
+        }
+    }
 }
 
 /// Why an HTTP request got no response.
@@ -201,4 +247,56 @@ pub trait Host {
 
     /// Sends one HTTP request to a granted host.
     fn http_send(&self, request: &HttpRequest) -> Result<HttpResponse, HttpError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PluginError;
+
+    fn response(status: u16, retry_after: Option<&str>, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: retry_after
+                .map(|v| vec![("Retry-After".to_owned(), v.to_owned())])
+                .unwrap_or_default(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(response(429, Some("3"), "").retry_after_ms(), Some(3000));
+        let past = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert_eq!(response(429, Some(past), "").retry_after_ms(), Some(0));
+        let later = httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(60),
+        );
+        let ms = response(429, Some(&later), "").retry_after_ms().unwrap();
+        assert!((50_000..=60_000).contains(&ms), "{ms}");
+        assert_eq!(response(429, Some("soon"), "").retry_after_ms(), None);
+    }
+
+    #[test]
+    fn statuses_map_to_retry_retry_after_or_nothing() {
+        assert!(matches!(
+            response(500, None, "boom").transient_error("GET u"),
+            Some(PluginError::Retry(m)) if m == "GET u: HTTP 500: boom"
+        ));
+        assert!(matches!(
+            response(429, Some("2"), "").transient_error("GET u"),
+            Some(PluginError::RetryAfter { after_ms: 2000, .. })
+        ));
+        assert!(matches!(
+            response(503, None, "").transient_error("GET u"),
+            Some(PluginError::Retry(m)) if m.ends_with("(empty body)")
+        ));
+        assert_eq!(response(404, None, "").transient_error("GET u"), None);
+        let long = "x".repeat(500);
+        let excerpt = response(400, None, &long).body_excerpt();
+        assert!(
+            excerpt.ends_with("...") && excerpt.len() == 203,
+            "{excerpt}"
+        );
+    }
 }

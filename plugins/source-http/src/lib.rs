@@ -26,7 +26,7 @@ use wasmconnect_sdk::{
 };
 
 pub use config::{Config, Next};
-pub use page::{Page, next_link, read, retry_after_ms, url_for};
+pub use page::{Page, next_link, read, url_for};
 
 /// How many pages one `poll` may fetch (pages that add nothing, such as one fully emitted
 /// before a restart, do not stop a poll).

@@ -1,8 +1,6 @@
 //! One response, read: its items and the cursor of the next page, or what the host should do
 //! instead. Pure, so every rule is tested natively.
 
-use std::time::SystemTime;
-
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use wasmconnect_sdk::{HttpResponse, PluginError};
@@ -44,22 +42,21 @@ fn origin(url: &str) -> &str {
 /// server named in Retry-After if it did. Other 5xx: retry. Any other status: fatal, with
 /// the status and the start of the body.
 pub fn read(config: &Config, url: &str, response: &HttpResponse) -> Result<Page, PluginError> {
-    let status = response.status;
-    if !(200..300).contains(&status) {
-        let message = format!("GET {url}: HTTP {status}: {}", excerpt(&response.body));
-        return Err(match status {
-            429 | 503 => match response.header("retry-after").and_then(retry_after_ms) {
-                Some(after_ms) => PluginError::RetryAfter { after_ms, message },
-                None => PluginError::Retry(message),
-            },
-            500..=599 => PluginError::Retry(message),
-            _ => PluginError::Fatal(message),
-        });
+    if !(200..300).contains(&response.status) {
+        return Err(response
+            .transient_error(&format!("GET {url}"))
+            .unwrap_or_else(|| {
+                PluginError::Fatal(format!(
+                    "GET {url}: HTTP {}: {}",
+                    response.status,
+                    response.body_excerpt()
+                ))
+            }));
     }
     let body: Value = serde_json::from_slice(&response.body).map_err(|e| {
         PluginError::Fatal(format!(
             "GET {url}: the response is not JSON ({e}): {}",
-            excerpt(&response.body)
+            response.body_excerpt()
         ))
     })?;
     let items = match body.pointer(&config.items) {
@@ -106,19 +103,6 @@ pub fn next_link(header: &str) -> Option<String> {
     })
 }
 
-/// Retry-After as milliseconds from now: delay-seconds or an HTTP date.
-pub fn retry_after_ms(value: &str) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(seconds.saturating_mul(1000));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .map_or(0, |d| d.as_millis() as u64),
-    )
-}
-
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -127,21 +111,6 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// The start of a body, as text, for an error message.
-fn excerpt(body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
-    let mut text = text.replace(['\n', '\r'], " ");
-    if body.len() > MAX {
-        text.push_str("...");
-    }
-    if text.is_empty() {
-        "(empty body)".into()
-    } else {
-        text
     }
 }
 
@@ -258,16 +227,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        assert_eq!(retry_after_ms("3"), Some(3000));
-        assert_eq!(retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
-        let later = httpdate::fmt_http_date(SystemTime::now() + std::time::Duration::from_secs(60));
-        let ms = retry_after_ms(&later).unwrap();
-        assert!((50_000..=60_000).contains(&ms), "{ms}");
-        assert_eq!(retry_after_ms("soon"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod errors;
 mod http;
 mod retry;
 mod sandbox;
+mod sink_http;
 mod sink_sql;
 mod source_http;
 mod source_sql;

@@ -1,0 +1,80 @@
+//! What the connector's `config:` may say.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The plugin's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where batches go; `{topic}` and `{partition}` are replaced by the records'.
+    pub url: String,
+    #[serde(default)]
+    pub method: Method,
+    /// Request headers (`Authorization`, ...); `Content-Type` is set from `format` unless given.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub format: Format,
+    /// What to do when the server refuses a request with a 4xx other than 429.
+    #[serde(default)]
+    pub on_client_error: OnClientError,
+    /// A header carrying `topic/partition/first-last` offsets of the request's records, the
+    /// same on every retry, so the receiver can drop duplicates (`Idempotency-Key`, say).
+    #[serde(default)]
+    pub idempotency_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Post,
+    Put,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// The body of a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// `[value, value, ...]`: every value must be JSON (`null` for a tombstone).
+    #[default]
+    JsonArray,
+    /// One value per line, as it is (a tombstone is an empty line).
+    Ndjson,
+}
+
+/// What a 4xx (other than 429) means for the records of the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnClientError {
+    /// Send each half of the request on its own, down to single records, so that exactly the
+    /// records the server refuses are rejected and the others are delivered.
+    #[default]
+    Bisect,
+    /// Reject every record of the request.
+    Reject,
+}
+
+impl Config {
+    /// Rules serde cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!(
+                "url {:?} must start with http:// or https://",
+                self.url
+            ));
+        }
+        Ok(())
+    }
+}

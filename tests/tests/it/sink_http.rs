@@ -1,0 +1,206 @@
+//! sink-http against a receiving server on loopback: server errors are retried with the
+//! configured backoff, Retry-After is honoured, and a record the server refuses is found by
+//! bisection and dead-lettered while every other record is delivered.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+
+use crate::common::{config, json};
+
+/// Receives JSON arrays of `{"id": n, ...}` at `POST /in`. Answers the scripted statuses
+/// first; then 400 to any batch holding an item with `"poison": true`, 200 to the others.
+#[derive(Default)]
+struct Receiver {
+    script: Mutex<VecDeque<(StatusCode, Option<&'static str>)>>,
+    /// Ids of the items accepted, in arrival order.
+    accepted: Mutex<Vec<i64>>,
+    /// Every request: when, and the status answered.
+    attempts: Mutex<Vec<(Instant, u16)>>,
+}
+
+impl Receiver {
+    async fn serve(self: &Arc<Self>) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let app = Router::new()
+            .route("/in", post(receive))
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(address)
+    }
+
+    fn accepted(&self) -> Vec<i64> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    axum::Json(items): axum::Json<Vec<serde_json::Value>>,
+) -> Response {
+    let now = Instant::now();
+    let scripted = receiver.script.lock().unwrap().pop_front();
+    let (status, retry_after) = match scripted {
+        Some(scripted) => scripted,
+        None if items.iter().any(|i| i["poison"] == true) => (StatusCode::BAD_REQUEST, None),
+        None => (StatusCode::OK, None),
+    };
+    receiver
+        .attempts
+        .lock()
+        .unwrap()
+        .push((now, status.as_u16()));
+    if status == StatusCode::OK {
+        let mut accepted = receiver.accepted.lock().unwrap();
+        accepted.extend(items.iter().filter_map(|i| i["id"].as_i64()));
+    }
+    let mut headers = HeaderMap::new();
+    if let Some(after) = retry_after {
+        headers.insert("retry-after", after.parse().unwrap());
+    }
+    (status, headers, "scripted answer").into_response()
+}
+
+/// A sink-http connector from `topic` to `http://{address}/in`, granted that host.
+fn connector(name: &str, topic: &str, address: &str, errors: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "  - name: {name}
+    kind: sink
+    plugin: {plugin}
+    topics: [{topic}]
+    batch: {{ max_records: 100, max_wait_ms: 50 }}
+    errors: {errors}
+    grants:
+      http: [\"{address}\"]
+    config:
+      url: \"http://{address}/in\"
+      idempotency_header: Idempotency-Key
+",
+        plugin = paths::plugin("sink-http")?.display()
+    ))
+}
+
+async fn wait_accepted(receiver: &Receiver, n: usize) -> anyhow::Result<()> {
+    wait_until(
+        &format!("{n} items accepted"),
+        Duration::from_secs(60),
+        || async {
+            let have = receiver.accepted().len();
+            Ok(if have >= n {
+                Ok(())
+            } else {
+                Err(format!("{have} items"))
+            })
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_back_off_as_configured_and_retry_after_is_honoured() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let receiver = Arc::new(Receiver::default());
+    {
+        let mut script = receiver.script.lock().unwrap();
+        for _ in 0..3 {
+            script.push_back((StatusCode::INTERNAL_SERVER_ERROR, None));
+        }
+        script.push_back((StatusCode::TOO_MANY_REQUESTS, Some("2")));
+    }
+    let address = receiver.serve().await?;
+    let (topic, name) = (unique("out"), unique("http_sink"));
+    broker.create_topic(&topic, 1).await?;
+    let errors = "{ retry: { initial_backoff_ms: 200, multiplier: 2, max_backoff_ms: 5000 } }";
+    let daemon = Daemon::start(&config(
+        &broker,
+        &pg,
+        &connector(&name, &topic, &address, errors)?,
+    ))?;
+    let records: Vec<_> = (0..50)
+        .map(|i| (None, json(serde_json::json!({"id": i}))))
+        .collect();
+    broker.produce(&topic, &records).await?;
+
+    wait_accepted(&receiver, 50).await?;
+    let mut accepted = receiver.accepted();
+    accepted.sort();
+    assert_eq!(accepted, (0..50).collect::<Vec<i64>>(), "each item once");
+    let attempts = receiver.attempts.lock().unwrap().clone();
+    let statuses: Vec<u16> = attempts.iter().take(5).map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [500, 500, 500, 429, 200]);
+    let gaps: Vec<Duration> = attempts[..5].windows(2).map(|w| w[1].0 - w[0].0).collect();
+    // Backoff ceilings 200, 400, 800 ms; each delay is drawn from [ceiling/2, ceiling].
+    for (gap, floor) in gaps.iter().zip([100, 200, 400]) {
+        assert!(
+            *gap >= Duration::from_millis(floor),
+            "gaps {gaps:?}: one is shorter than {floor} ms"
+        );
+    }
+    assert!(gaps[2] > gaps[0], "the backoff grows: {gaps:?}");
+    assert!(
+        gaps[3] >= Duration::from_secs(2),
+        "the attempt after Retry-After: 2 came {:?} later",
+        gaps[3]
+    );
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["counters"]["retries"], 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_the_server_refuses_is_dead_lettered_and_the_rest_delivered() -> anyhow::Result<()>
+{
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let receiver = Arc::new(Receiver::default());
+    let address = receiver.serve().await?;
+    let (topic, dlq, name) = (unique("out"), unique("dlq"), unique("http_sink"));
+    broker.create_topic(&topic, 1).await?;
+    let errors = format!("{{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}");
+    let daemon = Daemon::start(&config(
+        &broker,
+        &pg,
+        &connector(&name, &topic, &address, &errors)?,
+    ))?;
+    let records: Vec<_> = (0..40)
+        .map(|i| (None, json(serde_json::json!({"id": i, "poison": i == 17}))))
+        .collect();
+    broker.produce(&topic, &records).await?;
+
+    wait_until(
+        "all 40 offsets committed",
+        Duration::from_secs(60),
+        || async {
+            let committed = broker.committed(&name, &topic, 0).await?;
+            Ok(if committed == Some(40) {
+                Ok(())
+            } else {
+                Err(format!("{committed:?}"))
+            })
+        },
+    )
+    .await?;
+    let mut accepted = receiver.accepted();
+    accepted.sort();
+    let expected: Vec<i64> = (0..40).filter(|i| *i != 17).collect();
+    assert_eq!(accepted, expected, "every other record is delivered, once");
+    let dead = broker.read_all(&dlq).await?;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].header("__connect.errors.offset").as_deref(),
+        Some("17")
+    );
+    let message = dead[0]
+        .header("__connect.errors.exception.message")
+        .unwrap_or_default();
+    assert!(message.contains("HTTP 400"), "{message}");
+    assert_eq!(daemon.status(&name).await?["tasks"][0]["state"], "RUNNING");
+    Ok(())
+}
