@@ -55,5 +55,7 @@ ensure_postgres() {
 build_plugins() {
   say "building plugins (wasm32-wasip2)"
   cargo build --profile plugin --target wasm32-wasip2 \
-    -p sink-sql -p sink-http -p source-http -p source-sql -p sink-misbehave -p sink-probe
+    -p sink-sql -p sink-http -p source-http -p source-sql \
+    -p transform-filter -p transform-fields -p transform-route -p transform-flatten \
+    -p sink-misbehave -p sink-probe
 }

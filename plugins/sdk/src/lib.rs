@@ -26,6 +26,9 @@
 //! Plugin logic never touches the generated bindings: it sees [`Record`]s and a [`Host`], so
 //! `cargo test` runs it natively against [`testing::FakeHost`].
 //!
+//! A transform implements [`Transform`] (what one record becomes: dropped, changed, fanned
+//! out) and is exported with `export_transform!(MyTransform)`.
+//!
 //! A source is the same shape: implement [`Source`] (`open` with the stored positions, `poll`,
 //! optionally `commit`) and export it with `export_source!(MySource)`.
 //!
@@ -41,6 +44,7 @@ mod record;
 mod sink;
 mod source;
 pub mod testing;
+mod transform;
 
 pub use host::{
     Host, HttpError, HttpRequest, HttpResponse, Level, Method, Rows, SqlError, Statement, Value,
@@ -48,12 +52,14 @@ pub use host::{
 pub use record::{Header, PluginError, Record, Rejected, SourcePosition, SourceRecord};
 pub use sink::Sink;
 pub use source::Source;
+pub use transform::Transform;
 
 /// Glue used by the export macros; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::sink::SinkExport;
     pub use crate::source::SourceExport;
+    pub use crate::transform::TransformExport;
 
     /// Bindings for the `sink-plugin` world, generated once here for every plugin.
     #[allow(unsafe_code, clippy::all, missing_docs)]
@@ -85,6 +91,22 @@ pub mod __private {
             },
         });
     }
+
+    /// Bindings for the `transform-plugin` world; the imports are the sink bindings' own.
+    #[allow(unsafe_code, clippy::all, missing_docs)]
+    pub mod transform_bindings {
+        wit_bindgen::generate!({
+            world: "transform-plugin",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export_transform_bindings",
+            default_bindings_module: "wasmconnect_sdk::__private::transform_bindings",
+            with: {
+                "wasmconnect:plugin/types@0.1.0": super::sink_bindings::wasmconnect::plugin::types,
+                "wasmconnect:plugin/log@0.1.0": super::sink_bindings::wasmconnect::plugin::log,
+            },
+        });
+    }
 }
 
 /// Exports a [`Sink`] implementation as the plugin's `wasmconnect:plugin/sink` interface.
@@ -112,6 +134,20 @@ macro_rules! export_source {
         #[cfg(target_arch = "wasm32")]
         $crate::__private::source_bindings::export_source_bindings!(
             __WasmconnectSourceExport with_types_in $crate::__private::source_bindings
+        );
+    };
+}
+
+/// Exports a [`Transform`] implementation as the plugin's `wasmconnect:plugin/transform`
+/// interface; like [`export_sink!`], it expands to nothing outside `wasm32`.
+#[macro_export]
+macro_rules! export_transform {
+    ($transform:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        type __WasmconnectTransformExport = $crate::__private::TransformExport<$transform>;
+        #[cfg(target_arch = "wasm32")]
+        $crate::__private::transform_bindings::export_transform_bindings!(
+            __WasmconnectTransformExport with_types_in $crate::__private::transform_bindings
         );
     };
 }

@@ -111,3 +111,19 @@ impl SourcePosition {
             })
     }
 }
+
+impl Record {
+    /// The value parsed as JSON; `Ok(None)` for a tombstone; `Err` with the reason when it is
+    /// not JSON.
+    pub fn json(&self) -> Result<Option<serde_json::Value>, String> {
+        self.value
+            .as_deref()
+            .map(|v| serde_json::from_slice(v).map_err(|e| format!("value is not valid JSON: {e}")))
+            .transpose()
+    }
+
+    /// Replaces the value with the text of `value`.
+    pub fn set_json(&mut self, value: &serde_json::Value) {
+        self.value = Some(value.to_string().into_bytes());
+    }
+}

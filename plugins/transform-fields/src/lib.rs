@@ -1,0 +1,207 @@
+//! `transform-fields`: renames, drops, inserts and masks fields of JSON values, like Kafka
+//! Connect's `ReplaceField`, `InsertField` and `MaskField` in one transform.
+//!
+//! ```yaml
+//! config:
+//!   rename: { /cust: /customer }        # JSON pointers, applied first
+//!   drop: [/internal, /debug/trace]     # then these are removed
+//!   insert: { /source: web, /seen_at: $timestamp }   # then these are set
+//!   mask: [/card_number]                # last, these are blanked
+//!   mask_with: "****"                   # strings become this ("" by default)
+//! ```
+//!
+//! Inserted values are JSON as written, except the strings `$topic`, `$partition`, `$offset`
+//! and `$timestamp`, which become the record's own. Masked numbers become 0, booleans false,
+//! strings `mask_with`, objects and arrays empty ones. Missing fields are left alone;
+//! intermediate objects are created for inserts and renames. Tombstones pass unchanged; a
+//! value that is not a JSON object is rejected.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use wasmconnect_sdk::{Host, PluginError, Record, Transform, export_transform};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    #[serde(default)]
+    pub drop: Vec<String>,
+    #[serde(default)]
+    pub insert: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub mask: Vec<String>,
+    #[serde(default)]
+    pub mask_with: String,
+}
+
+pub struct Fields {
+    config: Config,
+}
+
+impl Transform for Fields {
+    type Config = Config;
+
+    fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
+        let pointers = config
+            .rename
+            .iter()
+            .flat_map(|(a, b)| [a, b])
+            .chain(&config.drop)
+            .chain(config.insert.keys())
+            .chain(&config.mask);
+        for pointer in pointers {
+            if !pointer.starts_with('/') {
+                return Err(PluginError::Fatal(format!(
+                    "{pointer:?} is not a JSON pointer to a field: it must start with '/'"
+                )));
+            }
+        }
+        Ok(Fields { config })
+    }
+
+    fn apply(&mut self, mut record: Record, _host: &dyn Host) -> Result<Vec<Record>, String> {
+        let Some(mut value) = record.json()? else {
+            return Ok(vec![record]);
+        };
+        if !value.is_object() {
+            return Err("value is not a JSON object".into());
+        }
+        for (from, to) in &self.config.rename {
+            if let Some(moved) = take(&mut value, from) {
+                put(&mut value, to, moved);
+            }
+        }
+        for field in &self.config.drop {
+            take(&mut value, field);
+        }
+        for (field, inserted) in &self.config.insert {
+            let inserted = match inserted.as_str() {
+                Some("$topic") => Value::from(record.topic.clone()),
+                Some("$partition") => Value::from(record.partition),
+                Some("$offset") => Value::from(record.offset),
+                Some("$timestamp") => record.timestamp.map_or(Value::Null, Value::from),
+                _ => inserted.clone(),
+            };
+            put(&mut value, field, inserted);
+        }
+        for field in &self.config.mask {
+            if let Some(found) = value.pointer_mut(field) {
+                *found = match found {
+                    Value::Number(_) => Value::from(0),
+                    Value::Bool(_) => Value::Bool(false),
+                    Value::String(_) => Value::from(self.config.mask_with.clone()),
+                    Value::Array(_) => Value::Array(Vec::new()),
+                    Value::Object(_) => Value::Object(Map::new()),
+                    Value::Null => Value::Null,
+                };
+            }
+        }
+        record.set_json(&value);
+        Ok(vec![record])
+    }
+}
+
+/// Splits a pointer into its parent's pointer and the last (unescaped) key.
+fn split(pointer: &str) -> (&str, String) {
+    let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    (parent, last.replace("~1", "/").replace("~0", "~"))
+}
+
+fn take(value: &mut Value, pointer: &str) -> Option<Value> {
+    let (parent, key) = split(pointer);
+    value.pointer_mut(parent)?.as_object_mut()?.remove(&key)
+}
+
+/// Sets the field, creating objects on the way; a non-object on the way is replaced.
+fn put(value: &mut Value, pointer: &str, inserted: Value) {
+    let mut at = value;
+    let keys: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|k| k.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, path)) = keys.split_last() else {
+        return;
+    };
+    for key in path {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        at = at
+            .as_object_mut()
+            .expect("an object")
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !at.is_object() {
+        *at = Value::Object(Map::new());
+    }
+    at.as_object_mut()
+        .expect("an object")
+        .insert(last.clone(), inserted);
+}
+
+export_transform!(Fields);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use wasmconnect_sdk::testing::FakeHost;
+
+    use super::*;
+
+    fn apply(config: Value, value: Value) -> Result<Value, String> {
+        let host = FakeHost::new();
+        let mut t = Fields::open(serde_json::from_value(config).unwrap(), &host).unwrap();
+        let mut record = Record {
+            topic: "orders".into(),
+            offset: 42,
+            ..Record::default()
+        };
+        record.set_json(&value);
+        let out = t.apply(record, &host)?;
+        Ok(out[0].json().unwrap().unwrap())
+    }
+
+    #[test]
+    fn rename_drop_insert_and_mask_in_that_order() {
+        let out = apply(
+            json!({
+                "rename": {"/cust": "/customer/name"},
+                "drop": ["/debug"],
+                "insert": {"/source": "web", "/meta/topic": "$topic", "/meta/offset": "$offset"},
+                "mask": ["/card", "/amount", "/missing"],
+                "mask_with": "****"
+            }),
+            json!({"cust": "ada", "debug": true, "card": "4111", "amount": 12.5}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "customer": {"name": "ada"},
+                "source": "web",
+                "meta": {"topic": "orders", "offset": 42},
+                "card": "****",
+                "amount": 0
+            })
+        );
+    }
+
+    #[test]
+    fn non_objects_are_rejected_and_tombstones_pass() {
+        assert!(
+            apply(json!({}), json!([1, 2]))
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        let host = FakeHost::new();
+        let mut t = Fields::open(Config::default(), &host).unwrap();
+        let out = t.apply(Record::default(), &host).unwrap();
+        assert_eq!(out[0].value, None);
+    }
+}

@@ -1,0 +1,153 @@
+//! `transform-route`: sends each record to a topic chosen by a field of its JSON value, or by
+//! a regex over its current topic (Kafka Connect's `RegexRouter`).
+//!
+//! ```yaml
+//! config:
+//!   field: /region              # the topic is built from this field's value ...
+//!   topic: "orders-{field}"     # ... with this template ({field}, {topic}); default "{field}"
+//!   # or:
+//!   regex: "^(.*)-raw$"         # a topic matching this ...
+//!   replacement: "$1-clean"     # ... becomes this; others keep their topic
+//! ```
+//!
+//! A record whose field is missing keeps its topic (or goes to `default_topic` when set);
+//! with `field`, a value that is not JSON is rejected.
+#![forbid(unsafe_code)]
+
+use serde::Deserialize;
+use serde_json::Value;
+use wasmconnect_sdk::{Host, PluginError, Record, Transform, export_transform};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub default_topic: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+    #[serde(default)]
+    pub replacement: Option<String>,
+}
+
+pub struct Route {
+    config: Config,
+    regex: Option<(regex_lite::Regex, String)>,
+}
+
+impl Transform for Route {
+    type Config = Config;
+
+    fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
+        let regex = match (&config.field, &config.regex, &config.replacement) {
+            (Some(field), None, None) if field.starts_with('/') => None,
+            (Some(field), None, None) => {
+                return Err(PluginError::Fatal(format!(
+                    "field {field:?} is not a JSON pointer: it must start with '/'"
+                )));
+            }
+            (None, Some(pattern), Some(replacement)) => Some((
+                regex_lite::Regex::new(pattern)
+                    .map_err(|e| PluginError::Fatal(format!("regex {pattern:?}: {e}")))?,
+                replacement.clone(),
+            )),
+            _ => {
+                return Err(PluginError::Fatal(
+                    "set either `field` (with an optional `topic` template) or `regex` with `replacement`"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Route { config, regex })
+    }
+
+    fn apply(&mut self, mut record: Record, _host: &dyn Host) -> Result<Vec<Record>, String> {
+        if let Some((regex, replacement)) = &self.regex {
+            if regex.is_match(&record.topic) {
+                record.topic = regex
+                    .replace(&record.topic, replacement.as_str())
+                    .into_owned();
+            }
+            return Ok(vec![record]);
+        }
+        let pointer = self.config.field.as_deref().unwrap_or_default();
+        let value = record.json()?;
+        let field = value
+            .as_ref()
+            .and_then(|v| v.pointer(pointer))
+            .and_then(|f| match f {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            });
+        match field {
+            Some(field) => {
+                let template = self.config.topic.as_deref().unwrap_or("{field}");
+                record.topic = template
+                    .replace("{field}", &field)
+                    .replace("{topic}", &record.topic);
+            }
+            None => {
+                if let Some(default) = &self.config.default_topic {
+                    record.topic = default.clone();
+                }
+            }
+        }
+        Ok(vec![record])
+    }
+}
+
+export_transform!(Route);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use wasmconnect_sdk::testing::FakeHost;
+
+    use super::*;
+
+    fn route(config: Value, topic: &str, value: &str) -> Result<String, String> {
+        let host = FakeHost::new();
+        let mut r = Route::open(serde_json::from_value(config).unwrap(), &host).unwrap();
+        let record = Record {
+            topic: topic.into(),
+            value: Some(value.as_bytes().to_vec()),
+            ..Record::default()
+        };
+        Ok(r.apply(record, &host)?.remove(0).topic)
+    }
+
+    #[test]
+    fn a_field_names_the_topic_through_the_template() {
+        let config =
+            json!({"field": "/region", "topic": "{topic}-{field}", "default_topic": "other"});
+        assert_eq!(
+            route(config.clone(), "orders", r#"{"region": "eu"}"#).unwrap(),
+            "orders-eu"
+        );
+        assert_eq!(route(config.clone(), "orders", r#"{}"#).unwrap(), "other");
+        assert!(route(config, "orders", "nope").is_err());
+    }
+
+    #[test]
+    fn a_regex_rewrites_matching_topics_only() {
+        let config = json!({"regex": "^(.*)-raw$", "replacement": "$1-clean"});
+        assert_eq!(
+            route(config.clone(), "orders-raw", "x").unwrap(),
+            "orders-clean"
+        );
+        assert_eq!(route(config, "orders", "x").unwrap(), "orders");
+    }
+
+    #[test]
+    fn field_and_regex_are_exclusive() {
+        let both: Config =
+            serde_json::from_value(json!({"field": "/a", "regex": "x", "replacement": "y"}))
+                .unwrap();
+        assert!(Route::open(both, &FakeHost::new()).is_err());
+    }
+}
