@@ -17,7 +17,7 @@ pub use error::{ConfigError, Diagnostic};
 pub use model::{
     AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
     DeadLetterConfig, ErrorPolicy, Grants, InFlightConfig, KafkaConfig, Limits, OffsetsTopicConfig,
-    RestartConfig, RetryPolicy, Tolerance, WorkerConfig,
+    RestartConfig, RetryPolicy, Tolerance, TransformConfig, WorkerConfig,
 };
 
 /// Reads, substitutes, parses and validates a config file. Every problem found is returned at
@@ -67,6 +67,11 @@ pub fn parse(
     for connector in &mut config.connectors {
         if connector.plugin.is_relative() {
             connector.plugin = base.join(&connector.plugin);
+        }
+        for transform in &mut connector.transforms {
+            if transform.plugin.is_relative() {
+                transform.plugin = base.join(&transform.plugin);
+            }
         }
     }
     Ok(config)

@@ -176,7 +176,22 @@ pub struct ConnectorConfig {
     /// `kafka.properties` and `kafka.producer`.
     #[serde(default, deserialize_with = "scalar_map")]
     pub producer: BTreeMap<String, String>,
+    /// Transforms applied in order to every record: after a source's poll, before a sink's
+    /// write.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
     /// The plugin's own configuration, handed to its `open` as JSON.
+    #[serde(default = "empty_mapping")]
+    pub config: serde_yaml::Value,
+}
+
+/// One transform of a connector's chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// The transform component (`.wasm`), relative to the config file's directory.
+    pub plugin: PathBuf,
+    /// The transform's own configuration, handed to its `open` as JSON.
     #[serde(default = "empty_mapping")]
     pub config: serde_yaml::Value,
 }

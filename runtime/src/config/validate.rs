@@ -184,6 +184,17 @@ impl Validator {
         }
     }
 
+    fn plugin_config(&mut self, path: &str, config: &serde_yaml::Value) {
+        match config {
+            serde_yaml::Value::Mapping(_) => {
+                if let Err(e) = serde_json::to_value(config) {
+                    self.problem(path, format!("cannot be handed to the plugin as JSON: {e}"));
+                }
+            }
+            _ => self.problem(path, "must be a mapping of the plugin's settings"),
+        }
+    }
+
     fn error_policy(&mut self, path: &str, c: &ConnectorConfig) {
         let retry = &c.errors.retry;
         self.range(
@@ -413,19 +424,19 @@ impl Validator {
         );
         self.managed_properties(&format!("{path}.consumer"), c.consumer.keys());
         self.error_policy(&path, c);
-        match &c.config {
-            serde_yaml::Value::Mapping(_) => {
-                if let Err(e) = serde_json::to_value(&c.config) {
-                    self.problem(
-                        format!("{path}.config"),
-                        format!("cannot be handed to the plugin as JSON: {e}"),
-                    );
-                }
+        self.plugin_config(&format!("{path}.config"), &c.config);
+        for (t, transform) in c.transforms.iter().enumerate() {
+            let at = format!("{path}.transforms[{t}]");
+            if transform.plugin.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                self.problem(
+                    format!("{at}.plugin"),
+                    format!(
+                        "{:?} is not a .wasm file",
+                        transform.plugin.display().to_string()
+                    ),
+                );
             }
-            _ => self.problem(
-                format!("{path}.config"),
-                "must be a mapping of the plugin's settings",
-            ),
+            self.plugin_config(&format!("{at}.config"), &transform.config);
         }
     }
 }

@@ -32,7 +32,11 @@ impl Stage {
 /// One record to dead-letter and why.
 #[derive(Debug, Clone, Copy)]
 pub struct Failure<'a> {
+    /// What is dead-lettered: its key, value and headers.
     pub record: &'a Record,
+    /// Where it came from (the consumed record, before transforms): the context headers'
+    /// topic, partition and offset.
+    pub origin: &'a Record,
     pub stage: Stage,
     /// What kind of failure (`__connect.errors.class.name`), e.g. `wasmconnect.PluginReject`.
     pub class: &'a str,
@@ -103,7 +107,7 @@ impl DeadLetterQueue {
                 .map_err(|(e, _)| {
                     format!(
                         "cannot dead-letter {} to {}: {e}",
-                        record.locator(),
+                        failure.origin.locator(),
                         self.config.name
                     )
                 })
@@ -124,10 +128,11 @@ impl DeadLetterQueue {
         if !self.config.context_headers {
             return headers;
         }
+        let origin = failure.origin;
         let context = [
-            ("__connect.errors.topic", record.topic.to_string()),
-            ("__connect.errors.partition", record.partition.to_string()),
-            ("__connect.errors.offset", record.offset.to_string()),
+            ("__connect.errors.topic", origin.topic.to_string()),
+            ("__connect.errors.partition", origin.partition.to_string()),
+            ("__connect.errors.offset", origin.offset.to_string()),
             ("__connect.errors.connector.name", self.connector.clone()),
             ("__connect.errors.task.id", self.task.to_string()),
             ("__connect.errors.stage", failure.stage.as_str().to_owned()),

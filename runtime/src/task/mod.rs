@@ -1,6 +1,7 @@
 //! The loops that drive a plugin: `sink_task` reads Kafka, batches, writes through the plugin
 //! and stores offsets; `source_task` polls the plugin, produces to Kafka and stores positions
-//! once Kafka acknowledged them. `context` is what both get from the worker.
+//! once Kafka acknowledged them. `chain` runs a connector's transforms over a batch;
+//! `context` is what every task gets from the worker.
 
 use std::fmt::Display;
 
@@ -9,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 use crate::connector::Backoff;
 use crate::wasm::TaskIdentity;
 
+mod chain;
 mod context;
 mod sink_task;
 mod source_task;
 
+pub use chain::Chain;
 pub use context::TaskContext;
 pub use sink_task::SinkTask;
 pub use source_task::SourceTask;

@@ -19,6 +19,7 @@ use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::{Counter, TaskReporter};
 
+use super::chain::Chain;
 use super::{Stop, TaskContext, until_done};
 
 /// One task of a sink connector.
@@ -43,6 +44,7 @@ pub struct SinkTask {
     grace: Duration,
     kafka: KafkaConfig,
     dead_letters: Option<DeadLetterQueue>,
+    chain: Chain,
     /// Partitions paused while a batch waits for its next attempt.
     paused: Option<TopicPartitionList>,
 }
@@ -54,6 +56,7 @@ impl SinkTask {
         (consumer, revoked): (SinkConsumer, mpsc::UnboundedReceiver<Revoked>),
         dead_letters: Option<DeadLetterQueue>,
         kafka: KafkaConfig,
+        chain: Chain,
     ) -> Self {
         let TaskContext {
             identity,
@@ -79,6 +82,7 @@ impl SinkTask {
             grace,
             kafka,
             dead_letters,
+            chain,
             paused: None,
         }
     }
@@ -98,6 +102,7 @@ impl SinkTask {
         if let Some(instance) = instance {
             instance.close().await;
         }
+        self.chain.close().await;
         self.commit();
         match outcome {
             Ok(()) => {
@@ -114,7 +119,7 @@ impl SinkTask {
     }
 
     /// Creates the dead-letter topic if there is one and it is missing.
-    async fn prepare_dead_letters(&self) -> Result<(), Stop> {
+    async fn prepare_dead_letters(&mut self) -> Result<(), Stop> {
         let Some(dlq) = &self.dead_letters else {
             return Ok(());
         };
@@ -188,7 +193,33 @@ impl SinkTask {
         intake: &mut Intake,
         batch: &[Record],
     ) -> Result<(), Stop> {
-        let result = self.write_until_done(instance, intake, batch).await;
+        let chained;
+        let write = if self.chain.is_empty() {
+            Write {
+                inputs: batch,
+                outputs: batch,
+                origins: None,
+            }
+        } else {
+            chained = self
+                .chain
+                .apply(batch, &self.status)
+                .await
+                .map_err(Stop::Failed)?;
+            if !chained.rejected.is_empty() {
+                self.transform_rejected(batch, &chained.rejected).await?;
+            }
+            Write {
+                inputs: batch,
+                outputs: &chained.outputs,
+                origins: Some(&chained.origins),
+            }
+        };
+        if write.outputs.is_empty() {
+            self.handled(&mut intake.tracker, batch);
+            return Ok(());
+        }
+        let result = self.write_until_done(instance, intake, &write).await;
         if let Some(paused) = self.paused.take()
             && let Err(e) = self.consumer.resume(&paused)
         {
@@ -197,12 +228,47 @@ impl SinkTask {
         result
     }
 
+    /// Inputs a transform could not handle: dead-lettered with `tolerance: all`; otherwise
+    /// the task fails naming them, before anything of the batch is written or stored.
+    async fn transform_rejected(
+        &mut self,
+        batch: &[Record],
+        rejected: &[(usize, usize, String)],
+    ) -> Result<(), Stop> {
+        self.status.count(Counter::RecordsRejected, rejected.len());
+        if self.config.errors.tolerance == Tolerance::None {
+            let details: Vec<String> = rejected
+                .iter()
+                .map(|(i, step, reason)| {
+                    format!("{}: transforms[{step}]: {reason}", batch[*i].locator())
+                })
+                .collect();
+            return Err(Stop::Failed(format!(
+                "a transform rejected {} record(s): {}",
+                rejected.len(),
+                details.join("; ")
+            )));
+        }
+        let failures: Vec<Failure<'_>> = rejected
+            .iter()
+            .map(|(i, _, reason)| Failure {
+                record: &batch[*i],
+                origin: &batch[*i],
+                stage: Stage::Transformation,
+                class: "wasmconnect.TransformReject",
+                message: reason,
+            })
+            .collect();
+        self.dead_letter(&failures).await
+    }
+
     async fn write_until_done(
         &mut self,
         instance: &mut Option<SinkInstance>,
         intake: &mut Intake,
-        batch: &[Record],
+        write: &Write<'_>,
     ) -> Result<(), Stop> {
+        let batch = write.outputs;
         let restart = self.config.restart;
         let mut trap_backoff = Backoff::new(
             Duration::from_millis(restart.initial_backoff_ms),
@@ -231,7 +297,7 @@ impl SinkTask {
             match result {
                 Ok(()) => {
                     self.status.count(Counter::RecordsWritten, batch.len());
-                    self.handled(&mut intake.tracker, batch);
+                    self.handled(&mut intake.tracker, write.inputs);
                     return Ok(());
                 }
                 Err(CallError::Plugin(
@@ -240,7 +306,7 @@ impl SinkTask {
                     let delay = e.retry_delay(&mut retry_backoff).unwrap_or_default();
                     let started = *first_failure.get_or_insert_with(Instant::now);
                     if started.elapsed() + delay > retry_time {
-                        return self.retries_exhausted(intake, batch, &e, started).await;
+                        return self.retries_exhausted(intake, write, &e, started).await;
                     }
                     self.status.count(Counter::Retries, 1);
                     tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
@@ -248,7 +314,7 @@ impl SinkTask {
                     self.wait(delay, intake).await?;
                 }
                 Err(CallError::Plugin(PluginError::Reject(rejected))) => {
-                    return self.rejected(intake, batch, &rejected).await;
+                    return self.rejected(intake, write, &rejected).await;
                 }
                 Err(CallError::Plugin(PluginError::Fatal(message))) => {
                     return Err(Stop::Failed(format!("plugin failed: {message}")));
@@ -284,14 +350,15 @@ impl SinkTask {
     async fn retries_exhausted(
         &mut self,
         intake: &mut Intake,
-        batch: &[Record],
+        write: &Write<'_>,
         last: &PluginError,
         started: Instant,
     ) -> Result<(), Stop> {
+        let batch = write.outputs;
         let what = format!(
             "retries of a batch of {} records (from {}) ran out after {:?} (errors.retry.timeout_ms {})",
             batch.len(),
-            batch[0].locator(),
+            write.inputs[0].locator(),
             started.elapsed(),
             self.config.errors.retry.timeout_ms
         );
@@ -303,15 +370,17 @@ impl SinkTask {
         let message = last.to_string();
         let failures: Vec<Failure<'_>> = batch
             .iter()
-            .map(|record| Failure {
+            .enumerate()
+            .map(|(i, record)| Failure {
                 record,
+                origin: write.input(i),
                 stage: Stage::TaskPut,
                 class: "wasmconnect.RetriesExhausted",
                 message: &message,
             })
             .collect();
         self.dead_letter(&failures).await?;
-        self.handled(&mut intake.tracker, batch);
+        self.handled(&mut intake.tracker, write.inputs);
         Ok(())
     }
 
@@ -321,9 +390,10 @@ impl SinkTask {
     async fn rejected(
         &mut self,
         intake: &mut Intake,
-        batch: &[Record],
+        write: &Write<'_>,
         rejected: &[crate::connector::Rejected],
     ) -> Result<(), Stop> {
+        let batch = write.outputs;
         let Some(first) = rejected.iter().map(|r| r.index as usize).min() else {
             return Err(Stop::Failed(
                 "plugin returned reject with no record in it".into(),
@@ -344,19 +414,22 @@ impl SinkTask {
                 .iter()
                 .map(|r| Failure {
                     record: &batch[r.index as usize],
+                    origin: write.input(r.index as usize),
                     stage: Stage::TaskPut,
                     class: "wasmconnect.PluginReject",
                     message: &r.reason,
                 })
                 .collect();
             self.dead_letter(&failures).await?;
-            self.handled(&mut intake.tracker, batch);
+            self.handled(&mut intake.tracker, write.inputs);
             return Ok(());
         }
-        self.handled(&mut intake.tracker, &batch[..first]);
+        // Offsets stop at the input of the first rejected output.
+        let first_input = write.origin(first);
+        self.handled(&mut intake.tracker, &write.inputs[..first_input]);
         let details: Vec<String> = rejected
             .iter()
-            .map(|r| format!("{}: {}", batch[r.index as usize].locator(), r.reason))
+            .map(|r| format!("{}: {}", write.input(r.index as usize).locator(), r.reason))
             .collect();
         Err(Stop::Failed(format!(
             "plugin rejected {} record(s): {}",
@@ -367,7 +440,7 @@ impl SinkTask {
 
     /// Sends `failures` to the dead-letter topic and waits for Kafka's acknowledgement; a
     /// record that cannot be dead-lettered fails the task (its offset is not stored).
-    async fn dead_letter(&self, failures: &[Failure<'_>]) -> Result<(), Stop> {
+    async fn dead_letter(&mut self, failures: &[Failure<'_>]) -> Result<(), Stop> {
         let Some(dlq) = &self.dead_letters else {
             return Err(Stop::Failed(
                 "errors.tolerance is all but there is no dead-letter topic".into(),
@@ -375,7 +448,7 @@ impl SinkTask {
         };
         for f in failures {
             tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                "dead-lettering {} to {} ({}): {}", f.record.locator(), dlq.topic(), f.stage.as_str(), f.message);
+                "dead-lettering {} to {} ({}): {}", f.origin.locator(), dlq.topic(), f.stage.as_str(), f.message);
         }
         dlq.send(failures).await.map_err(Stop::Failed)?;
         self.status
@@ -383,7 +456,7 @@ impl SinkTask {
         Ok(())
     }
 
-    async fn open(&self) -> Result<SinkInstance, CallError> {
+    async fn open(&mut self) -> Result<SinkInstance, CallError> {
         self.plugin
             .instantiate(
                 &self.engine,
@@ -463,6 +536,26 @@ impl SinkTask {
                 tracing::warn!(connector = %self.identity.connector, "final offset commit failed: {e}")
             }
         }
+    }
+}
+
+/// One write: the records handed to the plugin and the consumed records they came from.
+struct Write<'a> {
+    /// The consumed records: their offsets are stored once the write is done.
+    inputs: &'a [Record],
+    /// What the plugin writes: the inputs after the transforms.
+    outputs: &'a [Record],
+    /// For each output, the index of its input; `None` when the outputs are the inputs.
+    origins: Option<&'a [usize]>,
+}
+
+impl Write<'_> {
+    fn origin(&self, output: usize) -> usize {
+        self.origins.map_or(output, |o| o[output])
+    }
+
+    fn input(&self, output: usize) -> &Record {
+        &self.inputs[self.origin(output)]
     }
 }
 

@@ -10,13 +10,16 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConnectorConfig, KafkaConfig};
-use crate::connector::{Backoff, Flush, PluginError, PositionTracker, SourceRecord};
-use crate::kafka::{Delivery, PositionStore, Report, SourceProducer};
+use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
+use crate::connector::{Backoff, Flush, PluginError, PositionTracker, Record, SourceRecord};
+use crate::kafka::{
+    DeadLetterQueue, Delivery, Failure, PositionStore, Report, SourceProducer, Stage,
+};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
 use crate::worker::{Counter, TaskReporter};
 
+use super::chain::Chain;
 use super::{Stop, TaskContext, until_done};
 
 /// One task of a source connector.
@@ -39,6 +42,8 @@ pub struct SourceTask {
     producer: SourceProducer,
     reports: mpsc::UnboundedReceiver<Report>,
     store: PositionStore,
+    chain: Chain,
+    dead_letters: Option<DeadLetterQueue>,
     status: TaskReporter,
     shutdown: CancellationToken,
     grace: Duration,
@@ -87,6 +92,8 @@ impl SourceTask {
         plugin: Arc<SourcePlugin>,
         (producer, reports): (SourceProducer, mpsc::UnboundedReceiver<Report>),
         kafka: KafkaConfig,
+        chain: Chain,
+        dead_letters: Option<DeadLetterQueue>,
     ) -> Self {
         let TaskContext {
             identity,
@@ -110,6 +117,8 @@ impl SourceTask {
             producer,
             reports,
             store,
+            chain,
+            dead_letters,
             status,
             shutdown,
             grace,
@@ -141,6 +150,7 @@ impl SourceTask {
         if let Some(instance) = instance {
             instance.close().await;
         }
+        self.chain.close().await;
         match outcome {
             Ok(()) | Err(Stop::Cancelled) => {
                 tracing::info!(connector = %self.identity.connector, task = self.identity.task, "source task stopped");
@@ -157,15 +167,26 @@ impl SourceTask {
 
     /// The stored positions of this connector, creating the offsets topic if needed. Kafka
     /// being unreachable is retried with backoff until shutdown.
-    async fn load_positions(&self) -> Result<Vec<(String, String)>, Stop> {
+    async fn load_positions(&mut self) -> Result<Vec<(String, String)>, Stop> {
         let positions = until_done(
             "reading the stored positions",
             &self.identity,
             &self.shutdown,
             self.backoff(),
             || async {
-                self.store.ensure_topic(&self.kafka).await?;
-                self.store.load(&self.kafka).await
+                if let Some(dlq) = &self.dead_letters {
+                    dlq.ensure_topic(&self.kafka)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                self.store
+                    .ensure_topic(&self.kafka)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.store
+                    .load(&self.kafka)
+                    .await
+                    .map_err(|e| e.to_string())
             },
         )
         .await?;
@@ -268,8 +289,12 @@ impl SourceTask {
                 if records.is_empty() {
                     return Ok(Instant::now() + Duration::from_millis(self.config.poll_interval_ms));
                 }
-                for record in records {
-                    self.hand_over(record, progress)?;
+                if self.chain.is_empty() {
+                    for record in records {
+                        self.hand_over(record, progress)?;
+                    }
+                } else {
+                    self.transform_and_hand_over(records, progress).await?;
                 }
                 Ok(Instant::now())
             }
@@ -315,7 +340,7 @@ impl SourceTask {
         }
     }
 
-    async fn open(&self, positions: &[(String, String)]) -> Result<SourceInstance, CallError> {
+    async fn open(&mut self, positions: &[(String, String)]) -> Result<SourceInstance, CallError> {
         self.plugin
             .instantiate(
                 &self.engine,
@@ -326,6 +351,119 @@ impl SourceTask {
                 positions,
             )
             .await
+    }
+
+    /// Runs the polled records through the transforms and hands over what comes out. An input
+    /// with no output (dropped, or dead-lettered) still moves its partition's position, once
+    /// every earlier record of the partition is acknowledged.
+    async fn transform_and_hand_over(
+        &mut self,
+        records: Vec<SourceRecord>,
+        progress: &mut Progress,
+    ) -> Result<(), Stop> {
+        let mut inputs = Vec::with_capacity(records.len());
+        for r in &records {
+            let Some(topic) = r.topic.as_deref().or(self.config.topic.as_deref()) else {
+                return Err(Stop::Failed(format!(
+                    "the record of source partition {:?} at position {:?} names no topic, and the connector has no `topic`",
+                    r.partition, r.position
+                )));
+            };
+            inputs.push(Record {
+                topic: Arc::from(topic),
+                partition: -1,
+                offset: -1,
+                timestamp: r.timestamp,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: r.headers.clone(),
+            });
+        }
+        let chained = self
+            .chain
+            .apply(&inputs, &self.status)
+            .await
+            .map_err(Stop::Failed)?;
+        if !chained.rejected.is_empty() {
+            self.transform_rejected(&records, &inputs, &chained.rejected)
+                .await?;
+        }
+        let mut outputs = chained.outputs.into_iter().zip(chained.origins).peekable();
+        for (i, input) in records.into_iter().enumerate() {
+            let mut any = false;
+            while let Some((output, _)) = outputs.next_if(|(_, origin)| *origin == i) {
+                any = true;
+                self.hand_over(
+                    SourceRecord {
+                        partition: input.partition.clone(),
+                        position: input.position.clone(),
+                        topic: Some(output.topic.to_string()),
+                        timestamp: output.timestamp,
+                        key: output.key,
+                        value: output.value,
+                        headers: output.headers,
+                    },
+                    progress,
+                )?;
+            }
+            if !any {
+                let seq = progress
+                    .tracker
+                    .handed_over(&input.partition, input.position, 0);
+                progress.tracker.acknowledged(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Polled records a transform could not handle: dead-lettered with `tolerance: all`,
+    /// otherwise the task fails naming them (their positions are not stored).
+    async fn transform_rejected(
+        &mut self,
+        records: &[SourceRecord],
+        inputs: &[Record],
+        rejected: &[(usize, usize, String)],
+    ) -> Result<(), Stop> {
+        self.status.count(Counter::RecordsRejected, rejected.len());
+        let describe = |i: usize| {
+            format!(
+                "source partition {:?} at position {:?}",
+                records[i].partition, records[i].position
+            )
+        };
+        let Some(dlq) = self
+            .dead_letters
+            .as_ref()
+            .filter(|_| self.config.errors.tolerance == Tolerance::All)
+        else {
+            let details: Vec<String> = rejected
+                .iter()
+                .map(|(i, step, reason)| format!("{}: transforms[{step}]: {reason}", describe(*i)))
+                .collect();
+            return Err(Stop::Failed(format!(
+                "a transform rejected {} record(s): {}",
+                rejected.len(),
+                details.join("; ")
+            )));
+        };
+        let failures: Vec<Failure<'_>> = rejected
+            .iter()
+            .map(|(i, _, reason)| {
+                tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+                    "dead-lettering the record of {} to {}: {reason}", describe(*i), dlq.topic());
+                Failure {
+                    record: &inputs[*i],
+                    origin: &inputs[*i],
+                    stage: Stage::Transformation,
+                    class: "wasmconnect.TransformReject",
+                    message: reason,
+                }
+            })
+            .collect();
+        dlq.send(&failures).await.map_err(Stop::Failed)?;
+        self.status
+            .count(Counter::RecordsDeadLettered, failures.len());
+        Ok(())
     }
 
     /// Hands one record to the producer and the tracker.

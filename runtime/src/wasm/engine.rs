@@ -13,6 +13,7 @@ use super::capability;
 use super::sink::SinkPlugin;
 use super::source::SourcePlugin;
 use super::state::TaskState;
+use super::transform::TransformPlugin;
 
 /// How often the epoch advances: the granularity of every call deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -52,6 +53,7 @@ struct Cached {
 enum Plugin {
     Sink(Arc<SinkPlugin>),
     Source(Arc<SourcePlugin>),
+    Transform(Arc<TransformPlugin>),
 }
 
 fn cache_key(path: &Path) -> PathBuf {
@@ -134,6 +136,18 @@ impl WasmEngine {
         };
         let plugin = Arc::new(plugin.map_err(|e| contract_error(path, e))?);
         self.remember(path, Plugin::Source(plugin.clone()));
+        Ok(plugin)
+    }
+
+    /// Loads a transform plugin, compiling it on first use; checked as for a sink.
+    pub fn load_transform(&self, path: &Path) -> Result<Arc<TransformPlugin>, LoadError> {
+        let (pre, cached) = self.load(path, "transform")?;
+        let plugin = match cached {
+            Some(Plugin::Transform(plugin)) => return Ok(plugin),
+            _ => TransformPlugin::new(path.to_owned(), pre),
+        };
+        let plugin = Arc::new(plugin.map_err(|e| contract_error(path, e))?);
+        self.remember(path, Plugin::Transform(plugin.clone()));
         Ok(plugin)
     }
 

@@ -6,9 +6,9 @@ use wasmtime::Engine;
 use wasmtime::component::InstancePre;
 
 use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
-use super::bindings::wasmconnect::plugin::types as wit;
 use super::call::{CallError, Live, Placement};
 use super::capability::Grants;
+use super::convert::to_wit_record;
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
 use crate::connector::Record;
@@ -64,7 +64,7 @@ pub struct SinkInstance {
 impl SinkInstance {
     /// Calls the plugin's `write` with the batch, under the call deadline and memory cap.
     pub async fn write(&mut self, records: &[Record]) -> Result<(), CallError> {
-        let batch: Vec<wit::Record> = records.iter().map(to_wit_record).collect();
+        let batch: Vec<_> = records.iter().map(to_wit_record).collect();
         let (store, guest, task) = self.live.arm();
         let result = guest.sink_task().call_write(store, task, &batch).await;
         self.live.outcome(result)
@@ -73,24 +73,5 @@ impl SinkInstance {
     /// Drops the task resource (the plugin's destructor runs) and the instance.
     pub async fn close(self) {
         self.live.close().await
-    }
-}
-
-fn to_wit_record(r: &Record) -> wit::Record {
-    wit::Record {
-        topic: r.topic.to_string(),
-        partition: r.partition,
-        offset: r.offset,
-        timestamp: r.timestamp,
-        key: r.key.clone(),
-        value: r.value.clone(),
-        headers: r
-            .headers
-            .iter()
-            .map(|h| wit::Header {
-                key: h.key.clone(),
-                value: h.value.clone(),
-            })
-            .collect(),
     }
 }

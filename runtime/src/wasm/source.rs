@@ -8,9 +8,10 @@ use wasmtime::component::InstancePre;
 use super::bindings::exports::wasmconnect::plugin::source as wit_source;
 use super::call::{CallError, Live, Placement};
 use super::capability::Grants;
+use super::convert::from_wit_headers;
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
-use crate::connector::{Header, SourceRecord};
+use crate::connector::SourceRecord;
 
 /// A compiled, pre-linked source plugin; instantiating it is cheap.
 pub struct SourcePlugin {
@@ -110,13 +111,6 @@ fn from_wit_record(r: wit_source::SourceRecord) -> SourceRecord {
         timestamp: r.timestamp,
         key: r.key,
         value: r.value,
-        headers: r
-            .headers
-            .into_iter()
-            .map(|h| Header {
-                key: h.key,
-                value: h.value,
-            })
-            .collect(),
+        headers: from_wit_headers(r.headers),
     }
 }

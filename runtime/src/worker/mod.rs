@@ -14,7 +14,7 @@ pub use status::{
 
 use crate::config::{Config, ConnectorConfig, ConnectorKind};
 use crate::kafka::{DeadLetterQueue, sink_consumer, source_producer};
-use crate::task::{SinkTask, SourceTask, TaskContext};
+use crate::task::{Chain, SinkTask, SourceTask, TaskContext};
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
 use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
@@ -65,6 +65,11 @@ impl Worker {
                     ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
                     ConnectorKind::Source => self.engine.load_source(&c.plugin).map(drop),
                 };
+                let result = result.and_then(|()| {
+                    c.transforms
+                        .iter()
+                        .try_for_each(|t| self.engine.load_transform(&t.plugin).map(drop))
+                });
                 result.err().map(|e| (c.name.clone(), e))
             })
             .collect()
@@ -98,12 +103,15 @@ impl Worker {
                     .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
                 let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
                     .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+                let context = self.task_context(connector)?;
+                let chain = self.chain(connector, &context)?;
                 let task = SinkTask::new(
-                    self.task_context(connector)?,
+                    context,
                     plugin,
                     consumer,
                     dead_letters,
                     self.config.kafka.clone(),
+                    chain,
                 );
                 self.tasks.spawn(task.run());
             }
@@ -114,16 +122,39 @@ impl Worker {
                     .map_err(|e| e.to_string())?;
                 let producer = source_producer(&self.config.kafka, connector)
                     .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+                let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
+                    .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+                let context = self.task_context(connector)?;
+                let chain = self.chain(connector, &context)?;
                 let task = SourceTask::new(
-                    self.task_context(connector)?,
+                    context,
                     plugin,
                     producer,
                     self.config.kafka.clone(),
+                    chain,
+                    dead_letters,
                 );
                 self.tasks.spawn(task.run());
             }
         }
         Ok(())
+    }
+
+    /// The transforms of `connector`, loaded (compiled on first use).
+    fn chain(&self, connector: &ConnectorConfig, context: &TaskContext) -> Result<Chain, String> {
+        let plugins = connector
+            .transforms
+            .iter()
+            .map(|t| self.engine.load_transform(&t.plugin))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        Chain::new(
+            connector,
+            plugins,
+            context.engine.clone(),
+            context.identity.clone(),
+            context.grants.clone(),
+        )
     }
 
     /// What task 0 of `connector` runs with: its identity, config and grants.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -24,6 +24,8 @@ struct Receiver {
     accepted: Mutex<Vec<i64>>,
     /// Every request: when, and the status answered.
     attempts: Mutex<Vec<(Instant, u16)>>,
+    /// Items accepted at `POST /in/{topic}`, with the topic.
+    routed: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 impl Receiver {
@@ -32,6 +34,7 @@ impl Receiver {
         let address = listener.local_addr()?.to_string();
         let app = Router::new()
             .route("/in", post(receive))
+            .route("/in/{topic}", post(receive_routed))
             .with_state(self.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(address)
@@ -67,6 +70,16 @@ async fn receive(
         headers.insert("retry-after", after.parse().unwrap());
     }
     (status, headers, "scripted answer").into_response()
+}
+
+async fn receive_routed(
+    State(receiver): State<Arc<Receiver>>,
+    Path(topic): Path<String>,
+    axum::Json(items): axum::Json<Vec<serde_json::Value>>,
+) -> StatusCode {
+    let mut routed = receiver.routed.lock().unwrap();
+    routed.extend(items.into_iter().map(|item| (topic.clone(), item)));
+    StatusCode::OK
 }
 
 /// A sink-http connector from `topic` to `http://{address}/in`, granted that host.
@@ -202,5 +215,84 @@ async fn a_record_the_server_refuses_is_dead_lettered_and_the_rest_delivered() -
         .unwrap_or_default();
     assert!(message.contains("HTTP 400"), "{message}");
     assert_eq!(daemon.status(&name).await?["tasks"][0]["state"], "RUNNING");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_of_filter_mask_and_route_shapes_what_reaches_the_sink() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let receiver = Arc::new(Receiver::default());
+    let address = receiver.serve().await?;
+    let (topic, name) = (unique("orders"), unique("http_sink"));
+    broker.create_topic(&topic, 1).await?;
+    let transform = |crate_name: &str| -> anyhow::Result<String> {
+        Ok(paths::plugin(crate_name)?.display().to_string())
+    };
+    let connector = format!(
+        "  - name: {name}
+    kind: sink
+    plugin: {plugin}
+    topics: [{topic}]
+    batch: {{ max_records: 100, max_wait_ms: 50 }}
+    transforms:
+      - plugin: {filter}
+        config: {{ field: /amount, op: gt, value: 10 }}
+      - plugin: {fields}
+        config: {{ mask: [/card], mask_with: \"****\" }}
+      - plugin: {route}
+        config: {{ field: /region, topic: \"{{topic}}-{{field}}\" }}
+    grants:
+      http: [\"{address}\"]
+    config:
+      url: \"http://{address}/in/{{topic}}\"
+",
+        plugin = paths::plugin("sink-http")?.display(),
+        filter = transform("transform-filter")?,
+        fields = transform("transform-fields")?,
+        route = transform("transform-route")?,
+    );
+    let _daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let regions = ["eu", "us"];
+    let records: Vec<_> = (0..40)
+        .map(|i| {
+            let order = serde_json::json!({
+                "id": i, "amount": i, "card": "4111-1111", "region": regions[i as usize % 2]
+            });
+            (None, json(order))
+        })
+        .collect();
+    broker.produce(&topic, &records).await?;
+
+    wait_until("the 29 orders over 10", Duration::from_secs(60), || async {
+        let n = receiver.routed.lock().unwrap().len();
+        Ok(if n >= 29 {
+            Ok(())
+        } else {
+            Err(format!("{n} items"))
+        })
+    })
+    .await?;
+    wait_until(
+        "every offset committed",
+        Duration::from_secs(60),
+        || async {
+            let committed = broker.committed(&name, &topic, 0).await?;
+            Ok(if committed == Some(40) {
+                Ok(())
+            } else {
+                Err(format!("{committed:?}"))
+            })
+        },
+    )
+    .await?;
+    let routed = receiver.routed.lock().unwrap().clone();
+    assert_eq!(routed.len(), 29, "only amounts over 10 pass the filter");
+    for (to, item) in &routed {
+        let id = item["id"].as_i64().unwrap();
+        assert!(id > 10, "{item}");
+        assert_eq!(item["card"], "****", "the card is masked: {item}");
+        let region = regions[id as usize % 2];
+        assert_eq!(to, &format!("{topic}-{region}"), "routed by region: {item}");
+    }
     Ok(())
 }

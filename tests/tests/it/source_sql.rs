@@ -169,3 +169,37 @@ async fn timestamp_mode_reads_updated_rows_again() -> anyhow::Result<()> {
     assert_eq!(total, 110, "only the updated rows are read again");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_between_poll_and_kafka_drops_rows_and_their_positions_still_advance()
+-> anyhow::Result<()> {
+    let filter = paths::plugin("transform-filter")?.display().to_string();
+    let settings = format!(
+        "transforms:\n  - plugin: {filter}\n    config: {{ field: /amount, op: gte, value: 50 }}"
+    );
+    let (broker, pg, mut daemon, topic, table) = start(&settings, "").await?;
+    append(&pg, &table, 100).await?;
+    // amount = row index 0..99: ids 51..=100 pass.
+    wait_for_records(&broker, &topic, 50, Duration::from_secs(60)).await?;
+    assert!(daemon.terminate(Duration::from_secs(30)).await?.success());
+    let ids: Vec<i64> = broker
+        .read_all(&topic)
+        .await?
+        .iter()
+        .map(value_id)
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(ids.len(), 50);
+    assert!(ids.iter().all(|id| *id > 50), "{ids:?}");
+    // The position passed the dropped rows too: a restart reads nothing again.
+    daemon.restart()?;
+    daemon
+        .wait_log(
+            &[
+                "continuing from 1 stored position(s)",
+                "{\\\"incrementing\\\":\\\"100\\\"}",
+            ],
+            Duration::from_secs(30),
+        )
+        .await?;
+    Ok(())
+}
