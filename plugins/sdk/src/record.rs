@@ -36,7 +36,7 @@ pub enum PluginError {
     /// after a backoff.
     Retry(String),
     /// Transient, and the external system said when to come back (HTTP 429/503 with
-    /// Retry-After): the host waits `after_ms` (capped by `restart.max_backoff_ms`).
+    /// Retry-After): the host waits `after_ms` (capped by `errors.retry.max_backoff_ms`).
     RetryAfter { after_ms: u64, message: String },
     /// These records are bad; every other record of the batch was handled durably.
     Reject(Vec<Rejected>),
