@@ -16,8 +16,8 @@ use std::path::Path;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
     AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
-    DeadLetterConfig, ErrorPolicy, Grants, InFlightConfig, KafkaConfig, Limits, OffsetsTopicConfig,
-    RestartConfig, RetryPolicy, Tolerance, TransformConfig, WorkerConfig,
+    DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig, KafkaConfig, Limits,
+    OffsetsTopicConfig, RestartConfig, RetryPolicy, Tolerance, TransformConfig, WorkerConfig,
 };
 
 /// Reads, substitutes, parses and validates a config file. Every problem found is returned at

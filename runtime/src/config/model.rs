@@ -168,6 +168,9 @@ pub struct ConnectorConfig {
     /// What happens when a batch keeps failing or a record is refused.
     #[serde(default)]
     pub errors: ErrorPolicy,
+    /// A sink writing SQL: commit each batch and its offsets in one database transaction.
+    #[serde(default)]
+    pub exactly_once: Option<ExactlyOnceConfig>,
     /// librdkafka consumer properties for this (sink) connector only, over `kafka.properties`
     /// and `kafka.consumer`.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -183,6 +186,18 @@ pub struct ConnectorConfig {
     /// The plugin's own configuration, handed to its `open` as JSON.
     #[serde(default = "empty_mapping")]
     pub config: serde_yaml::Value,
+}
+
+/// Exactly-once delivery into a SQL database: the plugin's writes to `database` during one
+/// `write` and the offsets of the batch are committed in one transaction; the offsets live in
+/// `table` (created when missing) and the consumer starts from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExactlyOnceConfig {
+    /// A database from `databases:`, granted to the connector.
+    pub database: String,
+    #[serde(default = "default_offsets_table")]
+    pub table: String,
 }
 
 /// One transform of a connector's chain.
@@ -392,6 +407,9 @@ fn default_in_flight_records() -> usize {
 }
 fn default_in_flight_bytes() -> usize {
     64 << 20
+}
+fn default_offsets_table() -> String {
+    "wasmconnect_offsets".into()
 }
 fn default_multiplier() -> f64 {
     2.0

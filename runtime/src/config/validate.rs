@@ -424,6 +424,41 @@ impl Validator {
         );
         self.managed_properties(&format!("{path}.consumer"), c.consumer.keys());
         self.error_policy(&path, c);
+        if let Some(eos) = &c.exactly_once {
+            if c.kind != ConnectorKind::Sink {
+                self.problem(
+                    format!("{path}.exactly_once"),
+                    "is for sinks: a source's positions are stored in the offsets topic",
+                );
+            }
+            if !c.grants.databases.contains(&eos.database) {
+                self.problem(
+                    format!("{path}.exactly_once.database"),
+                    format!(
+                        "{:?} must be one of the connector's grants.databases: the plugin writes there",
+                        eos.database
+                    ),
+                );
+            }
+            let identifier = |s: &str| {
+                s.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                        && !part.starts_with(|ch: char| ch.is_ascii_digit())
+                })
+            };
+            if !identifier(&eos.table) {
+                self.problem(
+                    format!("{path}.exactly_once.table"),
+                    format!(
+                        "{:?} is not a plain table name (letters, digits, _; optionally schema.table)",
+                        eos.table
+                    ),
+                );
+            }
+        }
         self.plugin_config(&format!("{path}.config"), &c.config);
         for (t, transform) in c.transforms.iter().enumerate() {
             let at = format!("{path}.transforms[{t}]");

@@ -1,19 +1,28 @@
 //! The consumer a sink task reads with.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+    StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::{ConnectorConfig, KafkaConfig};
 
 /// Partitions taken away from this task by a rebalance: (topic, partition).
 pub type Revoked = Vec<(String, i32)>;
+
+/// Where partitions resume (next offset to read), by (topic, partition), when the sink keeps
+/// its offsets outside Kafka (exactly-once into SQL); an assigned partition found here starts
+/// there instead of at the group's committed offset.
+pub type ResumeOffsets = Arc<Mutex<HashMap<(String, i32), i64>>>;
 
 /// A consumer in the connector's group whose offsets are stored only by the task (never
 /// automatically on read) and committed periodically, synchronously on revoke and on close.
@@ -24,11 +33,74 @@ pub type SinkConsumer = StreamConsumer<SinkContext>;
 pub struct SinkContext {
     connector: Arc<str>,
     revoked: mpsc::UnboundedSender<Revoked>,
+    resume: Option<ResumeOffsets>,
 }
 
 impl ClientContext for SinkContext {}
 
 impl ConsumerContext for SinkContext {
+    /// As librdkafka's default, except that with resume offsets the assigned partitions start
+    /// where those say.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Some(resume) = &self.resume {
+                    let resume = resume.lock().expect("resume lock");
+                    let starts: Vec<(String, i32, i64)> = tpl
+                        .elements()
+                        .iter()
+                        .filter_map(|e| {
+                            let key = (e.topic().to_owned(), e.partition());
+                            resume.get(&key).map(|&next| (key.0, key.1, next))
+                        })
+                        .collect();
+                    for (topic, partition, next) in starts {
+                        // An element of this very list: setting its offset cannot fail.
+                        let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(next));
+                    }
+                }
+                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    tracing::error!(connector = %self.connector, "assigning partitions: {e}");
+                }
+                self.post_rebalance(consumer, &Rebalance::Assign(tpl));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
+                    tracing::error!(connector = %self.connector, "revoking partitions: {e}");
+                }
+                self.post_rebalance(consumer, &Rebalance::Revoke(tpl));
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::error!(connector = %self.connector, "rebalance failed: {code}");
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(connector = %self.connector, "unassigning partitions: {e}");
+                }
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -72,6 +144,7 @@ impl ConsumerContext for SinkContext {
 pub fn sink_consumer(
     kafka: &KafkaConfig,
     connector: &ConnectorConfig,
+    resume: Option<ResumeOffsets>,
 ) -> KafkaResult<(SinkConsumer, mpsc::UnboundedReceiver<Revoked>)> {
     let mut config = ClientConfig::new();
     config
@@ -95,6 +168,7 @@ pub fn sink_consumer(
     let context = SinkContext {
         connector: Arc::from(connector.name.as_str()),
         revoked: tx,
+        resume,
     };
     let consumer: SinkConsumer = config.create_with_context(context)?;
     let topics: Vec<&str> = connector.topics.iter().map(String::as_str).collect();

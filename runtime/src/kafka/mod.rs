@@ -8,7 +8,7 @@ mod dead_letter;
 mod positions;
 mod producer;
 
-pub use consumer::{Revoked, SinkConsumer, sink_consumer};
+pub use consumer::{ResumeOffsets, Revoked, SinkConsumer, sink_consumer};
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use positions::{PositionStore, PositionStoreError};
 pub use producer::{Delivery, Report, SourceProducer, source_producer};

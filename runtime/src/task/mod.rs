@@ -12,12 +12,14 @@ use crate::wasm::TaskIdentity;
 
 mod chain;
 mod context;
+mod exactly_once;
 mod sink_task;
 mod source_task;
 
 pub use chain::Chain;
 pub use context::TaskContext;
-pub use sink_task::SinkTask;
+pub use exactly_once::OffsetTable;
+pub use sink_task::{SinkDelivery, SinkTask};
 pub use source_task::SourceTask;
 
 /// Why a task's loop stopped.

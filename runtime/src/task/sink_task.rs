@@ -8,6 +8,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::{Postgres, Transaction};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,17 @@ use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::{Counter, TaskReporter};
 
 use super::chain::Chain;
+use super::exactly_once::{OffsetTable, next_offsets};
 use super::{Stop, TaskContext, until_done};
+
+/// What a sink task delivers with besides its plugin: the transforms before it, the
+/// dead-letter topic and the offsets table of exactly-once mode.
+pub struct SinkDelivery {
+    pub dead_letters: Option<DeadLetterQueue>,
+    pub kafka: KafkaConfig,
+    pub chain: Chain,
+    pub exactly_once: Option<OffsetTable>,
+}
 
 /// One task of a sink connector.
 ///
@@ -45,6 +56,10 @@ pub struct SinkTask {
     kafka: KafkaConfig,
     dead_letters: Option<DeadLetterQueue>,
     chain: Chain,
+    exactly_once: Option<OffsetTable>,
+    /// The transaction of a write the plugin partly rejected (exactly-once), until the
+    /// rejected records are dead-lettered and it commits, or it is dropped (rolled back).
+    pending: Option<Transaction<'static, Postgres>>,
     /// Partitions paused while a batch waits for its next attempt.
     paused: Option<TopicPartitionList>,
 }
@@ -54,10 +69,14 @@ impl SinkTask {
         context: TaskContext,
         plugin: Arc<SinkPlugin>,
         (consumer, revoked): (SinkConsumer, mpsc::UnboundedReceiver<Revoked>),
-        dead_letters: Option<DeadLetterQueue>,
-        kafka: KafkaConfig,
-        chain: Chain,
+        delivery: SinkDelivery,
     ) -> Self {
+        let SinkDelivery {
+            dead_letters,
+            kafka,
+            chain,
+            exactly_once,
+        } = delivery;
         let TaskContext {
             identity,
             config,
@@ -83,6 +102,8 @@ impl SinkTask {
             kafka,
             dead_letters,
             chain,
+            exactly_once,
+            pending: None,
             paused: None,
         }
     }
@@ -94,7 +115,7 @@ impl SinkTask {
         tracing::info!(connector = %self.identity.connector, task = self.identity.task,
             plugin = %self.plugin.path().display(), topics = ?self.config.topics, "sink task started");
         let mut instance = None;
-        let outcome = match self.prepare_dead_letters().await {
+        let outcome = match self.prepare().await {
             Ok(()) => self.consume(&mut instance).await,
             Err(Stop::Cancelled) => Ok(()),
             Err(Stop::Failed(trace)) => Err(trace),
@@ -118,21 +139,31 @@ impl SinkTask {
         tokio::task::block_in_place(move || drop(consumer));
     }
 
-    /// Creates the dead-letter topic if there is one and it is missing.
-    async fn prepare_dead_letters(&mut self) -> Result<(), Stop> {
-        let Some(dlq) = &self.dead_letters else {
-            return Ok(());
-        };
+    /// Creates the dead-letter topic if there is one and it is missing, and, in exactly-once
+    /// mode, loads the offsets table the consumer resumes from. Retried until shutdown.
+    async fn prepare(&mut self) -> Result<(), Stop> {
         let backoff = Backoff::new(
             Duration::from_millis(self.config.restart.initial_backoff_ms),
             Duration::from_millis(self.config.restart.max_backoff_ms),
         );
+        let (dlq, offsets, kafka) = (&self.dead_letters, &self.exactly_once, &self.kafka);
         until_done(
-            "preparing the dead-letter topic",
+            "preparing the dead-letter topic and offsets table",
             &self.identity,
             &self.shutdown,
             backoff,
-            || dlq.ensure_topic(&self.kafka),
+            || async move {
+                if let Some(dlq) = dlq {
+                    dlq.ensure_topic(kafka).await?;
+                }
+                if let Some(offsets) = offsets {
+                    offsets
+                        .load()
+                        .await
+                        .map_err(|e| format!("exactly_once table: {e}"))?;
+                }
+                Ok::<(), String>(())
+            },
         )
         .await
     }
@@ -278,9 +309,14 @@ impl SinkTask {
         let retry_time = Duration::from_millis(self.config.errors.retry.timeout_ms);
         let mut first_failure: Option<Instant> = None;
         let mut traps = 0u32;
+        let mut attempt = 0u32;
         loop {
+            attempt += 1;
             let result = match instance {
-                Some(live) => live.write(batch).await,
+                Some(live) => match &self.exactly_once {
+                    None => live.write(batch).await,
+                    Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
+                },
                 None => match self.open().await {
                     Ok(live) => {
                         *instance = Some(live);
@@ -337,6 +373,33 @@ impl SinkTask {
         }
     }
 
+    /// Writes and commits `write` with its offsets in one database transaction. On a retry
+    /// (`verify`), first asks the offsets table whether an earlier attempt committed after
+    /// all (its commit's answer was lost). A partly rejected write keeps its transaction in
+    /// `pending` for `rejected` to commit or drop.
+    async fn write_exactly_once(
+        &mut self,
+        live: &mut SinkInstance,
+        write: &Write<'_>,
+        verify: bool,
+    ) -> Result<(), CallError> {
+        let table = self.exactly_once.as_ref().expect("exactly-once mode");
+        let offsets = next_offsets(write.inputs);
+        let retry = |e: String| CallError::Plugin(PluginError::Retry(e));
+        if verify && table.committed(&offsets).await.map_err(retry)? {
+            return Ok(());
+        }
+        let (result, tx) = live.write_held(write.outputs, table.database()).await;
+        match result {
+            Ok(()) => table.commit(tx, &offsets).await.map_err(retry),
+            Err(e @ CallError::Plugin(PluginError::Reject(_))) => {
+                self.pending = tx;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Marks every record of `batch` handled and stores the moved watermarks.
     fn handled(&self, tracker: &mut OffsetTracker, batch: &[Record]) {
         for record in batch {
@@ -380,6 +443,12 @@ impl SinkTask {
             })
             .collect();
         self.dead_letter(&failures).await?;
+        if let Some(table) = &self.exactly_once {
+            table
+                .commit(None, &next_offsets(write.inputs))
+                .await
+                .map_err(Stop::Failed)?;
+        }
         self.handled(&mut intake.tracker, write.inputs);
         Ok(())
     }
@@ -421,9 +490,18 @@ impl SinkTask {
                 })
                 .collect();
             self.dead_letter(&failures).await?;
+            if let Some(table) = &self.exactly_once {
+                let tx = self.pending.take();
+                table
+                    .commit(tx, &next_offsets(write.inputs))
+                    .await
+                    .map_err(Stop::Failed)?;
+            }
             self.handled(&mut intake.tracker, write.inputs);
             return Ok(());
         }
+        // Exactly-once: nothing of the batch commits (the rest is written again after the fix).
+        self.pending = None;
         // Offsets stop at the input of the first rejected output.
         let first_input = write.origin(first);
         self.handled(&mut intake.tracker, &write.inputs[..first_input]);

@@ -82,6 +82,11 @@ impl<G> Live<G> {
         (&mut self.store, &self.guest, self.task)
     }
 
+    /// The store's state, between calls.
+    pub(super) fn state(&mut self) -> &mut TaskState {
+        self.store.data_mut()
+    }
+
     /// How a call ended, a trap told apart from the plugin's own error.
     pub(super) fn outcome<T>(
         &self,

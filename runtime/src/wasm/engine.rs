@@ -96,6 +96,7 @@ impl WasmEngine {
         capability::sql::add_to_linker(&mut linker, |s: &mut TaskState| {
             capability::sql::SqlView {
                 grants: &s.grants.sql,
+                held: &mut s.held,
             }
         })?;
         capability::http::add_to_linker(&mut linker, |s: &mut TaskState| {

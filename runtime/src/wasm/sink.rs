@@ -8,6 +8,7 @@ use wasmtime::component::InstancePre;
 use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
 use super::call::{CallError, Live, Placement};
 use super::capability::Grants;
+use super::capability::sql::HeldTransaction;
 use super::convert::to_wit_record;
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
@@ -68,6 +69,24 @@ impl SinkInstance {
         let (store, guest, task) = self.live.arm();
         let result = guest.sink_task().call_write(store, task, &batch).await;
         self.live.outcome(result)
+    }
+
+    /// Calls `write` with the plugin's SQL on `database` held in one open transaction (see
+    /// `HeldTransaction`). Returns how the call ended and, unless it broke, the transaction
+    /// with the plugin's writes, for the caller to add the offsets to and commit: after `ok`,
+    /// and after `reject` when the other records are to be kept. Dropping it rolls back.
+    pub async fn write_held(
+        &mut self,
+        records: &[Record],
+        database: &str,
+    ) -> (
+        Result<(), CallError>,
+        Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+    ) {
+        self.live.state().held = Some(HeldTransaction::new(database));
+        let result = self.write(records).await;
+        let held = self.live.state().held.take();
+        (result, held.and_then(HeldTransaction::into_transaction))
     }
 
     /// Drops the task resource (the plugin's destructor runs) and the instance.

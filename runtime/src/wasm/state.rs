@@ -7,6 +7,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::capability::Grants;
+use super::capability::sql::HeldTransaction;
 use super::stdio::LogStream;
 
 /// Which connector task a store belongs to: every log line of the plugin carries it.
@@ -22,6 +23,8 @@ pub struct TaskState {
     pub(super) identity: TaskIdentity,
     pub(super) grants: Grants,
     pub(super) limits: StoreLimits,
+    /// The transaction an exactly-once sink's `write` runs in, while it runs.
+    pub(super) held: Option<HeldTransaction>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -40,6 +43,7 @@ impl TaskState {
                 .instances(16)
                 .trap_on_grow_failure(true)
                 .build(),
+            held: None,
             wasi,
             table: ResourceTable::new(),
         }

@@ -13,8 +13,10 @@ pub use status::{
 };
 
 use crate::config::{Config, ConnectorConfig, ConnectorKind};
-use crate::kafka::{DeadLetterQueue, sink_consumer, source_producer};
-use crate::task::{Chain, SinkTask, SourceTask, TaskContext};
+use crate::kafka::{DeadLetterQueue, ResumeOffsets, sink_consumer, source_producer};
+use crate::task::{
+    Chain, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
+};
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
 use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
@@ -99,19 +101,35 @@ impl Worker {
                     .engine
                     .load_sink(&connector.plugin)
                     .map_err(|e| e.to_string())?;
-                let consumer = sink_consumer(&self.config.kafka, connector)
+                let resume = connector
+                    .exactly_once
+                    .as_ref()
+                    .map(|_| ResumeOffsets::default());
+                let consumer = sink_consumer(&self.config.kafka, connector, resume.clone())
                     .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
                 let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
                     .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
                 let context = self.task_context(connector)?;
                 let chain = self.chain(connector, &context)?;
+                let offsets = match (&connector.exactly_once, resume) {
+                    (Some(eos), Some(resume)) => {
+                        let pool = context.grants.sql.pool(&eos.database).ok_or_else(|| {
+                            format!("exactly_once.database {:?} is not granted", eos.database)
+                        })?;
+                        Some(OffsetTable::new(pool, eos, &connector.name, resume))
+                    }
+                    _ => None,
+                };
                 let task = SinkTask::new(
                     context,
                     plugin,
                     consumer,
-                    dead_letters,
-                    self.config.kafka.clone(),
-                    chain,
+                    Delivery {
+                        dead_letters,
+                        kafka: self.config.kafka.clone(),
+                        chain,
+                        exactly_once: offsets,
+                    },
                 );
                 self.tasks.spawn(task.run());
             }

@@ -404,3 +404,67 @@ async fn a_connector_whose_plugin_cannot_load_fails_alone() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_mode_survives_ten_kills_with_every_record_once() -> anyhow::Result<()> {
+    let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
+    // Insert mode and no key: at-least-once would show every replayed record twice.
+    let n: i64 = 100_000;
+    let payload = "x".repeat(60);
+    let records: Vec<_> = (0..n)
+        .map(|seq| {
+            (
+                Some(seq.to_string().into_bytes()),
+                json(json!({"seq": seq, "payload": payload})),
+            )
+        })
+        .collect();
+    broker.produce(topic, &records).await?;
+
+    let name = unique("eos");
+    let offsets_table = unique("eos_offsets");
+    let connector = sink(
+        &name,
+        topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replace(
+        "    grants:\n",
+        &format!("    exactly_once: {{ database: main, table: {offsets_table} }}\n    grants:\n"),
+    );
+    let mut daemon = Daemon::start(&config(broker, pg, &connector))?;
+    let count = format!("SELECT count(*) FROM {table}");
+    for kill in 1..=10 {
+        // Somewhere in each tenth of the run.
+        let at = (kill - 1) * n / 10 + rand::random_range(0..n / 20);
+        wait_rows(pg, &count, at, LONG).await?;
+        daemon.kill()?;
+        println!(
+            "exactly-once kill -9 #{kill}: {} rows written",
+            pg.count(&count).await?
+        );
+        // A supervisor's restart delay, longer than the session timeout (see the at-least-once
+        // kill test for why tansu needs it).
+        tokio::time::sleep(SESSION_TIMEOUT + Duration::from_secs(1)).await;
+        daemon.restart()?;
+    }
+    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+    wait_rows(pg, &distinct, n, Duration::from_secs(300)).await?;
+    let total = pg.count(&count).await?;
+    assert_eq!(
+        total,
+        n,
+        "every record exactly once after ten kills ({} duplicates)",
+        total - n
+    );
+    let stored = pg
+        .count(&format!(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM {offsets_table} WHERE connector = '{name}'"
+        ))
+        .await?;
+    assert_eq!(stored, n, "the offsets table is past every record");
+    Ok(())
+}

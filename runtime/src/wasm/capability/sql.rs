@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{Column, Executor, Postgres, Row, Statement as _, TypeInfo};
+use sqlx::{Acquire, Column, Executor, Postgres, Row, Statement as _, TypeInfo};
 use wasmtime::component::{HasData, Linker};
 
 use crate::config::DatabaseConfig;
@@ -103,9 +103,45 @@ impl SqlGrants {
     }
 }
 
+/// A transaction the host holds open across one plugin call, for exactly-once sinks: the
+/// plugin's `execute` calls on `database` run inside it, each in a savepoint of its own (so a
+/// refused statement undoes only that call, as outside), and nothing commits until the host
+/// commits it together with the batch's offsets.
+pub struct HeldTransaction {
+    database: String,
+    tx: Option<sqlx::Transaction<'static, Postgres>>,
+    /// Set when a call was cut off mid-statement (timeout): the transaction cannot be trusted
+    /// and is rolled back.
+    broken: bool,
+}
+
+impl HeldTransaction {
+    pub fn new(database: &str) -> Self {
+        HeldTransaction {
+            database: database.to_owned(),
+            tx: None,
+            broken: false,
+        }
+    }
+
+    /// The transaction with the plugin's writes, if it wrote anything and nothing broke it.
+    pub fn into_transaction(self) -> Option<sqlx::Transaction<'static, Postgres>> {
+        if self.broken { None } else { self.tx }
+    }
+}
+
+impl SqlGrants {
+    /// The pool of a granted database.
+    pub fn pool(&self, name: &str) -> Option<PgPool> {
+        self.granted.get(name).map(|db| db.pool.clone())
+    }
+}
+
 /// What the sql capability sees of a task.
 pub struct SqlView<'a> {
     pub grants: &'a SqlGrants,
+    /// Open while an exactly-once sink's `write` runs.
+    pub held: &'a mut Option<HeldTransaction>,
 }
 
 struct Sql;
@@ -128,29 +164,38 @@ impl wit::Host for SqlView<'_> {
         statements: Vec<wit::Statement>,
     ) -> Result<Vec<u64>, wit::SqlError> {
         let db = self.grants.get(&database)?;
+        let limit = db.statement_timeout;
+        if let Some(held) = self.held.as_mut().filter(|h| h.database == database) {
+            if held.broken {
+                return Err(wit::SqlError::Unavailable(
+                    "an earlier call of this batch was cut off; the batch is retried".into(),
+                ));
+            }
+            let work = async {
+                let outer = match &mut held.tx {
+                    Some(tx) => tx,
+                    None => held.tx.insert(db.pool.begin().await.map_err(classify)?),
+                };
+                let mut savepoint = outer.begin().await.map_err(classify)?;
+                let affected = run(&mut savepoint, &statements).await?;
+                savepoint.commit().await.map_err(classify)?;
+                Ok(affected)
+            };
+            let result = tokio::time::timeout(limit, work).await;
+            return result.unwrap_or_else(|_| {
+                held.broken = true;
+                Err(timeout(limit))
+            });
+        }
         let work = async {
             let mut tx = db.pool.begin().await.map_err(classify)?;
-            let mut affected = Vec::with_capacity(statements.len());
-            for (i, statement) in statements.iter().enumerate() {
-                let query = bind(sqlx::query(&statement.sql), &statement.params)
-                    .map_err(|m| wit::SqlError::Rejected(format!("statement {i}: {m}")))?;
-                let done = query
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| match classify(e) {
-                        wit::SqlError::Rejected(m) => {
-                            wit::SqlError::Rejected(format!("statement {i}: {m}"))
-                        }
-                        other => other,
-                    })?;
-                affected.push(done.rows_affected());
-            }
+            let affected = run(&mut tx, &statements).await?;
             tx.commit().await.map_err(classify)?;
             Ok(affected)
         };
-        tokio::time::timeout(db.statement_timeout, work)
+        tokio::time::timeout(limit, work)
             .await
-            .unwrap_or_else(|_| Err(timeout(db.statement_timeout)))
+            .unwrap_or_else(|_| Err(timeout(limit)))
     }
 
     async fn query(
@@ -187,6 +232,30 @@ impl wit::Host for SqlView<'_> {
             .await
             .unwrap_or_else(|_| Err(timeout(db.statement_timeout)))
     }
+}
+
+/// Runs `statements` in order on `conn` (a transaction or savepoint); the error names the
+/// statement.
+async fn run(
+    conn: &mut sqlx::PgConnection,
+    statements: &[wit::Statement],
+) -> Result<Vec<u64>, wit::SqlError> {
+    let mut affected = Vec::with_capacity(statements.len());
+    for (i, statement) in statements.iter().enumerate() {
+        let query = bind(sqlx::query(&statement.sql), &statement.params)
+            .map_err(|m| wit::SqlError::Rejected(format!("statement {i}: {m}")))?;
+        let done = query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| match classify(e) {
+                wit::SqlError::Rejected(m) => {
+                    wit::SqlError::Rejected(format!("statement {i}: {m}"))
+                }
+                other => other,
+            })?;
+        affected.push(done.rows_affected());
+    }
+    Ok(affected)
 }
 
 fn column_names<C: Column>(columns: &[C]) -> Vec<String> {
