@@ -6,6 +6,7 @@ WASMCONNECT_CACHE="${WASMCONNECT_CACHE:-${HOME:-/root}/.cache/wasmconnect}"
 TANSU_VERSION=0.6.0
 export WASMCONNECT_TANSU="${WASMCONNECT_TANSU:-$WASMCONNECT_CACHE/tansu-$TANSU_VERSION/bin/tansu}"
 export WASMCONNECT_TEST_DATABASE_URL="${WASMCONNECT_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+export WASMCONNECT_TEST_MYSQL_URL="${WASMCONNECT_TEST_MYSQL_URL:-mysql://wasmconnect:wasmconnect@127.0.0.1:3306/wasmconnect}"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -50,6 +51,33 @@ ensure_postgres() {
   done
   pg_isready -h 127.0.0.1 -p 5432
   su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}
+
+# MariaDB: installed with apt where missing, started if stopped; a database and user for the
+# tests (WASMCONNECT_TEST_MYSQL_URL).
+ensure_mariadb() {
+  if mariadb-admin -h 127.0.0.1 -u wasmconnect -pwasmconnect ping >/dev/null 2>&1; then
+    return
+  fi
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    say "installing MariaDB"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+  fi
+  if ! mariadb-admin ping >/dev/null 2>&1; then
+    say "starting MariaDB"
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    (service mariadb start >/dev/null 2>&1) || (mysqld_safe --user=mysql >/dev/null 2>&1 &)
+    for _ in $(seq 1 100); do
+      mariadb-admin ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  fi
+  mariadb -u root -e "CREATE DATABASE IF NOT EXISTS wasmconnect;
+    CREATE USER IF NOT EXISTS 'wasmconnect'@'127.0.0.1' IDENTIFIED BY 'wasmconnect';
+    CREATE USER IF NOT EXISTS 'wasmconnect'@'localhost' IDENTIFIED BY 'wasmconnect';
+    GRANT ALL ON wasmconnect.* TO 'wasmconnect'@'127.0.0.1';
+    GRANT ALL ON wasmconnect.* TO 'wasmconnect'@'localhost';"
 }
 
 build_plugins() {

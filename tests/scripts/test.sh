@@ -7,6 +7,7 @@ source tests/scripts/services.sh
 ensure_wasm_target
 ensure_tansu
 ensure_postgres
+ensure_mariadb
 build_plugins
 
 say "formatting and lints"

@@ -2,13 +2,15 @@
 //! command started, and the `wasmconnect` binary run as a child process.
 //!
 //! Layout: `paths` (where binaries and plugins are), `broker`, `postgres`, `daemon`, `proxy`
-//! (a TCP proxy that can cut connections), `wait`.
+//! (a TCP proxy that can cut connections), `sql` (PostgreSQL, MariaDB and SQLite for the
+//! database-portability tests), `wait`.
 
 pub mod broker;
 pub mod daemon;
 pub mod paths;
 pub mod postgres;
 pub mod proxy;
+pub mod sql;
 pub mod wait;
 
 pub use broker::Broker;

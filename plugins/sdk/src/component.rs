@@ -6,8 +6,8 @@ use crate::__private::sink_bindings::wasmconnect::plugin::{
     http as wit_http, log as wit_log, sql as wit_sql, types,
 };
 use crate::{
-    Header, Host, HttpError, HttpRequest, HttpResponse, Level, Method, PluginError, Rejected, Rows,
-    SqlError, Statement, Value,
+    DatabaseKind, Header, Host, HttpError, HttpRequest, HttpResponse, Level, Method, PluginError,
+    Rejected, Rows, SqlError, Statement, Value,
 };
 
 pub(crate) fn into_wit_error(e: PluginError) -> types::PluginError {
@@ -60,6 +60,14 @@ impl Host for ComponentHost {
             Level::Error => wit_log::Level::Error,
         };
         wit_log::log(level, message);
+    }
+
+    fn sql_kind(&self, database: &str) -> Result<DatabaseKind, SqlError> {
+        Ok(match wit_sql::kind(database).map_err(from_wit_sql_error)? {
+            wit_sql::DatabaseKind::Postgres => DatabaseKind::Postgres,
+            wit_sql::DatabaseKind::Mysql => DatabaseKind::Mysql,
+            wit_sql::DatabaseKind::Sqlite => DatabaseKind::Sqlite,
+        })
     }
 
     fn sql_execute(&self, database: &str, statements: &[Statement]) -> Result<Vec<u64>, SqlError> {

@@ -47,6 +47,18 @@ pub struct Rows {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// Which database a name stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// Parameters `$1`, `$2`, ...
+    #[default]
+    Postgres,
+    /// MySQL or MariaDB; parameters `?`.
+    Mysql,
+    /// Parameters `?`.
+    Sqlite,
+}
+
 /// Why a SQL call failed; nothing was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlError {
@@ -238,6 +250,9 @@ impl std::error::Error for HttpError {}
 pub trait Host {
     /// Writes a line to the runtime's log, tagged with the connector and task.
     fn log(&self, level: Level, message: &str);
+
+    /// Which kind of database the name stands for: the dialect and placeholder style to use.
+    fn sql_kind(&self, database: &str) -> Result<DatabaseKind, SqlError>;
 
     /// Runs the statements in one transaction on the named database; rows affected each.
     fn sql_execute(&self, database: &str, statements: &[Statement]) -> Result<Vec<u64>, SqlError>;

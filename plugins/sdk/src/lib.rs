@@ -47,7 +47,8 @@ pub mod testing;
 mod transform;
 
 pub use host::{
-    Host, HttpError, HttpRequest, HttpResponse, Level, Method, Rows, SqlError, Statement, Value,
+    DatabaseKind, Host, HttpError, HttpRequest, HttpResponse, Level, Method, Rows, SqlError,
+    Statement, Value,
 };
 pub use record::{Header, PluginError, Record, Rejected, SourcePosition, SourceRecord};
 pub use sink::Sink;

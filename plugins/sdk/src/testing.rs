@@ -4,7 +4,9 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use crate::{Host, HttpError, HttpRequest, HttpResponse, Level, Rows, SqlError, Statement};
+use crate::{
+    DatabaseKind, Host, HttpError, HttpRequest, HttpResponse, Level, Rows, SqlError, Statement,
+};
 
 /// One SQL call the plugin made.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,11 +31,17 @@ pub struct FakeHost {
     query_replies: RefCell<VecDeque<Result<Rows, SqlError>>>,
     http_requests: RefCell<Vec<HttpRequest>>,
     http_replies: RefCell<VecDeque<Result<HttpResponse, HttpError>>>,
+    kind: std::cell::Cell<DatabaseKind>,
 }
 
 impl FakeHost {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every database is of this kind (PostgreSQL unless set).
+    pub fn set_database_kind(&self, kind: DatabaseKind) {
+        self.kind.set(kind);
     }
 
     /// The next `sql_execute` call answers `reply`.
@@ -70,6 +78,10 @@ impl FakeHost {
 impl Host for FakeHost {
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+
+    fn sql_kind(&self, _database: &str) -> Result<DatabaseKind, SqlError> {
+        Ok(self.kind.get())
     }
 
     fn sql_execute(&self, database: &str, statements: &[Statement]) -> Result<Vec<u64>, SqlError> {

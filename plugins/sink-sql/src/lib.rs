@@ -1,13 +1,14 @@
-//! `sink-sql`: writes JSON record values into a PostgreSQL table through the host's `sql`
-//! capability, one transaction per batch.
+//! `sink-sql`: writes JSON record values into a table of PostgreSQL, MySQL/MariaDB or SQLite
+//! through the host's `sql` capability, one transaction per batch.
 //!
 //! - `mode: insert` appends rows; `mode: upsert` inserts or overwrites by the `key` columns.
 //! - A tombstone (null value) deletes by key; the key comes from the record's Kafka key, either
 //!   a JSON object with the key columns or, for a single key column, the plain key.
 //! - `columns` maps fields to columns; by default every top-level field of the value is a
 //!   column of the same name.
-//! - Rows travel as one `jsonb` array per statement (`jsonb_populate_recordset`), so PostgreSQL
-//!   converts them with the table's own column types: one round trip per batch, never per row.
+//! - On PostgreSQL rows travel as one `jsonb` array per statement (`jsonb_populate_recordset`),
+//!   so the server converts them with the table's own column types; on MySQL/MariaDB and
+//!   SQLite as `VALUES` with one parameter per field. One round trip per batch, never per row.
 //! - A record that is not a JSON object, or lacks a key column, is rejected with its index and
 //!   the reason; the other records of the batch are still written.
 //!
@@ -18,7 +19,9 @@
 mod config;
 mod plan;
 
-use wasmconnect_sdk::{Host, Level, PluginError, Record, Rejected, Sink, SqlError, export_sink};
+use wasmconnect_sdk::{
+    DatabaseKind, Host, Level, PluginError, Record, Rejected, Sink, SqlError, export_sink,
+};
 
 pub use config::{ColumnSpec, Config, Mode};
 pub use plan::{Plan, plan};
@@ -26,6 +29,8 @@ pub use plan::{Plan, plan};
 /// The sink: one per task.
 pub struct SqlSink {
     config: Config,
+    /// The dialect of the database written to.
+    kind: DatabaseKind,
 }
 
 impl Sink for SqlSink {
@@ -33,10 +38,13 @@ impl Sink for SqlSink {
 
     fn open(config: Config, host: &dyn Host) -> Result<Self, PluginError> {
         config.check().map_err(PluginError::Fatal)?;
+        let kind = host
+            .sql_kind(&config.database)
+            .map_err(|e| PluginError::Fatal(format!("database {}: {e}", config.database)))?;
         host.log(
             Level::Info,
             &format!(
-                "writing to table {} on database {} ({:?}{})",
+                "writing to table {} on {kind:?} database {} ({:?}{})",
                 config.table,
                 config.database,
                 config.mode,
@@ -47,7 +55,7 @@ impl Sink for SqlSink {
                 }
             ),
         );
-        Ok(SqlSink { config })
+        Ok(SqlSink { config, kind })
     }
 
     fn write(&mut self, records: Vec<Record>, host: &dyn Host) -> Result<(), PluginError> {
@@ -78,7 +86,7 @@ impl SqlSink {
         let Plan {
             statements,
             rejected: unplannable,
-        } = plan(&self.config, records);
+        } = plan(&self.config, self.kind, records);
         let planned = records.len() - unplannable.len();
         if planned > 0 {
             match host.sql_execute(&self.config.database, &statements) {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value as Json};
-use wasmconnect_sdk::{Record, Rejected, Statement, Value};
+use wasmconnect_sdk::{DatabaseKind, Record, Rejected, Statement, Value};
 
 use crate::config::{Config, Mode};
 
@@ -20,10 +20,15 @@ enum Kind {
     Delete,
 }
 
-/// Plans a batch. Consecutive records of the same kind (write or delete) become one statement,
-/// so a batch costs as many statements as it has switches between writes and tombstones (one,
-/// usually) and the table ends as if the records were applied one by one.
-pub fn plan(config: &Config, records: &[Record]) -> Plan {
+/// Most parameters one statement binds on MySQL and SQLite (their limits are 65,535 and
+/// 32,766): a longer run is split into several statements.
+const MAX_PARAMS: usize = 30_000;
+
+/// Plans a batch for a database of `kind`. Consecutive records of the same kind (write or
+/// delete) become one statement (on MySQL and SQLite, one per `MAX_PARAMS` values), so a batch
+/// costs as many statements as it has switches between writes and tombstones (one, usually)
+/// and the table ends as if the records were applied one by one.
+pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
     let mut runs: Vec<(Kind, Vec<Map<String, Json>>)> = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
@@ -40,9 +45,11 @@ pub fn plan(config: &Config, records: &[Record]) -> Plan {
     }
     let statements = runs
         .into_iter()
-        .map(|(kind, rows)| match kind {
-            Kind::Write => write_statement(config, rows),
-            Kind::Delete => delete_statement(config, rows),
+        .flat_map(|(run, rows)| match (run, kind) {
+            (Kind::Write, DatabaseKind::Postgres) => vec![write_statement(config, rows)],
+            (Kind::Delete, DatabaseKind::Postgres) => vec![delete_statement(config, rows)],
+            (Kind::Write, other) => write_values(config, other, rows),
+            (Kind::Delete, other) => delete_values(config, other, rows),
         })
         .collect();
     Plan {
@@ -136,7 +143,12 @@ fn tombstone_key(config: &Config, key: Option<&[u8]>) -> Result<Map<String, Json
     Ok(row)
 }
 
-fn write_statement(config: &Config, rows: Vec<Map<String, Json>>) -> Statement {
+/// The rows to write (the last per key when upserting) and the columns they fill: the
+/// configured ones, or every field any row has.
+fn rows_and_columns(
+    config: &Config,
+    rows: Vec<Map<String, Json>>,
+) -> (Vec<Map<String, Json>>, Vec<String>) {
     let rows = if config.mode == Mode::Upsert {
         last_per_key(&config.key, rows)
     } else {
@@ -151,6 +163,13 @@ fn write_statement(config: &Config, rows: Vec<Map<String, Json>>) -> Statement {
             .into_iter()
             .collect(),
     };
+    (rows, columns)
+}
+
+/// PostgreSQL: one statement with the rows as one `jsonb` parameter, converted by the server
+/// with the table's own column types.
+fn write_statement(config: &Config, rows: Vec<Map<String, Json>>) -> Statement {
+    let (rows, columns) = rows_and_columns(config, rows);
     let table = quote_table(&config.table);
     let column_list = quote_list(&columns);
     let mut sql = format!(
@@ -183,6 +202,145 @@ fn delete_statement(config: &Config, keys: Vec<Map<String, Json>>) -> Statement 
         ),
         vec![rows_param(keys)],
     )
+}
+
+/// MySQL/MariaDB and SQLite: `INSERT ... VALUES (?, ...), ...` with one parameter per value
+/// (a missing field is NULL), upserting with `ON DUPLICATE KEY UPDATE` (MySQL: any unique key
+/// of the table matches) or `ON CONFLICT (key) DO UPDATE` (SQLite).
+fn write_values(
+    config: &Config,
+    kind: DatabaseKind,
+    rows: Vec<Map<String, Json>>,
+) -> Vec<Statement> {
+    let (rows, columns) = rows_and_columns(config, rows);
+    let quote = |name: &str| quote_for(kind, name);
+    let table = config
+        .table
+        .split('.')
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(".");
+    let column_list = columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let placeholders = format!("({})", vec!["?"; columns.len()].join(", "));
+    let upsert = match (config.mode, kind) {
+        (Mode::Insert, _) => String::new(),
+        (Mode::Upsert, DatabaseKind::Mysql) => {
+            let mut updates: Vec<String> = columns
+                .iter()
+                .filter(|c| !config.key.contains(c))
+                .map(|c| format!("{0} = VALUES({0})", quote(c)))
+                .collect();
+            if updates.is_empty() {
+                updates.push(format!("{0} = {0}", quote(&config.key[0])));
+            }
+            format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+        }
+        (Mode::Upsert, _) => {
+            let updates: Vec<String> = columns
+                .iter()
+                .filter(|c| !config.key.contains(c))
+                .map(|c| format!("{0} = excluded.{0}", quote(c)))
+                .collect();
+            let keys = config
+                .key
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if updates.is_empty() {
+                format!(" ON CONFLICT ({keys}) DO NOTHING")
+            } else {
+                format!(" ON CONFLICT ({keys}) DO UPDATE SET {}", updates.join(", "))
+            }
+        }
+    };
+    let per_statement = (MAX_PARAMS / columns.len().max(1)).max(1);
+    rows.chunks(per_statement)
+        .map(|chunk| {
+            let params = chunk
+                .iter()
+                .flat_map(|row| columns.iter().map(|c| to_value(row.get(c))))
+                .collect();
+            let values = vec![placeholders.as_str(); chunk.len()].join(", ");
+            Statement::new(
+                format!("INSERT INTO {table} ({column_list}) VALUES {values}{upsert}"),
+                params,
+            )
+        })
+        .collect()
+}
+
+/// MySQL/MariaDB and SQLite: `DELETE ... WHERE key IN (...)`, a row of values per key.
+fn delete_values(
+    config: &Config,
+    kind: DatabaseKind,
+    keys: Vec<Map<String, Json>>,
+) -> Vec<Statement> {
+    let quote = |name: &str| quote_for(kind, name);
+    let table = config
+        .table
+        .split('.')
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(".");
+    let per_statement = (MAX_PARAMS / config.key.len().max(1)).max(1);
+    keys.chunks(per_statement)
+        .map(|chunk| {
+            let params = chunk
+                .iter()
+                .flat_map(|row| config.key.iter().map(|k| to_value(row.get(k))))
+                .collect();
+            let sql = if config.key.len() == 1 {
+                let list = vec!["?"; chunk.len()].join(", ");
+                format!(
+                    "DELETE FROM {table} WHERE {} IN ({list})",
+                    quote(&config.key[0])
+                )
+            } else {
+                let row = format!("({})", vec!["?"; config.key.len()].join(", "));
+                let rows = vec![row.as_str(); chunk.len()].join(", ");
+                let keys = config
+                    .key
+                    .iter()
+                    .map(|k| quote(k))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // SQLite compares row values with a VALUES list; MySQL with a list of rows.
+                match kind {
+                    DatabaseKind::Sqlite => {
+                        format!("DELETE FROM {table} WHERE ({keys}) IN (VALUES {rows})")
+                    }
+                    _ => format!("DELETE FROM {table} WHERE ({keys}) IN ({rows})"),
+                }
+            };
+            Statement::new(sql, params)
+        })
+        .collect()
+}
+
+/// A JSON field as a bound parameter: objects and arrays as JSON text.
+fn to_value(field: Option<&Json>) -> Value {
+    match field {
+        None | Some(Json::Null) => Value::Null,
+        Some(Json::Bool(b)) => Value::Boolean(*b),
+        Some(Json::Number(n)) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Some(Json::String(s)) => Value::Text(s.clone()),
+        Some(other) => Value::Json(other.to_string()),
+    }
+}
+
+fn quote_for(kind: DatabaseKind, name: &str) -> String {
+    match kind {
+        DatabaseKind::Mysql => format!("`{}`", name.replace('`', "``")),
+        _ => quote_ident(name),
+    }
 }
 
 /// Keeps the last row of each key, in the order of those last rows: an upsert statement may
@@ -248,6 +406,83 @@ fn json_type(value: &Json) -> &'static str {
 mod tests {
     use super::*;
 
+    fn postgres(config: &Config, records: &[Record]) -> Plan {
+        plan(config, DatabaseKind::Postgres, records)
+    }
+
+    #[test]
+    fn mysql_and_sqlite_get_values_with_their_own_upserts_and_quoting() {
+        let config = config(serde_json::json!({
+            "database": "d", "table": "shop.orders", "mode": "upsert", "key": ["id"]
+        }));
+        let records = [
+            rec(None, Some(r#"{"id":1,"name":"a","tags":["x"]}"#)),
+            rec(None, Some(r#"{"id":2,"price":2.5}"#)),
+            rec(Some("3"), None),
+        ];
+        let mysql = plan(&config, DatabaseKind::Mysql, &records);
+        assert_eq!(
+            mysql.statements[0].sql,
+            "INSERT INTO `shop`.`orders` (`id`, `name`, `price`, `tags`) VALUES (?, ?, ?, ?), (?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE `name` = VALUES(`name`), `price` = VALUES(`price`), `tags` = VALUES(`tags`)"
+        );
+        assert_eq!(
+            mysql.statements[0].params,
+            [
+                Value::Integer(1),
+                Value::Text("a".into()),
+                Value::Null,
+                Value::Json(r#"["x"]"#.into()),
+                Value::Integer(2),
+                Value::Null,
+                Value::Double(2.5),
+                Value::Null,
+            ]
+        );
+        assert_eq!(
+            mysql.statements[1].sql,
+            "DELETE FROM `shop`.`orders` WHERE `id` IN (?)"
+        );
+        let sqlite = plan(&config, DatabaseKind::Sqlite, &records);
+        assert!(
+            sqlite.statements[0].sql.ends_with(
+                r#"ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name", "price" = excluded."price", "tags" = excluded."tags""#
+            ),
+            "{}",
+            sqlite.statements[0].sql
+        );
+    }
+
+    #[test]
+    fn long_runs_are_split_under_the_parameter_limit_and_composite_keys_delete_by_row() {
+        let config = config(serde_json::json!({"database": "d", "table": "t", "key": ["a", "b"]}));
+        let records: Vec<Record> = (0..20_000)
+            .map(|i| rec(None, Some(&format!(r#"{{"a":{i},"b":1}}"#))))
+            .collect();
+        let p = plan(&config, DatabaseKind::Sqlite, &records);
+        assert_eq!(p.statements.len(), 2);
+        assert_eq!(p.statements[0].params.len(), 30_000);
+        assert_eq!(p.statements[1].params.len(), 10_000);
+        let delete = plan(
+            &config,
+            DatabaseKind::Sqlite,
+            &[rec(Some(r#"{"a":1,"b":2}"#), None)],
+        );
+        assert_eq!(
+            delete.statements[0].sql,
+            r#"DELETE FROM "t" WHERE ("a", "b") IN (VALUES (?, ?))"#
+        );
+        let delete = plan(
+            &config,
+            DatabaseKind::Mysql,
+            &[rec(Some(r#"{"a":1,"b":2}"#), None)],
+        );
+        assert_eq!(
+            delete.statements[0].sql,
+            "DELETE FROM `t` WHERE (`a`, `b`) IN ((?, ?))"
+        );
+    }
+
     fn config(json: serde_json::Value) -> Config {
         serde_json::from_value(json).unwrap()
     }
@@ -269,7 +504,7 @@ mod tests {
 
     #[test]
     fn insert_takes_every_top_level_field_by_default() {
-        let plan = plan(
+        let plan = postgres(
             &config(serde_json::json!({"database": "d", "table": "public.orders"})),
             &[
                 rec(None, Some(r#"{"id":1,"b":"x"}"#)),
@@ -291,7 +526,7 @@ mod tests {
 
     #[test]
     fn upsert_keeps_the_last_row_per_key_and_updates_non_key_columns() {
-        let plan = plan(
+        let plan = postgres(
             &config(
                 serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
             ),
@@ -317,7 +552,7 @@ mod tests {
 
     #[test]
     fn tombstones_delete_by_key_in_batch_order() {
-        let plan = plan(
+        let plan = postgres(
             &config(
                 serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
             ),
@@ -343,7 +578,7 @@ mod tests {
 
     #[test]
     fn mapped_columns_read_fields_and_json_pointers() {
-        let plan = plan(
+        let plan = postgres(
             &config(serde_json::json!({
                 "database": "d", "table": "t",
                 "columns": ["id", {"column": "customer", "field": "/customer/name"}, "missing"]
@@ -361,7 +596,7 @@ mod tests {
 
     #[test]
     fn bad_records_are_rejected_with_index_and_reason() {
-        let plan = plan(
+        let plan = postgres(
             &config(
                 serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
             ),
@@ -391,7 +626,7 @@ mod tests {
 
     #[test]
     fn identifiers_are_quoted_so_names_cannot_inject_sql() {
-        let plan = plan(
+        let plan = postgres(
             &config(serde_json::json!({"database": "d", "table": "t"})),
             &[rec(None, Some(r#"{"a\"; DROP TABLE t; --":1}"#))],
         );

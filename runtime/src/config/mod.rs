@@ -15,7 +15,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
+    AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
     DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig, KafkaConfig, Limits,
     OffsetsTopicConfig, RestartConfig, RetryPolicy, Tolerance, TransformConfig, WorkerConfig,
 };

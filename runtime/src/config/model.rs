@@ -84,6 +84,33 @@ pub struct DatabaseConfig {
     pub statement_timeout_ms: u64,
 }
 
+/// What kind of database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `postgres://` or `postgresql://`
+    Postgres,
+    /// `mysql://` or `mariadb://`
+    Mysql,
+    /// `sqlite:` followed by a file path
+    Sqlite,
+}
+
+impl DatabaseConfig {
+    /// The kind of database `url` names, if it is one this runtime speaks to.
+    pub fn kind(&self) -> Option<DatabaseKind> {
+        let url = self.url.as_str();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DatabaseKind::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Some(DatabaseKind::Mysql)
+        } else if url.starts_with("sqlite:") {
+            Some(DatabaseKind::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
 /// The admin REST API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

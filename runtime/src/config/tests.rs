@@ -252,3 +252,31 @@ fn role_specific_kafka_properties_are_checked_too() {
         "{found:?}"
     );
 }
+
+#[test]
+fn database_kinds_come_from_the_url_and_exactly_once_needs_postgres() {
+    let text = VALID
+        .replace(
+            "databases:\n  main:",
+            "databases:\n  lite:\n    url: sqlite://data/w.db\n  maria:\n    url: mariadb://u:p@h/db\n  cache:\n    url: redis://h\n  main:",
+        )
+        .replace(
+            "    grants:\n      databases: [main]",
+            "    exactly_once: { database: lite }\n    grants:\n      databases: [main]",
+        );
+    let d = diagnostics(&text);
+    let found: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(d.len(), 3, "{found:?}");
+    assert!(
+        found[0].contains("databases.cache.url: must be a postgres://"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].contains("\"lite\" is not a PostgreSQL database"),
+        "{found:?}"
+    );
+    assert!(
+        found[2].contains("must be one of the connector's grants.databases"),
+        "{found:?}"
+    );
+}

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::model::{Config, ConnectorConfig, ConnectorKind, Tolerance};
+use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Tolerance};
 use crate::connector::HttpGrant;
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
@@ -84,10 +84,10 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     }
     for (name, db) in &config.databases {
         let path = format!("databases.{name}");
-        if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
+        if db.kind().is_none() {
             v.problem(
                 format!("{path}.url"),
-                "must be a postgres:// URL (PostgreSQL is the database this version supports)",
+                "must be a postgres://, mysql:// (or mariadb://) or sqlite: URL",
             );
         }
         v.range(format!("{path}.pool_size"), db.pool_size as u64, 1, 1000);
@@ -429,6 +429,20 @@ impl Validator {
                 self.problem(
                     format!("{path}.exactly_once"),
                     "is for sinks: a source's positions are stored in the offsets topic",
+                );
+            }
+            let is_postgres = config
+                .databases
+                .get(&eos.database)
+                .and_then(|db| db.kind())
+                .is_none_or(|kind| kind == DatabaseKind::Postgres);
+            if !is_postgres {
+                self.problem(
+                    format!("{path}.exactly_once.database"),
+                    format!(
+                        "{:?} is not a PostgreSQL database: exactly-once needs PostgreSQL in this version",
+                        eos.database
+                    ),
                 );
             }
             if !c.grants.databases.contains(&eos.database) {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod databases;
 mod errors;
 mod http;
 mod retry;

@@ -1,0 +1,404 @@
+//! `wasmconnect:plugin/sql`: SQL on the databases granted to a connector, on host-side pools.
+//!
+//! Layout: this file (the capability, pools, grants, the transaction an exactly-once sink
+//! holds), `postgres` (PostgreSQL's binding, decoding and statements), `any` (the same for
+//! MySQL/MariaDB and SQLite, through sqlx's `Any` driver).
+
+mod any;
+mod postgres;
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Acquire, Column, Executor, Postgres, Statement as _};
+use wasmtime::component::{HasData, Linker};
+
+use crate::config::{DatabaseConfig, DatabaseKind};
+use crate::wasm::bindings::wasmconnect::plugin::sql as wit;
+
+/// A database as configured: a lazily connecting pool and its statement timeout.
+#[derive(Debug)]
+pub struct Database {
+    backend: Backend,
+    statement_timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Postgres(PgPool),
+    /// MySQL/MariaDB or SQLite.
+    Any(AnyPool, wit::DatabaseKind),
+}
+
+impl Database {
+    fn kind(&self) -> wit::DatabaseKind {
+        match &self.backend {
+            Backend::Postgres(_) => wit::DatabaseKind::Postgres,
+            Backend::Any(_, kind) => *kind,
+        }
+    }
+}
+
+/// The URL sqlx understands for a database: `mariadb://` becomes `mysql://`, and a SQLite
+/// file is created when missing unless the URL sets a `mode`.
+fn driver_url(kind: DatabaseKind, url: &str) -> String {
+    match kind {
+        DatabaseKind::Mysql => match url.strip_prefix("mariadb://") {
+            Some(rest) => format!("mysql://{rest}"),
+            None => url.to_owned(),
+        },
+        DatabaseKind::Sqlite if !url.contains("mode=") => {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every database of `connectors.yaml`, by name. Pools connect on first use, so building this
+/// does no network I/O.
+#[derive(Debug, Default)]
+pub struct Databases {
+    by_name: HashMap<String, Arc<Database>>,
+}
+
+/// A database URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("databases.{name}.url: {message}")]
+pub struct DatabaseUrlError {
+    pub name: String,
+    pub message: String,
+}
+
+impl Databases {
+    pub fn new(config: &BTreeMap<String, DatabaseConfig>) -> Result<Self, DatabaseUrlError> {
+        sqlx::any::install_default_drivers();
+        let mut by_name = HashMap::new();
+        for (name, db) in config {
+            let error = |message: String| DatabaseUrlError {
+                name: name.clone(),
+                message,
+            };
+            let kind = db.kind().ok_or_else(|| {
+                error("must be a postgres://, mysql://, mariadb:// or sqlite: URL".into())
+            })?;
+            let url = driver_url(kind, &db.url);
+            let acquire = Duration::from_millis(db.connect_timeout_ms);
+            let backend = match kind {
+                DatabaseKind::Postgres => {
+                    let options =
+                        PgConnectOptions::from_str(&url).map_err(|e| error(e.to_string()))?;
+                    Backend::Postgres(
+                        PgPoolOptions::new()
+                            .max_connections(db.pool_size)
+                            .acquire_timeout(acquire)
+                            .connect_lazy_with(options),
+                    )
+                }
+                DatabaseKind::Mysql | DatabaseKind::Sqlite => Backend::Any(
+                    AnyPoolOptions::new()
+                        .max_connections(db.pool_size)
+                        .acquire_timeout(acquire)
+                        .connect_lazy(&url)
+                        .map_err(|e| error(e.to_string()))?,
+                    if kind == DatabaseKind::Mysql {
+                        wit::DatabaseKind::Mysql
+                    } else {
+                        wit::DatabaseKind::Sqlite
+                    },
+                ),
+            };
+            by_name.insert(
+                name.clone(),
+                Arc::new(Database {
+                    backend,
+                    statement_timeout: Duration::from_millis(db.statement_timeout_ms),
+                }),
+            );
+        }
+        Ok(Databases { by_name })
+    }
+
+    /// What one connector may use: exactly the databases it was granted.
+    pub fn grants(&self, connector: &str, granted: &[String]) -> SqlGrants {
+        SqlGrants {
+            connector: connector.to_owned(),
+            granted: granted
+                .iter()
+                .filter_map(|name| Some((name.clone(), self.by_name.get(name)?.clone())))
+                .collect(),
+        }
+    }
+
+    /// Closes every pool (waits for connections in use to be returned).
+    pub async fn close(&self) {
+        for db in self.by_name.values() {
+            match &db.backend {
+                Backend::Postgres(pool) => pool.close().await,
+                Backend::Any(pool, _) => pool.close().await,
+            }
+        }
+    }
+}
+
+/// The databases one connector was granted.
+#[derive(Debug, Default)]
+pub struct SqlGrants {
+    connector: String,
+    granted: HashMap<String, Arc<Database>>,
+}
+
+impl SqlGrants {
+    fn get(&self, name: &str) -> Result<&Database, wit::SqlError> {
+        self.granted.get(name).map(|db| &**db).ok_or_else(|| {
+            let mut granted: Vec<&str> = self.granted.keys().map(String::as_str).collect();
+            granted.sort_unstable();
+            tracing::warn!(
+                connector = %self.connector,
+                database = name,
+                "plugin asked for a database it was not granted"
+            );
+            wit::SqlError::AccessDenied(format!(
+                "database {name:?} is not granted to connector {:?} (grants.databases: {granted:?})",
+                self.connector
+            ))
+        })
+    }
+}
+
+/// A transaction the host holds open across one plugin call, for exactly-once sinks: the
+/// plugin's `execute` calls on `database` run inside it, each in a savepoint of its own (so a
+/// refused statement undoes only that call, as outside), and nothing commits until the host
+/// commits it together with the batch's offsets.
+pub struct HeldTransaction {
+    database: String,
+    tx: Option<sqlx::Transaction<'static, Postgres>>,
+    /// Set when a call was cut off mid-statement (timeout): the transaction cannot be trusted
+    /// and is rolled back.
+    broken: bool,
+}
+
+impl HeldTransaction {
+    pub fn new(database: &str) -> Self {
+        HeldTransaction {
+            database: database.to_owned(),
+            tx: None,
+            broken: false,
+        }
+    }
+
+    /// The transaction with the plugin's writes, if it wrote anything and nothing broke it.
+    pub fn into_transaction(self) -> Option<sqlx::Transaction<'static, Postgres>> {
+        if self.broken { None } else { self.tx }
+    }
+}
+
+impl SqlGrants {
+    /// The pool of a granted PostgreSQL database.
+    pub fn pool(&self, name: &str) -> Option<PgPool> {
+        match &self.granted.get(name)?.backend {
+            Backend::Postgres(pool) => Some(pool.clone()),
+            Backend::Any(..) => None,
+        }
+    }
+}
+
+/// What the sql capability sees of a task.
+pub struct SqlView<'a> {
+    pub grants: &'a SqlGrants,
+    /// Open while an exactly-once sink's `write` runs.
+    pub held: &'a mut Option<HeldTransaction>,
+}
+
+struct Sql;
+
+impl HasData for Sql {
+    type Data<'a> = SqlView<'a>;
+}
+
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> SqlView<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, Sql>(linker, get)
+}
+
+impl wit::Host for SqlView<'_> {
+    async fn kind(&mut self, database: String) -> Result<wit::DatabaseKind, wit::SqlError> {
+        Ok(self.grants.get(&database)?.kind())
+    }
+
+    async fn execute(
+        &mut self,
+        database: String,
+        statements: Vec<wit::Statement>,
+    ) -> Result<Vec<u64>, wit::SqlError> {
+        let db = self.grants.get(&database)?;
+        let limit = db.statement_timeout;
+        let held = self.held.as_mut().filter(|h| h.database == database);
+        let work = async {
+            match (&db.backend, held) {
+                (Backend::Postgres(pool), Some(held)) => held.execute(pool, &statements).await,
+                (Backend::Postgres(pool), None) => {
+                    let mut tx = pool.begin().await.map_err(pg_error)?;
+                    let affected = postgres::run(&mut tx, &statements).await?;
+                    tx.commit().await.map_err(pg_error)?;
+                    Ok(affected)
+                }
+                (Backend::Any(pool, kind), _) => {
+                    let mut tx = pool.begin().await.map_err(|e| classify(e, *kind))?;
+                    let affected = any::run(&mut tx, &statements, *kind).await?;
+                    tx.commit().await.map_err(|e| classify(e, *kind))?;
+                    Ok(affected)
+                }
+            }
+        };
+        tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or_else(|_| Err(timeout(limit)))
+    }
+
+    async fn query(
+        &mut self,
+        database: String,
+        query: wit::Statement,
+    ) -> Result<wit::Rows, wit::SqlError> {
+        let db = self.grants.get(&database)?;
+        let work = async {
+            match &db.backend {
+                Backend::Postgres(pool) => {
+                    let rows = postgres::bind(sqlx::query(&query.sql), &query.params)
+                        .map_err(wit::SqlError::Rejected)?
+                        .fetch_all(pool)
+                        .await
+                        .map_err(pg_error)?;
+                    let columns = match rows.first() {
+                        Some(row) => column_names(sqlx::Row::columns(row)),
+                        // No row to read the names from: ask the server what the query returns.
+                        None => column_names(
+                            pool.prepare(&query.sql).await.map_err(pg_error)?.columns(),
+                        ),
+                    };
+                    let rows = rows
+                        .iter()
+                        .map(postgres::decode_row)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(wit::SqlError::Rejected)?;
+                    Ok(wit::Rows { columns, rows })
+                }
+                Backend::Any(pool, kind) => {
+                    let rows = any::bind(sqlx::query(&query.sql), &query.params)
+                        .map_err(wit::SqlError::Rejected)?
+                        .fetch_all(pool)
+                        .await
+                        .map_err(|e| classify(e, *kind))?;
+                    let columns = match rows.first() {
+                        Some(row) => column_names(sqlx::Row::columns(row)),
+                        None => column_names(
+                            pool.prepare(&query.sql)
+                                .await
+                                .map_err(|e| classify(e, *kind))?
+                                .columns(),
+                        ),
+                    };
+                    let rows = rows
+                        .iter()
+                        .map(any::decode_row)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(wit::SqlError::Rejected)?;
+                    Ok(wit::Rows { columns, rows })
+                }
+            }
+        };
+        tokio::time::timeout(db.statement_timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(timeout(db.statement_timeout)))
+    }
+}
+
+impl HeldTransaction {
+    /// Runs `statements` inside the held transaction (begun on first use), in a savepoint.
+    async fn execute(
+        &mut self,
+        pool: &PgPool,
+        statements: &[wit::Statement],
+    ) -> Result<Vec<u64>, wit::SqlError> {
+        if self.broken {
+            return Err(wit::SqlError::Unavailable(
+                "an earlier call of this batch was cut off; the batch is retried".into(),
+            ));
+        }
+        // Marked broken until the call completes: if the caller's timeout drops this future
+        // mid-statement, the transaction is not trusted again.
+        self.broken = true;
+        let outer = match &mut self.tx {
+            Some(tx) => tx,
+            None => self.tx.insert(pool.begin().await.map_err(pg_error)?),
+        };
+        let mut savepoint = outer.begin().await.map_err(pg_error)?;
+        let result = postgres::run(&mut savepoint, statements).await;
+        let result = match result {
+            Ok(affected) => savepoint
+                .commit()
+                .await
+                .map(|()| affected)
+                .map_err(pg_error),
+            Err(e) => {
+                savepoint.rollback().await.map_err(pg_error)?;
+                Err(e)
+            }
+        };
+        self.broken = false;
+        result
+    }
+}
+
+fn column_names<C: Column>(columns: &[C]) -> Vec<String> {
+    columns.iter().map(|c| c.name().to_owned()).collect()
+}
+
+fn timeout(limit: Duration) -> wit::SqlError {
+    wit::SqlError::Timeout(format!(
+        "the call took longer than statement_timeout_ms ({} ms) and was rolled back",
+        limit.as_millis()
+    ))
+}
+
+/// Sorts a sqlx error into what the plugin can do about it. SQLite's constraint violations
+/// (result code 19 and its extended codes) are given SQLSTATE 23000, as the other databases
+/// report them, so that plugins tell row-level refusals apart the same way everywhere.
+fn classify(e: sqlx::Error, kind: wit::DatabaseKind) -> wit::SqlError {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned());
+            let code = match (kind, code) {
+                (wit::DatabaseKind::Sqlite, Some(c))
+                    if c.parse::<i32>().is_ok_and(|n| n & 0xff == 19) =>
+                {
+                    Some("23000".to_owned())
+                }
+                (wit::DatabaseKind::Sqlite, _) => None,
+                (_, code) => code,
+            };
+            wit::SqlError::Rejected(match code {
+                Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+                None => db.message().to_owned(),
+            })
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => wit::SqlError::Unavailable(e.to_string()),
+        other => wit::SqlError::Rejected(other.to_string()),
+    }
+}
+
+fn pg_error(e: sqlx::Error) -> wit::SqlError {
+    classify(e, wit::DatabaseKind::Postgres)
+}
