@@ -266,7 +266,8 @@ impl SinkTask {
         batch: &[Record],
         rejected: &[(usize, usize, String)],
     ) -> Result<(), Stop> {
-        self.status.count(Counter::RecordsRejected, rejected.len());
+        self.status
+            .count(Counter::RecordsRejectedByTransforms, rejected.len());
         if self.config.errors.tolerance == Tolerance::None {
             let details: Vec<String> = rejected
                 .iter()
@@ -345,6 +346,7 @@ impl SinkTask {
                         return self.retries_exhausted(intake, write, &e, started).await;
                     }
                     self.status.count(Counter::Retries, 1);
+                    self.status.count(Counter::RecordsRetried, batch.len());
                     tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
                         "retrying {} records in {delay:?}: {e}", batch.len());
                     self.wait(delay, intake).await?;

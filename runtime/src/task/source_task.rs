@@ -424,7 +424,8 @@ impl SourceTask {
         inputs: &[Record],
         rejected: &[(usize, usize, String)],
     ) -> Result<(), Stop> {
-        self.status.count(Counter::RecordsRejected, rejected.len());
+        self.status
+            .count(Counter::RecordsRejectedByTransforms, rejected.len());
         let describe = |i: usize| {
             format!(
                 "source partition {:?} at position {:?}",

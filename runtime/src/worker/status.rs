@@ -38,10 +38,14 @@ pub enum Counter {
     RecordsProduced,
     /// Plugin calls retried after a transient error.
     Retries,
+    /// Records in those retried calls (a sink's batch sizes; a source's polls count none).
+    RecordsRetried,
     /// Plugin instances dropped after a trap.
     Traps,
-    /// Records the plugin rejected.
+    /// Records the plugin's `write` rejected (stage TASK_PUT).
     RecordsRejected,
+    /// Records a transform rejected (stage TRANSFORMATION).
+    RecordsRejectedByTransforms,
     /// Records sent to the dead-letter topic.
     RecordsDeadLettered,
     /// Source positions stored in the offsets topic.
@@ -49,14 +53,16 @@ pub enum Counter {
 }
 
 impl Counter {
-    const ALL: [Counter; 9] = [
+    const ALL: [Counter; 11] = [
         Counter::RecordsRead,
         Counter::RecordsWritten,
         Counter::RecordsPolled,
         Counter::RecordsProduced,
         Counter::Retries,
+        Counter::RecordsRetried,
         Counter::Traps,
         Counter::RecordsRejected,
+        Counter::RecordsRejectedByTransforms,
         Counter::RecordsDeadLettered,
         Counter::PositionsCommitted,
     ];
@@ -68,8 +74,10 @@ impl Counter {
             Counter::RecordsPolled => "records_polled",
             Counter::RecordsProduced => "records_produced",
             Counter::Retries => "retries",
+            Counter::RecordsRetried => "records_retried",
             Counter::Traps => "traps",
             Counter::RecordsRejected => "records_rejected",
+            Counter::RecordsRejectedByTransforms => "records_rejected_by_transforms",
             Counter::RecordsDeadLettered => "records_dead_lettered",
             Counter::PositionsCommitted => "positions_committed",
         }
