@@ -80,6 +80,15 @@ ensure_mariadb() {
     GRANT ALL ON wasmconnect.* TO 'wasmconnect'@'localhost';"
 }
 
+# promtool (Debian's prometheus package): the metrics test lints /metrics with it.
+ensure_promtool() {
+  if ! command -v promtool >/dev/null 2>&1; then
+    say "installing promtool (prometheus)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  fi
+}
+
 build_plugins() {
   say "building plugins (wasm32-wasip2)"
   cargo build --profile plugin --target wasm32-wasip2 \

@@ -8,6 +8,7 @@ ensure_wasm_target
 ensure_tansu
 ensure_postgres
 ensure_mariadb
+ensure_promtool
 build_plugins
 
 say "formatting and lints"

@@ -1,5 +1,5 @@
-//! The admin REST API, in Kafka Connect's shape and JSON. Read-only for now: version, health,
-//! connectors and their status.
+//! The admin REST API, in Kafka Connect's shape and JSON. Read-only for now: version, health
+//! (readiness and liveness), connectors and their status, and Prometheus metrics.
 
 use std::net::SocketAddr;
 
@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::StatusBoard;
+use crate::worker::{State, StatusBoard};
 
 #[derive(Clone)]
 struct Api {
@@ -39,6 +39,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/", get(root))
         .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/metrics", get(metrics))
         .route("/connectors", get(connectors))
         .route("/connectors/{name}/status", get(connector_status))
         .with_state(api);
@@ -51,10 +53,61 @@ async fn root() -> Json<serde_json::Value> {
     Json(json!({ "version": env!("CARGO_PKG_VERSION"), "commit": "", "kafka_cluster_id": null }))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(
-        json!({ "status": "healthy", "message": "Worker has completed startup and is ready to handle requests." }),
+/// 200 when every task of every connector is RUNNING; 503 naming the connectors that are not
+/// and why otherwise.
+async fn health(AxumState(api): AxumState<Api>) -> Response {
+    let mut unhealthy = serde_json::Map::new();
+    for name in api.status.names() {
+        let Some(status) = api.status.get(&name) else {
+            continue;
+        };
+        let problems: Vec<String> = status
+            .tasks
+            .iter()
+            .filter(|t| t.state != State::Running)
+            .map(|t| match &t.trace {
+                Some(trace) => format!("task {} is {}: {trace}", t.id, t.state.as_str()),
+                None => format!("task {} is {}", t.id, t.state.as_str()),
+            })
+            .collect();
+        if !problems.is_empty() {
+            unhealthy.insert(name, json!(problems));
+        }
+    }
+    if unhealthy.is_empty() {
+        Json(json!({
+            "status": "healthy",
+            "message": "Worker has completed startup and every connector is running."
+        }))
+        .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unhealthy",
+                "message": format!("{} connector(s) not running", unhealthy.len()),
+                "connectors": unhealthy,
+            })),
+        )
+            .into_response()
+    }
+}
+
+/// Liveness: the process answers, whatever its connectors do.
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Prometheus text format.
+async fn metrics(AxumState(api): AxumState<Api>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        api.status.metrics().render(),
     )
+        .into_response()
 }
 
 async fn connectors(AxumState(api): AxumState<Api>) -> Json<Vec<String>> {

@@ -6,7 +6,7 @@ use crate::config::{ConnectorConfig, Limits};
 use crate::connector::{PluginError, Record};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, TaskIdentity, TransformInstance, TransformPlugin};
-use crate::worker::{Counter, TaskReporter};
+use crate::worker::{Call, Counter, TaskReporter};
 
 /// The transforms of one task, each with its instance (created on first use, dropped after a
 /// trap).
@@ -119,7 +119,10 @@ impl Chain {
                         }
                     }
                 };
-                match instance.apply(batch).await {
+                let started = std::time::Instant::now();
+                let applied = instance.apply(batch).await;
+                status.timed(Call::Transform, started.elapsed());
+                match applied {
                     Ok(transformed) => break transformed,
                     Err(e) => {
                         step.instance = None;

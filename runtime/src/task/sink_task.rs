@@ -18,7 +18,7 @@ use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Rec
 use crate::kafka::{DeadLetterQueue, Failure, Revoked, SinkConsumer, Stage};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
-use crate::worker::{Counter, TaskReporter};
+use crate::worker::{Call, Counter, TaskReporter};
 
 use super::chain::Chain;
 use super::exactly_once::{OffsetTable, next_offsets};
@@ -314,10 +314,15 @@ impl SinkTask {
         loop {
             attempt += 1;
             let result = match instance {
-                Some(live) => match &self.exactly_once {
-                    None => live.write(batch).await,
-                    Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
-                },
+                Some(live) => {
+                    let started = Instant::now();
+                    let result = match &self.exactly_once {
+                        None => live.write(batch).await,
+                        Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
+                    };
+                    self.status.timed(Call::Write, started.elapsed());
+                    result
+                }
                 None => match self.open().await {
                     Ok(live) => {
                         *instance = Some(live);

@@ -17,7 +17,7 @@ use crate::kafka::{
 };
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
-use crate::worker::{Counter, TaskReporter};
+use crate::worker::{Call, Counter, TaskReporter};
 
 use super::chain::Chain;
 use super::{Stop, TaskContext, until_done};
@@ -264,7 +264,12 @@ impl SourceTask {
         failures: &mut Failures,
     ) -> Result<Instant, Stop> {
         let result = match instance {
-            Some(live) => live.poll(max).await,
+            Some(live) => {
+                let started = Instant::now();
+                let result = live.poll(max).await;
+                self.status.timed(Call::Poll, started.elapsed());
+                result
+            }
             None => match self.open(&progress.tracker.latest()).await {
                 Ok(live) => {
                     *instance = Some(live);

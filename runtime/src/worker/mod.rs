@@ -1,5 +1,6 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
 
+mod metrics;
 mod status;
 
 use std::sync::Arc;
@@ -8,9 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use status::{
-    ConnectorStatus, Counter, State, StatusBoard, TaskCounters, TaskReporter, TaskStatus,
-};
+pub use metrics::{Call, Counter, Metrics, TaskCounters};
+pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
 
 use crate::config::{Config, ConnectorConfig, ConnectorKind};
 use crate::kafka::{DeadLetterQueue, ResumeOffsets, sink_consumer, source_producer};

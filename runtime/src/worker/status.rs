@@ -1,10 +1,11 @@
 //! Connector and task states, in Kafka Connect's vocabulary.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
+
+use super::metrics::{Call, Counter, Metrics, TaskCounters};
 
 /// A connector's or task's state, as Kafka Connect names them (PAUSED and STOPPED come with
 /// the REST API's pause and stop).
@@ -16,6 +17,18 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    pub const ALL: [State; 3] = [State::Unassigned, State::Running, State::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unassigned => "UNASSIGNED",
+            State::Running => "RUNNING",
+            State::Failed => "FAILED",
+        }
+    }
+}
+
 /// One task's state and, when FAILED, why; and what it has done so far.
 #[derive(Debug, Clone)]
 pub struct TaskStatus {
@@ -23,89 +36,6 @@ pub struct TaskStatus {
     pub state: State,
     pub trace: Option<String>,
     pub counters: Arc<TaskCounters>,
-}
-
-/// What a task counts: the raw material of its metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counter {
-    /// Sink: records read from Kafka.
-    RecordsRead,
-    /// Sink: records the plugin wrote.
-    RecordsWritten,
-    /// Source: records the plugin returned from `poll`.
-    RecordsPolled,
-    /// Source: records Kafka acknowledged.
-    RecordsProduced,
-    /// Plugin calls retried after a transient error.
-    Retries,
-    /// Records in those retried calls (a sink's batch sizes; a source's polls count none).
-    RecordsRetried,
-    /// Plugin instances dropped after a trap.
-    Traps,
-    /// Records the plugin's `write` rejected (stage TASK_PUT).
-    RecordsRejected,
-    /// Records a transform rejected (stage TRANSFORMATION).
-    RecordsRejectedByTransforms,
-    /// Records sent to the dead-letter topic.
-    RecordsDeadLettered,
-    /// Source positions stored in the offsets topic.
-    PositionsCommitted,
-}
-
-impl Counter {
-    const ALL: [Counter; 11] = [
-        Counter::RecordsRead,
-        Counter::RecordsWritten,
-        Counter::RecordsPolled,
-        Counter::RecordsProduced,
-        Counter::Retries,
-        Counter::RecordsRetried,
-        Counter::Traps,
-        Counter::RecordsRejected,
-        Counter::RecordsRejectedByTransforms,
-        Counter::RecordsDeadLettered,
-        Counter::PositionsCommitted,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Counter::RecordsRead => "records_read",
-            Counter::RecordsWritten => "records_written",
-            Counter::RecordsPolled => "records_polled",
-            Counter::RecordsProduced => "records_produced",
-            Counter::Retries => "retries",
-            Counter::RecordsRetried => "records_retried",
-            Counter::Traps => "traps",
-            Counter::RecordsRejected => "records_rejected",
-            Counter::RecordsRejectedByTransforms => "records_rejected_by_transforms",
-            Counter::RecordsDeadLettered => "records_dead_lettered",
-            Counter::PositionsCommitted => "positions_committed",
-        }
-    }
-}
-
-/// A task's counters; they only grow, and survive the task restarting.
-#[derive(Debug, Default)]
-pub struct TaskCounters {
-    values: [AtomicU64; Counter::ALL.len()],
-}
-
-impl TaskCounters {
-    pub fn add(&self, counter: Counter, n: usize) {
-        self.values[counter as usize].fetch_add(n as u64, Ordering::Relaxed);
-    }
-
-    pub fn get(&self, counter: Counter) -> u64 {
-        self.values[counter as usize].load(Ordering::Relaxed)
-    }
-
-    /// Every counter by name.
-    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        Counter::ALL
-            .iter()
-            .map(|&c| (c.name(), self.get(c)))
-            .collect()
-    }
 }
 
 /// A connector's state and its tasks'.
@@ -117,10 +47,12 @@ pub struct ConnectorStatus {
     pub tasks: Vec<TaskStatus>,
 }
 
-/// The worker's view of every connector; cheap to clone and share with the admin API.
+/// The worker's view of every connector, and its metrics; cheap to clone and share with the
+/// admin API.
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     inner: Arc<RwLock<BTreeMap<String, ConnectorStatus>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl StatusBoard {
@@ -137,11 +69,19 @@ impl StatusBoard {
                         id,
                         state: State::Unassigned,
                         trace: None,
-                        counters: Arc::default(),
+                        counters: Arc::new(self.metrics.task(name, id)),
                     })
                     .collect(),
             },
         );
+        for id in 0..tasks {
+            self.metrics.set_state(name, id, State::Unassigned);
+        }
+    }
+
+    /// The Prometheus metrics of every task.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Marks a connector FAILED before any task ran (its plugin did not load, say).
@@ -152,6 +92,7 @@ impl StatusBoard {
             for t in &mut c.tasks {
                 t.state = State::Failed;
                 t.trace = Some(trace.clone());
+                self.metrics.set_state(name, t.id, State::Failed);
             }
         }
     }
@@ -165,7 +106,7 @@ impl StatusBoard {
             .get(connector)
             .and_then(|c| c.tasks.iter().find(|t| t.id == task))
             .map(|t| t.counters.clone())
-            .unwrap_or_default();
+            .unwrap_or_else(|| Arc::new(self.metrics.task(connector, task)));
         TaskReporter {
             board: self.clone(),
             connector: connector.to_owned(),
@@ -198,6 +139,7 @@ impl StatusBoard {
             t.state = state;
             t.trace = trace;
         }
+        self.metrics.set_state(connector, task, state);
     }
 }
 
@@ -214,6 +156,11 @@ impl TaskReporter {
     /// Counts `n` more of `counter`.
     pub fn count(&self, counter: Counter, n: usize) {
         self.counters.add(counter, n);
+    }
+
+    /// Records how long a plugin call took.
+    pub fn timed(&self, call: Call, took: std::time::Duration) {
+        self.counters.observe(call, took);
     }
 
     pub fn running(&self) {

@@ -6,6 +6,7 @@ mod common;
 mod databases;
 mod errors;
 mod http;
+mod operations;
 mod retry;
 mod sandbox;
 mod sink_http;

@@ -1,0 +1,274 @@
+//! The worker's Prometheus metrics: every task's counters, its state and how long its plugin
+//! calls take, labelled by connector and task (and nothing that grows without bound).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use super::status::State;
+
+/// What a task counts: the raw material of its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Sink: records read from Kafka.
+    RecordsRead,
+    /// Sink: records the plugin wrote.
+    RecordsWritten,
+    /// Source: records the plugin returned from `poll`.
+    RecordsPolled,
+    /// Source: records Kafka acknowledged.
+    RecordsProduced,
+    /// Plugin calls retried after a transient error.
+    Retries,
+    /// Records in those retried calls (a sink's batch sizes; a source's polls count none).
+    RecordsRetried,
+    /// Plugin instances dropped after a trap.
+    Traps,
+    /// Records the plugin's `write` rejected (stage TASK_PUT).
+    RecordsRejected,
+    /// Records a transform rejected (stage TRANSFORMATION).
+    RecordsRejectedByTransforms,
+    /// Records sent to the dead-letter topic.
+    RecordsDeadLettered,
+    /// Source positions stored in the offsets topic.
+    PositionsCommitted,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 11] = [
+        Counter::RecordsRead,
+        Counter::RecordsWritten,
+        Counter::RecordsPolled,
+        Counter::RecordsProduced,
+        Counter::Retries,
+        Counter::RecordsRetried,
+        Counter::Traps,
+        Counter::RecordsRejected,
+        Counter::RecordsRejectedByTransforms,
+        Counter::RecordsDeadLettered,
+        Counter::PositionsCommitted,
+    ];
+
+    /// The Prometheus name and help.
+    fn metric(self) -> (&'static str, &'static str) {
+        match self {
+            Counter::RecordsRead => (
+                "wasmconnect_sink_records_read_total",
+                "Records a sink task read from Kafka.",
+            ),
+            Counter::RecordsWritten => (
+                "wasmconnect_sink_records_written_total",
+                "Records a sink plugin wrote (Kafka Connect's sink-record-send).",
+            ),
+            Counter::RecordsPolled => (
+                "wasmconnect_source_records_polled_total",
+                "Records a source plugin returned from poll.",
+            ),
+            Counter::RecordsProduced => (
+                "wasmconnect_source_records_written_total",
+                "Records of a source task Kafka acknowledged.",
+            ),
+            Counter::Retries => (
+                "wasmconnect_task_retries_total",
+                "Plugin calls retried after a transient error.",
+            ),
+            Counter::RecordsRetried => (
+                "wasmconnect_task_records_retried_total",
+                "Records in plugin calls retried after a transient error.",
+            ),
+            Counter::Traps => (
+                "wasmconnect_plugin_traps_total",
+                "Plugin instances dropped after a trap (each one is re-created).",
+            ),
+            Counter::RecordsRejected => (
+                "wasmconnect_task_records_rejected_total",
+                "Records a sink plugin's write rejected.",
+            ),
+            Counter::RecordsRejectedByTransforms => (
+                "wasmconnect_transform_records_rejected_total",
+                "Records a transform rejected.",
+            ),
+            Counter::RecordsDeadLettered => (
+                "wasmconnect_deadletterqueue_records_produced_total",
+                "Records produced to the dead-letter topic.",
+            ),
+            Counter::PositionsCommitted => (
+                "wasmconnect_source_positions_committed_total",
+                "Source positions stored in the offsets topic.",
+            ),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RecordsRead => "records_read",
+            Counter::RecordsWritten => "records_written",
+            Counter::RecordsPolled => "records_polled",
+            Counter::RecordsProduced => "records_produced",
+            Counter::Retries => "retries",
+            Counter::RecordsRetried => "records_retried",
+            Counter::Traps => "traps",
+            Counter::RecordsRejected => "records_rejected",
+            Counter::RecordsRejectedByTransforms => "records_rejected_by_transforms",
+            Counter::RecordsDeadLettered => "records_dead_lettered",
+            Counter::PositionsCommitted => "positions_committed",
+        }
+    }
+}
+
+/// One task's counters and call timings (children of the worker's metrics); they only grow,
+/// and survive the task restarting.
+#[derive(Debug)]
+pub struct TaskCounters {
+    counters: Vec<IntCounter>,
+    calls: Vec<Histogram>,
+}
+
+impl TaskCounters {
+    pub fn add(&self, counter: Counter, n: usize) {
+        self.counters[counter as usize].inc_by(n as u64);
+    }
+
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.counters[counter as usize].get()
+    }
+
+    pub fn observe(&self, call: Call, took: Duration) {
+        self.calls[call as usize].observe(took.as_secs_f64());
+    }
+
+    /// Every counter by name.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        Counter::ALL
+            .iter()
+            .map(|&c| (c.name(), self.get(c)))
+            .collect()
+    }
+}
+
+/// A timed plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// A sink's `write` of one batch (Kafka Connect's put-batch-time).
+    Write,
+    /// A source's `poll` (Kafka Connect's poll-batch-time).
+    Poll,
+    /// One transform's `apply` of one batch.
+    Transform,
+}
+
+impl Call {
+    const ALL: [Call; 3] = [Call::Write, Call::Poll, Call::Transform];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Call::Write => "write",
+            Call::Poll => "poll",
+            Call::Transform => "transform",
+        }
+    }
+}
+
+/// Every metric of the worker.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    counters: Vec<IntCounterVec>,
+    state: IntGaugeVec,
+    calls: HistogramVec,
+}
+
+const LABELS: &[&str] = &["connector", "task"];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let counters: Vec<IntCounterVec> = Counter::ALL
+            .iter()
+            .map(|c| {
+                let (name, help) = c.metric();
+                IntCounterVec::new(Opts::new(name, help), LABELS).expect("a valid metric")
+            })
+            .collect();
+        let state = IntGaugeVec::new(
+            Opts::new(
+                "wasmconnect_task_state",
+                "1 for the state a task is in (UNASSIGNED, RUNNING, FAILED), 0 for the others.",
+            ),
+            &["connector", "task", "state"],
+        )
+        .expect("a valid metric");
+        let calls = HistogramVec::new(
+            HistogramOpts::new(
+                "wasmconnect_plugin_call_duration_seconds",
+                "How long plugin calls take, host calls included.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["connector", "task", "call"],
+        )
+        .expect("a valid metric");
+        for counter in &counters {
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("names are unique");
+        }
+        registry
+            .register(Box::new(state.clone()))
+            .expect("names are unique");
+        registry
+            .register(Box::new(calls.clone()))
+            .expect("names are unique");
+        Metrics {
+            registry,
+            counters,
+            state,
+            calls,
+        }
+    }
+}
+
+impl Metrics {
+    /// The counters and timings of one task (created at zero the first time).
+    pub fn task(&self, connector: &str, task: u32) -> TaskCounters {
+        let task = task.to_string();
+        TaskCounters {
+            counters: self
+                .counters
+                .iter()
+                .map(|c| c.with_label_values(&[connector, &task]))
+                .collect(),
+            calls: Call::ALL
+                .iter()
+                .map(|call| {
+                    self.calls
+                        .with_label_values(&[connector, &task, call.as_str()])
+                })
+                .collect(),
+        }
+    }
+
+    /// Sets the task's state gauge: 1 for `state`, 0 for the others.
+    pub fn set_state(&self, connector: &str, task: u32, state: State) {
+        let task = task.to_string();
+        for s in State::ALL {
+            self.state
+                .with_label_values(&[connector, &task, s.as_str()])
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Every metric in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding gathered families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

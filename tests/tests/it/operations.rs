@@ -1,0 +1,142 @@
+//! What an operator watches: /health says which connectors are not running and why, the
+//! liveness probe only that the process is up, and /metrics counts what the tasks did, in a
+//! format promtool accepts.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wasmconnect_tests::{Daemon, paths, unique, wait_until};
+
+use crate::common::{Pipeline, config, json, sink};
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() -> anyhow::Result<()>
+{
+    let p = Pipeline::new("orders", 1, "id bigint, amount bigint").await?;
+    let (good, broken) = (unique("good"), unique("broken"));
+    let connectors = format!(
+        "{}{}",
+        sink(
+            &good,
+            &p.topic,
+            &paths::plugin("sink-sql")?,
+            &["main"],
+            &format!("database: main\ntable: {}", p.table),
+        ),
+        sink(
+            &broken,
+            &p.topic,
+            &paths::repo_root().join("no-such-plugin.wasm"),
+            &[],
+            "{}",
+        )
+    );
+    let daemon = Daemon::start(&config(&p.broker, &p.pg, &connectors))?;
+    daemon
+        .wait_task_state(&good, "RUNNING", Duration::from_secs(60))
+        .await?;
+    let records: Vec<_> = (0..25)
+        .map(|i| (None, json(serde_json::json!({"id": i, "amount": i}))))
+        .collect();
+    p.broker.produce(&p.topic, &records).await?;
+    wait_until("25 rows", Duration::from_secs(60), || async {
+        let n =
+            p.pg.count(&format!("SELECT count(*) FROM {}", p.table))
+                .await?;
+        Ok(if n == 25 { Ok(()) } else { Err(format!("{n}")) })
+    })
+    .await?;
+
+    let health = reqwest::get(format!("http://{}/health", daemon.admin)).await?;
+    assert_eq!(health.status(), 503);
+    let health: serde_json::Value = health.json().await?;
+    assert_eq!(health["status"], "unhealthy");
+    let why = health["connectors"][&broken][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("FAILED") && why.contains("no-such-plugin.wasm"),
+        "{health}"
+    );
+    assert!(health["connectors"].get(&good).is_none(), "{health}");
+    let live = reqwest::get(format!("http://{}/health/live", daemon.admin)).await?;
+    assert_eq!(live.status(), 200);
+
+    let url = format!("http://{}/metrics", daemon.admin);
+    let labels = format!("connector=\"{good}\",task=\"0\"");
+    let text = wait_until(
+        "the written records in /metrics",
+        Duration::from_secs(30),
+        || async {
+            let text = reqwest::get(&url).await?.text().await?;
+            Ok(
+                match sample(&text, "wasmconnect_sink_records_written_total", &labels) {
+                    Some(n) if n == 25.0 => Ok(text),
+                    other => Err(format!("{other:?}")),
+                },
+            )
+        },
+    )
+    .await?;
+    assert_eq!(
+        sample(&text, "wasmconnect_sink_records_read_total", &labels),
+        Some(25.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "wasmconnect_task_state",
+            &format!("connector=\"{good}\",state=\"RUNNING\",task=\"0\"")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "wasmconnect_task_state",
+            &format!("connector=\"{broken}\",state=\"FAILED\",task=\"0\"")
+        ),
+        Some(1.0)
+    );
+    let writes = sample(
+        &text,
+        "wasmconnect_plugin_call_duration_seconds_count",
+        &format!("call=\"write\",{labels}"),
+    )
+    .unwrap_or_default();
+    assert!(writes >= 1.0, "write calls are timed: {writes}");
+
+    // promtool lints the exposition: names, units, help, types.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("promtool (the README test command installs it): {e}"))?;
+    promtool
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())?;
+    let out = promtool.wait_with_output()?;
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "promtool check metrics: {complaints}"
+    );
+    Ok(())
+}
