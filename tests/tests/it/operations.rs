@@ -80,7 +80,7 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
             let text = reqwest::get(&url).await?.text().await?;
             Ok(
                 match sample(&text, "wasmconnect_sink_records_written_total", &labels) {
-                    Some(n) if n == 25.0 => Ok(text),
+                    Some(25.0) => Ok(text),
                     other => Err(format!("{other:?}")),
                 },
             )
