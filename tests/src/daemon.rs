@@ -19,6 +19,8 @@ pub struct Daemon {
     pub admin: String,
     log: Arc<Mutex<Vec<String>>>,
     config: PathBuf,
+    /// Options before `run` (`--log-format json`, say), kept for restarts.
+    options: Vec<String>,
     _dir: Arc<tempfile::TempDir>,
 }
 
@@ -26,24 +28,41 @@ impl Daemon {
     /// Writes `config` (with `{admin}` replaced by a free loopback address) to a temporary file
     /// and starts `wasmconnect run` on it.
     pub fn start(config: &str) -> anyhow::Result<Self> {
+        Self::start_with(&[], config)
+    }
+
+    /// Like [`Daemon::start`], with global options before `run`.
+    pub fn start_with(options: &[&str], config: &str) -> anyhow::Result<Self> {
         let dir = Arc::new(tempfile::tempdir()?);
         let path = dir.path().join("connectors.yaml");
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let admin = format!("127.0.0.1:{port}");
         std::fs::write(&path, config.replace("{admin}", &admin))?;
-        Self::spawn(path, admin, dir)
+        let options = options.iter().map(|o| o.to_string()).collect();
+        Self::spawn(path, admin, options, dir)
     }
 
     /// Starts the daemon again on the same config file (after a kill, say).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        *self = Self::spawn(self.config.clone(), self.admin.clone(), self._dir.clone())?;
+        *self = Self::spawn(
+            self.config.clone(),
+            self.admin.clone(),
+            self.options.clone(),
+            self._dir.clone(),
+        )?;
         Ok(())
     }
 
-    fn spawn(config: PathBuf, admin: String, dir: Arc<tempfile::TempDir>) -> anyhow::Result<Self> {
+    fn spawn(
+        config: PathBuf,
+        admin: String,
+        options: Vec<String>,
+        dir: Arc<tempfile::TempDir>,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(paths::wasmconnect_bin()?)
+            .args(&options)
             .arg("run")
             .arg(&config)
             .env("RUST_LOG", "info")
@@ -69,6 +88,7 @@ impl Daemon {
             admin,
             log,
             config,
+            options,
             _dir: dir,
         })
     }

@@ -140,3 +140,30 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_the_connector_and_task_as_fields() -> anyhow::Result<()> {
+    let p = Pipeline::new("orders", 1, "id bigint").await?;
+    let name = unique("logged");
+    let connector = sink(
+        &name,
+        &p.topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {}", p.table),
+    );
+    let daemon = Daemon::start_with(
+        &["--log-format", "json"],
+        &config(&p.broker, &p.pg, &connector),
+    )?;
+    let line = daemon
+        .wait_log(&["sink task started"], Duration::from_secs(60))
+        .await?;
+    let event: serde_json::Value = serde_json::from_str(&line)
+        .map_err(|e| anyhow::anyhow!("not one JSON object per line ({e}): {line}"))?;
+    assert_eq!(event["level"], "INFO", "{event}");
+    assert_eq!(event["connector"], name.as_str(), "{event}");
+    assert_eq!(event["task"], 0, "{event}");
+    assert!(event["timestamp"].is_string(), "{event}");
+    Ok(())
+}
