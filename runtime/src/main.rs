@@ -38,10 +38,13 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the connectors of a config until SIGTERM or Ctrl-C.
+    /// Runs the connectors of a config until SIGTERM or Ctrl-C. SIGHUP reloads the file.
     Run {
         #[arg(default_value = "connectors.yaml")]
         config: PathBuf,
+        /// Also reload when the file changes (checked every second).
+        #[arg(long)]
+        watch: bool,
     },
     /// Checks a config and loads its plugins, without touching Kafka or any database. Exits 1
     /// on any error, printing each as file:line:column.
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run(config).await,
+            Command::Run { config, watch } => run(config, watch).await,
             Command::Validate { config } => validate(config),
         }
     });
@@ -108,7 +111,7 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn run(path: PathBuf, watch: bool) -> anyhow::Result<ExitCode> {
     let config = match config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -125,7 +128,24 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let api_shutdown = worker.shutdown_token();
     let api = tokio::spawn(admin::serve(listener, worker.status(), api_shutdown));
     worker.start();
-    shutdown_signal().await?;
+    let mut signals = Signals::new()?;
+    let mut seen = modified(&path);
+    let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            signal = signals.next() => match signal? {
+                Signal::Stop => break,
+                Signal::Reload => reload(&worker, &path).await,
+            },
+            _ = poll.tick(), if watch => {
+                let now = modified(&path);
+                if now != seen {
+                    seen = now;
+                    reload(&worker, &path).await;
+                }
+            }
+        }
+    }
     tracing::info!("shutting down: finishing batches and committing offsets");
     let clean = worker.shutdown().await;
     api.await.context("admin API task")?.context("admin API")?;
@@ -137,11 +157,58 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        result = tokio::signal::ctrl_c() => result?,
+/// Reads the config again and applies it; an invalid file, or a change a reload cannot
+/// apply, keeps everything running as it was and is reported in the log and in /health.
+async fn reload(worker: &Worker, path: &std::path::Path) {
+    tracing::info!("reloading {}", path.display());
+    let outcome = match config::load(path) {
+        Ok(config) => worker.reload(config).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match outcome {
+        Ok(reloaded) => {
+            tracing::info!(added = ?reloaded.added, changed = ?reloaded.changed,
+                removed = ?reloaded.removed, "reloaded: {} connector(s) started or restarted, {} stopped",
+                reloaded.added.len() + reloaded.changed.len(), reloaded.removed.len());
+            worker.status().set_reload_error(None);
+        }
+        Err(e) => {
+            tracing::error!("reload refused, everything keeps running as it was: {e}");
+            worker.status().set_reload_error(Some(e));
+        }
     }
-    Ok(())
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> std::io::Result<Signal> {
+        tokio::select! {
+            _ = self.term.recv() => Ok(Signal::Stop),
+            _ = self.hup.recv() => Ok(Signal::Reload),
+            result = tokio::signal::ctrl_c() => result.map(|()| Signal::Stop),
+        }
+    }
 }

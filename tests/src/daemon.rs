@@ -137,6 +137,19 @@ impl Daemon {
         .await
     }
 
+    /// Replaces the config file (with `{admin}` filled in as at start); the daemon sees it on
+    /// its next reload.
+    pub fn rewrite_config(&self, config: &str) -> anyhow::Result<()> {
+        std::fs::write(&self.config, config.replace("{admin}", &self.admin))?;
+        Ok(())
+    }
+
+    /// SIGHUP: reload the config file.
+    pub fn sighup(&self) -> anyhow::Result<()> {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGHUP)?;
+        Ok(())
+    }
+
     /// SIGKILL: no drain, no commit.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill()?;

@@ -74,23 +74,27 @@ async fn health(AxumState(api): AxumState<Api>) -> Response {
             unhealthy.insert(name, json!(problems));
         }
     }
-    if unhealthy.is_empty() {
-        Json(json!({
+    let mut body = if unhealthy.is_empty() {
+        json!({
             "status": "healthy",
             "message": "Worker has completed startup and every connector is running."
-        }))
-        .into_response()
+        })
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unhealthy",
-                "message": format!("{} connector(s) not running", unhealthy.len()),
-                "connectors": unhealthy,
-            })),
-        )
-            .into_response()
+        json!({
+            "status": "unhealthy",
+            "message": format!("{} connector(s) not running", unhealthy.len()),
+            "connectors": unhealthy,
+        })
+    };
+    if let Some(error) = api.status.reload_error() {
+        body["reload_error"] = json!(error);
     }
+    let code = if unhealthy.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 /// Liveness: the process answers, whatever its connectors do.

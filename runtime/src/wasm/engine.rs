@@ -43,10 +43,29 @@ pub struct WasmEngine {
     cache: Mutex<HashMap<PathBuf, Cached>>,
 }
 
-/// A compiled, pre-linked component and the plugin built from it.
+/// A compiled, pre-linked component and the plugin built from it, for the file as it was
+/// when compiled (a rebuilt plugin is compiled again, on the next load).
 struct Cached {
     pre: InstancePre<TaskState>,
     plugin: Option<Plugin>,
+    version: FileVersion,
+}
+
+/// What tells two builds of a plugin file apart without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileVersion {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+impl FileVersion {
+    fn of(path: &Path) -> Option<Self> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileVersion {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -160,7 +179,14 @@ impl WasmEngine {
         kind: &str,
     ) -> Result<(InstancePre<TaskState>, Option<Plugin>), LoadError> {
         let key = cache_key(path);
-        if let Some(entry) = self.cache.lock().expect("cache lock").get(&key) {
+        let version = FileVersion::of(path);
+        if let Some(entry) = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .get(&key)
+            .filter(|entry| Some(&entry.version) == version.as_ref())
+        {
             check_exports(&self.engine, entry.pre.component(), kind).map_err(|message| {
                 LoadError::Contract {
                     path: path.to_owned(),
@@ -181,13 +207,16 @@ impl WasmEngine {
                 path: path.to_owned(),
                 message: format!("{e:#}"),
             })?;
-        self.cache.lock().expect("cache lock").insert(
-            key,
-            Cached {
-                pre: pre.clone(),
-                plugin: None,
-            },
-        );
+        if let Some(version) = version {
+            self.cache.lock().expect("cache lock").insert(
+                key,
+                Cached {
+                    pre: pre.clone(),
+                    plugin: None,
+                    version,
+                },
+            );
+        }
         Ok((pre, None))
     }
 

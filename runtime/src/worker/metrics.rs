@@ -264,6 +264,25 @@ impl Metrics {
         }
     }
 
+    /// Drops every series of a task (its connector was stopped or removed).
+    pub fn forget(&self, connector: &str, task: u32) {
+        let task = task.to_string();
+        // A series that was never created is not an error worth reporting.
+        for counter in &self.counters {
+            let _ = counter.remove_label_values(&[connector, &task]);
+        }
+        for s in State::ALL {
+            let _ = self
+                .state
+                .remove_label_values(&[connector, &task, s.as_str()]);
+        }
+        for call in Call::ALL {
+            let _ = self
+                .calls
+                .remove_label_values(&[connector, &task, call.as_str()]);
+        }
+    }
+
     /// Every metric in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -3,7 +3,8 @@
 mod metrics;
 mod status;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -32,15 +33,35 @@ pub enum BuildError {
     Database(#[from] DatabaseUrlError),
 }
 
-/// Runs the connectors of one config.
+/// Runs the connectors of one config, and of the configs it is reloaded with.
 pub struct Worker {
     config: Config,
     engine: Arc<WasmEngine>,
     databases: Arc<Databases>,
     status: StatusBoard,
-    tasks: TaskTracker,
+    running: Mutex<BTreeMap<String, Running>>,
     shutdown: CancellationToken,
 }
+
+/// A started connector: its config, and how to stop its tasks.
+struct Running {
+    config: ConnectorConfig,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What a reload changed, by connector name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Why a reload was refused; everything keeps running as it was.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReloadError(String);
 
 impl Worker {
     /// Builds the engine and the database pools (which connect lazily). No network I/O.
@@ -52,7 +73,7 @@ impl Worker {
             engine: Arc::new(engine),
             databases: Arc::new(databases),
             status: StatusBoard::default(),
-            tasks: TaskTracker::new(),
+            running: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
         })
     }
@@ -85,16 +106,107 @@ impl Worker {
     /// the reason; the others start regardless.
     pub fn start(&self) {
         for connector in &self.config.connectors {
-            self.status
-                .register(&connector.name, connector.kind.as_str(), 1);
-            if let Err(trace) = self.start_connector(connector) {
-                tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
-                self.status.connector_failed(&connector.name, trace);
-            }
+            self.launch(connector);
         }
     }
 
-    fn start_connector(&self, connector: &ConnectorConfig) -> Result<(), String> {
+    /// Starts one connector under a shutdown token and task tracker of its own.
+    fn launch(&self, connector: &ConnectorConfig) {
+        self.status
+            .register(&connector.name, connector.kind.as_str(), 1);
+        let running = Running {
+            config: connector.clone(),
+            shutdown: self.shutdown.child_token(),
+            tasks: TaskTracker::new(),
+        };
+        if let Err(trace) = self.start_connector(connector, &running) {
+            tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
+            self.status.connector_failed(&connector.name, trace);
+        }
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(connector.name.clone(), running);
+    }
+
+    /// Stops one connector: its tasks finish their batch and commit, within the grace period.
+    async fn stop(&self, name: &str) {
+        let Some(running) = self.running.lock().expect("running lock").remove(name) else {
+            return;
+        };
+        running.shutdown.cancel();
+        running.tasks.close();
+        if tokio::time::timeout(self.grace() + Duration::from_secs(5), running.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(connector = %name, "stopped before its tasks finished within worker.shutdown_grace_ms");
+        }
+        self.status.unregister(name);
+    }
+
+    /// Applies a new config: connectors that are new start, those whose settings changed
+    /// restart, those no longer there stop; the others are not touched (their consumers stay
+    /// in their groups). A change outside `connectors:` needs a process restart: the reload is
+    /// refused and everything keeps running as it was.
+    pub async fn reload(&self, new: Config) -> Result<Reloaded, ReloadError> {
+        let mut outside = Vec::new();
+        if new.kafka != self.config.kafka {
+            outside.push("kafka");
+        }
+        if new.databases != self.config.databases {
+            outside.push("databases");
+        }
+        if new.admin != self.config.admin {
+            outside.push("admin");
+        }
+        if new.worker != self.config.worker {
+            outside.push("worker");
+        }
+        if !outside.is_empty() {
+            return Err(ReloadError(format!(
+                "{} changed, which a reload cannot apply: restart the process",
+                outside.join(", ")
+            )));
+        }
+        let current: BTreeMap<String, ConnectorConfig> = self
+            .running
+            .lock()
+            .expect("running lock")
+            .iter()
+            .map(|(name, r)| (name.clone(), r.config.clone()))
+            .collect();
+        let mut reloaded = Reloaded::default();
+        for name in current.keys() {
+            if !new.connectors.iter().any(|c| &c.name == name) {
+                reloaded.removed.push(name.clone());
+            }
+        }
+        for connector in &new.connectors {
+            match current.get(&connector.name) {
+                None => reloaded.added.push(connector.name.clone()),
+                Some(old) if old != connector => reloaded.changed.push(connector.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for name in reloaded.removed.iter().chain(&reloaded.changed) {
+            self.stop(name).await;
+        }
+        for connector in &new.connectors {
+            if reloaded.added.contains(&connector.name)
+                || reloaded.changed.contains(&connector.name)
+            {
+                self.launch(connector);
+            }
+        }
+        Ok(reloaded)
+    }
+
+    fn start_connector(
+        &self,
+        connector: &ConnectorConfig,
+        running: &Running,
+    ) -> Result<(), String> {
         match connector.kind {
             ConnectorKind::Sink => {
                 let plugin = self
@@ -109,7 +221,7 @@ impl Worker {
                     .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
                 let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
                     .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector)?;
+                let context = self.task_context(connector, &running.shutdown)?;
                 let chain = self.chain(connector, &context)?;
                 let offsets = match (&connector.exactly_once, resume) {
                     (Some(eos), Some(resume)) => {
@@ -131,7 +243,7 @@ impl Worker {
                         exactly_once: offsets,
                     },
                 );
-                self.tasks.spawn(task.run());
+                running.tasks.spawn(task.run());
             }
             ConnectorKind::Source => {
                 let plugin = self
@@ -142,7 +254,7 @@ impl Worker {
                     .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
                 let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
                     .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector)?;
+                let context = self.task_context(connector, &running.shutdown)?;
                 let chain = self.chain(connector, &context)?;
                 let task = SourceTask::new(
                     context,
@@ -152,7 +264,7 @@ impl Worker {
                     chain,
                     dead_letters,
                 );
-                self.tasks.spawn(task.run());
+                running.tasks.spawn(task.run());
             }
         }
         Ok(())
@@ -176,7 +288,11 @@ impl Worker {
     }
 
     /// What task 0 of `connector` runs with: its identity, config and grants.
-    fn task_context(&self, connector: &ConnectorConfig) -> Result<TaskContext, String> {
+    fn task_context(
+        &self,
+        connector: &ConnectorConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<TaskContext, String> {
         let plugin_config = serde_json::to_string(&connector.config)
             .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
         let http = HttpGrants::new(&connector.name, &connector.grants.http, &connector.limits)
@@ -197,7 +313,7 @@ impl Worker {
                 http: Arc::new(http),
             },
             status: self.status.reporter(&connector.name, 0),
-            shutdown: self.shutdown.child_token(),
+            shutdown: shutdown.child_token(),
             grace: self.grace(),
         })
     }
@@ -210,11 +326,22 @@ impl Worker {
     /// a moment for the final commits). Returns whether every task finished in time.
     pub async fn shutdown(&self) -> bool {
         self.shutdown.cancel();
-        self.tasks.close();
-        let finished =
-            tokio::time::timeout(self.grace() + Duration::from_secs(5), self.tasks.wait())
-                .await
-                .is_ok();
+        let trackers: Vec<TaskTracker> = self
+            .running
+            .lock()
+            .expect("running lock")
+            .values()
+            .map(|r| r.tasks.clone())
+            .collect();
+        let all = async {
+            for tasks in &trackers {
+                tasks.close();
+                tasks.wait().await;
+            }
+        };
+        let finished = tokio::time::timeout(self.grace() + Duration::from_secs(5), all)
+            .await
+            .is_ok();
         self.databases.close().await;
         finished
     }

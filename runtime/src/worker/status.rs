@@ -53,6 +53,8 @@ pub struct ConnectorStatus {
 pub struct StatusBoard {
     inner: Arc<RwLock<BTreeMap<String, ConnectorStatus>>>,
     metrics: Arc<Metrics>,
+    /// Why the last reload was refused, until one succeeds.
+    reload_error: Arc<RwLock<Option<String>>>,
 }
 
 impl StatusBoard {
@@ -77,6 +79,25 @@ impl StatusBoard {
         for id in 0..tasks {
             self.metrics.set_state(name, id, State::Unassigned);
         }
+    }
+
+    /// Forgets a stopped connector, its metrics included.
+    pub fn unregister(&self, name: &str) {
+        let removed = self.inner.write().expect("status lock").remove(name);
+        if let Some(status) = removed {
+            for task in &status.tasks {
+                self.metrics.forget(name, task.id);
+            }
+        }
+    }
+
+    /// Records the outcome of a reload: `Some(why)` when it was refused.
+    pub fn set_reload_error(&self, error: Option<String>) {
+        *self.reload_error.write().expect("status lock") = error;
+    }
+
+    pub fn reload_error(&self) -> Option<String> {
+        self.reload_error.read().expect("status lock").clone()
     }
 
     /// The Prometheus metrics of every task.

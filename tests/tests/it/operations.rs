@@ -167,3 +167,116 @@ async fn json_logs_carry_the_connector_and_task_as_fields() -> anyhow::Result<()
     assert!(event["timestamp"].is_string(), "{event}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_restarts_only_the_changed_connector_and_a_bad_file_changes_nothing()
+-> anyhow::Result<()> {
+    let p = Pipeline::new("orders", 1, "id bigint").await?;
+    let (other_topic, other_table) = (unique("events"), unique("events"));
+    p.broker.create_topic(&other_topic, 1).await?;
+    p.pg.execute(&format!("CREATE TABLE {other_table} (id bigint)"))
+        .await?;
+    let (kept, changed) = (unique("kept"), unique("changed"));
+    let plugin = paths::plugin("sink-sql")?;
+    let connector = |name: &str, topic: &str, table: &str| {
+        sink(
+            name,
+            topic,
+            &plugin,
+            &["main"],
+            &format!("database: main\ntable: {table}"),
+        )
+    };
+    let text = |batch: &str| {
+        let changed =
+            connector(&changed, &other_topic, &other_table).replace("max_records: 500", batch);
+        config(
+            &p.broker,
+            &p.pg,
+            &format!("{}{changed}", connector(&kept, &p.topic, &p.table)),
+        )
+    };
+    let daemon = Daemon::start(&text("max_records: 500"))?;
+    for name in [&kept, &changed] {
+        daemon
+            .wait_task_state(name, "RUNNING", Duration::from_secs(60))
+            .await?;
+    }
+    let started = |name: &str| {
+        daemon
+            .log()
+            .iter()
+            .filter(|l| l.contains("sink task started") && l.contains(name))
+            .count()
+    };
+
+    daemon.rewrite_config(&text("max_records: 400"))?;
+    daemon.sighup()?;
+    daemon
+        .wait_log(
+            &["reloaded:", "1 connector(s) started or restarted", &changed],
+            Duration::from_secs(60),
+        )
+        .await?;
+    wait_until(
+        "the changed connector to start again",
+        Duration::from_secs(60),
+        || async {
+            Ok(if started(&changed) == 2 {
+                Ok(())
+            } else {
+                Err(format!("{}", started(&changed)))
+            })
+        },
+    )
+    .await?;
+    assert_eq!(
+        started(&kept),
+        1,
+        "the unchanged connector was not restarted"
+    );
+    assert!(
+        !daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("sink task stopped") && l.contains(&kept)),
+        "the unchanged connector was never stopped"
+    );
+
+    // A file that does not parse: refused, reported, and everything keeps running.
+    daemon.rewrite_config("connectors: [")?;
+    daemon.sighup()?;
+    daemon
+        .wait_log(&["reload refused"], Duration::from_secs(30))
+        .await?;
+    let health: serde_json::Value = reqwest::get(format!("http://{}/health", daemon.admin))
+        .await?
+        .json()
+        .await?;
+    assert!(
+        health["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connectors.yaml")),
+        "{health}"
+    );
+    p.broker
+        .produce(&p.topic, &[(None, json(serde_json::json!({"id": 1})))])
+        .await?;
+    p.broker
+        .produce(&other_topic, &[(None, json(serde_json::json!({"id": 2})))])
+        .await?;
+    for table in [&p.table, &other_table] {
+        wait_until(
+            &format!("a row in {table}"),
+            Duration::from_secs(60),
+            || async {
+                let n = p.pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+                Ok(if n == 1 { Ok(()) } else { Err(format!("{n}")) })
+            },
+        )
+        .await?;
+    }
+    assert_eq!(started(&kept), 1);
+    assert_eq!(started(&changed), 2);
+    Ok(())
+}
