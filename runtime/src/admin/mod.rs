@@ -1,21 +1,28 @@
-//! The admin REST API, in Kafka Connect's shape and JSON. Read-only for now: version, health
-//! (readiness and liveness), connectors and their status, and Prometheus metrics.
+//! The admin REST API, in Kafka Connect's shape and JSON: version, health (readiness and
+//! liveness), Prometheus metrics, connectors with their config, tasks and status, and the
+//! life-cycle verbs restart, stop and resume. Layout: this file (routes and handlers),
+//! `redact` (secrets out of every config a response shows).
 
+mod redact;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::{Path, State as AxumState};
+use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::{State, StatusBoard};
+use crate::worker::{ConnectorStatus, NotFound, State, StatusBoard, Worker};
 
 #[derive(Clone)]
 struct Api {
+    worker: Arc<Worker>,
     status: StatusBoard,
     worker_id: String,
 }
@@ -28,12 +35,13 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
 /// Serves the API until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
-    status: StatusBoard,
+    worker: Arc<Worker>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
     let api = Api {
-        status,
+        status: worker.status(),
+        worker,
         worker_id: address.to_string(),
     };
     let app = Router::new()
@@ -42,7 +50,18 @@ pub async fn serve(
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
         .route("/connectors", get(connectors))
+        .route("/connectors/{name}", get(connector_info))
+        .route("/connectors/{name}/config", get(connector_config))
         .route("/connectors/{name}/status", get(connector_status))
+        .route("/connectors/{name}/tasks", get(connector_tasks))
+        .route("/connectors/{name}/tasks/{task}/status", get(task_status))
+        .route("/connectors/{name}/restart", post(restart_connector))
+        .route(
+            "/connectors/{name}/tasks/{task}/restart",
+            post(restart_task),
+        )
+        .route("/connectors/{name}/stop", put(stop_connector))
+        .route("/connectors/{name}/resume", put(resume_connector))
         .with_state(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -114,36 +133,171 @@ async fn metrics(AxumState(api): AxumState<Api>) -> Response {
         .into_response()
 }
 
-async fn connectors(AxumState(api): AxumState<Api>) -> Json<Vec<String>> {
-    Json(api.status.names())
+/// The names, or with `?expand=status` / `?expand=info` (repeatable) a map of name to those.
+async fn connectors(
+    AxumState(api): AxumState<Api>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let expand: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "expand")
+        .flat_map(|(_, v)| v.split(','))
+        .collect();
+    let names = api.status.names();
+    if expand.is_empty() {
+        return Json(names).into_response();
+    }
+    let mut all = serde_json::Map::new();
+    for name in names {
+        let mut entry = serde_json::Map::new();
+        if expand.contains(&"status")
+            && let Some(status) = api.status.get(&name)
+        {
+            entry.insert("status".into(), status_json(&api, &name, &status));
+        }
+        if expand.contains(&"info")
+            && let Some(info) = info_json(&api, &name)
+        {
+            entry.insert("info".into(), info);
+        }
+        all.insert(name, serde_json::Value::Object(entry));
+    }
+    Json(all).into_response()
 }
 
-async fn connector_status(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
-    let Some(status) = api.status.get(&name) else {
-        return not_found(&format!("Connector {name} not found"));
-    };
-    let tasks: Vec<serde_json::Value> = status
-        .tasks
-        .iter()
-        .map(|t| {
-            let mut task = json!({
-                "id": t.id,
-                "state": t.state,
-                "worker_id": api.worker_id,
-                "counters": t.counters.snapshot(),
-            });
-            if let Some(trace) = &t.trace {
-                task["trace"] = json!(trace);
-            }
-            task
-        })
-        .collect();
+/// The connector's settings as `connectors.yaml` has them, secrets redacted.
+fn config_json(api: &Api, name: &str) -> Option<serde_json::Value> {
+    let config = api.worker.connector_config(name)?;
+    let mut value = serde_json::to_value(&config).ok()?;
+    redact::redact(&mut value);
+    Some(value)
+}
+
+fn info_json(api: &Api, name: &str) -> Option<serde_json::Value> {
+    let config = config_json(api, name)?;
+    let kind = api.status.get(name).map_or("unknown", |s| s.kind);
+    Some(json!({
+        "name": name,
+        "config": config,
+        "tasks": [{ "connector": name, "task": 0 }],
+        "type": kind,
+    }))
+}
+
+async fn connector_info(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
+    match info_json(&api, &name) {
+        Some(info) => Json(info).into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+async fn connector_config(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
+    match config_json(&api, &name) {
+        Some(config) => Json(config).into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+async fn connector_tasks(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
+    match config_json(&api, &name) {
+        Some(config) => Json(json!([{ "id": { "connector": name, "task": 0 }, "config": config }]))
+            .into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+fn task_json(api: &Api, task: &crate::worker::TaskStatus) -> serde_json::Value {
+    let mut value = json!({
+        "id": task.id,
+        "state": task.state,
+        "worker_id": api.worker_id,
+        "counters": task.counters.snapshot(),
+    });
+    if let Some(trace) = &task.trace {
+        value["trace"] = json!(trace);
+    }
+    value
+}
+
+fn status_json(api: &Api, name: &str, status: &ConnectorStatus) -> serde_json::Value {
+    let tasks: Vec<serde_json::Value> = status.tasks.iter().map(|t| task_json(api, t)).collect();
     let mut connector = json!({ "state": status.state, "worker_id": api.worker_id });
     if let Some(trace) = &status.trace {
         connector["trace"] = json!(trace);
     }
-    Json(json!({ "name": name, "connector": connector, "tasks": tasks, "type": status.kind }))
-        .into_response()
+    json!({ "name": name, "connector": connector, "tasks": tasks, "type": status.kind })
+}
+
+async fn connector_status(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
+    match api.status.get(&name) {
+        Some(status) => Json(status_json(&api, &name, &status)).into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+async fn task_status(
+    AxumState(api): AxumState<Api>,
+    Path((name, task)): Path<(String, u32)>,
+) -> Response {
+    let Some(status) = api.status.get(&name) else {
+        return not_found(&format!("Connector {name} not found"));
+    };
+    match status.tasks.iter().find(|t| t.id == task) {
+        Some(t) => Json(task_json(&api, t)).into_response(),
+        None => not_found(&format!("Task {name}-{task} not found")),
+    }
+}
+
+/// `?includeTasks=true&onlyFailed=true` as Kafka Connect has them. One task per connector:
+/// restarting the connector restarts its task. 202 with the status after the restart (204
+/// without the parameters, as Kafka Connect answers the legacy form).
+async fn restart_connector(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let flag = |k: &str| query.get(k).is_some_and(|v| v == "true");
+    let (include_tasks, only_failed) = (flag("includeTasks"), flag("onlyFailed"));
+    match api.worker.restart(&name, only_failed).await {
+        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
+        Ok(_) if !include_tasks && !only_failed => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => match api.status.get(&name) {
+            Some(status) => (
+                StatusCode::ACCEPTED,
+                Json(status_json(&api, &name, &status)),
+            )
+                .into_response(),
+            None => not_found(&format!("Connector {name} not found")),
+        },
+    }
+}
+
+async fn restart_task(
+    AxumState(api): AxumState<Api>,
+    Path((name, task)): Path<(String, u32)>,
+) -> Response {
+    if task != 0 {
+        return not_found(&format!("Task {name}-{task} not found"));
+    }
+    match api.worker.restart(&name, false).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+/// Stops the connector's tasks (they finish their batch and commit); the config stays.
+async fn stop_connector(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
+    match api.worker.stop_connector(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+async fn resume_connector(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
+    match api.worker.resume(&name).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
+    }
 }
 
 fn not_found(message: &str) -> Response {

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The whole file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub kafka: KafkaConfig,
@@ -22,7 +22,7 @@ pub struct Config {
 }
 
 /// Kafka client settings shared by every connector.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
@@ -45,7 +45,7 @@ pub struct KafkaConfig {
 
 /// The compacted topic holding source positions (Kafka Connect's `connect-offsets`), created
 /// when missing.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OffsetsTopicConfig {
     #[serde(default = "default_offsets_topic")]
@@ -69,7 +69,7 @@ impl Default for OffsetsTopicConfig {
 }
 
 /// A database connectors may be granted by name.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/database`
@@ -112,7 +112,7 @@ impl DatabaseConfig {
 }
 
 /// The admin REST API.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// `host:port`; loopback by default.
@@ -129,7 +129,7 @@ impl Default for AdminConfig {
 }
 
 /// Process-wide settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// How long SIGTERM/SIGINT waits for tasks to finish their batch and commit.
@@ -145,7 +145,7 @@ impl Default for WorkerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectorKind {
     Sink,
@@ -162,7 +162,7 @@ impl ConnectorKind {
 }
 
 /// One connector.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorConfig {
     /// Unique; also a sink's consumer group id and a source's key in the offsets topic.
@@ -218,7 +218,7 @@ pub struct ConnectorConfig {
 /// Exactly-once delivery into a SQL database: the plugin's writes to `database` during one
 /// `write` and the offsets of the batch are committed in one transaction; the offsets live in
 /// `table` (created when missing) and the consumer starts from them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExactlyOnceConfig {
     /// A database from `databases:`, granted to the connector.
@@ -228,7 +228,7 @@ pub struct ExactlyOnceConfig {
 }
 
 /// One transform of a connector's chain.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
     /// The transform component (`.wasm`), relative to the config file's directory.
@@ -239,7 +239,7 @@ pub struct TransformConfig {
 }
 
 /// How a sink groups records into one `write` call: whichever limit is reached first.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     #[serde(default = "default_max_records")]
@@ -264,7 +264,7 @@ impl Default for BatchConfig {
 
 /// A source's bound on records handed to Kafka whose positions are not stored yet: whichever
 /// is reached first.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InFlightConfig {
     #[serde(default = "default_in_flight_records")]
@@ -284,7 +284,7 @@ impl Default for InFlightConfig {
 }
 
 /// What the plugin may touch; nothing by default.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     /// Names from `databases:`.
@@ -296,7 +296,7 @@ pub struct Grants {
 }
 
 /// Sandbox limits of one plugin instance.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Linear memory cap of the instance.
@@ -327,7 +327,7 @@ impl Default for Limits {
 /// What a connector does with failures: how long a transient failure is retried, and then
 /// whether the task stops (`tolerance: none`) or the records go to the dead-letter topic
 /// (`tolerance: all`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorPolicy {
     #[serde(default)]
@@ -341,7 +341,7 @@ pub struct ErrorPolicy {
 
 /// Retries of a batch (sink) or a poll (source) the plugin reported as transient: exponential
 /// backoff with jitter, for at most `timeout_ms` in all.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     #[serde(default = "default_initial_backoff_ms")]
@@ -367,7 +367,7 @@ impl Default for RetryPolicy {
 }
 
 /// Kafka Connect's `errors.tolerance`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tolerance {
     /// The first record that cannot be handled fails the task; nothing after it is committed.
@@ -378,7 +378,7 @@ pub enum Tolerance {
 }
 
 /// The dead-letter topic of a connector, created when missing.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     pub name: String,
@@ -395,7 +395,7 @@ pub struct DeadLetterConfig {
 }
 
 /// Backoff between re-instantiations after a trap.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestartConfig {
     #[serde(default = "default_initial_backoff_ms")]

@@ -197,7 +197,7 @@ impl Default for Metrics {
         let state = IntGaugeVec::new(
             Opts::new(
                 "wasmconnect_task_state",
-                "1 for the state a task is in (UNASSIGNED, RUNNING, FAILED), 0 for the others.",
+                "1 for the state a task is in (UNASSIGNED, RUNNING, FAILED, STOPPED), 0 for the others.",
             ),
             &["connector", "task", "state"],
         )

@@ -43,12 +43,19 @@ pub struct Worker {
     shutdown: CancellationToken,
 }
 
-/// A started connector: its config, and how to stop its tasks.
+/// A connector the worker knows: its config, and how to stop its tasks (none run while it is
+/// stopped through the API).
 struct Running {
     config: ConnectorConfig,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    stopped: bool,
 }
+
+/// A connector operation on a name the worker does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("Connector {0} not found")]
+pub struct NotFound(pub String);
 
 /// What a reload changed, by connector name.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -118,6 +125,7 @@ impl Worker {
             config: connector.clone(),
             shutdown: self.shutdown.child_token(),
             tasks: TaskTracker::new(),
+            stopped: false,
         };
         if let Err(trace) = self.start_connector(connector, &running) {
             tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
@@ -129,11 +137,17 @@ impl Worker {
             .insert(connector.name.clone(), running);
     }
 
-    /// Stops one connector: its tasks finish their batch and commit, within the grace period.
+    /// Stops one connector and forgets it: its tasks finish their batch and commit, within the
+    /// grace period.
     async fn stop(&self, name: &str) {
-        let Some(running) = self.running.lock().expect("running lock").remove(name) else {
-            return;
-        };
+        if self.halt(name).await.is_some() {
+            self.status.unregister(name);
+        }
+    }
+
+    /// Stops the tasks of a connector and takes it out of the running set; returns its config.
+    async fn halt(&self, name: &str) -> Option<ConnectorConfig> {
+        let running = self.running.lock().expect("running lock").remove(name)?;
         running.shutdown.cancel();
         running.tasks.close();
         if tokio::time::timeout(self.grace() + Duration::from_secs(5), running.tasks.wait())
@@ -142,7 +156,75 @@ impl Worker {
         {
             tracing::warn!(connector = %name, "stopped before its tasks finished within worker.shutdown_grace_ms");
         }
-        self.status.unregister(name);
+        Some(running.config)
+    }
+
+    /// The config of a connector the worker knows.
+    pub fn connector_config(&self, name: &str) -> Option<ConnectorConfig> {
+        let running = self.running.lock().expect("running lock");
+        running.get(name).map(|r| r.config.clone())
+    }
+
+    /// Restarts a connector's tasks with the same config (`only_failed`: only if a task is
+    /// FAILED). Returns whether it restarted. A stopped connector stays stopped.
+    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, NotFound> {
+        let stopped = self
+            .running
+            .lock()
+            .expect("running lock")
+            .get(name)
+            .map(|r| r.stopped)
+            .ok_or_else(|| NotFound(name.to_owned()))?;
+        let failed = self
+            .status
+            .get(name)
+            .is_some_and(|s| s.tasks.iter().any(|t| t.state == State::Failed));
+        if stopped || (only_failed && !failed) {
+            return Ok(false);
+        }
+        if let Some(config) = self.halt(name).await {
+            tracing::info!(connector = %name, "restarting through the API");
+            self.launch(&config);
+        }
+        Ok(true)
+    }
+
+    /// Stops a connector's tasks (they finish their batch and commit) and keeps its config:
+    /// it is STOPPED until resumed.
+    pub async fn stop_connector(&self, name: &str) -> Result<(), NotFound> {
+        let config = self
+            .halt(name)
+            .await
+            .ok_or_else(|| NotFound(name.to_owned()))?;
+        self.status.stopped(name);
+        tracing::info!(connector = %name, "stopped through the API");
+        self.running.lock().expect("running lock").insert(
+            name.to_owned(),
+            Running {
+                config,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                stopped: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// Starts a STOPPED connector again; a running one is left alone.
+    pub async fn resume(&self, name: &str) -> Result<(), NotFound> {
+        let config = {
+            let mut running = self.running.lock().expect("running lock");
+            let entry = running.get(name).ok_or_else(|| NotFound(name.to_owned()))?;
+            if !entry.stopped {
+                return Ok(());
+            }
+            running.remove(name).map(|r| r.config)
+        };
+        if let Some(config) = config {
+            tracing::info!(connector = %name, "resumed through the API");
+            self.launch(&config);
+        }
+        Ok(())
     }
 
     /// Applies a new config: connectors that are new start, those whose settings changed

@@ -7,24 +7,32 @@ use serde::Serialize;
 
 use super::metrics::{Call, Counter, Metrics, TaskCounters};
 
-/// A connector's or task's state, as Kafka Connect names them (PAUSED and STOPPED come with
-/// the REST API's pause and stop).
+/// A connector's or task's state, as Kafka Connect names them (PAUSED comes with the REST
+/// API's pause).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     Unassigned,
     Running,
     Failed,
+    /// Stopped through the API: no task runs, the config is kept.
+    Stopped,
 }
 
 impl State {
-    pub const ALL: [State; 3] = [State::Unassigned, State::Running, State::Failed];
+    pub const ALL: [State; 4] = [
+        State::Unassigned,
+        State::Running,
+        State::Failed,
+        State::Stopped,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             State::Unassigned => "UNASSIGNED",
             State::Running => "RUNNING",
             State::Failed => "FAILED",
+            State::Stopped => "STOPPED",
         }
     }
 }
@@ -78,6 +86,19 @@ impl StatusBoard {
         );
         for id in 0..tasks {
             self.metrics.set_state(name, id, State::Unassigned);
+        }
+    }
+
+    /// Marks a connector and its tasks STOPPED (stopped through the API).
+    pub fn stopped(&self, name: &str) {
+        if let Some(c) = self.inner.write().expect("status lock").get_mut(name) {
+            c.state = State::Stopped;
+            c.trace = None;
+            for t in &mut c.tasks {
+                t.state = State::Stopped;
+                t.trace = None;
+                self.metrics.set_state(name, t.id, State::Stopped);
+            }
         }
     }
 

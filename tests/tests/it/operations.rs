@@ -280,3 +280,117 @@ async fn sighup_restarts_only_the_changed_connector_and_a_bad_file_changes_nothi
     assert_eq!(started(&changed), 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_task_is_restarted_and_a_stopped_connector_resumed_through_the_api()
+-> anyhow::Result<()> {
+    let p = Pipeline::new("orders", 1, "id bigint").await?;
+    let name = unique("managed");
+    let missing = unique("later");
+    let connector = sink(
+        &name,
+        &p.topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {missing}"),
+    );
+    let daemon = Daemon::start(&config(&p.broker, &p.pg, &connector))?;
+    let api = format!("http://{}", daemon.admin);
+    let client = reqwest::Client::new();
+    let rows = |table: String| {
+        let pg = &p.pg;
+        async move { pg.count(&format!("SELECT count(*) FROM {table}")).await }
+    };
+    let record = |id: i64| (None, json(serde_json::json!({ "id": id })));
+
+    // The table does not exist yet: the first batch fails the task.
+    p.broker.produce(&p.topic, &[record(1)]).await?;
+    daemon
+        .wait_task_state(&name, "FAILED", Duration::from_secs(60))
+        .await?;
+    let only_failed = format!("{api}/connectors/{name}/restart?includeTasks=true&onlyFailed=true");
+    p.pg.execute(&format!("CREATE TABLE {missing} (id bigint)"))
+        .await?;
+    let restarted = client.post(&only_failed).send().await?;
+    assert_eq!(restarted.status(), 202);
+    daemon
+        .wait_task_state(&name, "RUNNING", Duration::from_secs(60))
+        .await?;
+    wait_until(
+        "the record written after the restart",
+        Duration::from_secs(60),
+        || async {
+            let n = rows(missing.clone()).await?;
+            Ok(if n == 1 { Ok(()) } else { Err(format!("{n}")) })
+        },
+    )
+    .await?;
+    // Nothing failed now: onlyFailed leaves the running task alone.
+    let untouched = client.post(&only_failed).send().await?;
+    assert_eq!(untouched.status(), 202);
+    let started = daemon
+        .log()
+        .iter()
+        .filter(|l| l.contains("sink task started") && l.contains(&name))
+        .count();
+    assert_eq!(started, 2, "started once, restarted once");
+
+    // Stop: the task finishes and commits, the config stays; resume starts it again.
+    let stopped = client
+        .put(format!("{api}/connectors/{name}/stop"))
+        .send()
+        .await?;
+    assert_eq!(stopped.status(), 204);
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["connector"]["state"], "STOPPED", "{status}");
+    assert_eq!(status["tasks"][0]["state"], "STOPPED", "{status}");
+    let committed = p.broker.committed(&name, &p.topic, 0).await?;
+    p.broker.produce(&p.topic, &[record(2), record(3)]).await?;
+    assert_eq!(
+        rows(missing.clone()).await?,
+        1,
+        "no task writes while stopped"
+    );
+    assert_eq!(p.broker.committed(&name, &p.topic, 0).await?, committed);
+    let config: serde_json::Value = client
+        .get(format!("{api}/connectors/{name}/config"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(config["config"]["table"], missing.as_str(), "{config}");
+    let resumed = client
+        .put(format!("{api}/connectors/{name}/resume"))
+        .send()
+        .await?;
+    assert_eq!(resumed.status(), 202);
+    wait_until(
+        "the records produced while stopped",
+        Duration::from_secs(60),
+        || async {
+            let n = rows(missing.clone()).await?;
+            Ok(if n == 3 { Ok(()) } else { Err(format!("{n}")) })
+        },
+    )
+    .await?;
+
+    let expanded: serde_json::Value = client
+        .get(format!("{api}/connectors?expand=status&expand=info"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        expanded[&name]["status"]["tasks"][0]["state"], "RUNNING",
+        "{expanded}"
+    );
+    assert_eq!(expanded[&name]["info"]["type"], "sink", "{expanded}");
+    let unknown = client
+        .post(format!("{api}/connectors/nope/restart"))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), 404);
+    let body: serde_json::Value = unknown.json().await?;
+    assert_eq!(body["error_code"], 404);
+    Ok(())
+}

@@ -10,6 +10,11 @@ use crate::common::{Pipeline, config, json, sink};
 const LONG: Duration = Duration::from_secs(120);
 /// `session.timeout.ms` of the test config (`common::config`).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long the kill tests wait before starting the daemon again, like a supervisor's restart
+/// delay: twice the session timeout, because tansu 0.6 keeps a dead member in the group when
+/// its replacement joins before the broker expired it, and under a loaded test run (every
+/// test in parallel on two cores) the broker expires it late.
+const RESTART_DELAY: Duration = Duration::from_secs(2 * SESSION_TIMEOUT.as_secs());
 
 async fn wait_rows(
     pg: &Postgres,
@@ -177,7 +182,7 @@ async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
         // the group when its replacement joins before the session expired, and that member
         // keeps every partition. Nothing observable marks the expiry (tansu does not answer
         // DescribeGroups), so the restart waits out the timeout itself.
-        tokio::time::sleep(SESSION_TIMEOUT + Duration::from_secs(1)).await;
+        tokio::time::sleep(RESTART_DELAY).await;
         daemon.restart()?;
     }
     wait_rows(
@@ -448,7 +453,7 @@ async fn exactly_once_mode_survives_ten_kills_with_every_record_once() -> anyhow
         );
         // A supervisor's restart delay, longer than the session timeout (see the at-least-once
         // kill test for why tansu needs it).
-        tokio::time::sleep(SESSION_TIMEOUT + Duration::from_secs(1)).await;
+        tokio::time::sleep(RESTART_DELAY).await;
         daemon.restart()?;
     }
     let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
