@@ -169,6 +169,11 @@ impl PositionTracker {
         self.dirty_bytes += flush.bytes;
     }
 
+    /// Whether acknowledged positions wait for a flush.
+    pub fn has_unflushed(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
     /// Records handed over and not yet acknowledged by Kafka.
     pub fn unacknowledged(&self) -> usize {
         self.in_flight.len()
@@ -250,6 +255,7 @@ mod tests {
         let a2 = t.handed_over("a", "2".into(), 1);
         t.acknowledged(a2);
         t.flush_failed(first);
+        assert!(t.has_unflushed());
         let retry = t.take_flush().unwrap();
         assert_eq!(positions(&retry), [("a", "2"), ("b", "1")]);
         assert_eq!(retry.records, 3);

@@ -22,6 +22,9 @@ use crate::worker::{Call, Counter, TaskReporter};
 use super::chain::Chain;
 use super::{Stop, TaskContext, until_done};
 
+/// How soon a refused position write is tried again.
+const FLUSH_RETRY: Duration = Duration::from_secs(1);
+
 /// One task of a source connector.
 ///
 /// Guarantee (at-least-once): records are handed to an idempotent producer (`acks=all`) in the
@@ -230,6 +233,10 @@ impl SourceTask {
                         .poll_once(instance, progress, max, &mut failures)
                         .await?;
                 }
+                // A position write Kafka refused at once: try again, even when nothing else
+                // happens (at the in-flight bound, no report and no poll would wake the loop).
+                _ = tokio::time::sleep(FLUSH_RETRY),
+                    if progress.flushing.is_none() && progress.tracker.has_unflushed() => {}
             }
         }
     }
