@@ -120,13 +120,14 @@ async fn run(path: PathBuf, watch: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let listen = config.admin.listen.clone();
+    let token = config.admin.token.clone();
     let worker = std::sync::Arc::new(Worker::build(config)?);
     let listener = admin::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
     tracing::info!("admin API listening on http://{}", listener.local_addr()?);
     let api_shutdown = worker.shutdown_token();
-    let api = tokio::spawn(admin::serve(listener, worker.clone(), api_shutdown));
+    let api = tokio::spawn(admin::serve(listener, worker.clone(), token, api_shutdown));
     worker.start();
     let mut signals = Signals::new()?;
     let mut seen = modified(&path);

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State as AxumState};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -25,6 +26,8 @@ struct Api {
     worker: Arc<Worker>,
     status: StatusBoard,
     worker_id: String,
+    /// What mutating calls must present as `Authorization: Bearer ...`, if anything.
+    token: Option<Arc<str>>,
 }
 
 /// Binds the API; the listener is returned so the caller knows the port before serving.
@@ -36,6 +39,7 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     worker: Arc<Worker>,
+    token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
@@ -43,6 +47,7 @@ pub async fn serve(
         status: worker.status(),
         worker,
         worker_id: address.to_string(),
+        token: token.map(Arc::from),
     };
     let app = Router::new()
         .route("/", get(root))
@@ -62,6 +67,7 @@ pub async fn serve(
         )
         .route("/connectors/{name}/stop", put(stop_connector))
         .route("/connectors/{name}/resume", put(resume_connector))
+        .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -298,6 +304,41 @@ async fn resume_connector(AxumState(api): AxumState<Api>, Path(name): Path<Strin
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
     }
+}
+
+/// Lets reads through; a mutating call needs the bearer token when one is configured.
+async fn authorize(
+    AxumState(api): AxumState<Api>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let mutating = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if let (true, Some(token)) = (mutating, &api.token) {
+        let presented = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| same(p.as_bytes(), token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({
+                    "error_code": 401,
+                    "message": "this call changes the worker: it needs Authorization: Bearer <admin.token>"
+                })),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares in time that depends only on the lengths, not on where the bytes differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn not_found(message: &str) -> Response {

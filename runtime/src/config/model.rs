@@ -118,12 +118,18 @@ pub struct AdminConfig {
     /// `host:port`; loopback by default.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// When set, every mutating call (POST, PUT, PATCH, DELETE) needs
+    /// `Authorization: Bearer <token>`; required when `listen` is not a loopback address.
+    /// Write it as `${WASMCONNECT_ADMIN_TOKEN}` rather than in the file.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: default_admin_listen(),
+            token: None,
         }
     }
 }

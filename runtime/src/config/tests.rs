@@ -280,3 +280,16 @@ fn database_kinds_come_from_the_url_and_exactly_once_needs_postgres() {
         "{found:?}"
     );
 }
+
+#[test]
+fn an_admin_api_beyond_loopback_needs_a_long_token() {
+    let exposed = format!("{VALID}admin:\n  listen: 0.0.0.0:8083\n");
+    let d = diagnostics(&exposed);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].message.contains("set admin.token"), "{}", d[0].message);
+    let short = format!("{VALID}admin:\n  listen: 0.0.0.0:8083\n  token: abc\n");
+    let d = diagnostics(&short);
+    assert!(d[0].message.contains("shorter than 16"), "{}", d[0].message);
+    let ok = format!("{VALID}admin:\n  listen: 0.0.0.0:8083\n  token: 0123456789abcdef0123\n");
+    assert!(parse(Path::new("c.yaml"), &ok, &env).is_ok());
+}

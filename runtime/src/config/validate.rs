@@ -104,13 +104,32 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             3_600_000,
         );
     }
-    if config.admin.listen.parse::<SocketAddr>().is_err() {
-        v.problem(
+    match config.admin.listen.parse::<SocketAddr>() {
+        Err(_) => v.problem(
             "admin.listen",
             format!(
                 "{:?} is not an address of the form ip:port",
                 config.admin.listen
             ),
+        ),
+        Ok(address) if !address.ip().is_loopback() && config.admin.token.is_none() => v.problem(
+            "admin.listen",
+            format!(
+                "{address} is reachable beyond this machine: set admin.token (for example \
+                 token: ${{WASMCONNECT_ADMIN_TOKEN}}) so that mutating calls need it"
+            ),
+        ),
+        Ok(_) => {}
+    }
+    if config
+        .admin
+        .token
+        .as_ref()
+        .is_some_and(|t| t.trim().len() < 16)
+    {
+        v.problem(
+            "admin.token",
+            "is shorter than 16 characters: use a long random token",
         );
     }
     v.range(

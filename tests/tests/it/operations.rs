@@ -394,3 +394,45 @@ async fn a_failed_task_is_restarted_and_a_stopped_connector_resumed_through_the_
     assert_eq!(body["error_code"], 404);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_token_mutating_calls_need_it_and_reads_do_not() -> anyhow::Result<()> {
+    let p = Pipeline::new("orders", 1, "id bigint").await?;
+    let name = unique("guarded");
+    let connector = sink(
+        &name,
+        &p.topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {}", p.table),
+    );
+    let token = "s3cret-token-0123456789";
+    let text = config(&p.broker, &p.pg, &connector).replace(
+        "  listen: \"{admin}\"\n",
+        &format!("  listen: \"{{admin}}\"\n  token: {token}\n"),
+    );
+    let daemon = Daemon::start(&text)?;
+    daemon
+        .wait_task_state(&name, "RUNNING", Duration::from_secs(60))
+        .await?;
+    let client = reqwest::Client::new();
+    let restart = format!("http://{}/connectors/{name}/restart", daemon.admin);
+    let anonymous = client.post(&restart).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    let body: serde_json::Value = anonymous.json().await?;
+    assert_eq!(body["error_code"], 401);
+    let wrong = client
+        .post(&restart)
+        .bearer_auth("s3cret-token-0123456780")
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        daemon.status(&name).await?["tasks"][0]["state"],
+        "RUNNING",
+        "reads need no token"
+    );
+    let allowed = client.post(&restart).bearer_auth(token).send().await?;
+    assert_eq!(allowed.status(), 204);
+    Ok(())
+}
