@@ -44,6 +44,18 @@ pub enum PluginError {
     Fatal(String),
 }
 
+impl PluginError {
+    /// `Ok` when nothing was rejected, else `Reject` with the records in batch order: how a
+    /// sink that wrote the good records of a batch reports the bad ones.
+    pub fn reject_if_any(mut rejected: Vec<Rejected>) -> Result<(), PluginError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        rejected.sort_by_key(|r| r.index);
+        Err(PluginError::Reject(rejected))
+    }
+}
+
 impl std::fmt::Display for PluginError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -47,12 +47,7 @@ impl Sink for HttpSink {
         for run in runs(&records) {
             self.send(&records[run.clone()], run.start, host, &mut rejected)?;
         }
-        if rejected.is_empty() {
-            Ok(())
-        } else {
-            rejected.sort_by_key(|r| r.index);
-            Err(PluginError::Reject(rejected))
-        }
+        PluginError::reject_if_any(rejected)
     }
 }
 

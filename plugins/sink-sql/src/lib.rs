@@ -61,12 +61,7 @@ impl Sink for SqlSink {
     fn write(&mut self, records: Vec<Record>, host: &dyn Host) -> Result<(), PluginError> {
         let mut rejected = Vec::new();
         self.write_part(&records, 0, host, &mut rejected)?;
-        if rejected.is_empty() {
-            Ok(())
-        } else {
-            rejected.sort_by_key(|r| r.index);
-            Err(PluginError::Reject(rejected))
-        }
+        PluginError::reject_if_any(rejected)
     }
 }
 

@@ -496,7 +496,6 @@ impl SourceTask {
                 "the record of source partition {partition:?} at position {position:?} names no topic, and the connector has no `topic`"
             )));
         };
-        let described = format!("source partition {partition:?} at position {position:?}");
         let seq = progress.tracker.handed_over(&partition, position, bytes);
         let mut message: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
             BaseRecord::with_opaque_to(topic, Box::new(Delivery::Record(seq)));
@@ -520,8 +519,13 @@ impl SourceTask {
             message = message.headers(owned);
         }
         self.producer.send(message).map_err(|(e, _)| {
+            // Described only on failure: the tracker knows where the record came from.
+            let origin = progress.tracker.origin(seq).map_or_else(
+                || "a record".to_owned(),
+                |o| format!("source partition {:?} at position {:?}", o.partition, o.position),
+            );
             Stop::Failed(format!(
-                "Kafka refused the record of {described} for topic {topic}: {e}; its position and later ones are not stored, so a restart produces it again"
+                "Kafka refused the record of {origin} for topic {topic}: {e}; its position and later ones are not stored, so a restart produces it again"
             ))
         })
     }
