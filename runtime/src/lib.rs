@@ -9,12 +9,16 @@
 //! - `task`: the loops that drive a plugin (`sink_task`).
 //! - `worker`: builds connectors from the config, runs and stops them, keeps their status.
 //! - `admin`: the REST API.
+//! - `logging`: the log subscriber: formats, levels changeable at runtime, secrets scrubbed.
+//! - `redact`: secrets out of responses and log lines.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod connector;
 pub mod kafka;
+pub mod logging;
+pub mod redact;
 pub mod task;
 pub mod wasm;
 pub mod worker;

@@ -1,13 +1,11 @@
 //! `wasmconnect`: run or validate a `connectors.yaml`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-use wasmconnect::{admin, config, worker::Worker};
+use wasmconnect::{admin, config, logging, worker::Worker};
 
 #[derive(Parser)]
 #[command(
@@ -56,15 +54,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
+    let loggers = logging::init(match cli.log_format {
+        LogFormat::Text => logging::Format::Text,
+        LogFormat::Json => logging::Format::Json,
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,7 +70,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, watch } => run(config, watch).await,
+            Command::Run { config, watch } => run(config, watch, loggers).await,
             Command::Validate { config } => validate(config),
         }
     });
@@ -111,7 +104,7 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(path: PathBuf, watch: bool) -> anyhow::Result<ExitCode> {
+async fn run(path: PathBuf, watch: bool, loggers: logging::Loggers) -> anyhow::Result<ExitCode> {
     let config = match config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -121,14 +114,26 @@ async fn run(path: PathBuf, watch: bool) -> anyhow::Result<ExitCode> {
     };
     let listen = config.admin.listen.clone();
     let token = config.admin.token.clone();
-    let worker = std::sync::Arc::new(Worker::build(config)?);
+    let worker = match Worker::build(config) {
+        Ok(worker) => std::sync::Arc::new(worker),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let listener = admin::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
     tracing::info!("admin API listening on http://{}", listener.local_addr()?);
     let api_shutdown = worker.shutdown_token();
-    let api = tokio::spawn(admin::serve(listener, worker.clone(), token, api_shutdown));
-    worker.start();
+    let api = tokio::spawn(admin::serve(
+        listener,
+        worker.clone(),
+        token,
+        Some(loggers),
+        api_shutdown,
+    ));
+    worker.start().await;
     let mut signals = Signals::new()?;
     let mut seen = modified(&path);
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -1,15 +1,17 @@
-//! The admin REST API, in Kafka Connect's shape and JSON: version, health (readiness and
-//! liveness), Prometheus metrics, connectors with their config, tasks and status, and the
-//! life-cycle verbs restart, stop and resume. Layout: this file (routes and handlers),
-//! `redact` (secrets out of every config a response shows).
+//! The admin REST API, in Kafka Connect's shape and JSON. Layout: this file (routes, the
+//! bearer-token check, errors, version, health and metrics), `connectors` (create, read,
+//! change, delete; status; restart, pause, resume, stop), `offsets`, `plugins`
+//! (`/connector-plugins`), `loggers` (`/admin/loggers`).
 
-mod redact;
+mod connectors;
+mod loggers;
+mod offsets;
+mod plugins;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State as AxumState};
+use axum::extract::State as AxumState;
 use axum::http::{Method, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -19,7 +21,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::{ConnectorStatus, NotFound, State, StatusBoard, Worker};
+use crate::logging::Loggers;
+use crate::worker::{Refused, State, StatusBoard, Worker};
 
 #[derive(Clone)]
 struct Api {
@@ -28,6 +31,8 @@ struct Api {
     worker_id: String,
     /// What mutating calls must present as `Authorization: Bearer ...`, if anything.
     token: Option<Arc<str>>,
+    /// The process's log levels, when its subscriber can change them.
+    loggers: Option<Loggers>,
 }
 
 /// Binds the API; the listener is returned so the caller knows the port before serving.
@@ -40,23 +45,34 @@ pub async fn serve(
     listener: TcpListener,
     worker: Arc<Worker>,
     token: Option<String>,
+    loggers: Option<Loggers>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    use connectors::*;
     let address: SocketAddr = listener.local_addr()?;
     let api = Api {
         status: worker.status(),
         worker,
         worker_id: address.to_string(),
         token: token.map(Arc::from),
+        loggers,
     };
     let app = Router::new()
         .route("/", get(root))
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
-        .route("/connectors", get(connectors))
-        .route("/connectors/{name}", get(connector_info))
-        .route("/connectors/{name}/config", get(connector_config))
+        .route("/connectors", get(connectors).post(create_connector))
+        .route(
+            "/connectors/{name}",
+            get(connector_info).delete(delete_connector),
+        )
+        .route(
+            "/connectors/{name}/config",
+            get(connector_config)
+                .put(put_connector_config)
+                .patch(patch_connector_config),
+        )
         .route("/connectors/{name}/status", get(connector_status))
         .route("/connectors/{name}/tasks", get(connector_tasks))
         .route("/connectors/{name}/tasks/{task}/status", get(task_status))
@@ -65,8 +81,25 @@ pub async fn serve(
             "/connectors/{name}/tasks/{task}/restart",
             post(restart_task),
         )
-        .route("/connectors/{name}/stop", put(stop_connector))
+        .route("/connectors/{name}/pause", put(pause_connector))
         .route("/connectors/{name}/resume", put(resume_connector))
+        .route("/connectors/{name}/stop", put(stop_connector))
+        .route(
+            "/connectors/{name}/offsets",
+            get(offsets::get_offsets)
+                .patch(offsets::alter_offsets)
+                .delete(offsets::reset_offsets),
+        )
+        .route("/connector-plugins", get(plugins::list_plugins))
+        .route(
+            "/connector-plugins/{plugin}/config/validate",
+            put(plugins::validate_config),
+        )
+        .route("/admin/loggers", get(loggers::list_loggers))
+        .route(
+            "/admin/loggers/{name}",
+            get(loggers::get_logger).put(loggers::set_logger),
+        )
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
         .with_state(api);
     axum::serve(listener, app)
@@ -139,173 +172,6 @@ async fn metrics(AxumState(api): AxumState<Api>) -> Response {
         .into_response()
 }
 
-/// The names, or with `?expand=status` / `?expand=info` (repeatable) a map of name to those.
-async fn connectors(
-    AxumState(api): AxumState<Api>,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Response {
-    let expand: Vec<&str> = query
-        .iter()
-        .filter(|(k, _)| k == "expand")
-        .flat_map(|(_, v)| v.split(','))
-        .collect();
-    let names = api.status.names();
-    if expand.is_empty() {
-        return Json(names).into_response();
-    }
-    let mut all = serde_json::Map::new();
-    for name in names {
-        let mut entry = serde_json::Map::new();
-        if expand.contains(&"status")
-            && let Some(status) = api.status.get(&name)
-        {
-            entry.insert("status".into(), status_json(&api, &name, &status));
-        }
-        if expand.contains(&"info")
-            && let Some(info) = info_json(&api, &name)
-        {
-            entry.insert("info".into(), info);
-        }
-        all.insert(name, serde_json::Value::Object(entry));
-    }
-    Json(all).into_response()
-}
-
-/// The connector's settings as `connectors.yaml` has them, secrets redacted.
-fn config_json(api: &Api, name: &str) -> Option<serde_json::Value> {
-    let config = api.worker.connector_config(name)?;
-    let mut value = serde_json::to_value(&config).ok()?;
-    redact::redact(&mut value);
-    Some(value)
-}
-
-fn info_json(api: &Api, name: &str) -> Option<serde_json::Value> {
-    let config = config_json(api, name)?;
-    let kind = api.status.get(name).map_or("unknown", |s| s.kind);
-    Some(json!({
-        "name": name,
-        "config": config,
-        "tasks": [{ "connector": name, "task": 0 }],
-        "type": kind,
-    }))
-}
-
-async fn connector_info(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
-    match info_json(&api, &name) {
-        Some(info) => Json(info).into_response(),
-        None => not_found(&format!("Connector {name} not found")),
-    }
-}
-
-async fn connector_config(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
-    match config_json(&api, &name) {
-        Some(config) => Json(config).into_response(),
-        None => not_found(&format!("Connector {name} not found")),
-    }
-}
-
-async fn connector_tasks(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
-    match config_json(&api, &name) {
-        Some(config) => Json(json!([{ "id": { "connector": name, "task": 0 }, "config": config }]))
-            .into_response(),
-        None => not_found(&format!("Connector {name} not found")),
-    }
-}
-
-fn task_json(api: &Api, task: &crate::worker::TaskStatus) -> serde_json::Value {
-    let mut value = json!({
-        "id": task.id,
-        "state": task.state,
-        "worker_id": api.worker_id,
-        "counters": task.counters.snapshot(),
-    });
-    if let Some(trace) = &task.trace {
-        value["trace"] = json!(trace);
-    }
-    value
-}
-
-fn status_json(api: &Api, name: &str, status: &ConnectorStatus) -> serde_json::Value {
-    let tasks: Vec<serde_json::Value> = status.tasks.iter().map(|t| task_json(api, t)).collect();
-    let mut connector = json!({ "state": status.state, "worker_id": api.worker_id });
-    if let Some(trace) = &status.trace {
-        connector["trace"] = json!(trace);
-    }
-    json!({ "name": name, "connector": connector, "tasks": tasks, "type": status.kind })
-}
-
-async fn connector_status(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
-    match api.status.get(&name) {
-        Some(status) => Json(status_json(&api, &name, &status)).into_response(),
-        None => not_found(&format!("Connector {name} not found")),
-    }
-}
-
-async fn task_status(
-    AxumState(api): AxumState<Api>,
-    Path((name, task)): Path<(String, u32)>,
-) -> Response {
-    let Some(status) = api.status.get(&name) else {
-        return not_found(&format!("Connector {name} not found"));
-    };
-    match status.tasks.iter().find(|t| t.id == task) {
-        Some(t) => Json(task_json(&api, t)).into_response(),
-        None => not_found(&format!("Task {name}-{task} not found")),
-    }
-}
-
-/// `?includeTasks=true&onlyFailed=true` as Kafka Connect has them. One task per connector:
-/// restarting the connector restarts its task. 202 with the status after the restart (204
-/// without the parameters, as Kafka Connect answers the legacy form).
-async fn restart_connector(
-    AxumState(api): AxumState<Api>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let flag = |k: &str| query.get(k).is_some_and(|v| v == "true");
-    let (include_tasks, only_failed) = (flag("includeTasks"), flag("onlyFailed"));
-    match api.worker.restart(&name, only_failed).await {
-        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
-        Ok(_) if !include_tasks && !only_failed => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => match api.status.get(&name) {
-            Some(status) => (
-                StatusCode::ACCEPTED,
-                Json(status_json(&api, &name, &status)),
-            )
-                .into_response(),
-            None => not_found(&format!("Connector {name} not found")),
-        },
-    }
-}
-
-async fn restart_task(
-    AxumState(api): AxumState<Api>,
-    Path((name, task)): Path<(String, u32)>,
-) -> Response {
-    if task != 0 {
-        return not_found(&format!("Task {name}-{task} not found"));
-    }
-    match api.worker.restart(&name, false).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
-    }
-}
-
-/// Stops the connector's tasks (they finish their batch and commit); the config stays.
-async fn stop_connector(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
-    match api.worker.stop_connector(&name).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
-    }
-}
-
-async fn resume_connector(AxumState(api): AxumState<Api>, Path(name): Path<String>) -> Response {
-    match api.worker.resume(&name).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(NotFound(name)) => not_found(&format!("Connector {name} not found")),
-    }
-}
-
 /// Lets reads through; a mutating call needs the bearer token when one is configured.
 async fn authorize(
     AxumState(api): AxumState<Api>,
@@ -341,10 +207,53 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn not_found(message: &str) -> Response {
+/// Kafka Connect's error body: `{"error_code": <status>, "message": ...}`.
+fn error_response(code: StatusCode, message: &str) -> Response {
     (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "error_code": 404, "message": message })),
+        code,
+        Json(json!({ "error_code": code.as_u16(), "message": message })),
     )
         .into_response()
+}
+
+fn not_found(message: &str) -> Response {
+    error_response(StatusCode::NOT_FOUND, message)
+}
+
+fn bad_request(message: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, message)
+}
+
+fn internal(message: &str) -> Response {
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, message)
+}
+
+/// The status Kafka Connect answers a refused operation with.
+fn error(refused: Refused) -> Response {
+    let code = match &refused {
+        Refused::NotFound(_) => StatusCode::NOT_FOUND,
+        Refused::Exists(_) => StatusCode::CONFLICT,
+        Refused::Invalid(_) | Refused::NotStopped(_) | Refused::BadRequest(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        Refused::Store(_) | Refused::Unavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_response(code, &refused.to_string())
+}
+
+/// A request body as JSON; otherwise the request is refused with Kafka Connect's 400 body
+/// saying why (whatever the content type says).
+struct JsonBody(serde_json::Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| bad_request(&format!("cannot read the body: {e}")))?;
+        serde_json::from_slice(&body)
+            .map(JsonBody)
+            .map_err(|e| bad_request(&format!("the body is not valid JSON: {e}")))
+    }
 }

@@ -63,18 +63,91 @@ pub fn parse(
                 .collect(),
         ));
     }
-    let base = path.parent().unwrap_or(Path::new("."));
-    for connector in &mut config.connectors {
-        if connector.plugin.is_relative() {
-            connector.plugin = base.join(&connector.plugin);
-        }
-        for transform in &mut connector.transforms {
-            if transform.plugin.is_relative() {
-                transform.plugin = base.join(&transform.plugin);
-            }
+    config.dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+    if config.worker.data_dir.is_relative() {
+        config.worker.data_dir = config.dir.join(&config.worker.data_dir);
+    }
+    for dir in &mut config.worker.plugin_path {
+        if dir.is_relative() {
+            *dir = config.dir.join(&*dir);
         }
     }
+    for connector in &mut config.connectors {
+        anchor(connector, &config.dir);
+    }
     Ok(config)
+}
+
+/// Anchors the relative plugin paths of `connector` at `dir`.
+fn anchor(connector: &mut ConnectorConfig, dir: &Path) {
+    if connector.plugin.is_relative() {
+        connector.plugin = dir.join(&connector.plugin);
+    }
+    for transform in &mut connector.transforms {
+        if transform.plugin.is_relative() {
+            transform.plugin = dir.join(&transform.plugin);
+        }
+    }
+}
+
+/// Why a connector set through the API cannot be used; each problem names its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Connector configuration is invalid and contains the following {} error(s):\n{}", .0.len(), .0.join("\n"))]
+pub struct ConnectorInvalid(pub Vec<String>);
+
+/// Reads one connector, in the shape of a `connectors:` entry, from JSON, names it `name`,
+/// and checks it with the same rules as the file, against the rest of `config` (its
+/// databases and its other connectors; `config.connectors` should not hold `name`). A
+/// relative plugin path is anchored at the config file's directory. Problems name the key
+/// (`batch.max_records: ...`).
+pub fn connector_from_json(
+    config: &Config,
+    name: &str,
+    mut value: serde_json::Value,
+) -> Result<ConnectorConfig, ConnectorInvalid> {
+    let Some(fields) = value.as_object_mut() else {
+        return Err(ConnectorInvalid(vec![
+            "the connector config must be a JSON object".into(),
+        ]));
+    };
+    match fields.get("name") {
+        None => {
+            fields.insert("name".into(), name.into());
+        }
+        Some(serde_json::Value::String(given)) if given == name => {}
+        Some(given) => {
+            return Err(ConnectorInvalid(vec![format!(
+                "name: {given} does not match the connector's name {name:?}"
+            )]));
+        }
+    }
+    let mut connector: ConnectorConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ConnectorInvalid(vec![if path == "." {
+            message
+        } else {
+            format!("{path}: {message}")
+        }])
+    })?;
+    anchor(&mut connector, &config.dir);
+    let before = validate::validate(config);
+    let mut candidate = config.clone();
+    candidate.connectors.push(connector.clone());
+    let prefix = format!("connectors[{}].", config.connectors.len());
+    let problems: Vec<String> = validate::validate(&candidate)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .map(|p| match p.path.strip_prefix(&prefix) {
+            Some(key) => format!("{key}: {}", p.message),
+            None => format!("{}: {}", p.path, p.message),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(connector)
+    } else {
+        Err(ConnectorInvalid(problems))
+    }
 }
 
 /// serde_yaml appends " at line L column C"; the diagnostic carries those separately.

@@ -19,6 +19,10 @@ pub struct Config {
     #[serde(default)]
     pub worker: WorkerConfig,
     pub connectors: Vec<ConnectorConfig>,
+    /// The directory of the file: relative plugin paths and `worker.data_dir` are anchored
+    /// here (set when the file is parsed).
+    #[serde(skip)]
+    pub dir: PathBuf,
 }
 
 /// Kafka client settings shared by every connector.
@@ -141,12 +145,22 @@ pub struct WorkerConfig {
     /// How long SIGTERM/SIGINT waits for tasks to finish their batch and commit.
     #[serde(default = "default_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Where the worker keeps its state: the connectors created, changed, deleted, paused or
+    /// stopped through the REST API (`connectors.json`). Relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Directories whose `.wasm` plugins `GET /connector-plugins` lists, besides those of the
+    /// configured connectors. Relative to the config file.
+    #[serde(default)]
+    pub plugin_path: Vec<PathBuf>,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             shutdown_grace_ms: default_grace_ms(),
+            data_dir: default_data_dir(),
+            plugin_path: Vec::new(),
         }
     }
 }
@@ -464,6 +478,9 @@ fn default_statement_timeout_ms() -> u64 {
 }
 fn default_admin_listen() -> String {
     "127.0.0.1:8083".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
 }
 fn default_grace_ms() -> u64 {
     10_000

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
@@ -11,10 +10,12 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::{ConnectorConfig, KafkaConfig};
+use crate::worker::{Counter, TaskReporter};
 
 /// Partitions taken away from this task by a rebalance: (topic, partition).
 pub type Revoked = Vec<(String, i32)>;
@@ -34,9 +35,23 @@ pub struct SinkContext {
     connector: Arc<str>,
     revoked: mpsc::UnboundedSender<Revoked>,
     resume: Option<ResumeOffsets>,
+    /// Where commit outcomes and consumer lag are counted.
+    status: TaskReporter,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each partition
+    /// this consumer reads.
+    fn stats(&self, statistics: Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (&partition, p) in &topic.partitions {
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    self.status.lag(name, partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SinkContext {
     /// As librdkafka's default, except that with resume offsets the assigned partitions start
@@ -133,8 +148,12 @@ impl ConsumerContext for SinkContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, _: &rdkafka::TopicPartitionList) {
         match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(connector = %self.connector, "offset commit failed: {e}"),
+            Ok(()) => self.status.count(Counter::OffsetCommits, 1),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                self.status.count(Counter::OffsetCommitFailures, 1);
+                tracing::warn!(connector = %self.connector, "offset commit failed: {e}");
+            }
         }
     }
 }
@@ -145,10 +164,12 @@ pub fn sink_consumer(
     kafka: &KafkaConfig,
     connector: &ConnectorConfig,
     resume: Option<ResumeOffsets>,
+    status: TaskReporter,
 ) -> KafkaResult<(SinkConsumer, mpsc::UnboundedReceiver<Revoked>)> {
     let mut config = ClientConfig::new();
     config
         .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
         .set("client.id", format!("wasmconnect-{}", connector.name));
     for (key, value) in kafka
         .properties
@@ -169,6 +190,7 @@ pub fn sink_consumer(
         connector: Arc::from(connector.name.as_str()),
         revoked: tx,
         resume,
+        status,
     };
     let consumer: SinkConsumer = config.create_with_context(context)?;
     let topics: Vec<&str> = connector.topics.iter().map(String::as_str).collect();

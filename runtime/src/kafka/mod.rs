@@ -5,10 +5,12 @@
 mod admin;
 mod consumer;
 mod dead_letter;
+mod group_offsets;
 mod positions;
 mod producer;
 
 pub use consumer::{ResumeOffsets, Revoked, SinkConsumer, sink_consumer};
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
+pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
 pub use positions::{PositionStore, PositionStoreError};
 pub use producer::{Delivery, Report, SourceProducer, source_producer};

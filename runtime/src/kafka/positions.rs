@@ -8,6 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{TopicSpec, client_config, ensure_topic};
@@ -161,6 +162,39 @@ impl PositionStore {
             .collect();
         positions.sort();
         Ok(positions)
+    }
+
+    /// Writes positions as the source task would (`None` deletes the partition's position),
+    /// and waits until Kafka acknowledged every one.
+    pub async fn write(
+        &self,
+        kafka: &KafkaConfig,
+        positions: &[(String, Option<String>)],
+    ) -> Result<(), PositionStoreError> {
+        let mut config = client_config(kafka);
+        for (key, value) in &kafka.producer {
+            config.set(key, value);
+        }
+        let producer: FutureProducer = config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .map_err(|e| self.error(e))?;
+        for (partition, position) in positions {
+            let key = self.key(partition);
+            let value = position.as_deref().map(PositionStore::value);
+            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic).key(&key);
+            if let Some(value) = &value {
+                record = record.payload(value);
+            }
+            producer
+                .send(record, REQUEST_TIMEOUT)
+                .await
+                .map_err(|(e, _)| {
+                    self.error(format!("writing the position of {partition:?}: {e}"))
+                })?;
+        }
+        Ok(())
     }
 
     /// This connector's (source partition, position) in a message, `None` for another

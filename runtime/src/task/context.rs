@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnectorConfig;
@@ -20,6 +21,8 @@ pub struct TaskContext {
     pub status: TaskReporter,
     /// Cancelled when the worker shuts down.
     pub shutdown: CancellationToken,
+    /// `true` while the connector is paused: the task neither polls nor writes.
+    pub paused: watch::Receiver<bool>,
     /// How long the task may take to finish and commit after `shutdown`.
     pub grace: Duration,
 }

@@ -85,6 +85,27 @@ impl OffsetTable {
         Ok(())
     }
 
+    /// This connector's rows: (topic, partition, next offset). Creates the table if missing.
+    pub async fn read(&self) -> Result<Vec<(String, i32, i64)>, sqlx::Error> {
+        self.load().await?;
+        let resume = self.resume.lock().expect("resume lock");
+        let mut rows: Vec<(String, i32, i64)> = resume
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect();
+        rows.sort();
+        Ok(rows)
+    }
+
+    /// Sets the next offset of some partitions (the REST API, while the connector is
+    /// stopped).
+    pub async fn alter(&self, offsets: &[(String, i32, i64)]) -> Result<(), String> {
+        self.load()
+            .await
+            .map_err(|e| format!("{}: {e}", self.table))?;
+        self.commit(None, offsets).await
+    }
+
     /// Adds `offsets` to `tx` (a fresh transaction when the plugin wrote nothing) and commits.
     /// When the commit's outcome is unknown (the connection broke), the table says whether it
     /// happened. The error means it did not, or that it cannot be known yet: the caller retries

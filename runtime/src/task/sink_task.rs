@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{Postgres, Transaction};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,8 @@ pub struct SinkTask {
     revoked: mpsc::UnboundedReceiver<Revoked>,
     status: TaskReporter,
     shutdown: CancellationToken,
+    /// `true` while the connector is paused.
+    pause: watch::Receiver<bool>,
     grace: Duration,
     kafka: KafkaConfig,
     dead_letters: Option<DeadLetterQueue>,
@@ -85,6 +87,7 @@ impl SinkTask {
             grants,
             status,
             shutdown,
+            paused: pause,
             grace,
         } = context;
         SinkTask {
@@ -98,6 +101,7 @@ impl SinkTask {
             revoked,
             status,
             shutdown,
+            pause,
             grace,
             kafka,
             dead_letters,
@@ -171,6 +175,12 @@ impl SinkTask {
     async fn consume(&mut self, instance: &mut Option<SinkInstance>) -> Result<(), String> {
         let mut intake = Intake::new(&self.config);
         loop {
+            if *self.pause.borrow() {
+                // Shutdown while paused: what is buffered stays unwritten and uncommitted.
+                if self.hold(&mut intake).await.is_err() {
+                    return Ok(());
+                }
+            }
             if let Some(batch) = intake.ready.pop_front() {
                 match self.deliver(instance, &mut intake, &batch).await {
                     Ok(()) => continue,
@@ -182,6 +192,8 @@ impl SinkTask {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
+                // Paused: the top of the loop holds.
+                Ok(()) = self.pause.changed() => {}
                 Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     intake.seal();
@@ -251,11 +263,7 @@ impl SinkTask {
             return Ok(());
         }
         let result = self.write_until_done(instance, intake, &write).await;
-        if let Some(paused) = self.paused.take()
-            && let Err(e) = self.consumer.resume(&paused)
-        {
-            tracing::debug!(connector = %self.identity.connector, "resuming partitions: {e}");
-        }
+        self.resume_assignment();
         result
     }
 
@@ -321,6 +329,7 @@ impl SinkTask {
                         Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
                     };
                     self.status.timed(Call::Write, started.elapsed());
+                    self.status.memory(live.memory_bytes());
                     result
                 }
                 None => match self.open().await {
@@ -339,6 +348,8 @@ impl SinkTask {
             match result {
                 Ok(()) => {
                     self.status.count(Counter::RecordsWritten, batch.len());
+                    tracing::debug!(connector = %self.identity.connector, task = self.identity.task,
+                        records = batch.len(), attempt, "batch written");
                     self.handled(&mut intake.tracker, write.inputs);
                     return Ok(());
                 }
@@ -577,6 +588,48 @@ impl SinkTask {
                     Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
                 },
             }
+        }
+    }
+
+    /// Holds still while the connector is paused: nothing is written; the assigned partitions
+    /// are paused and the consumer keeps polling, so the group keeps this member and records
+    /// already on their way are kept for later.
+    async fn hold(&mut self, intake: &mut Intake) -> Result<(), Stop> {
+        self.status.paused();
+        tracing::info!(connector = %self.identity.connector, task = self.identity.task, "paused");
+        self.pause_assignment();
+        while *self.pause.borrow_and_update() {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    // librdkafka's close waits on paused partitions: resume them first.
+                    self.resume_assignment();
+                    return Err(Stop::Cancelled);
+                }
+                changed = self.pause.changed() => if changed.is_err() { break },
+                Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
+                message = self.consumer.recv() => match message {
+                    Ok(message) => {
+                        intake.accept(&message);
+                        self.status.count(Counter::RecordsRead, 1);
+                        self.pause_assignment();
+                    }
+                    Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
+                },
+            }
+        }
+        self.resume_assignment();
+        self.status.running();
+        tracing::info!(connector = %self.identity.connector, task = self.identity.task, "resumed");
+        Ok(())
+    }
+
+    /// Resumes the partitions [`SinkTask::pause_assignment`] paused.
+    fn resume_assignment(&mut self) {
+        if let Some(paused) = self.paused.take()
+            && let Err(e) = self.consumer.resume(&paused)
+        {
+            tracing::debug!(connector = %self.identity.connector, "resuming partitions: {e}");
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +49,8 @@ pub struct SourceTask {
     dead_letters: Option<DeadLetterQueue>,
     status: TaskReporter,
     shutdown: CancellationToken,
+    /// `true` while the connector is paused: the plugin is not polled.
+    pause: watch::Receiver<bool>,
     grace: Duration,
 }
 
@@ -106,6 +108,7 @@ impl SourceTask {
             grants,
             status,
             shutdown,
+            paused: pause,
             grace,
         } = context;
         let store = PositionStore::new(&kafka, &config.name);
@@ -124,6 +127,7 @@ impl SourceTask {
             dead_letters,
             status,
             shutdown,
+            pause,
             grace,
         }
     }
@@ -218,12 +222,24 @@ impl SourceTask {
             first: None,
             traps: 0,
         };
+        let mut paused = false;
         loop {
+            if paused != *self.pause.borrow_and_update() {
+                paused = !paused;
+                if paused {
+                    self.status.paused();
+                    tracing::info!(connector = %self.identity.connector, task = self.identity.task, "paused");
+                } else {
+                    self.status.running();
+                    tracing::info!(connector = %self.identity.connector, task = self.identity.task, "resumed");
+                }
+            }
             self.start_flush(instance, progress).await;
-            let room = self.room(progress);
+            let room = self.room(progress).filter(|_| !paused);
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
+                Ok(()) = self.pause.changed() => {}
                 Some(report) = self.reports.recv() => {
                     self.on_report(report, instance, progress).await?;
                 }
@@ -275,6 +291,7 @@ impl SourceTask {
                 let started = Instant::now();
                 let result = live.poll(max).await;
                 self.status.timed(Call::Poll, started.elapsed());
+                self.status.memory(live.memory_bytes());
                 result
             }
             None => match self.open(&progress.tracker.latest()).await {

@@ -82,6 +82,11 @@ impl<G> Live<G> {
         (&mut self.store, &self.guest, self.task)
     }
 
+    /// Linear memory the instance holds now, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_bytes()
+    }
+
     /// The store's state, between calls.
     pub(super) fn state(&mut self) -> &mut TaskState {
         self.store.data_mut()

@@ -41,6 +41,16 @@ pub struct WasmEngine {
     engine: Engine,
     linker: Linker<TaskState>,
     cache: Mutex<HashMap<PathBuf, Cached>>,
+    /// What [`WasmEngine::describe`] found, per file version.
+    descriptions: Mutex<HashMap<PathBuf, (FileVersion, Description)>>,
+}
+
+/// What a plugin file is: the interface it exports and the contract version it was built for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    /// `sink`, `source` or `transform`.
+    pub kind: String,
+    pub version: String,
 }
 
 /// A compiled, pre-linked component and the plugin built from it, for the file as it was
@@ -127,6 +137,7 @@ impl WasmEngine {
             engine,
             linker,
             cache: Mutex::new(HashMap::new()),
+            descriptions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -169,6 +180,56 @@ impl WasmEngine {
         let plugin = Arc::new(plugin.map_err(|e| contract_error(path, e))?);
         self.remember(path, Plugin::Transform(plugin.clone()));
         Ok(plugin)
+    }
+
+    /// What kind of plugin the file at `path` is, and for which contract version; compiles it
+    /// unless a load or an earlier call did. Does not check that it would link.
+    pub fn describe(&self, path: &Path) -> Result<Description, LoadError> {
+        let key = cache_key(path);
+        let version = FileVersion::of(path);
+        if let Some((_, description)) = self
+            .descriptions
+            .lock()
+            .expect("descriptions lock")
+            .get(&key)
+            .filter(|(v, _)| Some(v) == version.as_ref())
+        {
+            return Ok(description.clone());
+        }
+        let cached = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .get(&key)
+            .filter(|entry| Some(&entry.version) == version.as_ref())
+            .map(|entry| entry.pre.component().clone());
+        let component = match cached {
+            Some(component) => component,
+            None => self.compile(path)?,
+        };
+        let package = format!("{CONTRACT_PACKAGE}/");
+        let description = component
+            .component_type()
+            .exports(&self.engine)
+            .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+            .find_map(|(name, _)| {
+                let (kind, version) = name.strip_prefix(&package)?.split_once('@')?;
+                Some(Description {
+                    kind: kind.to_owned(),
+                    version: version.to_owned(),
+                })
+            })
+            .ok_or_else(|| LoadError::Contract {
+                path: path.to_owned(),
+                message: format!("is not a wasmconnect plugin: it exports no {package}* interface"),
+            })?;
+        if let Some(version) = version {
+            self.descriptions
+                .lock()
+                .expect("descriptions lock")
+                .insert(key, (version, description.clone()));
+        }
+        Ok(description)
     }
 
     /// The pre-linked component at `path`, checked to export `kind`, and the plugin built from

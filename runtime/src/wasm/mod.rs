@@ -18,7 +18,7 @@ mod stdio;
 mod transform;
 
 pub use call::CallError;
-pub use engine::{LoadError, WasmEngine};
+pub use engine::{Description, LoadError, WasmEngine};
 pub use sink::{SinkInstance, SinkPlugin};
 pub use source::{SourceInstance, SourcePlugin};
 pub use state::TaskIdentity;

@@ -89,6 +89,11 @@ impl SinkInstance {
         (result, held.and_then(HeldTransaction::into_transaction))
     }
 
+    /// Linear memory the instance holds now, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.live.memory_bytes()
+    }
+
     /// Drops the task resource (the plugin's destructor runs) and the instance.
     pub async fn close(self) {
         self.live.close().await

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::capability::Grants;
@@ -22,7 +22,7 @@ pub struct TaskIdentity {
 pub struct TaskState {
     pub(super) identity: TaskIdentity,
     pub(super) grants: Grants,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: MeteredLimits,
     /// The transaction an exactly-once sink's `write` runs in, while it runs.
     pub(super) held: Option<HeldTransaction>,
     wasi: WasiCtx,
@@ -38,15 +38,75 @@ impl TaskState {
         TaskState {
             identity,
             grants,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .instances(16)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MeteredLimits {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(memory_bytes)
+                    .instances(16)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                memory_bytes: 0,
+            },
             held: None,
             wasi,
             table: ResourceTable::new(),
         }
+    }
+}
+
+/// The instance's limits, and how much linear memory it holds now (all its memories).
+pub struct MeteredLimits {
+    limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl MeteredLimits {
+    /// Linear memory the instance holds, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+}
+
+impl ResourceLimiter for MeteredLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = self.memory_bytes.saturating_sub(current) + desired;
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

@@ -1,12 +1,13 @@
 //! The worker's Prometheus metrics: every task's counters, its state and how long its plugin
 //! calls take, labelled by connector and task (and nothing that grows without bound).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::status::State;
@@ -36,10 +37,16 @@ pub enum Counter {
     RecordsDeadLettered,
     /// Source positions stored in the offsets topic.
     PositionsCommitted,
+    /// Sink: offset commits Kafka accepted.
+    OffsetCommits,
+    /// Sink: offset commits that failed (the next one covers them).
+    OffsetCommitFailures,
+    /// Task restarts through the REST API.
+    Restarts,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 14] = [
         Counter::RecordsRead,
         Counter::RecordsWritten,
         Counter::RecordsPolled,
@@ -51,6 +58,9 @@ impl Counter {
         Counter::RecordsRejectedByTransforms,
         Counter::RecordsDeadLettered,
         Counter::PositionsCommitted,
+        Counter::OffsetCommits,
+        Counter::OffsetCommitFailures,
+        Counter::Restarts,
     ];
 
     /// The Prometheus name and help.
@@ -100,6 +110,18 @@ impl Counter {
                 "wasmconnect_source_positions_committed_total",
                 "Source positions stored in the offsets topic.",
             ),
+            Counter::OffsetCommits => (
+                "wasmconnect_sink_offset_commits_total",
+                "Offset commits of a sink task Kafka accepted.",
+            ),
+            Counter::OffsetCommitFailures => (
+                "wasmconnect_sink_offset_commit_failures_total",
+                "Offset commits of a sink task that failed (a later commit covers them).",
+            ),
+            Counter::Restarts => (
+                "wasmconnect_task_restarts_total",
+                "Times a task was restarted through the REST API.",
+            ),
         }
     }
 
@@ -116,6 +138,9 @@ impl Counter {
             Counter::RecordsRejectedByTransforms => "records_rejected_by_transforms",
             Counter::RecordsDeadLettered => "records_dead_lettered",
             Counter::PositionsCommitted => "positions_committed",
+            Counter::OffsetCommits => "offset_commits",
+            Counter::OffsetCommitFailures => "offset_commit_failures",
+            Counter::Restarts => "restarts",
         }
     }
 }
@@ -126,6 +151,7 @@ impl Counter {
 pub struct TaskCounters {
     counters: Vec<IntCounter>,
     calls: Vec<Histogram>,
+    memory: IntGauge,
 }
 
 impl TaskCounters {
@@ -139,6 +165,11 @@ impl TaskCounters {
 
     pub fn observe(&self, call: Call, took: Duration) {
         self.calls[call as usize].observe(took.as_secs_f64());
+    }
+
+    /// Sets the linear memory the task's plugin instance holds.
+    pub fn memory(&self, bytes: usize) {
+        self.memory.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Every counter by name.
@@ -180,6 +211,10 @@ pub struct Metrics {
     counters: Vec<IntCounterVec>,
     state: IntGaugeVec,
     calls: HistogramVec,
+    memory: IntGaugeVec,
+    lag: IntGaugeVec,
+    /// The (connector, task, topic, partition) series of `lag`, to drop with the task.
+    lag_series: Mutex<BTreeSet<[String; 4]>>,
 }
 
 const LABELS: &[&str] = &["connector", "task"];
@@ -197,7 +232,7 @@ impl Default for Metrics {
         let state = IntGaugeVec::new(
             Opts::new(
                 "wasmconnect_task_state",
-                "1 for the state a task is in (UNASSIGNED, RUNNING, FAILED, STOPPED), 0 for the others.",
+                "1 for the state a task is in (UNASSIGNED, RUNNING, FAILED, PAUSED, STOPPED), 0 for the others.",
             ),
             &["connector", "task", "state"],
         )
@@ -214,6 +249,27 @@ impl Default for Metrics {
             &["connector", "task", "call"],
         )
         .expect("a valid metric");
+        let memory = IntGaugeVec::new(
+            Opts::new(
+                "wasmconnect_plugin_memory_bytes",
+                "Linear memory the task's plugin instance holds.",
+            ),
+            LABELS,
+        )
+        .expect("a valid metric");
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "wasmconnect_sink_consumer_lag_records",
+                "Records in a partition the sink task has not read yet (from librdkafka's statistics).",
+            ),
+            &["connector", "task", "topic", "partition"],
+        )
+        .expect("a valid metric");
+        for gauge in [&memory, &lag] {
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("names are unique");
+        }
         for counter in &counters {
             registry
                 .register(Box::new(counter.clone()))
@@ -230,6 +286,9 @@ impl Default for Metrics {
             counters,
             state,
             calls,
+            memory,
+            lag,
+            lag_series: Mutex::new(BTreeSet::new()),
         }
     }
 }
@@ -251,7 +310,22 @@ impl Metrics {
                         .with_label_values(&[connector, &task, call.as_str()])
                 })
                 .collect(),
+            memory: self.memory.with_label_values(&[connector, &task]),
         }
+    }
+
+    /// Sets the consumer lag of one partition a sink task reads.
+    pub fn set_lag(&self, connector: &str, task: u32, topic: &str, partition: i32, lag: i64) {
+        let labels = [
+            connector.to_owned(),
+            task.to_string(),
+            topic.to_owned(),
+            partition.to_string(),
+        ];
+        self.lag
+            .with_label_values(&labels.each_ref().map(String::as_str))
+            .set(lag);
+        self.lag_series.lock().expect("lag lock").insert(labels);
     }
 
     /// Sets the task's state gauge: 1 for `state`, 0 for the others.
@@ -281,6 +355,17 @@ impl Metrics {
                 .calls
                 .remove_label_values(&[connector, &task, call.as_str()]);
         }
+        let _ = self.memory.remove_label_values(&[connector, &task]);
+        let mut series = self.lag_series.lock().expect("lag lock");
+        series.retain(|labels| {
+            let mine = labels[0] == connector && labels[1] == task;
+            if mine {
+                let _ = self
+                    .lag
+                    .remove_label_values(&labels.each_ref().map(String::as_str));
+            }
+            !mine
+        });
     }
 
     /// Every metric in Prometheus' text format.

@@ -1,27 +1,36 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
 
 mod metrics;
+mod offsets;
 mod status;
+mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use metrics::{Call, Counter, Metrics, TaskCounters};
+pub use offsets::{ConnectorOffsets, SinkOffset, SourceOffset};
 pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
+pub use store::{StoreError, Target};
 
-use crate::config::{Config, ConnectorConfig, ConnectorKind};
+use store::Store;
+
+use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid, ConnectorKind};
 use crate::kafka::{DeadLetterQueue, ResumeOffsets, sink_consumer, source_producer};
+use crate::redact;
 use crate::task::{
     Chain, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
 };
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
 use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
-use crate::wasm::{LoadError, TaskIdentity, WasmEngine};
+use crate::wasm::{Description, LoadError, TaskIdentity, WasmEngine};
 
 /// Why a worker could not be built at all. Problems of one connector do not stop the worker:
 /// that connector is FAILED and the others run.
@@ -31,31 +40,61 @@ pub enum BuildError {
     Engine(String),
     #[error(transparent)]
     Database(#[from] DatabaseUrlError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// Runs the connectors of one config, and of the configs it is reloaded with.
+/// Runs the connectors of one config, and of the configs it is reloaded with, with the
+/// changes made through the REST API laid over it.
 pub struct Worker {
     config: Config,
     engine: Arc<WasmEngine>,
     databases: Arc<Databases>,
     status: StatusBoard,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Held through every change to the set of connectors, so API calls and reloads apply
+    /// one after the other.
+    registry: tokio::sync::Mutex<Registry>,
     shutdown: CancellationToken,
 }
 
-/// A connector the worker knows: its config, and how to stop its tasks (none run while it is
-/// stopped through the API).
+/// Where the connectors come from: the file's entries and the API's changes.
+struct Registry {
+    /// `connectors:` of the file as last (re)loaded.
+    file: Vec<ConnectorConfig>,
+    store: Store,
+}
+
+/// A connector the worker knows: its config, what it should be doing, and how to stop its
+/// tasks (none run while it is stopped) or pause them.
 struct Running {
     config: ConnectorConfig,
+    target: Target,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    stopped: bool,
+    pause: watch::Sender<bool>,
 }
 
-/// A connector operation on a name the worker does not know.
+/// Why a connector operation was refused. Nothing changed.
 #[derive(Debug, thiserror::Error)]
-#[error("Connector {0} not found")]
-pub struct NotFound(pub String);
+pub enum Refused {
+    #[error("Connector {0} not found")]
+    NotFound(String),
+    #[error("Connector {0} already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Invalid(#[from] ConnectorInvalid),
+    #[error(
+        "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{0}/stop' endpoint"
+    )]
+    NotStopped(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// What a reload changed, by connector name.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -71,11 +110,20 @@ pub struct Reloaded {
 pub struct ReloadError(String);
 
 impl Worker {
-    /// Builds the engine and the database pools (which connect lazily). No network I/O.
+    /// Builds the engine and the database pools (which connect lazily) and reads the API's
+    /// stored changes. No network I/O.
     pub fn build(config: Config) -> Result<Self, BuildError> {
         let engine = WasmEngine::new().map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         let databases = Databases::new(&config.databases)?;
+        let store = Store::open(&config.worker.data_dir)?;
+        if let Ok(value) = serde_json::to_value(&config) {
+            redact::remember_secrets(&value);
+        }
         Ok(Worker {
+            registry: tokio::sync::Mutex::new(Registry {
+                file: config.connectors.clone(),
+                store,
+            }),
             config,
             engine: Arc::new(engine),
             databases: Arc::new(databases),
@@ -85,49 +133,70 @@ impl Worker {
         })
     }
 
-    /// Loads (compiles) the plugin of every connector; one error per connector that fails.
+    /// Loads (compiles) the plugin of every connector of the file; one error per connector
+    /// that fails.
     pub fn check_plugins(&self) -> Vec<(String, LoadError)> {
         self.config
             .connectors
             .iter()
-            .filter_map(|c| {
-                let result = match c.kind {
-                    ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
-                    ConnectorKind::Source => self.engine.load_source(&c.plugin).map(drop),
-                };
-                let result = result.and_then(|()| {
-                    c.transforms
-                        .iter()
-                        .try_for_each(|t| self.engine.load_transform(&t.plugin).map(drop))
-                });
-                result.err().map(|e| (c.name.clone(), e))
-            })
+            .filter_map(|c| self.check_plugin(c).err().map(|e| (c.name.clone(), e)))
             .collect()
+    }
+
+    /// Loads (compiles) the plugin and transforms of one connector.
+    fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), LoadError> {
+        match c.kind {
+            ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
+            ConnectorKind::Source => self.engine.load_source(&c.plugin).map(drop),
+        }?;
+        c.transforms
+            .iter()
+            .try_for_each(|t| self.engine.load_transform(&t.plugin).map(drop))
     }
 
     pub fn status(&self) -> StatusBoard {
         self.status.clone()
     }
 
-    /// Starts every connector's tasks. A connector that cannot start is marked FAILED with
-    /// the reason; the others start regardless.
-    pub fn start(&self) {
-        for connector in &self.config.connectors {
-            self.launch(connector);
+    /// Starts every connector, the file's with the API's changes, each in its target state. A
+    /// connector that cannot start is marked FAILED with the reason; the others start
+    /// regardless.
+    pub async fn start(&self) {
+        let mut registry = self.registry.lock().await;
+        let Registry { file, store } = &mut *registry;
+        tracing::info!(
+            "connectors created or changed through the REST API are kept in {}",
+            store.path().display()
+        );
+        let effective = store.effective(file);
+        for connector in &effective.connectors {
+            self.launch(connector, effective.target(&connector.name));
         }
     }
 
-    /// Starts one connector under a shutdown token and task tracker of its own.
-    fn launch(&self, connector: &ConnectorConfig) {
+    /// Starts one connector in `target` state under a shutdown token and task tracker of its
+    /// own; a stopped one is only registered.
+    fn launch(&self, connector: &ConnectorConfig, target: Target) {
+        if let Ok(value) = serde_json::to_value(connector) {
+            redact::remember_secrets(&value);
+        }
         self.status
             .register(&connector.name, connector.kind.as_str(), 1);
         let running = Running {
             config: connector.clone(),
+            target,
             shutdown: self.shutdown.child_token(),
             tasks: TaskTracker::new(),
-            stopped: false,
+            pause: watch::Sender::new(target == Target::Paused),
         };
-        if let Err(trace) = self.start_connector(connector, &running) {
+        match target {
+            Target::Stopped => self.status.stopped(&connector.name),
+            Target::Paused => self.status.connector_state(&connector.name, State::Paused),
+            Target::Started => {}
+        }
+        if target != Target::Stopped
+            && let Err(trace) = self.start_connector(connector, &running)
+        {
             tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
             self.status.connector_failed(&connector.name, trace);
         }
@@ -145,8 +214,9 @@ impl Worker {
         }
     }
 
-    /// Stops the tasks of a connector and takes it out of the running set; returns its config.
-    async fn halt(&self, name: &str) -> Option<ConnectorConfig> {
+    /// Stops the tasks of a connector and takes it out of the running set; returns its config
+    /// and target state.
+    async fn halt(&self, name: &str) -> Option<(ConnectorConfig, Target)> {
         let running = self.running.lock().expect("running lock").remove(name)?;
         running.shutdown.cancel();
         running.tasks.close();
@@ -156,7 +226,7 @@ impl Worker {
         {
             tracing::warn!(connector = %name, "stopped before its tasks finished within worker.shutdown_grace_ms");
         }
-        Some(running.config)
+        Some((running.config, running.target))
     }
 
     /// The config of a connector the worker knows.
@@ -165,72 +235,261 @@ impl Worker {
         running.get(name).map(|r| r.config.clone())
     }
 
-    /// Restarts a connector's tasks with the same config (`only_failed`: only if a task is
-    /// FAILED). Returns whether it restarted. A stopped connector stays stopped.
-    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, NotFound> {
-        let stopped = self
-            .running
+    /// The names of the connectors the worker knows, in order.
+    pub fn connector_names(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .expect("running lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn target(&self, name: &str) -> Result<Target, Refused> {
+        self.running
             .lock()
             .expect("running lock")
             .get(name)
-            .map(|r| r.stopped)
-            .ok_or_else(|| NotFound(name.to_owned()))?;
+            .map(|r| r.target)
+            .ok_or_else(|| Refused::NotFound(name.to_owned()))
+    }
+
+    /// The worker's config with the connectors it runs now, `except` left out: what an API
+    /// change is checked against.
+    fn config_without(&self, except: &str) -> Config {
+        let running = self.running.lock().expect("running lock");
+        Config {
+            connectors: running
+                .values()
+                .filter(|r| r.config.name != except)
+                .map(|r| r.config.clone())
+                .collect(),
+            ..self.config.clone()
+        }
+    }
+
+    /// Checks a connector config given as JSON (the shape of a `connectors:` entry) without
+    /// applying it: the same rules as the file, and its plugins must load as the right kind.
+    pub fn check(&self, name: &str, config: serde_json::Value) -> Result<ConnectorConfig, Refused> {
+        let connector = config::connector_from_json(&self.config_without(name), name, config)?;
+        self.check_plugin(&connector)
+            .map_err(|e| ConnectorInvalid(vec![format!("plugin: {e}")]))?;
+        Ok(connector)
+    }
+
+    /// The plugins the worker can find: every `.wasm` in `worker.plugin_path` and in the
+    /// directories of the configured plugins, with what each is. Files that are not
+    /// wasmconnect plugins are left out.
+    pub fn plugins(&self) -> Vec<(PathBuf, Description)> {
+        let mut dirs: BTreeSet<PathBuf> = self.config.worker.plugin_path.iter().cloned().collect();
+        for connector in self.running.lock().expect("running lock").values() {
+            let c = &connector.config;
+            for plugin in std::iter::once(&c.plugin).chain(c.transforms.iter().map(|t| &t.plugin)) {
+                if let Some(dir) = plugin.parent() {
+                    dirs.insert(dir.to_owned());
+                }
+            }
+        }
+        let mut found = BTreeMap::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                    continue;
+                }
+                let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+                if found.contains_key(&key) {
+                    continue;
+                }
+                match self.engine.describe(&path) {
+                    Ok(description) => {
+                        found.insert(key, (path, description));
+                    }
+                    Err(e) => tracing::debug!("not listing {}: {e}", path.display()),
+                }
+            }
+        }
+        let mut plugins: Vec<(PathBuf, Description)> = found.into_values().collect();
+        plugins.sort_by(|a, b| a.0.file_stem().cmp(&b.0.file_stem()));
+        plugins
+    }
+
+    /// Creates a connector through the API (POST /connectors): checked, stored, started.
+    pub async fn create(
+        &self,
+        name: &str,
+        config: serde_json::Value,
+    ) -> Result<ConnectorConfig, Refused> {
+        let mut registry = self.registry.lock().await;
+        if self.target(name).is_ok() {
+            return Err(Refused::Exists(name.to_owned()));
+        }
+        let connector = tokio::task::block_in_place(|| self.check(name, config))?;
+        let declared = registry.file.iter().find(|c| c.name == name).cloned();
+        registry
+            .store
+            .set_config(connector.clone(), declared.as_ref())?;
+        tracing::info!(connector = %name, "created through the API");
+        self.launch(&connector, Target::Started);
+        Ok(connector)
+    }
+
+    /// Creates or replaces a connector's config (PUT /connectors/{name}/config); a changed
+    /// connector restarts in the state it was in. Returns whether it was created.
+    pub async fn put_config(
+        &self,
+        name: &str,
+        config: serde_json::Value,
+    ) -> Result<(bool, ConnectorConfig), Refused> {
+        let mut registry = self.registry.lock().await;
+        let target = match self.target(name) {
+            Ok(target) => target,
+            Err(_) => {
+                drop(registry);
+                return self.create(name, config).await.map(|c| (true, c));
+            }
+        };
+        let connector = tokio::task::block_in_place(|| self.check(name, config))?;
+        if self.connector_config(name).as_ref() == Some(&connector) {
+            return Ok((false, connector));
+        }
+        let declared = registry.file.iter().find(|c| c.name == name).cloned();
+        registry
+            .store
+            .set_config(connector.clone(), declared.as_ref())?;
+        tracing::info!(connector = %name, "config changed through the API; restarting it");
+        self.halt(name).await;
+        self.launch(&connector, target);
+        Ok((false, connector))
+    }
+
+    /// Changes some keys of a connector's config (PATCH /connectors/{name}/config): `patch`
+    /// is a JSON merge patch (RFC 7396) over the current config; `null` removes a key, which
+    /// then takes its default.
+    pub async fn patch_config(
+        &self,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> Result<ConnectorConfig, Refused> {
+        let current = self
+            .connector_config(name)
+            .ok_or_else(|| Refused::NotFound(name.to_owned()))?;
+        let mut merged = serde_json::to_value(&current)
+            .map_err(|e| Refused::BadRequest(format!("the current config: {e}")))?;
+        merge_patch(&mut merged, patch);
+        self.put_config(name, merged).await.map(|(_, c)| c)
+    }
+
+    /// Deletes a connector (DELETE /connectors/{name}): its tasks finish their batch and
+    /// commit, and it is forgotten, also across restarts. Its offsets stay.
+    pub async fn delete(&self, name: &str) -> Result<(), Refused> {
+        let mut registry = self.registry.lock().await;
+        self.target(name)?;
+        let declared = registry.file.iter().find(|c| c.name == name).cloned();
+        registry.store.delete(name, declared.as_ref())?;
+        tracing::info!(connector = %name, "deleted through the API");
+        self.stop(name).await;
+        Ok(())
+    }
+
+    /// Restarts a connector's tasks with the same config (`only_failed`: only if a task is
+    /// FAILED). Returns whether it restarted. A stopped connector stays stopped, a paused one
+    /// restarts paused.
+    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, Refused> {
+        let _registry = self.registry.lock().await;
+        let target = self.target(name)?;
         let failed = self
             .status
             .get(name)
             .is_some_and(|s| s.tasks.iter().any(|t| t.state == State::Failed));
-        if stopped || (only_failed && !failed) {
+        if target == Target::Stopped || (only_failed && !failed) {
             return Ok(false);
         }
-        if let Some(config) = self.halt(name).await {
+        if let Some((config, target)) = self.halt(name).await {
             tracing::info!(connector = %name, "restarting through the API");
-            self.launch(&config);
+            self.launch(&config, target);
+            self.status.reporter(name, 0).count(Counter::Restarts, 1);
         }
         Ok(true)
     }
 
     /// Stops a connector's tasks (they finish their batch and commit) and keeps its config:
-    /// it is STOPPED until resumed.
-    pub async fn stop_connector(&self, name: &str) -> Result<(), NotFound> {
-        let config = self
-            .halt(name)
-            .await
-            .ok_or_else(|| NotFound(name.to_owned()))?;
-        self.status.stopped(name);
-        tracing::info!(connector = %name, "stopped through the API");
-        self.running.lock().expect("running lock").insert(
-            name.to_owned(),
-            Running {
-                config,
-                shutdown: CancellationToken::new(),
-                tasks: TaskTracker::new(),
-                stopped: true,
-            },
-        );
-        Ok(())
-    }
-
-    /// Starts a STOPPED connector again; a running one is left alone.
-    pub async fn resume(&self, name: &str) -> Result<(), NotFound> {
-        let config = {
-            let mut running = self.running.lock().expect("running lock");
-            let entry = running.get(name).ok_or_else(|| NotFound(name.to_owned()))?;
-            if !entry.stopped {
-                return Ok(());
-            }
-            running.remove(name).map(|r| r.config)
-        };
-        if let Some(config) = config {
-            tracing::info!(connector = %name, "resumed through the API");
-            self.launch(&config);
+    /// it is STOPPED until resumed, also across restarts.
+    pub async fn stop_connector(&self, name: &str) -> Result<(), Refused> {
+        let mut registry = self.registry.lock().await;
+        if self.target(name)? == Target::Stopped {
+            return Ok(());
+        }
+        registry.store.set_target(name, Target::Stopped)?;
+        if let Some((config, _)) = self.halt(name).await {
+            tracing::info!(connector = %name, "stopped through the API");
+            self.launch(&config, Target::Stopped);
         }
         Ok(())
     }
 
+    /// Pauses a connector: its tasks keep their partitions and instances but neither poll nor
+    /// write until resumed, also across restarts. A stopped connector starts paused.
+    pub async fn pause(&self, name: &str) -> Result<(), Refused> {
+        let mut registry = self.registry.lock().await;
+        let target = self.target(name)?;
+        if target == Target::Paused {
+            return Ok(());
+        }
+        registry.store.set_target(name, Target::Paused)?;
+        tracing::info!(connector = %name, "paused through the API");
+        if target == Target::Stopped {
+            if let Some((config, _)) = self.halt(name).await {
+                self.launch(&config, Target::Paused);
+            }
+            return Ok(());
+        }
+        self.set_running_target(name, Target::Paused);
+        self.status.connector_state(name, State::Paused);
+        Ok(())
+    }
+
+    /// Resumes a paused or stopped connector; a running one is left alone.
+    pub async fn resume(&self, name: &str) -> Result<(), Refused> {
+        let mut registry = self.registry.lock().await;
+        let target = self.target(name)?;
+        if target == Target::Started {
+            return Ok(());
+        }
+        registry.store.set_target(name, Target::Started)?;
+        tracing::info!(connector = %name, "resumed through the API");
+        if target == Target::Stopped {
+            if let Some((config, _)) = self.halt(name).await {
+                self.launch(&config, Target::Started);
+            }
+            return Ok(());
+        }
+        self.set_running_target(name, Target::Started);
+        let failed = self
+            .status
+            .get(name)
+            .is_some_and(|s| s.state == State::Failed);
+        if !failed {
+            self.status.connector_state(name, State::Running);
+        }
+        Ok(())
+    }
+
+    /// Records a running connector's new target and tells its tasks.
+    fn set_running_target(&self, name: &str, target: Target) {
+        if let Some(running) = self.running.lock().expect("running lock").get_mut(name) {
+            running.target = target;
+            running.pause.send_replace(target == Target::Paused);
+        }
+    }
+
     /// Applies a new config: connectors that are new start, those whose settings changed
     /// restart, those no longer there stop; the others are not touched (their consumers stay
-    /// in their groups). A change outside `connectors:` needs a process restart: the reload is
-    /// refused and everything keeps running as it was.
+    /// in their groups). The API's changes stay laid over the file. A change outside
+    /// `connectors:` needs a process restart: the reload is refused and everything keeps
+    /// running as it was.
     pub async fn reload(&self, new: Config) -> Result<Reloaded, ReloadError> {
         let mut outside = Vec::new();
         if new.kafka != self.config.kafka {
@@ -251,6 +510,10 @@ impl Worker {
                 outside.join(", ")
             )));
         }
+        let mut registry = self.registry.lock().await;
+        registry.file = new.connectors.clone();
+        let Registry { file, store } = &mut *registry;
+        let effective = store.effective(file);
         let current: BTreeMap<String, ConnectorConfig> = self
             .running
             .lock()
@@ -260,11 +523,11 @@ impl Worker {
             .collect();
         let mut reloaded = Reloaded::default();
         for name in current.keys() {
-            if !new.connectors.iter().any(|c| &c.name == name) {
+            if !effective.connectors.iter().any(|c| &c.name == name) {
                 reloaded.removed.push(name.clone());
             }
         }
-        for connector in &new.connectors {
+        for connector in &effective.connectors {
             match current.get(&connector.name) {
                 None => reloaded.added.push(connector.name.clone()),
                 Some(old) if old != connector => reloaded.changed.push(connector.name.clone()),
@@ -274,11 +537,11 @@ impl Worker {
         for name in reloaded.removed.iter().chain(&reloaded.changed) {
             self.stop(name).await;
         }
-        for connector in &new.connectors {
+        for connector in &effective.connectors {
             if reloaded.added.contains(&connector.name)
                 || reloaded.changed.contains(&connector.name)
             {
-                self.launch(connector);
+                self.launch(connector, effective.target(&connector.name));
             }
         }
         Ok(reloaded)
@@ -299,11 +562,16 @@ impl Worker {
                     .exactly_once
                     .as_ref()
                     .map(|_| ResumeOffsets::default());
-                let consumer = sink_consumer(&self.config.kafka, connector, resume.clone())
-                    .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+                let consumer = sink_consumer(
+                    &self.config.kafka,
+                    connector,
+                    resume.clone(),
+                    self.status.reporter(&connector.name, 0),
+                )
+                .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
                 let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
                     .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector, &running.shutdown)?;
+                let context = self.task_context(connector, running)?;
                 let chain = self.chain(connector, &context)?;
                 let offsets = match (&connector.exactly_once, resume) {
                     (Some(eos), Some(resume)) => {
@@ -336,7 +604,7 @@ impl Worker {
                     .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
                 let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
                     .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector, &running.shutdown)?;
+                let context = self.task_context(connector, running)?;
                 let chain = self.chain(connector, &context)?;
                 let task = SourceTask::new(
                     context,
@@ -373,7 +641,7 @@ impl Worker {
     fn task_context(
         &self,
         connector: &ConnectorConfig,
-        shutdown: &CancellationToken,
+        running: &Running,
     ) -> Result<TaskContext, String> {
         let plugin_config = serde_json::to_string(&connector.config)
             .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
@@ -395,7 +663,8 @@ impl Worker {
                 http: Arc::new(http),
             },
             status: self.status.reporter(&connector.name, 0),
-            shutdown: shutdown.child_token(),
+            shutdown: running.shutdown.child_token(),
+            paused: running.pause.subscribe(),
             grace: self.grace(),
         })
     }
@@ -431,5 +700,45 @@ impl Worker {
     /// A token cancelled when the worker shuts down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+/// RFC 7396: objects merge key by key, `null` removes a key, anything else replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match patch {
+        serde_json::Value::Object(changes) => {
+            if !target.is_object() {
+                *target = serde_json::Value::Object(Default::default());
+            }
+            let fields = target.as_object_mut().expect("made an object");
+            for (key, value) in changes {
+                if value.is_null() {
+                    fields.remove(&key);
+                } else {
+                    merge_patch(fields.entry(key).or_insert(serde_json::Value::Null), value);
+                }
+            }
+        }
+        other => *target = other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::merge_patch;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut config = json!({"topics": ["a"], "batch": {"max_records": 5, "max_wait_ms": 9}, "config": {"table": "t"}});
+        merge_patch(
+            &mut config,
+            json!({"topics": ["b"], "batch": {"max_wait_ms": null}, "config": {"mode": "upsert"}}),
+        );
+        assert_eq!(
+            config,
+            json!({"topics": ["b"], "batch": {"max_records": 5}, "config": {"table": "t", "mode": "upsert"}})
+        );
     }
 }

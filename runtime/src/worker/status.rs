@@ -7,23 +7,25 @@ use serde::Serialize;
 
 use super::metrics::{Call, Counter, Metrics, TaskCounters};
 
-/// A connector's or task's state, as Kafka Connect names them (PAUSED comes with the REST
-/// API's pause).
+/// A connector's or task's state, as Kafka Connect names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     Unassigned,
     Running,
     Failed,
+    /// Paused through the API: the tasks run but neither poll nor write.
+    Paused,
     /// Stopped through the API: no task runs, the config is kept.
     Stopped,
 }
 
 impl State {
-    pub const ALL: [State; 4] = [
+    pub const ALL: [State; 5] = [
         State::Unassigned,
         State::Running,
         State::Failed,
+        State::Paused,
         State::Stopped,
     ];
 
@@ -32,6 +34,7 @@ impl State {
             State::Unassigned => "UNASSIGNED",
             State::Running => "RUNNING",
             State::Failed => "FAILED",
+            State::Paused => "PAUSED",
             State::Stopped => "STOPPED",
         }
     }
@@ -99,6 +102,15 @@ impl StatusBoard {
                 t.trace = None;
                 self.metrics.set_state(name, t.id, State::Stopped);
             }
+        }
+    }
+
+    /// Sets the connector's own state (RUNNING or PAUSED, as the API asked); its tasks report
+    /// theirs.
+    pub fn connector_state(&self, name: &str, state: State) {
+        if let Some(c) = self.inner.write().expect("status lock").get_mut(name) {
+            c.state = state;
+            c.trace = None;
         }
     }
 
@@ -200,6 +212,18 @@ impl TaskReporter {
         self.counters.add(counter, n);
     }
 
+    /// Records how much linear memory the plugin instance holds after a call.
+    pub fn memory(&self, bytes: usize) {
+        self.counters.memory(bytes);
+    }
+
+    /// Records the consumer lag of one partition (sinks).
+    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.board
+            .metrics
+            .set_lag(&self.connector, self.task, topic, partition, lag);
+    }
+
     /// Records how long a plugin call took.
     pub fn timed(&self, call: Call, took: std::time::Duration) {
         self.counters.observe(call, took);
@@ -208,6 +232,12 @@ impl TaskReporter {
     pub fn running(&self) {
         self.board
             .set(&self.connector, self.task, State::Running, None);
+    }
+
+    /// Holding still because the connector is paused.
+    pub fn paused(&self) {
+        self.board
+            .set(&self.connector, self.task, State::Paused, None);
     }
 
     pub fn failed(&self, trace: String) {

@@ -1,6 +1,7 @@
 //! The one integration test binary: wasmconnect against a real broker, a real PostgreSQL and
 //! real plugins built to wasm32-wasip2.
 
+mod api;
 mod cli;
 mod common;
 mod databases;

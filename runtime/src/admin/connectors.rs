@@ -1,0 +1,282 @@
+//! Connectors: list, create, read, change and delete them, their tasks and status, and the
+//! life-cycle verbs (restart, pause, resume, stop).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{Api, JsonBody, bad_request, error, not_found};
+use crate::redact;
+use crate::worker::ConnectorStatus;
+
+/// The names, or with `?expand=status` / `?expand=info` (repeatable) a map of name to those.
+pub(super) async fn connectors(
+    AxumState(api): AxumState<Api>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let expand: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "expand")
+        .flat_map(|(_, v)| v.split(','))
+        .collect();
+    let names = api.status.names();
+    if expand.is_empty() {
+        return Json(names).into_response();
+    }
+    let mut all = serde_json::Map::new();
+    for name in names {
+        let mut entry = serde_json::Map::new();
+        if expand.contains(&"status")
+            && let Some(status) = api.status.get(&name)
+        {
+            entry.insert("status".into(), status_json(&api, &name, &status));
+        }
+        if expand.contains(&"info")
+            && let Some(info) = info_json(&api, &name)
+        {
+            entry.insert("info".into(), info);
+        }
+        all.insert(name, serde_json::Value::Object(entry));
+    }
+    Json(all).into_response()
+}
+
+/// The connector's settings as `connectors.yaml` has them, secrets redacted.
+fn config_json(api: &Api, name: &str) -> Option<serde_json::Value> {
+    let config = api.worker.connector_config(name)?;
+    let mut value = serde_json::to_value(&config).ok()?;
+    redact::redact(&mut value);
+    Some(value)
+}
+
+fn info_json(api: &Api, name: &str) -> Option<serde_json::Value> {
+    let config = config_json(api, name)?;
+    let kind = api.status.get(name).map_or("unknown", |s| s.kind);
+    Some(json!({
+        "name": name,
+        "config": config,
+        "tasks": [{ "connector": name, "task": 0 }],
+        "type": kind,
+    }))
+}
+
+pub(super) async fn connector_info(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match info_json(&api, &name) {
+        Some(info) => Json(info).into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+pub(super) async fn connector_config(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match config_json(&api, &name) {
+        Some(config) => Json(config).into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+pub(super) async fn connector_tasks(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match config_json(&api, &name) {
+        Some(config) => Json(json!([{ "id": { "connector": name, "task": 0 }, "config": config }]))
+            .into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+fn task_json(api: &Api, task: &crate::worker::TaskStatus) -> serde_json::Value {
+    let mut value = json!({
+        "id": task.id,
+        "state": task.state,
+        "worker_id": api.worker_id,
+        "counters": task.counters.snapshot(),
+    });
+    if let Some(trace) = &task.trace {
+        value["trace"] = json!(trace);
+    }
+    value
+}
+
+fn status_json(api: &Api, name: &str, status: &ConnectorStatus) -> serde_json::Value {
+    let tasks: Vec<serde_json::Value> = status.tasks.iter().map(|t| task_json(api, t)).collect();
+    let mut connector = json!({ "state": status.state, "worker_id": api.worker_id });
+    if let Some(trace) = &status.trace {
+        connector["trace"] = json!(trace);
+    }
+    json!({ "name": name, "connector": connector, "tasks": tasks, "type": status.kind })
+}
+
+pub(super) async fn connector_status(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match api.status.get(&name) {
+        Some(status) => Json(status_json(&api, &name, &status)).into_response(),
+        None => not_found(&format!("Connector {name} not found")),
+    }
+}
+
+pub(super) async fn task_status(
+    AxumState(api): AxumState<Api>,
+    Path((name, task)): Path<(String, u32)>,
+) -> Response {
+    let Some(status) = api.status.get(&name) else {
+        return not_found(&format!("Connector {name} not found"));
+    };
+    match status.tasks.iter().find(|t| t.id == task) {
+        Some(t) => Json(task_json(&api, t)).into_response(),
+        None => not_found(&format!("Task {name}-{task} not found")),
+    }
+}
+
+/// `?includeTasks=true&onlyFailed=true` as Kafka Connect has them. One task per connector:
+/// restarting the connector restarts its task. 202 with the status after the restart (204
+/// without the parameters, as Kafka Connect answers the legacy form).
+pub(super) async fn restart_connector(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let flag = |k: &str| query.get(k).is_some_and(|v| v == "true");
+    let (include_tasks, only_failed) = (flag("includeTasks"), flag("onlyFailed"));
+    match api.worker.restart(&name, only_failed).await {
+        Err(refused) => error(refused),
+        Ok(_) if !include_tasks && !only_failed => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => match api.status.get(&name) {
+            Some(status) => (
+                StatusCode::ACCEPTED,
+                Json(status_json(&api, &name, &status)),
+            )
+                .into_response(),
+            None => not_found(&format!("Connector {name} not found")),
+        },
+    }
+}
+
+pub(super) async fn restart_task(
+    AxumState(api): AxumState<Api>,
+    Path((name, task)): Path<(String, u32)>,
+) -> Response {
+    if task != 0 {
+        return not_found(&format!("Task {name}-{task} not found"));
+    }
+    match api.worker.restart(&name, false).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(refused) => error(refused),
+    }
+}
+
+/// Stops the connector's tasks (they finish their batch and commit); the config stays.
+pub(super) async fn stop_connector(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match api.worker.stop_connector(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refused) => error(refused),
+    }
+}
+
+/// Resumes a paused or stopped connector.
+pub(super) async fn resume_connector(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match api.worker.resume(&name).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(refused) => error(refused),
+    }
+}
+
+/// Pauses a connector: its tasks keep their partitions but neither poll nor write.
+pub(super) async fn pause_connector(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match api.worker.pause(&name).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(refused) => error(refused),
+    }
+}
+
+/// `{"name": ..., "config": {...}}`, the config in the shape of a `connectors:` entry: 201
+/// with the connector's info, 409 if the name is taken, 400 naming each invalid key.
+pub(super) async fn create_connector(
+    AxumState(api): AxumState<Api>,
+    JsonBody(mut body): JsonBody,
+) -> Response {
+    let Some(name) = body.get("name").and_then(|n| n.as_str()).map(str::to_owned) else {
+        return bad_request("the body needs \"name\": the connector's name");
+    };
+    let config = body
+        .get_mut("config")
+        .map(serde_json::Value::take)
+        .unwrap_or_else(|| json!({}));
+    match api.worker.create(&name, config).await {
+        Ok(_) => match info_json(&api, &name) {
+            Some(info) => (StatusCode::CREATED, Json(info)).into_response(),
+            None => not_found(&format!("Connector {name} not found")),
+        },
+        Err(refused) => error(refused),
+    }
+}
+
+/// Creates (201) or replaces (200) the connector's config; a changed connector restarts in
+/// the state it was in.
+pub(super) async fn put_connector_config(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+    JsonBody(config): JsonBody,
+) -> Response {
+    match api.worker.put_config(&name, config).await {
+        Ok((created, _)) => {
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            match info_json(&api, &name) {
+                Some(info) => (code, Json(info)).into_response(),
+                None => not_found(&format!("Connector {name} not found")),
+            }
+        }
+        Err(refused) => error(refused),
+    }
+}
+
+/// A JSON merge patch over the connector's config.
+pub(super) async fn patch_connector_config(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+    JsonBody(patch): JsonBody,
+) -> Response {
+    match api.worker.patch_config(&name, patch).await {
+        Ok(_) => match info_json(&api, &name) {
+            Some(info) => Json(info).into_response(),
+            None => not_found(&format!("Connector {name} not found")),
+        },
+        Err(refused) => error(refused),
+    }
+}
+
+/// Stops the connector's tasks and forgets it (its offsets stay).
+pub(super) async fn delete_connector(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    match api.worker.delete(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refused) => error(refused),
+    }
+}

@@ -1,0 +1,303 @@
+//! What the REST API changed, kept across restarts: connectors created, changed or deleted
+//! through it, and the target state (paused, stopped) of any connector.
+//!
+//! `connectors.yaml` stays the declared base; the store is laid over it. An API change to a
+//! connector the file declares remembers the file's version it replaced: when the file's
+//! entry later changes, the file wins again (the last change wins, whichever side made it).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConnectorConfig;
+
+/// What a connector should be doing, as Kafka Connect's target states.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    #[default]
+    Started,
+    /// Tasks run but neither poll nor write; consumers keep their partitions.
+    Paused,
+    /// No task runs; the config is kept.
+    Stopped,
+}
+
+/// Why the store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read {}: {source} (fix or remove the file; it holds the connectors created or changed through the REST API)", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid connector store: {source} (fix or remove the file; it holds the connectors created or changed through the REST API)", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One connector's API changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    /// The config set through the API (`None`: the file's, or deleted when `deleted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config: Option<ConnectorConfig>,
+    /// Deleted through the API although the file declares it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+    /// The file's entry when the API replaced or deleted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replaced: Option<ConnectorConfig>,
+    #[serde(default)]
+    target: Target,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.config.is_none() && !self.deleted && self.target == Target::Started
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    connectors: BTreeMap<String, Entry>,
+}
+
+/// The API's changes, in memory and in `<data_dir>/connectors.json`. Every change is written
+/// (to a temporary file, then renamed over the old one) before it is applied, so what the
+/// API acknowledged survives a crash.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// The connectors to run: the file's, with the API's changes laid over it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Effective {
+    /// The file's order first, then those created through the API, by name.
+    pub connectors: Vec<ConnectorConfig>,
+    pub targets: BTreeMap<String, Target>,
+}
+
+impl Effective {
+    pub fn target(&self, name: &str) -> Target {
+        self.targets.get(name).copied().unwrap_or_default()
+    }
+}
+
+impl Store {
+    /// Opens the store in `data_dir`; a missing file is an empty store.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join("connectors.json");
+        let entries = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<File>(&bytes)
+                    .map_err(|source| StoreError::Parse {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .connectors
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        Ok(Store { path, entries })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lays the API's changes over the file's connectors. Changes made over a file entry that
+    /// has changed since are dropped (and forgotten at the next write): the file wins.
+    pub fn effective(&mut self, file: &[ConnectorConfig]) -> Effective {
+        for (name, entry) in &mut self.entries {
+            if entry.replaced.is_none() {
+                continue;
+            }
+            let declared = file.iter().find(|c| &c.name == name);
+            if declared != entry.replaced.as_ref() {
+                tracing::info!(connector = %name,
+                    "connectors.yaml changed this connector since the REST API changed or deleted it: the file's version applies");
+                entry.config = None;
+                entry.deleted = false;
+                entry.replaced = None;
+            }
+        }
+        let mut effective = Effective::default();
+        for declared in file {
+            match self.entries.get(&declared.name) {
+                Some(entry) if entry.deleted => continue,
+                Some(Entry {
+                    config: Some(config),
+                    ..
+                }) => effective.connectors.push(config.clone()),
+                _ => effective.connectors.push(declared.clone()),
+            }
+        }
+        for (name, entry) in &self.entries {
+            if let (Some(config), false) = (&entry.config, file.iter().any(|c| &c.name == name)) {
+                effective.connectors.push(config.clone());
+            }
+        }
+        for (name, entry) in &self.entries {
+            if entry.target != Target::Started
+                && effective.connectors.iter().any(|c| &c.name == name)
+            {
+                effective.targets.insert(name.clone(), entry.target);
+            }
+        }
+        effective
+    }
+
+    /// Sets a connector's config through the API; `declared` is the file's entry of that
+    /// name, if any.
+    pub fn set_config(
+        &mut self,
+        config: ConnectorConfig,
+        declared: Option<&ConnectorConfig>,
+    ) -> Result<(), StoreError> {
+        self.change(&config.name.clone(), |entry| {
+            entry.replaced = declared.cloned();
+            entry.config = Some(config);
+            entry.deleted = false;
+        })
+    }
+
+    /// Deletes a connector through the API, target state included.
+    pub fn delete(
+        &mut self,
+        name: &str,
+        declared: Option<&ConnectorConfig>,
+    ) -> Result<(), StoreError> {
+        self.change(name, |entry| {
+            *entry = Entry {
+                deleted: declared.is_some(),
+                replaced: declared.cloned(),
+                ..Entry::default()
+            };
+        })
+    }
+
+    pub fn set_target(&mut self, name: &str, target: Target) -> Result<(), StoreError> {
+        self.change(name, |entry| entry.target = target)
+    }
+
+    /// Applies `edit` to a copy, writes the result, then keeps it.
+    fn change(&mut self, name: &str, edit: impl FnOnce(&mut Entry)) -> Result<(), StoreError> {
+        let mut entries = self.entries.clone();
+        let entry = entries.entry(name.to_owned()).or_default();
+        edit(entry);
+        if entry.is_empty() {
+            entries.remove(name);
+        }
+        self.write(&entries)?;
+        self.entries = entries;
+        Ok(())
+    }
+
+    fn write(&self, entries: &BTreeMap<String, Entry>) -> Result<(), StoreError> {
+        let error = |source| StoreError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(error)?;
+        }
+        let body = serde_json::to_vec_pretty(&File {
+            connectors: entries.clone(),
+        })
+        .expect("connector configs serialize");
+        let temporary = self.path.with_extension("json.tmp");
+        let mut file = std::fs::File::create(&temporary).map_err(error)?;
+        file.write_all(&body).map_err(error)?;
+        file.sync_all().map_err(error)?;
+        std::fs::rename(&temporary, &self.path).map_err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(name: &str, topic: &str) -> ConnectorConfig {
+        serde_yaml::from_str(&format!(
+            "{{name: {name}, kind: sink, plugin: p.wasm, topics: [{topic}]}}"
+        ))
+        .unwrap()
+    }
+
+    fn names(effective: &Effective) -> Vec<&str> {
+        effective
+            .connectors
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn api_changes_lay_over_the_file_and_survive_reopening() {
+        let dir = tempdir();
+        let file = [connector("a", "t1"), connector("b", "t1")];
+        let mut store = Store::open(&dir).unwrap();
+        store.set_config(connector("c", "t3"), None).unwrap();
+        store
+            .set_config(connector("a", "t9"), Some(&file[0]))
+            .unwrap();
+        store.delete("b", Some(&file[1])).unwrap();
+        store.set_target("c", Target::Paused).unwrap();
+
+        let mut reopened = Store::open(&dir).unwrap();
+        let effective = reopened.effective(&file);
+        assert_eq!(names(&effective), ["a", "c"]);
+        assert_eq!(effective.connectors[0].topics, ["t9"]);
+        assert_eq!(effective.target("c"), Target::Paused);
+        assert_eq!(effective.target("a"), Target::Started);
+    }
+
+    #[test]
+    fn a_later_change_to_the_file_wins_over_an_earlier_api_change() {
+        let dir = tempdir();
+        let file = [connector("a", "t1"), connector("b", "t1")];
+        let mut store = Store::open(&dir).unwrap();
+        store
+            .set_config(connector("a", "t9"), Some(&file[0]))
+            .unwrap();
+        store.delete("b", Some(&file[1])).unwrap();
+        let edited = [connector("a", "t2"), connector("b", "t2")];
+        let effective = store.effective(&edited);
+        assert_eq!(names(&effective), ["a", "b"]);
+        assert_eq!(effective.connectors[0].topics, ["t2"]);
+    }
+
+    #[test]
+    fn a_store_that_is_not_json_is_an_error_naming_the_file() {
+        let dir = tempdir();
+        std::fs::write(dir.join("connectors.json"), "{not json").unwrap();
+        let error = Store::open(&dir).unwrap_err().to_string();
+        assert!(error.contains("connectors.json"), "{error}");
+        assert!(error.contains("fix or remove"), "{error}");
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wasmconnect-store-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,400 @@
+//! The REST API as an operator drives it: connectors created, paused, stopped, their offsets
+//! read and reset, changed, restarted and deleted, all through HTTP, and kept across restarts.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use wasmconnect_tests::{Daemon, paths, unique, wait_until};
+
+use crate::common::{Pipeline, config, json as value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An HTTP client on one daemon's API.
+struct Api {
+    client: Client,
+    base: String,
+}
+
+impl Api {
+    fn new(daemon: &Daemon) -> Self {
+        Api {
+            client: Client::new(),
+            base: format!("http://{}", daemon.admin),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok((status, body))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn put(&self, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+        self.call(reqwest::Method::PUT, path, body).await
+    }
+}
+
+/// Rows of `table`, and distinct ids among them.
+async fn rows(p: &Pipeline, table: &str) -> anyhow::Result<(i64, i64)> {
+    Ok((
+        p.pg.count(&format!("SELECT count(*) FROM {table}")).await?,
+        p.pg.count(&format!("SELECT count(DISTINCT id) FROM {table}"))
+            .await?,
+    ))
+}
+
+async fn wait_rows(p: &Pipeline, table: &str, want: (i64, i64)) -> anyhow::Result<()> {
+    wait_until(&format!("{want:?} rows in {table}"), WAIT, || async {
+        let got = rows(p, table).await?;
+        Ok(if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        })
+    })
+    .await
+}
+
+async fn produce_ids(p: &Pipeline, ids: std::ops::RangeInclusive<i64>) -> anyhow::Result<()> {
+    let records: Vec<_> = ids.map(|id| (None, value(json!({ "id": id })))).collect();
+    p.broker.produce(&p.topic, &records).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connector_lives_its_whole_life_through_the_rest_api() -> anyhow::Result<()> {
+    let p = Pipeline::new("lifecycle", 1, "id bigint").await?;
+    let mut daemon = Daemon::start(&config(&p.broker, &p.pg, "  []\n"))?;
+    let api = Api::new(&daemon);
+    let name = unique("api");
+    let connector = json!({
+        "kind": "sink",
+        "plugin": paths::plugin("sink-sql")?.display().to_string(),
+        "topics": [p.topic],
+        "batch": { "max_records": 100, "max_wait_ms": 50 },
+        "restart": { "initial_backoff_ms": 50, "max_backoff_ms": 500 },
+        "errors": { "retry": { "initial_backoff_ms": 50, "max_backoff_ms": 500, "timeout_ms": 2000 } },
+        "grants": { "databases": ["main"] },
+        "config": { "database": "main", "table": p.table },
+    });
+
+    // Create: 201 with the connector's info; a second create of the name is a conflict; an
+    // invalid config names the key.
+    let (code, created) = api
+        .call(
+            reqwest::Method::POST,
+            "/connectors",
+            Some(json!({ "name": name, "config": connector })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], name.as_str());
+    assert_eq!(created["type"], "sink");
+    let (code, again) = api
+        .call(
+            reqwest::Method::POST,
+            "/connectors",
+            Some(json!({ "name": name, "config": connector })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error_code"], 409);
+    let mut bad = connector.clone();
+    bad["batch"]["max_records"] = json!("many");
+    let (code, invalid) = api
+        .call(
+            reqwest::Method::POST,
+            "/connectors",
+            Some(json!({ "name": unique("bad"), "config": bad })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{invalid}");
+    let message = invalid["message"].as_str().unwrap_or_default();
+    assert!(message.contains("batch.max_records"), "{invalid}");
+
+    daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+    produce_ids(&p, 1..=10).await?;
+    wait_rows(&p, &p.table, (10, 10)).await?;
+
+    // Pause: the task holds still; nothing is written until it resumes.
+    let (code, _) = api.put(&format!("/connectors/{name}/pause"), None).await?;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    let status = daemon.wait_task_state(&name, "PAUSED", WAIT).await?;
+    assert_eq!(status["connector"]["state"], "PAUSED", "{status}");
+    produce_ids(&p, 11..=20).await?;
+    let window = std::time::Instant::now();
+    while window.elapsed() < Duration::from_secs(3) {
+        assert_eq!(rows(&p, &p.table).await?, (10, 10), "written while paused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, refused) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/connectors/{name}/offsets"),
+            Some(json!({ "offsets": [] })),
+        )
+        .await?;
+    assert_eq!(
+        code,
+        StatusCode::BAD_REQUEST,
+        "offsets change only while STOPPED"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("STOPPED"),
+        "{refused}"
+    );
+    let (code, _) = api.put(&format!("/connectors/{name}/resume"), None).await?;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    wait_rows(&p, &p.table, (20, 20)).await?;
+    let status = daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+    assert_eq!(status["connector"]["state"], "RUNNING", "{status}");
+
+    // Stop, read the offsets, move them back to 15: records 15..=19 (ids 16..=20) come again.
+    let (code, _) = api.put(&format!("/connectors/{name}/stop"), None).await?;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    assert_eq!(daemon.status(&name).await?["connector"]["state"], "STOPPED");
+    let partition = json!({ "kafka_topic": p.topic, "kafka_partition": 0 });
+    let (code, offsets) = api.get(&format!("/connectors/{name}/offsets")).await?;
+    assert_eq!(code, StatusCode::OK, "{offsets}");
+    assert_eq!(
+        offsets,
+        json!({ "offsets": [{ "partition": partition, "offset": { "kafka_offset": 20 } }] })
+    );
+    let (code, altered) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/connectors/{name}/offsets"),
+            Some(json!({ "offsets": [{ "partition": partition, "offset": { "kafka_offset": 15 } }] })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::OK, "{altered}");
+    let (_, offsets) = api.get(&format!("/connectors/{name}/offsets")).await?;
+    assert_eq!(
+        offsets["offsets"][0]["offset"]["kafka_offset"], 15,
+        "{offsets}"
+    );
+    let (code, _) = api.put(&format!("/connectors/{name}/resume"), None).await?;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    wait_rows(&p, &p.table, (25, 20)).await?;
+    let twice =
+        p.pg.count(&format!(
+            "SELECT count(*) FROM (SELECT id FROM {} GROUP BY id HAVING count(*) = 2) d \
+             WHERE id BETWEEN 16 AND 20",
+            p.table
+        ))
+        .await?;
+    assert_eq!(
+        twice, 5,
+        "exactly the records after the reset point came again"
+    );
+
+    // Reset every offset: the whole topic comes again.
+    api.put(&format!("/connectors/{name}/stop"), None).await?;
+    let (code, reset) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/connectors/{name}/offsets"),
+            None,
+        )
+        .await?;
+    assert_eq!(code, StatusCode::OK, "{reset}");
+    let (_, offsets) = api.get(&format!("/connectors/{name}/offsets")).await?;
+    assert_eq!(
+        offsets["offsets"][0]["offset"]["kafka_offset"], 0,
+        "{offsets}"
+    );
+    api.put(&format!("/connectors/{name}/resume"), None).await?;
+    wait_rows(&p, &p.table, (45, 20)).await?;
+
+    // Change the config to a table that does not exist: the task fails; create the table,
+    // restart the task, and it writes there.
+    let missing = unique("later");
+    let (code, patched) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/connectors/{name}/config"),
+            Some(json!({ "config": { "table": missing } })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["config"]["config"]["table"], missing.as_str());
+    assert_eq!(
+        patched["config"]["batch"]["max_records"], 100,
+        "other keys stay"
+    );
+    produce_ids(&p, 21..=21).await?;
+    let failed = daemon.wait_task_state(&name, "FAILED", WAIT).await?;
+    assert!(failed["tasks"][0]["trace"].is_string(), "{failed}");
+    p.pg.execute(&format!("CREATE TABLE {missing} (id bigint)"))
+        .await?;
+    let (code, _) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/connectors/{name}/tasks/0/restart"),
+            None,
+        )
+        .await?;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    wait_rows(&p, &missing, (1, 1)).await?;
+
+    // Paused, then the process restarts: the API's connector comes back, changed and paused.
+    api.put(&format!("/connectors/{name}/pause"), None).await?;
+    daemon.wait_task_state(&name, "PAUSED", WAIT).await?;
+    let exit = daemon.terminate(WAIT).await?;
+    assert!(exit.success(), "{exit}");
+    daemon.restart()?;
+    let status = daemon.wait_task_state(&name, "PAUSED", WAIT).await?;
+    assert_eq!(status["connector"]["state"], "PAUSED", "{status}");
+    let (_, config) = api.get(&format!("/connectors/{name}/config")).await?;
+    assert_eq!(config["config"]["table"], missing.as_str(), "{config}");
+    produce_ids(&p, 22..=22).await?;
+    api.put(&format!("/connectors/{name}/resume"), None).await?;
+    wait_rows(&p, &missing, (2, 2)).await?;
+
+    // Delete: gone at once, and after a restart too.
+    let (code, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/connectors/{name}"),
+            None,
+        )
+        .await?;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, gone) = api.get(&format!("/connectors/{name}")).await?;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(gone["error_code"], 404);
+    daemon.terminate(WAIT).await?;
+    daemon.restart()?;
+    wait_until("the API after the restart", WAIT, || async {
+        Ok(match api.get("/connectors").await {
+            Ok((StatusCode::OK, list)) => Ok(list),
+            Ok((code, _)) => Err(code.to_string()),
+            Err(e) => Err(e.to_string()),
+        })
+    })
+    .await
+    .map(|list| assert_eq!(list, json!([])))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_are_listed_and_validated_and_log_levels_change_at_runtime() -> anyhow::Result<()> {
+    let p = Pipeline::new("plugins", 1, "id bigint").await?;
+    let name = unique("levels");
+    let connector = crate::common::sink(
+        &name,
+        &p.topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {}", p.table),
+    );
+    let daemon = Daemon::start(&config(&p.broker, &p.pg, &connector))?;
+    let api = Api::new(&daemon);
+    daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+
+    let (code, plugins) = api.get("/connector-plugins").await?;
+    assert_eq!(code, StatusCode::OK);
+    let listed = |class: &str| {
+        plugins
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["class"] == class)
+            .cloned()
+    };
+    let sink_sql = listed("sink_sql").ok_or_else(|| anyhow::anyhow!("{plugins}"))?;
+    assert_eq!(sink_sql["type"], "sink");
+    assert!(
+        listed("transform_filter").is_none(),
+        "transforms only on request"
+    );
+    let (_, all) = api.get("/connector-plugins?connectorsOnly=false").await?;
+    assert!(
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["class"] == "transform_filter" && p["type"] == "transformation"),
+        "{all}"
+    );
+
+    let (code, checked) = api
+        .put(
+            "/connector-plugins/sink_sql/config/validate",
+            Some(json!({ "topics": [p.topic], "batch": { "max_records": "many" } })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::OK, "{checked}");
+    assert_eq!(checked["error_count"], 1, "{checked}");
+    let batch = checked["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["value"]["name"] == "batch")
+        .ok_or_else(|| anyhow::anyhow!("{checked}"))?;
+    assert!(
+        batch["value"]["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("batch.max_records"),
+        "{checked}"
+    );
+    let (_, fine) = api
+        .put(
+            "/connector-plugins/sink_sql/config/validate",
+            Some(json!({ "topics": [p.topic] })),
+        )
+        .await?;
+    assert_eq!(fine["error_count"], 0, "{fine}");
+    let (code, _) = api
+        .put("/connector-plugins/nope/config/validate", Some(json!({})))
+        .await?;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // Log levels: INFO by default, so no per-batch debug line; DEBUG for the task module
+    // shows them from then on.
+    let (_, loggers) = api.get("/admin/loggers").await?;
+    assert_eq!(loggers["root"]["level"], "INFO", "{loggers}");
+    produce_ids(&p, 1..=1).await?;
+    wait_rows(&p, &p.table, (1, 1)).await?;
+    assert!(!daemon.log().iter().any(|l| l.contains("batch written")));
+    let (code, changed) = api
+        .put(
+            "/admin/loggers/wasmconnect::task",
+            Some(json!({ "level": "DEBUG" })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::OK, "{changed}");
+    assert_eq!(changed, json!(["wasmconnect::task"]));
+    produce_ids(&p, 2..=2).await?;
+    daemon.wait_log(&["batch written", &name], WAIT).await?;
+    let (_, level) = api.get("/admin/loggers/wasmconnect::task").await?;
+    assert_eq!(level["level"], "DEBUG");
+    let (code, _) = api
+        .put("/admin/loggers/root", Some(json!({ "level": "LOUD" })))
+        .await?;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    Ok(())
+}
