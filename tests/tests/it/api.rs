@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use wasmconnect_tests::{Daemon, paths, unique, wait_until};
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{Pipeline, config, json as value};
+use crate::common::{
+    Pipeline, Tally, config, json as value, source, wait_for_ids, wait_for_records,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -396,5 +398,81 @@ async fn plugins_are_listed_and_validated_and_log_levels_change_at_runtime() -> 
         .put("/admin/loggers/root", Some(json!({ "level": "LOUD" })))
         .await?;
     assert_eq!(code, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_connectors_positions_are_read_moved_and_deleted_through_the_api()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table) = (unique("rows"), unique("orders"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id bigserial PRIMARY KEY, amount int NOT NULL)"
+    ))
+    .await?;
+    pg.execute(&format!(
+        "INSERT INTO {table} (amount) SELECT g FROM generate_series(1, 50) g"
+    ))
+    .await?;
+    let name = unique("positions");
+    let connector = source(
+        &name,
+        &topic,
+        &paths::plugin("source-sql")?,
+        "grants: { databases: [main] }",
+        &format!("database: main\ntable: {table}\nincrementing: id"),
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let api = Api::new(&daemon);
+    wait_for_ids(&broker, &topic, 50, WAIT).await?;
+
+    api.put(&format!("/connectors/{name}/stop"), None).await?;
+    let (code, offsets) = api.get(&format!("/connectors/{name}/offsets")).await?;
+    assert_eq!(code, StatusCode::OK, "{offsets}");
+    let partition = offsets["offsets"][0]["partition"].clone();
+    assert_eq!(
+        partition,
+        json!({ "partition": format!("table {table}") }),
+        "{offsets}"
+    );
+    assert_eq!(
+        offsets["offsets"][0]["offset"],
+        json!({ "position": r#"{"incrementing":"50"}"# }),
+        "{offsets}"
+    );
+
+    // Back to 40: rows 41..=50 are read again.
+    let (code, altered) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/connectors/{name}/offsets"),
+            Some(json!({ "offsets": [{
+                "partition": partition,
+                "offset": { "position": r#"{"incrementing":"40"}"# },
+            }] })),
+        )
+        .await?;
+    assert_eq!(code, StatusCode::OK, "{altered}");
+    api.put(&format!("/connectors/{name}/resume"), None).await?;
+    wait_for_records(&broker, &topic, 60, WAIT).await?;
+    let tally = Tally::of(&broker.read_all(&topic).await?)?;
+    assert_eq!(tally.total, 60, "nothing but 41..=50 again");
+    assert!((41..=50).all(|id| tally.copies[&id] == 2));
+
+    // Deleted: the plugin starts from nothing and reads every row again.
+    api.put(&format!("/connectors/{name}/stop"), None).await?;
+    let (code, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/connectors/{name}/offsets"),
+            None,
+        )
+        .await?;
+    assert_eq!(code, StatusCode::OK);
+    let (_, offsets) = api.get(&format!("/connectors/{name}/offsets")).await?;
+    assert_eq!(offsets, json!({ "offsets": [] }));
+    api.put(&format!("/connectors/{name}/resume"), None).await?;
+    wait_for_records(&broker, &topic, 110, WAIT).await?;
     Ok(())
 }
