@@ -74,16 +74,24 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
     let url = format!("http://{}/metrics", daemon.admin);
     let labels = format!("connector=\"{good}\",task=\"0\"");
     let text = wait_until(
-        "the written records in /metrics",
+        "the written records and a lag of 0 in /metrics",
         Duration::from_secs(30),
         || async {
             let text = reqwest::get(&url).await?.text().await?;
-            Ok(
-                match sample(&text, "wasmconnect_sink_records_written_total", &labels) {
-                    Some(25.0) => Ok(text),
-                    other => Err(format!("{other:?}")),
-                },
-            )
+            // librdkafka reports the lag with its statistics, every 5 s.
+            let lag = sample(
+                &text,
+                "wasmconnect_sink_consumer_lag_records",
+                &format!(
+                    "connector=\"{good}\",partition=\"0\",task=\"0\",topic=\"{}\"",
+                    p.topic
+                ),
+            );
+            let written = sample(&text, "wasmconnect_sink_records_written_total", &labels);
+            Ok(match (written, lag) {
+                (Some(25.0), Some(0.0)) => Ok(text),
+                other => Err(format!("written, lag: {other:?}")),
+            })
         },
     )
     .await?;
@@ -114,6 +122,8 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
     )
     .unwrap_or_default();
     assert!(writes >= 1.0, "write calls are timed: {writes}");
+    let memory = sample(&text, "wasmconnect_plugin_memory_bytes", &labels).unwrap_or_default();
+    assert!(memory >= 65536.0, "the instance's linear memory: {memory}");
 
     // promtool lints the exposition: names, units, help, types.
     let mut promtool = Command::new("promtool")
