@@ -111,8 +111,8 @@ async fn root() -> Json<serde_json::Value> {
     Json(json!({ "version": env!("CARGO_PKG_VERSION"), "commit": "", "kafka_cluster_id": null }))
 }
 
-/// 200 when every task of every connector is RUNNING; 503 naming the connectors that are not
-/// and why otherwise.
+/// 200 when every task of every connector is RUNNING (or PAUSED or STOPPED, as asked); 503
+/// naming the connectors that are not and why otherwise.
 async fn health(AxumState(api): AxumState<Api>) -> Response {
     let mut unhealthy = serde_json::Map::new();
     for name in api.status.names() {
@@ -122,7 +122,8 @@ async fn health(AxumState(api): AxumState<Api>) -> Response {
         let problems: Vec<String> = status
             .tasks
             .iter()
-            .filter(|t| t.state != State::Running)
+            // PAUSED and STOPPED are what an operator asked for, not a fault.
+            .filter(|t| !matches!(t.state, State::Running | State::Paused | State::Stopped))
             .map(|t| match &t.trace {
                 Some(trace) => format!("task {} is {}: {trace}", t.id, t.state.as_str()),
                 None => format!("task {} is {}", t.id, t.state.as_str()),
