@@ -68,6 +68,11 @@ impl OffsetTracker {
             .collect()
     }
 
+    /// Records read and not yet below a watermark (Kafka Connect's active records).
+    pub fn pending(&self) -> usize {
+        self.partitions.values().map(|p| p.pending.len()).sum()
+    }
+
     /// Drops all state of a partition (it was revoked; its new owner re-reads what was not
     /// committed).
     pub fn forget(&mut self, topic: &str, partition: i32) {

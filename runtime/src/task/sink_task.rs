@@ -175,6 +175,7 @@ impl SinkTask {
     async fn consume(&mut self, instance: &mut Option<SinkInstance>) -> Result<(), String> {
         let mut intake = Intake::new(&self.config);
         loop {
+            self.status.active(intake.tracker.pending());
             if *self.pause.borrow() {
                 // Shutdown while paused: what is buffered stays unwritten and uncommitted.
                 if self.hold(&mut intake).await.is_err() {

@@ -235,6 +235,7 @@ impl SourceTask {
                 }
             }
             self.start_flush(instance, progress).await;
+            self.status.active(progress.tracker.unsettled().0);
             let room = self.room(progress).filter(|_| !paused);
             tokio::select! {
                 biased;

@@ -152,6 +152,7 @@ pub struct TaskCounters {
     counters: Vec<IntCounter>,
     calls: Vec<Histogram>,
     memory: IntGauge,
+    active: IntGauge,
 }
 
 impl TaskCounters {
@@ -165,6 +166,11 @@ impl TaskCounters {
 
     pub fn observe(&self, call: Call, took: Duration) {
         self.calls[call as usize].observe(took.as_secs_f64());
+    }
+
+    /// Sets how many records the task holds that are not done yet.
+    pub fn active(&self, records: usize) {
+        self.active.set(i64::try_from(records).unwrap_or(i64::MAX));
     }
 
     /// Sets the linear memory the task's plugin instance holds.
@@ -212,6 +218,7 @@ pub struct Metrics {
     state: IntGaugeVec,
     calls: HistogramVec,
     memory: IntGaugeVec,
+    active: IntGaugeVec,
     lag: IntGaugeVec,
     /// The (connector, task, topic, partition) series of `lag`, to drop with the task.
     lag_series: Mutex<BTreeSet<[String; 4]>>,
@@ -265,7 +272,15 @@ impl Default for Metrics {
             &["connector", "task", "topic", "partition"],
         )
         .expect("a valid metric");
-        for gauge in [&memory, &lag] {
+        let active = IntGaugeVec::new(
+            Opts::new(
+                "wasmconnect_task_records_active",
+                "Records a task holds that are not done yet: a sink's read and not yet committable, a source's handed to Kafka without their positions stored.",
+            ),
+            LABELS,
+        )
+        .expect("a valid metric");
+        for gauge in [&memory, &active, &lag] {
             registry
                 .register(Box::new(gauge.clone()))
                 .expect("names are unique");
@@ -287,6 +302,7 @@ impl Default for Metrics {
             state,
             calls,
             memory,
+            active,
             lag,
             lag_series: Mutex::new(BTreeSet::new()),
         }
@@ -311,6 +327,7 @@ impl Metrics {
                 })
                 .collect(),
             memory: self.memory.with_label_values(&[connector, &task]),
+            active: self.active.with_label_values(&[connector, &task]),
         }
     }
 
@@ -356,6 +373,7 @@ impl Metrics {
                 .remove_label_values(&[connector, &task, call.as_str()]);
         }
         let _ = self.memory.remove_label_values(&[connector, &task]);
+        let _ = self.active.remove_label_values(&[connector, &task]);
         let mut series = self.lag_series.lock().expect("lag lock");
         series.retain(|labels| {
             let mine = labels[0] == connector && labels[1] == task;

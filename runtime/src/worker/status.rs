@@ -212,6 +212,11 @@ impl TaskReporter {
         self.counters.add(counter, n);
     }
 
+    /// Records how many records the task holds that are not done yet.
+    pub fn active(&self, records: usize) {
+        self.counters.active(records);
+    }
+
     /// Records how much linear memory the plugin instance holds after a call.
     pub fn memory(&self, bytes: usize) {
         self.counters.memory(bytes);

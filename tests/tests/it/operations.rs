@@ -122,6 +122,11 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
     )
     .unwrap_or_default();
     assert!(writes >= 1.0, "write calls are timed: {writes}");
+    assert_eq!(
+        sample(&text, "wasmconnect_task_records_active", &labels),
+        Some(0.0),
+        "everything read is done"
+    );
     let memory = sample(&text, "wasmconnect_plugin_memory_bytes", &labels).unwrap_or_default();
     assert!(memory >= 65536.0, "the instance's linear memory: {memory}");
 
