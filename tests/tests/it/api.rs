@@ -476,3 +476,42 @@ async fn a_source_connectors_positions_are_read_moved_and_deleted_through_the_ap
     wait_for_records(&broker, &topic, 110, WAIT).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_stay_out_of_log_lines_and_responses() -> anyhow::Result<()> {
+    let p = Pipeline::new("secrets", 1, "id bigint").await?;
+    let (address, _) = crate::common::connection_counter().await?;
+    let name = unique("secretive");
+    let (password, token) = ("pw-s3cr3t-2718", "tok-s3cr3t-31415926");
+    let connector = format!(
+        "  - name: {name}
+    kind: sink
+    plugin: {plugin}
+    topics: [{topic}]
+    grants:
+      http: [\"{address}\"]
+    config:
+      url: \"http://user:{password}@{address}/in\"
+      headers:
+        Authorization: \"Bearer {token}\"
+",
+        plugin = paths::plugin("sink-http")?.display(),
+        topic = p.topic,
+    );
+    let daemon = Daemon::start(&config(&p.broker, &p.pg, &connector))?;
+    // The plugin opens with the first batch, and logs where it sends.
+    produce_ids(&p, 1..=1).await?;
+    let line = daemon.wait_log(&["sending", &name], WAIT).await?;
+    assert!(line.contains("user:[redacted]@"), "{line}");
+    let (_, shown) = Api::new(&daemon)
+        .get(&format!("/connectors/{name}/config"))
+        .await?;
+    assert_eq!(
+        shown["config"]["headers"]["Authorization"], "[redacted]",
+        "{shown}"
+    );
+    let everything = format!("{}{shown}", daemon.log().join("\n"));
+    assert!(!everything.contains(password), "the URL password leaked");
+    assert!(!everything.contains(token), "the bearer token leaked");
+    Ok(())
+}
