@@ -5,7 +5,7 @@
 
 use super::{Refused, Target, Worker};
 use crate::config::{ConnectorConfig, ConnectorKind};
-use crate::kafka::{GroupOffsets, PositionStore};
+use crate::kafka::{GroupOffsets, PartitionOffsets, PositionStore};
 use crate::task::OffsetTable;
 
 /// A connector's offsets, by kind.
@@ -40,11 +40,7 @@ impl Worker {
             .ok_or_else(|| Refused::NotFound(name.to_owned()))?;
         match connector.kind {
             ConnectorKind::Source => {
-                let store = PositionStore::new(&self.config.kafka, name);
-                let positions = store
-                    .load(&self.config.kafka)
-                    .await
-                    .map_err(|e| Refused::Unavailable(e.to_string()))?;
+                let positions = self.stored_positions(name).await?;
                 Ok(ConnectorOffsets::Source(
                     positions
                         .into_iter()
@@ -57,10 +53,8 @@ impl Worker {
             }
             ConnectorKind::Sink => {
                 let mut offsets: Vec<SinkOffset> = self
-                    .group_offsets(&connector)
-                    .read()
-                    .await
-                    .map_err(|e| Refused::Unavailable(e.to_string()))?
+                    .partitions(&connector)
+                    .await?
                     .into_iter()
                     .filter_map(|p| {
                         Some(SinkOffset {
@@ -104,7 +98,7 @@ impl Worker {
                 PositionStore::new(&self.config.kafka, name)
                     .write(&self.config.kafka, &positions)
                     .await
-                    .map_err(|e| Refused::Unavailable(e.to_string()))
+                    .map_err(unavailable)
             }
             (ConnectorKind::Sink, ConnectorOffsets::Sink(offsets)) => {
                 self.set_sink_offsets(&connector, offsets).await
@@ -123,24 +117,21 @@ impl Worker {
         let connector = self.stopped(name)?;
         match connector.kind {
             ConnectorKind::Source => {
-                let store = PositionStore::new(&self.config.kafka, name);
-                let positions = store
-                    .load(&self.config.kafka)
-                    .await
-                    .map_err(|e| Refused::Unavailable(e.to_string()))?;
-                let deletions: Vec<(String, Option<String>)> =
-                    positions.into_iter().map(|(p, _)| (p, None)).collect();
-                store
+                let deletions: Vec<(String, Option<String>)> = self
+                    .stored_positions(name)
+                    .await?
+                    .into_iter()
+                    .map(|(p, _)| (p, None))
+                    .collect();
+                PositionStore::new(&self.config.kafka, name)
                     .write(&self.config.kafka, &deletions)
                     .await
-                    .map_err(|e| Refused::Unavailable(e.to_string()))
+                    .map_err(unavailable)
             }
             ConnectorKind::Sink => {
                 let all = self
-                    .group_offsets(&connector)
-                    .read()
-                    .await
-                    .map_err(|e| Refused::Unavailable(e.to_string()))?
+                    .partitions(&connector)
+                    .await?
                     .into_iter()
                     .map(|p| SinkOffset {
                         topic: p.topic,
@@ -174,11 +165,7 @@ impl Worker {
                 )));
             }
         }
-        let group = self.group_offsets(connector);
-        let partitions = group
-            .read()
-            .await
-            .map_err(|e| Refused::Unavailable(e.to_string()))?;
+        let partitions = self.partitions(connector).await?;
         let latest = self.auto_offset_reset(connector) == "latest";
         let mut resolved = Vec::new();
         for o in offsets {
@@ -197,10 +184,29 @@ impl Worker {
         if let Some(table) = self.offset_table(connector)? {
             table.alter(&resolved).await.map_err(unavailable)?;
         }
-        group
+        self.group_offsets(connector)
             .commit(resolved)
             .await
-            .map_err(|e| Refused::Unavailable(e.to_string()))
+            .map_err(unavailable)
+    }
+
+    /// A source connector's stored positions: (partition, position).
+    async fn stored_positions(&self, name: &str) -> Result<Vec<(String, String)>, Refused> {
+        PositionStore::new(&self.config.kafka, name)
+            .load(&self.config.kafka)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Every partition a sink consumes, with its group's committed offset.
+    async fn partitions(
+        &self,
+        connector: &ConnectorConfig,
+    ) -> Result<Vec<PartitionOffsets>, Refused> {
+        self.group_offsets(connector)
+            .read()
+            .await
+            .map_err(unavailable)
     }
 
     /// The config of a connector whose offsets may change: it must be STOPPED.
