@@ -602,11 +602,13 @@ impl SourceTask {
             tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
                 "storing positions in {} failed, retrying with the next flush: {failure}", self.store.topic());
             progress.tracker.flush_failed(flush);
+            self.status.count(Counter::OffsetCommitFailures, 1);
             return;
         }
         progress.tracker.flushed(&flush);
         self.status
             .count(Counter::PositionsCommitted, flush.positions.len());
+        self.status.count(Counter::OffsetCommits, 1);
         if let Some(live) = instance {
             match live.commit(&flush.positions).await {
                 Ok(()) => {}

@@ -37,9 +37,9 @@ pub enum Counter {
     RecordsDeadLettered,
     /// Source positions stored in the offsets topic.
     PositionsCommitted,
-    /// Sink: offset commits Kafka accepted.
+    /// Offset commits Kafka accepted: a sink's consumer offsets, a source's position writes.
     OffsetCommits,
-    /// Sink: offset commits that failed (the next one covers them).
+    /// Offset commits that failed (a later one covers them).
     OffsetCommitFailures,
     /// Task restarts through the REST API.
     Restarts,
@@ -111,12 +111,12 @@ impl Counter {
                 "Source positions stored in the offsets topic.",
             ),
             Counter::OffsetCommits => (
-                "wasmconnect_sink_offset_commits_total",
-                "Offset commits of a sink task Kafka accepted.",
+                "wasmconnect_task_offset_commits_total",
+                "Offset commits Kafka accepted: a sink's consumer offsets, a source's positions.",
             ),
             Counter::OffsetCommitFailures => (
-                "wasmconnect_sink_offset_commit_failures_total",
-                "Offset commits of a sink task that failed (a later commit covers them).",
+                "wasmconnect_task_offset_commit_failures_total",
+                "Offset commits that failed (a later commit covers them).",
             ),
             Counter::Restarts => (
                 "wasmconnect_task_restarts_total",
