@@ -6,6 +6,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: { default: async },
     exports: { default: async },
+    // Batches cross into the guest borrowed from the runtime's records: no copy of keys,
+    // values or topics before the one into guest memory.
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 /// The contract version this runtime implements, as plugins spell it in their exports.

@@ -3,26 +3,51 @@
 use super::bindings::wasmconnect::plugin::types as wit;
 use crate::connector::{Header, Record};
 
-pub(super) fn to_wit_record(r: &Record) -> wit::Record {
-    wit::Record {
-        topic: r.topic.to_string(),
-        partition: r.partition,
-        offset: r.offset,
-        timestamp: r.timestamp,
-        key: r.key.clone(),
-        value: r.value.clone(),
-        headers: r
-            .headers
-            .iter()
-            .map(|h| wit::Header {
-                key: h.key.clone(),
-                value: h.value.clone(),
-            })
-            .collect(),
+/// The header views of a batch, which the borrowed WIT records point into. A record without
+/// headers costs nothing here.
+pub struct WitHeaders<'a>(Vec<Vec<wit::HeaderParam<'a>>>);
+
+impl<'a> WitHeaders<'a> {
+    pub fn of(records: &'a [Record]) -> Self {
+        WitHeaders(
+            records
+                .iter()
+                .map(|r| {
+                    r.headers
+                        .iter()
+                        .map(|h| wit::HeaderParam {
+                            key: &h.key,
+                            value: h.value.as_deref(),
+                        })
+                        .collect()
+                })
+                .collect(),
+        )
     }
 }
 
-pub(super) fn from_wit_record(r: wit::Record) -> Record {
+/// A batch as the guest call takes it, borrowed from the runtime's records: nothing is copied
+/// before the one copy into guest memory.
+pub(super) fn wit_records<'a>(
+    records: &'a [Record],
+    headers: &'a WitHeaders<'a>,
+) -> Vec<wit::RecordParam<'a>> {
+    records
+        .iter()
+        .zip(&headers.0)
+        .map(|(r, headers)| wit::RecordParam {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers,
+        })
+        .collect()
+}
+
+pub(super) fn from_wit_record(r: wit::RecordResult) -> Record {
     Record {
         topic: r.topic.into(),
         partition: r.partition,
@@ -34,7 +59,7 @@ pub(super) fn from_wit_record(r: wit::Record) -> Record {
     }
 }
 
-pub(super) fn from_wit_headers(headers: Vec<wit::Header>) -> Vec<Header> {
+pub(super) fn from_wit_headers(headers: Vec<wit::HeaderResult>) -> Vec<Header> {
     headers
         .into_iter()
         .map(|h| Header {

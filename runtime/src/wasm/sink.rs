@@ -9,7 +9,7 @@ use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
 use super::call::{CallError, Live, Placement};
 use super::capability::Grants;
 use super::capability::sql::HeldTransaction;
-use super::convert::to_wit_record;
+use super::convert::{WitHeaders, wit_records};
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
 use crate::connector::Record;
@@ -59,13 +59,14 @@ impl SinkPlugin {
 
 /// A live sink task inside its own store. After a trap it must be dropped.
 pub struct SinkInstance {
-    live: Live<wit_sink::Guest>,
+    pub(super) live: Live<wit_sink::Guest>,
 }
 
 impl SinkInstance {
     /// Calls the plugin's `write` with the batch, under the call deadline and memory cap.
     pub async fn write(&mut self, records: &[Record]) -> Result<(), CallError> {
-        let batch: Vec<_> = records.iter().map(to_wit_record).collect();
+        let headers = WitHeaders::of(records);
+        let batch = wit_records(records, &headers);
         let (store, guest, task) = self.live.arm();
         let result = guest.sink_task().call_write(store, task, &batch).await;
         self.live.outcome(result)

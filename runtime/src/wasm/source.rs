@@ -98,12 +98,12 @@ impl SourceInstance {
     }
 }
 
-fn to_wit_positions(positions: &[(String, String)]) -> Vec<wit_source::SourcePosition> {
+fn to_wit_positions(positions: &[(String, String)]) -> Vec<wit_source::SourcePosition<'_>> {
     positions
         .iter()
         .map(|(partition, position)| wit_source::SourcePosition {
-            partition: partition.clone(),
-            position: position.clone(),
+            partition,
+            position,
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use wasmtime::component::InstancePre;
 use super::bindings::exports::wasmconnect::plugin::transform as wit_transform;
 use super::call::{CallError, Live, Placement};
 use super::capability::Grants;
-use super::convert::{from_wit_record, to_wit_record};
+use super::convert::{WitHeaders, from_wit_record, wit_records};
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
 use crate::connector::{PluginError, Record, Rejected};
@@ -66,14 +66,15 @@ impl TransformPlugin {
 
 /// A live transform task inside its own store. After a trap it must be dropped.
 pub struct TransformInstance {
-    live: Live<wit_transform::Guest>,
+    pub(super) live: Live<wit_transform::Guest>,
 }
 
 impl TransformInstance {
     /// Calls the plugin's `apply` with the batch. Output indices that name no input are
     /// refused as a plugin failure.
     pub async fn apply(&mut self, records: &[Record]) -> Result<Transformed, CallError> {
-        let batch: Vec<_> = records.iter().map(to_wit_record).collect();
+        let headers = WitHeaders::of(records);
+        let batch = wit_records(records, &headers);
         let (store, guest, task) = self.live.arm();
         let result = guest.transform_task().call_apply(store, task, &batch).await;
         let output = self.live.outcome(result)?;
