@@ -100,21 +100,35 @@ impl WasmEngine {
     /// Builds the engine (epoch interruption on, async host calls) and starts its epoch ticker,
     /// which stops by itself when the engine is dropped.
     pub fn new() -> Result<Self, wasmtime::Error> {
+        Self::build(true)
+    }
+
+    /// An engine whose plugin calls cannot be interrupted (no epoch checks in the compiled
+    /// code, so `limits.call_timeout_ms` does nothing). Only for measuring what interruption
+    /// costs.
+    #[doc(hidden)]
+    pub fn uninterruptible() -> Result<Self, wasmtime::Error> {
+        Self::build(false)
+    }
+
+    fn build(interruptible: bool) -> Result<Self, wasmtime::Error> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(interruptible);
         let engine = Engine::new(&config)?;
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
-            .map_err(wasmtime::Error::from)?;
+        if interruptible {
+            let weak = engine.weak();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })
+                .map_err(wasmtime::Error::from)?;
+        }
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         capability::log::add_to_linker(&mut linker, |s: &mut TaskState| {

@@ -6,6 +6,8 @@
 //! and its instances), `convert` (records to and from WIT), `stdio` (guest stdout/stderr into the log), `capability/` (one module per
 //! host import, each with its own `add_to_linker` and grant checks).
 
+#[doc(hidden)]
+pub mod baseline;
 mod bindings;
 mod call;
 pub mod capability;
