@@ -11,9 +11,13 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let exe = std::env::current_exe().context("locating the test binary")?;
-    // target/<profile>/deps/it-<hash>
+    // target/<profile>/deps/it-<hash>, or target/<profile>/<bin> for a bin.
+    let in_deps = exe
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "deps");
     exe.ancestors()
-        .nth(3)
+        .nth(if in_deps { 3 } else { 2 })
         .map(PathBuf::from)
         .context("test binary is not inside a cargo target directory")
 }
@@ -30,7 +34,13 @@ pub fn wasmconnect_bin() -> anyhow::Result<PathBuf> {
     if let Ok(bin) = std::env::var("WASMCONNECT_BIN") {
         return existing(PathBuf::from(bin), "WASMCONNECT_BIN points nowhere");
     }
+    // A test binary is target/<profile>/deps/<name>; a bin (the benchmarks) is
+    // target/<profile>/<name>.
     let exe = std::env::current_exe()?;
+    let beside = exe.with_file_name("wasmconnect");
+    if beside.exists() {
+        return Ok(beside);
+    }
     let profile_dir = exe
         .ancestors()
         .nth(2)

@@ -1,0 +1,551 @@
+//! End-to-end benchmarks: the `wasmconnect` daemon beside a raw loop built from the same
+//! libraries, on the same broker, database and HTTP server, in the same run. Each line
+//! prints records/s, CPU seconds per million records, peak RSS and the ratio to the
+//! baseline.
+//!
+//! Run on demand, not in the test command (see runtime/benches/BENCHMARKS.md):
+//!
+//! ```text
+//! bash tests/scripts/services.sh build_plugins
+//! cargo build --release -p wasmconnect -p wasmconnect-tests --bin e2e-bench
+//! target/release/e2e-bench [sql|http|startup|all] [--records N]
+//! ```
+//!
+//! The broker is tansu on its in-memory engine (every reader starts at offset 0, which is
+//! what that engine gets right); PostgreSQL and the HTTP server are local.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use serde::{Deserialize, Serialize};
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+
+/// What one run cost: the process is the daemon or a baseline child.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Cost {
+    records: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_rss_kib: u64,
+}
+
+impl Cost {
+    fn per_second(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+
+    fn cpu_per_million(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.records as f64
+    }
+}
+
+/// CPU seconds (user + system) and peak resident memory of a live process.
+fn usage(pid: u32) -> anyhow::Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("reading /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // USER_HZ: 100 on every Linux this runs on.
+    let hz = 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((ticks / hz, kib("VmHWM:")))
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn line(name: &str, cost: &Cost, baseline: Option<&Cost>) {
+    let ratio = baseline
+        .map(|b| format!("{:.2}", cost.per_second() / b.per_second()))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "{name:<44} {:>10.0} rec/s {:>7.2} cpu-s/M {:>7.1} MiB peak  ratio {ratio}",
+        cost.per_second(),
+        cost.cpu_per_million(),
+        cost.peak_rss_kib as f64 / 1024.0
+    );
+}
+
+fn plugin(name: &str) -> anyhow::Result<PathBuf> {
+    paths::plugin(name)
+}
+
+/// A value of about 100 bytes: `{"id": n, "pad": "xxx..."}`.
+fn value(id: u64) -> Vec<u8> {
+    format!("{{\"id\":{id},\"pad\":\"{}\"}}", "x".repeat(80)).into_bytes()
+}
+
+async fn fill(broker: &Broker, topic: &str, n: u64) -> anyhow::Result<()> {
+    broker.create_topic(topic, 1).await?;
+    let records: Vec<_> = (1..=n).map(|id| (None, Some(value(id)))).collect();
+    broker.produce(topic, &records).await
+}
+
+fn config(broker: &Broker, pg: &Postgres, connectors: &str) -> String {
+    format!(
+        "kafka:
+  bootstrap_servers: {}
+  consumer:
+    fetch.wait.max.ms: 100
+databases:
+  main:
+    url: {}
+    pool_size: 8
+admin:
+  listen: \"{{admin}}\"
+connectors:
+{connectors}",
+        broker.bootstrap, pg.url
+    )
+}
+
+fn sql_sink(name: &str, topic: &str, table: &str, mode: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "  - name: {name}
+    kind: sink
+    plugin: {}
+    topics: [{topic}]
+    batch: {{ max_records: 1000, max_wait_ms: 100 }}
+    grants: {{ databases: [main] }}
+    config: {{ database: main, table: {table}, mode: {mode}, key: [id] }}
+",
+        plugin("sink-sql")?.display()
+    ))
+}
+
+/// Starts the daemon on `config`, waits until `done` says every record arrived, and measures.
+async fn run_daemon<F, Fut>(config: &str, records: u64, done: F) -> anyhow::Result<Cost>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u64>>,
+{
+    let started = Instant::now();
+    let daemon = Daemon::start(config)?;
+    wait_until("every record", Duration::from_secs(600), || async {
+        let have = done().await?;
+        Ok(if have >= records {
+            Ok(())
+        } else {
+            Err(format!("{have}"))
+        })
+    })
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (cpu_seconds, peak_rss_kib) = usage(daemon.pid())?;
+    Ok(Cost {
+        records,
+        seconds,
+        cpu_seconds,
+        peak_rss_kib,
+    })
+}
+
+/// Runs this binary as a baseline child with `args`; it prints its cost as JSON.
+fn run_baseline(args: &[String]) -> anyhow::Result<Cost> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("baseline")
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "baseline {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8(out.stdout)?;
+    Ok(serde_json::from_str(text.trim())?)
+}
+
+async fn bench_sql(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result<()> {
+    let topic = unique("bench_sql");
+    fill(broker, &topic, n).await?;
+    for mode in ["insert", "upsert"] {
+        let table = unique("bench");
+        pg.execute(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
+        ))
+        .await?;
+        let count = format!("SELECT count(*) FROM {table}");
+        let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
+        let runtime = run_daemon(&config(broker, pg, &connector), n, || async {
+            Ok(pg.count(&count).await? as u64)
+        })
+        .await?;
+        let mut best: Option<Cost> = None;
+        let mut baselines = Vec::new();
+        for method in ["unnest", "copy"] {
+            if mode == "upsert" && method == "copy" {
+                continue;
+            }
+            let table = unique("raw");
+            pg.execute(&format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
+            ))
+            .await?;
+            let cost = run_baseline(&[
+                "sql".into(),
+                broker.bootstrap.clone(),
+                topic.clone(),
+                n.to_string(),
+                pg.url.clone(),
+                table,
+                format!("{mode}-{method}"),
+            ])?;
+            if best.is_none_or(|b| cost.per_second() > b.per_second()) {
+                best = Some(cost);
+            }
+            baselines.push((method, cost));
+        }
+        for (method, cost) in &baselines {
+            line(&format!("raw rdkafka + sqlx {mode} ({method})"), cost, None);
+        }
+        line(
+            &format!("wasmconnect sink-sql {mode} (vs best raw)"),
+            &runtime,
+            best.as_ref(),
+        );
+    }
+    Ok(())
+}
+
+/// A loopback server that accepts JSON arrays and counts their items.
+async fn http_server() -> anyhow::Result<(String, Arc<AtomicU64>)> {
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    let app = axum::Router::new().route(
+        "/in",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                let items: Vec<serde_json::Value> =
+                    serde_json::from_slice(&body).unwrap_or_default();
+                counter.fetch_add(items.len() as u64, Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((address, count))
+}
+
+async fn bench_http(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result<()> {
+    let topic = unique("bench_http");
+    fill(broker, &topic, n).await?;
+    let (address, count) = http_server().await?;
+    let connector = format!(
+        "  - name: {}
+    kind: sink
+    plugin: {}
+    topics: [{topic}]
+    batch: {{ max_records: 1000, max_wait_ms: 100 }}
+    grants: {{ http: [\"{address}\"] }}
+    config: {{ url: \"http://{address}/in\" }}
+",
+        unique("http"),
+        plugin("sink-http")?.display()
+    );
+    let runtime = run_daemon(&config(broker, pg, &connector), n, || async {
+        Ok(count.load(Ordering::SeqCst))
+    })
+    .await?;
+    count.store(0, Ordering::SeqCst);
+    let baseline = run_baseline(&[
+        "http".into(),
+        broker.bootstrap.clone(),
+        topic,
+        n.to_string(),
+        format!("http://{address}/in"),
+    ])?;
+    line("raw rdkafka + reqwest (batches of 1,000)", &baseline, None);
+    line("wasmconnect sink-http", &runtime, Some(&baseline));
+    Ok(())
+}
+
+/// Time from process start to 10 connectors RUNNING, then resident memory idle, and with 4
+/// busy tasks.
+async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result<()> {
+    let mut connectors = String::new();
+    let mut names = Vec::new();
+    for _ in 0..10 {
+        let (topic, table, name) = (unique("idle"), unique("idle"), unique("c"));
+        broker.create_topic(&topic, 1).await?;
+        pg.execute(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
+        ))
+        .await?;
+        connectors.push_str(&sql_sink(&name, &topic, &table, "insert")?);
+        names.push(name);
+    }
+    let text = config(broker, pg, &connectors);
+    for attempt in ["first start", "second start"] {
+        let started = Instant::now();
+        let daemon = Daemon::start(&text)?;
+        let url = format!("http://{}/connectors?expand=status", daemon.admin);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(response) = client.get(&url).send().await
+                && let Ok(all) = response.json::<serde_json::Value>().await
+                && names
+                    .iter()
+                    .all(|n| all[n]["status"]["tasks"][0]["state"] == "RUNNING")
+            {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("10 connectors did not reach RUNNING within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let to_running = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        println!(
+            "startup ({attempt}): 10 connectors RUNNING after {:.0} ms; idle RSS {:.1} MiB",
+            to_running.as_secs_f64() * 1000.0,
+            resident_kib(daemon.pid()) as f64 / 1024.0
+        );
+    }
+
+    let mut busy = String::new();
+    let mut tables = Vec::new();
+    let per = n / 4;
+    for _ in 0..4 {
+        let (topic, table) = (unique("busy"), unique("busy"));
+        fill(broker, &topic, per).await?;
+        pg.execute(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
+        ))
+        .await?;
+        busy.push_str(&sql_sink(&unique("busy"), &topic, &table, "insert")?);
+        tables.push(table);
+    }
+    let query = tables
+        .iter()
+        .map(|t| format!("(SELECT count(*) FROM {t})"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let cost = run_daemon(&config(broker, pg, &busy), per * 4, || async {
+        Ok(pg.count(&format!("SELECT {query}")).await? as u64)
+    })
+    .await?;
+    line("4 busy sink-sql tasks (peak RSS)", &cost, None);
+    Ok(())
+}
+
+/// The raw loops, run as a child process so that its CPU and memory are its own.
+mod baseline {
+    use super::*;
+
+    fn consumer(bootstrap: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", unique("raw"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        Ok(consumer)
+    }
+
+    /// Reads batches of up to 1,000 records (or what 100 ms brings) until `n` were handled by
+    /// `write`, storing offsets after each written batch, as the runtime does.
+    async fn consume<F, Fut>(consumer: &BaseConsumer, n: u64, mut write: F) -> anyhow::Result<()>
+    where
+        F: FnMut(Vec<Vec<u8>>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let mut done = 0;
+        while done < n {
+            let mut batch = Vec::with_capacity(1000);
+            let deadline = Instant::now() + Duration::from_millis(100);
+            let mut last = None;
+            while batch.len() < 1000 && Instant::now() < deadline {
+                match consumer.poll(Duration::from_millis(10)) {
+                    Some(Ok(m)) => {
+                        batch.push(m.payload().unwrap_or_default().to_vec());
+                        last = Some((m.topic().to_owned(), m.partition(), m.offset()));
+                    }
+                    Some(Err(e)) => bail!("kafka: {e}"),
+                    None => {}
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            done += batch.len() as u64;
+            write(batch).await?;
+            if let Some((topic, partition, offset)) = last {
+                consumer.store_offset(&topic, partition, offset)?;
+            }
+        }
+        consumer.commit_consumer_state(CommitMode::Sync)?;
+        Ok(())
+    }
+
+    #[derive(Deserialize)]
+    struct Row {
+        id: i64,
+        pad: String,
+    }
+
+    pub async fn sql(args: &[String]) -> anyhow::Result<()> {
+        let [bootstrap, topic, n, url, table, how] = args else {
+            bail!("sql BOOTSTRAP TOPIC N URL TABLE MODE-METHOD");
+        };
+        let n: u64 = n.parse()?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let consumer = consumer(bootstrap, topic)?;
+        let conflict = if how.starts_with("upsert") {
+            " ON CONFLICT (id) DO UPDATE SET pad = excluded.pad"
+        } else {
+            ""
+        };
+        let unnest = format!(
+            "INSERT INTO {table} (id, pad) SELECT * FROM unnest($1::bigint[], $2::text[]){conflict}"
+        );
+        let copy = format!("COPY {table} (id, pad) FROM STDIN");
+        let by_copy = how.ends_with("copy");
+        consume(&consumer, n, |batch| {
+            let (pool, unnest, copy) = (&pool, &unnest, &copy);
+            async move {
+                let rows: Vec<Row> = batch
+                    .iter()
+                    .map(|v| serde_json::from_slice(v))
+                    .collect::<Result<_, _>>()?;
+                if by_copy {
+                    let mut text = Vec::with_capacity(rows.len() * 100);
+                    for r in &rows {
+                        writeln!(text, "{}\t{}", r.id, r.pad)?;
+                    }
+                    let mut conn = pool.acquire().await?;
+                    let mut sink = conn.copy_in_raw(copy).await?;
+                    sink.send(text).await?;
+                    sink.finish().await?;
+                } else {
+                    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                    let pads: Vec<&str> = rows.iter().map(|r| r.pad.as_str()).collect();
+                    sqlx::query(unnest)
+                        .bind(&ids)
+                        .bind(&pads)
+                        .execute(pool)
+                        .await?;
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    pub async fn http(args: &[String]) -> anyhow::Result<()> {
+        let [bootstrap, topic, n, url] = args else {
+            bail!("http BOOTSTRAP TOPIC N URL");
+        };
+        let n: u64 = n.parse()?;
+        let client = reqwest::Client::new();
+        let consumer = consumer(bootstrap, topic)?;
+        consume(&consumer, n, |batch| {
+            let (client, url) = (&client, url);
+            async move {
+                let mut body = Vec::with_capacity(batch.len() * 101 + 2);
+                body.push(b'[');
+                for (i, value) in batch.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(value);
+                }
+                body.push(b']');
+                client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                Ok(())
+            }
+        })
+        .await
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("baseline") {
+        let started = Instant::now();
+        let n: u64 = args.get(4).and_then(|n| n.parse().ok()).unwrap_or(0);
+        match args.get(1).map(String::as_str) {
+            Some("sql") => baseline::sql(&args[2..]).await?,
+            Some("http") => baseline::http(&args[2..]).await?,
+            other => bail!("unknown baseline {other:?}"),
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (cpu_seconds, peak_rss_kib) = usage(std::process::id())?;
+        println!(
+            "{}",
+            serde_json::to_string(&Cost {
+                records: n,
+                seconds,
+                cpu_seconds,
+                peak_rss_kib,
+            })?
+        );
+        return Ok(());
+    }
+    let which = args.first().cloned().unwrap_or_else(|| "all".into());
+    let records: u64 = match args.iter().position(|a| a == "--records") {
+        Some(i) => args.get(i + 1).context("--records N")?.parse()?,
+        None => 200_000,
+    };
+    let broker = Broker::start_in_memory().await?;
+    let pg = Postgres::connect().await?;
+    println!(
+        "wasmconnect end-to-end benchmarks: {records} records of ~100 B, tansu (memory), PostgreSQL {}",
+        pg.count("SELECT current_setting('server_version_num')::bigint")
+            .await?
+    );
+    if matches!(which.as_str(), "sql" | "all") {
+        bench_sql(&broker, &pg, records).await?;
+    }
+    if matches!(which.as_str(), "http" | "all") {
+        bench_http(&broker, &pg, records).await?;
+    }
+    if matches!(which.as_str(), "startup" | "all") {
+        bench_startup(&broker, &pg, records).await?;
+    }
+    Ok(())
+}
