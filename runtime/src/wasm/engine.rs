@@ -100,7 +100,14 @@ impl WasmEngine {
     /// Builds the engine (epoch interruption on, async host calls) and starts its epoch ticker,
     /// which stops by itself when the engine is dropped.
     pub fn new() -> Result<Self, wasmtime::Error> {
-        Self::build(true)
+        Self::build(true, None)
+    }
+
+    /// Like [`WasmEngine::new`], keeping compiled plugins in `dir` (created when missing): a
+    /// plugin compiled once, by any process using the same directory, loads without compiling
+    /// again until the file or the runtime changes (entries are keyed by both).
+    pub fn with_compiled_cache(dir: &Path) -> Result<Self, wasmtime::Error> {
+        Self::build(true, Some(dir))
     }
 
     /// An engine whose plugin calls cannot be interrupted (no epoch checks in the compiled
@@ -108,13 +115,18 @@ impl WasmEngine {
     /// costs.
     #[doc(hidden)]
     pub fn uninterruptible() -> Result<Self, wasmtime::Error> {
-        Self::build(false)
+        Self::build(false, None)
     }
 
-    fn build(interruptible: bool) -> Result<Self, wasmtime::Error> {
+    fn build(interruptible: bool, compiled: Option<&Path>) -> Result<Self, wasmtime::Error> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(interruptible);
+        if let Some(dir) = compiled {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            config.cache(Some(wasmtime::Cache::new(cache)?));
+        }
         let engine = Engine::new(&config)?;
         if interruptible {
             let weak = engine.weak();

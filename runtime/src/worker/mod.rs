@@ -113,7 +113,8 @@ impl Worker {
     /// Builds the engine and the database pools (which connect lazily) and reads the API's
     /// stored changes. No network I/O.
     pub fn build(config: Config) -> Result<Self, BuildError> {
-        let engine = WasmEngine::new().map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        let engine = WasmEngine::with_compiled_cache(&config.worker.data_dir.join("compiled"))
+            .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         let databases = Databases::new(&config.databases)?;
         let store = Store::open(&config.worker.data_dir)?;
         if let Ok(value) = serde_json::to_value(&config) {
