@@ -29,13 +29,29 @@ const MAX_PARAMS: usize = 30_000;
 /// costs as many statements as it has switches between writes and tombstones (one, usually)
 /// and the table ends as if the records were applied one by one.
 pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
-    let mut runs: Vec<(Kind, Vec<Map<String, Json>>)> = Vec::new();
+    // PostgreSQL converts the rows from JSON itself: unless `columns:` maps fields, a value
+    // goes into the statement as it came, with only its field names and key values read.
+    let pass_through = kind == DatabaseKind::Postgres && config.columns.is_none();
+    let mut runs: Vec<(Kind, Rows)> = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        match row(config, record) {
-            Ok((kind, row)) => match runs.last_mut() {
-                Some((k, rows)) if *k == kind => rows.push(row),
-                _ => runs.push((kind, vec![row])),
+        let passed = pass_through
+            .then(|| passed(config, record))
+            .flatten()
+            .map(|p| (Kind::Write, Rows::Passed(vec![p])));
+        let entry = match passed {
+            Some(entry) => Ok(entry),
+            None => row(config, record).map(|(kind, row)| (kind, Rows::Parsed(vec![row]))),
+        };
+        match entry {
+            Ok((kind, rows)) => match (runs.last_mut(), rows) {
+                (Some((k, Rows::Passed(run))), Rows::Passed(mut rows)) if *k == kind => {
+                    run.append(&mut rows)
+                }
+                (Some((k, Rows::Parsed(run))), Rows::Parsed(mut rows)) if *k == kind => {
+                    run.append(&mut rows)
+                }
+                (_, rows) => runs.push((kind, rows)),
             },
             Err(reason) => rejected.push(Rejected {
                 index: index as u32,
@@ -45,17 +61,87 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
     }
     let statements = runs
         .into_iter()
-        .flat_map(|(run, rows)| match (run, kind) {
-            (Kind::Write, DatabaseKind::Postgres) => vec![write_statement(config, rows)],
-            (Kind::Delete, DatabaseKind::Postgres) => vec![delete_statement(config, rows)],
-            (Kind::Write, other) => write_values(config, other, rows),
-            (Kind::Delete, other) => delete_values(config, other, rows),
+        .flat_map(|(run, rows)| match (run, rows, kind) {
+            (_, Rows::Passed(rows), _) => vec![passed_statement(config, rows)],
+            (Kind::Write, Rows::Parsed(rows), DatabaseKind::Postgres) => {
+                vec![write_statement(config, rows)]
+            }
+            (Kind::Delete, Rows::Parsed(rows), DatabaseKind::Postgres) => {
+                vec![delete_statement(config, rows)]
+            }
+            (Kind::Write, Rows::Parsed(rows), other) => write_values(config, other, rows),
+            (Kind::Delete, Rows::Parsed(rows), other) => delete_values(config, other, rows),
         })
         .collect();
     Plan {
         statements,
         rejected,
     }
+}
+
+/// A run of rows of one kind.
+enum Rows<'a> {
+    /// Fields parsed: column mapping, deletes, MySQL and SQLite.
+    Parsed(Vec<Map<String, Json>>),
+    /// Values as they came (PostgreSQL writes without `columns:`).
+    Passed(Vec<Passed<'a>>),
+}
+
+/// A value written as it came: its JSON text, its field names, and (upserting) its key.
+struct Passed<'a> {
+    json: &'a str,
+    fields: Vec<&'a str>,
+    /// The key columns' values, for keeping the last row per key.
+    key: String,
+}
+
+/// The record's value read as a pass-through row: a JSON object with the key columns set.
+/// `None` when it is not one, or uses escapes in its field names: the parsed path then
+/// writes it or says what is wrong with it.
+fn passed<'a>(config: &Config, record: &'a Record) -> Option<Passed<'a>> {
+    let json = std::str::from_utf8(record.value.as_deref()?).ok()?;
+    let object: HashMap<&str, &serde_json::value::RawValue> = serde_json::from_str(json).ok()?;
+    let mut key = Vec::with_capacity(config.key.len());
+    for column in &config.key {
+        let value = object.get(column.as_str())?;
+        if value.get() == "null" {
+            return None;
+        }
+        if config.mode == Mode::Upsert {
+            key.push(serde_json::from_str::<Json>(value.get()).ok()?.to_string());
+        }
+    }
+    Some(Passed {
+        json,
+        fields: object.into_keys().collect(),
+        key: key.join("\u{1f}"),
+    })
+}
+
+/// PostgreSQL: the values themselves as the statement's `jsonb` array.
+fn passed_statement(config: &Config, rows: Vec<Passed<'_>>) -> Statement {
+    let rows = if config.mode == Mode::Upsert {
+        last_per_key(rows, |row| row.key.clone())
+    } else {
+        rows
+    };
+    let columns: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.fields.iter().copied())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut array = String::with_capacity(rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 2);
+    array.push('[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push_str(row.json);
+    }
+    array.push(']');
+    Statement::new(insert_sql(config, &columns), vec![Value::Json(array)])
 }
 
 /// The row a record writes (column -> value), or the key columns a tombstone deletes.
@@ -150,7 +236,7 @@ fn rows_and_columns(
     rows: Vec<Map<String, Json>>,
 ) -> (Vec<Map<String, Json>>, Vec<String>) {
     let rows = if config.mode == Mode::Upsert {
-        last_per_key(&config.key, rows)
+        last_per_key(rows, |row| key_of(&config.key, row))
     } else {
         rows
     };
@@ -170,8 +256,13 @@ fn rows_and_columns(
 /// with the table's own column types.
 fn write_statement(config: &Config, rows: Vec<Map<String, Json>>) -> Statement {
     let (rows, columns) = rows_and_columns(config, rows);
+    Statement::new(insert_sql(config, &columns), vec![rows_param(rows)])
+}
+
+/// `INSERT` (or upsert) of `columns` from the `jsonb` array in `$1`.
+fn insert_sql(config: &Config, columns: &[String]) -> String {
     let table = quote_table(&config.table);
-    let column_list = quote_list(&columns);
+    let column_list = quote_list(columns);
     let mut sql = format!(
         "INSERT INTO {table} ({column_list}) SELECT {column_list} \
          FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb)"
@@ -189,7 +280,7 @@ fn write_statement(config: &Config, rows: Vec<Map<String, Json>>) -> Statement {
             sql.push_str(&format!("UPDATE SET {}", updates.join(", ")));
         }
     }
-    Statement::new(sql, vec![rows_param(rows)])
+    sql
 }
 
 fn delete_statement(config: &Config, keys: Vec<Map<String, Json>>) -> Statement {
@@ -343,15 +434,17 @@ fn quote_for(kind: DatabaseKind, name: &str) -> String {
     }
 }
 
+/// The key columns' values of a parsed row, as [`last_per_key`] compares them.
+fn key_of(key: &[String], row: &Map<String, Json>) -> String {
+    key.iter()
+        .map(|k| row.get(k).map(Json::to_string).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
 /// Keeps the last row of each key, in the order of those last rows: an upsert statement may
 /// not touch the same row twice.
-fn last_per_key(key: &[String], rows: Vec<Map<String, Json>>) -> Vec<Map<String, Json>> {
-    let key_of = |row: &Map<String, Json>| -> String {
-        key.iter()
-            .map(|k| row.get(k).map(Json::to_string).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\u{1f}")
-    };
+fn last_per_key<R>(rows: Vec<R>, key_of: impl Fn(&R) -> String) -> Vec<R> {
     let mut last: HashMap<String, usize> = HashMap::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         last.insert(key_of(row), i);
@@ -480,6 +573,48 @@ mod tests {
         assert_eq!(
             delete.statements[0].sql,
             "DELETE FROM `t` WHERE (`a`, `b`) IN ((?, ?))"
+        );
+    }
+
+    #[test]
+    fn on_postgresql_values_pass_through_as_they_came_and_upserts_keep_the_last_per_key() {
+        let upsert = config(
+            serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
+        );
+        let records = [
+            rec(None, Some(r#"{"id":1, "nested":{"a":[1,2]}}"#)),
+            rec(None, Some(r#"{"id":2,"extra":"x"}"#)),
+            rec(None, Some(r#"{"id":4,"v":"x"}"#)),
+            // An escaped field name takes the parsed path; it is still written.
+            rec(None, Some(r#"{"id":3,"\u0076":"escaped"}"#)),
+            rec(None, Some(r#"{"v":"no key"}"#)),
+        ];
+        let p = plan(&upsert, DatabaseKind::Postgres, &records);
+        assert_eq!(p.rejected.len(), 1, "{:?}", p.rejected);
+        assert_eq!(p.rejected[0].index, 4);
+        assert!(p.rejected[0].reason.contains("key column"));
+        assert_eq!(p.statements.len(), 2, "a passed run, then a parsed one");
+        let Value::Json(text) = &p.statements[0].params[0] else {
+            panic!("expected a json parameter")
+        };
+        // The bytes as they came, whitespace included.
+        assert_eq!(
+            text,
+            r#"[{"id":1, "nested":{"a":[1,2]}},{"id":2,"extra":"x"},{"id":4,"v":"x"}]"#
+        );
+        assert!(
+            p.statements[0]
+                .sql
+                .contains(r#"("extra", "id", "nested", "v")"#)
+        );
+        let duplicate = [
+            rec(None, Some(r#"{"id":7,"v":"first"}"#)),
+            rec(None, Some(r#"{"id":7,"v":"second"}"#)),
+        ];
+        let p = plan(&upsert, DatabaseKind::Postgres, &duplicate);
+        assert_eq!(
+            param(&p.statements[0]),
+            serde_json::json!([{"id": 7, "v": "second"}])
         );
     }
 
