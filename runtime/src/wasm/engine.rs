@@ -124,7 +124,8 @@ impl WasmEngine {
         config.epoch_interruption(interruptible);
         if let Some(dir) = compiled {
             let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
+            // wasmtime wants it absolute; a relative one is taken from the working directory.
+            cache.with_directory(std::path::absolute(dir)?);
             config.cache(Some(wasmtime::Cache::new(cache)?));
         }
         let engine = Engine::new(&config)?;
