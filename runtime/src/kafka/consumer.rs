@@ -170,6 +170,10 @@ pub fn sink_consumer(
     config
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
+        // librdkafka prefetches up to 64 MiB per consumer by default: far more than a batch
+        // needs, and what a slow sink would hold in memory. 16 MiB keeps fetches ahead of the
+        // plugin (160k records of 100 B) and bounds each sink's read-ahead explicitly.
+        .set("queued.max.messages.kbytes", "16384")
         .set("client.id", format!("wasmconnect-{}", connector.name));
     for (key, value) in kafka
         .properties
