@@ -97,17 +97,22 @@ impl Pipeline {
     /// `main`; `extra` adds lines to its `config:`. Returns the daemon and the connector name.
     pub fn start_sink_sql(&self, extra: &str) -> anyhow::Result<(Daemon, String)> {
         let name = unique("sink");
-        let plugin_config = format!("database: main\ntable: {}{extra}", self.table);
-        let connector = sink(
-            &name,
-            &self.topic,
-            &paths::plugin("sink-sql")?,
-            &["main"],
-            &plugin_config,
-        );
+        let connector = self.sink_sql(&name, extra)?;
         Ok((
             Daemon::start(&config(&self.broker, &self.pg, &connector))?,
             name,
+        ))
+    }
+
+    /// The entry of a sink-sql connector `name` from the topic into the table, granted
+    /// `main`; `extra` adds lines to its `config:`.
+    pub fn sink_sql(&self, name: &str, extra: &str) -> anyhow::Result<String> {
+        Ok(sink(
+            name,
+            &self.topic,
+            &paths::plugin("sink-sql")?,
+            &["main"],
+            &format!("database: main\ntable: {}{extra}", self.table),
         ))
     }
 }

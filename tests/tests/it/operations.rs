@@ -25,13 +25,7 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
     let (good, broken) = (unique("good"), unique("broken"));
     let connectors = format!(
         "{}{}",
-        sink(
-            &good,
-            &p.topic,
-            &paths::plugin("sink-sql")?,
-            &["main"],
-            &format!("database: main\ntable: {}", p.table),
-        ),
+        p.sink_sql(&good, "")?,
         sink(
             &broken,
             &p.topic,
@@ -160,13 +154,7 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
 async fn json_logs_carry_the_connector_and_task_as_fields() -> anyhow::Result<()> {
     let p = Pipeline::new("orders", 1, "id bigint").await?;
     let name = unique("logged");
-    let connector = sink(
-        &name,
-        &p.topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {}", p.table),
-    );
+    let connector = p.sink_sql(&name, "")?;
     let daemon = Daemon::start_with(
         &["--log-format", "json"],
         &config(&p.broker, &p.pg, &connector),
@@ -414,13 +402,7 @@ async fn a_failed_task_is_restarted_and_a_stopped_connector_resumed_through_the_
 async fn with_a_token_mutating_calls_need_it_and_reads_do_not() -> anyhow::Result<()> {
     let p = Pipeline::new("orders", 1, "id bigint").await?;
     let name = unique("guarded");
-    let connector = sink(
-        &name,
-        &p.topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {}", p.table),
-    );
+    let connector = p.sink_sql(&name, "")?;
     let token = "s3cret-token-0123456789";
     let text = config(&p.broker, &p.pg, &connector).replace(
         "  listen: \"{admin}\"\n",

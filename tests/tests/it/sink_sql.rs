@@ -416,13 +416,7 @@ async fn a_connector_whose_plugin_cannot_load_fails_alone() -> anyhow::Result<()
         std::path::Path::new("/nonexistent/sink.wasm"),
         &[],
         "{}",
-    ) + &sink(
-        &working,
-        &p.topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {}", p.table),
-    );
+    ) + &p.sink_sql(&working, "")?;
     let daemon = Daemon::start(&config(&p.broker, &p.pg, &connectors))?;
 
     let status = daemon.wait_task_state(&broken, "FAILED", LONG).await?;
