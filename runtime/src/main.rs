@@ -93,11 +93,13 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
     };
     let connectors = config.connectors.len();
     let worker = Worker::build(config)?;
-    let failures = worker.check_plugins();
-    for (connector, error) in &failures {
-        eprintln!("{}: connector {connector:?}: {error}", path.display());
-    }
-    if !failures.is_empty() {
+    let problems: Vec<(String, String)> = worker
+        .check_plugins()
+        .into_iter()
+        .map(|p| (p.key, format!("connector {:?}: {}", p.connector, p.error)))
+        .collect();
+    if !problems.is_empty() {
+        eprintln!("{}", config::locate(&path, problems));
         return Ok(ExitCode::from(1));
     }
     println!("{}: ok ({connectors} connectors)", path.display());

@@ -47,7 +47,7 @@ pub fn parse(
         invalid(vec![Diagnostic::new(
             line,
             column,
-            strip_location(&e.to_string()),
+            in_words(&strip_location(&e.to_string())),
         )])
     })?;
     let problems = validate::validate(&config);
@@ -123,7 +123,7 @@ pub fn connector_from_json(
     }
     let mut connector: ConnectorConfig = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let message = e.into_inner().to_string();
+        let message = in_words(&e.into_inner().to_string());
         ConnectorInvalid(vec![if path == "." {
             message
         } else {
@@ -150,12 +150,54 @@ pub fn connector_from_json(
     }
 }
 
-/// serde_yaml appends " at line L column C"; the diagnostic carries those separately.
-fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
+/// Places problems found after loading (a plugin that does not load, say), each given as the
+/// key it concerns (`connectors[0].plugin`) and a message, at that key's line and column in
+/// the file at `path` (line 0 when the file cannot be read again).
+pub fn locate(path: &Path, problems: Vec<(String, String)>) -> ConfigError {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let positions = locate::Positions::of(&text);
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        diagnostics: problems
+            .into_iter()
+            .map(|(key, message)| {
+                let (line, column) = positions.find(&key);
+                Diagnostic::new(line, column, format!("{key}: {message}"))
+            })
+            .collect(),
     }
+}
+
+/// serde names the Rust type it wanted (`expected u64`); an operator reads words.
+fn in_words(message: &str) -> String {
+    [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ]
+    .iter()
+    .fold(message.to_owned(), |m, (rust, words)| {
+        m.replace(rust, words)
+    })
+}
+
+/// serde_yaml says " at line L column C" (at the end, or before a scanner's context); the
+/// diagnostic carries those separately.
+fn strip_location(message: &str) -> String {
+    let Some(start) = message.find(" at line ") else {
+        return message.to_owned();
+    };
+    let rest = &message[start + " at line ".len()..];
+    let after_line = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let end = after_line
+        .strip_prefix(" column ")
+        .map(|r| r.trim_start_matches(|c: char| c.is_ascii_digit()))
+        .unwrap_or(after_line);
+    format!("{}{}", &message[..start], end)
 }
 
 #[cfg(test)]

@@ -293,3 +293,31 @@ fn an_admin_api_beyond_loopback_needs_a_long_token() {
     let ok = format!("{VALID}admin:\n  listen: 0.0.0.0:8083\n  token: 0123456789abcdef0123\n");
     assert!(parse(Path::new("c.yaml"), &ok, &env).is_ok());
 }
+
+#[test]
+fn serde_yaml_locations_are_cut_out_wherever_they_sit() {
+    assert_eq!(
+        strip_location("did not find expected ',' at line 12 column 11, while parsing a flow"),
+        "did not find expected ',', while parsing a flow"
+    );
+    assert_eq!(
+        strip_location("missing field `kafka` at line 2 column 1"),
+        "missing field `kafka`"
+    );
+    assert_eq!(strip_location("no location here"), "no location here");
+}
+
+#[test]
+fn a_wrong_number_is_explained_in_words_not_rust_types() {
+    let text = VALID.replace(
+        "table: orders",
+        "table: orders\n    limits: { memory_mb: -1 }",
+    );
+    let found = diagnostics(&text);
+    assert!(
+        found[0]
+            .message
+            .ends_with("invalid type: integer `-1`, expected a whole number, 0 or more"),
+        "{found:?}"
+    );
+}

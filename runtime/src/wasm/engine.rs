@@ -379,7 +379,7 @@ fn check_exports(engine: &Engine, component: &Component, kind: &str) -> Result<(
             .next()
             .unwrap_or("?");
         return Err(format!(
-            "is a {other_kind} plugin (exports {other}), but the connector is a {kind}"
+            "is a {other_kind} plugin (exports {other}), but is configured as a {kind}"
         ));
     }
     Err(format!(

@@ -96,6 +96,15 @@ pub enum Refused {
     Unavailable(String),
 }
 
+/// A connector of the file whose plugin does not load.
+#[derive(Debug)]
+pub struct PluginProblem {
+    pub connector: String,
+    /// The key that names the plugin: `connectors[2].plugin`, `connectors[0].transforms[1].plugin`.
+    pub key: String,
+    pub error: LoadError,
+}
+
 /// What a reload changed, by connector name.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reloaded {
@@ -134,25 +143,39 @@ impl Worker {
         })
     }
 
-    /// Loads (compiles) the plugin of every connector of the file; one error per connector
-    /// that fails.
-    pub fn check_plugins(&self) -> Vec<(String, LoadError)> {
+    /// Loads (compiles) the plugin of every connector of the file; one problem per connector
+    /// that fails, naming the key of the plugin that did not load.
+    pub fn check_plugins(&self) -> Vec<PluginProblem> {
         self.config
             .connectors
             .iter()
-            .filter_map(|c| self.check_plugin(c).err().map(|e| (c.name.clone(), e)))
+            .enumerate()
+            .filter_map(|(i, c)| {
+                self.check_plugin(c)
+                    .err()
+                    .map(|(key, error)| PluginProblem {
+                        connector: c.name.clone(),
+                        key: format!("connectors[{i}].{key}"),
+                        error,
+                    })
+            })
             .collect()
     }
 
-    /// Loads (compiles) the plugin and transforms of one connector.
-    fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), LoadError> {
+    /// Loads (compiles) the plugin and transforms of one connector; on failure, the key of
+    /// the entry that names the plugin (`plugin`, `transforms[1].plugin`) and why.
+    fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), (String, LoadError)> {
         match c.kind {
             ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
             ConnectorKind::Source => self.engine.load_source(&c.plugin).map(drop),
-        }?;
-        c.transforms
-            .iter()
-            .try_for_each(|t| self.engine.load_transform(&t.plugin).map(drop))
+        }
+        .map_err(|e| ("plugin".to_owned(), e))?;
+        c.transforms.iter().enumerate().try_for_each(|(i, t)| {
+            self.engine
+                .load_transform(&t.plugin)
+                .map(drop)
+                .map_err(|e| (format!("transforms[{i}].plugin"), e))
+        })
     }
 
     pub fn status(&self) -> StatusBoard {
@@ -274,7 +297,7 @@ impl Worker {
     pub fn check(&self, name: &str, config: serde_json::Value) -> Result<ConnectorConfig, Refused> {
         let connector = config::connector_from_json(&self.config_without(name), name, config)?;
         self.check_plugin(&connector)
-            .map_err(|e| ConnectorInvalid(vec![format!("plugin: {e}")]))?;
+            .map_err(|(key, e)| ConnectorInvalid(vec![format!("{key}: {e}")]))?;
         Ok(connector)
     }
 

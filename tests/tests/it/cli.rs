@@ -1,4 +1,5 @@
-//! `wasmconnect validate`: offline, exit code 1, file:line:column.
+//! `wasmconnect validate`: offline, exit code 1, file:line:column. A good file passes; the corpus
+//! of bad files under tests/cases/config each fails with the message kept beside it.
 
 use std::process::Command;
 
@@ -50,60 +51,6 @@ fn a_valid_config_passes_without_any_service_running() -> anyhow::Result<()> {
 }
 
 #[test]
-fn every_error_is_reported_with_file_line_and_column() -> anyhow::Result<()> {
-    let plugin = paths::plugin("sink-sql")?.display().to_string();
-    let broken = good(&plugin)
-        .replace("topics: [t]", "topics: [t]\n    batch: { max_records: -5 }")
-        .replace("127.0.0.1:1/db", "127.0.0.1:1/${MISSING_DB_NAME}");
-    let (code, _, stderr) = validate(&broken)?;
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("FILE:5:37: environment variable MISSING_DB_NAME is not set"),
-        "{stderr}"
-    );
-
-    let (code, _, stderr) = validate(&good(&plugin).replace(
-        "topics: [t]",
-        "topics: [t]\n    batch: { max_records: 0 }\n    grants2: {}",
-    ))?;
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("FILE:12:5: connectors[0]: unknown field `grants2`"),
-        "{stderr}"
-    );
-
-    let (code, _, stderr) =
-        validate(&good(&plugin).replace("databases: [main]", "databases: [main, other]"))?;
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("FILE:12:25: connectors[0].grants.databases[1]: grants database \"other\""),
-        "{stderr}"
-    );
-    Ok(())
-}
-
-#[test]
-fn a_plugin_that_is_missing_or_not_a_component_is_named() -> anyhow::Result<()> {
-    let (code, _, stderr) = validate(&good("/nonexistent/plugin.wasm"))?;
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("connector \"a\": plugin /nonexistent/plugin.wasm: cannot read"),
-        "{stderr}"
-    );
-
-    let dir = tempfile::tempdir()?;
-    let core = dir.path().join("core.wasm");
-    std::fs::write(&core, b"\0asm\x01\0\0\0")?;
-    let (code, _, stderr) = validate(&good(&core.display().to_string()))?;
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("is a core WebAssembly module, not a component"),
-        "{stderr}"
-    );
-    Ok(())
-}
-
-#[test]
 fn the_shipped_connectors_yaml_is_valid() -> anyhow::Result<()> {
     let out = Command::new(paths::wasmconnect_bin()?)
         .current_dir(paths::repo_root())
@@ -116,5 +63,58 @@ fn the_shipped_connectors_yaml_is_valid() -> anyhow::Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+/// Every `tests/cases/config/NAME.yaml` fails validation with exit code 1 and exactly the
+/// messages in `NAME.expected`, each naming the file, line and column. `${PLUGINS}` in a case
+/// is the directory of the built plugins (and is written back as `${PLUGINS}` in messages).
+/// `UPDATE_EXPECTED=1` rewrites the expected files from what the runtime says now.
+#[test]
+fn every_bad_config_of_the_corpus_fails_with_its_expected_messages() -> anyhow::Result<()> {
+    let cases = paths::repo_root().join("tests/cases/config");
+    let plugins = paths::plugin("sink-sql")?
+        .parent()
+        .expect("a plugin's directory")
+        .display()
+        .to_string();
+    let update = std::env::var_os("UPDATE_EXPECTED").is_some();
+    let mut names: Vec<String> = std::fs::read_dir(&cases)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| name.strip_suffix(".yaml").map(str::to_owned))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "the corpus is at {}", cases.display());
+    let mut mismatches = Vec::new();
+    for name in &names {
+        let out = Command::new(paths::wasmconnect_bin()?)
+            .current_dir(&cases)
+            .args(["validate", &format!("{name}.yaml")])
+            .env("PLUGINS", &plugins)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).replace(&plugins, "${PLUGINS}");
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        for line in stderr.lines() {
+            let location = line.strip_prefix(&format!("{name}.yaml:"));
+            let numbers: Vec<usize> = location
+                .into_iter()
+                .flat_map(|l| l.splitn(3, ':').take(2))
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            assert!(
+                numbers.len() == 2 && numbers[0] > 0,
+                "{name}: `{line}` does not start with {name}.yaml:LINE:COLUMN"
+            );
+        }
+        let expected_file = cases.join(format!("{name}.expected"));
+        if update {
+            std::fs::write(&expected_file, stderr.as_bytes())?;
+        } else if std::fs::read_to_string(&expected_file)? != stderr {
+            mismatches.push(format!("{name}:\n  expected: {}\n  got:      {stderr}", {
+                std::fs::read_to_string(&expected_file)?
+            }));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     Ok(())
 }
