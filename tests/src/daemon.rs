@@ -121,6 +121,21 @@ impl Daemon {
         Ok(reqwest::get(&url).await?.json().await?)
     }
 
+    /// The value of one Prometheus sample of GET /metrics: `name` with every label of
+    /// `labels` (`connector="x"`); `None` when no sample matches.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> anyhow::Result<Option<f64>> {
+        let text = reqwest::get(format!("http://{}/metrics", self.admin))
+            .await?
+            .text()
+            .await?;
+        Ok(text.lines().find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let matches = (series == name || series.starts_with(&format!("{name}{{")))
+                && labels.iter().all(|l| series.contains(l));
+            matches.then(|| value.parse().ok()).flatten()
+        }))
+    }
+
     /// Waits until task 0 of `connector` is in `state`; returns the status document.
     pub async fn wait_task_state(
         &self,

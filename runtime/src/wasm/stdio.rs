@@ -1,8 +1,12 @@
-//! Guest stdout and stderr, line by line into the log with the connector's name.
+//! Guest stdout and stderr, line by line into the log with the connector's name, at most
+//! [`LINES_PER_SECOND`] lines per second per stream and instance (bursts of [`BURST`]): a
+//! plugin flooding its output cannot flood the log. What is dropped is counted and said.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -12,24 +16,67 @@ use super::state::TaskIdentity;
 /// Longest line logged as it is; longer lines are cut and marked.
 const MAX_LINE: usize = 4096;
 
+/// Lines per second a stream of one instance may log, on average.
+pub const LINES_PER_SECOND: f64 = 100.0;
+
+/// Lines a stream may log at once after being quiet.
+pub const BURST: f64 = 200.0;
+
 #[derive(Clone)]
 pub struct LogStream {
     identity: TaskIdentity,
     stream: &'static str,
+    /// Shared by every writer of this stream (the guest may open it more than once).
+    budget: Arc<Mutex<Budget>>,
+}
+
+/// A token bucket of lines, and how many lines it refused since the last one logged.
+struct Budget {
+    tokens: f64,
+    refilled: Instant,
+    dropped: u64,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            tokens: BURST,
+            refilled: Instant::now(),
+            dropped: 0,
+        }
+    }
+
+    /// Takes a token for one line: `Ok(dropped)` (lines refused before it) when it may be
+    /// logged, `Err(dropped)` (counting this one) when it is dropped.
+    fn take(&mut self) -> Result<u64, u64> {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * LINES_PER_SECOND;
+        self.tokens = (self.tokens + earned).min(BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(std::mem::take(&mut self.dropped))
+        } else {
+            self.dropped += 1;
+            Err(self.dropped)
+        }
+    }
 }
 
 impl LogStream {
     pub fn stdout(identity: TaskIdentity) -> Self {
-        LogStream {
-            identity,
-            stream: "stdout",
-        }
+        Self::new(identity, "stdout")
     }
 
     pub fn stderr(identity: TaskIdentity) -> Self {
+        Self::new(identity, "stderr")
+    }
+
+    fn new(identity: TaskIdentity, stream: &'static str) -> Self {
         LogStream {
             identity,
-            stream: "stderr",
+            stream,
+            budget: Arc::new(Mutex::new(Budget::new())),
         }
     }
 }
@@ -56,6 +103,39 @@ struct LineWriter {
 
 impl LineWriter {
     fn emit(&mut self) {
+        let allowed = self
+            .target
+            .budget
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let dropped = match allowed {
+            Ok(dropped) => dropped,
+            Err(dropped) => {
+                if dropped == 1 {
+                    tracing::warn!(
+                        target: "plugin",
+                        connector = %self.target.identity.connector,
+                        task = self.target.identity.task,
+                        stream = self.target.stream,
+                        "dropping lines of {}: a plugin may log {LINES_PER_SECOND} lines per second (bursts of {BURST}); the count follows with the next line logged",
+                        self.target.stream
+                    );
+                }
+                self.line.clear();
+                return;
+            }
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                target: "plugin",
+                connector = %self.target.identity.connector,
+                task = self.target.identity.task,
+                stream = self.target.stream,
+                "{dropped} lines of {} were dropped before this one",
+                self.target.stream
+            );
+        }
         let truncated = self.line.len() > MAX_LINE;
         self.line.truncate(MAX_LINE);
         let text = String::from_utf8_lossy(&self.line);
@@ -99,5 +179,24 @@ impl AsyncWrite for LineWriter {
             this.emit();
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_lines_are_dropped_and_counted() {
+        let mut budget = Budget::new();
+        let passed = (0..10_000).filter(|_| budget.take().is_ok()).count();
+        // The burst, plus what the microseconds of the loop earned.
+        assert!(
+            (BURST as usize..BURST as usize + 10).contains(&passed),
+            "{passed}"
+        );
+        budget.refilled -= std::time::Duration::from_secs(1);
+        assert_eq!(budget.take(), Ok(10_000 - passed as u64));
+        assert_eq!(budget.take(), Ok(0));
     }
 }

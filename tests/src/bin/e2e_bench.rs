@@ -9,7 +9,12 @@
 //! bash tests/scripts/services.sh build_plugins
 //! cargo build --release -p wasmconnect -p wasmconnect-tests --bin e2e-bench
 //! target/release/e2e-bench [sql|http|startup|all] [--records N]
+//! target/release/e2e-bench soak [--minutes M] [--rate R]
 //! ```
+//!
+//! `soak` is not a comparison: it feeds a sink-sql (upsert) and a sink-http connector R
+//! records/s each for M minutes and prints the daemon's resident memory every 30 s, to show
+//! that it stays flat.
 //!
 //! The broker is tansu on its in-memory engine (every reader starts at offset 0, which is
 //! what that engine gets right); PostgreSQL and the HTTP server are local.
@@ -519,6 +524,93 @@ mod baseline {
     }
 }
 
+/// Steady traffic for `minutes` into a sink-sql upsert and a sink-http connector, `rate`
+/// records/s each; prints the daemon's resident memory every 30 s and how it moved after the
+/// first minute (the warm-up: pools, caches and librdkafka's queues filling).
+async fn soak(broker: &Broker, pg: &Postgres, minutes: u64, rate: u64) -> anyhow::Result<()> {
+    let (sql_topic, http_topic, table) = (unique("soak_sql"), unique("soak_http"), unique("soak"));
+    broker.create_topic(&sql_topic, 1).await?;
+    broker.create_topic(&http_topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
+    ))
+    .await?;
+    let (address, delivered) = http_server().await?;
+    let connectors = sql_sink(&unique("soak_sql"), &sql_topic, &table, "upsert")?
+        + &format!(
+            "  - name: {}
+    kind: sink
+    plugin: {}
+    topics: [{http_topic}]
+    batch: {{ max_records: 1000, max_wait_ms: 100 }}
+    grants: {{ http: [\"{address}\"] }}
+    config: {{ url: \"http://{address}/in\" }}
+",
+            unique("soak_http"),
+            plugin("sink-http")?.display()
+        );
+    let daemon = Daemon::start(&config(broker, pg, &connectors))?;
+    let started = Instant::now();
+    let end = started + Duration::from_secs(minutes * 60);
+    let mut produced = 0u64;
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    let mut next_sample = started;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    println!(
+        "soak: {rate} records/s into each of sink-sql (upsert, 10,000 keys) and sink-http for {minutes} min"
+    );
+    while Instant::now() < end {
+        tick.tick().await;
+        // Upserts over 10,000 keys keep the table, not the daemon, from growing.
+        let batch: Vec<_> = (produced..produced + rate)
+            .map(|id| (None, Some(value(id % 10_000))))
+            .collect();
+        broker.produce(&sql_topic, &batch).await?;
+        broker.produce(&http_topic, &batch).await?;
+        produced += rate;
+        if Instant::now() >= next_sample {
+            let rss = resident_kib(daemon.pid());
+            let minute = started.elapsed().as_secs_f64() / 60.0;
+            println!(
+                "soak: {minute:>5.1} min  RSS {:>6.1} MiB  produced {produced:>9} per topic  delivered over HTTP {}",
+                rss as f64 / 1024.0,
+                delivered.load(Ordering::SeqCst)
+            );
+            samples.push((minute, rss));
+            next_sample += Duration::from_secs(30);
+        }
+    }
+    wait_until(
+        "the HTTP sink to catch up",
+        Duration::from_secs(120),
+        || async {
+            let have = delivered.load(Ordering::SeqCst);
+            Ok(if have >= produced {
+                Ok(())
+            } else {
+                Err(format!("{have} of {produced}"))
+            })
+        },
+    )
+    .await?;
+    let warm: Vec<u64> = samples
+        .iter()
+        .filter(|(minute, _)| *minute >= 1.0)
+        .map(|(_, rss)| *rss)
+        .collect();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    if let (Some(first), Some(last)) = (warm.first(), warm.last()) {
+        println!(
+            "soak: after warm-up RSS went {:.1} -> {:.1} MiB (min {:.1}, max {:.1}); {produced} records per topic, all delivered",
+            mib(*first),
+            mib(*last),
+            mib(*warm.iter().min().unwrap_or(first)),
+            mib(*warm.iter().max().unwrap_or(first)),
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -550,6 +642,21 @@ async fn main() -> anyhow::Result<()> {
     };
     let broker = Broker::start_in_memory().await?;
     let pg = Postgres::connect().await?;
+    if which == "soak" {
+        let number = |flag: &str, default: u64| -> anyhow::Result<u64> {
+            match args.iter().position(|a| a == flag) {
+                Some(i) => Ok(args.get(i + 1).context("a number")?.parse()?),
+                None => Ok(default),
+            }
+        };
+        return soak(
+            &broker,
+            &pg,
+            number("--minutes", 20)?,
+            number("--rate", 2_000)?,
+        )
+        .await;
+    }
     println!(
         "wasmconnect end-to-end benchmarks: {records} records of ~100 B, tansu (memory), PostgreSQL {}",
         pg.count("SELECT current_setting('server_version_num')::bigint")

@@ -1,85 +1,184 @@
-//! A misbehaving plugin is contained: its instance is dropped and re-created with backoff, the
-//! task fails with the reason after `restart.max_consecutive_traps`, and the daemon and other
-//! connectors keep going.
+//! Hostile plugins are contained. Each runs beside a well-behaved sink-sql connector (the
+//! bystander) in one daemon; every test shows, by counting its rows, that the bystander keeps
+//! writing after the hostile one did its worst, and reads what happened from the status and
+//! /metrics. A trap (panic, endless loop past the call deadline, memory cap, stack overflow)
+//! drops the instance and re-creates it with backoff; after `restart.max_consecutive_traps`
+//! the task fails with the reason.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{config, json, sink};
+use crate::common::{config, connection_counter, json, sink, source};
 
 const LONG: Duration = Duration::from_secs(120);
 
-async fn contained(command: &str, expected_trace: &str) -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (bad_topic, good_topic, table) = (unique("bad"), unique("good"), unique("good"));
-    broker.create_topic(&bad_topic, 1).await?;
-    broker.create_topic(&good_topic, 1).await?;
-    pg.execute(&format!("CREATE TABLE {table} (id int)"))
-        .await?;
-    let (bad, good) = (unique(command), unique("bystander"));
-    let connectors = sink(
-        &bad,
-        &bad_topic,
-        &paths::plugin("sink-misbehave")?,
-        &[],
-        "{}",
-    ) + &sink(
-        &good,
-        &good_topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {table}"),
-    );
-    let daemon = Daemon::start(&config(&broker, &pg, &connectors))?;
-    broker
-        .produce(
-            &bad_topic,
-            &[
-                (None, Some(b"fine".to_vec())),
-                (None, Some(command.as_bytes().to_vec())),
-            ],
-        )
-        .await?;
+/// A daemon running one hostile connector beside the bystander.
+struct Scene {
+    broker: Broker,
+    pg: Postgres,
+    daemon: Daemon,
+    /// The hostile connector's name and (for a sink) topic.
+    bad: String,
+    bad_topic: String,
+    good: String,
+    good_topic: String,
+    table: String,
+    /// Rows the bystander was fed so far.
+    fed: usize,
+}
 
-    let status = daemon.wait_task_state(&bad, "FAILED", LONG).await?;
-    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
-    assert!(
-        trace.contains("trapped 3 times in a row") && trace.contains(expected_trace),
-        "{trace}"
-    );
-    let retries = daemon
-        .log()
-        .iter()
-        .filter(|l| l.contains("re-instantiating") && l.contains(&bad))
-        .count();
-    assert_eq!(
-        retries, 2,
-        "the instance was re-created after each of the first two traps"
-    );
-
-    // The daemon is alive and the other connector moves records after the bad one failed.
-    broker
-        .produce(
-            &good_topic,
-            &(0..20)
-                .map(|i| (None, json(json!({"id": i}))))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
-    wait_until("the bystander connector to write", LONG, || async {
-        let n = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
-        Ok(if n == 20 {
-            Ok(())
-        } else {
-            Err(format!("{n} rows"))
+impl Scene {
+    /// `entry` builds the hostile connector's entry from its name and topic.
+    async fn start(kind: &str, entry: impl FnOnce(&str, &str) -> String) -> anyhow::Result<Self> {
+        let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+        let (bad_topic, good_topic, table) = (unique("bad"), unique("good"), unique("good"));
+        broker.create_topic(&bad_topic, 1).await?;
+        broker.create_topic(&good_topic, 1).await?;
+        pg.execute(&format!("CREATE TABLE {table} (id int)"))
+            .await?;
+        let (bad, good) = (unique(kind), unique("bystander"));
+        let connectors = entry(&bad, &bad_topic)
+            + &sink(
+                &good,
+                &good_topic,
+                &paths::plugin("sink-sql")?,
+                &["main"],
+                &format!("database: main\ntable: {table}"),
+            );
+        let daemon = Daemon::start(&config(&broker, &pg, &connectors))?;
+        Ok(Scene {
+            broker,
+            pg,
+            daemon,
+            bad,
+            bad_topic,
+            good,
+            good_topic,
+            table,
+            fed: 0,
         })
+    }
+
+    /// Produces `values` to the hostile sink's topic.
+    async fn feed_bad(&self, values: &[&str]) -> anyhow::Result<()> {
+        let records: Vec<_> = values
+            .iter()
+            .map(|v| (None, Some(v.as_bytes().to_vec())))
+            .collect();
+        self.broker.produce(&self.bad_topic, &records).await
+    }
+
+    /// Feeds the bystander 20 more rows and waits until they are all written: proof, measured
+    /// now, that it still moves records.
+    async fn bystander_moves(&mut self) -> anyhow::Result<()> {
+        let records: Vec<_> = (self.fed..self.fed + 20)
+            .map(|i| (None, json(json!({"id": i}))))
+            .collect();
+        self.broker.produce(&self.good_topic, &records).await?;
+        self.fed += 20;
+        let (pg, table, fed) = (&self.pg, &self.table, self.fed as i64);
+        wait_until("the bystander connector to write", LONG, || async {
+            let n = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+            Ok(if n == fed {
+                Ok(())
+            } else {
+                Err(format!("{n} of {fed} rows"))
+            })
+        })
+        .await?;
+        assert_eq!(
+            self.daemon.status(&self.good).await?["tasks"][0]["state"],
+            "RUNNING"
+        );
+        Ok(())
+    }
+
+    /// Waits for the hostile connector to fail and returns its trace.
+    async fn failed_with(&self) -> anyhow::Result<String> {
+        let status = self
+            .daemon
+            .wait_task_state(&self.bad, "FAILED", LONG)
+            .await?;
+        Ok(status["tasks"][0]["trace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// The hostile connector trapped 3 times, was re-created after the first two with backoff,
+    /// then failed naming the trap; /metrics counts the traps.
+    async fn trapped_three_times(&self, expected_trace: &str) -> anyhow::Result<()> {
+        let trace = self.failed_with().await?;
+        assert!(
+            trace.contains("trapped 3 times in a row") && trace.contains(expected_trace),
+            "{trace}"
+        );
+        let retries: Vec<String> = self
+            .daemon
+            .log()
+            .into_iter()
+            .filter(|l| l.contains("re-instantiating") && l.contains(&self.bad))
+            .collect();
+        assert_eq!(
+            retries.len(),
+            2,
+            "the instance was re-created after each of the first two traps: {retries:#?}"
+        );
+        let delays: Vec<f64> = retries.iter().map(|l| delay_ms(l)).collect();
+        assert!(
+            (25.0..=50.0).contains(&delays[0]) && (50.0..=100.0).contains(&delays[1]),
+            "the backoff doubles from restart.initial_backoff_ms (50), jittered down to half: {delays:?}"
+        );
+        let connector = format!("connector=\"{}\"", self.bad);
+        assert_eq!(
+            self.daemon
+                .metric("wasmconnect_plugin_traps_total", &[&connector])
+                .await?,
+            Some(3.0)
+        );
+        assert_eq!(
+            self.daemon
+                .metric("wasmconnect_task_state", &[&connector, "state=\"FAILED\""])
+                .await?,
+            Some(1.0)
+        );
+        Ok(())
+    }
+}
+
+/// The delay of a `re-instantiating in 37.5ms: ...` log line, in milliseconds.
+fn delay_ms(line: &str) -> f64 {
+    let text = line
+        .split("re-instantiating in ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_default();
+    let number = |suffix: &str| text.strip_suffix(suffix)?.parse::<f64>().ok();
+    number("ms")
+        .or_else(|| number("µs").map(|us| us / 1000.0))
+        .or_else(|| number("s").map(|s| s * 1000.0))
+        .unwrap_or(f64::NAN)
+}
+
+/// A hostile sink: a record whose value is `command` makes it misbehave.
+async fn sink_contained(command: &str, expected_trace: &str) -> anyhow::Result<()> {
+    let misbehave = paths::plugin("sink-misbehave")?;
+    let mut scene = Scene::start(command, |name, topic| {
+        sink(name, topic, &misbehave, &[], "{}")
     })
     .await?;
-    assert_eq!(daemon.status(&good).await?["tasks"][0]["state"], "RUNNING");
+    scene.bystander_moves().await?;
+    scene.feed_bad(&["fine", command]).await?;
+    scene.trapped_three_times(expected_trace).await?;
+    scene.bystander_moves().await?;
     assert_eq!(
-        broker.committed(&bad, &bad_topic, 0).await?,
+        scene
+            .broker
+            .committed(&scene.bad, &scene.bad_topic, 0)
+            .await?,
         None,
         "the batch that trapped is not committed"
     );
@@ -88,15 +187,194 @@ async fn contained(command: &str, expected_trace: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_plugin_is_reinstantiated_then_failed() -> anyhow::Result<()> {
-    contained("panic", "wasm `unreachable` instruction executed").await
+    sink_contained("panic", "wasm `unreachable` instruction executed").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endless_loop_is_interrupted_at_the_call_deadline() -> anyhow::Result<()> {
-    contained("spin", "ran longer than limits.call_timeout_ms (2000 ms)").await
+    sink_contained("spin", "ran longer than limits.call_timeout_ms (2000 ms)").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_growth_is_stopped_at_the_cap() -> anyhow::Result<()> {
-    contained("grow", "limits.memory_mb (32 MiB)").await
+    sink_contained("grow", "limits.memory_mb (32 MiB)").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_overflow_traps_without_touching_the_host() -> anyhow::Result<()> {
+    sink_contained("overflow", "call stack exhausted").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_recursion_traps_at_the_stack_limit() -> anyhow::Result<()> {
+    sink_contained("recurse", "call stack exhausted").await
+}
+
+/// A hostile source: its poll misbehaves as `behaviour` says.
+async fn source_scene(behaviour: &str) -> anyhow::Result<Scene> {
+    let misbehave = paths::plugin("source-misbehave")?;
+    let mut scene = Scene::start(behaviour, |name, topic| {
+        source(
+            name,
+            topic,
+            &misbehave,
+            "",
+            &format!("behaviour: {behaviour}"),
+        )
+    })
+    .await?;
+    scene.bystander_moves().await?;
+    Ok(scene)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_poll_is_interrupted_at_the_call_deadline() -> anyhow::Result<()> {
+    let mut scene = source_scene("spin").await?;
+    scene
+        .trapped_three_times("ran longer than limits.call_timeout_ms (10000 ms)")
+        .await?;
+    scene.bystander_moves().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_overflow_in_poll_traps() -> anyhow::Result<()> {
+    let mut scene = source_scene("overflow").await?;
+    scene.trapped_three_times("call stack exhausted").await?;
+    scene.bystander_moves().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poll_returning_more_than_asked_is_refused_and_nothing_is_produced() -> anyhow::Result<()>
+{
+    let mut scene = source_scene("oversize").await?;
+    let trace = scene.failed_with().await?;
+    assert!(
+        trace.contains("plugin returned 5000 records from poll(500)"),
+        "{trace}"
+    );
+    assert!(scene.broker.read_all(&scene.bad_topic).await?.is_empty());
+    scene.bystander_moves().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_giant_record_is_refused_naming_its_position_and_nothing_is_produced()
+-> anyhow::Result<()> {
+    let mut scene = source_scene("giant").await?;
+    let trace = scene.failed_with().await?;
+    assert!(
+        trace.contains("Kafka refused the record of source partition \"only\" at position \"1\"")
+            && trace.contains("too large"),
+        "{trace}"
+    );
+    assert!(scene.broker.read_all(&scene.bad_topic).await?.is_empty());
+    scene.bystander_moves().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::Result<()> {
+    let misbehave = paths::plugin("sink-misbehave")?;
+    // The flood is 200,000 lines in one write: a deadline long enough for a debug build.
+    let mut scene = Scene::start("flood", |name, topic| {
+        sink(name, topic, &misbehave, &[], "{}")
+            .replace("call_timeout_ms: 2000", "call_timeout_ms: 60000")
+    })
+    .await?;
+    let started = std::time::Instant::now();
+    scene.feed_bad(&["flood"]).await?;
+    let daemon = &scene.daemon;
+    daemon
+        .wait_log(&["dropping lines of stdout", &scene.bad], LONG)
+        .await?;
+    daemon
+        .wait_log(&["dropping lines of stderr", &scene.bad], LONG)
+        .await?;
+    wait_until("the flood's offset to be committed", LONG, || async {
+        let committed = scene
+            .broker
+            .committed(&scene.bad, &scene.bad_topic, 0)
+            .await?;
+        Ok(if committed == Some(1) {
+            Ok(())
+        } else {
+            Err(format!("{committed:?}"))
+        })
+    })
+    .await?;
+    let flood_lines = |offset: i64, log: &[String]| {
+        let mark = format!("flood {offset} line");
+        log.iter()
+            .filter(|l| l.contains(&mark) && l.contains("on stdout"))
+            .count()
+    };
+    let logged_first = flood_lines(0, &daemon.log());
+    // No faster than the budget: the burst, then 100 lines per second of the flood.
+    let budget = 200.0 + 100.0 * started.elapsed().as_secs_f64();
+    assert!(
+        logged_first >= 200 && logged_first as f64 <= budget,
+        "{logged_first} of 100,000 lines logged, budget {budget:.0}"
+    );
+
+    // Each line logged after some were dropped first says how many. Up to the first line of
+    // a second flood, those counts and the lines logged make up the whole first flood.
+    scene.feed_bad(&["flood"]).await?;
+    daemon
+        .wait_log(&["flood 1 line", "on stdout", &scene.bad], LONG)
+        .await?;
+    let log = daemon.log();
+    let second = log
+        .iter()
+        .position(|l| l.contains("flood 1 line") && l.contains("on stdout"))
+        .unwrap_or(log.len());
+    let dropped: usize = log[..second]
+        .iter()
+        .filter_map(|l| {
+            let count = l
+                .split(" lines of stdout were dropped before this one")
+                .next()?;
+            (count.len() < l.len()).then(|| count.rsplit(' ').next()?.parse::<usize>().ok())?
+        })
+        .sum();
+    assert_eq!(flood_lines(0, &log[..second]) + dropped, 100_000);
+    assert_eq!(
+        daemon.status(&scene.bad).await?["tasks"][0]["state"],
+        "RUNNING"
+    );
+    scene.bystander_moves().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_environment_and_sockets_are_denied_and_no_connection_arrives() -> anyhow::Result<()>
+{
+    let (probe, accepted) = connection_counter().await?;
+    // The plugin sends its datagram to the same address.
+    let udp = std::net::UdpSocket::bind(&probe)?;
+    udp.set_nonblocking(true)?;
+    let misbehave = paths::plugin("sink-misbehave")?;
+    let mut scene = Scene::start("escape", |name, topic| {
+        sink(name, topic, &misbehave, &[], &format!("probe: \"{probe}\""))
+    })
+    .await?;
+    scene.feed_bad(&["escape"]).await?;
+    let daemon = &scene.daemon;
+    for what in ["file", "env", "socket", "udp"] {
+        let line = daemon
+            .wait_log(&[&format!("escape {what}:"), &scene.bad], LONG)
+            .await?;
+        assert!(line.contains(&format!("escape {what}: denied")), "{line}");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "no TCP connection reached the probe"
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        udp.recv_from(&mut buf).is_err(),
+        "no datagram reached {probe}"
+    );
+    assert_eq!(
+        daemon.status(&scene.bad).await?["tasks"][0]["state"],
+        "RUNNING"
+    );
+    scene.bystander_moves().await
 }
