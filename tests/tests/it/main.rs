@@ -8,6 +8,7 @@ mod databases;
 mod errors;
 mod http;
 mod operations;
+mod outages;
 mod retry;
 mod sandbox;
 mod sink_http;

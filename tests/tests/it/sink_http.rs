@@ -18,7 +18,7 @@ use crate::common::{config, json};
 /// Receives JSON arrays of `{"id": n, ...}` at `POST /in`. Answers the scripted statuses
 /// first; then 400 to any batch holding an item with `"poison": true`, 200 to the others.
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     script: Mutex<VecDeque<(StatusCode, Option<&'static str>)>>,
     /// Ids of the items accepted, in arrival order.
     accepted: Mutex<Vec<i64>>,
@@ -29,7 +29,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn serve(self: &Arc<Self>) -> anyhow::Result<String> {
+    pub(crate) async fn serve(self: &Arc<Self>) -> anyhow::Result<String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
         let app = Router::new()
@@ -40,7 +40,7 @@ impl Receiver {
         Ok(address)
     }
 
-    fn accepted(&self) -> Vec<i64> {
+    pub(crate) fn accepted(&self) -> Vec<i64> {
         self.accepted.lock().unwrap().clone()
     }
 }
@@ -83,7 +83,12 @@ async fn receive_routed(
 }
 
 /// A sink-http connector from `topic` to `http://{address}/in`, granted that host.
-fn connector(name: &str, topic: &str, address: &str, errors: &str) -> anyhow::Result<String> {
+pub(crate) fn connector(
+    name: &str,
+    topic: &str,
+    address: &str,
+    errors: &str,
+) -> anyhow::Result<String> {
     Ok(format!(
         "  - name: {name}
     kind: sink

@@ -1,0 +1,200 @@
+//! Outages in the middle of a run: a fault-injecting proxy between the daemon and the broker,
+//! PostgreSQL or the HTTP server cuts every connection and refuses new ones for 10 s, then lets
+//! them through again. The connectors recover by themselves; the sequence-number oracle (every
+//! id 1..=N arrives) shows nothing missing, and the duplicates at-least-once delivery allows
+//! are counted and printed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use wasmconnect_tests::broker::KeyValue;
+use wasmconnect_tests::{Broker, Daemon, Postgres, Proxy, paths, unique, wait_until};
+
+use crate::common::{Pipeline, config, json, sink};
+use crate::sink_http::{Receiver, connector as http_connector};
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// How long each outage lasts: the point of the test, not a wait for something to happen.
+const OUTAGE: Duration = Duration::from_secs(10);
+
+/// Records `{"id": n}` for every n in `ids`.
+fn records(ids: std::ops::RangeInclusive<i64>) -> Vec<KeyValue> {
+    ids.map(|id| (None, json(json!({"id": id})))).collect()
+}
+
+/// Cuts `proxy` for [`OUTAGE`], running `during` (producing more, say) at its start, and
+/// checks that the daemon kept trying to get through meanwhile.
+async fn outage(
+    proxy: &Proxy,
+    what: &str,
+    during: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    proxy.cut();
+    let started = tokio::time::Instant::now();
+    during.await?;
+    tokio::time::sleep_until(started + OUTAGE).await;
+    assert!(
+        proxy.refused() > 0,
+        "the daemon tried to reach {what} during the outage"
+    );
+    proxy.restore();
+    Ok(())
+}
+
+/// Checks that every id of 1..=n arrived in `arrived`; prints and returns the duplicates.
+fn nothing_missing(what: &str, arrived: &[i64], n: i64) -> usize {
+    let distinct: HashSet<i64> = arrived.iter().copied().collect();
+    let missing: Vec<i64> = (1..=n).filter(|id| !distinct.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} missing, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let duplicates = arrived.len() - distinct.len();
+    println!("{what}: {n} records, 0 missing, {duplicates} duplicates after a {OUTAGE:?} outage");
+    duplicates
+}
+
+async fn table_ids(pg: &Postgres, table: &str) -> anyhow::Result<Vec<i64>> {
+    let rows: Vec<(i32,)> = sqlx::query_as(&format!("SELECT id FROM {table}"))
+        .fetch_all(&pg.pool)
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id as i64).collect())
+}
+
+/// Waits until `table` holds at least `n` rows.
+async fn wait_rows(pg: &Postgres, table: &str, n: i64) -> anyhow::Result<()> {
+    let count = format!("SELECT count(DISTINCT id) FROM {table}");
+    wait_until(&format!("{n} distinct ids in {table}"), LONG, || async {
+        let have = pg.count(&count).await?;
+        Ok(if have >= n {
+            Ok(())
+        } else {
+            Err(format!("{have}"))
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+    let pipeline = Pipeline::new("pg_outage", 1, "id int").await?;
+    let (broker, pg) = (&pipeline.broker, &pipeline.pg);
+    let server = pg
+        .url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port in the PostgreSQL URL")
+        .to_owned();
+    let proxy = Proxy::start(server.clone()).await?;
+    let name = unique("sink");
+    let connector = pipeline.sink_sql(&name, "")?;
+    let daemon = Daemon::start(&config(broker, pg, &connector).replace(&server, &proxy.address))?;
+
+    broker
+        .produce(&pipeline.topic, &records(1..=10_000))
+        .await?;
+    wait_rows(pg, &pipeline.table, 2_000).await?;
+    outage(
+        &proxy,
+        "PostgreSQL",
+        broker.produce(&pipeline.topic, &records(10_001..=20_000)),
+    )
+    .await?;
+
+    wait_rows(pg, &pipeline.table, 20_000).await?;
+    nothing_missing(
+        "PostgreSQL outage",
+        &table_ids(pg, &pipeline.table).await?,
+        20_000,
+    );
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+    let (broker, pg) = (
+        Broker::start_behind_proxy().await?,
+        Postgres::connect().await?,
+    );
+    let proxy = broker.proxy.as_ref().expect("behind a proxy");
+    let (topic, table) = (unique("kafka_outage"), unique("kafka_outage"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!("CREATE TABLE {table} (id int)"))
+        .await?;
+    let name = unique("sink");
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+
+    broker.produce(&topic, &records(1..=10_000)).await?;
+    wait_rows(&pg, &table, 2_000).await?;
+    outage(proxy, "the broker", async { Ok(()) }).await?;
+    // Produced after the outage: the sink must have reconnected to fetch them.
+    broker.produce(&topic, &records(10_001..=20_000)).await?;
+
+    wait_rows(&pg, &table, 20_000).await?;
+    nothing_missing("broker outage", &table_ids(&pg, &table).await?, 20_000);
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_server_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let topic = unique("http_outage");
+    broker.create_topic(&topic, 1).await?;
+    let receiver = Arc::new(Receiver::default());
+    let server = receiver.serve().await?;
+    let proxy = Proxy::start(server).await?;
+    let name = unique("http");
+    let entry = http_connector(
+        &name,
+        &topic,
+        &proxy.address,
+        "{ retry: { initial_backoff_ms: 50, max_backoff_ms: 1000 } }",
+    )?;
+    let daemon = Daemon::start(&config(&broker, &pg, &entry))?;
+
+    broker.produce(&topic, &records(1..=10_000)).await?;
+    let accepted = |n: usize| {
+        let receiver = receiver.clone();
+        async move {
+            wait_until(&format!("{n} distinct ids accepted"), LONG, || async {
+                let have: HashSet<i64> = receiver.accepted().into_iter().collect();
+                Ok(if have.len() >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{}", have.len()))
+                })
+            })
+            .await
+        }
+    };
+    accepted(2_000).await?;
+    outage(
+        &proxy,
+        "the HTTP server",
+        broker.produce(&topic, &records(10_001..=20_000)),
+    )
+    .await?;
+
+    accepted(20_000).await?;
+    nothing_missing("HTTP server outage", &receiver.accepted(), 20_000);
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    Ok(())
+}
