@@ -450,11 +450,11 @@ async fn a_connector_whose_plugin_cannot_load_fails_alone() -> anyhow::Result<()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn exactly_once_mode_survives_ten_kills_with_every_record_once() -> anyhow::Result<()> {
+async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow::Result<()> {
     let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
     let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
     // Insert mode and no key: at-least-once would show every replayed record twice.
-    let n: i64 = 100_000;
+    let n: i64 = 200_000;
     let payload = "x".repeat(60);
     let records: Vec<_> = (0..n)
         .map(|seq| {
