@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -168,7 +168,37 @@ impl Broker {
             .set("bootstrap.servers", &self.bootstrap)
             .set("acks", "all")
             .set("linger.ms", "5")
+            // Room for the tests' giant records.
+            .set("message.max.bytes", "33554432")
             .create()?)
+    }
+
+    /// Produces one record with headers (`None` is a header without a value) and waits for
+    /// its ack.
+    pub async fn produce_with_headers(
+        &self,
+        topic: &str,
+        (key, value): &KeyValue,
+        headers: &[(&str, Option<&[u8]>)],
+    ) -> anyhow::Result<()> {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header { key, value: *value });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = value {
+            record = record.payload(value.as_slice());
+        }
+        let producer = self.producer()?;
+        producer
+            .send_result(record)
+            .map_err(|(e, _)| e)?
+            .await?
+            .map_err(|(e, _)| e)?;
+        Ok(())
     }
 
     /// Produces `(key, value)` pairs (a `None` value is a tombstone) and waits for every ack.

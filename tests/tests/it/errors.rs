@@ -168,3 +168,91 @@ async fn without_tolerance_the_task_stops_at_the_refused_record_and_resumes_ther
     assert_eq!(lots, 1, "the refused record is written after the fix");
     Ok(())
 }
+
+/// Bad records of every kind in one topic, between good ones: what cannot be written is
+/// dead-lettered with a reason, everything else is written, and the task keeps running. The
+/// giant value is 4 MiB, not the 10 MB we wanted: tansu 0.6 acknowledges a record of 8 MB or
+/// more but never returns it to any consumer (a broker limit, not the runtime's).
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_records_of_every_kind_are_dead_lettered_with_a_reason_and_none_stops_the_task()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, amount int, pad text)"
+    ))
+    .await?;
+    let errors = format!("{{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}");
+    let daemon = Daemon::start(&config(
+        &broker,
+        &pg,
+        &connector(&name, &topic, &table, &errors)?,
+    ))?;
+
+    const GIANT: usize = 4 << 20;
+    let good = |id: i64| json(serde_json::json!({"id": id, "amount": id}));
+    let giant = serde_json::json!({"id": 3, "amount": 3, "pad": "x".repeat(GIANT)});
+    let no_headers: &[(&str, Option<&[u8]>)] = &[];
+    let odd_headers: &[(&str, Option<&[u8]>)] = &[
+        ("binary", Some(b"\xff\x00\xfe\x01")),
+        ("", Some(b"")),
+        ("no-value", None),
+        ("ключ-🔑", Some("значение".as_bytes())),
+    ];
+    let sent: Vec<(KeyValue, &[(&str, Option<&[u8]>)])> = vec![
+        ((Some(b"0".to_vec()), good(0)), no_headers),
+        // Not UTF-8, so not JSON.
+        (
+            (Some(b"1".to_vec()), Some(b"\xff\xfe{\"id\": 1}".to_vec())),
+            no_headers,
+        ),
+        (
+            (Some(b"2".to_vec()), Some(b"{\"id\": 2,".to_vec())),
+            no_headers,
+        ),
+        (
+            (Some(b"3".to_vec()), Some(serde_json::to_vec(&giant)?)),
+            no_headers,
+        ),
+        // A key of 100 KiB beside a small value.
+        ((Some(vec![b'k'; 100 << 10]), good(4)), no_headers),
+        ((Some(b"5".to_vec()), good(5)), odd_headers),
+        ((Some(b"6".to_vec()), good(6)), no_headers),
+    ];
+    for (record, headers) in &sent {
+        broker.produce_with_headers(&topic, record, headers).await?;
+    }
+
+    wait_committed(&broker, &name, &topic, sent.len() as i64).await?;
+    let dead = broker.read_all(&dlq).await?;
+    let dead_offsets: Vec<String> = dead
+        .iter()
+        .map(|r| r.header("__connect.errors.offset").unwrap_or_default())
+        .collect();
+    assert_eq!(
+        dead_offsets,
+        ["1", "2"],
+        "exactly the records that are not JSON"
+    );
+    for record in &dead {
+        let reason = record
+            .header("__connect.errors.exception.message")
+            .unwrap_or_default();
+        assert!(reason.contains("not valid JSON"), "{reason}");
+    }
+    let ids: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "SELECT id, coalesce(length(pad), 0)::bigint FROM {table} ORDER BY id"
+    ))
+    .fetch_all(&pg.pool)
+    .await?;
+    assert_eq!(
+        ids,
+        [(0, 0), (3, GIANT as i64), (4, 0), (5, 0), (6, 0)],
+        "the good records, the giant one, the one with a big key and the one with odd headers"
+    );
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    assert_eq!(status["tasks"][0]["counters"]["records_dead_lettered"], 2);
+    Ok(())
+}
