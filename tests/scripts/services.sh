@@ -89,6 +89,36 @@ ensure_promtool() {
   fi
 }
 
+ensure_cargo_fuzz() {
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz (crates.io)"
+    cargo install cargo-fuzz --version 0.13.2 --locked
+  fi
+}
+
+# Runs every fuzz target of runtime/fuzz for $1 seconds (libFuzzer, no sanitizer: the stable
+# toolchain). The instrumented build (wasmtime and all, ~15 minutes the first time) and the
+# corpus of inputs found so far are cached in $WASMCONNECT_CACHE/fuzz; a crash fails the run
+# and leaves its input in runtime/fuzz/artifacts.
+fuzz_all() {
+  local seconds=$1 target out cache="$WASMCONNECT_CACHE/fuzz"
+  out=$(mktemp)
+  for target in config interpolation positions watermark; do
+    say "fuzzing $target for ${seconds}s"
+    mkdir -p "$cache/corpus/$target"
+    local seeds=()
+    case $target in config | interpolation) seeds=(../../tests/cases/config) ;; esac
+    if ! (cd runtime/fuzz && cargo fuzz run -s none --target-dir "$cache/target" "$target" \
+      "$cache/corpus/$target" "${seeds[@]}" -- -max_total_time="$seconds" >"$out" 2>&1); then
+      tail -40 "$out"
+      rm -f "$out"
+      return 1
+    fi
+    grep -E '^Done [0-9]+ runs' "$out" | sed "s/^/$target: /" >&2 || true
+  done
+  rm -f "$out"
+}
+
 build_plugins() {
   say "building plugins (wasm32-wasip2)"
   cargo build --profile plugin --target wasm32-wasip2 \

@@ -9,6 +9,7 @@ ensure_tansu
 ensure_postgres
 ensure_mariadb
 ensure_promtool
+ensure_cargo_fuzz
 build_plugins
 
 say "formatting and lints"
@@ -22,6 +23,8 @@ say "tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
+fuzz_all 20
+
 # One closing line for the whole run: the sum over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"

@@ -13,6 +13,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use env::substitute;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
     AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,

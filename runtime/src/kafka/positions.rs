@@ -197,9 +197,15 @@ impl PositionStore {
         Ok(())
     }
 
-    /// This connector's (source partition, position) in a message, `None` for another
-    /// connector's or an unreadable one; a `None` position is a deletion.
-    fn decode(&self, key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(String, Option<String>)> {
+    /// This connector's (source partition, position) in a message of the offsets topic,
+    /// `None` for another connector's or an unreadable one (never a panic, whatever the
+    /// bytes); a `None` position is a deletion. Reverses [`PositionStore::key`] and
+    /// [`PositionStore::value`].
+    pub fn decode(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Option<(String, Option<String>)> {
         let (connector, partition): (String, String) = serde_json::from_slice(key?).ok()?;
         if connector != self.connector {
             return None;
