@@ -1,11 +1,24 @@
-//! A TCP proxy on loopback that can cut every connection and refuse new ones, to put an
-//! outage between the daemon and a service.
+//! A fault-injecting TCP proxy on loopback, to put an outage between the daemon and a service:
+//! it can cut every connection and refuse new ones, stall (hold every byte, connections open),
+//! or slow the traffic down to a byte rate.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// What the proxy does to the bytes it forwards.
+#[derive(Debug, Clone, Copy, Default)]
+struct Faults {
+    /// Hold every byte until released.
+    stalled: bool,
+    /// Forward at most this many bytes per second per direction and connection.
+    bytes_per_second: Option<u64>,
+}
 
 /// Forwards `address` to a target until dropped.
 pub struct Proxy {
@@ -13,7 +26,9 @@ pub struct Proxy {
     open: Arc<AtomicBool>,
     /// Bumped by `cut`: every connection of an older generation closes.
     generation: watch::Sender<u64>,
+    faults: watch::Sender<Faults>,
     refused: Arc<AtomicUsize>,
+    forwarded: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -29,9 +44,17 @@ impl Proxy {
         let address = listener.local_addr().expect("bound").to_string();
         let open = Arc::new(AtomicBool::new(true));
         let refused = Arc::new(AtomicUsize::new(0));
+        let forwarded = Arc::new(AtomicUsize::new(0));
         let (generation, _) = watch::channel(0u64);
+        let (faults, _) = watch::channel(Faults::default());
         let task = {
-            let (open, refused, generation) = (open.clone(), refused.clone(), generation.clone());
+            let (open, refused, generation, faults, forwarded) = (
+                open.clone(),
+                refused.clone(),
+                generation.clone(),
+                faults.clone(),
+                forwarded.clone(),
+            );
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
                     if !open.load(Ordering::SeqCst) {
@@ -40,14 +63,17 @@ impl Proxy {
                         continue;
                     }
                     let mut cut = generation.subscribe();
-                    let target = target.clone();
+                    let (target, faults, forwarded) =
+                        (target.clone(), faults.subscribe(), forwarded.clone());
                     tokio::spawn(async move {
-                        let Ok(mut upstream) = TcpStream::connect(&target).await else {
+                        let Ok(upstream) = TcpStream::connect(&target).await else {
                             return;
                         };
-                        let mut client = client;
+                        let (client_read, client_write) = client.into_split();
+                        let (upstream_read, upstream_write) = upstream.into_split();
                         tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                            _ = pump(client_read, upstream_write, faults.clone(), forwarded.clone()) => {}
+                            _ = pump(upstream_read, client_write, faults, forwarded) => {}
                             _ = cut.changed() => {}
                         }
                     });
@@ -58,7 +84,9 @@ impl Proxy {
             address,
             open,
             generation,
+            faults,
             refused,
+            forwarded,
             task,
         }
     }
@@ -69,14 +97,67 @@ impl Proxy {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// Accepts and forwards connections again.
+    /// Accepts and forwards connections again, at full speed.
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+        self.faults.send_replace(Faults::default());
+    }
+
+    /// Holds every byte, in both directions, on every connection (new ones are accepted and
+    /// held too) until [`Proxy::restore`]: a peer that hangs rather than goes away.
+    pub fn stall(&self) {
+        self.faults.send_modify(|f| f.stalled = true);
+    }
+
+    /// Forwards at most `bytes_per_second` per direction and connection until
+    /// [`Proxy::restore`]: a congested link.
+    pub fn slow_down(&self, bytes_per_second: u64) {
+        self.faults
+            .send_modify(|f| f.bytes_per_second = Some(bytes_per_second.max(1)));
     }
 
     /// Connections refused while cut: proof that a client kept trying.
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded so far, both directions: proof that traffic flows (or does not).
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` until either closes, holding bytes while stalled and pacing them
+/// when slowed down.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut faults: watch::Receiver<Faults>,
+    forwarded: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        let now = match faults.wait_for(|f| !f.stalled).await {
+            Ok(faults) => *faults,
+            Err(_) => return Ok(()),
+        };
+        match now.bytes_per_second {
+            // Small chunks at the rate, so a slow link delivers bytes steadily.
+            Some(rate) => {
+                let chunk = (rate as usize / 10).clamp(1, buf.len());
+                for piece in buf[..n].chunks(chunk) {
+                    tokio::time::sleep(Duration::from_secs_f64(piece.len() as f64 / rate as f64))
+                        .await;
+                    to.write_all(piece).await?;
+                }
+            }
+            None => to.write_all(&buf[..n]).await?,
+        }
+        forwarded.fetch_add(n, Ordering::SeqCst);
     }
 }
 

@@ -169,6 +169,9 @@ async fn without_tolerance_the_task_stops_at_the_refused_record_and_resumes_ther
     Ok(())
 }
 
+/// Record headers as produced: name, and value (`None`: a header without one).
+type Headers<'a> = &'a [(&'a str, Option<&'a [u8]>)];
+
 /// Bad records of every kind in one topic, between good ones: what cannot be written is
 /// dead-lettered with a reason, everything else is written, and the task keeps running. The
 /// giant value is 4 MiB, not the 10 MB we wanted: tansu 0.6 acknowledges a record of 8 MB or
@@ -193,14 +196,14 @@ async fn bad_records_of_every_kind_are_dead_lettered_with_a_reason_and_none_stop
     const GIANT: usize = 4 << 20;
     let good = |id: i64| json(serde_json::json!({"id": id, "amount": id}));
     let giant = serde_json::json!({"id": 3, "amount": 3, "pad": "x".repeat(GIANT)});
-    let no_headers: &[(&str, Option<&[u8]>)] = &[];
-    let odd_headers: &[(&str, Option<&[u8]>)] = &[
+    let no_headers: Headers<'_> = &[];
+    let odd_headers: Headers<'_> = &[
         ("binary", Some(b"\xff\x00\xfe\x01")),
         ("", Some(b"")),
         ("no-value", None),
         ("ключ-🔑", Some("значение".as_bytes())),
     ];
-    let sent: Vec<(KeyValue, &[(&str, Option<&[u8]>)])> = vec![
+    let sent: Vec<(KeyValue, Headers<'_>)> = vec![
         ((Some(b"0".to_vec()), good(0)), no_headers),
         // Not UTF-8, so not JSON.
         (

@@ -1,8 +1,9 @@
 //! Outages in the middle of a run: a fault-injecting proxy between the daemon and the broker,
-//! PostgreSQL or the HTTP server cuts every connection and refuses new ones for 10 s, then lets
-//! them through again. The connectors recover by themselves; the sequence-number oracle (every
-//! id 1..=N arrives) shows nothing missing, and the duplicates at-least-once delivery allows
-//! are counted and printed.
+//! PostgreSQL or the HTTP server cuts every connection and refuses new ones, or stalls them
+//! (bytes held, connections open), or slows them to a trickle, for 10 s, then lets them
+//! through again. The connectors recover by themselves; the sequence-number oracle (every id
+//! 1..=N arrives) shows nothing missing, and the duplicates at-least-once delivery allows are
+//! counted and printed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,21 +26,50 @@ fn records(ids: std::ops::RangeInclusive<i64>) -> Vec<KeyValue> {
     ids.map(|id| (None, json(json!({"id": id})))).collect()
 }
 
-/// Cuts `proxy` for [`OUTAGE`], running `during` (producing more, say) at its start, and
-/// checks that the daemon kept trying to get through meanwhile.
+/// What goes wrong during an outage.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Every connection closed, new ones refused.
+    Cut,
+    /// Every byte held, connections left open.
+    Stall,
+    /// At most this many bytes per second.
+    Slow(u64),
+}
+
+/// Applies `fault` to `proxy` for [`OUTAGE`], running `during` (producing more, say) at its
+/// start, checks that the fault held (the daemon kept trying through a cut; no byte got
+/// through a stall; bytes still trickled through a slow link), then restores the proxy.
 async fn outage(
     proxy: &Proxy,
     what: &str,
+    fault: Fault,
     during: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    proxy.cut();
+    match fault {
+        Fault::Cut => proxy.cut(),
+        Fault::Stall => proxy.stall(),
+        Fault::Slow(rate) => proxy.slow_down(rate),
+    }
     let started = tokio::time::Instant::now();
+    let forwarded = proxy.forwarded();
     during.await?;
     tokio::time::sleep_until(started + OUTAGE).await;
-    assert!(
-        proxy.refused() > 0,
-        "the daemon tried to reach {what} during the outage"
-    );
+    match fault {
+        Fault::Cut => assert!(
+            proxy.refused() > 0,
+            "the daemon tried to reach {what} during the outage"
+        ),
+        Fault::Stall => assert_eq!(
+            proxy.forwarded(),
+            forwarded,
+            "nothing got through to or from {what} while stalled"
+        ),
+        Fault::Slow(_) => assert!(
+            proxy.forwarded() > forwarded,
+            "bytes still trickled to or from {what}"
+        ),
+    }
     proxy.restore();
     Ok(())
 }
@@ -55,7 +85,7 @@ fn nothing_missing(what: &str, arrived: &[i64], n: i64) -> usize {
         &missing[..missing.len().min(10)]
     );
     let duplicates = arrived.len() - distinct.len();
-    println!("{what}: {n} records, 0 missing, {duplicates} duplicates after a {OUTAGE:?} outage");
+    println!("{what}: {n} records, 0 missing, {duplicates} duplicates");
     duplicates
 }
 
@@ -80,8 +110,8 @@ async fn wait_rows(pg: &Postgres, table: &str, n: i64) -> anyhow::Result<()> {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_database_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+/// A sink-sql run with PostgreSQL behind the proxy, `fault` for 10 s in the middle.
+async fn database_outage(fault: Fault) -> anyhow::Result<()> {
     let pipeline = Pipeline::new("pg_outage", 1, "id int").await?;
     let (broker, pg) = (&pipeline.broker, &pipeline.pg);
     let server = pg
@@ -103,19 +133,30 @@ async fn a_database_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyho
     outage(
         &proxy,
         "PostgreSQL",
+        fault,
         broker.produce(&pipeline.topic, &records(10_001..=20_000)),
     )
     .await?;
 
     wait_rows(pg, &pipeline.table, 20_000).await?;
     nothing_missing(
-        "PostgreSQL outage",
+        &format!("PostgreSQL {fault:?} for {OUTAGE:?}"),
         &table_ids(pg, &pipeline.table).await?,
         20_000,
     );
     let status = daemon.status(&name).await?;
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+    database_outage(Fault::Cut).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_hangs_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+    database_outage(Fault::Stall).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,19 +182,23 @@ async fn a_broker_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow:
 
     broker.produce(&topic, &records(1..=10_000)).await?;
     wait_rows(&pg, &table, 2_000).await?;
-    outage(proxy, "the broker", async { Ok(()) }).await?;
+    outage(proxy, "the broker", Fault::Cut, async { Ok(()) }).await?;
     // Produced after the outage: the sink must have reconnected to fetch them.
     broker.produce(&topic, &records(10_001..=20_000)).await?;
 
     wait_rows(&pg, &table, 20_000).await?;
-    nothing_missing("broker outage", &table_ids(&pg, &table).await?, 20_000);
+    nothing_missing(
+        &format!("broker Cut for {OUTAGE:?}"),
+        &table_ids(&pg, &table).await?,
+        20_000,
+    );
     let status = daemon.status(&name).await?;
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_http_server_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+/// A sink-http run with the server behind the proxy, `fault` for 10 s in the middle.
+async fn http_outage(fault: Fault) -> anyhow::Result<()> {
     let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
     let topic = unique("http_outage");
     broker.create_topic(&topic, 1).await?;
@@ -188,13 +233,28 @@ async fn an_http_server_outage_mid_run_is_ridden_out_with_nothing_missing() -> a
     outage(
         &proxy,
         "the HTTP server",
+        fault,
         broker.produce(&topic, &records(10_001..=20_000)),
     )
     .await?;
 
     accepted(20_000).await?;
-    nothing_missing("HTTP server outage", &receiver.accepted(), 20_000);
+    nothing_missing(
+        &format!("HTTP server {fault:?} for {OUTAGE:?}"),
+        &receiver.accepted(),
+        20_000,
+    );
     let status = daemon.status(&name).await?;
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_server_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
+    http_outage(Fault::Cut).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_link_to_the_http_server_mid_run_loses_nothing() -> anyhow::Result<()> {
+    http_outage(Fault::Slow(20_000)).await
 }
