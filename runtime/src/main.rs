@@ -92,7 +92,7 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
         }
     };
     let connectors = config.connectors.len();
-    let worker = Worker::build(config)?;
+    let worker = Worker::build_offline(config)?;
     let problems: Vec<(String, String)> = worker
         .check_plugins()
         .into_iter()

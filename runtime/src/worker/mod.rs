@@ -119,11 +119,25 @@ pub struct Reloaded {
 pub struct ReloadError(String);
 
 impl Worker {
-    /// Builds the engine and the database pools (which connect lazily) and reads the API's
-    /// stored changes. No network I/O.
+    /// Builds the engine (keeping compiled plugins in `worker.data_dir/compiled`) and the
+    /// database pools (which connect lazily) and reads the API's stored changes. No network
+    /// I/O.
     pub fn build(config: Config) -> Result<Self, BuildError> {
-        let engine = WasmEngine::with_compiled_cache(&config.worker.data_dir.join("compiled"))
-            .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        let engine = WasmEngine::with_compiled_cache(&config.worker.data_dir.join("compiled"));
+        Self::build_with(config, engine)
+    }
+
+    /// Like [`Worker::build`], but plugins are compiled in memory only: building and
+    /// [`Worker::check_plugins`] write nothing anywhere (what `validate` needs).
+    pub fn build_offline(config: Config) -> Result<Self, BuildError> {
+        Self::build_with(config, WasmEngine::new())
+    }
+
+    fn build_with(
+        config: Config,
+        engine: Result<WasmEngine, wasmtime::Error>,
+    ) -> Result<Self, BuildError> {
+        let engine = engine.map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         let databases = Databases::new(&config.databases)?;
         let store = Store::open(&config.worker.data_dir)?;
         if let Ok(value) = serde_json::to_value(&config) {

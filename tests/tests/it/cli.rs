@@ -116,5 +116,9 @@ fn every_bad_config_of_the_corpus_fails_with_its_expected_messages() -> anyhow::
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert!(
+        !cases.join("data").exists(),
+        "validate wrote into the directory of the config it checked"
+    );
     Ok(())
 }

@@ -52,8 +52,10 @@ async fn outage(
         Fault::Slow(rate) => proxy.slow_down(rate),
     }
     let started = tokio::time::Instant::now();
-    let forwarded = proxy.forwarded();
     during.await?;
+    // Counted once `during` is done, so that a write already under way when the fault began
+    // has finished.
+    let forwarded = proxy.forwarded();
     tokio::time::sleep_until(started + OUTAGE).await;
     match fault {
         Fault::Cut => assert!(
