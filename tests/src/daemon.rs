@@ -115,6 +115,18 @@ impl Daemon {
         .await
     }
 
+    /// What to look at when a wait on `connector` timed out: its status and the last 40 log
+    /// lines, for an error's context.
+    pub async fn evidence(&self, connector: &str) -> String {
+        let status = match self.status(connector).await {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("no status: {e}"),
+        };
+        let log = self.log();
+        let tail = log[log.len().saturating_sub(40)..].join("\n");
+        format!("status of {connector}: {status}\nlast log lines:\n{tail}")
+    }
+
     /// GET /connectors/{name}/status.
     pub async fn status(&self, connector: &str) -> anyhow::Result<serde_json::Value> {
         let url = format!("http://{}/connectors/{connector}/status", self.admin);
