@@ -12,10 +12,11 @@ fuzz_target!(|text: &str| {
         "MULTI" => Some("two\nlines".to_owned()),
         _ => None,
     };
-    let lines = text.split_inclusive('\n').count();
+    let breaks = text.matches('\n').count();
+    let lines = breaks + 1;
     match substitute(text, &lookup) {
         Ok(out) => {
-            assert_eq!(out.split_inclusive('\n').count(), lines, "lines moved");
+            assert_eq!(out.matches('\n').count(), breaks, "lines moved");
             if !text.contains("${") {
                 assert_eq!(out, text);
             }
