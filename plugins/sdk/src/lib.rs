@@ -1,7 +1,7 @@
 //! The wasmconnect plugin SDK: write a connector as plain Rust, export it with one macro, build
 //! it with `cargo build --target wasm32-wasip2`.
 //!
-//! ```ignore
+//! ```no_run
 //! use wasmconnect_sdk::{export_sink, Host, PluginError, Record, Sink};
 //!
 //! #[derive(serde::Deserialize)]
