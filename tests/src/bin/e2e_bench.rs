@@ -145,6 +145,20 @@ fn sql_sink(name: &str, topic: &str, table: &str, mode: &str) -> anyhow::Result<
     ))
 }
 
+fn http_sink(name: &str, topic: &str, address: &str) -> anyhow::Result<String> {
+    Ok(format!(
+        "  - name: {name}
+    kind: sink
+    plugin: {}
+    topics: [{topic}]
+    batch: {{ max_records: 1000, max_wait_ms: 100 }}
+    grants: {{ http: [\"{address}\"] }}
+    config: {{ url: \"http://{address}/in\" }}
+",
+        plugin("sink-http")?.display()
+    ))
+}
+
 /// Starts the daemon on `config`, waits until `done` says every record arrived, and measures.
 async fn run_daemon<F, Fut>(config: &str, records: u64, done: F) -> anyhow::Result<Cost>
 where
@@ -266,18 +280,7 @@ async fn bench_http(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result<()
     let topic = unique("bench_http");
     fill(broker, &topic, n).await?;
     let (address, count) = http_server().await?;
-    let connector = format!(
-        "  - name: {}
-    kind: sink
-    plugin: {}
-    topics: [{topic}]
-    batch: {{ max_records: 1000, max_wait_ms: 100 }}
-    grants: {{ http: [\"{address}\"] }}
-    config: {{ url: \"http://{address}/in\" }}
-",
-        unique("http"),
-        plugin("sink-http")?.display()
-    );
+    let connector = http_sink(&unique("http"), &topic, &address)?;
     let runtime = run_daemon(&config(broker, pg, &connector), n, || async {
         Ok(count.load(Ordering::SeqCst))
     })
@@ -537,18 +540,7 @@ async fn soak(broker: &Broker, pg: &Postgres, minutes: u64, rate: u64) -> anyhow
     .await?;
     let (address, delivered) = http_server().await?;
     let connectors = sql_sink(&unique("soak_sql"), &sql_topic, &table, "upsert")?
-        + &format!(
-            "  - name: {}
-    kind: sink
-    plugin: {}
-    topics: [{http_topic}]
-    batch: {{ max_records: 1000, max_wait_ms: 100 }}
-    grants: {{ http: [\"{address}\"] }}
-    config: {{ url: \"http://{address}/in\" }}
-",
-            unique("soak_http"),
-            plugin("sink-http")?.display()
-        );
+        + &http_sink(&unique("soak_http"), &http_topic, &address)?;
     let daemon = Daemon::start(&config(broker, pg, &connectors))?;
     let started = Instant::now();
     let end = started + Duration::from_secs(minutes * 60);

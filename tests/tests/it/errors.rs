@@ -65,22 +65,30 @@ async fn wait_committed(
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn refused_records_are_dead_lettered_with_context_and_the_rest_is_written()
--> anyhow::Result<()> {
+/// A broker, a topic, a table with `columns` and a daemon running [`connector`] with
+/// `tolerance: all` and a dead-letter topic: (broker, pg, daemon, topic, table, dlq, name).
+async fn dead_lettering(
+    columns: &str,
+) -> anyhow::Result<(Broker, Postgres, Daemon, String, String, String, String)> {
     let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
     let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
     broker.create_topic(&topic, 1).await?;
-    pg.execute(&format!(
-        "CREATE TABLE {table} (id int PRIMARY KEY, amount int)"
-    ))
-    .await?;
+    pg.execute(&format!("CREATE TABLE {table} ({columns})"))
+        .await?;
     let errors = format!("{{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}");
     let daemon = Daemon::start(&config(
         &broker,
         &pg,
         &connector(&name, &topic, &table, &errors)?,
     ))?;
+    Ok((broker, pg, daemon, topic, table, dlq, name))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_records_are_dead_lettered_with_context_and_the_rest_is_written()
+-> anyhow::Result<()> {
+    let (broker, pg, daemon, topic, table, dlq, name) =
+        dead_lettering("id int PRIMARY KEY, amount int").await?;
     let poison = [(5, "not json"), (12, r#"{"id": 12, "amount": "lots"}"#)];
     broker.produce(&topic, &records(&poison)).await?;
 
@@ -179,19 +187,8 @@ type Headers<'a> = &'a [(&'a str, Option<&'a [u8]>)];
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_records_of_every_kind_are_dead_lettered_with_a_reason_and_none_stops_the_task()
 -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
-    broker.create_topic(&topic, 1).await?;
-    pg.execute(&format!(
-        "CREATE TABLE {table} (id int PRIMARY KEY, amount int, pad text)"
-    ))
-    .await?;
-    let errors = format!("{{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}");
-    let daemon = Daemon::start(&config(
-        &broker,
-        &pg,
-        &connector(&name, &topic, &table, &errors)?,
-    ))?;
+    let (broker, pg, daemon, topic, table, dlq, name) =
+        dead_lettering("id int PRIMARY KEY, amount int, pad text").await?;
 
     const GIANT: usize = 4 << 20;
     let good = |id: i64| json(serde_json::json!({"id": id, "amount": id}));
