@@ -93,10 +93,9 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
     };
     let connectors = config.connectors.len();
     let worker = Worker::build_offline(config)?;
-    let problems: Vec<(String, String)> = worker
-        .check_plugins()
+    let problems: Vec<(String, String)> = tokio::task::block_in_place(|| worker.check_plugins())
         .into_iter()
-        .map(|p| (p.key, format!("connector {:?}: {}", p.connector, p.error)))
+        .map(|p| (p.key, format!("connector {:?}: {}", p.connector, p.message)))
         .collect();
     if !problems.is_empty() {
         eprintln!("{}", config::locate(&path, problems));

@@ -32,7 +32,11 @@
 //! A source is the same shape: implement [`Source`] (`open` with the stored positions, `poll`,
 //! optionally `commit`) and export it with `export_source!(MySource)`.
 //!
-//! Layout: `record` (records, positions and errors), `host` (the capabilities a plugin may
+//! Each kind may describe its configuration ([`Sink::config_spec`] and the like, a list of
+//! [`ConfigKey`]s): `wasmconnect validate` then checks a connector's `config` offline, naming
+//! the key, and `wasmconnect plugin inspect` prints it.
+//!
+//! Layout: `record` (records, positions and errors), `spec` (config keys), `host` (the capabilities a plugin may
 //! call: log, sql, http), `sink` and `source` (the traits and their export glue), `component`
 //! (glue they share: the host behind the imports, type conversions), `testing` (a host for
 //! native tests).
@@ -43,6 +47,7 @@ mod host;
 mod record;
 mod sink;
 mod source;
+mod spec;
 pub mod testing;
 mod transform;
 
@@ -53,6 +58,7 @@ pub use host::{
 pub use record::{Header, PluginError, Record, Rejected, SourcePosition, SourceRecord};
 pub use sink::Sink;
 pub use source::Source;
+pub use spec::{ConfigKey, ValueType};
 pub use transform::Transform;
 
 /// Glue used by the export macros; not part of the public API.

@@ -19,6 +19,13 @@ pub trait Sink: Sized + 'static {
     /// Opens one task.
     fn open(config: Self::Config, host: &dyn Host) -> Result<Self, PluginError>;
 
+    /// The keys of the connector's `config`, for the host to check a config offline and for
+    /// `wasmconnect plugin inspect` to print; `None` (the default) describes nothing. Keep it
+    /// in step with `Config`.
+    fn config_spec() -> Option<Vec<crate::ConfigKey>> {
+        None
+    }
+
     /// Writes a non-empty batch in order. Return `Ok` only when every record is durable in the
     /// external system: the host then commits their offsets.
     fn write(&mut self, records: Vec<Record>, host: &dyn Host) -> Result<(), PluginError>;

@@ -26,6 +26,13 @@ pub trait Source: Sized + 'static {
         host: &dyn Host,
     ) -> Result<Self, PluginError>;
 
+    /// The keys of the connector's `config`, for the host to check a config offline and for
+    /// `wasmconnect plugin inspect` to print; `None` (the default) describes nothing. Keep it
+    /// in step with `Config`.
+    fn config_spec() -> Option<Vec<crate::ConfigKey>> {
+        None
+    }
+
     /// Returns at most `max` records; an empty batch is normal (the host waits its poll
     /// interval before asking again). `Err(Retry)` makes the host ask again after a backoff.
     fn poll(&mut self, max: u32, host: &dyn Host) -> Result<Vec<SourceRecord>, PluginError>;

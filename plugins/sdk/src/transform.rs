@@ -21,6 +21,13 @@ pub trait Transform: Sized + 'static {
     /// Opens one task.
     fn open(config: Self::Config, host: &dyn Host) -> Result<Self, PluginError>;
 
+    /// The keys of the connector's `config`, for the host to check a config offline and for
+    /// `wasmconnect plugin inspect` to print; `None` (the default) describes nothing. Keep it
+    /// in step with `Config`.
+    fn config_spec() -> Option<Vec<crate::ConfigKey>> {
+        None
+    }
+
     /// What `record` becomes: nothing (dropped), one record (changed or not) or several
     /// (fanned out). `Err(reason)` when it cannot be transformed: the host dead-letters it or
     /// fails the task, per the connector's error policy. The output's `partition` and

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use wasmconnect_sdk::ConfigKey;
 
 /// The plugin's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,6 +25,43 @@ pub struct Config {
     /// same on every retry, so the receiver can drop duplicates (`Idempotency-Key`, say).
     #[serde(default)]
     pub idempotency_header: Option<String>,
+}
+
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![
+        ConfigKey::text(
+            "url",
+            "Where batches go (http:// or https://, a granted host); {topic} and {partition} \
+             are replaced by the records'",
+        )
+        .required(),
+        ConfigKey::text("method", "The request method")
+            .choices(&["POST", "PUT"])
+            .default("POST"),
+        ConfigKey::object(
+            "headers",
+            "Request headers (Authorization, ...); Content-Type is set from format unless given",
+        ),
+        ConfigKey::text(
+            "format",
+            "json_array sends [value, ...] (values must be JSON); ndjson one value per line",
+        )
+        .choices(&["json_array", "ndjson"])
+        .default("json_array"),
+        ConfigKey::text(
+            "on_client_error",
+            "On a 4xx other than 429: bisect to reject exactly the refused records, or reject \
+             the whole request",
+        )
+        .choices(&["bisect", "reject"])
+        .default("bisect"),
+        ConfigKey::text(
+            "idempotency_header",
+            "A header carrying topic/partition/first-last offsets, the same on every retry, so \
+             the receiver can drop duplicates",
+        ),
+    ]
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -17,7 +17,9 @@
 mod body;
 mod config;
 
-use wasmconnect_sdk::{Host, HttpRequest, Level, PluginError, Record, Rejected, Sink, export_sink};
+use wasmconnect_sdk::{
+    ConfigKey, Host, HttpRequest, Level, PluginError, Record, Rejected, Sink, export_sink,
+};
 
 pub use body::{Body, encode, runs};
 pub use config::{Config, Format, Method, OnClientError};
@@ -29,6 +31,10 @@ pub struct HttpSink {
 
 impl Sink for HttpSink {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(config::spec())
+    }
 
     fn open(config: Config, host: &dyn Host) -> Result<Self, PluginError> {
         config.check().map_err(PluginError::Fatal)?;

@@ -1,6 +1,7 @@
 //! The connector's `config` for sink-sql.
 
 use serde::Deserialize;
+use wasmconnect_sdk::ConfigKey;
 
 /// What `config:` of a sink-sql connector may say. Unknown keys are refused.
 #[derive(Debug, Clone, Deserialize)]
@@ -18,6 +19,37 @@ pub struct Config {
     /// Columns to write; by default every top-level field of the value.
     #[serde(default)]
     pub columns: Option<Vec<ColumnSpec>>,
+}
+
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![
+        ConfigKey::text(
+            "database",
+            "A database granted to the connector (grants.databases)",
+        )
+        .required(),
+        ConfigKey::text(
+            "table",
+            "Target table, optionally schema-qualified (public.orders)",
+        )
+        .required(),
+        ConfigKey::text(
+            "mode",
+            "insert appends rows; upsert updates rows with the same key",
+        )
+        .choices(&["insert", "upsert"])
+        .default("insert"),
+        ConfigKey::array(
+            "key",
+            "Key columns: the conflict target of upserts and what a tombstone deletes by",
+        ),
+        ConfigKey::array(
+            "columns",
+            "Columns to write, each a field name or {column, field} with field a name or a \
+             JSON pointer; by default every top-level field of the value",
+        ),
+    ]
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

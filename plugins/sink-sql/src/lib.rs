@@ -20,7 +20,8 @@ mod config;
 mod plan;
 
 use wasmconnect_sdk::{
-    DatabaseKind, Host, Level, PluginError, Record, Rejected, Sink, SqlError, export_sink,
+    ConfigKey, DatabaseKind, Host, Level, PluginError, Record, Rejected, Sink, SqlError,
+    export_sink,
 };
 
 pub use config::{ColumnSpec, Config, Mode};
@@ -35,6 +36,10 @@ pub struct SqlSink {
 
 impl Sink for SqlSink {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(config::spec())
+    }
 
     fn open(config: Config, host: &dyn Host) -> Result<Self, PluginError> {
         config.check().map_err(PluginError::Fatal)?;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use wasmconnect_sdk::ConfigKey;
 
 /// The plugin's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +32,47 @@ pub struct Config {
     /// The source partition the positions are stored under; the `url` template by default.
     #[serde(default)]
     pub partition: Option<String>,
+}
+
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![
+        ConfigKey::text(
+            "url",
+            "URL of a page (a granted host); {cursor} is replaced by the URL-encoded cursor",
+        )
+        .required(),
+        ConfigKey::text(
+            "initial_cursor",
+            "Cursor of the first page, before any position is stored",
+        )
+        .default(""),
+        ConfigKey::object("headers", "Request headers (Authorization, ...)"),
+        ConfigKey::text(
+            "items",
+            "JSON pointer to the array of items in a response; empty: the body is the array",
+        )
+        .default(""),
+        ConfigKey::any(
+            "next",
+            "Where the next page's cursor comes from: {field: POINTER}, {header: NAME}, \
+             {link_field: POINTER} or link_header",
+        )
+        .required(),
+        ConfigKey::text(
+            "key",
+            "JSON pointer to the item field used as record key; unset: records have no key",
+        ),
+        ConfigKey::text(
+            "topic_field",
+            "JSON pointer to an item field naming the record's topic; otherwise the \
+             connector's topic",
+        ),
+        ConfigKey::text(
+            "partition",
+            "The source partition the positions are stored under; the url template by default",
+        ),
+    ]
 }
 
 /// Where a response says how to get the next page. When it says nothing (or repeats the

@@ -22,7 +22,8 @@ mod page;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmconnect_sdk::{
-    Host, HttpRequest, Level, PluginError, Source, SourcePosition, SourceRecord, export_source,
+    ConfigKey, Host, HttpRequest, Level, PluginError, Source, SourcePosition, SourceRecord,
+    export_source,
 };
 
 pub use config::{Config, Next};
@@ -50,6 +51,10 @@ pub struct HttpSource {
 
 impl Source for HttpSource {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(config::spec())
+    }
 
     fn open(
         config: Config,

@@ -1,6 +1,7 @@
 //! What the connector's `config:` may say.
 
 use serde::Deserialize;
+use wasmconnect_sdk::ConfigKey;
 
 /// The plugin's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +31,41 @@ pub struct Config {
     /// The source partition the positions are stored under; `table <table>` by default.
     #[serde(default)]
     pub partition: Option<String>,
+}
+
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![
+        ConfigKey::text(
+            "database",
+            "A database granted to the connector (grants.databases)",
+        )
+        .required(),
+        ConfigKey::text("table", "The table to read, optionally schema.table").required(),
+        ConfigKey::text(
+            "incrementing",
+            "A column whose value increases with every new row (an identity or serial id)",
+        )
+        .required(),
+        ConfigKey::text(
+            "timestamp",
+            "A column set to the time of the last change (updated_at): updated rows are read \
+             again",
+        ),
+        ConfigKey::array(
+            "key",
+            "Columns whose values form the record key; none: records have no key",
+        ),
+        ConfigKey::text(
+            "topic_column",
+            "A column naming the record's topic; NULL or unset: the connector's topic",
+        ),
+        ConfigKey::integer("batch_size", "Most rows one query reads (at least 1)").default(1_000),
+        ConfigKey::text(
+            "partition",
+            "The source partition the positions are stored under; table <table> by default",
+        ),
+    ]
 }
 
 fn default_batch_size() -> u32 {

@@ -22,8 +22,8 @@ mod config;
 mod query;
 
 use wasmconnect_sdk::{
-    Host, Level, PluginError, Rows, Source, SourcePosition, SourceRecord, SqlError, Value,
-    export_source,
+    ConfigKey, Host, Level, PluginError, Rows, Source, SourcePosition, SourceRecord, SqlError,
+    Value, export_source,
 };
 
 pub use config::Config;
@@ -39,6 +39,10 @@ pub struct SqlSource {
 
 impl Source for SqlSource {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(config::spec())
+    }
 
     fn open(
         config: Config,

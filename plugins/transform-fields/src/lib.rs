@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use wasmconnect_sdk::{Host, PluginError, Record, Transform, export_transform};
+use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Transform, export_transform};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,12 +38,36 @@ pub struct Config {
     pub mask_with: String,
 }
 
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![
+        ConfigKey::object(
+            "rename",
+            "JSON pointer of a field -> JSON pointer it moves to",
+        ),
+        ConfigKey::array("drop", "JSON pointers of fields to remove"),
+        ConfigKey::object(
+            "insert",
+            "JSON pointer of a field -> the value to set it to",
+        ),
+        ConfigKey::array(
+            "mask",
+            "JSON pointers of fields whose values are replaced by mask_with",
+        ),
+        ConfigKey::text("mask_with", "What masked values become").default(""),
+    ]
+}
+
 pub struct Fields {
     config: Config,
 }
 
 impl Transform for Fields {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(spec())
+    }
 
     fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
         let pointers = config

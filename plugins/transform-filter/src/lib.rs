@@ -16,7 +16,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use wasmconnect_sdk::{Host, PluginError, Record, Transform, export_transform};
+use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Transform, export_transform};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,6 +49,25 @@ pub struct Config {
     pub value: Value,
     #[serde(default)]
     pub action: Action,
+}
+
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![
+        ConfigKey::text("field", "JSON pointer to the field the condition is on").required(),
+        ConfigKey::text("op", "How the field is compared with value")
+            .choices(&[
+                "eq", "ne", "gt", "gte", "lt", "lte", "exists", "missing", "matches",
+            ])
+            .required(),
+        ConfigKey::any("value", "What eq..lte compare with; a regex for matches"),
+        ConfigKey::text(
+            "action",
+            "keep: only matching records pass; drop: matching records are dropped",
+        )
+        .choices(&["keep", "drop"])
+        .default("keep"),
+    ]
 }
 
 pub struct Filter {
@@ -102,6 +121,10 @@ fn order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 
 impl Transform for Filter {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(spec())
+    }
 
     fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
         if !config.field.is_empty() && !config.field.starts_with('/') {

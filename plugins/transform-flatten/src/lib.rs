@@ -12,13 +12,18 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use wasmconnect_sdk::{Host, PluginError, Record, Transform, export_transform};
+use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Transform, export_transform};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_delimiter")]
     pub delimiter: String,
+}
+
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![ConfigKey::text("delimiter", "Joins the names of nested fields (a.b.c)").default(".")]
 }
 
 fn default_delimiter() -> String {
@@ -53,6 +58,10 @@ pub fn flatten_into(
 
 impl Transform for Flatten {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(spec())
+    }
 
     fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
         Ok(Flatten {

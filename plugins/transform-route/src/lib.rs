@@ -16,7 +16,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use wasmconnect_sdk::{Host, PluginError, Record, Transform, export_transform};
+use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Transform, export_transform};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +33,30 @@ pub struct Config {
     pub replacement: Option<String>,
 }
 
+/// The keys of [`Config`], as the plugin's `config-spec` describes them.
+pub fn spec() -> Vec<ConfigKey> {
+    vec![
+        ConfigKey::text(
+            "field",
+            "JSON pointer to the field whose value chooses the topic",
+        ),
+        ConfigKey::text("topic", "Template of the topic, with {field} and {topic}")
+            .default("{field}"),
+        ConfigKey::text(
+            "default_topic",
+            "Where records without the field go; unset: they keep their topic",
+        ),
+        ConfigKey::text(
+            "regex",
+            "A regex over the record's topic (instead of field)",
+        ),
+        ConfigKey::text(
+            "replacement",
+            "What a topic matching regex becomes ($1 for groups)",
+        ),
+    ]
+}
+
 pub struct Route {
     config: Config,
     regex: Option<(regex_lite::Regex, String)>,
@@ -40,6 +64,10 @@ pub struct Route {
 
 impl Transform for Route {
     type Config = Config;
+
+    fn config_spec() -> Option<Vec<ConfigKey>> {
+        Some(spec())
+    }
 
     fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
         let regex = match (&config.field, &config.regex, &config.replacement) {

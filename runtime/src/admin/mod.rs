@@ -92,6 +92,10 @@ pub async fn serve(
         )
         .route("/connector-plugins", get(plugins::list_plugins))
         .route(
+            "/connector-plugins/{plugin}/config",
+            get(plugins::plugin_config),
+        )
+        .route(
             "/connector-plugins/{plugin}/config/validate",
             put(plugins::validate_config),
         )

@@ -2,6 +2,7 @@
 //! against one without creating anything.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use axum::Json;
 use axum::extract::{Path, Query, State as AxumState};
@@ -9,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Api, JsonBody, not_found};
+use crate::connector::spec::ValueType;
+use crate::wasm::Description;
 use crate::worker::Refused;
 
 /// Kafka Connect's name for a plugin kind.
@@ -45,6 +48,75 @@ pub(super) async fn list_plugins(
     Json(list).into_response()
 }
 
+/// The plugin the worker finds under `class` (its file name without `.wasm`).
+async fn find(api: &Api, class: &str) -> Option<(PathBuf, Description)> {
+    let worker = api.worker.clone();
+    let wanted = class.to_owned();
+    tokio::task::spawn_blocking(move || {
+        worker.plugins().into_iter().find(|(path, _)| {
+            path.file_stem()
+                .is_some_and(|s| s.to_string_lossy() == wanted)
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The keys of a plugin's connector config, from its `config-spec` export, in Kafka Connect's
+/// shape (`name`, `type`, `required`, `default_value`, `documentation`) plus `choices`. A
+/// plugin that does not describe its config has an empty list.
+pub(super) async fn plugin_config(
+    AxumState(api): AxumState<Api>,
+    Path(class): Path<String>,
+) -> Response {
+    let Some((path, _)) = find(&api, &class).await else {
+        return not_found(&format!("Plugin {class} not found"));
+    };
+    let worker = api.worker.clone();
+    let spec = match tokio::task::spawn_blocking(move || worker.config_spec(&path)).await {
+        Ok(Ok(spec)) => spec.unwrap_or_default(),
+        Ok(Err(e)) => return super::internal(&e.to_string()),
+        Err(e) => return super::internal(&format!("reading the config spec: {e}")),
+    };
+    let keys: Vec<Value> = spec
+        .into_iter()
+        .map(|k| {
+            let default = k
+                .default
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                .map(|v| match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                });
+            json!({
+                "name": k.name,
+                "type": kafka_type(k.value_type, k.secret),
+                "required": k.required,
+                "default_value": default,
+                "documentation": k.doc,
+                "choices": k.choices,
+            })
+        })
+        .collect();
+    Json(keys).into_response()
+}
+
+/// Kafka Connect's name for a config type.
+fn kafka_type(value_type: ValueType, secret: bool) -> &'static str {
+    match value_type {
+        ValueType::Text if secret => "PASSWORD",
+        ValueType::Text => "STRING",
+        ValueType::Integer => "LONG",
+        ValueType::Number => "DOUBLE",
+        ValueType::Boolean => "BOOLEAN",
+        ValueType::Array => "LIST",
+        ValueType::Object => "MAP",
+        ValueType::Any => "ANY",
+    }
+}
+
 /// Checks a connector config (a `connectors:` entry; `kind` and `plugin` default to this
 /// plugin's) with the same rules as the file and POST /connectors, and answers in Kafka
 /// Connect's shape: `error_count` and, per key given or complained about, its errors.
@@ -53,18 +125,7 @@ pub(super) async fn validate_config(
     Path(class): Path<String>,
     JsonBody(mut config): JsonBody,
 ) -> Response {
-    let worker = api.worker.clone();
-    let wanted = class.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        worker.plugins().into_iter().find(|(path, _)| {
-            path.file_stem()
-                .is_some_and(|s| s.to_string_lossy() == wanted)
-        })
-    })
-    .await
-    .ok()
-    .flatten();
-    let Some((path, description)) = found else {
+    let Some((path, description)) = find(&api, &class).await else {
         return not_found(&format!("Plugin {class} not found"));
     };
     let Some(fields) = config.as_object_mut() else {

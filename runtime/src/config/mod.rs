@@ -157,14 +157,16 @@ pub fn connector_from_json(
 pub fn locate(path: &Path, problems: Vec<(String, String)>) -> ConfigError {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let positions = locate::Positions::of(&text);
+    let mut located: Vec<((usize, usize), String)> = problems
+        .into_iter()
+        .map(|(key, message)| (positions.find(&key), format!("{key}: {message}")))
+        .collect();
+    located.sort_by_key(|(position, _)| *position);
     ConfigError::Invalid {
         path: path.to_owned(),
-        diagnostics: problems
+        diagnostics: located
             .into_iter()
-            .map(|(key, message)| {
-                let (line, column) = positions.find(&key);
-                Diagnostic::new(line, column, format!("{key}: {message}"))
-            })
+            .map(|((line, column), message)| Diagnostic::new(line, column, message))
             .collect(),
     }
 }

@@ -1,5 +1,5 @@
 //! The pure core of a connector: records, batching, the offset watermark of a sink, the
-//! position watermark of a source, backoff, host grants. No I/O; everything here is
+//! position watermark of a source, backoff, host grants, a plugin's config spec. No I/O; everything here is
 //! unit-tested.
 
 mod backoff;
@@ -8,6 +8,7 @@ mod grant;
 mod offsets;
 mod positions;
 mod record;
+pub mod spec;
 
 pub use backoff::Backoff;
 pub use batch::Batcher;

@@ -53,12 +53,7 @@ impl<G> Live<G> {
         ) -> wasmtime::Result<Result<ResourceAny, wit::PluginError>>,
     ) -> Result<Self, CallError> {
         let limits = *at.limits;
-        let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
-        let mut store = Store::new(at.engine, TaskState::new(at.identity, at.grants, memory));
-        store.limiter(|s| &mut s.limits);
-        let deadline_ticks = (limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(deadline_ticks);
-        store.epoch_deadline_trap();
+        let (mut store, deadline_ticks) = fresh_store(at);
         let instance = pre
             .instantiate_async(&mut store)
             .await
@@ -109,6 +104,19 @@ impl<G> Live<G> {
     }
 }
 
+/// A store for one instance under `at.limits`: the memory cap, and a deadline that traps a
+/// call running past `limits.call_timeout_ms` (armed; re-arm it with the returned ticks).
+pub(super) fn fresh_store(at: Placement<'_>) -> (Store<TaskState>, u64) {
+    let limits = at.limits;
+    let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+    let mut store = Store::new(at.engine, TaskState::new(at.identity, at.grants, memory));
+    store.limiter(|s| &mut s.limits);
+    let deadline_ticks = (limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
+    store.set_epoch_deadline(deadline_ticks);
+    store.epoch_deadline_trap();
+    (store, deadline_ticks)
+}
+
 fn outcome<T>(
     result: wasmtime::Result<Result<T, wit::PluginError>>,
     limits: &Limits,
@@ -141,7 +149,7 @@ fn from_wit_error(e: wit::PluginError) -> PluginError {
 
 /// Describes a trap on one line, in words an operator can act on; the wasm backtrace goes to
 /// the debug log.
-fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
+pub(super) fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
     tracing::debug!("plugin trap: {e:?}");
     let what = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!(

@@ -12,8 +12,10 @@ use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 use super::capability;
 use super::sink::SinkPlugin;
 use super::source::SourcePlugin;
+use super::spec;
 use super::state::TaskState;
 use super::transform::TransformPlugin;
+use crate::connector::spec::ConfigKey;
 
 /// How often the epoch advances: the granularity of every call deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -34,6 +36,8 @@ pub enum LoadError {
     Contract { path: PathBuf, message: String },
     #[error("plugin {}: needs an import this runtime does not provide: {message}", path.display())]
     Link { path: PathBuf, message: String },
+    #[error("plugin {}: its config-spec export failed: {message}", path.display())]
+    Spec { path: PathBuf, message: String },
 }
 
 /// One per process: compiles each plugin once and hands out cached, pre-linked plugins.
@@ -43,6 +47,8 @@ pub struct WasmEngine {
     cache: Mutex<HashMap<PathBuf, Cached>>,
     /// What [`WasmEngine::describe`] found, per file version.
     descriptions: Mutex<HashMap<PathBuf, (FileVersion, Description)>>,
+    /// What [`WasmEngine::config_spec`] read, per file version.
+    specs: Mutex<HashMap<PathBuf, (FileVersion, Spec)>>,
 }
 
 /// What a plugin file is: the interface it exports and the contract version it was built for.
@@ -51,6 +57,23 @@ pub struct Description {
     /// `sink`, `source` or `transform`.
     pub kind: String,
     pub version: String,
+}
+
+/// A plugin's config keys; `None` when it does not describe them.
+type Spec = Option<Vec<ConfigKey>>;
+
+/// What a plugin file is, as `wasmconnect plugin inspect` shows it.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// Kind and contract version, when it exports a `wasmconnect:plugin` interface.
+    pub description: Option<Description>,
+    /// What it needs from the host (`wasmconnect:plugin/sql@0.1.0`, `wasi:io/streams@0.2.6`).
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Whether this runtime loads it; if not, why, in words.
+    pub loads: Result<(), String>,
+    /// Its config keys, when it loads and describes them.
+    pub spec: Option<Vec<ConfigKey>>,
 }
 
 /// A compiled, pre-linked component and the plugin built from it, for the file as it was
@@ -165,6 +188,7 @@ impl WasmEngine {
             linker,
             cache: Mutex::new(HashMap::new()),
             descriptions: Mutex::new(HashMap::new()),
+            specs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -257,6 +281,85 @@ impl WasmEngine {
                 .insert(key, (version, description.clone()));
         }
         Ok(description)
+    }
+
+    /// The keys of the plugin's connector config, from its `config-spec` export (`None` when it
+    /// does not describe them); read once per file version, on a fresh instance with no
+    /// grants. Blocks on the current tokio runtime: call it where blocking is allowed
+    /// (`spawn_blocking`, `block_in_place`).
+    pub fn config_spec(&self, path: &Path) -> Result<Option<Vec<ConfigKey>>, LoadError> {
+        let key = cache_key(path);
+        let version = FileVersion::of(path);
+        if let Some((_, spec)) = self
+            .specs
+            .lock()
+            .expect("specs lock")
+            .get(&key)
+            .filter(|(v, _)| Some(v) == version.as_ref())
+        {
+            return Ok(spec.clone());
+        }
+        let description = self.describe(path)?;
+        let (pre, _) = self.load(path, &description.kind)?;
+        let spec = tokio::runtime::Handle::current()
+            .block_on(spec::read(&self.engine, &pre))
+            .map_err(|e| LoadError::Spec {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        if let Some(version) = version {
+            self.specs
+                .lock()
+                .expect("specs lock")
+                .insert(key, (version, spec.clone()));
+        }
+        Ok(spec)
+    }
+
+    /// Everything `wasmconnect plugin inspect` shows about the file at `path`: what it exports
+    /// and imports, whether this runtime can load it (and why not, in words) and its config
+    /// spec. Fails only when the file cannot be read or is not a component that compiles.
+    /// Blocks like [`WasmEngine::config_spec`].
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        let component = self.compile(path)?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let description = self.describe(path).ok();
+        let (loads, spec) = match &description {
+            None => (
+                Err(format!(
+                    "is not a wasmconnect plugin: it exports no {CONTRACT_PACKAGE}/* interface"
+                )),
+                None,
+            ),
+            Some(d) => match self
+                .load(path, &d.kind)
+                .and_then(|_| self.config_spec(path))
+            {
+                Ok(spec) => (Ok(()), spec),
+                Err(e) => (
+                    Err(e
+                        .to_string()
+                        .trim_start_matches(&format!("plugin {}: ", path.display()))
+                        .to_owned()),
+                    None,
+                ),
+            },
+        };
+        Ok(Inspection {
+            description,
+            imports,
+            exports,
+            loads,
+            spec,
+        })
     }
 
     /// The pre-linked component at `path`, checked to export `kind`, and the plugin built from

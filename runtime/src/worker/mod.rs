@@ -22,6 +22,7 @@ pub use store::{StoreError, Target};
 use store::Store;
 
 use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid, ConnectorKind};
+use crate::connector::spec;
 use crate::kafka::{DeadLetterQueue, ResumeOffsets, sink_consumer, source_producer};
 use crate::redact;
 use crate::task::{
@@ -96,13 +97,14 @@ pub enum Refused {
     Unavailable(String),
 }
 
-/// A connector of the file whose plugin does not load.
+/// A connector of the file whose plugin does not load, or whose `config` breaks the plugin's
+/// config spec.
 #[derive(Debug)]
 pub struct PluginProblem {
     pub connector: String,
-    /// The key that names the plugin: `connectors[2].plugin`, `connectors[0].transforms[1].plugin`.
+    /// The key at fault: `connectors[2].plugin`, `connectors[0].transforms[1].config.mode`.
     pub key: String,
-    pub error: LoadError,
+    pub message: String,
 }
 
 /// What a reload changed, by connector name.
@@ -164,32 +166,60 @@ impl Worker {
             .connectors
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| {
+            .flat_map(|(i, c)| {
                 self.check_plugin(c)
                     .err()
-                    .map(|(key, error)| PluginProblem {
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(key, message)| PluginProblem {
                         connector: c.name.clone(),
                         key: format!("connectors[{i}].{key}"),
-                        error,
+                        message,
                     })
             })
             .collect()
     }
 
-    /// Loads (compiles) the plugin and transforms of one connector; on failure, the key of
-    /// the entry that names the plugin (`plugin`, `transforms[1].plugin`) and why.
-    fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), (String, LoadError)> {
-        match c.kind {
+    /// Loads (compiles) the plugin and transforms of one connector and checks each one's
+    /// `config` against the plugin's config spec; on failure, each problem with its key
+    /// (`plugin`, `transforms[1].plugin`, `config.mode`, `transforms[0].config.field`). A
+    /// plugin that does not load stops the check of what comes after it. Blocks: call it where
+    /// blocking is allowed.
+    fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), Vec<(String, String)>> {
+        let loaded = match c.kind {
             ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
             ConnectorKind::Source => self.engine.load_source(&c.plugin).map(drop),
+        };
+        let mut problems = Vec::new();
+        let mut check = |at: &str, plugin: &std::path::Path, config: &serde_yaml::Value| {
+            let spec = match self.engine.config_spec(plugin) {
+                Ok(Some(spec)) => spec,
+                Ok(None) => return,
+                Err(e) => return problems.push((format!("{at}plugin"), e.to_string())),
+            };
+            let config = serde_json::to_value(config).unwrap_or_default();
+            let name = plugin.file_stem().unwrap_or_default().to_string_lossy();
+            problems.extend(
+                spec::check(&config, &spec, &name)
+                    .into_iter()
+                    .map(|v| (format!("{at}{}", v.key), v.message)),
+            );
+        };
+        loaded.map_err(|e| vec![("plugin".to_owned(), e.to_string())])?;
+        check("", &c.plugin, &c.config);
+        for (i, t) in c.transforms.iter().enumerate() {
+            let at = format!("transforms[{i}].");
+            if let Err(e) = self.engine.load_transform(&t.plugin) {
+                problems.push((format!("{at}plugin"), e.to_string()));
+                break;
+            }
+            check(&at, &t.plugin, &t.config);
         }
-        .map_err(|e| ("plugin".to_owned(), e))?;
-        c.transforms.iter().enumerate().try_for_each(|(i, t)| {
-            self.engine
-                .load_transform(&t.plugin)
-                .map(drop)
-                .map_err(|e| (format!("transforms[{i}].plugin"), e))
-        })
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     pub fn status(&self) -> StatusBoard {
@@ -310,9 +340,24 @@ impl Worker {
     /// applying it: the same rules as the file, and its plugins must load as the right kind.
     pub fn check(&self, name: &str, config: serde_json::Value) -> Result<ConnectorConfig, Refused> {
         let connector = config::connector_from_json(&self.config_without(name), name, config)?;
-        self.check_plugin(&connector)
-            .map_err(|(key, e)| ConnectorInvalid(vec![format!("{key}: {e}")]))?;
+        self.check_plugin(&connector).map_err(|problems| {
+            ConnectorInvalid(
+                problems
+                    .into_iter()
+                    .map(|(key, message)| format!("{key}: {message}"))
+                    .collect(),
+            )
+        })?;
         Ok(connector)
+    }
+
+    /// The keys of the config of the plugin at `path` (see [`WasmEngine::config_spec`]).
+    /// Blocks: call it where blocking is allowed.
+    pub fn config_spec(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Option<Vec<spec::ConfigKey>>, LoadError> {
+        self.engine.config_spec(path)
     }
 
     /// The plugins the worker can find: every `.wasm` in `worker.plugin_path` and in the

@@ -362,10 +362,45 @@ async fn plugins_are_listed_and_validated_and_log_levels_change_at_runtime() -> 
     let (_, fine) = api
         .put(
             "/connector-plugins/sink_sql/config/validate",
-            Some(json!({ "topics": [p.topic] })),
+            Some(json!({ "topics": [p.topic], "config": { "database": "main", "table": "t" } })),
         )
         .await?;
     assert_eq!(fine["error_count"], 0, "{fine}");
+    // The plugin's own config spec: a value of the wrong type is named, in the plugin's words.
+    let (_, wrong) = api
+        .put(
+            "/connector-plugins/sink_sql/config/validate",
+            Some(json!({ "topics": [p.topic],
+                "config": { "database": "main", "table": "t", "key": "id" } })),
+        )
+        .await?;
+    assert_eq!(wrong["error_count"], 1, "{wrong}");
+    let errors = wrong["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["value"]["name"] == "config")
+        .map(|c| c["value"]["errors"].clone())
+        .ok_or_else(|| anyhow::anyhow!("{wrong}"))?;
+    assert_eq!(
+        errors,
+        json!(["config.key: expected a list, got \"id\" (sink_sql: Key columns: the conflict \
+            target of upserts and what a tombstone deletes by)"]),
+        "{wrong}"
+    );
+    let (code, keys) = api.get("/connector-plugins/sink_sql/config").await?;
+    assert_eq!(code, StatusCode::OK, "{keys}");
+    let mode = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["name"] == "mode")
+        .ok_or_else(|| anyhow::anyhow!("{keys}"))?;
+    assert_eq!(mode["type"], "STRING", "{keys}");
+    assert_eq!(mode["default_value"], "insert", "{keys}");
+    assert_eq!(mode["choices"], json!(["insert", "upsert"]), "{keys}");
+    assert_eq!(keys[0]["name"], "database", "{keys}");
+    assert_eq!(keys[0]["required"], true, "{keys}");
     let (code, _) = api
         .put("/connector-plugins/nope/config/validate", Some(json!({})))
         .await?;

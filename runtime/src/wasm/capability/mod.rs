@@ -14,3 +14,17 @@ pub struct Grants {
     pub sql: Arc<sql::SqlGrants>,
     pub http: Arc<http::HttpGrants>,
 }
+
+impl Grants {
+    /// Nothing granted: for calls that must not reach outside the plugin (its `config-spec`).
+    pub fn none(connector: &str) -> Result<Self, reqwest::Error> {
+        Ok(Grants {
+            sql: Arc::new(sql::SqlGrants::default()),
+            http: Arc::new(http::HttpGrants::new(
+                connector,
+                &[],
+                &crate::config::Limits::default(),
+            )?),
+        })
+    }
+}
