@@ -3,7 +3,7 @@
 //!
 //! Layout (data flows Kafka -> batch -> plugin -> external system -> offsets):
 //! - `config`: `connectors.yaml`, parse -> validate -> typed config; no network I/O.
-//! - `connector`: the pure core: records, batching, offset watermark, backoff.
+//! - `connector`: the pure core: records, batching, offset watermark, backoff, config specs.
 //! - `kafka`: rdkafka consumer wrappers.
 //! - `wasm`: engine, component cache, the one `bindgen!`, store state, host capabilities.
 //! - `task`: the loops that drive a plugin (`sink_task`).
@@ -11,12 +11,14 @@
 //! - `admin`: the REST API.
 //! - `logging`: the log subscriber: formats, levels changeable at runtime, secrets scrubbed.
 //! - `redact`: secrets out of responses and log lines.
+//! - `kit`: the plugin author's commands: `plugin new`, `plugin inspect`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod connector;
 pub mod kafka;
+pub mod kit;
 pub mod logging;
 pub mod redact;
 pub mod task;

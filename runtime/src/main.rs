@@ -1,4 +1,4 @@
-//! `wasmconnect`: run or validate a `connectors.yaml`.
+//! `wasmconnect`: run or validate a `connectors.yaml`; create and inspect plugins.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +50,32 @@ enum Command {
         #[arg(default_value = "connectors.yaml")]
         config: PathBuf,
     },
+    /// Writing plugins: create a plugin crate, or see what a plugin file is.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Creates a plugin crate NAME (in the current directory) that builds and tests as it is:
+    /// Cargo.toml, src/lib.rs with a working example and its unit test, README.md.
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        kind: wasmconnect::kit::Kind,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The wasmconnect-sdk crate to depend on (plugins/sdk of a wasmconnect checkout);
+        /// by default the one of the checkout this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Prints what a plugin file is: kind, contract version, whether this runtime loads it
+    /// (and why not), the imports it needs and its config keys. Exits 1 when it does not load.
+    Inspect { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +98,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config, watch } => run(config, watch, loggers).await,
             Command::Validate { config } => validate(config),
+            Command::Plugin { command } => plugin(command),
         }
     });
     match result {
@@ -103,6 +130,53 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
     }
     println!("{}: ok ({connectors} connectors)", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk,
+        } => {
+            let sdk = sdk.unwrap_or_else(wasmconnect::kit::default_sdk);
+            match wasmconnect::kit::scaffold(&name, kind, &dir, &sdk) {
+                Ok(root) => {
+                    println!(
+                        "created {}: `cargo test` runs its unit test, `cargo build --release \
+                         --target wasm32-wasip2` builds the component (see its README.md)",
+                        root.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        PluginCommand::Inspect { file } => {
+            let engine = wasmconnect::wasm::WasmEngine::new().map_err(anyhow::Error::from)?;
+            match tokio::task::block_in_place(|| engine.inspect(&file)) {
+                Ok(inspection) => {
+                    print!(
+                        "{}",
+                        wasmconnect::kit::render_inspection(&file, &inspection)
+                    );
+                    Ok(if inspection.loads.is_ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
 }
 
 async fn run(path: PathBuf, watch: bool, loggers: logging::Loggers) -> anyhow::Result<ExitCode> {

@@ -384,8 +384,10 @@ async fn plugins_are_listed_and_validated_and_log_levels_change_at_runtime() -> 
         .ok_or_else(|| anyhow::anyhow!("{wrong}"))?;
     assert_eq!(
         errors,
-        json!(["config.key: expected a list, got \"id\" (sink_sql: Key columns: the conflict \
-            target of upserts and what a tombstone deletes by)"]),
+        json!([
+            "config.key: expected a list, got \"id\" (sink_sql: Key columns: the conflict \
+            target of upserts and what a tombstone deletes by)"
+        ]),
         "{wrong}"
     );
     let (code, keys) = api.get("/connector-plugins/sink_sql/config").await?;

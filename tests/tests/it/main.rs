@@ -7,6 +7,7 @@ mod common;
 mod databases;
 mod errors;
 mod http;
+mod kit;
 mod operations;
 mod outages;
 mod retry;

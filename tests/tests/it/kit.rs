@@ -1,0 +1,129 @@
+//! The plugin author's kit: `wasmconnect plugin new` creates a crate of each kind that is
+//! formatted, passes its own unit test and builds into a component on the first try;
+//! `plugin inspect` describes it; the daemon runs the scaffolded sink end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use wasmconnect_tests::{Daemon, paths, unique, wait_until};
+
+use crate::common::{Pipeline, config, json, sink};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs `program args` in `dir`; its output when it fails.
+fn run(dir: &Path, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        // One target directory for every scaffolded crate, kept between runs: the SDK and
+        // its dependencies build once.
+        .env("CARGO_TARGET_DIR", scaffold_target()?)
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(
+        out.status.success(),
+        "`{program} {}` in {} failed:\n{text}",
+        args.join(" "),
+        dir.display()
+    );
+    Ok(text)
+}
+
+fn scaffold_target() -> anyhow::Result<PathBuf> {
+    Ok(paths::target_dir()?.join("scaffold"))
+}
+
+/// Scaffolds `name` of `kind` in `dir`, checks it as its author would and returns its
+/// component.
+fn scaffold(dir: &Path, name: &str, kind: &str) -> anyhow::Result<PathBuf> {
+    let bin = paths::wasmconnect_bin()?;
+    let bin = bin.to_str().unwrap_or_default();
+    let created = run(dir, bin, &["plugin", "new", name, "--kind", kind])?;
+    assert!(created.contains("created"), "{created}");
+    let root = dir.join(name);
+    run(&root, "cargo", &["fmt", "--check"])?;
+    let tested = run(&root, "cargo", &["test"])?;
+    assert!(tested.contains("1 passed"), "{tested}");
+    run(
+        &root,
+        "cargo",
+        &["build", "--release", "--target", "wasm32-wasip2"],
+    )?;
+    let wasm = scaffold_target()?
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let inspected = run(
+        dir,
+        bin,
+        &["plugin", "inspect", wasm.to_str().unwrap_or_default()],
+    )?;
+    assert!(
+        inspected.contains(&format!("kind:      {kind}")),
+        "{inspected}"
+    );
+    assert!(inspected.contains("loads:     yes"), "{inspected}");
+    assert!(inspected.contains("config:\n"), "{inspected}");
+    Ok(wasm)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scaffolded_plugin_of_each_kind_builds_and_the_sink_runs() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let source = scaffold(dir.path(), "scaffolded-source", "source")?;
+    let transform = scaffold(dir.path(), "scaffolded-transform", "transform")?;
+    let sink_wasm = scaffold(dir.path(), "scaffolded-sink", "sink")?;
+    for wasm in [&source, &transform] {
+        assert!(wasm.is_file());
+    }
+    let again = Command::new(paths::wasmconnect_bin()?)
+        .args(["plugin", "new", "scaffolded-sink", "--kind", "sink"])
+        .current_dir(dir.path())
+        .output()?;
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing crate is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // The scaffolded sink, as it is, behind the scaffolded transform: values become rows.
+    let p = Pipeline::new("scaffolded", 1, "value text").await?;
+    let name = unique("scaffolded");
+    let connector = format!(
+        "{}    transforms:\n      - plugin: {}\n        config: {{ field: via, value: scaffold }}\n",
+        sink(
+            &name,
+            &p.topic,
+            &sink_wasm,
+            &["main"],
+            &format!("database: main\ntable: {}", p.table)
+        ),
+        transform.display()
+    );
+    let daemon = Daemon::start(&config(&p.broker, &p.pg, &connector))?;
+    let records: Vec<_> = (1..=3)
+        .map(|id| (None, json(serde_json::json!({ "id": id }))))
+        .collect();
+    p.broker.produce(&p.topic, &records).await?;
+    let count = format!(
+        "SELECT count(*) FROM {} WHERE value::jsonb->>'via' = 'scaffold'",
+        p.table
+    );
+    wait_until("3 rows from the scaffolded sink", WAIT, || async {
+        let rows = p.pg.count(&count).await?;
+        Ok(if rows == 3 {
+            Ok(())
+        } else {
+            Err(format!("{rows} rows"))
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", daemon.log().join("\n")))?;
+    Ok(())
+}
