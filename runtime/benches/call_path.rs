@@ -87,6 +87,7 @@ fn grants() -> Grants {
                 .grants("bench", &[]),
         ),
         http: Arc::new(HttpGrants::new("bench", &[], &limits).expect("no hosts")),
+        replay: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `wasmconnect`: run or validate a `connectors.yaml`; create and inspect plugins.
+//! `wasmconnect`: run or validate a `connectors.yaml`; create, inspect and test plugins.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +50,19 @@ enum Command {
         #[arg(default_value = "connectors.yaml")]
         config: PathBuf,
     },
+    /// Runs plugins offline against test cases (YAML files naming a plugin, its config, the
+    /// records or polls to give it, the sql and http calls it must make with their replies,
+    /// and what each call must return): no Kafka, database or network. Exits 1 when any case
+    /// fails.
+    Test {
+        /// Case files, or directories of them.
+        #[arg(default_value = "fixtures")]
+        cases: Vec<PathBuf>,
+        /// The plugin every case runs, instead of the one each names (for a build elsewhere
+        /// than the cases expect, e.g. another CARGO_TARGET_DIR).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+    },
     /// Writing plugins: create a plugin crate, or see what a plugin file is.
     Plugin {
         #[command(subcommand)]
@@ -99,6 +112,7 @@ fn main() -> ExitCode {
             Command::Run { config, watch } => run(config, watch, loggers).await,
             Command::Validate { config } => validate(config),
             Command::Plugin { command } => plugin(command),
+            Command::Test { cases, plugin } => test(cases, plugin).await,
         }
     });
     match result {
@@ -130,6 +144,44 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
     }
     println!("{}: ok ({connectors} connectors)", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+async fn test(paths: Vec<PathBuf>, plugin: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cases = wasmconnect::kit::collect_cases(&paths).context("listing test cases")?;
+    if cases.is_empty() {
+        eprintln!(
+            "error: no test cases (*.yaml) in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let engine = wasmconnect::wasm::WasmEngine::replaying().map_err(anyhow::Error::from)?;
+    let mut failed = 0;
+    for case in &cases {
+        let outcome = wasmconnect::kit::run_case(&engine, case, plugin.as_deref()).await;
+        if outcome.passed() {
+            println!("ok    {} ({} steps)", case.display(), outcome.steps);
+        } else {
+            failed += 1;
+            println!("FAIL  {}", case.display());
+            for problem in &outcome.problems {
+                println!("      {problem}");
+            }
+        }
+    }
+    println!(
+        "test cases: {} passed, {failed} failed",
+        cases.len() - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {

@@ -19,6 +19,14 @@ impl Kind {
         }
     }
 
+    fn case_template(self) -> &'static str {
+        match self {
+            Kind::Sink => include_str!("templates/fixtures/sink.yaml.txt"),
+            Kind::Source => include_str!("templates/fixtures/source.yaml.txt"),
+            Kind::Transform => include_str!("templates/fixtures/transform.yaml.txt"),
+        }
+    }
+
     fn lib_template(self) -> &'static str {
         match self {
             Kind::Sink => include_str!("templates/sink.rs.txt"),
@@ -57,7 +65,8 @@ pub fn default_sdk() -> PathBuf {
 }
 
 /// Creates the crate `dir/name` for a `kind` plugin depending on the SDK at `sdk`: Cargo.toml,
-/// src/lib.rs (a working example with its native unit test), README.md and .gitignore.
+/// src/lib.rs (a working example with its native unit test), a `wasmconnect test` case in
+/// fixtures/, README.md and .gitignore.
 /// Returns the crate's directory.
 pub fn create(name: &str, kind: Kind, dir: &Path, sdk: &Path) -> Result<PathBuf, ScaffoldError> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
@@ -80,17 +89,20 @@ pub fn create(name: &str, kind: Kind, dir: &Path, sdk: &Path) -> Result<PathBuf,
         "target/wasm32-wasip2/release/{}.wasm",
         name.replace('-', "_")
     );
+    let case = format!("fixtures/{}.yaml", kind.as_str());
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
             .replace("{{kind}}", kind.as_str())
             .replace("{{artifact}}", &artifact)
+            .replace("{{crate}}", &name.replace('-', "_"))
             .replace("{{sdk}}", &sdk.display().to_string())
     };
     let files = [
         ("Cargo.toml", fill(include_str!("templates/Cargo.toml.txt"))),
         ("src/lib.rs", fill(kind.lib_template())),
         ("README.md", fill(include_str!("templates/README.md.txt"))),
+        (case.as_str(), fill(kind.case_template())),
         (
             ".gitignore",
             include_str!("templates/gitignore.txt").to_owned(),

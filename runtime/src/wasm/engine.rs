@@ -141,6 +141,23 @@ impl WasmEngine {
         Self::build(false, None)
     }
 
+    /// An engine whose plugins' sql and http calls are answered from the script in their
+    /// grants (`Grants::replay`) instead of reaching any system: what `wasmconnect test`
+    /// runs plugins on. Limits and traps are the normal engine's.
+    pub fn replaying() -> Result<Self, wasmtime::Error> {
+        let mut engine = Self::build(true, None)?;
+        let mut linker = Linker::new(&engine.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        add_log(&mut linker)?;
+        capability::replay::add_to_linker(&mut linker, |s: &mut TaskState| {
+            capability::replay::ReplayView {
+                script: s.grants.replay.as_deref(),
+            }
+        })?;
+        engine.linker = linker;
+        Ok(engine)
+    }
+
     fn build(interruptible: bool, compiled: Option<&Path>) -> Result<Self, wasmtime::Error> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -167,11 +184,7 @@ impl WasmEngine {
         }
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        capability::log::add_to_linker(&mut linker, |s: &mut TaskState| {
-            capability::log::LogView {
-                identity: &s.identity,
-            }
-        })?;
+        add_log(&mut linker)?;
         capability::sql::add_to_linker(&mut linker, |s: &mut TaskState| {
             capability::sql::SqlView {
                 grants: &s.grants.sql,
@@ -445,6 +458,13 @@ impl WasmEngine {
             message: format!("{e:#}"),
         })
     }
+}
+
+/// Binds `wasmconnect:plugin/log`, which every engine offers as it is.
+fn add_log(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
+    capability::log::add_to_linker(linker, |s: &mut TaskState| capability::log::LogView {
+        identity: &s.identity,
+    })
 }
 
 /// Checks that `component` exports `wasmconnect:plugin/<kind>` at this runtime's version, and

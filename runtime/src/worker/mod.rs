@@ -744,6 +744,7 @@ impl Worker {
                         .grants(&connector.name, &connector.grants.databases),
                 ),
                 http: Arc::new(http),
+                replay: None,
             },
             status: self.status.reporter(&connector.name, 0),
             shutdown: running.shutdown.child_token(),

@@ -1,6 +1,8 @@
 //! The plugin author's kit: `wasmconnect plugin new` creates a crate of each kind that is
-//! formatted, passes its own unit test and builds into a component on the first try;
-//! `plugin inspect` describes it; the daemon runs the scaffolded sink end to end.
+//! formatted, passes its own unit test, builds into a component and passes its `wasmconnect
+//! test` case on the first try; `plugin inspect` describes it; the daemon runs the scaffolded
+//! sink end to end. `wasmconnect test` runs the shipped plugins' cases, and says exactly
+//! where a case and a plugin part.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,5 +127,51 @@ async fn a_scaffolded_plugin_of_each_kind_builds_and_the_sink_runs() -> anyhow::
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", daemon.log().join("\n")))?;
+    Ok(())
+}
+
+/// `wasmconnect test` on `cases` with `plugin`: exit code and output.
+fn wasmconnect_test(cases: &Path, plugin: &Path) -> anyhow::Result<(i32, String)> {
+    let out = Command::new(paths::wasmconnect_bin()?)
+        .arg("test")
+        .arg(cases)
+        .arg("--plugin")
+        .arg(plugin)
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn the_shipped_plugins_pass_their_cases_and_a_broken_case_names_the_difference()
+-> anyhow::Result<()> {
+    let root = paths::repo_root();
+    for (plugin, cases) in [("sink-sql", 1), ("sink-http", 1), ("source-http", 1)] {
+        let dir = root.join("plugins").join(plugin).join("fixtures");
+        let (code, out) = wasmconnect_test(&dir, &paths::plugin(plugin)?)?;
+        assert_eq!(code, 0, "{plugin}: {out}");
+        assert!(
+            out.contains(&format!("test cases: {cases} passed, 0 failed")),
+            "{plugin}: {out}"
+        );
+    }
+
+    // The sink-http case with one byte of the expected body changed, and a reply the plugin
+    // never gets to: both are reported, with where they part.
+    let case = std::fs::read_to_string(root.join("plugins/sink-http/fixtures/bisect.yaml"))?;
+    let broken = case.replacen("body: [{ id: 1 }]", "body: [{ id: 7 }]", 1);
+    assert_ne!(case, broken);
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("broken.yaml"), broken)?;
+    let (code, out) = wasmconnect_test(dir.path(), &paths::plugin("sink-http")?)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(
+        out.contains("steps[0]: call 2: http.body[0].id is 1, the case expects 7"),
+        "{out}"
+    );
+    assert!(out.contains("test cases: 0 passed, 1 failed"), "{out}");
     Ok(())
 }

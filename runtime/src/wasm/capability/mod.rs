@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod log;
+pub mod replay;
 pub mod sql;
 
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use std::sync::Arc;
 pub struct Grants {
     pub sql: Arc<sql::SqlGrants>,
     pub http: Arc<http::HttpGrants>,
+    /// Set only by `wasmconnect test`: the script a replaying engine answers sql and http
+    /// calls from (see `replay`); the normal engine never reads it.
+    pub replay: Option<Arc<replay::Script>>,
 }
 
 impl Grants {
@@ -25,6 +29,7 @@ impl Grants {
                 &[],
                 &crate::config::Limits::default(),
             )?),
+            replay: None,
         })
     }
 }
