@@ -47,6 +47,8 @@ pub struct WasmEngine {
     cache: Mutex<HashMap<PathBuf, Cached>>,
     /// What [`WasmEngine::describe`] found, per file version.
     descriptions: Mutex<HashMap<PathBuf, (FileVersion, Description)>>,
+    /// Every component compiled, per file version.
+    components: Mutex<HashMap<PathBuf, (FileVersion, Component)>>,
     /// What [`WasmEngine::config_spec`] read, per file version.
     specs: Mutex<HashMap<PathBuf, (FileVersion, Spec)>>,
 }
@@ -202,6 +204,7 @@ impl WasmEngine {
             cache: Mutex::new(HashMap::new()),
             descriptions: Mutex::new(HashMap::new()),
             specs: Mutex::new(HashMap::new()),
+            components: Mutex::new(HashMap::new()),
         })
     }
 
@@ -260,17 +263,7 @@ impl WasmEngine {
         {
             return Ok(description.clone());
         }
-        let cached = self
-            .cache
-            .lock()
-            .expect("cache lock")
-            .get(&key)
-            .filter(|entry| Some(&entry.version) == version.as_ref())
-            .map(|entry| entry.pre.component().clone());
-        let component = match cached {
-            Some(component) => component,
-            None => self.compile(path)?,
-        };
+        let component = self.compile(path)?;
         let package = format!("{CONTRACT_PACKAGE}/");
         let description = component
             .component_type()
@@ -435,7 +428,31 @@ impl WasmEngine {
         }
     }
 
+    /// The component at `path`, compiled once per file version (describing, inspecting and
+    /// loading a plugin compile it once between them).
     fn compile(&self, path: &Path) -> Result<Component, LoadError> {
+        let key = cache_key(path);
+        let version = FileVersion::of(path);
+        if let Some((_, component)) = self
+            .components
+            .lock()
+            .expect("components lock")
+            .get(&key)
+            .filter(|(v, _)| Some(v) == version.as_ref())
+        {
+            return Ok(component.clone());
+        }
+        let component = self.compile_file(path)?;
+        if let Some(version) = version {
+            self.components
+                .lock()
+                .expect("components lock")
+                .insert(key, (version, component.clone()));
+        }
+        Ok(component)
+    }
+
+    fn compile_file(&self, path: &Path) -> Result<Component, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
