@@ -119,6 +119,32 @@ fuzz_all() {
   rm -f "$out"
 }
 
+# componentize-py (PyPI), pinned, in a virtualenv outside the repository: builds the Python
+# plugin that shows the WIT contract is not Rust's alone.
+COMPONENTIZE_PY_VERSION=0.25.1
+ensure_componentize_py() {
+  local venv="$WASMCONNECT_CACHE/componentize-py-$COMPONENTIZE_PY_VERSION"
+  export WASMCONNECT_COMPONENTIZE_PY="$venv/bin/componentize-py"
+  if [ ! -x "$WASMCONNECT_COMPONENTIZE_PY" ]; then
+    say "installing componentize-py $COMPONENTIZE_PY_VERSION into $venv"
+    python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
+  fi
+}
+
+# The Python sink (tests/fixtures/sink-python), rebuilt when its source or the WIT changed.
+build_python_plugin() {
+  ensure_componentize_py
+  local out=target/wasm32-wasip2/plugin/sink_python.wasm
+  local dir=tests/fixtures/sink-python
+  if [ ! -f "$out" ] || [ -n "$(find "$dir/app.py" wit -newer "$out" -print -quit)" ]; then
+    say "building the Python plugin with componentize-py"
+    mkdir -p "$(dirname "$out")"
+    (cd "$dir" && "$WASMCONNECT_COMPONENTIZE_PY" -d ../../../wit -w sink-plugin componentize app \
+      -o "../../../$out")
+  fi
+}
+
 build_plugins() {
   say "building plugins (wasm32-wasip2)"
   cargo build --profile plugin --target wasm32-wasip2 \

@@ -11,6 +11,7 @@ ensure_mariadb
 ensure_promtool
 ensure_cargo_fuzz
 build_plugins
+build_python_plugin
 
 say "formatting and lints"
 cargo fmt --all -- --check

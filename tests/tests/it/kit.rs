@@ -175,3 +175,69 @@ fn the_shipped_plugins_pass_their_cases_and_a_broken_case_names_the_difference()
     assert!(out.contains("test cases: 0 passed, 1 failed"), "{out}");
     Ok(())
 }
+
+/// The Python sink (tests/fixtures/sink-python, built by componentize-py in the test command):
+/// the same WIT contract from another language. It passes its offline case, its config spec
+/// (Python's own words) checks a config, and the daemon runs it against the test broker and
+/// PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_plugin_describes_its_config_passes_its_case_and_moves_records()
+-> anyhow::Result<()> {
+    let wasm = paths::plugin("sink-python")?;
+    let cases = paths::repo_root().join("tests/fixtures/sink-python/fixtures");
+    let (code, out) = wasmconnect_test(&cases, &wasm)?;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("test cases: 1 passed, 0 failed"), "{out}");
+
+    let p = Pipeline::new("python", 1, "value text").await?;
+    let name = unique("python");
+    let entry = |table: &str| {
+        sink(
+            &name,
+            &p.topic,
+            &wasm,
+            &["main"],
+            &format!("database: main\ntable: {table}"),
+        )
+    };
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("connectors.yaml");
+    let text = config(&p.broker, &p.pg, &entry("5")).replace("{admin}", "127.0.0.1:0");
+    std::fs::write(&bad, text)?;
+    let checked = Command::new(paths::wasmconnect_bin()?)
+        .arg("validate")
+        .arg(&bad)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "config.table: connector \"{name}\": expected a string, got 5 (sink_python: The \
+             table rows go to; it needs a text column value)"
+                .replace("{name}", &name)
+                .as_str()
+        ),
+        "{stderr}"
+    );
+
+    let daemon = Daemon::start(&config(&p.broker, &p.pg, &entry(&p.table)))?;
+    let records: Vec<_> = (1..=3)
+        .map(|id| (None, json(serde_json::json!({ "id": id }))))
+        .collect();
+    p.broker.produce(&p.topic, &records).await?;
+    let count = format!(
+        "SELECT count(*) FROM {} WHERE value::jsonb->>'via' = 'python'",
+        p.table
+    );
+    wait_until("3 rows from the Python sink", WAIT, || async {
+        let rows = p.pg.count(&count).await?;
+        Ok(if rows == 3 {
+            Ok(())
+        } else {
+            Err(format!("{rows} rows"))
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", daemon.log().join("\n")))?;
+    Ok(())
+}
