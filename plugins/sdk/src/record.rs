@@ -45,6 +45,16 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// A transient failure: the host calls again with the same batch after a backoff.
+    pub fn retry(message: impl Into<String>) -> Self {
+        PluginError::Retry(message.into())
+    }
+
+    /// The task cannot go on; the host fails it with this message.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        PluginError::Fatal(message.into())
+    }
+
     /// `Ok` when nothing was rejected, else `Reject` with the records in batch order: how a
     /// sink that wrote the good records of a batch reports the bad ones.
     pub fn reject_if_any(mut rejected: Vec<Rejected>) -> Result<(), PluginError> {
@@ -76,6 +86,32 @@ impl std::fmt::Display for PluginError {
 }
 
 impl std::error::Error for PluginError {}
+
+/// A transient SQL error (unavailable, timeout) is worth a retry; any other fails the task.
+/// A sink that can tell bad rows apart ([`crate::SqlError::is_row_level`]) rejects them
+/// instead.
+impl From<crate::SqlError> for PluginError {
+    fn from(e: crate::SqlError) -> Self {
+        if e.is_transient() {
+            PluginError::Retry(e.to_string())
+        } else {
+            PluginError::Fatal(e.to_string())
+        }
+    }
+}
+
+/// A transient HTTP error (timeout, unavailable) is worth a retry; any other fails the task.
+/// A response with an error status is not an `HttpError`: see
+/// [`crate::HttpResponse::transient_error`].
+impl From<crate::HttpError> for PluginError {
+    fn from(e: crate::HttpError) -> Self {
+        if e.is_transient() {
+            PluginError::Retry(e.to_string())
+        } else {
+            PluginError::Fatal(e.to_string())
+        }
+    }
+}
 
 /// A record a source returns from `poll`, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -137,5 +173,61 @@ impl Record {
     /// Replaces the value with the text of `value`.
     pub fn set_json(&mut self, value: &serde_json::Value) {
         self.value = Some(value.to_string().into_bytes());
+    }
+
+    /// The value deserialized into `T`; `Ok(None)` for a tombstone; `Err` with the reason
+    /// (fit for a [`Rejected`]) when it is not JSON or not a `T`.
+    pub fn value_as<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, String> {
+        self.value
+            .as_deref()
+            .map(|v| {
+                serde_json::from_slice(v)
+                    .map_err(|e| format!("value is not what this plugin reads: {e}"))
+            })
+            .transpose()
+    }
+
+    /// The key as text; `None` when there is none or it is not UTF-8.
+    pub fn key_text(&self) -> Option<&str> {
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The value as text; `None` for a tombstone or when it is not UTF-8.
+    pub fn value_text(&self) -> Option<&str> {
+        self.value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+impl SourceRecord {
+    /// A record of source partition `partition` at `position`, with no key, value or headers
+    /// yet, for the connector's topic.
+    pub fn new(partition: impl Into<String>, position: impl Into<String>) -> Self {
+        SourceRecord {
+            partition: partition.into(),
+            position: position.into(),
+            ..SourceRecord::default()
+        }
+    }
+
+    /// With this key.
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// With the JSON text of `value` as its value.
+    pub fn with_json(mut self, value: &serde_json::Value) -> Self {
+        self.value = Some(value.to_string().into_bytes());
+        self
+    }
+
+    /// To `topic` instead of the connector's.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
     }
 }
