@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The main job (README): builds the plugins and the daemon, makes sure a broker and PostgreSQL
-# are there (a local tansu on 127.0.0.1:9092 unless KAFKA_BOOTSTRAP_SERVERS is set), creates
-# the demo table, then runs `wasmconnect run connectors.yaml`.
+# The main job (README): builds the plugins and the daemon, makes sure a broker is there (a
+# local tansu on 127.0.0.1:9092 unless KAFKA_BOOTSTRAP_SERVERS is set), then runs
+# `wasmconnect run connectors.yaml`: datagen orders -> Kafka -> SQLite file data/demo.db (or
+# the database DATABASE_URL names; the sink creates its table).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/scripts/services.sh
 
 ensure_wasm_target
-ensure_postgres
-export DATABASE_URL="${DATABASE_URL:-$WASMCONNECT_TEST_DATABASE_URL}"
-psql "$DATABASE_URL" -qc "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, customer text, amount numeric)"
+mkdir -p data
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   ensure_tansu
   data="$WASMCONNECT_CACHE/quickstart-broker"

@@ -148,7 +148,7 @@ build_python_plugin() {
 build_plugins() {
   say "building plugins (wasm32-wasip2)"
   cargo build --profile plugin --target wasm32-wasip2 \
-    -p sink-sql -p sink-http -p source-http -p source-sql \
+    -p sink-sql -p sink-http -p source-http -p source-sql -p source-datagen \
     -p transform-filter -p transform-fields -p transform-route -p transform-flatten \
     -p sink-misbehave -p source-misbehave -p sink-probe -p sink-other-contract
 }

@@ -21,6 +21,8 @@ pub struct Daemon {
     config: PathBuf,
     /// Options before `run` (`--log-format json`, say), kept for restarts.
     options: Vec<String>,
+    /// Environment variables of the process, kept for restarts.
+    env: Vec<(String, String)>,
     _dir: Arc<tempfile::TempDir>,
 }
 
@@ -33,13 +35,28 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with global options before `run`.
     pub fn start_with(options: &[&str], config: &str) -> anyhow::Result<Self> {
+        Self::launch(options, &[], config)
+    }
+
+    /// Like [`Daemon::start`], with these environment variables, and `WASMCONNECT_ADMIN` set
+    /// to the admin address (what the shipped `connectors.yaml` listens on).
+    pub fn start_with_env(env: &[(&str, &str)], config: &str) -> anyhow::Result<Self> {
+        Self::launch(&[], env, config)
+    }
+
+    fn launch(options: &[&str], env: &[(&str, &str)], config: &str) -> anyhow::Result<Self> {
         let dir = Arc::new(tempfile::tempdir()?);
         let path = dir.path().join("connectors.yaml");
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let admin = format!("127.0.0.1:{port}");
         std::fs::write(&path, config.replace("{admin}", &admin))?;
         let options = options.iter().map(|o| o.to_string()).collect();
-        Self::spawn(path, admin, options, dir)
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("WASMCONNECT_ADMIN".into(), admin.clone()));
+        Self::spawn(path, admin, options, env, dir)
     }
 
     /// Starts the daemon again on the same config file (after a kill, say).
@@ -50,6 +67,7 @@ impl Daemon {
             self.config.clone(),
             self.admin.clone(),
             self.options.clone(),
+            self.env.clone(),
             self._dir.clone(),
         )?;
         Ok(())
@@ -59,6 +77,7 @@ impl Daemon {
         config: PathBuf,
         admin: String,
         options: Vec<String>,
+        env: Vec<(String, String)>,
         dir: Arc<tempfile::TempDir>,
     ) -> anyhow::Result<Self> {
         let mut child = Command::new(paths::wasmconnect_bin()?)
@@ -66,6 +85,7 @@ impl Daemon {
             .arg("run")
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -89,6 +109,7 @@ impl Daemon {
             log,
             config,
             options,
+            env,
             _dir: dir,
         })
     }

@@ -19,6 +19,10 @@ pub struct Config {
     /// Columns to write; by default every top-level field of the value.
     #[serde(default)]
     pub columns: Option<Vec<ColumnSpec>>,
+    /// SQL run in one transaction each time a task opens, before any write: typically
+    /// `CREATE TABLE IF NOT EXISTS ...`.
+    #[serde(default)]
+    pub init: Vec<String>,
 }
 
 /// The keys of [`Config`], as the plugin's `config-spec` describes them.
@@ -48,6 +52,11 @@ pub fn spec() -> Vec<ConfigKey> {
             "columns",
             "Columns to write, each a field name or {column, field} with field a name or a \
              JSON pointer; by default every top-level field of the value",
+        ),
+        ConfigKey::array(
+            "init",
+            "SQL statements run in one transaction each time a task opens, before any write \
+             (CREATE TABLE IF NOT EXISTS ...)",
         ),
     ]
 }

@@ -9,6 +9,8 @@
 //! - On PostgreSQL rows travel as one `jsonb` array per statement (`jsonb_populate_recordset`),
 //!   so the server converts them with the table's own column types; on MySQL/MariaDB and
 //!   SQLite as `VALUES` with one parameter per field. One round trip per batch, never per row.
+//! - `init` statements (`CREATE TABLE IF NOT EXISTS ...`) run in one transaction each time a
+//!   task opens.
 //! - A record that is not a JSON object, or lacks a key column, is rejected with its index and
 //!   the reason; the other records of the batch are still written.
 //!
@@ -20,7 +22,7 @@ mod config;
 mod plan;
 
 use wasmconnect_sdk::{
-    ConfigKey, DatabaseKind, Host, Level, PluginError, Record, Rejected, Sink, SqlError,
+    ConfigKey, DatabaseKind, Host, Level, PluginError, Record, Rejected, Sink, SqlError, Statement,
     export_sink,
 };
 
@@ -60,6 +62,19 @@ impl Sink for SqlSink {
                 }
             ),
         );
+        if !config.init.is_empty() {
+            let statements: Vec<Statement> = config
+                .init
+                .iter()
+                .map(|sql| Statement::new(sql.clone(), vec![]))
+                .collect();
+            host.sql_execute(&config.database, &statements).map_err(
+                |e| match PluginError::from(e) {
+                    PluginError::Fatal(m) => PluginError::Fatal(format!("init: {m}")),
+                    transient => transient,
+                },
+            )?;
+        }
         Ok(SqlSink { config, kind })
     }
 

@@ -10,6 +10,7 @@ mod http;
 mod kit;
 mod operations;
 mod outages;
+mod quickstart;
 mod retry;
 mod sandbox;
 mod sink_http;

@@ -1,0 +1,116 @@
+//! The sample records: record `n` of a seed is always the same (a SplitMix64 stream seeded
+//! by seed and `n`), apart from its timestamp.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// What to make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `{id, customer, product, quantity, price, amount, status, created_at}`.
+    #[default]
+    Orders,
+    /// `{id, user, session, page, action, referrer, at}`.
+    Clickstream,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Orders => "orders",
+            Kind::Clickstream => "clickstream",
+        }
+    }
+}
+
+const CUSTOMERS: &[&str] = &[
+    "ada", "grace", "alan", "edsger", "barbara", "donald", "frances", "ken", "margaret", "linus",
+];
+const PRODUCTS: &[(&str, f64)] = &[
+    ("keyboard", 49.0),
+    ("mouse", 19.5),
+    ("monitor", 189.0),
+    ("laptop stand", 35.25),
+    ("usb cable", 7.99),
+    ("headset", 79.0),
+];
+const STATUSES: &[&str] = &["placed", "paid", "paid", "shipped", "shipped", "cancelled"];
+const PAGES: &[&str] = &[
+    "/",
+    "/search",
+    "/product/42",
+    "/product/7",
+    "/cart",
+    "/checkout",
+];
+const ACTIONS: &[&str] = &["view", "view", "view", "click", "add_to_cart", "purchase"];
+const REFERRERS: &[&str] = &["direct", "search", "newsletter", "social"];
+
+/// SplitMix64: small, fast, and good enough for sample data.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// Record `n` of `kind` for `seed`, stamped `now` (milliseconds since the Unix epoch).
+pub fn sample(kind: Kind, seed: u64, n: u64, now: i64) -> Value {
+    let mut mix = Mix(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ n);
+    match kind {
+        Kind::Orders => {
+            let customer = mix.pick(CUSTOMERS);
+            let (product, price) = *mix.pick(PRODUCTS);
+            let quantity = 1 + mix.next() % 5;
+            let amount = (price * quantity as f64 * 100.0).round() / 100.0;
+            json!({
+                "id": n,
+                "customer": customer,
+                "product": product,
+                "quantity": quantity,
+                "price": price,
+                "amount": amount,
+                "status": mix.pick(STATUSES),
+                "created_at": now,
+            })
+        }
+        Kind::Clickstream => json!({
+            "id": n,
+            "user": mix.pick(CUSTOMERS),
+            "session": format!("s{:08x}", mix.next() as u32),
+            "page": mix.pick(PAGES),
+            "action": mix.pick(ACTIONS),
+            "referrer": mix.pick(REFERRERS),
+            "at": now,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_depends_on_seed_and_number_only() {
+        let a = sample(Kind::Orders, 1, 10, 0);
+        assert_eq!(a, sample(Kind::Orders, 1, 10, 0));
+        assert_ne!(a, sample(Kind::Orders, 2, 10, 0));
+        assert_ne!(a, sample(Kind::Orders, 1, 11, 0));
+        let amount = a["amount"].as_f64().unwrap();
+        let expected = a["price"].as_f64().unwrap() * a["quantity"].as_f64().unwrap();
+        assert!((amount - expected).abs() < 0.01, "{a}");
+        let click = sample(Kind::Clickstream, 1, 10, 5);
+        assert_eq!(click["at"], 5);
+        assert!(PAGES.contains(&click["page"].as_str().unwrap()));
+    }
+}
