@@ -142,7 +142,18 @@ impl<'a> MakeWriter<'a> for Scrubbed {
 impl Write for ScrubbedLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(redact::scrub(&text).as_bytes())?;
+        let line = redact::scrub(&text);
+        let shown = STATUS.lock().expect("status lock");
+        let mut stderr = std::io::stderr().lock();
+        match shown.as_deref() {
+            // The log line goes above the live status, which is drawn again under it.
+            Some(frame) => {
+                stderr.write_all(erase(frame).as_bytes())?;
+                stderr.write_all(line.as_bytes())?;
+                stderr.write_all(frame.as_bytes())?;
+            }
+            None => stderr.write_all(line.as_bytes())?,
+        }
         Ok(buf.len())
     }
 
@@ -151,9 +162,39 @@ impl Write for ScrubbedLine {
     }
 }
 
+/// The live status block at the bottom of the terminal, if one is shown: log lines are
+/// written above it.
+static STATUS: Mutex<Option<String>> = Mutex::new(None);
+
+/// ANSI: back to the first line of `frame` (drawn last, ending in a newline) and clear from
+/// there down.
+fn erase(frame: &str) -> String {
+    format!("\x1b[{}F\x1b[J", frame.lines().count())
+}
+
+/// Shows `frame` (whole lines) at the bottom of the terminal in place of the one shown before;
+/// `None` takes it away. Only for a terminal: the text is ANSI-controlled.
+pub fn show_status(frame: Option<String>) {
+    let mut shown = STATUS.lock().expect("status lock");
+    let mut stderr = std::io::stderr().lock();
+    if let Some(before) = shown.as_deref() {
+        let _ = stderr.write_all(erase(before).as_bytes());
+    }
+    if let Some(frame) = &frame {
+        let _ = stderr.write_all(frame.as_bytes());
+    }
+    let _ = stderr.flush();
+    *shown = frame;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erasing_a_frame_goes_back_over_each_of_its_lines() {
+        assert_eq!(erase("a\nb\nc\n"), "\x1b[3F\x1b[J");
+    }
 
     #[test]
     fn directives_put_root_first_and_lowercase_every_level() {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use wasmconnect::{admin, config, logging, worker::Worker};
+use wasmconnect::worker::{LiveStatus, Worker};
+use wasmconnect::{admin, config, logging};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +44,10 @@ enum Command {
         /// Also reload when the file changes (checked every second).
         #[arg(long)]
         watch: bool,
+        /// No live status at the bottom of the terminal (it is never shown when stderr is
+        /// not a terminal, or with --log-format json).
+        #[arg(long)]
+        no_status: bool,
     },
     /// Checks a config and loads its plugins, without touching Kafka or any database. Exits 1
     /// on any error, printing each as file:line:column.
@@ -109,7 +114,16 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, watch } => run(config, watch, loggers).await,
+            Command::Run {
+                config,
+                watch,
+                no_status,
+            } => {
+                let live = !no_status
+                    && matches!(cli.log_format, LogFormat::Text)
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr());
+                run(config, watch, live, loggers).await
+            }
             Command::Validate { config } => validate(config),
             Command::Plugin { command } => plugin(command),
             Command::Test { cases, plugin } => test(cases, plugin).await,
@@ -231,7 +245,12 @@ fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run(path: PathBuf, watch: bool, loggers: logging::Loggers) -> anyhow::Result<ExitCode> {
+async fn run(
+    path: PathBuf,
+    watch: bool,
+    live: bool,
+    loggers: logging::Loggers,
+) -> anyhow::Result<ExitCode> {
     let config = match config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -264,23 +283,33 @@ async fn run(path: PathBuf, watch: bool, loggers: logging::Loggers) -> anyhow::R
     let mut signals = Signals::new()?;
     let mut seen = modified(&path);
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut status = LiveStatus::new(worker.status());
     loop {
         tokio::select! {
             signal = signals.next() => match signal? {
                 Signal::Stop => break,
                 Signal::Reload => reload(&worker, &path).await,
             },
-            _ = poll.tick(), if watch => {
-                let now = modified(&path);
-                if now != seen {
-                    seen = now;
-                    reload(&worker, &path).await;
+            _ = poll.tick() => {
+                if live {
+                    logging::show_status(Some(status.frame()));
+                }
+                if watch {
+                    let now = modified(&path);
+                    if now != seen {
+                        seen = now;
+                        reload(&worker, &path).await;
+                    }
                 }
             }
         }
     }
+    logging::show_status(None);
     tracing::info!("shutting down: finishing batches and committing offsets");
     let clean = worker.shutdown().await;
+    for line in status.summary() {
+        tracing::info!("summary: {line}");
+    }
     api.await.context("admin API task")?.context("admin API")?;
     if clean {
         tracing::info!("stopped");

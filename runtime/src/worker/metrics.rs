@@ -345,6 +345,23 @@ impl Metrics {
         self.lag_series.lock().expect("lag lock").insert(labels);
     }
 
+    /// A connector's consumer lag: the sum over the partitions its tasks read, `None` before
+    /// any was measured (and for sources).
+    pub fn lag_of(&self, connector: &str) -> Option<i64> {
+        let series = self.lag_series.lock().expect("lag lock");
+        let mut of_connector = series.iter().filter(|l| l[0] == connector).peekable();
+        of_connector.peek()?;
+        Some(
+            of_connector
+                .map(|l| {
+                    self.lag
+                        .with_label_values(&l.each_ref().map(String::as_str))
+                        .get()
+                })
+                .sum(),
+        )
+    }
+
     /// Sets the task's state gauge: 1 for `state`, 0 for the others.
     pub fn set_state(&self, connector: &str, task: u32, state: State) {
         let task = task.to_string();

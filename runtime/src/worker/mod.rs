@@ -1,5 +1,6 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
 
+mod console;
 mod metrics;
 mod offsets;
 mod status;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use console::LiveStatus;
 pub use metrics::{Call, Counter, Metrics, TaskCounters};
 pub use offsets::{ConnectorOffsets, SinkOffset, SourceOffset};
 pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};

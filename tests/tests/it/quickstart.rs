@@ -74,5 +74,25 @@ async fn the_shipped_pipeline_fills_sqlite_with_the_orders_that_are_not_cancelle
             .await?,
         kept
     );
+
+    // Stopping prints a summary per connector (the log is not a terminal: no live status).
+    let mut daemon = daemon;
+    let status = daemon.terminate(Duration::from_secs(30)).await?;
+    assert!(status.success(), "{status:?}");
+    let log = daemon.log().join("\n");
+    assert!(
+        log.contains(&format!(
+            "summary: orders-datagen: {COUNT} records produced ("
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("summary: orders-to-sql: {kept} records written (")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("\x1b["),
+        "no terminal control codes in a plain log: {log}"
+    );
     Ok(())
 }
