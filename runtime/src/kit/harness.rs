@@ -109,54 +109,46 @@ async fn run_case(
     };
     let config = case.config.to_string();
     script.expect(case.open_calls());
-    let opened = tokio::task::block_in_place(|| -> Result<Result<Live, CallError>, String> {
-        let handle = tokio::runtime::Handle::current();
-        let error = |e: crate::wasm::LoadError| e.to_string();
-        Ok(match kind.as_str() {
-            "sink" => {
-                let plugin = engine.load_sink(&case.plugin).map_err(error)?;
-                handle
-                    .block_on(plugin.instantiate(
-                        engine.engine(),
-                        identity,
-                        grants,
-                        &limits,
-                        &config,
-                    ))
-                    .map(Live::Sink)
-            }
-            "source" => {
-                let plugin = engine.load_source(&case.plugin).map_err(error)?;
-                let positions: Vec<(String, String)> = case
-                    .positions
-                    .iter()
-                    .map(|(p, q)| (p.clone(), q.clone()))
-                    .collect();
-                handle
-                    .block_on(plugin.instantiate(
-                        engine.engine(),
-                        identity,
-                        grants,
-                        &limits,
-                        &config,
-                        &positions,
-                    ))
-                    .map(Live::Source)
-            }
-            _ => {
-                let plugin = engine.load_transform(&case.plugin).map_err(error)?;
-                handle
-                    .block_on(plugin.instantiate(
-                        engine.engine(),
-                        identity,
-                        grants,
-                        &limits,
-                        &config,
-                    ))
-                    .map(Live::Transform)
-            }
-        })
-    })?;
+    // Loading compiles: it blocks. Opening runs the plugin, like every later call.
+    let load_error = |e: crate::wasm::LoadError| e.to_string();
+    let opened = match kind.as_str() {
+        "sink" => {
+            let plugin = tokio::task::block_in_place(|| engine.load_sink(&case.plugin))
+                .map_err(load_error)?;
+            plugin
+                .instantiate(engine.engine(), identity, grants, &limits, &config)
+                .await
+                .map(Live::Sink)
+        }
+        "source" => {
+            let plugin = tokio::task::block_in_place(|| engine.load_source(&case.plugin))
+                .map_err(load_error)?;
+            let positions: Vec<(String, String)> = case
+                .positions
+                .iter()
+                .map(|(p, q)| (p.clone(), q.clone()))
+                .collect();
+            plugin
+                .instantiate(
+                    engine.engine(),
+                    identity,
+                    grants,
+                    &limits,
+                    &config,
+                    &positions,
+                )
+                .await
+                .map(Live::Source)
+        }
+        _ => {
+            let plugin = tokio::task::block_in_place(|| engine.load_transform(&case.plugin))
+                .map_err(load_error)?;
+            plugin
+                .instantiate(engine.engine(), identity, grants, &limits, &config)
+                .await
+                .map(Live::Transform)
+        }
+    };
     problems.extend(script.finish().into_iter().map(|p| format!("open: {p}")));
     let mut live = opened.map_err(|e| format!("open: {e}"))?;
     for (i, step) in case.steps.iter().enumerate() {

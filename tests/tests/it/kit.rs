@@ -109,15 +109,21 @@ async fn a_scaffolded_plugin_of_each_kind_builds_and_the_sink_runs() -> anyhow::
         transform.display()
     );
     let daemon = Daemon::start(&config(&p.broker, &p.pg, &connector))?;
+    three_rows_arrive(&p, &daemon, "scaffold").await
+}
+
+/// Produces three JSON values to the pipeline's topic and waits for three rows of its table
+/// whose value has `"via"` set to `via`: proof that the plugin under test wrote them.
+async fn three_rows_arrive(p: &Pipeline, daemon: &Daemon, via: &str) -> anyhow::Result<()> {
     let records: Vec<_> = (1..=3)
         .map(|id| (None, json(serde_json::json!({ "id": id }))))
         .collect();
     p.broker.produce(&p.topic, &records).await?;
     let count = format!(
-        "SELECT count(*) FROM {} WHERE value::jsonb->>'via' = 'scaffold'",
+        "SELECT count(*) FROM {} WHERE value::jsonb->>'via' = '{via}'",
         p.table
     );
-    wait_until("3 rows from the scaffolded sink", WAIT, || async {
+    wait_until(&format!("3 rows via {via}"), WAIT, || async {
         let rows = p.pg.count(&count).await?;
         Ok(if rows == 3 {
             Ok(())
@@ -126,8 +132,7 @@ async fn a_scaffolded_plugin_of_each_kind_builds_and_the_sink_runs() -> anyhow::
         })
     })
     .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", daemon.log().join("\n")))?;
-    Ok(())
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", daemon.log().join("\n")))
 }
 
 /// `wasmconnect test` on `cases` with `plugin`: exit code and output.
@@ -221,23 +226,5 @@ async fn a_python_plugin_describes_its_config_passes_its_case_and_moves_records(
     );
 
     let daemon = Daemon::start(&config(&p.broker, &p.pg, &entry(&p.table)))?;
-    let records: Vec<_> = (1..=3)
-        .map(|id| (None, json(serde_json::json!({ "id": id }))))
-        .collect();
-    p.broker.produce(&p.topic, &records).await?;
-    let count = format!(
-        "SELECT count(*) FROM {} WHERE value::jsonb->>'via' = 'python'",
-        p.table
-    );
-    wait_until("3 rows from the Python sink", WAIT, || async {
-        let rows = p.pg.count(&count).await?;
-        Ok(if rows == 3 {
-            Ok(())
-        } else {
-            Err(format!("{rows} rows"))
-        })
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", daemon.log().join("\n")))?;
-    Ok(())
+    three_rows_arrive(&p, &daemon, "python").await
 }
