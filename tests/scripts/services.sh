@@ -127,6 +127,7 @@ ensure_componentize_py() {
   export WASMCONNECT_COMPONENTIZE_PY="$venv/bin/componentize-py"
   if [ ! -x "$WASMCONNECT_COMPONENTIZE_PY" ]; then
     say "installing componentize-py $COMPONENTIZE_PY_VERSION into $venv"
+    command -v python3 >/dev/null || apt-get install -y python3
     python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
     "$venv/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
   fi
