@@ -146,6 +146,20 @@ build_python_plugin() {
   fi
 }
 
+# What `wasmconnect plugin new` crates depend on (the SDK, wit-bindgen, serde), built once into
+# target/scaffold, where the kit test builds its scaffolded crates: the test then compiles
+# only the crates themselves, instead of two minutes of compiling on both cores while the
+# timing-sensitive tests run beside it.
+warm_scaffold_builds() {
+  say "building what scaffolded plugin crates depend on"
+  local dir
+  dir=$(mktemp -d)
+  ./target/debug/wasmconnect plugin new warm-up --kind sink --dir "$dir" >/dev/null
+  (cd "$dir/warm-up" && export CARGO_TARGET_DIR="$OLDPWD/target/scaffold" \
+    && cargo test --no-run --quiet && cargo build --quiet --release --target wasm32-wasip2)
+  rm -rf "$dir"
+}
+
 build_plugins() {
   say "building plugins (wasm32-wasip2)"
   cargo build --profile plugin --target wasm32-wasip2 \

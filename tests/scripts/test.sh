@@ -19,6 +19,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 say "building the daemon"
 cargo build -p wasmconnect
+warm_scaffold_builds
 
 say "tests"
 log=$(mktemp)
