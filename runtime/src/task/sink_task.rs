@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -201,8 +202,11 @@ impl SinkTask {
                 }
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
-                        intake.accept(&message);
-                        self.status.count(Counter::RecordsRead, 1);
+                        let now = Instant::now();
+                        intake.accept(&message, now);
+                        drop(message);
+                        let read = 1 + self.drain(&mut intake, now);
+                        self.status.count(Counter::RecordsRead, read);
                     }
                     Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
                 },
@@ -225,6 +229,29 @@ impl SinkTask {
                 "shutdown grace period ran out before every buffered record was written; the rest will be read again"),
         }
         Ok(())
+    }
+
+    /// Takes the messages the consumer already holds, without waiting and without going
+    /// round the task's `select!` once per message, until a batch is full. Stops before a
+    /// message read after a rebalance, so the loop handles a revocation before any record
+    /// that follows it. Returns how many it took.
+    fn drain(&self, intake: &mut Intake, now: Instant) -> usize {
+        let mut stream = self.consumer.stream();
+        let mut read = 0;
+        while intake.ready.is_empty() && self.revoked.is_empty() {
+            match stream.next().now_or_never() {
+                Some(Some(Ok(message))) => {
+                    intake.accept(&message, now);
+                    read += 1;
+                }
+                Some(Some(Err(e))) => {
+                    tracing::warn!(connector = %self.identity.connector, "kafka: {e}");
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        read
     }
 
     /// Writes one batch through the plugin until it is written, the task fails or shutdown
@@ -580,7 +607,8 @@ impl SinkTask {
                 _ = sleep_until(until) => return Ok(()),
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
-                        intake.accept(&message);
+                        intake.accept(&message, Instant::now());
+                        self.status.count(Counter::RecordsRead, 1);
                         // A record while paused comes from a fetch already under way or from
                         // a partition assigned since the pause: pause that one too, so the
                         // intake stays bounded however long the wait.
@@ -611,7 +639,7 @@ impl SinkTask {
                 Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
-                        intake.accept(&message);
+                        intake.accept(&message, Instant::now());
                         self.status.count(Counter::RecordsRead, 1);
                         self.pause_assignment();
                     }
@@ -717,11 +745,12 @@ impl Intake {
         }
     }
 
-    fn accept(&mut self, message: &BorrowedMessage<'_>) {
+    /// Takes one message read at about `now` (the start of its batch's wait, if it opens one).
+    fn accept(&mut self, message: &BorrowedMessage<'_>, now: Instant) {
         let record = to_record(&mut self.topics, message);
         self.tracker
             .track(&record.topic, record.partition, record.offset);
-        if let Some(batch) = self.batcher.push(record, Instant::now()) {
+        if let Some(batch) = self.batcher.push(record, now) {
             self.ready.push_back(batch);
         }
     }
