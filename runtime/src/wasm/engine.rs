@@ -164,6 +164,10 @@ impl WasmEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(interruptible);
+        // For profiling the plugins' compiled code with `perf`: writes /tmp/perf-PID.map.
+        if std::env::var_os("WASMCONNECT_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = compiled {
             let mut cache = wasmtime::CacheConfig::new();
             // wasmtime wants it absolute; a relative one is taken from the working directory.
