@@ -20,7 +20,7 @@
 //! what that engine gets right); PostgreSQL and the HTTP server are local.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,6 +37,9 @@ use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 struct Cost {
     records: u64,
     seconds: f64,
+    /// From process start to the first batch written: start-up, joining the consumer group,
+    /// the first fetch.
+    first_seconds: f64,
     cpu_seconds: f64,
     peak_rss_kib: u64,
 }
@@ -91,10 +94,11 @@ fn line(name: &str, cost: &Cost, baseline: Option<&Cost>) {
         .map(|b| format!("{:.2}", cost.per_second() / b.per_second()))
         .unwrap_or_else(|| "-".into());
     println!(
-        "{name:<44} {:>10.0} rec/s {:>7.2} cpu-s/M {:>7.1} MiB peak  ratio {ratio}",
+        "{name:<44} {:>10.0} rec/s {:>7.2} cpu-s/M {:>7.1} MiB peak {:>6.0} ms to first  ratio {ratio}",
         cost.per_second(),
         cost.cpu_per_million(),
-        cost.peak_rss_kib as f64 / 1024.0
+        cost.peak_rss_kib as f64 / 1024.0,
+        cost.first_seconds * 1000.0
     );
 }
 
@@ -113,9 +117,13 @@ async fn fill(broker: &Broker, topic: &str, n: u64) -> anyhow::Result<()> {
     broker.produce(topic, &records).await
 }
 
-fn config(broker: &Broker, pg: &Postgres, connectors: &str) -> String {
+/// The daemon's config: `connectors` on the broker and database, plugins compiled into (and
+/// loaded from) `data`.
+fn config(broker: &Broker, pg: &Postgres, data: &Path, connectors: &str) -> String {
     format!(
-        "kafka:
+        "worker:
+  data_dir: {}
+kafka:
   bootstrap_servers: {}
   consumer:
     fetch.wait.max.ms: 100
@@ -127,7 +135,9 @@ admin:
   listen: \"{{admin}}\"
 connectors:
 {connectors}",
-        broker.bootstrap, pg.url
+        data.display(),
+        broker.bootstrap,
+        pg.url
     )
 }
 
@@ -159,31 +169,98 @@ fn http_sink(name: &str, topic: &str, address: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// Starts the daemon on `config`, waits until `done` says every record arrived, and measures.
-async fn run_daemon<F, Fut>(config: &str, records: u64, done: F) -> anyhow::Result<Cost>
+/// Records the daemon's sinks have written so far, from its own `/metrics`: cheap to ask
+/// every few milliseconds, where counting rows in the table would load the database the
+/// daemon is writing to (the baselines count in their own process).
+async fn written(client: &reqwest::Client, admin: &str) -> anyhow::Result<u64> {
+    let text = client
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("wasmconnect_sink_records_written_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+/// Starts the daemon on `config`, waits until its sinks wrote `records` (by its metrics),
+/// measures, then checks with `arrived` that every record is really at its destination.
+async fn run_daemon<F, Fut>(config: &str, records: u64, arrived: F) -> anyhow::Result<Cost>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
     let started = Instant::now();
     let daemon = Daemon::start(config)?;
-    wait_until("every record", Duration::from_secs(600), || async {
-        let have = done().await?;
-        Ok(if have >= records {
-            Ok(())
-        } else {
-            Err(format!("{have}"))
-        })
-    })
-    .await?;
+    let client = reqwest::Client::new();
+    let deadline = started + Duration::from_secs(600);
+    let mut first_seconds = None;
+    loop {
+        // Not up yet (no answer) counts as nothing written.
+        let have = written(&client, &daemon.admin).await.unwrap_or(0);
+        if have > 0 && first_seconds.is_none() {
+            first_seconds = Some(started.elapsed().as_secs_f64());
+        }
+        if have >= records {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon wrote {have} of {records} records in 600 s");
+        }
+        // Often enough to measure, rarely enough not to load the daemon (under 1 % of its CPU).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let (cpu_seconds, peak_rss_kib) = usage(daemon.pid())?;
+    let have = arrived().await?;
+    if have < records {
+        bail!("the daemon counts {records} records written, but {have} arrived");
+    }
     Ok(Cost {
         records,
         seconds,
+        first_seconds: first_seconds.unwrap_or(seconds),
         cpu_seconds,
         peak_rss_kib,
     })
+}
+
+/// Starts the daemon once with a connector of each plugin the benchmarks run, so that
+/// every measured start loads them from `worker.data_dir`'s compiled cache, as every start
+/// of a deployed daemon but its first does.
+async fn warm_compiled_cache(broker: &Broker, pg: &Postgres, data: &Path) -> anyhow::Result<()> {
+    let topic = unique("warm");
+    broker.create_topic(&topic, 1).await?;
+    let names = [unique("warm_sql"), unique("warm_http")];
+    let connectors = sql_sink(&names[0], &topic, "warm_unused", "insert")?
+        + &http_sink(&names[1], &topic, "127.0.0.1:9")?;
+    let daemon = Daemon::start(&config(broker, pg, data, &connectors))?;
+    let url = format!("http://{}/connectors?expand=status", daemon.admin);
+    let client = reqwest::Client::new();
+    wait_until(
+        "the warm-up connectors to run",
+        Duration::from_secs(120),
+        || async {
+            let all: serde_json::Value = match client.get(&url).send().await {
+                Ok(response) => response.json().await?,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            Ok(
+                if names
+                    .iter()
+                    .all(|n| all[n]["status"]["tasks"][0]["state"] == "RUNNING")
+                {
+                    Ok(())
+                } else {
+                    Err(all.to_string())
+                },
+            )
+        },
+    )
+    .await
 }
 
 /// Runs this binary as a baseline child with `args`; it prints its cost as JSON.
@@ -202,7 +279,7 @@ fn run_baseline(args: &[String]) -> anyhow::Result<Cost> {
     Ok(serde_json::from_str(text.trim())?)
 }
 
-async fn bench_sql(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result<()> {
+async fn bench_sql(broker: &Broker, pg: &Postgres, data: &Path, n: u64) -> anyhow::Result<()> {
     let topic = unique("bench_sql");
     fill(broker, &topic, n).await?;
     for mode in ["insert", "upsert"] {
@@ -213,7 +290,7 @@ async fn bench_sql(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result<()>
         .await?;
         let count = format!("SELECT count(*) FROM {table}");
         let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
-        let runtime = run_daemon(&config(broker, pg, &connector), n, || async {
+        let runtime = run_daemon(&config(broker, pg, data, &connector), n, || async {
             Ok(pg.count(&count).await? as u64)
         })
         .await?;
@@ -276,12 +353,12 @@ async fn http_server() -> anyhow::Result<(String, Arc<AtomicU64>)> {
     Ok((address, count))
 }
 
-async fn bench_http(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result<()> {
+async fn bench_http(broker: &Broker, pg: &Postgres, data: &Path, n: u64) -> anyhow::Result<()> {
     let topic = unique("bench_http");
     fill(broker, &topic, n).await?;
     let (address, count) = http_server().await?;
     let connector = http_sink(&unique("http"), &topic, &address)?;
-    let runtime = run_daemon(&config(broker, pg, &connector), n, || async {
+    let runtime = run_daemon(&config(broker, pg, data, &connector), n, || async {
         Ok(count.load(Ordering::SeqCst))
     })
     .await?;
@@ -316,13 +393,7 @@ async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result
     // One data directory for both starts: the first compiles the plugin into its cache
     // (cold), the second loads it from there (warm).
     let data = tempfile::tempdir()?;
-    let text = config(broker, pg, &connectors).replace(
-        "connectors:\n",
-        &format!(
-            "worker:\n  data_dir: {}\nconnectors:\n",
-            data.path().display()
-        ),
-    );
+    let text = config(broker, pg, data.path(), &connectors);
     for attempt in ["cold compiled cache", "warm compiled cache"] {
         let started = Instant::now();
         let daemon = Daemon::start(&text)?;
@@ -370,13 +441,7 @@ async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result
         .collect::<Vec<_>>()
         .join(" + ");
     // The plugin comes from the compiled cache, as in any start but the very first.
-    let busy = config(broker, pg, &busy).replace(
-        "connectors:\n",
-        &format!(
-            "worker:\n  data_dir: {}\nconnectors:\n",
-            data.path().display()
-        ),
-    );
+    let busy = config(broker, pg, data.path(), &busy);
     let cost = run_daemon(&busy, per * 4, || async {
         Ok(pg.count(&format!("SELECT {query}")).await? as u64)
     })
@@ -388,6 +453,9 @@ async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result
 /// The raw loops, run as a child process so that its CPU and memory are its own.
 mod baseline {
     use super::*;
+
+    /// When the first batch was written.
+    pub static FIRST_WRITE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
     fn consumer(bootstrap: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -429,6 +497,7 @@ mod baseline {
             }
             done += batch.len() as u64;
             write(batch).await?;
+            FIRST_WRITE.get_or_init(Instant::now);
             if let Some((topic, partition, offset)) = last {
                 consumer.store_offset(&topic, partition, offset)?;
             }
@@ -530,7 +599,13 @@ mod baseline {
 /// Steady traffic for `minutes` into a sink-sql upsert and a sink-http connector, `rate`
 /// records/s each; prints the daemon's resident memory every 30 s and how it moved after the
 /// first minute (the warm-up: pools, caches and librdkafka's queues filling).
-async fn soak(broker: &Broker, pg: &Postgres, minutes: u64, rate: u64) -> anyhow::Result<()> {
+async fn soak(
+    broker: &Broker,
+    pg: &Postgres,
+    data: &Path,
+    minutes: u64,
+    rate: u64,
+) -> anyhow::Result<()> {
     let (sql_topic, http_topic, table) = (unique("soak_sql"), unique("soak_http"), unique("soak"));
     broker.create_topic(&sql_topic, 1).await?;
     broker.create_topic(&http_topic, 1).await?;
@@ -541,7 +616,7 @@ async fn soak(broker: &Broker, pg: &Postgres, minutes: u64, rate: u64) -> anyhow
     let (address, delivered) = http_server().await?;
     let connectors = sql_sink(&unique("soak_sql"), &sql_topic, &table, "upsert")?
         + &http_sink(&unique("soak_http"), &http_topic, &address)?;
-    let daemon = Daemon::start(&config(broker, pg, &connectors))?;
+    let daemon = Daemon::start(&config(broker, pg, data, &connectors))?;
     let started = Instant::now();
     let end = started + Duration::from_secs(minutes * 60);
     let mut produced = 0u64;
@@ -621,6 +696,9 @@ async fn main() -> anyhow::Result<()> {
             serde_json::to_string(&Cost {
                 records: n,
                 seconds,
+                first_seconds: baseline::FIRST_WRITE
+                    .get()
+                    .map_or(seconds, |at| (*at - started).as_secs_f64()),
                 cpu_seconds,
                 peak_rss_kib,
             })?
@@ -634,6 +712,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let broker = Broker::start_in_memory().await?;
     let pg = Postgres::connect().await?;
+    let data = tempfile::tempdir()?;
+    warm_compiled_cache(&broker, &pg, data.path()).await?;
     if which == "soak" {
         let number = |flag: &str, default: u64| -> anyhow::Result<u64> {
             match args.iter().position(|a| a == flag) {
@@ -644,6 +724,7 @@ async fn main() -> anyhow::Result<()> {
         return soak(
             &broker,
             &pg,
+            data.path(),
             number("--minutes", 20)?,
             number("--rate", 2_000)?,
         )
@@ -655,10 +736,10 @@ async fn main() -> anyhow::Result<()> {
             .await?
     );
     if matches!(which.as_str(), "sql" | "all") {
-        bench_sql(&broker, &pg, records).await?;
+        bench_sql(&broker, &pg, data.path(), records).await?;
     }
     if matches!(which.as_str(), "http" | "all") {
-        bench_http(&broker, &pg, records).await?;
+        bench_http(&broker, &pg, data.path(), records).await?;
     }
     if matches!(which.as_str(), "startup" | "all") {
         bench_startup(&broker, &pg, records).await?;
