@@ -8,7 +8,7 @@
 //! ```text
 //! bash tests/scripts/services.sh build_plugins
 //! cargo build --release -p wasmconnect -p wasmconnect-tests --bin e2e-bench
-//! target/release/e2e-bench [sql|http|startup|all] [--records N]
+//! target/release/e2e-bench [sql|http|startup|all] [--records N] [--rounds K]
 //! target/release/e2e-bench soak [--minutes M] [--rate R]
 //! ```
 //!
@@ -89,17 +89,21 @@ fn resident_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn line(name: &str, cost: &Cost, baseline: Option<&Cost>) {
-    let ratio = baseline
-        .map(|b| format!("{:.2}", cost.per_second() / b.per_second()))
-        .unwrap_or_else(|| "-".into());
-    println!(
-        "{name:<44} {:>10.0} rec/s {:>7.2} cpu-s/M {:>7.1} MiB peak {:>6.0} ms to first  ratio {ratio}",
+fn cost_line(name: &str, cost: &Cost) -> String {
+    format!(
+        "{name:<44} {:>8.0} rec/s {:>6.2} cpu-s/M {:>6.1} MiB peak {:>5.0} ms to first",
         cost.per_second(),
         cost.cpu_per_million(),
         cost.peak_rss_kib as f64 / 1024.0,
         cost.first_seconds * 1000.0
-    );
+    )
+}
+
+fn line(name: &str, cost: &Cost, baseline: Option<&Cost>) {
+    let ratio = baseline
+        .map(|b| format!("  ratio {:.2}", cost.per_second() / b.per_second()))
+        .unwrap_or_default();
+    println!("{}{ratio}", cost_line(name, cost));
 }
 
 fn plugin(name: &str) -> anyhow::Result<PathBuf> {
@@ -279,54 +283,120 @@ fn run_baseline(args: &[String]) -> anyhow::Result<Cost> {
     Ok(serde_json::from_str(text.trim())?)
 }
 
-async fn bench_sql(broker: &Broker, pg: &Postgres, data: &Path, n: u64) -> anyhow::Result<()> {
+/// The costs of `rounds` runs of wasmconnect and of each baseline, run interleaved (the
+/// order alternates between rounds) so that a slow spell of the machine or the database
+/// hits both sides.
+struct Trials {
+    runtime: Vec<Cost>,
+    baselines: Vec<(String, Vec<Cost>)>,
+}
+
+impl Trials {
+    fn new() -> Self {
+        Trials {
+            runtime: Vec::new(),
+            baselines: Vec::new(),
+        }
+    }
+
+    fn baseline(&mut self, name: &str, cost: Cost) {
+        match self.baselines.iter_mut().find(|(n, _)| n == name) {
+            Some((_, costs)) => costs.push(cost),
+            None => self.baselines.push((name.to_owned(), vec![cost])),
+        }
+    }
+
+    /// One line per baseline and one for wasmconnect, each the median run by records/s;
+    /// the ratio is the median over rounds of wasmconnect against that round's best
+    /// baseline, with its range.
+    fn report(&self, runtime: &str) {
+        for (name, costs) in &self.baselines {
+            line(name, &median(costs), None);
+        }
+        let mut ratios: Vec<f64> = self
+            .runtime
+            .iter()
+            .enumerate()
+            .map(|(round, cost)| {
+                let best = self
+                    .baselines
+                    .iter()
+                    .filter_map(|(_, costs)| costs.get(round))
+                    .map(Cost::per_second)
+                    .fold(0.0, f64::max);
+                cost.per_second() / best
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let mid = ratios[ratios.len() / 2];
+        let (low, high) = (ratios[0], ratios[ratios.len() - 1]);
+        println!(
+            "{}  ratio {mid:.2} (median of {}; {low:.2}-{high:.2})",
+            cost_line(runtime, &median(&self.runtime)),
+            ratios.len()
+        );
+    }
+}
+
+/// The run with the median records/s.
+fn median(costs: &[Cost]) -> Cost {
+    let mut sorted = costs.to_vec();
+    sorted.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    sorted[sorted.len() / 2]
+}
+
+async fn bench_sql(
+    broker: &Broker,
+    pg: &Postgres,
+    data: &Path,
+    n: u64,
+    rounds: usize,
+) -> anyhow::Result<()> {
     let topic = unique("bench_sql");
     fill(broker, &topic, n).await?;
-    for mode in ["insert", "upsert"] {
+    let table = || async {
         let table = unique("bench");
         pg.execute(&format!(
             "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
         ))
-        .await?;
-        let count = format!("SELECT count(*) FROM {table}");
-        let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
-        let runtime = run_daemon(&config(broker, pg, data, &connector), n, || async {
-            Ok(pg.count(&count).await? as u64)
-        })
-        .await?;
-        let mut best: Option<Cost> = None;
-        let mut baselines = Vec::new();
-        for method in ["unnest", "copy"] {
-            if mode == "upsert" && method == "copy" {
-                continue;
+        .await
+        .map(|_| table)
+    };
+    for mode in ["insert", "upsert"] {
+        let methods: &[&str] = if mode == "insert" {
+            &["unnest", "copy"]
+        } else {
+            &["unnest"]
+        };
+        let mut trials = Trials::new();
+        for round in 0..rounds {
+            for side in [round % 2, 1 - round % 2] {
+                if side == 0 {
+                    let table = table().await?;
+                    let count = format!("SELECT count(*) FROM {table}");
+                    let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
+                    let cost = run_daemon(&config(broker, pg, data, &connector), n, || async {
+                        Ok(pg.count(&count).await? as u64)
+                    })
+                    .await?;
+                    trials.runtime.push(cost);
+                    continue;
+                }
+                for method in methods {
+                    let cost = run_baseline(&[
+                        "sql".into(),
+                        broker.bootstrap.clone(),
+                        topic.clone(),
+                        n.to_string(),
+                        pg.url.clone(),
+                        table().await?,
+                        format!("{mode}-{method}"),
+                    ])?;
+                    trials.baseline(&format!("raw rdkafka + sqlx {mode} ({method})"), cost);
+                }
             }
-            let table = unique("raw");
-            pg.execute(&format!(
-                "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
-            ))
-            .await?;
-            let cost = run_baseline(&[
-                "sql".into(),
-                broker.bootstrap.clone(),
-                topic.clone(),
-                n.to_string(),
-                pg.url.clone(),
-                table,
-                format!("{mode}-{method}"),
-            ])?;
-            if best.is_none_or(|b| cost.per_second() > b.per_second()) {
-                best = Some(cost);
-            }
-            baselines.push((method, cost));
         }
-        for (method, cost) in &baselines {
-            line(&format!("raw rdkafka + sqlx {mode} ({method})"), cost, None);
-        }
-        line(
-            &format!("wasmconnect sink-sql {mode} (vs best raw)"),
-            &runtime,
-            best.as_ref(),
-        );
+        trials.report(&format!("wasmconnect sink-sql {mode} (vs best raw)"));
     }
     Ok(())
 }
@@ -353,25 +423,40 @@ async fn http_server() -> anyhow::Result<(String, Arc<AtomicU64>)> {
     Ok((address, count))
 }
 
-async fn bench_http(broker: &Broker, pg: &Postgres, data: &Path, n: u64) -> anyhow::Result<()> {
+async fn bench_http(
+    broker: &Broker,
+    pg: &Postgres,
+    data: &Path,
+    n: u64,
+    rounds: usize,
+) -> anyhow::Result<()> {
     let topic = unique("bench_http");
     fill(broker, &topic, n).await?;
     let (address, count) = http_server().await?;
-    let connector = http_sink(&unique("http"), &topic, &address)?;
-    let runtime = run_daemon(&config(broker, pg, data, &connector), n, || async {
-        Ok(count.load(Ordering::SeqCst))
-    })
-    .await?;
-    count.store(0, Ordering::SeqCst);
-    let baseline = run_baseline(&[
-        "http".into(),
-        broker.bootstrap.clone(),
-        topic,
-        n.to_string(),
-        format!("http://{address}/in"),
-    ])?;
-    line("raw rdkafka + reqwest (batches of 1,000)", &baseline, None);
-    line("wasmconnect sink-http", &runtime, Some(&baseline));
+    let mut trials = Trials::new();
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            count.store(0, Ordering::SeqCst);
+            if side == 0 {
+                let connector = http_sink(&unique("http"), &topic, &address)?;
+                let cost = run_daemon(&config(broker, pg, data, &connector), n, || async {
+                    Ok(count.load(Ordering::SeqCst))
+                })
+                .await?;
+                trials.runtime.push(cost);
+            } else {
+                let cost = run_baseline(&[
+                    "http".into(),
+                    broker.bootstrap.clone(),
+                    topic.clone(),
+                    n.to_string(),
+                    format!("http://{address}/in"),
+                ])?;
+                trials.baseline("raw rdkafka + reqwest (batches of 1,000)", cost);
+            }
+        }
+    }
+    trials.report("wasmconnect sink-http");
     Ok(())
 }
 
@@ -706,21 +791,19 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let which = args.first().cloned().unwrap_or_else(|| "all".into());
-    let records: u64 = match args.iter().position(|a| a == "--records") {
-        Some(i) => args.get(i + 1).context("--records N")?.parse()?,
-        None => 200_000,
+    let number = |flag: &str, default: u64| -> anyhow::Result<u64> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => Ok(args.get(i + 1).context("a number")?.parse()?),
+            None => Ok(default),
+        }
     };
+    let records = number("--records", 200_000)?;
+    let rounds = number("--rounds", 3)?.max(1) as usize;
     let broker = Broker::start_in_memory().await?;
     let pg = Postgres::connect().await?;
     let data = tempfile::tempdir()?;
     warm_compiled_cache(&broker, &pg, data.path()).await?;
     if which == "soak" {
-        let number = |flag: &str, default: u64| -> anyhow::Result<u64> {
-            match args.iter().position(|a| a == flag) {
-                Some(i) => Ok(args.get(i + 1).context("a number")?.parse()?),
-                None => Ok(default),
-            }
-        };
         return soak(
             &broker,
             &pg,
@@ -736,10 +819,10 @@ async fn main() -> anyhow::Result<()> {
             .await?
     );
     if matches!(which.as_str(), "sql" | "all") {
-        bench_sql(&broker, &pg, data.path(), records).await?;
+        bench_sql(&broker, &pg, data.path(), records, rounds).await?;
     }
     if matches!(which.as_str(), "http" | "all") {
-        bench_http(&broker, &pg, data.path(), records).await?;
+        bench_http(&broker, &pg, data.path(), records, rounds).await?;
     }
     if matches!(which.as_str(), "startup" | "all") {
         bench_startup(&broker, &pg, records).await?;
