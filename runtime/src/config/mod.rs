@@ -81,8 +81,10 @@ pub fn parse(
 
 /// Anchors the relative plugin paths of `connector` at `dir`.
 fn anchor(connector: &mut ConnectorConfig, dir: &Path) {
-    if connector.plugin.is_relative() {
-        connector.plugin = dir.join(&connector.plugin);
+    if let Some(plugin) = &mut connector.plugin
+        && plugin.is_relative()
+    {
+        *plugin = dir.join(&*plugin);
     }
     for transform in &mut connector.transforms {
         if transform.plugin.is_relative() {

@@ -188,12 +188,15 @@ pub struct ConnectorConfig {
     /// Unique; also a sink's consumer group id and a source's key in the offsets topic.
     pub name: String,
     pub kind: ConnectorKind,
-    /// The plugin component (`.wasm`), relative to the config file's directory.
-    pub plugin: PathBuf,
+    /// The plugin component (`.wasm`), relative to the config file's directory. Every source
+    /// has one; a sink without one produces its records (after its transforms) to `topic`.
+    #[serde(default)]
+    pub plugin: Option<PathBuf>,
     /// Topics a sink consumes.
     #[serde(default)]
     pub topics: Vec<String>,
-    /// The topic a source produces to, unless a record names its own.
+    /// The topic a source produces to, unless a record names its own; the topic a sink
+    /// without a plugin produces to.
     #[serde(default)]
     pub topic: Option<String>,
     /// How long a source waits after an empty poll before polling again.
@@ -222,8 +225,8 @@ pub struct ConnectorConfig {
     /// and `kafka.consumer`.
     #[serde(default, deserialize_with = "scalar_map")]
     pub consumer: BTreeMap<String, String>,
-    /// librdkafka producer properties for this (source) connector only, over
-    /// `kafka.properties` and `kafka.producer`.
+    /// librdkafka producer properties for this (source, or sink to a topic) connector only,
+    /// over `kafka.properties` and `kafka.producer`.
     #[serde(default, deserialize_with = "scalar_map")]
     pub producer: BTreeMap<String, String>,
     /// Transforms applied in order to every record: after a source's poll, before a sink's

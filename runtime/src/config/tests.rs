@@ -45,7 +45,10 @@ fn a_valid_file_parses_with_defaults_and_substitutions() {
         "postgres://postgres:secret@127.0.0.1/postgres"
     );
     let c = &config.connectors[0];
-    assert_eq!(c.plugin, Path::new("dir/plugins/sink_sql.wasm"));
+    assert_eq!(
+        c.plugin.as_deref(),
+        Some(Path::new("dir/plugins/sink_sql.wasm"))
+    );
     assert_eq!(c.batch.max_records, 1000);
     assert_eq!(c.limits.memory_mb, 64);
     assert_eq!(serde_json::to_value(&c.config).unwrap()["table"], "orders");
@@ -220,7 +223,7 @@ fn source_rules_point_at_the_key_that_breaks_them() {
     assert!(
         found[2]
             .1
-            .contains("producer.acks: is set by wasmconnect itself for source connectors"),
+            .contains("producer.acks: is set by wasmconnect itself for every producer"),
         "{found:?}"
     );
     assert_eq!(found[2].0, 26);
@@ -229,6 +232,81 @@ fn source_rules_point_at_the_key_that_breaks_them() {
             .1
             .contains("in_flight.max_records: 0 is out of range"),
         "{found:?}"
+    );
+}
+
+const TOPIC_SINK: &str = "  - name: orders-copy
+    kind: sink
+    topics: [orders]
+    topic: orders-copy
+    producer: { linger.ms: 20 }
+";
+
+#[test]
+fn a_sink_without_a_plugin_produces_to_its_topic() {
+    let config = parse(
+        Path::new("dir/connectors.yaml"),
+        &format!("{VALID}{TOPIC_SINK}"),
+        &env,
+    )
+    .unwrap();
+    let c = &config.connectors[1];
+    assert_eq!(c.plugin, None);
+    assert_eq!(c.topic.as_deref(), Some("orders-copy"));
+}
+
+#[test]
+fn a_sink_to_a_topic_is_checked_where_it_differs() {
+    let text = format!("{VALID}{TOPIC_SINK}")
+        .replace("    topic: orders-copy", "    topic: orders")
+        .replace(
+            "    producer: { linger.ms: 20 }",
+            "    exactly_once: { database: main }\n    config: { table: x }",
+        );
+    let d = diagnostics(&text);
+    let found: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.message.as_str())).collect();
+    assert_eq!(d.len(), 3, "{found:?}");
+    assert_eq!(found[0].0, 22);
+    assert!(
+        found[0].1.contains("it would read its own output"),
+        "{found:?}"
+    );
+    assert!(found[1].1.contains("no plugin to configure"), "{found:?}");
+    assert!(
+        found[2]
+            .1
+            .contains("a sink to a Kafka topic is at-least-once"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_sink_needs_a_plugin_or_a_topic_and_a_source_its_plugin() {
+    let text = format!("{VALID}{TOPIC_SINK}").replace("    topic: orders-copy\n", "");
+    let d = diagnostics(&text);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].line, 19);
+    assert!(
+        d[0].message
+            .contains("plugin: missing: a sink writes through its plugin, or to a Kafka `topic`"),
+        "{d:?}"
+    );
+    let with_both = VALID.replace(
+        "    topics: [orders]\n",
+        "    topics: [orders]\n    topic: elsewhere\n",
+    );
+    let d = diagnostics(&with_both);
+    assert!(
+        d[0].message
+            .contains("topic: is for a sink without a plugin"),
+        "{d:?}"
+    );
+    let source = format!("{VALID}{SOURCE}").replace("    plugin: plugins/source_http.wasm\n", "");
+    let d = diagnostics(&source);
+    assert!(
+        d[0].message
+            .contains("plugin: missing: a source needs its plugin"),
+        "{d:?}"
     );
 }
 

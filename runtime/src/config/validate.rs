@@ -196,10 +196,40 @@ impl Validator {
             if MANAGED_PRODUCER_PROPERTIES.contains(&key.as_str()) {
                 self.problem(
                     format!("{path}.{key}"),
-                    "is set by wasmconnect itself for source connectors (idempotent producer, \
-                     acks=all) and may not be overridden",
+                    "is set by wasmconnect itself for every producer (idempotent, acks=all) and \
+                     may not be overridden",
                 );
             }
+        }
+    }
+
+    /// A sink without a plugin: it produces to `topic`, which must not be one it reads, and
+    /// has nothing to configure and no SQL transaction to be exactly-once in.
+    fn topic_sink(&mut self, path: &str, c: &ConnectorConfig) {
+        let topic = c.topic.as_deref().unwrap_or_default();
+        if !is_topic_name(topic) {
+            self.problem(
+                format!("{path}.topic"),
+                format!("{topic:?} is not a valid topic name"),
+            );
+        }
+        if c.topics.iter().any(|t| t == topic) {
+            self.problem(
+                format!("{path}.topic"),
+                format!("{topic:?} is also one of the topics the sink reads: it would read its own output"),
+            );
+        }
+        if c.config.as_mapping().is_none_or(|m| !m.is_empty()) {
+            self.problem(
+                format!("{path}.config"),
+                "a sink to a topic has no plugin to configure",
+            );
+        }
+        if c.exactly_once.is_some() {
+            self.problem(
+                format!("{path}.exactly_once"),
+                "needs a plugin writing SQL; a sink to a Kafka topic is at-least-once",
+            );
         }
     }
 
@@ -292,11 +322,25 @@ impl Validator {
                 format!("{:?} is not a valid connector name: use 1-200 letters, digits, '-', '_' or '.'", c.name),
             );
         }
-        if c.plugin.extension().and_then(|e| e.to_str()) != Some("wasm") {
-            self.problem(
+        match &c.plugin {
+            Some(plugin) if plugin.extension().and_then(|e| e.to_str()) != Some("wasm") => {
+                self.problem(
+                    format!("{path}.plugin"),
+                    format!("{:?} is not a .wasm file", plugin.display().to_string()),
+                );
+            }
+            Some(_) => {}
+            None if c.kind == ConnectorKind::Source => {
+                self.problem(
+                    format!("{path}.plugin"),
+                    "missing: a source needs its plugin",
+                );
+            }
+            None if c.topic.is_none() => self.problem(
                 format!("{path}.plugin"),
-                format!("{:?} is not a .wasm file", c.plugin.display().to_string()),
-            );
+                "missing: a sink writes through its plugin, or to a Kafka `topic` when it has none",
+            ),
+            None => self.topic_sink(&path, c),
         }
         match c.kind {
             ConnectorKind::Sink => {
@@ -311,16 +355,18 @@ impl Validator {
                         );
                     }
                 }
-                if c.topic.is_some() {
+                if c.plugin.is_some() && c.topic.is_some() {
                     self.problem(
                         format!("{path}.topic"),
-                        "is for sources; a sink reads `topics`",
+                        "is for a sink without a plugin, which produces to that topic; this one \
+                         writes through its plugin",
                     );
                 }
-                if !c.producer.is_empty() {
+                if c.plugin.is_some() && !c.producer.is_empty() {
                     self.problem(
                         format!("{path}.producer"),
-                        "is for sources; a sink has `consumer` properties",
+                        "is for sources and sinks to a topic; a sink with a plugin has `consumer` \
+                         properties",
                     );
                 }
             }
@@ -443,7 +489,10 @@ impl Validator {
         );
         self.managed_properties(&format!("{path}.consumer"), c.consumer.keys());
         self.error_policy(&path, c);
-        if let Some(eos) = &c.exactly_once {
+        // A sink to a topic with `exactly_once` was told why not above.
+        if let Some(eos) = &c.exactly_once
+            && c.plugin.is_some()
+        {
             if c.kind != ConnectorKind::Sink {
                 self.problem(
                     format!("{path}.exactly_once"),

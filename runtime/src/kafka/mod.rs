@@ -1,6 +1,6 @@
 //! rdkafka wrappers: the sink consumer with its rebalance hooks, the source producer with its
-//! delivery reports, the offsets topic where sources keep their positions, dead-letter topics,
-//! and the creation of the topics the runtime owns.
+//! delivery reports, the writer of a sink to a topic, the offsets topic where sources keep
+//! their positions, dead-letter topics, and the creation of the topics the runtime owns.
 
 mod admin;
 mod consumer;
@@ -8,9 +8,11 @@ mod dead_letter;
 mod group_offsets;
 mod positions;
 mod producer;
+mod topic_writer;
 
 pub use consumer::{ResumeOffsets, Revoked, SinkConsumer, sink_consumer};
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
 pub use positions::{PositionStore, PositionStoreError};
 pub use producer::{Delivery, Report, SourceProducer, source_producer};
+pub use topic_writer::TopicWriter;

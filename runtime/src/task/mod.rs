@@ -19,7 +19,7 @@ mod source_task;
 pub use chain::Chain;
 pub use context::TaskContext;
 pub use exactly_once::OffsetTable;
-pub use sink_task::{SinkDelivery, SinkTask};
+pub use sink_task::{Destination, SinkDelivery, SinkTask};
 pub use source_task::SourceTask;
 
 /// Why a task's loop stopped.

@@ -1,4 +1,5 @@
-//! The sink task: Kafka -> batch -> plugin `write` -> offsets stored -> committed.
+//! The sink task: Kafka -> batch -> plugin `write` (or a Kafka topic) -> offsets stored ->
+//! committed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record};
-use crate::kafka::{DeadLetterQueue, Failure, Revoked, SinkConsumer, Stage};
+use crate::kafka::{DeadLetterQueue, Failure, Revoked, SinkConsumer, Stage, TopicWriter};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::{Call, Counter, TaskReporter};
@@ -24,6 +25,23 @@ use crate::worker::{Call, Counter, TaskReporter};
 use super::chain::Chain;
 use super::exactly_once::{OffsetTable, next_offsets};
 use super::{Stop, TaskContext, until_done};
+
+/// Where a sink task writes.
+pub enum Destination {
+    /// Through its plugin's `write`.
+    Plugin(Arc<SinkPlugin>),
+    /// To a Kafka topic: a sink without a plugin.
+    Topic(TopicWriter),
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Plugin(plugin) => write!(f, "plugin {}", plugin.path().display()),
+            Destination::Topic(writer) => write!(f, "topic {}", writer.topic()),
+        }
+    }
+}
 
 /// What a sink task delivers with besides its plugin: the transforms before it, the
 /// dead-letter topic and the offsets table of exactly-once mode.
@@ -37,7 +55,8 @@ pub struct SinkDelivery {
 /// One task of a sink connector.
 ///
 /// Guarantee (at-least-once): a record's offset is stored for commit only after the plugin's
-/// `write` returned `ok` for it and for every record read before it in its partition. Stored
+/// `write` returned `ok` for it (or, writing to a topic, Kafka acknowledged it) and for every
+/// record read before it in its partition. Stored
 /// offsets are committed periodically, synchronously when partitions are revoked, and
 /// synchronously when the task stops. With `errors.tolerance: all`, a record the plugin rejects
 /// (or a batch whose retries ran out) counts as handled once the dead-letter topic
@@ -46,7 +65,7 @@ pub struct SinkTask {
     identity: TaskIdentity,
     config: ConnectorConfig,
     plugin_config: String,
-    plugin: Arc<SinkPlugin>,
+    destination: Destination,
     engine: wasmtime::Engine,
     grants: Grants,
     consumer: SinkConsumer,
@@ -70,7 +89,7 @@ pub struct SinkTask {
 impl SinkTask {
     pub fn new(
         context: TaskContext,
-        plugin: Arc<SinkPlugin>,
+        destination: Destination,
         (consumer, revoked): (SinkConsumer, mpsc::UnboundedReceiver<Revoked>),
         delivery: SinkDelivery,
     ) -> Self {
@@ -95,7 +114,7 @@ impl SinkTask {
             identity,
             config,
             plugin_config,
-            plugin,
+            destination,
             engine,
             grants,
             consumer,
@@ -118,7 +137,7 @@ impl SinkTask {
     pub async fn run(mut self) {
         self.status.running();
         tracing::info!(connector = %self.identity.connector, task = self.identity.task,
-            plugin = %self.plugin.path().display(), topics = ?self.config.topics, "sink task started");
+            to = %self.destination, topics = ?self.config.topics, "sink task started");
         let mut instance = None;
         let outcome = match self.prepare().await {
             Ok(()) => self.consume(&mut instance).await,
@@ -349,29 +368,36 @@ impl SinkTask {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result = match instance {
-                Some(live) => {
-                    let started = Instant::now();
-                    let result = match &self.exactly_once {
-                        None => live.write(batch).await,
-                        Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
-                    };
-                    self.status.timed(Call::Write, started.elapsed());
-                    self.status.memory(live.memory_bytes());
-                    result
+            let result = if let Destination::Topic(writer) = &self.destination {
+                let started = Instant::now();
+                let result = writer.write(batch).await.map_err(CallError::Plugin);
+                self.status.timed(Call::Write, started.elapsed());
+                result
+            } else {
+                match instance {
+                    Some(live) => {
+                        let started = Instant::now();
+                        let result = match &self.exactly_once {
+                            None => live.write(batch).await,
+                            Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
+                        };
+                        self.status.timed(Call::Write, started.elapsed());
+                        self.status.memory(live.memory_bytes());
+                        result
+                    }
+                    None => match self.open().await {
+                        Ok(live) => {
+                            *instance = Some(live);
+                            continue;
+                        }
+                        Err(CallError::Plugin(
+                            e @ (PluginError::Fatal(_) | PluginError::Reject(_)),
+                        )) => {
+                            return Err(Stop::Failed(format!("{e} (while opening the task)")));
+                        }
+                        Err(retry_or_trap) => Err(retry_or_trap),
+                    },
                 }
-                None => match self.open().await {
-                    Ok(live) => {
-                        *instance = Some(live);
-                        continue;
-                    }
-                    Err(CallError::Plugin(
-                        e @ (PluginError::Fatal(_) | PluginError::Reject(_)),
-                    )) => {
-                        return Err(Stop::Failed(format!("{e} (while opening the task)")));
-                    }
-                    Err(retry_or_trap) => Err(retry_or_trap),
-                },
             };
             match result {
                 Ok(()) => {
@@ -581,7 +607,12 @@ impl SinkTask {
     }
 
     async fn open(&mut self) -> Result<SinkInstance, CallError> {
-        self.plugin
+        let Destination::Plugin(plugin) = &self.destination else {
+            return Err(CallError::Plugin(PluginError::Fatal(
+                "a sink to a topic has no plugin to open".into(),
+            )));
+        };
+        plugin
             .instantiate(
                 &self.engine,
                 self.identity.clone(),

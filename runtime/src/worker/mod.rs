@@ -25,10 +25,10 @@ use store::Store;
 
 use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid, ConnectorKind};
 use crate::connector::spec;
-use crate::kafka::{DeadLetterQueue, ResumeOffsets, sink_consumer, source_producer};
+use crate::kafka::{DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer};
 use crate::redact;
 use crate::task::{
-    Chain, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
+    Chain, Destination, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
 };
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
@@ -188,9 +188,11 @@ impl Worker {
     /// plugin that does not load stops the check of what comes after it. Blocks: call it where
     /// blocking is allowed.
     fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), Vec<(String, String)>> {
-        let loaded = match c.kind {
-            ConnectorKind::Sink => self.engine.load_sink(&c.plugin).map(drop),
-            ConnectorKind::Source => self.engine.load_source(&c.plugin).map(drop),
+        let loaded = match (c.kind, &c.plugin) {
+            (ConnectorKind::Sink, Some(plugin)) => self.engine.load_sink(plugin).map(drop),
+            (ConnectorKind::Source, Some(plugin)) => self.engine.load_source(plugin).map(drop),
+            // A sink to a topic (validation saw to the rest): only its transforms to load.
+            (_, None) => Ok(()),
         };
         let mut problems = Vec::new();
         let mut check = |at: &str, plugin: &std::path::Path, config: &serde_yaml::Value| {
@@ -208,7 +210,9 @@ impl Worker {
             );
         };
         loaded.map_err(|e| vec![("plugin".to_owned(), e.to_string())])?;
-        check("", &c.plugin, &c.config);
+        if let Some(plugin) = &c.plugin {
+            check("", plugin, &c.config);
+        }
         for (i, t) in c.transforms.iter().enumerate() {
             let at = format!("transforms[{i}].");
             if let Err(e) = self.engine.load_transform(&t.plugin) {
@@ -369,7 +373,11 @@ impl Worker {
         let mut dirs: BTreeSet<PathBuf> = self.config.worker.plugin_path.iter().cloned().collect();
         for connector in self.running.lock().expect("running lock").values() {
             let c = &connector.config;
-            for plugin in std::iter::once(&c.plugin).chain(c.transforms.iter().map(|t| &t.plugin)) {
+            for plugin in c
+                .plugin
+                .iter()
+                .chain(c.transforms.iter().map(|t| &t.plugin))
+            {
                 if let Some(dir) = plugin.parent() {
                     dirs.insert(dir.to_owned());
                 }
@@ -639,10 +647,15 @@ impl Worker {
     ) -> Result<(), String> {
         match connector.kind {
             ConnectorKind::Sink => {
-                let plugin = self
-                    .engine
-                    .load_sink(&connector.plugin)
-                    .map_err(|e| e.to_string())?;
+                let destination = match &connector.plugin {
+                    Some(plugin) => Destination::Plugin(
+                        self.engine.load_sink(plugin).map_err(|e| e.to_string())?,
+                    ),
+                    None => Destination::Topic(
+                        TopicWriter::new(&self.config.kafka, connector)
+                            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?,
+                    ),
+                };
                 let resume = connector
                     .exactly_once
                     .as_ref()
@@ -669,7 +682,7 @@ impl Worker {
                 };
                 let task = SinkTask::new(
                     context,
-                    plugin,
+                    destination,
                     consumer,
                     Delivery {
                         dead_letters,
@@ -681,10 +694,11 @@ impl Worker {
                 running.tasks.spawn(task.run());
             }
             ConnectorKind::Source => {
-                let plugin = self
-                    .engine
-                    .load_source(&connector.plugin)
-                    .map_err(|e| e.to_string())?;
+                let path = connector
+                    .plugin
+                    .as_deref()
+                    .ok_or("a source needs its plugin")?;
+                let plugin = self.engine.load_source(path).map_err(|e| e.to_string())?;
                 let producer = source_producer(&self.config.kafka, connector)
                     .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
                 let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)

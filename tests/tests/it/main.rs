@@ -15,6 +15,7 @@ mod retry;
 mod sandbox;
 mod sink_http;
 mod sink_sql;
+mod sink_topic;
 mod source_http;
 mod source_sql;
 mod sql_query;
