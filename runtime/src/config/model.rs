@@ -190,7 +190,7 @@ pub struct ConnectorConfig {
     pub kind: ConnectorKind,
     /// The plugin component (`.wasm`), relative to the config file's directory. Every source
     /// has one; a sink without one produces its records (after its transforms) to `topic`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<PathBuf>,
     /// Topics a sink consumes.
     #[serde(default)]
