@@ -336,6 +336,8 @@ fn run_baseline(args: &[String]) -> anyhow::Result<Cost> {
 struct Trials {
     runtime: Vec<Cost>,
     baselines: Vec<(String, Vec<Cost>)>,
+    /// Raw loops shown for comparison only, not ratios' baselines.
+    references: Vec<(String, Vec<Cost>)>,
 }
 
 impl Trials {
@@ -343,21 +345,23 @@ impl Trials {
         Trials {
             runtime: Vec::new(),
             baselines: Vec::new(),
+            references: Vec::new(),
         }
     }
 
     fn baseline(&mut self, name: &str, cost: Cost) {
-        match self.baselines.iter_mut().find(|(n, _)| n == name) {
-            Some((_, costs)) => costs.push(cost),
-            None => self.baselines.push((name.to_owned(), vec![cost])),
-        }
+        add(&mut self.baselines, name, cost);
+    }
+
+    fn reference(&mut self, name: &str, cost: Cost) {
+        add(&mut self.references, name, cost);
     }
 
     /// One line per baseline and one for wasmconnect, each the median run by records/s;
     /// the ratio is the median over rounds of wasmconnect against that round's best
     /// baseline, with its range.
     fn report(&self, runtime: &str) {
-        for (name, costs) in &self.baselines {
+        for (name, costs) in self.baselines.iter().chain(&self.references) {
             line(name, &median(costs), None);
         }
         let mut ratios: Vec<f64> = self
@@ -382,6 +386,13 @@ impl Trials {
             cost_line(runtime, &median(&self.runtime)),
             ratios.len()
         );
+    }
+}
+
+fn add(runs: &mut Vec<(String, Vec<Cost>)>, name: &str, cost: Cost) {
+    match runs.iter_mut().find(|(n, _)| n == name) {
+        Some((_, costs)) => costs.push(cost),
+        None => runs.push((name.to_owned(), vec![cost])),
     }
 }
 
@@ -410,10 +421,12 @@ async fn bench_sql(
         .map(|_| table)
     };
     for mode in ["insert", "upsert"] {
+        // `jsonb` is sink-sql's own statement (the rows as one jsonb array, converted by
+        // the server): a reference, showing how much of the gap is that statement.
         let methods: &[&str] = if mode == "insert" {
-            &["unnest", "copy"]
+            &["unnest", "copy", "jsonb"]
         } else {
-            &["unnest"]
+            &["unnest", "jsonb"]
         };
         let mut trials = Trials::new();
         for round in 0..rounds {
@@ -439,7 +452,12 @@ async fn bench_sql(
                         table().await?,
                         format!("{mode}-{method}"),
                     ])?;
-                    trials.baseline(&format!("raw rdkafka + sqlx {mode} ({method})"), cost);
+                    let name = format!("raw rdkafka + sqlx {mode} ({method})");
+                    if *method == "jsonb" {
+                        trials.reference(&format!("{name}, for reference"), cost);
+                    } else {
+                        trials.baseline(&name, cost);
+                    }
                 }
             }
         }
@@ -704,10 +722,33 @@ mod baseline {
             "INSERT INTO {table} (id, pad) SELECT * FROM unnest($1::bigint[], $2::text[]){conflict}"
         );
         let copy = format!("COPY {table} (id, pad) FROM STDIN");
+        let jsonb = format!(
+            "INSERT INTO {table} (id, pad) SELECT id, pad \
+             FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb){conflict}"
+        );
         let by_copy = how.ends_with("copy");
+        let by_jsonb = how.ends_with("jsonb");
         consume(&consumer, n, |batch| {
-            let (pool, unnest, copy) = (&pool, &unnest, &copy);
+            let (pool, unnest, copy, jsonb) = (&pool, &unnest, &copy, &jsonb);
             async move {
+                if by_jsonb {
+                    // The values as they are, as sink-sql sends them.
+                    let mut array = String::with_capacity(batch.len() * 101 + 2);
+                    array.push('[');
+                    for (i, value) in batch.iter().enumerate() {
+                        if i > 0 {
+                            array.push(',');
+                        }
+                        array.push_str(std::str::from_utf8(value)?);
+                    }
+                    array.push(']');
+                    let raw: &serde_json::value::RawValue = serde_json::from_str(&array)?;
+                    sqlx::query(jsonb)
+                        .bind(sqlx::types::Json(raw))
+                        .execute(pool)
+                        .await?;
+                    return Ok(());
+                }
                 let rows: Vec<Row> = batch
                     .iter()
                     .map(|v| serde_json::from_slice(v))

@@ -243,11 +243,20 @@ impl wit::Host for SqlView<'_> {
         let work = async {
             match (&db.backend, held) {
                 (Backend::Postgres(pool), Some(held)) => held.execute(pool, &statements).await,
+                // One statement is atomic by itself: no BEGIN and COMMIT round trips.
+                (Backend::Postgres(pool), None) if statements.len() == 1 => {
+                    let mut conn = pool.acquire().await.map_err(pg_error)?;
+                    postgres::run(&mut conn, &statements).await
+                }
                 (Backend::Postgres(pool), None) => {
                     let mut tx = pool.begin().await.map_err(pg_error)?;
                     let affected = postgres::run(&mut tx, &statements).await?;
                     tx.commit().await.map_err(pg_error)?;
                     Ok(affected)
+                }
+                (Backend::Any(pool, kind), _) if statements.len() == 1 => {
+                    let mut conn = pool.acquire().await.map_err(|e| classify(e, *kind))?;
+                    any::run(&mut conn, &statements, *kind).await
                 }
                 (Backend::Any(pool, kind), _) => {
                     let mut tx = pool.begin().await.map_err(|e| classify(e, *kind))?;
