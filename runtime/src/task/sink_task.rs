@@ -43,7 +43,7 @@ impl std::fmt::Display for Destination {
     }
 }
 
-/// What a sink task delivers with besides its plugin: the transforms before it, the
+/// What a sink task delivers with besides its destination: the transforms before it, the
 /// dead-letter topic and the offsets table of exactly-once mode.
 pub struct SinkDelivery {
     pub dead_letters: Option<DeadLetterQueue>,
@@ -56,9 +56,8 @@ pub struct SinkDelivery {
 ///
 /// Guarantee (at-least-once): a record's offset is stored for commit only after the plugin's
 /// `write` returned `ok` for it (or, writing to a topic, Kafka acknowledged it) and for every
-/// record read before it in its partition. Stored
-/// offsets are committed periodically, synchronously when partitions are revoked, and
-/// synchronously when the task stops. With `errors.tolerance: all`, a record the plugin rejects
+/// record read before it in its partition. Stored offsets are committed periodically,
+/// synchronously when partitions are revoked, and synchronously when the task stops. With `errors.tolerance: all`, a record the plugin rejects
 /// (or a batch whose retries ran out) counts as handled once the dead-letter topic
 /// acknowledged it, never before.
 pub struct SinkTask {
@@ -251,9 +250,9 @@ impl SinkTask {
     }
 
     /// Takes the messages the consumer already holds, without waiting and without going
-    /// round the task's `select!` once per message, until a batch is full. Stops before a
-    /// message read after a rebalance, so the loop handles a revocation before any record
-    /// that follows it. Returns how many it took.
+    /// round the task's `select!` once per message, until a batch is full. Stops as soon as
+    /// a revocation is waiting, so the loop handles it before reading on (as it did when it
+    /// took one message per round). Returns how many it took.
     fn drain(&self, intake: &mut Intake, now: Instant) -> usize {
         let mut stream = self.consumer.stream();
         let mut read = 0;
