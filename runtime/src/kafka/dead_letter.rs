@@ -7,7 +7,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
 use super::admin::{TopicSpec, ensure_topic};
-use super::producer::idempotent_config;
+use super::producer::{idempotent_config, kafka_headers};
 use crate::config::{ConnectorConfig, DeadLetterConfig, KafkaConfig};
 use crate::connector::Record;
 
@@ -118,13 +118,7 @@ impl DeadLetterQueue {
     /// The record's own headers, then the context headers.
     fn headers(&self, failure: &Failure<'_>) -> OwnedHeaders {
         let record = failure.record;
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 8);
-        for h in &record.headers {
-            headers = headers.insert(KafkaHeader {
-                key: &h.key,
-                value: h.value.as_deref(),
-            });
-        }
+        let mut headers = kafka_headers(&record.headers, 8);
         if !self.config.context_headers {
             return headers;
         }

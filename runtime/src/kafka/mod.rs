@@ -14,5 +14,5 @@ pub use consumer::{ResumeOffsets, Revoked, SinkConsumer, sink_consumer};
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
 pub use positions::{PositionStore, PositionStoreError};
-pub use producer::{Delivery, Report, SourceProducer, source_producer};
+pub use producer::{Delivery, Report, SourceProducer, kafka_headers, source_producer};
 pub use topic_writer::TopicWriter;

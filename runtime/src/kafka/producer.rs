@@ -4,11 +4,12 @@
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaResult;
-use rdkafka::message::Message;
+use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
 use tokio::sync::mpsc;
 
 use crate::config::{ConnectorConfig, KafkaConfig};
+use crate::connector::Header;
 
 /// What a produced message was, carried through librdkafka to its delivery report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,4 +88,16 @@ pub(super) fn idempotent_config(kafka: &KafkaConfig, connector: &ConnectorConfig
         .set("enable.idempotence", "true")
         .set("acks", "all");
     config
+}
+
+/// A record's headers as librdkafka takes them, with room for `more` headers after them.
+pub fn kafka_headers(headers: &[Header], more: usize) -> OwnedHeaders {
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len() + more);
+    for h in headers {
+        owned = owned.insert(KafkaHeader {
+            key: &h.key,
+            value: h.value.as_deref(),
+        });
+    }
+    owned
 }

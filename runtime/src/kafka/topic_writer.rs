@@ -4,10 +4,9 @@
 use std::collections::VecDeque;
 
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use super::producer::idempotent_config;
+use super::producer::{idempotent_config, kafka_headers};
 use crate::config::{ConnectorConfig, KafkaConfig};
 use crate::connector::{PluginError, Record, Rejected};
 
@@ -18,11 +17,11 @@ pub struct TopicWriter {
 }
 
 impl TopicWriter {
-    /// The writer of `connector`, a sink without a plugin (its `topic` is set).
-    pub fn new(kafka: &KafkaConfig, connector: &ConnectorConfig) -> KafkaResult<Self> {
+    /// The writer of `connector`, a sink without a plugin, producing to `topic`.
+    pub fn new(kafka: &KafkaConfig, connector: &ConnectorConfig, topic: &str) -> KafkaResult<Self> {
         Ok(TopicWriter {
             producer: idempotent_config(kafka, connector).create()?,
-            topic: connector.topic.clone().unwrap_or_default(),
+            topic: topic.to_owned(),
         })
     }
 
@@ -107,14 +106,7 @@ impl TopicWriter {
             message = message.timestamp(timestamp);
         }
         if !record.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for h in &record.headers {
-                headers = headers.insert(KafkaHeader {
-                    key: &h.key,
-                    value: h.value.as_deref(),
-                });
-            }
-            message = message.headers(headers);
+            message = message.headers(kafka_headers(&record.headers, 0));
         }
         message
     }

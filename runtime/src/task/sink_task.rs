@@ -57,9 +57,9 @@ pub struct SinkDelivery {
 /// Guarantee (at-least-once): a record's offset is stored for commit only after the plugin's
 /// `write` returned `ok` for it (or, writing to a topic, Kafka acknowledged it) and for every
 /// record read before it in its partition. Stored offsets are committed periodically,
-/// synchronously when partitions are revoked, and synchronously when the task stops. With `errors.tolerance: all`, a record the plugin rejects
-/// (or a batch whose retries ran out) counts as handled once the dead-letter topic
-/// acknowledged it, never before.
+/// synchronously when partitions are revoked, and synchronously when the task stops. With
+/// `errors.tolerance: all`, a record the plugin rejects (or a batch whose retries ran out)
+/// counts as handled once the dead-letter topic acknowledged it, never before.
 pub struct SinkTask {
     identity: TaskIdentity,
     config: ConnectorConfig,

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, Flush, PluginError, PositionTracker, Record, SourceRecord};
 use crate::kafka::{
-    DeadLetterQueue, Delivery, Failure, PositionStore, Report, SourceProducer, Stage,
+    DeadLetterQueue, Delivery, Failure, PositionStore, Report, SourceProducer, Stage, kafka_headers,
 };
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
@@ -527,14 +526,7 @@ impl SourceTask {
             message = message.timestamp(timestamp);
         }
         if !headers.is_empty() {
-            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-            for h in &headers {
-                owned = owned.insert(KafkaHeader {
-                    key: &h.key,
-                    value: h.value.as_deref(),
-                });
-            }
-            message = message.headers(owned);
+            message = message.headers(kafka_headers(&headers, 0));
         }
         self.producer.send(message).map_err(|(e, _)| {
             // Described only on failure: the tracker knows where the record came from.

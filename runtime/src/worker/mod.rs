@@ -651,10 +651,16 @@ impl Worker {
                     Some(plugin) => Destination::Plugin(
                         self.engine.load_sink(plugin).map_err(|e| e.to_string())?,
                     ),
-                    None => Destination::Topic(
-                        TopicWriter::new(&self.config.kafka, connector)
-                            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?,
-                    ),
+                    None => {
+                        let topic = connector
+                            .topic
+                            .as_deref()
+                            .ok_or("a sink without a plugin needs a `topic`")?;
+                        Destination::Topic(
+                            TopicWriter::new(&self.config.kafka, connector, topic)
+                                .map_err(|e| format!("cannot create the Kafka producer: {e}"))?,
+                        )
+                    }
                 };
                 let resume = connector
                     .exactly_once
