@@ -1,7 +1,12 @@
 //! Turns a batch of records into SQL statements: pure, so it is tested without a database.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 
+use serde::Deserializer;
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use wasmconnect_sdk::{DatabaseKind, Record, Rejected, Statement, Value};
 
@@ -92,7 +97,7 @@ struct Passed<'a> {
     json: &'a str,
     fields: Vec<&'a str>,
     /// The key columns' values, for keeping the last row per key.
-    key: String,
+    key: Cow<'a, str>,
 }
 
 /// The record's value read as a pass-through row: a JSON object with the key columns set.
@@ -100,22 +105,88 @@ struct Passed<'a> {
 /// writes it or says what is wrong with it.
 fn passed<'a>(config: &Config, record: &'a Record) -> Option<Passed<'a>> {
     let json = std::str::from_utf8(record.value.as_deref()?).ok()?;
-    let object: HashMap<&str, &serde_json::value::RawValue> = serde_json::from_str(json).ok()?;
-    let mut key = Vec::with_capacity(config.key.len());
-    for column in &config.key {
-        let value = object.get(column.as_str())?;
-        if value.get() == "null" {
-            return None;
-        }
+    let mut reader = serde_json::Deserializer::from_str(json);
+    let (fields, keys) = PassThrough { key: &config.key }
+        .deserialize(&mut reader)
+        .ok()?;
+    reader.end().ok()?;
+    let mut key = Vec::with_capacity(keys.len());
+    for value in keys {
+        let value = value.filter(|v| v.get() != "null")?;
         if config.mode == Mode::Upsert {
-            key.push(serde_json::from_str::<Json>(value.get()).ok()?.to_string());
+            key.push(canonical(value)?);
         }
     }
     Some(Passed {
         json,
-        fields: object.into_keys().collect(),
-        key: key.join("\u{1f}"),
+        fields,
+        key: match key.pop() {
+            Some(only) if key.is_empty() => only,
+            Some(last) => {
+                key.push(last);
+                Cow::Owned(key.join("\u{1f}"))
+            }
+            None => Cow::Borrowed(""),
+        },
     })
+}
+
+/// A key value in one spelling, so that two records with the same key compare equal: the
+/// text itself for a plain integer or a string without escapes (as most keys are), else
+/// the value re-serialised.
+fn canonical(value: &RawValue) -> Option<Cow<'_, str>> {
+    let text = value.get();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let plain_integer = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    let plain_string = text.starts_with('"') && !text.contains('\\');
+    if plain_integer || plain_string {
+        return Some(Cow::Borrowed(text));
+    }
+    Some(Cow::Owned(
+        serde_json::from_str::<Json>(text).ok()?.to_string(),
+    ))
+}
+
+/// Reads a JSON object's field names and the raw values of the key columns (the last one,
+/// if a name repeats) in one pass, borrowing from the text: no map is built per record.
+struct PassThrough<'c> {
+    key: &'c [String],
+}
+
+type FieldsAndKeys<'a> = (Vec<&'a str>, Vec<Option<&'a RawValue>>);
+
+impl<'de> DeserializeSeed<'de> for PassThrough<'_> {
+    type Value = FieldsAndKeys<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PassThrough<'_> {
+    type Value = FieldsAndKeys<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<&'de str> = Vec::with_capacity(8);
+        let mut keys = vec![None; self.key.len()];
+        while let Some(name) = map.next_key::<&'de str>()? {
+            let value: &'de RawValue = map.next_value()?;
+            if let Some(i) = self.key.iter().position(|k| k == name) {
+                keys[i] = Some(value);
+            }
+            if !fields.contains(&name) {
+                fields.push(name);
+            }
+        }
+        Ok((fields, keys))
+    }
 }
 
 /// PostgreSQL: the values themselves as the statement's `jsonb` array.
@@ -444,18 +515,26 @@ fn key_of(key: &[String], row: &Map<String, Json>) -> String {
 
 /// Keeps the last row of each key, in the order of those last rows: an upsert statement may
 /// not touch the same row twice.
-fn last_per_key<R>(rows: Vec<R>, key_of: impl Fn(&R) -> String) -> Vec<R> {
-    let mut last: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+fn last_per_key<R, K: Hash + Eq>(rows: Vec<R>, key_of: impl Fn(&R) -> K) -> Vec<R> {
+    let mut last: HashMap<K, usize> = HashMap::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         last.insert(key_of(row), i);
     }
-    if last.len() == rows.len() {
+    let keep: Vec<bool> = if last.len() == rows.len() {
+        Vec::new()
+    } else {
+        rows.iter()
+            .enumerate()
+            .map(|(i, row)| last.get(&key_of(row)) == Some(&i))
+            .collect()
+    };
+    drop(last);
+    if keep.is_empty() {
         return rows;
     }
     rows.into_iter()
-        .enumerate()
-        .filter(|(i, row)| last.get(&key_of(row)) == Some(i))
-        .map(|(_, row)| row)
+        .zip(keep)
+        .filter_map(|(row, keep)| keep.then_some(row))
         .collect()
 }
 
@@ -615,6 +694,32 @@ mod tests {
         assert_eq!(
             param(&p.statements[0]),
             serde_json::json!([{"id": 7, "v": "second"}])
+        );
+        // The same key spelled two ways is one key; a repeated field counts its last value.
+        let by_name = config(
+            serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["k"]}),
+        );
+        let spelled = [
+            rec(None, Some(r#"{"k":"a","v":1}"#)),
+            rec(None, Some(r#"{"k":"\u0061","v":2}"#)),
+            rec(None, Some(r#"{"k":"b","k":"a","v":3}"#)),
+            rec(None, Some(r#"{"k":"b","v":4}"#)),
+        ];
+        let p = plan(&by_name, DatabaseKind::Postgres, &spelled);
+        assert_eq!(
+            param(&p.statements[0]),
+            serde_json::json!([{"k": "a", "v": 3}, {"k": "b", "v": 4}])
+        );
+        assert!(p.statements[0].sql.contains(r#"("k", "v")"#));
+        let negative = [
+            rec(None, Some(r#"{"id":-5,"v":1}"#)),
+            rec(None, Some(r#"{"id":-5,"v":2}"#)),
+            rec(None, Some(r#"{"id":5,"v":3}"#)),
+        ];
+        let p = plan(&upsert, DatabaseKind::Postgres, &negative);
+        assert_eq!(
+            param(&p.statements[0]),
+            serde_json::json!([{"id": -5, "v": 2}, {"id": 5, "v": 3}])
         );
     }
 
