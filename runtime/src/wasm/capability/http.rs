@@ -20,7 +20,9 @@ const MAX_REDIRECTS: usize = 10;
 pub struct HttpGrants {
     connector: String,
     grants: Arc<Vec<HttpGrant>>,
-    client: reqwest::Client,
+    /// `None` when nothing is granted: every request is denied before it needs a client, and
+    /// a client (its TLS roots, ~80 KiB) is not kept for nothing.
+    client: Option<reqwest::Client>,
     timeout: Duration,
     max_response_bytes: u64,
 }
@@ -44,20 +46,26 @@ impl HttpGrants {
                 .filter_map(|g| HttpGrant::parse(g).ok())
                 .collect(),
         );
-        let for_redirects = grants.clone();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(Policy::custom(move |attempt| {
-                if !for_redirects.iter().any(|g| g.allows(attempt.url())) {
-                    let url = attempt.url().to_string();
-                    attempt.error(RedirectDenied(url))
-                } else if attempt.previous().len() > MAX_REDIRECTS {
-                    attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-                } else {
-                    attempt.follow()
-                }
-            }))
-            .build()?;
+        let client = if grants.is_empty() {
+            None
+        } else {
+            let for_redirects = grants.clone();
+            Some(
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .redirect(Policy::custom(move |attempt| {
+                        if !for_redirects.iter().any(|g| g.allows(attempt.url())) {
+                            let url = attempt.url().to_string();
+                            attempt.error(RedirectDenied(url))
+                        } else if attempt.previous().len() > MAX_REDIRECTS {
+                            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+                        } else {
+                            attempt.follow()
+                        }
+                    }))
+                    .build()?,
+            )
+        };
         Ok(HttpGrants {
             connector: connector.to_owned(),
             grants,
@@ -85,9 +93,10 @@ impl HttpGrants {
                 request.url
             )));
         }
-        if !self.grants.iter().any(|g| g.allows(&url)) {
-            return Err(self.denied(url.as_str()));
-        }
+        let client = match &self.client {
+            Some(client) if self.grants.iter().any(|g| g.allows(&url)) => client,
+            _ => return Err(self.denied(url.as_str())),
+        };
         let timeout = request.timeout_ms.map_or(self.timeout, |ms| {
             self.timeout.min(Duration::from_millis(ms.into()))
         });
@@ -99,7 +108,7 @@ impl HttpGrants {
             wit::Method::Patch => reqwest::Method::PATCH,
             wit::Method::Delete => reqwest::Method::DELETE,
         };
-        let mut builder = self.client.request(method, url).timeout(timeout);
+        let mut builder = client.request(method, url).timeout(timeout);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
