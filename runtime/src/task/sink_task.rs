@@ -223,7 +223,7 @@ impl SinkTask {
                         let now = Instant::now();
                         intake.accept(&message, now);
                         drop(message);
-                        let read = 1 + self.drain(&mut intake, now);
+                        let read = 1 + self.reader().drain(&mut intake, now);
                         self.status.count(Counter::RecordsRead, read);
                     }
                     Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
@@ -247,29 +247,6 @@ impl SinkTask {
                 "shutdown grace period ran out before every buffered record was written; the rest will be read again"),
         }
         Ok(())
-    }
-
-    /// Takes the messages the consumer already holds, without waiting and without going
-    /// round the task's `select!` once per message, until a batch is full. Stops as soon as
-    /// a revocation is waiting, so the loop handles it before reading on (as it did when it
-    /// took one message per round). Returns how many it took.
-    fn drain(&self, intake: &mut Intake, now: Instant) -> usize {
-        let mut stream = self.consumer.stream();
-        let mut read = 0;
-        while intake.ready.is_empty() && self.revoked.is_empty() {
-            match stream.next().now_or_never() {
-                Some(Some(Ok(message))) => {
-                    intake.accept(&message, now);
-                    read += 1;
-                }
-                Some(Some(Err(e))) => {
-                    tracing::warn!(connector = %self.identity.connector, "kafka: {e}");
-                    break;
-                }
-                Some(None) | None => break,
-            }
-        }
-        read
     }
 
     /// Writes one batch through the plugin until it is written, the task fails or shutdown
@@ -369,7 +346,11 @@ impl SinkTask {
             attempt += 1;
             let result = if let Destination::Topic(writer) = &self.destination {
                 let started = Instant::now();
-                let result = writer.write(batch).await.map_err(CallError::Plugin);
+                let result = self
+                    .reader()
+                    .reading_while(intake, writer.write(batch))
+                    .await
+                    .map_err(CallError::Plugin);
                 self.status.timed(Call::Write, started.elapsed());
                 result
             } else {
@@ -377,7 +358,7 @@ impl SinkTask {
                     Some(live) => {
                         let started = Instant::now();
                         let result = match &self.exactly_once {
-                            None => live.write(batch).await,
+                            None => self.reader().reading_while(intake, live.write(batch)).await,
                             Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
                         };
                         self.status.timed(Call::Write, started.elapsed());
@@ -683,6 +664,16 @@ impl SinkTask {
         Ok(())
     }
 
+    /// What reading needs of the task, borrowed apart from the rest of it.
+    fn reader(&self) -> Reader<'_> {
+        Reader {
+            consumer: &self.consumer,
+            revoked: &self.revoked,
+            status: &self.status,
+            connector: &self.identity.connector,
+        }
+    }
+
     /// Resumes the partitions [`SinkTask::pause_assignment`] paused.
     fn resume_assignment(&mut self) {
         if let Some(paused) = self.paused.take()
@@ -753,6 +744,66 @@ impl Write<'_> {
 
     fn input(&self, output: usize) -> &Record {
         &self.inputs[self.origin(output)]
+    }
+}
+
+/// The task's consumer and what reading from it reports to, borrowed apart from the rest of
+/// the task (which is not `Sync`), so that reading can go on beside a write.
+struct Reader<'a> {
+    consumer: &'a SinkConsumer,
+    revoked: &'a mpsc::UnboundedReceiver<Revoked>,
+    status: &'a TaskReporter,
+    connector: &'a str,
+}
+
+impl Reader<'_> {
+    /// Takes the messages the consumer already holds, without waiting and without going
+    /// round the task's `select!` once per message, until a batch is full. Stops as soon as
+    /// a revocation is waiting, so the loop handles it before reading on (as it did when it
+    /// took one message per round). Returns how many it took.
+    fn drain(&self, intake: &mut Intake, now: Instant) -> usize {
+        let mut stream = self.consumer.stream();
+        let mut read = 0;
+        while intake.ready.is_empty() && self.revoked.is_empty() {
+            match stream.next().now_or_never() {
+                Some(Some(Ok(message))) => {
+                    intake.accept(&message, now);
+                    read += 1;
+                }
+                Some(Some(Err(e))) => {
+                    tracing::warn!(connector = %self.connector, "kafka: {e}");
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        read
+    }
+
+    /// Awaits `write` (a batch on its way out) while reading on into `intake`, until the
+    /// next batch is full or a revocation is waiting: the next batch is read and converted
+    /// while the destination works on this one, instead of after it. Holds at most one more
+    /// batch than without; nothing read here is stored as an offset before it is written.
+    async fn reading_while<F: Future>(&self, intake: &mut Intake, write: F) -> F::Output {
+        let mut write = std::pin::pin!(write);
+        loop {
+            tokio::select! {
+                biased;
+                output = &mut write => return output,
+                message = self.consumer.recv(), if intake.ready.is_empty() && self.revoked.is_empty() => {
+                    match message {
+                        Ok(message) => {
+                            let now = Instant::now();
+                            intake.accept(&message, now);
+                            drop(message);
+                            let read = 1 + self.drain(intake, now);
+                            self.status.count(Counter::RecordsRead, read);
+                        }
+                        Err(e) => tracing::warn!(connector = %self.connector, "kafka: {e}"),
+                    }
+                }
+            }
+        }
     }
 }
 
