@@ -43,6 +43,10 @@ struct Cost {
     first_seconds: f64,
     cpu_seconds: f64,
     peak_rss_kib: u64,
+    /// Batches written, and the time spent writing them (the daemon: its sink plugin's
+    /// `write` calls, host calls included; a baseline: its write of each batch).
+    writes: u64,
+    write_seconds: f64,
 }
 
 impl Cost {
@@ -52,6 +56,11 @@ impl Cost {
 
     fn cpu_per_million(&self) -> f64 {
         self.cpu_seconds * 1e6 / self.records as f64
+    }
+
+    /// Milliseconds per batch written.
+    fn write_ms(&self) -> f64 {
+        self.write_seconds * 1000.0 / self.writes.max(1) as f64
     }
 }
 
@@ -92,11 +101,12 @@ fn resident_kib(pid: u32) -> u64 {
 
 fn cost_line(name: &str, cost: &Cost) -> String {
     format!(
-        "{name:<44} {:>8.0} rec/s {:>6.2} cpu-s/M {:>6.1} MiB peak {:>5.0} ms to first",
+        "{name:<44} {:>8.0} rec/s {:>6.2} cpu-s/M {:>6.1} MiB peak {:>5.0} ms to first {:>6.2} ms/write",
         cost.per_second(),
         cost.cpu_per_million(),
         cost.peak_rss_kib as f64 / 1024.0,
-        cost.first_seconds * 1000.0
+        cost.first_seconds * 1000.0,
+        cost.write_ms()
     )
 }
 
@@ -178,6 +188,16 @@ fn http_sink(name: &str, topic: &str, address: &str) -> anyhow::Result<String> {
 /// every few milliseconds, where counting rows in the table would load the database the
 /// daemon is writing to (the baselines count in their own process).
 async fn written(client: &reqwest::Client, admin: &str) -> anyhow::Result<u64> {
+    Ok(metric(client, admin, "wasmconnect_sink_records_written_total", "").await? as u64)
+}
+
+/// The sum over every series of the daemon's metric `name` whose labels contain `label`.
+async fn metric(
+    client: &reqwest::Client,
+    admin: &str,
+    name: &str,
+    label: &str,
+) -> anyhow::Result<f64> {
     let text = client
         .get(format!("http://{admin}/metrics"))
         .send()
@@ -186,9 +206,13 @@ async fn written(client: &reqwest::Client, admin: &str) -> anyhow::Result<u64> {
         .await?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with("wasmconnect_sink_records_written_total{"))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{'))
+        })
+        .filter(|l| l.contains(label))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>() as u64)
+        .sum())
 }
 
 /// A sink without a plugin: `topic` through the identity transform to `output`.
@@ -252,6 +276,10 @@ where
     }
     let seconds = started.elapsed().as_secs_f64();
     let (cpu_seconds, peak_rss_kib) = usage(daemon.pid())?;
+    let write = "wasmconnect_plugin_call_duration_seconds";
+    let label = "call=\"write\"";
+    let writes = metric(&client, &daemon.admin, &format!("{write}_count"), label).await? as u64;
+    let write_seconds = metric(&client, &daemon.admin, &format!("{write}_sum"), label).await?;
     // What the daemon counts written must be at its destination; a broker may take a moment
     // to show the last acknowledged records to a new reader.
     wait_until(
@@ -275,6 +303,8 @@ where
         first_seconds: first_seconds.unwrap_or(seconds),
         cpu_seconds,
         peak_rss_kib,
+        writes,
+        write_seconds,
     })
 }
 
@@ -647,6 +677,9 @@ mod baseline {
 
     /// When the first batch was written.
     pub static FIRST_WRITE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    /// Batches written, and the nanoseconds spent writing them.
+    pub static WRITES: AtomicU64 = AtomicU64::new(0);
+    pub static WRITE_NANOS: AtomicU64 = AtomicU64::new(0);
 
     fn consumer(bootstrap: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -687,7 +720,10 @@ mod baseline {
                 continue;
             }
             done += batch.len() as u64;
+            let writing = Instant::now();
             write(batch).await?;
+            WRITES.fetch_add(1, Ordering::Relaxed);
+            WRITE_NANOS.fetch_add(writing.elapsed().as_nanos() as u64, Ordering::Relaxed);
             FIRST_WRITE.get_or_init(Instant::now);
             if let Some((topic, partition, offset)) = last {
                 consumer.store_offset(&topic, partition, offset)?;
@@ -948,6 +984,8 @@ async fn main() -> anyhow::Result<()> {
                     .map_or(seconds, |at| (*at - started).as_secs_f64()),
                 cpu_seconds,
                 peak_rss_kib,
+                writes: baseline::WRITES.load(Ordering::Relaxed),
+                write_seconds: baseline::WRITE_NANOS.load(Ordering::Relaxed) as f64 / 1e9,
             })?
         );
         return Ok(());
