@@ -120,13 +120,9 @@ fn passed<'a>(config: &Config, record: &'a Record) -> Option<Passed<'a>> {
     Some(Passed {
         json,
         fields,
-        key: match key.pop() {
-            Some(only) if key.is_empty() => only,
-            Some(last) => {
-                key.push(last);
-                Cow::Owned(key.join("\u{1f}"))
-            }
-            None => Cow::Borrowed(""),
+        key: match <[_; 1]>::try_from(key) {
+            Ok([only]) => only,
+            Err(several) => Cow::Owned(several.join("\u{1f}")),
         },
     })
 }
@@ -150,8 +146,9 @@ fn canonical(value: &RawValue) -> Option<Cow<'_, str>> {
     ))
 }
 
-/// Reads a JSON object's field names and the raw values of the key columns (the last one,
-/// if a name repeats) in one pass, borrowing from the text: no map is built per record.
+/// Reads a JSON object's field names (a repeated name is listed again: the statement's
+/// columns are a set) and the raw values of the key columns (the last one, if a name
+/// repeats) in one pass, borrowing from the text: no map is built per record.
 struct PassThrough<'c> {
     key: &'c [String],
 }
@@ -181,9 +178,7 @@ impl<'de> Visitor<'de> for PassThrough<'_> {
             if let Some(i) = self.key.iter().position(|k| k == name) {
                 keys[i] = Some(value);
             }
-            if !fields.contains(&name) {
-                fields.push(name);
-            }
+            fields.push(name);
         }
         Ok((fields, keys))
     }
@@ -520,21 +515,13 @@ fn last_per_key<R, K: Hash + Eq>(rows: Vec<R>, key_of: impl Fn(&R) -> K) -> Vec<
     for (i, row) in rows.iter().enumerate() {
         last.insert(key_of(row), i);
     }
-    let keep: Vec<bool> = if last.len() == rows.len() {
-        Vec::new()
-    } else {
-        rows.iter()
-            .enumerate()
-            .map(|(i, row)| last.get(&key_of(row)) == Some(&i))
-            .collect()
-    };
-    drop(last);
-    if keep.is_empty() {
+    if last.len() == rows.len() {
         return rows;
     }
     rows.into_iter()
-        .zip(keep)
-        .filter_map(|(row, keep)| keep.then_some(row))
+        .enumerate()
+        .filter(|(i, row)| last.get(&key_of(row)) == Some(i))
+        .map(|(_, row)| row)
         .collect()
 }
 
