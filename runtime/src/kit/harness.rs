@@ -98,9 +98,7 @@ async fn run_case(
     let limits = Limits::default();
     let grants = Grants {
         sql: Arc::default(),
-        http: Arc::new(
-            HttpGrants::new("test", &[], &limits).map_err(|e| format!("http client: {e}"))?,
-        ),
+        http: Arc::new(HttpGrants::nothing("test", &limits)),
         replay: Some(script.clone()),
     };
     let identity = TaskIdentity {

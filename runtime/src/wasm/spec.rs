@@ -23,7 +23,7 @@ pub(super) async fn read(
     pre: &InstancePre<TaskState>,
 ) -> Result<Option<Vec<ConfigKey>>, CallError> {
     let limits = Limits::default();
-    let grants = Grants::none(EXPORT).map_err(|e| CallError::Trap(e.to_string()))?;
+    let grants = Grants::none(EXPORT);
     let at = Placement {
         engine,
         identity: TaskIdentity {

@@ -33,8 +33,19 @@ pub struct HttpGrants {
 struct RedirectDenied(String);
 
 impl HttpGrants {
-    /// Builds the client of a connector. `grants` were checked by config validation; an entry
-    /// that does not parse grants nothing.
+    /// Nothing granted: every request is denied, and no client is built, so this cannot fail.
+    pub fn nothing(connector: &str, limits: &Limits) -> Self {
+        HttpGrants {
+            connector: connector.to_owned(),
+            grants: Arc::new(Vec::new()),
+            client: None,
+            timeout: Duration::from_millis(limits.http_timeout_ms),
+            max_response_bytes: limits.http_max_response_bytes,
+        }
+    }
+
+    /// Builds the client of a connector (none if nothing is granted). `grants` were checked
+    /// by config validation; an entry that does not parse grants nothing.
     pub fn new(
         connector: &str,
         grants: &[String],
@@ -46,30 +57,27 @@ impl HttpGrants {
                 .filter_map(|g| HttpGrant::parse(g).ok())
                 .collect(),
         );
-        let client = if grants.is_empty() {
-            None
-        } else {
-            let for_redirects = grants.clone();
-            Some(
-                reqwest::Client::builder()
-                    .no_proxy()
-                    .redirect(Policy::custom(move |attempt| {
-                        if !for_redirects.iter().any(|g| g.allows(attempt.url())) {
-                            let url = attempt.url().to_string();
-                            attempt.error(RedirectDenied(url))
-                        } else if attempt.previous().len() > MAX_REDIRECTS {
-                            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-                        } else {
-                            attempt.follow()
-                        }
-                    }))
-                    .build()?,
-            )
-        };
+        if grants.is_empty() {
+            return Ok(HttpGrants::nothing(connector, limits));
+        }
+        let for_redirects = grants.clone();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(Policy::custom(move |attempt| {
+                if !for_redirects.iter().any(|g| g.allows(attempt.url())) {
+                    let url = attempt.url().to_string();
+                    attempt.error(RedirectDenied(url))
+                } else if attempt.previous().len() > MAX_REDIRECTS {
+                    attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()?;
         Ok(HttpGrants {
             connector: connector.to_owned(),
             grants,
-            client,
+            client: Some(client),
             timeout: Duration::from_millis(limits.http_timeout_ms),
             max_response_bytes: limits.http_max_response_bytes,
         })
