@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{Postgres, Transaction};
@@ -218,16 +218,7 @@ impl SinkTask {
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     intake.seal();
                 }
-                message = self.consumer.recv() => match message {
-                    Ok(message) => {
-                        let now = Instant::now();
-                        intake.accept(&message, now);
-                        drop(message);
-                        let read = 1 + self.reader().drain(&mut intake, now);
-                        self.status.count(Counter::RecordsRead, read);
-                    }
-                    Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
-                },
+                message = self.consumer.recv() => self.reader().take(&mut intake, message),
             }
         }
         // Drain: write what is buffered, within the grace period; what does not make it is
@@ -757,6 +748,20 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Takes a message the consumer handed over, then those it already holds behind it.
+    fn take(&self, intake: &mut Intake, message: KafkaResult<BorrowedMessage<'_>>) {
+        match message {
+            Ok(message) => {
+                let now = Instant::now();
+                intake.accept(&message, now);
+                drop(message);
+                let read = 1 + self.drain(intake, now);
+                self.status.count(Counter::RecordsRead, read);
+            }
+            Err(e) => tracing::warn!(connector = %self.connector, "kafka: {e}"),
+        }
+    }
+
     /// Takes the messages the consumer already holds, without waiting and without going
     /// round the task's `select!` once per message, until a batch is full. Stops as soon as
     /// a revocation is waiting, so the loop handles it before reading on (as it did when it
@@ -784,6 +789,8 @@ impl Reader<'_> {
     /// next batch is full or a revocation is waiting: the next batch is read and converted
     /// while the destination works on this one, instead of after it. Holds at most one more
     /// batch than without; nothing read here is stored as an offset before it is written.
+    /// The write is seen done when the task next polls it, after the messages it is taking
+    /// then: a timing around this call includes at most one such take (~1 ms per 1,000).
     async fn reading_while<F: Future>(&self, intake: &mut Intake, write: F) -> F::Output {
         let mut write = std::pin::pin!(write);
         loop {
@@ -791,16 +798,7 @@ impl Reader<'_> {
                 biased;
                 output = &mut write => return output,
                 message = self.consumer.recv(), if intake.ready.is_empty() && self.revoked.is_empty() => {
-                    match message {
-                        Ok(message) => {
-                            let now = Instant::now();
-                            intake.accept(&message, now);
-                            drop(message);
-                            let read = 1 + self.drain(intake, now);
-                            self.status.count(Counter::RecordsRead, read);
-                        }
-                        Err(e) => tracing::warn!(connector = %self.connector, "kafka: {e}"),
-                    }
+                    self.take(intake, message)
                 }
             }
         }
