@@ -174,6 +174,11 @@ pub fn sink_consumer(
         // needs, and what a slow sink would hold in memory. 16 MiB keeps fetches ahead of the
         // plugin (160k records of 100 B) and bounds each sink's read-ahead explicitly.
         .set("queued.max.messages.kbytes", "16384")
+        // Once the read-ahead is full, librdkafka waits this long before fetching again
+        // (1 s by default): a sink that drains 16 MiB faster than that sat idle for the rest
+        // of the second, a third of a 200,000-record run into PostgreSQL. A full queue
+        // re-checked every 50 ms costs nothing measurable.
+        .set("fetch.queue.backoff.ms", "50")
         .set("client.id", format!("wasmconnect-{}", connector.name));
     for (key, value) in kafka
         .properties

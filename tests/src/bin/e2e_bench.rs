@@ -101,12 +101,13 @@ fn resident_kib(pid: u32) -> u64 {
 
 fn cost_line(name: &str, cost: &Cost) -> String {
     format!(
-        "{name:<44} {:>8.0} rec/s {:>6.2} cpu-s/M {:>6.1} MiB peak {:>5.0} ms to first {:>6.2} ms/write",
+        "{name:<44} {:>8.0} rec/s {:>6.2} cpu-s/M {:>6.1} MiB peak {:>5.0} ms to first {:>6.2} ms/write ({} writes)",
         cost.per_second(),
         cost.cpu_per_million(),
         cost.peak_rss_kib as f64 / 1024.0,
         cost.first_seconds * 1000.0,
-        cost.write_ms()
+        cost.write_ms(),
+        cost.writes
     )
 }
 
@@ -689,6 +690,8 @@ mod baseline {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", "100")
+            // As the daemon's sinks: without it, a full prefetch queue stops fetching for 1 s.
+            .set("fetch.queue.backoff.ms", "50")
             .create()?;
         consumer.subscribe(&[topic])?;
         Ok(consumer)
