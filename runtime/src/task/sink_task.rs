@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record};
-use crate::kafka::{DeadLetterQueue, Failure, Revoked, SinkConsumer, Stage, TopicWriter};
+use crate::kafka::{
+    DeadLetterQueue, Failure, LAG_INTERVAL, Revoked, SinkConsumer, Stage, TopicWriter, lags,
+};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::{Call, Counter, TaskReporter};
@@ -67,7 +69,8 @@ pub struct SinkTask {
     destination: Destination,
     engine: wasmtime::Engine,
     grants: Grants,
-    consumer: SinkConsumer,
+    /// Shared only with the lag measure (see [`measure_lag`]).
+    consumer: Arc<SinkConsumer>,
     revoked: mpsc::UnboundedReceiver<Revoked>,
     status: TaskReporter,
     shutdown: CancellationToken,
@@ -116,7 +119,7 @@ impl SinkTask {
             destination,
             engine,
             grants,
-            consumer,
+            consumer: Arc::new(consumer),
             revoked,
             status,
             shutdown,
@@ -138,10 +141,17 @@ impl SinkTask {
         tracing::info!(connector = %self.identity.connector, task = self.identity.task,
             to = %self.destination, topics = ?self.config.topics, "sink task started");
         let mut instance = None;
-        let outcome = match self.prepare().await {
-            Ok(()) => self.consume(&mut instance).await,
-            Err(Stop::Cancelled) => Ok(()),
-            Err(Stop::Failed(trace)) => Err(trace),
+        let lag = measure_lag(self.consumer.clone(), self.status.clone());
+        let work = async {
+            match self.prepare().await {
+                Ok(()) => self.consume(&mut instance).await,
+                Err(Stop::Cancelled) => Ok(()),
+                Err(Stop::Failed(trace)) => Err(trace),
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            never = lag => match never {},
         };
         if let Some(instance) = instance {
             instance.close().await;
@@ -801,6 +811,34 @@ impl Reader<'_> {
                     self.take(intake, message)
                 }
             }
+        }
+    }
+}
+
+/// Longest the lag measure waits for the broker's answer about one partition.
+const LAG_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Measures the consumer's lag every [`LAG_INTERVAL`] into the task's status (the
+/// `wasmconnect_sink_consumer_lag_records` metric), on a blocking thread since each measure
+/// asks the broker. Runs until the task drops it; a measure in flight then finishes on its
+/// own within [`LAG_TIMEOUT`] per partition.
+async fn measure_lag(
+    consumer: Arc<SinkConsumer>,
+    status: TaskReporter,
+) -> std::convert::Infallible {
+    // The measures of all tasks take turns: they then share one blocking thread instead of
+    // keeping one each alive (~40 KiB apiece).
+    static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    // The first after one interval: nothing is assigned at once.
+    let mut every = tokio::time::interval_at(Instant::now() + LAG_INTERVAL, LAG_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let _turn = ONE_AT_A_TIME.acquire().await.expect("never closed");
+        let consumer = consumer.clone();
+        let measured = tokio::task::spawn_blocking(move || lags(&consumer, LAG_TIMEOUT)).await;
+        for (topic, partition, lag) in measured.unwrap_or_default() {
+            status.lag(&topic, partition, lag);
         }
     }
 }

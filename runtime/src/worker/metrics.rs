@@ -267,7 +267,7 @@ impl Default for Metrics {
         let lag = IntGaugeVec::new(
             Opts::new(
                 "wasmconnect_sink_consumer_lag_records",
-                "Records in a partition the sink task has not read yet (from librdkafka's statistics).",
+                "Records in a partition the sink task has not read yet (the broker's high watermark minus the task's position, every 5 s).",
             ),
             &["connector", "task", "topic", "partition"],
         )

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
 use crate::common::{
-    Pipeline, Tally, config, json as value, source, wait_for_ids, wait_for_records,
+    Pipeline, Tally, config, json as value, sample, source, wait_for_ids, wait_for_records,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -144,13 +144,24 @@ async fn a_connector_lives_its_whole_life_through_the_rest_api() -> anyhow::Resu
     let status = daemon.wait_task_state(&name, "PAUSED", WAIT).await?;
     assert_eq!(status["connector"]["state"], "PAUSED", "{status}");
     produce_ids(&p, 11..=20).await?;
-    // No event marks "had its chance and wrote nothing" (a paused consumer fetches nothing,
-    // so not even its lag moves): watch the table for a while instead.
-    let window = std::time::Instant::now();
-    while window.elapsed() < Duration::from_secs(3) {
-        assert_eq!(rows(&p, &p.table).await?, (10, 10), "written while paused");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The lag it measures (the broker's high watermark minus its position) shows the ten
+    // new records there and not one of them read, so none can have been written.
+    let metrics = format!("http://{}/metrics", daemon.admin);
+    let labels = format!(
+        "connector=\"{name}\",partition=\"0\",task=\"0\",topic=\"{}\"",
+        p.topic
+    );
+    wait_until("a lag of 10 while paused", WAIT, || async {
+        let text = reqwest::get(&metrics).await?.text().await?;
+        Ok(
+            match sample(&text, "wasmconnect_sink_consumer_lag_records", &labels) {
+                Some(10.0) => Ok(()),
+                other => Err(format!("lag {other:?}")),
+            },
+        )
+    })
+    .await?;
+    assert_eq!(rows(&p, &p.table).await?, (10, 10), "written while paused");
     let (code, refused) = api
         .call(
             reqwest::Method::PATCH,

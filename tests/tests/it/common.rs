@@ -64,6 +64,14 @@ pub fn sink(
     )
 }
 
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 pub fn json(value: serde_json::Value) -> Option<Vec<u8>> {
     Some(value.to_string().into_bytes())
 }

@@ -8,15 +8,7 @@ use std::time::Duration;
 
 use wasmconnect_tests::{Daemon, paths, unique, wait_until};
 
-use crate::common::{Pipeline, config, json, sink};
-
-/// The value of the sample `name{labels}` in a Prometheus text exposition.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.trim().parse().ok())
-}
+use crate::common::{Pipeline, config, json, sample, sink};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() -> anyhow::Result<()>
@@ -72,7 +64,7 @@ async fn health_names_the_failed_connector_and_metrics_count_what_tasks_did() ->
         Duration::from_secs(30),
         || async {
             let text = reqwest::get(&url).await?.text().await?;
-            // librdkafka reports the lag with its statistics, every 5 s.
+            // The task measures its lag every 5 s.
             let lag = sample(
                 &text,
                 "wasmconnect_sink_consumer_lag_records",
