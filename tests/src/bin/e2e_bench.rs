@@ -636,7 +636,23 @@ async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let to_running = started.elapsed();
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Idle as it stays: once every task measured its consumer lag (every 5 s), which
+        // brings up the thread those measures share.
+        let metrics = format!("http://{}/metrics", daemon.admin);
+        loop {
+            let text = client.get(&metrics).send().await?.text().await?;
+            let lags = text
+                .lines()
+                .filter(|l| l.starts_with("wasmconnect_sink_consumer_lag_records{"))
+                .count();
+            if lags >= names.len() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("10 connectors did not measure their lag within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         println!(
             "startup ({attempt}): 10 connectors RUNNING after {:.0} ms; idle RSS {:.1} MiB",
             to_running.as_secs_f64() * 1000.0,
