@@ -79,6 +79,14 @@ impl TestDb {
             .with_context(|| sql.to_owned())
     }
 
+    /// A connection of the test's own inside `BEGIN EXCLUSIVE` (SQLite): no other connection
+    /// can write the file until the test ends the transaction on it.
+    pub async fn lock_exclusively(&self) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut *conn).await?;
+        Ok(conn)
+    }
+
     /// The first column of every row as text (`SELECT CAST(x AS CHAR) ...`).
     pub async fn strings(&self, sql: &str) -> anyhow::Result<Vec<String>> {
         sqlx::query_scalar::<_, String>(sql)

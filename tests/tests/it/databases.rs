@@ -8,7 +8,7 @@ use serde_json::json;
 use wasmconnect_tests::sql::{Kind, TestDb};
 use wasmconnect_tests::{Broker, Daemon, paths, unique, wait_until};
 
-use crate::common::json;
+use crate::common::{json, sample};
 
 async fn same_outcome_on(kind: Kind) -> anyhow::Result<()> {
     let broker = Broker::start().await?;
@@ -138,4 +138,82 @@ async fn sink_sql_on_mariadb() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sink_sql_on_sqlite() -> anyhow::Result<()> {
     same_outcome_on(Kind::Sqlite).await
+}
+
+/// SQLite answers "database is locked" (SQLITE_BUSY) while another connection holds the file:
+/// that passes, so the sink retries the batch until the lock is gone, then writes all of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sink_sql_waits_out_a_sqlite_file_another_connection_locked() -> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let db = TestDb::connect(Kind::Sqlite).await?;
+    let (topic, table, name) = (unique("in"), unique("t"), unique("sink"));
+    broker.create_topic(&topic, 1).await?;
+    db.execute(&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"))
+        .await?;
+    let config = format!(
+        "kafka:
+  bootstrap_servers: {bootstrap}
+  consumer:
+    fetch.wait.max.ms: 50
+databases:
+  target:
+    url: \"{url}\"
+admin:
+  listen: \"{{admin}}\"
+connectors:
+  - name: {name}
+    kind: sink
+    plugin: {plugin}
+    topics: [{topic}]
+    errors: {{ retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200, timeout_ms: 120000 }} }}
+    grants:
+      databases: [target]
+    config:
+      database: target
+      table: {table}
+",
+        bootstrap = broker.bootstrap,
+        url = db.url,
+        plugin = paths::plugin("sink-sql")?.display(),
+    );
+    let daemon = Daemon::start(&config)?;
+    let mut lock = db.lock_exclusively().await?;
+    let records: Vec<_> = (0..10).map(|i| (None, json(json!({"id": i})))).collect();
+    broker.produce(&topic, &records).await?;
+
+    let metrics = format!("http://{}/metrics", daemon.admin);
+    let labels = format!("connector=\"{name}\",task=\"0\"");
+    wait_until("a write retried", Duration::from_secs(60), || async {
+        let text = reqwest::get(&metrics).await?.text().await?;
+        Ok(
+            match sample(&text, "wasmconnect_task_retries_total", &labels) {
+                Some(n) if n >= 1.0 => Ok(()),
+                other => Err(format!("retries {other:?}")),
+            },
+        )
+    })
+    .await?;
+    assert_eq!(
+        daemon.status(&name).await?["tasks"][0]["state"],
+        "RUNNING",
+        "a locked file does not fail the task"
+    );
+    sqlx::query("ROLLBACK").execute(&mut *lock).await?;
+
+    wait_until(
+        "every offset committed",
+        Duration::from_secs(60),
+        || async {
+            let committed = broker.committed(&name, &topic, 0).await?;
+            Ok(if committed == Some(10) {
+                Ok(())
+            } else {
+                Err(format!("{committed:?}"))
+            })
+        },
+    )
+    .await?;
+    let rows = db.count(&format!("SELECT count(*) FROM {table}")).await?;
+    assert_eq!(rows, 10, "every record written once the lock was gone");
+    Ok(())
 }

@@ -161,6 +161,77 @@ async fn a_database_that_hangs_mid_run_is_ridden_out_with_nothing_missing() -> a
     database_outage(Fault::Stall).await
 }
 
+/// PostgreSQL ends the sink's sessions in the middle of its statements five times over, as a
+/// server restart or an administrator's `pg_terminate_backend` does: SQLSTATE 57P01 is
+/// transient, so the sink retries on a new session, fails nothing and loses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_ends_the_sinks_sessions_mid_statement_loses_nothing() -> anyhow::Result<()>
+{
+    let pipeline = Pipeline::new("pg_sessions", 1, "id int").await?;
+    let (broker, pg) = (&pipeline.broker, &pipeline.pg);
+    // Every statement on the table takes 50 ms, so the sink's session is mostly mid-statement.
+    let slow = unique("slow");
+    pg.execute(&format!(
+        "CREATE FUNCTION {slow}() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$"
+    ))
+    .await?;
+    pg.execute(&format!(
+        "CREATE TRIGGER {slow} BEFORE INSERT ON {table} \
+         FOR EACH STATEMENT EXECUTE FUNCTION {slow}()",
+        table = pipeline.table
+    ))
+    .await?;
+    // The daemon's sessions are told apart by their application name.
+    let application = unique("sink_sessions");
+    let name = unique("sink");
+    let connector = pipeline.sink_sql(&name, "")?;
+    let daemon = Daemon::start(&config(broker, pg, &connector).replace(
+        &format!("url: {}", pg.url),
+        &format!("url: {}?application_name={application}", pg.url),
+    ))?;
+
+    broker
+        .produce(&pipeline.topic, &records(1..=20_000))
+        .await?;
+    // Each round ends a session that was in a statement and that no earlier round ended.
+    let mut ended: Vec<i32> = Vec::new();
+    for round in 1..=5 {
+        let pids = wait_until(
+            &format!("round {round}: a new session of the sink ended mid-statement"),
+            Duration::from_secs(60),
+            || async {
+                let pids: Vec<i32> = sqlx::query_scalar(
+                    "WITH sink AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
+                     WHERE application_name = $1 AND state = 'active' AND pid <> ALL($2)) \
+                     SELECT pid FROM sink WHERE pg_terminate_backend(pid)",
+                )
+                .bind(&application)
+                .bind(&ended)
+                .fetch_all(&pg.pool)
+                .await?;
+                Ok(if pids.is_empty() {
+                    Err("no new session in a statement".to_owned())
+                } else {
+                    Ok(pids)
+                })
+            },
+        )
+        .await?;
+        ended.extend(pids);
+    }
+
+    wait_rows(pg, &pipeline.table, 20_000).await?;
+    nothing_missing(
+        "PostgreSQL ending the sink's sessions 5 times",
+        &table_ids(pg, &pipeline.table).await?,
+        20_000,
+    );
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_outage_mid_run_is_ridden_out_with_nothing_missing() -> anyhow::Result<()> {
     let (broker, pg) = (

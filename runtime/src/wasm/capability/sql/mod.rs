@@ -379,24 +379,34 @@ fn timeout(limit: Duration) -> wit::SqlError {
 
 /// Sorts a sqlx error into what the plugin can do about it. SQLite's constraint violations
 /// (result code 19 and its extended codes) are given SQLSTATE 23000, as the other databases
-/// report them, so that plugins tell row-level refusals apart the same way everywhere.
+/// report them, so that plugins tell row-level refusals apart the same way everywhere. What
+/// the database says passes with time ([`transient`]) is `unavailable`, so a sink retries it
+/// rather than failing or rejecting the batch.
 fn classify(e: sqlx::Error, kind: wit::DatabaseKind) -> wit::SqlError {
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned());
-            let code = match (kind, code) {
-                (wit::DatabaseKind::Sqlite, Some(c))
-                    if c.parse::<i32>().is_ok_and(|n| n & 0xff == 19) =>
-                {
-                    Some("23000".to_owned())
+            let (code, retry) = match (kind, code) {
+                (wit::DatabaseKind::Sqlite, Some(c)) => match c.parse::<i32>().map(|n| n & 0xff) {
+                    Ok(SQLITE_CONSTRAINT) => (Some("23000".to_owned()), false),
+                    Ok(SQLITE_BUSY | SQLITE_LOCKED) => (None, true),
+                    _ => (None, false),
+                },
+                (wit::DatabaseKind::Sqlite, None) => (None, false),
+                (_, code) => {
+                    let retry = code.as_deref().is_some_and(transient);
+                    (code, retry)
                 }
-                (wit::DatabaseKind::Sqlite, _) => None,
-                (_, code) => code,
             };
-            wit::SqlError::Rejected(match code {
+            let message = match code {
                 Some(code) => format!("{} (SQLSTATE {code})", db.message()),
                 None => db.message().to_owned(),
-            })
+            };
+            if retry {
+                wit::SqlError::Unavailable(message)
+            } else {
+                wit::SqlError::Rejected(message)
+            }
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -408,6 +418,53 @@ fn classify(e: sqlx::Error, kind: wit::DatabaseKind) -> wit::SqlError {
     }
 }
 
+/// SQLite's primary result codes for a refused constraint and for a database or table
+/// another connection holds.
+const SQLITE_CONSTRAINT: i32 = 19;
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+
+/// Whether a SQLSTATE says the statement failed for a reason that passes with time, so the
+/// same statement can succeed later: the session was lost or never made (class 08), the
+/// transaction lost a serialization conflict or a deadlock (40001, 40P01), the server ran
+/// short of connections, memory or disk (53000-53300), or it is shutting down, restarting or
+/// ended an idle session (57P01-57P03, 57P05). MySQL and MariaDB report their lost
+/// connections and deadlocks under the same codes.
+fn transient(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || matches!(
+            sqlstate,
+            "40001"
+                | "40P01"
+                | "53000"
+                | "53100"
+                | "53200"
+                | "53300"
+                | "57P01"
+                | "57P02"
+                | "57P03"
+                | "57P05"
+        )
+}
+
 fn pg_error(e: sqlx::Error) -> wit::SqlError {
     classify(e, wit::DatabaseKind::Postgres)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient;
+
+    #[test]
+    fn what_passes_with_time_is_transient_and_what_fails_again_is_not() {
+        for passes in [
+            "08006", "08S01", "40001", "40P01", "53300", "57P01", "57P03",
+        ] {
+            assert!(transient(passes), "{passes}");
+        }
+        // A refused value, a missing table, a deferred constraint, a cancelled statement.
+        for fails_again in ["22P02", "23505", "42P01", "40002", "57014", "HY000"] {
+            assert!(!transient(fails_again), "{fails_again}");
+        }
+    }
 }
