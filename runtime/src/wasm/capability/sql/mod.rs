@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
+use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Acquire, Column, Executor, Postgres, Statement as _};
+use sqlx::{Acquire, Column, Connection as _, Executor, Postgres, Statement as _};
 use wasmtime::component::{HasData, Linker};
 
 use crate::config::{DatabaseConfig, DatabaseKind};
@@ -59,6 +60,23 @@ fn driver_url(kind: DatabaseKind, url: &str) -> String {
     }
 }
 
+/// How long a pooled connection may sit idle and still be handed out without a round trip to
+/// test it first. sqlx tests every connection as it is returned to the pool; one back within
+/// this window is trusted, as HikariCP's `aliveBypassWindowMs` does, which saves a round trip
+/// on every call of a busy sink. Should the server have dropped it in between, the call fails
+/// `unavailable` and is retried on a connection that works.
+const TRUSTED_IDLE: Duration = Duration::from_millis(500);
+
+/// `options` testing connections before handing them out only when idle longer than
+/// [`TRUSTED_IDLE`]; a connection that fails the test is closed and another one taken.
+fn test_when_idle<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move { Ok(meta.idle_for < TRUSTED_IDLE || conn.ping().await.is_ok()) })
+        })
+}
+
 /// Every database of `connectors.yaml`, by name. Pools connect on first use, so building this
 /// does no network I/O.
 #[derive(Debug, Default)]
@@ -93,14 +111,14 @@ impl Databases {
                     let options =
                         PgConnectOptions::from_str(&url).map_err(|e| error(e.to_string()))?;
                     Backend::Postgres(
-                        PgPoolOptions::new()
+                        test_when_idle(PgPoolOptions::new())
                             .max_connections(db.pool_size)
                             .acquire_timeout(acquire)
                             .connect_lazy_with(options),
                     )
                 }
                 DatabaseKind::Mysql | DatabaseKind::Sqlite => Backend::Any(
-                    AnyPoolOptions::new()
+                    test_when_idle(AnyPoolOptions::new())
                         .max_connections(db.pool_size)
                         .acquire_timeout(acquire)
                         .connect_lazy(&url)
