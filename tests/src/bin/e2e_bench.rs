@@ -618,7 +618,7 @@ async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result
     let text = config(broker, pg, data.path(), &connectors);
     for attempt in ["cold compiled cache", "warm compiled cache"] {
         let started = Instant::now();
-        let daemon = Daemon::start(&text)?;
+        let mut daemon = Daemon::start(&text)?;
         let url = format!("http://{}/connectors?expand=status", daemon.admin);
         let client = reqwest::Client::new();
         loop {
@@ -658,6 +658,10 @@ async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result
             to_running.as_secs_f64() * 1000.0,
             resident_kib(daemon.pid()) as f64 / 1024.0
         );
+        // Stopped as an operator stops it, leaving the consumer groups: killed, the next
+        // start's consumers would get no partition (and no lag to measure) until the
+        // broker timed the old members out.
+        daemon.terminate(Duration::from_secs(30)).await?;
     }
 
     let mut busy = String::new();
