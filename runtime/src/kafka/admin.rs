@@ -48,9 +48,10 @@ pub(super) async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> R
     Ok(())
 }
 
-/// `kafka.properties` and the bootstrap servers: what every client of the runtime starts from.
+/// The runtime's defaults, `kafka.properties` and the bootstrap servers: what the runtime's
+/// own clients (admin, offsets) use.
 pub(super) fn client_config(kafka: &KafkaConfig) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = super::client_defaults();
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
     StreamConsumer,
@@ -186,7 +185,7 @@ pub fn sink_consumer(
     resume: Option<ResumeOffsets>,
     status: TaskReporter,
 ) -> KafkaResult<(SinkConsumer, mpsc::UnboundedReceiver<Revoked>)> {
-    let mut config = ClientConfig::new();
+    let mut config = super::client_defaults();
     config
         .set("auto.offset.reset", "earliest")
         // librdkafka prefetches up to 64 MiB per consumer by default: far more than a batch

@@ -16,3 +16,37 @@ pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
 pub use positions::{PositionStore, PositionStoreError};
 pub use producer::{Delivery, Report, SourceProducer, kafka_headers, source_producer};
 pub use topic_writer::TopicWriter;
+
+use rdkafka::config::ClientConfig;
+
+/// What every librdkafka client of the runtime starts from, before `kafka.properties` and the
+/// client's own sections, which may override it.
+fn client_defaults() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    // KIP-714: librdkafka pushes its own metrics to brokers that subscribe to them, and for
+    // that keeps latency histograms for every broker connection from the start, ~0.4 MiB per
+    // client whether a broker asks or not. The daemon serves its metrics itself.
+    config.set("enable.metrics.push", "false");
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin;
+    use crate::config::KafkaConfig;
+
+    fn kafka(yaml: &str) -> KafkaConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_runtimes_defaults_give_way_to_the_configs_properties() {
+        let plain = admin::client_config(&kafka("bootstrap_servers: b:9092"));
+        assert_eq!(plain.get("enable.metrics.push"), Some("false"));
+        let pushed = admin::client_config(&kafka(
+            "bootstrap_servers: b:9092\nproperties: { enable.metrics.push: true }",
+        ));
+        assert_eq!(pushed.get("enable.metrics.push"), Some("true"));
+        assert_eq!(pushed.get("bootstrap.servers"), Some("b:9092"));
+    }
+}

@@ -71,7 +71,7 @@ pub fn source_producer(
 /// Producer settings of a connector: `kafka.properties`, `kafka.producer`, the connector's
 /// `producer` properties, then what delivery depends on (idempotence, `acks=all`).
 pub(super) fn idempotent_config(kafka: &KafkaConfig, connector: &ConnectorConfig) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = super::client_defaults();
     config
         .set("client.id", format!("wasmconnect-{}", connector.name))
         .set("linger.ms", "5");
