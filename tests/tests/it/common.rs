@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmconnect_tests::broker::Consumed;
-use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique};
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
 /// A daemon config on `broker` and `pg` (database `main`) with the given connector entries.
 /// `{admin}` is filled in by `Daemon::start`.
@@ -62,6 +62,28 @@ pub fn sink(
         plugin = plugin.display(),
         grants = grants.join(", "),
     )
+}
+
+/// Waits (up to 60 s) until `group` has committed `offset` on partition 0 of `topic`.
+pub async fn wait_committed(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> anyhow::Result<()> {
+    wait_until(
+        &format!("offset {offset} committed"),
+        std::time::Duration::from_secs(60),
+        || async {
+            let committed = broker.committed(group, topic, 0).await?;
+            Ok(if committed == Some(offset) {
+                Ok(())
+            } else {
+                Err(format!("{committed:?}"))
+            })
+        },
+    )
+    .await
 }
 
 /// The value of the sample `name{labels}` in a Prometheus text exposition.

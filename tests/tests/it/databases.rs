@@ -8,18 +8,20 @@ use serde_json::json;
 use wasmconnect_tests::sql::{Kind, TestDb};
 use wasmconnect_tests::{Broker, Daemon, paths, unique, wait_until};
 
-use crate::common::{json, sample};
+use crate::common::{json, wait_committed};
 
-async fn same_outcome_on(kind: Kind) -> anyhow::Result<()> {
-    let broker = Broker::start().await?;
-    let db = TestDb::connect(kind).await?;
-    let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
-    broker.create_topic(&topic, 1).await?;
-    db.execute(&format!(
-        "CREATE TABLE {table} (id BIGINT PRIMARY KEY, name VARCHAR(100), amount BIGINT NOT NULL, tags TEXT)"
-    ))
-    .await?;
-    let config = format!(
+/// A daemon config with one sink-sql connector `name` from `topic` into `table` of `db` (the
+/// database `target`): `entry` adds lines to the connector's entry, `plugin` to its `config:`.
+fn sink_config(
+    broker: &Broker,
+    db: &TestDb,
+    [name, topic, table]: [&str; 3],
+    entry: &str,
+    plugin: &str,
+) -> anyhow::Result<String> {
+    let indent =
+        |lines: &str, by: &str| -> String { lines.lines().map(|l| format!("{by}{l}\n")).collect() };
+    Ok(format!(
         "kafka:
   bootstrap_servers: {bootstrap}
   consumer:
@@ -34,22 +36,41 @@ admin:
 connectors:
   - name: {name}
     kind: sink
-    plugin: {plugin}
+    plugin: {plugin_file}
     topics: [{topic}]
-    batch: {{ max_records: 100, max_wait_ms: 50 }}
-    errors: {{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}
-    grants:
+{entry}    grants:
       databases: [target]
     config:
       database: target
       table: {table}
-      mode: upsert
-      key: [id]
-",
+{plugin}",
         bootstrap = broker.bootstrap,
         url = db.url,
-        plugin = paths::plugin("sink-sql")?.display(),
-    );
+        plugin_file = paths::plugin("sink-sql")?.display(),
+        entry = indent(entry, "    "),
+        plugin = indent(plugin, "      "),
+    ))
+}
+
+async fn same_outcome_on(kind: Kind) -> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let db = TestDb::connect(kind).await?;
+    let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
+    broker.create_topic(&topic, 1).await?;
+    db.execute(&format!(
+        "CREATE TABLE {table} (id BIGINT PRIMARY KEY, name VARCHAR(100), amount BIGINT NOT NULL, tags TEXT)"
+    ))
+    .await?;
+    let config = sink_config(
+        &broker,
+        &db,
+        [&name, &topic, &table],
+        &format!(
+            "batch: {{ max_records: 100, max_wait_ms: 50 }}
+errors: {{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}"
+        ),
+        "mode: upsert\nkey: [id]",
+    )?;
     let _daemon = Daemon::start(&config)?;
     let mut records: Vec<_> = (0..10)
         .map(|i| {
@@ -69,19 +90,7 @@ connectors:
     ));
     broker.produce(&topic, &records).await?;
 
-    wait_until(
-        "every offset committed",
-        Duration::from_secs(60),
-        || async {
-            let committed = broker.committed(&name, &topic, 0).await?;
-            Ok(if committed == Some(records.len() as i64) {
-                Ok(())
-            } else {
-                Err(format!("{committed:?}"))
-            })
-        },
-    )
-    .await?;
+    wait_committed(&broker, &name, &topic, records.len() as i64).await?;
     let rows = db.count(&format!("SELECT count(*) FROM {table}")).await?;
     assert_eq!(rows, 9, "{kind:?}: ten inserts, one deleted");
     // MariaDB's || is OR (unless PIPES_AS_CONCAT): it concatenates with CONCAT.
@@ -150,47 +159,30 @@ async fn sink_sql_waits_out_a_sqlite_file_another_connection_locked() -> anyhow:
     broker.create_topic(&topic, 1).await?;
     db.execute(&format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"))
         .await?;
-    let config = format!(
-        "kafka:
-  bootstrap_servers: {bootstrap}
-  consumer:
-    fetch.wait.max.ms: 50
-databases:
-  target:
-    url: \"{url}\"
-admin:
-  listen: \"{{admin}}\"
-connectors:
-  - name: {name}
-    kind: sink
-    plugin: {plugin}
-    topics: [{topic}]
-    errors: {{ retry: {{ initial_backoff_ms: 50, max_backoff_ms: 200, timeout_ms: 120000 }} }}
-    grants:
-      databases: [target]
-    config:
-      database: target
-      table: {table}
-",
-        bootstrap = broker.bootstrap,
-        url = db.url,
-        plugin = paths::plugin("sink-sql")?.display(),
-    );
+    let config = sink_config(
+        &broker,
+        &db,
+        [&name, &topic, &table],
+        "errors: { retry: { initial_backoff_ms: 50, max_backoff_ms: 200, timeout_ms: 120000 } }",
+        "",
+    )?;
     let daemon = Daemon::start(&config)?;
     let mut lock = db.lock_exclusively().await?;
     let records: Vec<_> = (0..10).map(|i| (None, json(json!({"id": i})))).collect();
     broker.produce(&topic, &records).await?;
 
-    let metrics = format!("http://{}/metrics", daemon.admin);
-    let labels = format!("connector=\"{name}\",task=\"0\"");
+    let connector = format!("connector=\"{name}\"");
     wait_until("a write retried", Duration::from_secs(60), || async {
-        let text = reqwest::get(&metrics).await?.text().await?;
-        Ok(
-            match sample(&text, "wasmconnect_task_retries_total", &labels) {
-                Some(n) if n >= 1.0 => Ok(()),
-                other => Err(format!("retries {other:?}")),
-            },
-        )
+        let retries = daemon
+            .metric(
+                "wasmconnect_task_retries_total",
+                &[&connector, "task=\"0\""],
+            )
+            .await?;
+        Ok(match retries {
+            Some(n) if n >= 1.0 => Ok(()),
+            other => Err(format!("retries {other:?}")),
+        })
     })
     .await?;
     assert_eq!(
@@ -200,19 +192,7 @@ connectors:
     );
     sqlx::query("ROLLBACK").execute(&mut *lock).await?;
 
-    wait_until(
-        "every offset committed",
-        Duration::from_secs(60),
-        || async {
-            let committed = broker.committed(&name, &topic, 0).await?;
-            Ok(if committed == Some(10) {
-                Ok(())
-            } else {
-                Err(format!("{committed:?}"))
-            })
-        },
-    )
-    .await?;
+    wait_committed(&broker, &name, &topic, 10).await?;
     let rows = db.count(&format!("SELECT count(*) FROM {table}")).await?;
     assert_eq!(rows, 10, "every record written once the lock was gone");
     Ok(())

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use wasmconnect_tests::broker::KeyValue;
-use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique};
 
-use crate::common::{config, json};
+use crate::common::{config, json, wait_committed};
 
 /// A sink-sql connector (upsert by `id`) on `topic` -> `table` with the given `errors:` block.
 fn connector(name: &str, topic: &str, table: &str, errors: &str) -> anyhow::Result<String> {
@@ -42,27 +42,6 @@ fn records(poison: &[(usize, &str)]) -> Vec<KeyValue> {
             (Some(i.to_string().into_bytes()), value)
         })
         .collect()
-}
-
-async fn wait_committed(
-    broker: &Broker,
-    group: &str,
-    topic: &str,
-    offset: i64,
-) -> anyhow::Result<()> {
-    wait_until(
-        &format!("offset {offset} committed"),
-        Duration::from_secs(60),
-        || async {
-            let committed = broker.committed(group, topic, 0).await?;
-            Ok(if committed == Some(offset) {
-                Ok(())
-            } else {
-                Err(format!("{committed:?}"))
-            })
-        },
-    )
-    .await
 }
 
 /// A broker, a topic, a table with `columns` and a daemon running [`connector`] with

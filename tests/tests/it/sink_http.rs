@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{config, json};
+use crate::common::{config, json, wait_committed};
 
 /// Receives JSON arrays of `{"id": n, ...}` at `POST /in`. Answers the scripted statuses
 /// first; then 400 to any batch holding an item with `"poison": true`, 200 to the others.
@@ -192,19 +192,7 @@ async fn a_record_the_server_refuses_is_dead_lettered_and_the_rest_delivered() -
         .collect();
     broker.produce(&topic, &records).await?;
 
-    wait_until(
-        "all 40 offsets committed",
-        Duration::from_secs(60),
-        || async {
-            let committed = broker.committed(&name, &topic, 0).await?;
-            Ok(if committed == Some(40) {
-                Ok(())
-            } else {
-                Err(format!("{committed:?}"))
-            })
-        },
-    )
-    .await?;
+    wait_committed(&broker, &name, &topic, 40).await?;
     let mut accepted = receiver.accepted();
     accepted.sort();
     let expected: Vec<i64> = (0..40).filter(|i| *i != 17).collect();
@@ -277,19 +265,7 @@ async fn a_chain_of_filter_mask_and_route_shapes_what_reaches_the_sink() -> anyh
         })
     })
     .await?;
-    wait_until(
-        "every offset committed",
-        Duration::from_secs(60),
-        || async {
-            let committed = broker.committed(&name, &topic, 0).await?;
-            Ok(if committed == Some(40) {
-                Ok(())
-            } else {
-                Err(format!("{committed:?}"))
-            })
-        },
-    )
-    .await?;
+    wait_committed(&broker, &name, &topic, 40).await?;
     let routed = receiver.routed.lock().unwrap().clone();
     assert_eq!(routed.len(), 29, "only amounts over 10 pass the filter");
     for (to, item) in &routed {
