@@ -27,24 +27,12 @@ use wasmconnect::wasm::{SinkInstance, TaskIdentity, TransformInstance, WasmEngin
 
 const BATCH: usize = 1_000;
 
-/// Time per call of every measurement the ratios compare, by name.
-#[derive(Default)]
-struct Means(RefCell<BTreeMap<String, (Duration, u64)>>);
+/// Rounds of alternating bursts, and calls per burst, behind every ratio (see [`interleaved`]).
+const ROUNDS: usize = 40;
+const BURST: u32 = 10;
 
-impl Means {
-    fn add(&self, name: &str, took: Duration, iters: u64) {
-        let mut means = self.0.borrow_mut();
-        let entry = means.entry(name.to_owned()).or_default();
-        entry.0 += took;
-        entry.1 += iters;
-    }
-
-    fn per_iter(&self, name: &str) -> Option<Duration> {
-        let means = self.0.borrow();
-        let (took, iters) = means.get(name)?;
-        (*iters > 0).then(|| *took / u32::try_from(*iters).unwrap_or(u32::MAX))
-    }
-}
+/// Time per call of every measurement the ratios compare, by name: each recorded once.
+type PerCall = BTreeMap<String, Duration>;
 
 fn plugin(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -136,13 +124,11 @@ async fn transform(engine: &WasmEngine) -> TransformInstance {
 /// price the difference between the calls rather than the neighbours (criterion measuring one
 /// and then the other drifts by more than the difference on a shared machine).
 fn interleaved(
-    means: &Means,
+    per_call: &mut PerCall,
     names: [String; 2],
     mut candidate: impl FnMut(),
     mut baseline: impl FnMut(),
 ) {
-    const ROUNDS: usize = 40;
-    const BURST: u64 = 10;
     let mut best = [Duration::MAX; 2];
     for _ in 0..ROUNDS {
         for (fastest, call) in best
@@ -156,8 +142,8 @@ fn interleaved(
             *fastest = (*fastest).min(start.elapsed());
         }
     }
-    for (name, took) in names.iter().zip(best) {
-        means.add(name, took, BURST);
+    for (name, took) in names.into_iter().zip(best) {
+        per_call.insert(name, took / BURST);
     }
 }
 
@@ -173,7 +159,14 @@ impl<R: Fn() + Copy, T: Fn() + Copy, U: Fn() + Copy> Calls<R, T, U> {
     /// Criterion's times for each call (group `{kind}_{verb}_{size}B`), then the ratios'
     /// interleaved bursts: the runtime's call against the raw one, and the raw one with epoch
     /// interruption against without.
-    fn measure(&self, c: &mut Criterion, means: &Means, kind: &str, verb: &str, size: usize) {
+    fn measure(
+        &self,
+        c: &mut Criterion,
+        per_call: &mut PerCall,
+        kind: &str,
+        verb: &str,
+        size: usize,
+    ) {
         let mut group = c.benchmark_group(format!("{kind}_{verb}_{size}B"));
         group.throughput(criterion::Throughput::Elements(BATCH as u64));
         group.bench_function("raw wasmtime call", |b| b.iter(self.raw));
@@ -182,13 +175,13 @@ impl<R: Fn() + Copy, T: Fn() + Copy, U: Fn() + Copy> Calls<R, T, U> {
         group.finish();
         let name = |which: &str| format!("{kind} {size}B {which}");
         interleaved(
-            means,
+            per_call,
             [name("runtime"), name("raw")],
             self.runtime,
             self.raw,
         );
         interleaved(
-            means,
+            per_call,
             [name("epoch on"), name("epoch off")],
             self.raw,
             self.unguarded,
@@ -202,7 +195,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
-    let means = Means::default();
+    let mut per_call = PerCall::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -235,7 +228,7 @@ fn main() {
             runtime: runtime_call,
             unguarded: unguarded_call,
         };
-        calls.measure(&mut c, &means, "sink", "write", size);
+        calls.measure(&mut c, &mut per_call, "sink", "write", size);
 
         let live = RefCell::new(rt.block_on(transform(&engine)));
         let unguarded = RefCell::new(rt.block_on(transform(&plain)));
@@ -256,7 +249,7 @@ fn main() {
             runtime: runtime_call,
             unguarded: unguarded_call,
         };
-        calls.measure(&mut c, &means, "transform", "apply", size);
+        calls.measure(&mut c, &mut per_call, "transform", "apply", size);
     }
 
     let topic: Arc<str> = Arc::from("bench");
@@ -297,8 +290,8 @@ fn main() {
     c.final_summary();
 
     println!(
-        "\nratios (baseline time / candidate time, fastest of 40 alternating bursts of 10 calls; \
-         1.00 = no overhead):"
+        "\nratios (baseline time / candidate time, fastest of {ROUNDS} alternating bursts of \
+         {BURST} calls; 1.00 = no overhead):"
     );
     for size in [100, 1024] {
         for (kind, baseline, candidate, what) in [
@@ -329,8 +322,8 @@ fn main() {
         ] {
             let name = |which: &str| format!("{kind} {size}B {which}");
             if let (Some(base), Some(cand)) = (
-                means.per_iter(&name(baseline)),
-                means.per_iter(&name(candidate)),
+                per_call.get(&name(baseline)),
+                per_call.get(&name(candidate)),
             ) {
                 println!(
                     "  {size:>5} B  {what:<40} {:.3}  ({:?} vs {:?} per 1,000 records)",
