@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod common;
 mod databases;
+mod delivery;
 mod errors;
 mod http;
 mod kit;

@@ -1,0 +1,404 @@
+//! The delivery promise at its edges (issue 20's holes): what is settled, committed, retried or
+//! dead-lettered when a write is refused, a transaction breaks or a transform misbehaves. Each
+//! test failed on the main it was written against.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+
+use crate::common::{config, json, sink};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// 20 records `{"id": i, "amount": i}`, the one at `bad` with an amount an int column refuses.
+fn amounts(bad: usize) -> Vec<wasmconnect_tests::broker::KeyValue> {
+    (0..20)
+        .map(|i| {
+            let amount = if i == bad { json!("lots") } else { json!(i) };
+            (None, json(json!({"id": i, "amount": amount})))
+        })
+        .collect()
+}
+
+/// Waits until `sql` (one integer) is at least `expected`.
+async fn wait_count(pg: &Postgres, sql: &str, expected: i64) -> anyhow::Result<()> {
+    wait_until(&format!("`{sql}` to reach {expected}"), LONG, || async {
+        let n = pg.count(sql).await?;
+        Ok(if n >= expected {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        })
+    })
+    .await
+}
+
+/// Hole b: in exactly-once mode the offsets table is the only truth. A batch the plugin partly
+/// refuses under `tolerance: none` rolls back; the consumer group must not be told the rows
+/// before the refused one were written, or a restart resumes past them and they are lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_stops_at_a_refused_row_and_a_restart_writes_every_row_once()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, offsets, name) = (
+        unique("in"),
+        unique("t"),
+        unique("eos_offsets"),
+        unique("eos"),
+    );
+    broker.create_topic(&topic, 1).await?;
+    // Insert mode, no key: a row written twice shows, and so does a row never written.
+    pg.execute(&format!("CREATE TABLE {table} (id int, amount int)"))
+        .await?;
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replace(
+        "    grants:\n",
+        &format!("    exactly_once: {{ database: main, table: {offsets} }}\n    grants:\n"),
+    );
+    let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    broker.produce(&topic, &amounts(5)).await?;
+
+    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(trace.contains("offset 5"), "{trace}");
+    assert_eq!(
+        broker.committed(&name, &topic, 0).await?,
+        None,
+        "no group offset the offsets table does not hold"
+    );
+
+    pg.execute(&format!(
+        "ALTER TABLE {table} ALTER COLUMN amount TYPE text"
+    ))
+    .await?;
+    daemon.terminate(LONG).await?;
+    daemon.restart()?;
+    let stored = format!(
+        "SELECT coalesce(max(next_offset), 0)::bigint FROM {offsets} WHERE connector = '{name}'"
+    );
+    if let Err(e) = wait_count(&pg, &stored, 20).await {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "SELECT id, count(*) FROM {table} GROUP BY id ORDER BY id"
+    ))
+    .fetch_all(&pg.pool)
+    .await?;
+    assert_eq!(
+        rows,
+        (0..20).map(|id| (id, 1)).collect::<Vec<_>>(),
+        "every row exactly once, the ones before the refused row included"
+    );
+    Ok(())
+}
+
+/// Hole c: a statement cut off by `statement_timeout_ms` breaks the held transaction of an
+/// exactly-once write. A plugin that swallows the error and answers `ok` must not get the
+/// batch's offsets committed without its rows: the write is retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_retries_a_batch_whose_statement_was_cut_off_even_if_the_plugin_says_ok()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, gate, offsets, name) = (
+        unique("in"),
+        unique("t"),
+        unique("gate"),
+        unique("eos_offsets"),
+        unique("eos"),
+    );
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!("CREATE TABLE {table} (id int)"))
+        .await?;
+    pg.execute(&format!("CREATE TABLE {gate} (n int)")).await?;
+    pg.execute(&format!("INSERT INTO {gate} VALUES (0)"))
+        .await?;
+    // The test holds the gate's row: the plugin's update of it waits past the statement
+    // timeout until the test lets go.
+    let mut holder = pg.pool.begin().await?;
+    sqlx::query(&format!("SELECT n FROM {gate} FOR UPDATE"))
+        .execute(&mut *holder)
+        .await?;
+
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        "{}",
+    )
+    .replace(
+        "    grants:\n",
+        &format!("    exactly_once: {{ database: main, table: {offsets} }}\n    grants:\n"),
+    );
+    let config = config(&broker, &pg, &connector).replace(
+        "    pool_size: 4\n",
+        "    pool_size: 4\n    statement_timeout_ms: 500\n",
+    );
+    let daemon = Daemon::start(&config)?;
+    let commands = [
+        format!("exec:main:INSERT INTO {table} VALUES (1)"),
+        format!("exec:main:UPDATE {gate} SET n = n + 1"),
+    ];
+    let records: Vec<_> = commands
+        .iter()
+        .map(|c| (None, Some(c.clone().into_bytes())))
+        .collect();
+    broker.produce(&topic, &records).await?;
+
+    daemon
+        .wait_log(&["probe exec", "statement timeout"], LONG)
+        .await?;
+    holder.commit().await?;
+    let stored = format!(
+        "SELECT coalesce(max(next_offset), 0)::bigint FROM {offsets} WHERE connector = '{name}'"
+    );
+    if let Err(e) = wait_count(&pg, &stored, 2).await {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+    let passes = pg
+        .count(&format!("SELECT max(n)::bigint FROM {gate}"))
+        .await?;
+    assert_eq!(
+        (rows, passes),
+        (1, 1),
+        "the offsets committed with the batch's rows, once"
+    );
+    Ok(())
+}
+
+/// Hole i: a record whose fields the table cannot take (a field it lacks, an empty or
+/// oversized field name, more fields than a table has columns) is one bad record: with
+/// `tolerance: all` it is dead-lettered and the task goes on writing the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_whose_fields_the_table_cannot_take_are_dead_lettered_and_the_task_runs_on()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, amount int)"
+    ))
+    .await?;
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}\nmode: upsert\nkey: [id]"),
+    )
+    .replace(
+        "    errors: { retry:",
+        &format!("    errors: {{ tolerance: all, dead_letter_topic: {{ name: {dlq} }}, retry:"),
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let mut wide = serde_json::Map::new();
+    for i in 0..2_000 {
+        wide.insert(format!("f{i}"), json!(i));
+    }
+    let bad = |i: i64| -> Option<serde_json::Value> {
+        let mut value = json!({"id": i, "amount": i});
+        match i {
+            7 => value["colour"] = json!("red"),
+            9 => value[""] = json!(1),
+            11 => value["x".repeat(100)] = json!(1),
+            13 => value.as_object_mut()?.extend(wide.clone()),
+            _ => return None,
+        }
+        Some(value)
+    };
+    let records: Vec<_> = (0..20)
+        .map(|i| {
+            let value = bad(i).unwrap_or_else(|| json!({"id": i, "amount": i}));
+            (None, json(value))
+        })
+        .collect();
+    broker.produce(&topic, &records).await?;
+
+    if let Err(e) = crate::common::wait_committed(&broker, &name, &topic, 20).await {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    let dead: Vec<String> = broker
+        .read_all(&dlq)
+        .await?
+        .iter()
+        .map(|r| r.header("__connect.errors.offset").unwrap_or_default())
+        .collect();
+    assert_eq!(
+        dead,
+        ["7", "9", "11", "13"],
+        "exactly the records that do not fit"
+    );
+    let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+    assert_eq!(rows, 16, "every other record is written");
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    Ok(())
+}
+
+/// Hole f: a transform whose outputs do not come in input order breaks the contract; before,
+/// a source handed on only what came in order and moved its positions past the rest, losing
+/// them silently. Now the instance is dropped as after a trap, and the task fails after
+/// `restart.max_consecutive_traps` such answers, naming why; nothing reaches the topic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transform_answering_out_of_input_order_fails_the_source_instead_of_losing_records()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, name) = (unique("out"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    let reorder = paths::plugin("transform-reorder")?.display().to_string();
+    let connector = crate::common::source(
+        &name,
+        &topic,
+        &paths::plugin("source-datagen")?,
+        &format!("transforms:\n  - plugin: {reorder}\n    config: {{}}"),
+        "rate: 0\ncount: 50",
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("transforms[0]") && trace.contains("input order"),
+        "{trace}"
+    );
+    assert!(
+        broker.read_all(&topic).await?.is_empty(),
+        "nothing out of order was handed on"
+    );
+    Ok(())
+}
+
+/// Hole l: under `tolerance: none` a transform's reject stops the task as a plugin's reject
+/// does: the records before it are written and committed, so a restart resumes at it, and the
+/// trace names one cause once, however many records it hit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transform_reject_without_tolerance_writes_what_precedes_it_and_names_the_cause_once()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, name) = (unique("in"), unique("t"), unique("sink"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, amount int)"
+    ))
+    .await?;
+    let filter = paths::plugin("transform-filter")?.display().to_string();
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}\nmode: upsert\nkey: [id]"),
+    )
+    .replace(
+        "    grants:\n",
+        &format!(
+            "    transforms:\n      - plugin: {filter}\n        config: {{ field: /amount, op: gte, value: 0 }}\n    grants:\n"
+        ),
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let records: Vec<_> = (0..20)
+        .map(|i| match i {
+            5..=7 => (None, Some(b"not json".to_vec())),
+            _ => (None, json(json!({"id": i, "amount": i}))),
+        })
+        .collect();
+    broker.produce(&topic, &records).await?;
+
+    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains(&format!(
+            "3 records at topic {topic} partition 0 offsets 5-7: transforms[0]"
+        )) && trace.matches("transforms[0]").count() == 1,
+        "one cause, named once: {trace}"
+    );
+    crate::common::wait_committed(&broker, &name, &topic, 5).await?;
+    let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+    assert_eq!(
+        rows, 5,
+        "the records before the first rejected one are written"
+    );
+    Ok(())
+}
+
+/// Hole h: an offsets topic that exists but is not compacted would lose every position at
+/// `retention.ms`. A source refuses to start on it, saying why and what to do; on a compacted
+/// one (created by the runtime) it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_refuses_an_offsets_topic_that_is_not_compacted() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, offsets, name) = (unique("out"), unique("offsets"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    // Created as any topic is: cleanup.policy=delete.
+    broker.create_topic(&offsets, 1).await?;
+    let connector = crate::common::source(
+        &name,
+        &topic,
+        &paths::plugin("source-datagen")?,
+        "",
+        "rate: 0\ncount: 10",
+    );
+    let with_offsets = |offsets: &str| {
+        config(&broker, &pg, &connector).replace(
+            "  bootstrap_servers:",
+            &format!("  offsets_topic: {{ name: {offsets} }}\n  bootstrap_servers:"),
+        )
+    };
+    let daemon = Daemon::start(&with_offsets(&offsets))?;
+    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains(&format!("offsets topic {offsets}"))
+            && trace.contains("cleanup.policy=delete")
+            && trace.contains("cleanup.policy=compact"),
+        "{trace}"
+    );
+    assert!(
+        broker.read_all(&topic).await?.is_empty(),
+        "nothing produced"
+    );
+    drop(daemon);
+
+    let fresh = unique("offsets");
+    let daemon = Daemon::start(&with_offsets(&fresh))?;
+    if let Err(e) = crate::common::wait_for_records(&broker, &topic, 10, LONG).await {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    Ok(())
+}
+
+/// Hole n: SIGTERM while Kafka is out of reach. The final offset commit and the consumer's
+/// close wait for a broker that is gone; they are abandoned at the grace period (what they
+/// covered is read again after a restart) and the process exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_the_broker_gone_exits_within_the_grace_period() -> anyhow::Result<()> {
+    let p = crate::common::Pipeline::new("gone", 1, "id int PRIMARY KEY, amount int").await?;
+    let name = unique("sink");
+    // No periodic commit: what is written stays to be committed by the final commit.
+    let config = config(
+        &p.broker,
+        &p.pg,
+        &p.sink_sql(&name, "\nmode: upsert\nkey: [id]")?,
+    )
+    .replace(
+        "auto.commit.interval.ms: 200",
+        "auto.commit.interval.ms: 600000",
+    );
+    let mut daemon = Daemon::start(&config)?;
+    p.broker.produce(&p.topic, &amounts(99)).await?;
+    wait_count(&p.pg, &format!("SELECT count(*) FROM {}", p.table), 20).await?;
+    let crate::common::Pipeline { broker, pg, .. } = p;
+    drop(broker);
+    // What `common::config` sets as worker.shutdown_grace_ms, and a second.
+    let status = daemon.terminate(Duration::from_secs(5 + 1)).await?;
+    assert!(status.success(), "{status}");
+    drop(pg);
+    Ok(())
+}
