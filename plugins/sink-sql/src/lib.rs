@@ -12,7 +12,10 @@
 //! - `init` statements (`CREATE TABLE IF NOT EXISTS ...`) run in one transaction each time a
 //!   task opens.
 //! - A record that is not a JSON object, or lacks a key column, is rejected with its index and
-//!   the reason; the other records of the batch are still written.
+//!   the reason; the other records of the batch are still written. So is a record the database
+//!   refuses for what it holds: a bad value, a constraint, or (without `columns:`, where the
+//!   record's fields name the columns) a field the table has no column for. Only a statement
+//!   refused whatever the records hold (the table is missing, access denied) is fatal.
 //!
 //! Layout: `config` (what the connector's `config` may say), `plan` (records -> statements, pure),
 //! this file (the [`Sink`] glue and error mapping).
@@ -87,10 +90,11 @@ impl Sink for SqlSink {
 
 impl SqlSink {
     /// Writes `records` (batch indices from `first`) in one transaction, adding the records it
-    /// refuses to `rejected`. When the database refuses the data of a row (see
-    /// [`SqlError::is_row_level`]), each half is written in a transaction of its own, down to
-    /// single rows, so that exactly the rows the database refuses are rejected and the others
-    /// are written: log2(n) extra round trips per refused row, paid only when one is refused.
+    /// refuses to `rejected`. When the database refuses a statement for what a record holds
+    /// (see [`SqlSink::refused_for_a_record`]), each half is written in a transaction of its
+    /// own, down to single rows, so that exactly the rows the database refuses are rejected and
+    /// the others are written: log2(n) extra round trips per refused row, paid only when one
+    /// is refused (2n - 1 for a batch the table fits no record of).
     fn write_part(
         &self,
         records: &[Record],
@@ -106,12 +110,12 @@ impl SqlSink {
         if planned > 0 {
             match host.sql_execute(&self.config.database, &statements) {
                 Ok(_) => {}
-                Err(e) if e.is_row_level() && planned > 1 => {
+                Err(e) if self.refused_for_a_record(&e) && planned > 1 => {
                     let middle = records.len() / 2;
                     self.write_part(&records[..middle], first, host, rejected)?;
                     return self.write_part(&records[middle..], first + middle, host, rejected);
                 }
-                Err(e) if e.is_row_level() => {
+                Err(e) if self.refused_for_a_record(&e) => {
                     let refused = (0..records.len())
                         .find(|i| unplannable.iter().all(|u| u.index as usize != *i))
                         .expect("one record was planned");
@@ -128,6 +132,22 @@ impl SqlSink {
             reason: r.reason,
         }));
         Ok(())
+    }
+
+    /// Whether the database refused a statement for what one of its records holds, so that
+    /// the statement without that record can succeed: a row-level refusal
+    /// ([`SqlError::is_row_level`]: a bad value, a constraint), or, when the records' own
+    /// fields name the columns (no `columns:`), a column the table lacks (PostgreSQL 42703,
+    /// MySQL 42S22), a name it cannot have (42622) or a duplicate one (42701), or too many
+    /// columns (54011). With `columns:` these name what the config says: the statement fails
+    /// for every record.
+    fn refused_for_a_record(&self, e: &SqlError) -> bool {
+        e.is_row_level()
+            || (self.config.columns.is_none()
+                && matches!(
+                    e.sqlstate(),
+                    Some("42703" | "42S22" | "42622" | "42701" | "54011")
+                ))
     }
 
     fn sql_error(&self, e: SqlError) -> PluginError {
@@ -231,6 +251,55 @@ mod tests {
             rejected[0].reason
         );
         assert_eq!(host.sql_calls().len(), 5);
+    }
+
+    #[test]
+    fn a_field_the_table_lacks_is_one_bad_record_unless_the_config_names_the_columns() {
+        let undefined = || {
+            Err(SqlError::Rejected(
+                "column \"colour\" of relation \"orders\" does not exist (SQLSTATE 42703)".into(),
+            ))
+        };
+        let host = FakeHost::new();
+        let mut sink = SqlSink::open(
+            config(serde_json::json!({"database": "main", "table": "orders"})),
+            &host,
+        )
+        .unwrap();
+        // [0 1] refused -> [0] ok, [1] refused.
+        host.reply_execute(undefined());
+        host.reply_execute(Ok(vec![1]));
+        host.reply_execute(undefined());
+        let batch = vec![
+            record(0, r#"{"id":1}"#),
+            record(1, r#"{"id":2,"colour":"red"}"#),
+        ];
+        let err = sink.write(batch, &host).unwrap_err();
+        let PluginError::Reject(rejected) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].index, 1);
+        assert!(
+            rejected[0].reason.contains("42703"),
+            "{}",
+            rejected[0].reason
+        );
+
+        let host = FakeHost::new();
+        let mut mapped = SqlSink::open(
+            config(serde_json::json!({
+                "database": "main", "table": "orders", "columns": ["id", "colour"]
+            })),
+            &host,
+        )
+        .unwrap();
+        host.reply_execute(undefined());
+        let batch = vec![record(0, r#"{"id":1}"#), record(1, r#"{"id":2}"#)];
+        assert!(
+            matches!(mapped.write(batch, &host), Err(PluginError::Fatal(m)) if m.contains("42703"))
+        );
+        assert_eq!(host.sql_calls().len(), 1, "no halving");
     }
 
     #[test]

@@ -41,12 +41,12 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let passed = pass_through
-            .then(|| passed(config, record))
+            .then(|| passed(config, record, kind))
             .flatten()
             .map(|p| (Kind::Write, Rows::Passed(vec![p])));
         let entry = match passed {
             Some(entry) => Ok(entry),
-            None => row(config, record).map(|(kind, row)| (kind, Rows::Parsed(vec![row]))),
+            None => row(config, kind, record).map(|(kind, row)| (kind, Rows::Parsed(vec![row]))),
         };
         match entry {
             Ok((kind, rows)) => match (runs.last_mut(), rows) {
@@ -101,15 +101,16 @@ struct Passed<'a> {
 }
 
 /// The record's value read as a pass-through row: a JSON object with the key columns set.
-/// `None` when it is not one, or uses escapes in its field names: the parsed path then
-/// writes it or says what is wrong with it.
-fn passed<'a>(config: &Config, record: &'a Record) -> Option<Passed<'a>> {
+/// `None` when it is not one, uses escapes in its field names, or has fields no column can
+/// be named after: the parsed path then writes it or says what is wrong with it.
+fn passed<'a>(config: &Config, record: &'a Record, dialect: DatabaseKind) -> Option<Passed<'a>> {
     let json = std::str::from_utf8(record.value.as_deref()?).ok()?;
     let mut reader = serde_json::Deserializer::from_str(json);
     let (fields, keys) = PassThrough { key: &config.key }
         .deserialize(&mut reader)
         .ok()?;
     reader.end().ok()?;
+    check_fields(dialect, fields.iter().copied()).ok()?;
     let mut key = Vec::with_capacity(keys.len());
     for value in keys {
         let value = value.filter(|v| v.get() != "null")?;
@@ -211,14 +212,21 @@ fn passed_statement(config: &Config, rows: Vec<Passed<'_>>) -> Statement {
 }
 
 /// The row a record writes (column -> value), or the key columns a tombstone deletes.
-fn row(config: &Config, record: &Record) -> Result<(Kind, Map<String, Json>), String> {
+fn row(
+    config: &Config,
+    dialect: DatabaseKind,
+    record: &Record,
+) -> Result<(Kind, Map<String, Json>), String> {
     let Some(value) = &record.value else {
         return tombstone_key(config, record.key.as_deref()).map(|key| (Kind::Delete, key));
     };
     let value: Json =
         serde_json::from_slice(value).map_err(|e| format!("value is not valid JSON: {e}"))?;
     let row = match (value, &config.columns) {
-        (Json::Object(object), None) => object,
+        (Json::Object(object), None) => {
+            check_fields(dialect, object.keys().map(String::as_str))?;
+            object
+        }
         (mut value @ Json::Object(_), Some(columns)) => {
             let mut row = Map::with_capacity(columns.len());
             for spec in columns {
@@ -240,6 +248,44 @@ fn row(config: &Config, record: &Record) -> Result<(Kind, Map<String, Json>), St
         }
     };
     check_key(config, row).map(|row| (Kind::Write, row))
+}
+
+/// Whether a record's fields can be the columns of a `dialect` table, as they are without a
+/// `columns:` mapping; otherwise why not, naming the field: a name no column can have (empty,
+/// or longer than the database's identifiers, which PostgreSQL would silently cut short), or
+/// more fields than a table can have columns. Refused here, such a record is one bad record
+/// instead of a statement the database refuses for the whole batch.
+fn check_fields<'a>(
+    dialect: DatabaseKind,
+    fields: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), String> {
+    // PostgreSQL: NAMEDATALEN - 1 bytes, 1,600 columns; MySQL/MariaDB: 64 characters, 4,096
+    // columns; SQLite: names of any length, 2,000 columns (SQLITE_MAX_COLUMN).
+    let (fits, most): (fn(&str) -> bool, usize) = match dialect {
+        DatabaseKind::Postgres => (|f| f.len() <= 63, 1_600),
+        DatabaseKind::Mysql => (|f| f.chars().count() <= 64, 4_096),
+        DatabaseKind::Sqlite => (|_| true, 2_000),
+    };
+    if fields.len() > most {
+        return Err(format!(
+            "value has {} fields, more than a {dialect:?} table has columns ({most})",
+            fields.len()
+        ));
+    }
+    for field in fields {
+        if field.is_empty() {
+            return Err("value has a field with an empty name, which no column can have".into());
+        }
+        if !fits(field) {
+            let shown: String = field.chars().take(20).collect();
+            return Err(format!(
+                "value has a field whose name is too long for a {dialect:?} column \
+                 ({} bytes, starting {shown:?})",
+                field.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_key(config: &Config, row: Map<String, Json>) -> Result<Map<String, Json>, String> {
@@ -567,6 +613,39 @@ mod tests {
 
     fn postgres(config: &Config, records: &[Record]) -> Plan {
         plan(config, DatabaseKind::Postgres, records)
+    }
+
+    #[test]
+    fn fields_no_column_can_be_named_after_are_refused_per_record_naming_why() {
+        let config = config(serde_json::json!({"database": "d", "table": "t"}));
+        let many: String = (0..1_600).map(|i| format!(r#""f{i}":{i},"#)).collect();
+        let records = [
+            rec(None, Some(r#"{"id":1}"#)),
+            rec(None, Some(r#"{"id":2,"":1}"#)),
+            rec(None, Some(&format!(r#"{{"id":3,"{}":1}}"#, "x".repeat(64)))),
+            rec(None, Some(&format!("{{{many}\"id\":4}}"))),
+            rec(None, Some(&format!(r#"{{"id":5,"{}":1}}"#, "é".repeat(63)))),
+        ];
+        let refused = |dialect| -> Vec<(u32, String)> {
+            plan(&config, dialect, &records)
+                .rejected
+                .into_iter()
+                .map(|r| (r.index, r.reason))
+                .collect()
+        };
+        let postgres = refused(DatabaseKind::Postgres);
+        assert_eq!(
+            postgres.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            [1, 2, 3, 4],
+            "{postgres:?}"
+        );
+        assert!(postgres[0].1.contains("empty name"), "{}", postgres[0].1);
+        assert!(postgres[1].1.contains("too long"), "{}", postgres[1].1);
+        assert!(postgres[2].1.contains("1601 fields"), "{}", postgres[2].1);
+        assert!(postgres[3].1.contains("126 bytes"), "{}", postgres[3].1);
+        // MySQL counts characters (64) and has 4,096 columns; SQLite has no name limit.
+        assert_eq!(refused(DatabaseKind::Mysql).len(), 1);
+        assert_eq!(refused(DatabaseKind::Sqlite).len(), 1);
     }
 
     #[test]
