@@ -12,7 +12,7 @@ use super::capability::sql::HeldTransaction;
 use super::convert::{WitHeaders, wit_records};
 use super::state::{TaskIdentity, TaskState};
 use crate::config::Limits;
-use crate::connector::Record;
+use crate::connector::{PluginError, Record};
 
 /// A compiled, pre-linked sink plugin; instantiating it is cheap.
 pub struct SinkPlugin {
@@ -73,7 +73,8 @@ impl SinkInstance {
     }
 
     /// Calls `write` with the plugin's SQL on `database` held in one open transaction (see
-    /// `HeldTransaction`). Returns how the call ended and, unless it broke, the transaction
+    /// `HeldTransaction`). Returns how the call ended (a retry when a statement was cut off
+    /// mid-call, whatever the plugin answered) and, unless it broke, the transaction
     /// with the plugin's writes, for the caller to add the offsets to and commit: after `ok`,
     /// and after `reject` when the other records are to be kept. Dropping it rolls back.
     pub async fn write_held(
@@ -86,8 +87,19 @@ impl SinkInstance {
     ) {
         self.live.state().held = Some(HeldTransaction::new(database));
         let result = self.write(records).await;
-        let held = self.live.state().held.take();
-        (result, held.and_then(HeldTransaction::into_transaction))
+        let held = self
+            .live
+            .state()
+            .held
+            .take()
+            .map(HeldTransaction::into_transaction);
+        match (result, held) {
+            // A trap stays a trap: the instance is dropped whatever became of the transaction.
+            (trap @ Err(CallError::Trap(_)), _) => (trap, None),
+            // A plugin that swallowed the error still has writes missing: retry the batch.
+            (_, Some(Err(broken))) => (Err(CallError::Plugin(PluginError::Retry(broken))), None),
+            (result, held) => (result, held.and_then(Result::ok).flatten()),
+        }
     }
 
     /// Linear memory the instance holds now, in bytes.

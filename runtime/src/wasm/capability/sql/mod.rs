@@ -209,9 +209,18 @@ impl HeldTransaction {
         }
     }
 
-    /// The transaction with the plugin's writes, if it wrote anything and nothing broke it.
-    pub fn into_transaction(self) -> Option<sqlx::Transaction<'static, Postgres>> {
-        if self.broken { None } else { self.tx }
+    /// The transaction with the plugin's writes (`None` if it wrote nothing), or why it
+    /// cannot be committed: a call was cut off mid-statement, whatever the plugin answered.
+    pub fn into_transaction(self) -> Result<Option<sqlx::Transaction<'static, Postgres>>, String> {
+        if self.broken {
+            Err(format!(
+                "a statement on database {} was cut off (statement_timeout_ms) and the batch's \
+                 transaction rolled back",
+                self.database
+            ))
+        } else {
+            Ok(self.tx)
+        }
     }
 }
 
