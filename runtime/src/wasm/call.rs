@@ -12,7 +12,8 @@ use crate::config::Limits;
 use crate::connector::{PluginError, Rejected};
 
 /// How a plugin call ended when it did not return `ok`. A trap (the guest crashed, ran past its
-/// deadline or its memory cap) is kept apart from an error the plugin chose to return.
+/// deadline or its memory cap, or answered what the contract forbids, so that its instance
+/// cannot be trusted) is kept apart from an error the plugin chose to return.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("plugin trapped: {0}")]

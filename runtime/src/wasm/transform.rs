@@ -71,7 +71,9 @@ pub struct TransformInstance {
 
 impl TransformInstance {
     /// Calls the plugin's `apply` with the batch. Output indices that name no input are
-    /// refused as a plugin failure.
+    /// refused as a plugin failure. Outputs that do not come in input order break the
+    /// contract in a way that loses records downstream (a position or offset would move past
+    /// an output not yet handed on): the instance is not trusted again, as after a trap.
     pub async fn apply(&mut self, records: &[Record]) -> Result<Transformed, CallError> {
         let headers = WitHeaders::of(records);
         let batch = wit_records(records, &headers);
@@ -89,6 +91,13 @@ impl TransformInstance {
                 "answered for input {i} of a batch of {}",
                 records.len()
             ))));
+        }
+        if let Some(pair) = output.records.windows(2).find(|w| w[1].input < w[0].input) {
+            return Err(CallError::Trap(format!(
+                "broke the contract: an output of input {} came after one of input {} \
+                 (outputs must come in input order)",
+                pair[1].input, pair[0].input
+            )));
         }
         Ok(Transformed {
             outputs: output
