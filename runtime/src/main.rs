@@ -129,6 +129,9 @@ fn main() -> ExitCode {
             Command::Test { cases, plugin } => test(cases, plugin).await,
         }
     });
+    // Tasks bound their last calls to Kafka and abandon what does not answer in time; a
+    // thread still blocked in such a call does not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(code) => code,
         Err(e) => {

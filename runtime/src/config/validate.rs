@@ -342,6 +342,29 @@ impl Validator {
             ),
             None => self.topic_sink(&path, c),
         }
+        if let Some(topic) = &c.topic {
+            let dead_letters = config
+                .connectors
+                .iter()
+                .filter_map(|other| other.errors.dead_letter_topic.as_ref());
+            if *topic == config.kafka.offsets_topic.name {
+                self.problem(
+                    format!("{path}.topic"),
+                    format!(
+                        "{topic:?} is the offsets topic (kafka.offsets_topic.name), where the \
+                         runtime keeps source positions; no connector may write there"
+                    ),
+                );
+            } else if dead_letters.into_iter().any(|d| d.name == *topic) {
+                self.problem(
+                    format!("{path}.topic"),
+                    format!(
+                        "{topic:?} is a dead-letter topic (errors.dead_letter_topic.name); only \
+                         the runtime writes there"
+                    ),
+                );
+            }
+        }
         match c.kind {
             ConnectorKind::Sink => {
                 if c.topics.is_empty() {

@@ -1,6 +1,6 @@
 //! The pure core of a connector: records, batching, the offset watermark of a sink, the
-//! position watermark of a source, backoff, host grants, a plugin's config spec. No I/O; everything here is
-//! unit-tested.
+//! position watermark of a source, backoff, host grants, a plugin's config spec, how a trace
+//! names refused records. No I/O; everything here is unit-tested.
 
 mod backoff;
 mod batch;
@@ -8,6 +8,7 @@ mod grant;
 mod offsets;
 mod positions;
 mod record;
+pub mod refusals;
 pub mod spec;
 
 pub use backoff::Backoff;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
@@ -22,10 +22,29 @@ pub(super) struct TopicSpec<'a> {
     pub compacted: bool,
 }
 
-/// Creates the topic unless it exists; the error says why it could not.
-pub(super) async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka).create().map_err(|e| e.to_string())?;
+/// Why a topic the runtime owns is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// It could not be created or looked at (the broker is out of reach, say): worth another
+    /// attempt.
+    #[error("{0}")]
+    Unavailable(String),
+    /// It exists, but not as the runtime needs it: another attempt fails the same way.
+    #[error("{0}")]
+    Unfit(String),
+}
+
+/// Creates the topic unless it exists. A topic that must be compacted and exists with
+/// another `cleanup.policy` is [`TopicError::Unfit`]: its records would be deleted after
+/// `retention.ms`, and with them what they keep (as Kafka Connect, the runtime refuses it).
+pub(super) async fn ensure_topic(
+    kafka: &KafkaConfig,
+    spec: &TopicSpec<'_>,
+) -> Result<(), TopicError> {
+    let unavailable = |e: String| TopicError::Unavailable(e);
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .map_err(|e| unavailable(e.to_string()))?;
     let mut topic = NewTopic::new(
         spec.name,
         spec.partitions,
@@ -38,14 +57,47 @@ pub(super) async fn ensure_topic(kafka: &KafkaConfig, spec: &TopicSpec<'_>) -> R
     let results = admin
         .create_topics(&[topic], &options)
         .await
-        .map_err(|e| format!("cannot create it: {e}"))?;
+        .map_err(|e| unavailable(format!("cannot create it: {e}")))?;
+    let mut existed = false;
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(format!("cannot create it: {code}")),
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existed = true,
+            Err((_, code)) => return Err(unavailable(format!("cannot create it: {code}"))),
+        }
+    }
+    if spec.compacted && existed {
+        let policy = cleanup_policy(&admin, spec.name, &options).await?;
+        if !policy.split(',').any(|p| p.trim() == "compact") {
+            return Err(TopicError::Unfit(format!(
+                "exists with cleanup.policy={policy}, but must be compacted: what it keeps would \
+                 be deleted after retention.ms. Set cleanup.policy=compact on it, or name another \
+                 topic"
+            )));
         }
     }
     Ok(())
+}
+
+/// The topic's `cleanup.policy` (Kafka's default, `delete`, when the broker reports none).
+async fn cleanup_policy(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    options: &AdminOptions,
+) -> Result<String, TopicError> {
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], options)
+        .await
+        .map_err(|e| TopicError::Unavailable(format!("cannot read its configs: {e}")))?;
+    let resource = described
+        .into_iter()
+        .next()
+        .ok_or_else(|| TopicError::Unavailable("the broker described no config".into()))?
+        .map_err(|code| TopicError::Unavailable(format!("cannot read its configs: {code}")))?;
+    Ok(resource
+        .get("cleanup.policy")
+        .and_then(|entry| entry.value.clone())
+        .unwrap_or_else(|| "delete".into()))
 }
 
 /// The runtime's defaults, `kafka.properties` and the bootstrap servers: what the runtime's

@@ -10,6 +10,7 @@ mod positions;
 mod producer;
 mod topic_writer;
 
+pub use admin::TopicError;
 pub use consumer::{LAG_INTERVAL, ResumeOffsets, Revoked, SinkConsumer, lags, sink_consumer};
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};

@@ -11,7 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::admin::{TopicSpec, client_config, ensure_topic};
+use super::admin::{TopicError, TopicSpec, client_config, ensure_topic};
 use crate::config::KafkaConfig;
 
 /// How long one broker request of the read-back may take before it counts as failed.
@@ -69,8 +69,9 @@ impl PositionStore {
         }
     }
 
-    /// Creates the offsets topic, compacted, unless it exists.
-    pub async fn ensure_topic(&self, kafka: &KafkaConfig) -> Result<(), PositionStoreError> {
+    /// Creates the offsets topic, compacted, unless it exists; an existing one that is not
+    /// compacted is refused ([`TopicError::Unfit`]).
+    pub async fn ensure_topic(&self, kafka: &KafkaConfig) -> Result<(), TopicError> {
         let offsets = &kafka.offsets_topic;
         let spec = TopicSpec {
             name: &self.topic,
@@ -78,7 +79,13 @@ impl PositionStore {
             replication_factor: offsets.replication_factor,
             compacted: true,
         };
-        ensure_topic(kafka, &spec).await.map_err(|e| self.error(e))
+        ensure_topic(kafka, &spec).await.map_err(|e| {
+            let named = |m: String| format!("offsets topic {}: {m}", self.topic);
+            match e {
+                TopicError::Unavailable(m) => TopicError::Unavailable(named(m)),
+                TopicError::Unfit(m) => TopicError::Unfit(named(m)),
+            }
+        })
     }
 
     /// Reads the whole topic and returns this connector's last position per source partition

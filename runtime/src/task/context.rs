@@ -1,5 +1,6 @@
 //! What every task gets from the worker, whatever its kind.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -18,6 +19,9 @@ pub struct TaskContext {
     pub plugin_config: String,
     pub engine: wasmtime::Engine,
     pub grants: Grants,
+    /// Topics no record of the task may be written to: the runtime keeps its own records
+    /// there (source positions, dead letters).
+    pub runtime_topics: Arc<[String]>,
     pub status: TaskReporter,
     /// Cancelled when the worker shuts down.
     pub shutdown: CancellationToken,

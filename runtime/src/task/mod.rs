@@ -3,7 +3,7 @@
 //! once Kafka acknowledged them. `chain` runs a connector's transforms over a batch;
 //! `context` is what every task gets from the worker.
 
-use std::fmt::Display;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,12 @@ pub use exactly_once::OffsetTable;
 pub use sink_task::{Destination, SinkDelivery, SinkTask};
 pub use source_task::SourceTask;
 
+/// Of a task's grace period, what its last words to Kafka may take (the final offset commit
+/// and the consumer's close): a quarter, at most 2 s. The rest is for the batch in hand.
+fn closing_time(grace: Duration) -> Duration {
+    (grace / 4).min(Duration::from_secs(2))
+}
+
 /// Why a task's loop stopped.
 #[derive(Debug, thiserror::Error)]
 enum Stop {
@@ -33,11 +39,34 @@ enum Stop {
     Cancelled,
 }
 
-/// Runs `attempt` until it succeeds, logging each failure as `what` and backing off between
-/// attempts; `Stop::Cancelled` when `shutdown` comes first. For set-up steps that need Kafka
-/// (reading positions, creating a dead-letter topic): a broker that is not up yet delays the
-/// task, it does not fail it.
-async fn until_done<T, E: Display, F: Future<Output = Result<T, E>>>(
+/// Why one attempt of a set-up step failed.
+enum SetUpError {
+    /// Worth another attempt: Kafka or the database is not reachable yet.
+    Transient(String),
+    /// Another attempt would fail the same way: the task fails with this trace.
+    Permanent(String),
+}
+
+impl From<String> for SetUpError {
+    fn from(message: String) -> Self {
+        SetUpError::Transient(message)
+    }
+}
+
+impl From<crate::kafka::TopicError> for SetUpError {
+    fn from(e: crate::kafka::TopicError) -> Self {
+        match e {
+            crate::kafka::TopicError::Unavailable(m) => SetUpError::Transient(m),
+            crate::kafka::TopicError::Unfit(m) => SetUpError::Permanent(m),
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, logging each transient failure as `what` and backing off
+/// between attempts; `Stop::Cancelled` when `shutdown` comes first, `Stop::Failed` at once on
+/// a permanent failure. For set-up steps that need Kafka (reading positions, creating a
+/// dead-letter topic): a broker that is not up yet delays the task, it does not fail it.
+async fn until_done<T, F: Future<Output = Result<T, SetUpError>>>(
     what: &str,
     identity: &TaskIdentity,
     shutdown: &CancellationToken,
@@ -47,7 +76,8 @@ async fn until_done<T, E: Display, F: Future<Output = Result<T, E>>>(
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(e) => {
+            Err(SetUpError::Permanent(trace)) => return Err(Stop::Failed(trace)),
+            Err(SetUpError::Transient(e)) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(connector = %identity.connector, task = identity.task,
                     "{what} failed, retrying in {delay:?}: {e}");

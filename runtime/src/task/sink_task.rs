@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
-use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record};
+use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record, refusals};
 use crate::kafka::{
     DeadLetterQueue, Failure, LAG_INTERVAL, Revoked, SinkConsumer, Stage, TopicWriter, lags,
 };
@@ -24,9 +24,9 @@ use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::{Call, Counter, TaskReporter};
 
-use super::chain::Chain;
+use super::chain::{Chain, Chained};
 use super::exactly_once::{OffsetTable, next_offsets};
-use super::{Stop, TaskContext, until_done};
+use super::{Stop, TaskContext, closing_time, until_done};
 
 /// Where a sink task writes.
 pub enum Destination {
@@ -107,6 +107,7 @@ impl SinkTask {
             plugin_config,
             engine,
             grants,
+            runtime_topics: _,
             status,
             shutdown,
             paused: pause,
@@ -157,7 +158,7 @@ impl SinkTask {
             instance.close().await;
         }
         self.chain.close().await;
-        self.commit();
+        let closed = self.close_consumer();
         match outcome {
             Ok(()) => {
                 tracing::info!(connector = %self.identity.connector, task = self.identity.task, "sink task stopped");
@@ -168,8 +169,35 @@ impl SinkTask {
                 self.status.failed(trace);
             }
         }
-        let consumer = self.consumer;
-        tokio::task::block_in_place(move || drop(consumer));
+        closed.await;
+    }
+
+    /// Commits the stored offsets and closes the consumer (which leaves the group, committing
+    /// again as its partitions are revoked), on a blocking thread, for at most the closing
+    /// share of the grace period ([`closing_time`]): a broker out of reach cannot hold the task,
+    /// and so the daemon's shutdown, past it. An abandoned commit loses nothing: the records
+    /// it covered are read again after a restart (at-least-once). The returned future waits for
+    /// the close within that bound; the task's status can be reported meanwhile.
+    fn close_consumer(&mut self) -> impl Future<Output = ()> + use<> {
+        let consumer = self.consumer.clone();
+        let connector = self.identity.connector.clone();
+        let bound = closing_time(self.grace);
+        let closing = tokio::task::spawn_blocking(move || {
+            commit(&consumer, &connector);
+            drop(consumer);
+        });
+        let started = Instant::now();
+        let connector = self.identity.connector.clone();
+        async move {
+            if tokio::time::timeout_at(started + bound, closing)
+                .await
+                .is_err()
+            {
+                tracing::warn!(%connector, "the final offset commit and the consumer's close \
+                    did not finish within {bound:?} (Kafka out of reach?); abandoned: what they \
+                    covered is read again after a restart");
+            }
+        }
     }
 
     /// Creates the dead-letter topic if there is one and it is missing, and, in exactly-once
@@ -195,7 +223,7 @@ impl SinkTask {
                         .await
                         .map_err(|e| format!("exactly_once table: {e}"))?;
                 }
-                Ok::<(), String>(())
+                Ok::<(), super::SetUpError>(())
             },
         )
         .await
@@ -234,7 +262,7 @@ impl SinkTask {
         // Drain: write what is buffered, within the grace period; what does not make it is
         // simply not committed and is read again after a restart.
         intake.seal();
-        let grace = self.grace;
+        let grace = self.grace - closing_time(self.grace);
         let drain = async {
             while let Some(batch) = intake.ready.pop_front() {
                 self.deliver(instance, &mut intake, &batch).await?;
@@ -275,6 +303,11 @@ impl SinkTask {
                 .map_err(Stop::Failed)?;
             if !chained.rejected.is_empty() {
                 self.transform_rejected(batch, &chained.rejected).await?;
+                if self.config.errors.tolerance == Tolerance::None {
+                    return self
+                        .stop_at_transform_reject(instance, intake, batch, &chained)
+                        .await;
+                }
             }
             Write {
                 inputs: batch,
@@ -283,16 +316,58 @@ impl SinkTask {
             }
         };
         if write.outputs.is_empty() {
-            self.handled(&mut intake.tracker, batch);
-            return Ok(());
+            return self.settle_offsets(intake, batch, None).await;
         }
         let result = self.write_until_done(instance, intake, &write).await;
         self.resume_assignment();
         result
     }
 
-    /// Inputs a transform could not handle: dead-lettered with `tolerance: all`; otherwise
-    /// the task fails naming them, before anything of the batch is written or stored.
+    /// `tolerance: none` and a transform rejected inputs: what the batch holds before the
+    /// first rejected input is written and settled, as the plugin's own rejects are, then the
+    /// task fails naming the rejected inputs; a restart resumes at the first of them.
+    async fn stop_at_transform_reject(
+        &mut self,
+        instance: &mut Option<SinkInstance>,
+        intake: &mut Intake,
+        batch: &[Record],
+        chained: &Chained,
+    ) -> Result<(), Stop> {
+        let first = chained.rejected[0].0;
+        // Outputs come in input order (the chain refuses any other answer).
+        let kept = chained.origins.partition_point(|&origin| origin < first);
+        let before = Write {
+            inputs: &batch[..first],
+            outputs: &chained.outputs[..kept],
+            origins: Some(&chained.origins[..kept]),
+        };
+        if before.outputs.is_empty() {
+            self.settle_offsets(intake, before.inputs, None).await?;
+        } else {
+            let written = self.write_until_done(instance, intake, &before).await;
+            self.resume_assignment();
+            written?;
+        }
+        let reasons: Vec<String> = chained
+            .rejected
+            .iter()
+            .map(|(_, step, reason)| format!("transforms[{step}]: {reason}"))
+            .collect();
+        let trace = refusals::describe(
+            chained
+                .rejected
+                .iter()
+                .zip(&reasons)
+                .map(|((i, _, _), reason)| (&batch[*i], reason.as_str())),
+        );
+        Err(Stop::Failed(format!(
+            "a transform rejected {} record(s): {trace}",
+            chained.rejected.len()
+        )))
+    }
+
+    /// Counts the inputs a transform could not handle and, with `tolerance: all`,
+    /// dead-letters them.
     async fn transform_rejected(
         &mut self,
         batch: &[Record],
@@ -301,17 +376,7 @@ impl SinkTask {
         self.status
             .count(Counter::RecordsRejectedByTransforms, rejected.len());
         if self.config.errors.tolerance == Tolerance::None {
-            let details: Vec<String> = rejected
-                .iter()
-                .map(|(i, step, reason)| {
-                    format!("{}: transforms[{step}]: {reason}", batch[*i].locator())
-                })
-                .collect();
-            return Err(Stop::Failed(format!(
-                "a transform rejected {} record(s): {}",
-                rejected.len(),
-                details.join("; ")
-            )));
+            return Ok(());
         }
         let failures: Vec<Failure<'_>> = rejected
             .iter()
@@ -453,6 +518,26 @@ impl SinkTask {
         }
     }
 
+    /// Settles `inputs`, every one of them written, dead-lettered or filtered out: in
+    /// exactly-once mode their offsets are committed to the offsets table first (with `tx`,
+    /// the plugin's writes, if any), then the watermark is stored for the group commit. A
+    /// group offset is therefore never ahead of the offsets table.
+    async fn settle_offsets(
+        &mut self,
+        intake: &mut Intake,
+        inputs: &[Record],
+        tx: Option<Transaction<'static, Postgres>>,
+    ) -> Result<(), Stop> {
+        if let Some(table) = &self.exactly_once {
+            table
+                .commit(tx, &next_offsets(inputs))
+                .await
+                .map_err(Stop::Failed)?;
+        }
+        self.handled(&mut intake.tracker, inputs);
+        Ok(())
+    }
+
     /// Marks every record of `batch` handled and stores the moved watermarks.
     fn handled(&self, tracker: &mut OffsetTracker, batch: &[Record]) {
         for record in batch {
@@ -496,14 +581,7 @@ impl SinkTask {
             })
             .collect();
         self.dead_letter(&failures).await?;
-        if let Some(table) = &self.exactly_once {
-            table
-                .commit(None, &next_offsets(write.inputs))
-                .await
-                .map_err(Stop::Failed)?;
-        }
-        self.handled(&mut intake.tracker, write.inputs);
-        Ok(())
+        self.settle_offsets(intake, write.inputs, None).await
     }
 
     /// The plugin rejected some records and wrote the others. With `tolerance: all` the
@@ -529,9 +607,9 @@ impl SinkTask {
             )));
         }
         self.status.count(Counter::RecordsRejected, rejected.len());
-        self.status
-            .count(Counter::RecordsWritten, batch.len() - rejected.len());
+        let others = batch.len() - rejected.len();
         if self.config.errors.tolerance == Tolerance::All {
+            self.status.count(Counter::RecordsWritten, others);
             let failures: Vec<Failure<'_>> = rejected
                 .iter()
                 .map(|r| Failure {
@@ -543,29 +621,28 @@ impl SinkTask {
                 })
                 .collect();
             self.dead_letter(&failures).await?;
-            if let Some(table) = &self.exactly_once {
-                let tx = self.pending.take();
-                table
-                    .commit(tx, &next_offsets(write.inputs))
-                    .await
-                    .map_err(Stop::Failed)?;
-            }
-            self.handled(&mut intake.tracker, write.inputs);
-            return Ok(());
+            let tx = self.pending.take();
+            return self.settle_offsets(intake, write.inputs, tx).await;
         }
-        // Exactly-once: nothing of the batch commits (the rest is written again after the fix).
-        self.pending = None;
-        // Offsets stop at the input of the first rejected output.
-        let first_input = write.origin(first);
-        self.handled(&mut intake.tracker, &write.inputs[..first_input]);
-        let details: Vec<String> = rejected
-            .iter()
-            .map(|r| format!("{}: {}", write.input(r.index as usize).locator(), r.reason))
-            .collect();
+        if self.exactly_once.is_some() {
+            // Nothing of the batch commits (all of it is written again after the fix), and
+            // no group offset is stored: the offsets table is the only truth, and a group
+            // offset it does not hold would be where a restart resumes.
+            self.pending = None;
+        } else {
+            // The others are written; offsets stop at the input of the first rejected output.
+            self.status.count(Counter::RecordsWritten, others);
+            let first_input = write.origin(first);
+            self.handled(&mut intake.tracker, &write.inputs[..first_input]);
+        }
+        let trace = refusals::describe(
+            rejected
+                .iter()
+                .map(|r| (write.input(r.index as usize), r.reason.as_str())),
+        );
         Err(Stop::Failed(format!(
-            "plugin rejected {} record(s): {}",
-            rejected.len(),
-            details.join("; ")
+            "plugin rejected {} record(s): {trace}",
+            rejected.len()
         )))
     }
 
@@ -716,15 +793,13 @@ impl SinkTask {
             tracing::debug!(connector = %self.identity.connector, "storing offsets {offsets:?}: {e}");
         }
     }
+}
 
-    fn commit(&self) {
-        match tokio::task::block_in_place(|| self.consumer.commit_consumer_state(CommitMode::Sync))
-        {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                tracing::warn!(connector = %self.identity.connector, "final offset commit failed: {e}")
-            }
-        }
+/// Commits what `consumer` stored, synchronously: blocks until Kafka answers.
+fn commit(consumer: &SinkConsumer, connector: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(%connector, "final offset commit failed: {e}"),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
 use crate::worker::{Call, Counter, TaskReporter};
 
 use super::chain::Chain;
-use super::{Stop, TaskContext, until_done};
+use super::{SetUpError, Stop, TaskContext, until_done};
 
 /// How soon a refused position write is tried again.
 const FLUSH_RETRY: Duration = Duration::from_secs(1);
@@ -46,6 +46,8 @@ pub struct SourceTask {
     store: PositionStore,
     chain: Chain,
     dead_letters: Option<DeadLetterQueue>,
+    /// Topics a record may not name (see [`TaskContext::runtime_topics`]).
+    runtime_topics: Arc<[String]>,
     status: TaskReporter,
     shutdown: CancellationToken,
     /// `true` while the connector is paused: the plugin is not polled.
@@ -105,6 +107,7 @@ impl SourceTask {
             plugin_config,
             engine,
             grants,
+            runtime_topics,
             status,
             shutdown,
             paused: pause,
@@ -124,6 +127,7 @@ impl SourceTask {
             store,
             chain,
             dead_letters,
+            runtime_topics,
             status,
             shutdown,
             pause,
@@ -185,14 +189,11 @@ impl SourceTask {
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                self.store
-                    .ensure_topic(&self.kafka)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.store.ensure_topic(&self.kafka).await?;
                 self.store
                     .load(&self.kafka)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| SetUpError::Transient(e.to_string()))
             },
         )
         .await?;
@@ -513,6 +514,13 @@ impl SourceTask {
                 "the record of source partition {partition:?} at position {position:?} names no topic, and the connector has no `topic`"
             )));
         };
+        if self.runtime_topics.iter().any(|t| t == topic) {
+            return Err(Stop::Failed(format!(
+                "the record of source partition {partition:?} at position {position:?} names topic \
+                 {topic}, where the runtime keeps its own records (source positions, dead \
+                 letters); no connector may write there"
+            )));
+        }
         let seq = progress.tracker.handed_over(&partition, position, bytes);
         let mut message: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
             BaseRecord::with_opaque_to(topic, Box::new(Delivery::Record(seq)));

@@ -743,6 +743,25 @@ impl Worker {
     }
 
     /// What task 0 of `connector` runs with: its identity, config and grants.
+    /// The topics the runtime keeps its own records in, which no connector may write to: the
+    /// offsets topic and every dead-letter topic of the file's connectors and of `connector`.
+    fn runtime_topics(&self, connector: &ConnectorConfig) -> Arc<[String]> {
+        let mut topics = vec![self.config.kafka.offsets_topic.name.clone()];
+        let dead_letters = self
+            .config
+            .connectors
+            .iter()
+            .chain([connector])
+            .filter_map(|c| c.errors.dead_letter_topic.as_ref())
+            .map(|d| d.name.clone());
+        for topic in dead_letters {
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        topics.into()
+    }
+
     fn task_context(
         &self,
         connector: &ConnectorConfig,
@@ -768,6 +787,7 @@ impl Worker {
                 http: Arc::new(http),
                 replay: None,
             },
+            runtime_topics: self.runtime_topics(connector),
             status: self.status.reporter(&connector.name, 0),
             shutdown: running.shutdown.child_token(),
             paused: running.pause.subscribe(),

@@ -402,3 +402,44 @@ async fn sigterm_with_the_broker_gone_exits_within_the_grace_period() -> anyhow:
     drop(pg);
     Ok(())
 }
+
+/// Hole g: a record may not name a topic the runtime keeps its own records in. A source whose
+/// records are routed (here by a transform, as a remote API's field could) into the offsets
+/// topic would forge positions; the task fails naming the topic, and nothing lands there but
+/// the runtime's positions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_record_routed_into_the_offsets_topic_fails_the_task_and_forges_nothing()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, name) = (unique("out"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    let route = paths::plugin("transform-route")?.display().to_string();
+    let connector = crate::common::source(
+        &name,
+        &topic,
+        &paths::plugin("source-datagen")?,
+        &format!(
+            "transforms:\n  - plugin: {route}\n    config: {{ regex: \"^.*$\", replacement: wasmconnect-offsets }}"
+        ),
+        "rate: 0\ncount: 10",
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("names topic wasmconnect-offsets") && trace.contains("no connector may"),
+        "{trace}"
+    );
+    for record in broker.read_all("wasmconnect-offsets").await? {
+        let value: serde_json::Value =
+            serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
+        assert!(
+            value.is_null()
+                || value
+                    .as_object()
+                    .is_some_and(|o| o.len() == 1 && o.contains_key("position")),
+            "only positions in the offsets topic: {value}"
+        );
+    }
+    Ok(())
+}
