@@ -253,12 +253,12 @@ async fn a_transform_answering_out_of_input_order_fails_the_source_instead_of_lo
     let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
     let (topic, name) = (unique("out"), unique("gen"));
     broker.create_topic(&topic, 1).await?;
-    let reorder = paths::plugin("transform-reorder")?.display().to_string();
+    let reorder = paths::plugin("transform-misbehave")?.display().to_string();
     let connector = crate::common::source(
         &name,
         &topic,
         &paths::plugin("source-datagen")?,
-        &format!("transforms:\n  - plugin: {reorder}\n    config: {{}}"),
+        &format!("transforms:\n  - plugin: {reorder}\n    config: {{ reverse: true }}"),
         "rate: 0\ncount: 50",
     );
     let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
@@ -441,5 +441,196 @@ async fn a_source_record_routed_into_the_offsets_topic_fails_the_task_and_forges
             "only positions in the offsets topic: {value}"
         );
     }
+    Ok(())
+}
+
+/// Hole j: `limits.call_timeout_ms` bounds a plugin call with the host calls it makes. A
+/// statement that outlasts it (100 s, against a call deadline of 2 s and a statement timeout
+/// of 10 min) is cut at the call deadline: three such calls fail the task within seconds.
+/// Before, each call waited for the statement, and the task was still on its second one when
+/// this test gave up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_call_deadline_cuts_a_call_waiting_in_a_host_call() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, name) = (unique("in"), unique("sink"));
+    broker.create_topic(&topic, 1).await?;
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        "{}",
+    );
+    let config = config(&broker, &pg, &connector).replace(
+        "    pool_size: 4\n",
+        "    pool_size: 4\n    statement_timeout_ms: 600000\n",
+    );
+    let daemon = Daemon::start(&config)?;
+    let sleep = "exec:main:SELECT pg_sleep(100)".as_bytes().to_vec();
+    broker.produce(&topic, &[(None, Some(sleep))]).await?;
+
+    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("trapped 3 times") && trace.contains("limits.call_timeout_ms (2000 ms)"),
+        "{trace}"
+    );
+    Ok(())
+}
+
+/// Hole d: a connector replaced while its task is in a long write. The new instance starts
+/// only once the old task has finished (here: committed the slow batch), so in exactly-once
+/// mode no row is written twice; before, the new one started after the grace period plus 5 s
+/// and wrote the batch again beside the old one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connector_replaced_mid_write_in_exactly_once_mode_writes_no_row_twice()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, offsets, name) = (
+        unique("in"),
+        unique("t"),
+        unique("eos_offsets"),
+        unique("eos"),
+    );
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!("CREATE TABLE {table} (id int)"))
+        .await?;
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        "{}",
+    )
+    .replace("call_timeout_ms: 2000", "call_timeout_ms: 30000")
+    .replace(
+        "    grants:\n",
+        &format!("    exactly_once: {{ database: main, table: {offsets} }}\n    grants:\n"),
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    // Longer than the grace period and its 5 s margin (10 s), and than max.poll.interval.ms
+    // (10 s), so that the group hands the partition to a new instance while this write runs.
+    let slow = format!("exec:main:INSERT INTO {table} SELECT 1 FROM pg_sleep(25)");
+    broker
+        .produce(&topic, &[(None, Some(slow.into_bytes()))])
+        .await?;
+    wait_count(
+        &pg,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO {table} %' AND state = 'active'"
+        ),
+        1,
+    )
+    .await?;
+
+    let (code, body) = api_call(
+        &daemon,
+        reqwest::Method::PATCH,
+        &format!("/connectors/{name}/config"),
+        json!({ "config": { "note": "replaced mid-write" } }),
+    )
+    .await?;
+    assert!(code.is_success(), "{code}: {body}");
+    let fast = format!("exec:main:INSERT INTO {table} VALUES (2)");
+    broker
+        .produce(&topic, &[(None, Some(fast.into_bytes()))])
+        .await?;
+    // Once the second record is in, whatever the new instance wrote of the first is too.
+    if let Err(e) = wait_count(
+        &pg,
+        &format!("SELECT count(*) FROM {table} WHERE id = 2"),
+        1,
+    )
+    .await
+    {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    let slow_rows = pg
+        .count(&format!("SELECT count(*) FROM {table} WHERE id = 1"))
+        .await?;
+    assert_eq!(slow_rows, 1, "the slow record's row exactly once");
+    Ok(())
+}
+
+/// One call of the daemon's admin API with a JSON body: (status, body).
+async fn api_call(
+    daemon: &Daemon,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<(reqwest::StatusCode, String)> {
+    let response = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", daemon.admin))
+        .json(&body)
+        .send()
+        .await?;
+    Ok((response.status(), response.text().await?))
+}
+
+/// Hole m: what a kill makes a sink write again is bounded by its batches, not by
+/// `auto.commit.interval.ms`: every settled batch asks for a commit at once. Run with
+/// librdkafka's default interval (5 s), the records written but not committed at the kill
+/// must stay under ten batches (`batch.max_records` 500); before, they were seconds' worth.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_interval()
+-> anyhow::Result<()> {
+    let p = crate::common::Pipeline::new("killed", 1, "seq bigint NOT NULL, payload text").await?;
+    let n: i64 = 100_000;
+    let payload = "x".repeat(60);
+    let records: Vec<_> = (0..n)
+        .map(|seq| (None, json(json!({"seq": seq, "payload": payload}))))
+        .collect();
+    p.broker.produce(&p.topic, &records).await?;
+    let name = unique("sink");
+    let config = config(&p.broker, &p.pg, &p.sink_sql(&name, "")?).replace(
+        "auto.commit.interval.ms: 200",
+        "auto.commit.interval.ms: 5000",
+    );
+    let mut daemon = Daemon::start(&config)?;
+    wait_count(&p.pg, &format!("SELECT count(*) FROM {}", p.table), n / 2).await?;
+    daemon.kill()?;
+    let written =
+        p.pg.count(&format!("SELECT count(*) FROM {}", p.table))
+            .await?;
+    let committed = p.broker.committed(&name, &p.topic, 0).await?.unwrap_or(0);
+    let uncommitted = written - committed;
+    println!(
+        "kill -9 at {written} rows written: {committed} committed, {uncommitted} to write again"
+    );
+    assert!(
+        uncommitted <= 10 * 500,
+        "{uncommitted} records written but not committed at the kill"
+    );
+    Ok(())
+}
+
+/// Hole k: a fan-out transform on a source can hand over more records than `in_flight`
+/// bounds the polls to, past what the producer's queue holds (`in_flight.max_records` +
+/// 100,000). Before, librdkafka's QueueFull failed the task; now the task waits for room.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_fanning_out_past_the_producer_queue_waits_for_room_and_loses_nothing()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, name) = (unique("out"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    let fan_out = paths::plugin("transform-misbehave")?.display().to_string();
+    let connector = crate::common::source(
+        &name,
+        &topic,
+        &paths::plugin("source-datagen")?,
+        &format!(
+            "in_flight: {{ max_records: 200 }}\ntransforms:\n  - plugin: {fan_out}\n    config: {{ copies: 1000 }}"
+        ),
+        "rate: 0\ncount: 200",
+    )
+    .replace("batch: { max_records: 500 }", "batch: { max_records: 200 }")
+    .replace("memory_mb: 64", "memory_mb: 1024");
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    // One poll of 200 records becomes 200,000: twice what the queue holds.
+    if let Err(e) = crate::common::wait_for_records(&broker, &topic, 200_000, LONG).await {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     Ok(())
 }
