@@ -61,7 +61,7 @@ impl<G> Live<G> {
             .map_err(|e| trap(e, &limits))?;
         let guest = load(&mut store, &instance).map_err(|e| trap(e, &limits))?;
         store.set_epoch_deadline(deadline_ticks);
-        let task = outcome(open(&mut store, &guest).await, &limits)?;
+        let task = outcome(within(&limits, open(&mut store, &guest)).await, &limits)?;
         Ok(Live {
             store,
             guest,
@@ -71,8 +71,14 @@ impl<G> Live<G> {
         })
     }
 
+    /// The task's limits: [`within`] bounds a call with them.
+    pub(super) fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Arms the call deadline and hands out what a call needs: the store, the guest and the
-    /// task resource.
+    /// task resource. The call itself goes through [`within`], so that the time it spends in
+    /// host calls counts too.
     pub(super) fn arm(&mut self) -> (&mut Store<TaskState>, &G, ResourceAny) {
         self.store.set_epoch_deadline(self.deadline_ticks);
         (&mut self.store, &self.guest, self.task)
@@ -116,6 +122,22 @@ pub(super) fn fresh_store(at: Placement<'_>) -> (Store<TaskState>, u64) {
     store.set_epoch_deadline(deadline_ticks);
     store.epoch_deadline_trap();
     (store, deadline_ticks)
+}
+
+/// Runs one plugin call for at most `limits.call_timeout_ms`, the host calls it makes (a slow
+/// statement, a slow HTTP reply) included: the epoch deadline interrupts guest code that
+/// runs too long, but only when the guest runs, so a call waiting in a host call is cut here,
+/// as an interrupt. A call cut off leaves its store mid-call: like after any trap, the
+/// instance is dropped.
+pub(super) async fn within<T>(
+    limits: &Limits,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let limit = std::time::Duration::from_millis(limits.call_timeout_ms);
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+    }
 }
 
 fn outcome<T>(

@@ -6,7 +6,7 @@ use wasmtime::Engine;
 use wasmtime::component::InstancePre;
 
 use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
-use super::call::{CallError, Live, Placement};
+use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
 use super::capability::sql::HeldTransaction;
 use super::convert::{WitHeaders, wit_records};
@@ -67,8 +67,9 @@ impl SinkInstance {
     pub async fn write(&mut self, records: &[Record]) -> Result<(), CallError> {
         let headers = WitHeaders::of(records);
         let batch = wit_records(records, &headers);
+        let limits = self.live.limits();
         let (store, guest, task) = self.live.arm();
-        let result = guest.sink_task().call_write(store, task, &batch).await;
+        let result = within(&limits, guest.sink_task().call_write(store, task, &batch)).await;
         self.live.outcome(result)
     }
 

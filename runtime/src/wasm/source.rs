@@ -6,7 +6,7 @@ use wasmtime::Engine;
 use wasmtime::component::InstancePre;
 
 use super::bindings::exports::wasmconnect::plugin::source as wit_source;
-use super::call::{CallError, Live, Placement};
+use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
 use super::convert::from_wit_headers;
 use super::state::{TaskIdentity, TaskState};
@@ -70,8 +70,9 @@ impl SourceInstance {
     /// Calls the plugin's `poll(max)` under the call deadline and memory cap. The plugin's
     /// answer is returned as it is; the caller checks it against `max`.
     pub async fn poll(&mut self, max: u32) -> Result<Vec<SourceRecord>, CallError> {
+        let limits = self.live.limits();
         let (store, guest, task) = self.live.arm();
-        let result = guest.source_task().call_poll(store, task, max).await;
+        let result = within(&limits, guest.source_task().call_poll(store, task, max)).await;
         let records = self.live.outcome(result)?;
         Ok(records.into_iter().map(from_wit_record).collect())
     }
@@ -79,11 +80,13 @@ impl SourceInstance {
     /// Tells the plugin these positions are stored, as (source partition, position) pairs.
     pub async fn commit(&mut self, positions: &[(String, String)]) -> Result<(), CallError> {
         let positions = to_wit_positions(positions);
+        let limits = self.live.limits();
         let (store, guest, task) = self.live.arm();
-        let result = guest
-            .source_task()
-            .call_commit(store, task, &positions)
-            .await;
+        let result = within(
+            &limits,
+            guest.source_task().call_commit(store, task, &positions),
+        )
+        .await;
         self.live.outcome(result)
     }
 

@@ -6,7 +6,7 @@ use wasmtime::Engine;
 use wasmtime::component::InstancePre;
 
 use super::bindings::exports::wasmconnect::plugin::transform as wit_transform;
-use super::call::{CallError, Live, Placement};
+use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
 use super::convert::{WitHeaders, from_wit_record, wit_records};
 use super::state::{TaskIdentity, TaskState};
@@ -77,8 +77,13 @@ impl TransformInstance {
     pub async fn apply(&mut self, records: &[Record]) -> Result<Transformed, CallError> {
         let headers = WitHeaders::of(records);
         let batch = wit_records(records, &headers);
+        let limits = self.live.limits();
         let (store, guest, task) = self.live.arm();
-        let result = guest.transform_task().call_apply(store, task, &batch).await;
+        let result = within(
+            &limits,
+            guest.transform_task().call_apply(store, task, &batch),
+        )
+        .await;
         let output = self.live.outcome(result)?;
         let bad_index = output
             .records
