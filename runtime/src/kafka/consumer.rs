@@ -1,6 +1,7 @@
 //! The consumer a sink task reads with.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +27,9 @@ pub type Revoked = Vec<(String, i32)>;
 pub type ResumeOffsets = Arc<Mutex<HashMap<(String, i32), i64>>>;
 
 /// A consumer in the connector's group whose offsets are stored only by the task (never
-/// automatically on read) and committed periodically, synchronously on revoke and on close.
+/// automatically on read) and committed as soon as the task settles them (see
+/// [`SinkContext::commit_soon`]), periodically as a fallback, synchronously on revoke and on
+/// close.
 pub type SinkConsumer = StreamConsumer<SinkContext>;
 
 /// Rebalance hooks: commit what was stored before partitions go, then tell the task which
@@ -37,6 +40,35 @@ pub struct SinkContext {
     resume: Option<ResumeOffsets>,
     /// Where commit outcomes are counted.
     status: TaskReporter,
+    /// Whether a commit the task asked for is on its way.
+    committing: AtomicBool,
+}
+
+impl SinkContext {
+    /// Commits what `consumer` has stored, on a blocking thread (a commit waits for the
+    /// broker's answer), unless a commit asked for here is still on its way: then what is
+    /// stored now goes with the next one (the task's next settled batch, or the periodic
+    /// commit). So what a kill makes the sink write again is the batch in hand plus what was
+    /// settled during one commit's round trip, not `auto.commit.interval.ms` worth of records.
+    /// (An asynchronous commit would not do: librdkafka reports its outcome on a queue this
+    /// consumer does not serve, so nothing would say when it is no longer on its way.)
+    pub fn commit_soon(consumer: &Arc<SinkConsumer>) {
+        if consumer.context().committing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let consumer = consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = consumer.commit_consumer_state(CommitMode::Sync);
+            let context = consumer.context();
+            context.committing.store(false, Ordering::Release);
+            match result {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    tracing::debug!(connector = %context.connector, "committing settled offsets: {e}")
+                }
+            }
+        });
+    }
 }
 
 impl ClientContext for SinkContext {}
@@ -218,6 +250,7 @@ pub fn sink_consumer(
         revoked: tx,
         resume,
         status,
+        committing: AtomicBool::new(false),
     };
     let consumer: SinkConsumer = config.create_with_context(context)?;
     let topics: Vec<&str> = connector.topics.iter().map(String::as_str).collect();

@@ -11,7 +11,9 @@ mod producer;
 mod topic_writer;
 
 pub use admin::TopicError;
-pub use consumer::{LAG_INTERVAL, ResumeOffsets, Revoked, SinkConsumer, lags, sink_consumer};
+pub use consumer::{
+    LAG_INTERVAL, ResumeOffsets, Revoked, SinkConsumer, SinkContext, lags, sink_consumer,
+};
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
 pub use positions::{PositionStore, PositionStoreError};

@@ -18,14 +18,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record, refusals};
 use crate::kafka::{
-    DeadLetterQueue, Failure, LAG_INTERVAL, Revoked, SinkConsumer, Stage, TopicWriter, lags,
+    DeadLetterQueue, Failure, LAG_INTERVAL, Revoked, SinkConsumer, SinkContext, Stage, TopicWriter,
+    lags,
 };
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
 use crate::worker::{Call, Counter, TaskReporter};
 
 use super::chain::{Chain, Chained};
-use super::exactly_once::{OffsetTable, next_offsets};
+use super::exactly_once::{CommitError, OffsetTable, spans};
 use super::{Stop, TaskContext, closing_time, until_done};
 
 /// Where a sink task writes.
@@ -158,7 +159,7 @@ impl SinkTask {
             instance.close().await;
         }
         self.chain.close().await;
-        let closed = self.close_consumer();
+        let closed = close_consumer(self.consumer, &self.identity.connector, self.grace);
         match outcome {
             Ok(()) => {
                 tracing::info!(connector = %self.identity.connector, task = self.identity.task, "sink task stopped");
@@ -170,34 +171,6 @@ impl SinkTask {
             }
         }
         closed.await;
-    }
-
-    /// Commits the stored offsets and closes the consumer (which leaves the group, committing
-    /// again as its partitions are revoked), on a blocking thread, for at most the closing
-    /// share of the grace period ([`closing_time`]): a broker out of reach cannot hold the task,
-    /// and so the daemon's shutdown, past it. An abandoned commit loses nothing: the records
-    /// it covered are read again after a restart (at-least-once). The returned future waits for
-    /// the close within that bound; the task's status can be reported meanwhile.
-    fn close_consumer(&mut self) -> impl Future<Output = ()> + use<> {
-        let consumer = self.consumer.clone();
-        let connector = self.identity.connector.clone();
-        let bound = closing_time(self.grace);
-        let closing = tokio::task::spawn_blocking(move || {
-            commit(&consumer, &connector);
-            drop(consumer);
-        });
-        let started = Instant::now();
-        let connector = self.identity.connector.clone();
-        async move {
-            if tokio::time::timeout_at(started + bound, closing)
-                .await
-                .is_err()
-            {
-                tracing::warn!(%connector, "the final offset commit and the consumer's close \
-                    did not finish within {bound:?} (Kafka out of reach?); abandoned: what they \
-                    covered is read again after a restart");
-            }
-        }
     }
 
     /// Creates the dead-letter topic if there is one and it is missing, and, in exactly-once
@@ -502,14 +475,18 @@ impl SinkTask {
         verify: bool,
     ) -> Result<(), CallError> {
         let table = self.exactly_once.as_ref().expect("exactly-once mode");
-        let offsets = next_offsets(write.inputs);
+        let offsets = spans(write.inputs);
         let retry = |e: String| CallError::Plugin(PluginError::Retry(e));
         if verify && table.committed(&offsets).await.map_err(retry)? {
             return Ok(());
         }
         let (result, tx) = live.write_held(write.outputs, table.database()).await;
         match result {
-            Ok(()) => table.commit(tx, &offsets).await.map_err(retry),
+            Ok(()) => table.commit(tx, &offsets).await.map_err(|e| match e {
+                CommitError::Failed(e) => retry(e),
+                // Not the plugin's doing, but as final: a restart resumes from the table.
+                CommitError::Fenced(e) => CallError::Plugin(PluginError::Fatal(e)),
+            }),
             Err(e @ CallError::Plugin(PluginError::Reject(_))) => {
                 self.pending = tx;
                 Err(e)
@@ -530,9 +507,9 @@ impl SinkTask {
     ) -> Result<(), Stop> {
         if let Some(table) = &self.exactly_once {
             table
-                .commit(tx, &next_offsets(inputs))
+                .commit(tx, &spans(inputs))
                 .await
-                .map_err(Stop::Failed)?;
+                .map_err(|e| Stop::Failed(e.to_string()))?;
         }
         self.handled(&mut intake.tracker, inputs);
         Ok(())
@@ -777,7 +754,7 @@ impl SinkTask {
         }
     }
 
-    /// Stores the moved watermarks (next offset to read) for the next commit.
+    /// Stores the moved watermarks (next offset to read) and asks for a commit of them soon.
     fn store_offsets(&self, tracker: &mut OffsetTracker) {
         let mut offsets = TopicPartitionList::new();
         for (topic, partition, next) in tracker.committable() {
@@ -788,9 +765,45 @@ impl SinkTask {
         if offsets.count() == 0 {
             return;
         }
-        if let Err(e) = self.consumer.store_offsets(&offsets) {
+        match self.consumer.store_offsets(&offsets) {
+            Ok(()) => SinkContext::commit_soon(&self.consumer),
             // A partition was revoked meanwhile; its new owner re-reads from the last commit.
-            tracing::debug!(connector = %self.identity.connector, "storing offsets {offsets:?}: {e}");
+            Err(e) => {
+                tracing::debug!(connector = %self.identity.connector, "storing offsets {offsets:?}: {e}")
+            }
+        }
+    }
+}
+
+/// Commits the stored offsets and closes the consumer (which leaves the group, committing
+/// again as its partitions are revoked), on a blocking thread, for at most the closing share
+/// of the grace period ([`closing_time`]): a broker out of reach cannot hold the task, and so
+/// the daemon's shutdown, past it. An abandoned commit loses nothing: the records it covered
+/// are read again after a restart (at-least-once). Takes the task's handle of the consumer, so
+/// that the close happens there (or in whichever blocking thread drops the last handle), never
+/// on an async worker. The returned future waits for the close within that bound; the task's
+/// status can be reported meanwhile.
+fn close_consumer(
+    consumer: Arc<SinkConsumer>,
+    connector: &str,
+    grace: Duration,
+) -> impl Future<Output = ()> + use<> {
+    let bound = closing_time(grace);
+    let name = connector.to_owned();
+    let closing = tokio::task::spawn_blocking(move || {
+        commit(&consumer, &name);
+        drop(consumer);
+    });
+    let started = Instant::now();
+    let connector = connector.to_owned();
+    async move {
+        if tokio::time::timeout_at(started + bound, closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%connector, "the final offset commit and the consumer's close did not \
+                finish within {bound:?} (Kafka out of reach?); abandoned: what they covered is \
+                read again after a restart");
         }
     }
 }

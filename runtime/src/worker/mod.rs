@@ -289,16 +289,22 @@ impl Worker {
     }
 
     /// Stops the tasks of a connector and takes it out of the running set; returns its config
-    /// and target state.
+    /// and target state once every task has finished: nothing that comes next (a new instance,
+    /// an offsets change) runs beside a task still writing or committing. A task's stop is
+    /// bounded (its drain and last commit by the grace period, a plugin call by
+    /// `limits.call_timeout_ms`), so this wait is too.
     async fn halt(&self, name: &str) -> Option<(ConnectorConfig, Target)> {
         let running = self.running.lock().expect("running lock").remove(name)?;
         running.shutdown.cancel();
         running.tasks.close();
-        if tokio::time::timeout(self.grace() + Duration::from_secs(5), running.tasks.wait())
+        let finished = running.tasks.wait();
+        tokio::pin!(finished);
+        if tokio::time::timeout(self.grace() + Duration::from_secs(5), &mut finished)
             .await
             .is_err()
         {
-            tracing::warn!(connector = %name, "stopped before its tasks finished within worker.shutdown_grace_ms");
+            tracing::warn!(connector = %name, "its tasks are still finishing past worker.shutdown_grace_ms (a plugin call in progress?); waiting for them before anything takes their place");
+            finished.await;
         }
         Some((running.config, running.target))
     }

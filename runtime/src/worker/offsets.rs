@@ -210,8 +210,15 @@ impl Worker {
     }
 
     /// The config of a connector whose offsets may change: it must be STOPPED.
+    /// The config of a connector that is STOPPED and whose tasks have all finished.
     fn stopped(&self, name: &str) -> Result<ConnectorConfig, Refused> {
-        if self.target(name)? != Target::Stopped {
+        let tasks_gone = self
+            .running
+            .lock()
+            .expect("running lock")
+            .get(name)
+            .is_some_and(|r| r.tasks.is_empty());
+        if self.target(name)? != Target::Stopped || !tasks_gone {
             return Err(Refused::NotStopped(name.to_owned()));
         }
         self.connector_config(name)
