@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::BaseRecord;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
@@ -23,6 +24,8 @@ use super::{SetUpError, Stop, TaskContext, until_done};
 
 /// How soon a refused position write is tried again.
 const FLUSH_RETRY: Duration = Duration::from_secs(1);
+/// How often a record waiting for room in a full producer queue tries again.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(5);
 
 /// One task of a source connector.
 ///
@@ -321,7 +324,7 @@ impl SourceTask {
                 }
                 if self.chain.is_empty() {
                     for record in records {
-                        self.hand_over(record, progress)?;
+                        self.hand_over(record, progress).await?;
                     }
                 } else {
                     self.transform_and_hand_over(records, progress).await?;
@@ -434,7 +437,8 @@ impl SourceTask {
                         headers: output.headers,
                     },
                     progress,
-                )?;
+                )
+                .await?;
             }
             if !any {
                 let seq = progress
@@ -497,8 +501,14 @@ impl SourceTask {
         Ok(())
     }
 
-    /// Hands one record to the producer and the tracker.
-    fn hand_over(&mut self, record: SourceRecord, progress: &mut Progress) -> Result<(), Stop> {
+    /// Hands one record to the producer and the tracker. When the producer's queue is full
+    /// (a fan-out transform can hand over more than `in_flight` bounds the polls to), waits
+    /// for Kafka to make room rather than failing.
+    async fn hand_over(
+        &mut self,
+        record: SourceRecord,
+        progress: &mut Progress,
+    ) -> Result<(), Stop> {
         let bytes = record.size();
         let SourceRecord {
             partition,
@@ -536,16 +546,34 @@ impl SourceTask {
         if !headers.is_empty() {
             message = message.headers(kafka_headers(&headers, 0));
         }
-        self.producer.send(message).map_err(|(e, _)| {
-            // Described only on failure: the tracker knows where the record came from.
-            let origin = progress.tracker.origin(seq).map_or_else(
-                || "a record".to_owned(),
-                |o| format!("source partition {:?} at position {:?}", o.partition, o.position),
-            );
-            Stop::Failed(format!(
-                "Kafka refused the record of {origin} for topic {topic}: {e}; its position and later ones are not stored, so a restart produces it again"
-            ))
-        })
+        let refused = loop {
+            match self.producer.send(message) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    message = returned;
+                    // librdkafka says nothing when room frees up: look again shortly.
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => return Err(Stop::Cancelled),
+                        _ = tokio::time::sleep(QUEUE_FULL_RETRY) => {}
+                    }
+                }
+                Err((e, _)) => break e,
+            }
+        };
+        // Described only on failure: the tracker knows where the record came from.
+        let origin = progress.tracker.origin(seq).map_or_else(
+            || "a record".to_owned(),
+            |o| {
+                format!(
+                    "source partition {:?} at position {:?}",
+                    o.partition, o.position
+                )
+            },
+        );
+        Err(Stop::Failed(format!(
+            "Kafka refused the record of {origin} for topic {topic}: {refused}; its position and later ones are not stored, so a restart produces it again"
+        )))
     }
 
     /// Starts writing the acknowledged positions, unless a write is under way or there are
