@@ -153,7 +153,7 @@ async fn run_case(
         let at = format!("steps[{i}]");
         script.expect(step.scripted_calls());
         let result = call(&mut live, step, &kind).await;
-        let trapped = matches!(result, Err(Ok(CallError::Trap(_))));
+        let trapped = matches!(result, Err(Ok(CallError::Trap(_) | CallError::CutOff(_))));
         problems.extend(script.finish().into_iter().map(|p| format!("{at}: {p}")));
         if let Err(problem) = result.map_or_else(
             |e| judge_error(&step.expect, e),
@@ -298,7 +298,7 @@ fn judge_error(expect: &Value, failed: Result<CallError, String>) -> Result<(), 
         want.is_some_and(|w| w.is_null() || w.as_str().is_some_and(|t| message.contains(t)))
     };
     let fits = match &error {
-        CallError::Trap(message) => contains(wanted("trap"), message),
+        CallError::Trap(message) | CallError::CutOff(message) => contains(wanted("trap"), message),
         CallError::Plugin(PluginError::Retry(message)) => contains(wanted("retry"), message),
         CallError::Plugin(PluginError::RetryAfter { after_ms, .. }) => {
             wanted("retry_after").is_some_and(|w| w.is_null() || w.as_u64() == Some(*after_ms))
@@ -322,6 +322,7 @@ fn judge_error(expect: &Value, failed: Result<CallError, String>) -> Result<(), 
 fn describe(error: &CallError) -> String {
     match error {
         CallError::Trap(m) => format!("a trap: {m}"),
+        CallError::CutOff(m) => format!("a call cut off: {m}"),
         CallError::Plugin(PluginError::Retry(m)) => format!("retry: {m}"),
         CallError::Plugin(PluginError::RetryAfter { after_ms, message }) => {
             format!("retry after {after_ms} ms: {message}")

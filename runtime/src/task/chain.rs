@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::config::{ConnectorConfig, Limits};
-use crate::connector::{PluginError, Record};
+use crate::config::{ConnectorConfig, ErrorPolicy, Limits, RestartConfig};
+use crate::connector::{Failed, Failures, Next, PluginError, Record};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, TaskIdentity, TransformInstance, TransformPlugin};
 use crate::worker::{Call, Counter, TaskReporter};
@@ -16,7 +16,8 @@ pub struct Chain {
     identity: TaskIdentity,
     grants: Grants,
     limits: Limits,
-    max_traps: u32,
+    errors: ErrorPolicy,
+    restart: RestartConfig,
 }
 
 struct Step {
@@ -68,7 +69,8 @@ impl Chain {
             identity,
             grants,
             limits: connector.limits,
-            max_traps: connector.restart.max_consecutive_traps,
+            errors: connector.errors.clone(),
+            restart: connector.restart,
         })
     }
 
@@ -77,8 +79,10 @@ impl Chain {
     }
 
     /// Runs `inputs` through every transform. A transform that traps is re-instantiated at
-    /// once, up to `restart.max_consecutive_traps` times in a row; then, or when a transform
-    /// fails (`fatal`, or `retry`: transforms are pure), the error is the task's FAILED trace.
+    /// once (it is pure: nothing outside it to wait for), up to
+    /// `restart.max_consecutive_traps` times in a row (the task's failure policy,
+    /// [`Failures`]); then, or when a transform fails (`fatal`, or `retry`: transforms are
+    /// pure), the error is the task's FAILED trace.
     pub async fn apply(
         &mut self,
         inputs: &[Record],
@@ -94,7 +98,8 @@ impl Chain {
             if batch.is_empty() {
                 break;
             }
-            let mut traps = 0;
+            let name = format!("transforms[{s}] ({})", step.plugin.path().display());
+            let mut failures = Failures::new(&name, &self.errors, &self.restart);
             let transformed = loop {
                 let instance = match &mut step.instance {
                     Some(instance) => instance,
@@ -112,8 +117,7 @@ impl Chain {
                         match opened {
                             Ok(instance) => step.instance.insert(instance),
                             Err(e) => {
-                                traps += 1;
-                                check(e, s, &step.plugin, traps, self.max_traps, status)?;
+                                check(e, &name, &mut failures, status)?;
                                 continue;
                             }
                         }
@@ -126,8 +130,7 @@ impl Chain {
                     Ok(transformed) => break transformed,
                     Err(e) => {
                         step.instance = None;
-                        traps += 1;
-                        check(e, s, &step.plugin, traps, self.max_traps, status)?;
+                        check(e, &name, &mut failures, status)?;
                     }
                 }
             };
@@ -167,27 +170,28 @@ impl Chain {
     }
 }
 
-/// Whether a failed transform call may be tried again (a trap, within the limit); otherwise
-/// the FAILED trace.
+/// Whether a failed transform call may be tried again (a trap, within the failure policy's
+/// limit); otherwise the FAILED trace.
 fn check(
     error: CallError,
-    step: usize,
-    plugin: &TransformPlugin,
-    traps: u32,
-    max_traps: u32,
+    name: &str,
+    failures: &mut Failures,
     status: &TaskReporter,
 ) -> Result<(), String> {
-    let name = format!("transforms[{step}] ({})", plugin.path().display());
     match error {
-        CallError::Trap(what) => {
+        // A transform makes no host call that could be slow: a cut-off call is its own doing.
+        CallError::Trap(what) | CallError::CutOff(what) => {
             status.count(Counter::Traps, 1);
-            if traps >= max_traps {
-                return Err(format!(
-                    "{name} trapped {traps} times in a row (restart.max_consecutive_traps); last trap: {what}"
-                ));
+            match failures.after(Failed::Trap(&what), false, std::time::Instant::now()) {
+                Next::Fail(trace) => Err(trace),
+                _ => {
+                    tracing::error!(
+                        "{name} trapped ({} in a row), instance dropped: {what}",
+                        failures.traps()
+                    );
+                    Ok(())
+                }
             }
-            tracing::error!("{name} trapped ({traps} in a row), instance dropped: {what}");
-            Ok(())
         }
         CallError::Plugin(PluginError::Retry(m) | PluginError::RetryAfter { message: m, .. }) => {
             Err(format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::Backoff;
-use crate::wasm::TaskIdentity;
+use crate::wasm::{CallError, TaskIdentity};
 
 mod chain;
 mod context;
@@ -26,6 +26,14 @@ pub use source_task::SourceTask;
 /// and the consumer's close): a quarter, at most 2 s. The rest is for the batch in hand.
 fn closing_time(grace: Duration) -> Duration {
     (grace / 4).min(Duration::from_secs(2))
+}
+
+/// How the log names a call after which the instance is dropped and re-opened.
+fn reopening(error: &CallError, traps: u32) -> String {
+    match error {
+        CallError::CutOff(_) => "plugin call cut off".to_owned(),
+        _ => format!("plugin trapped ({traps} in a row)"),
+    }
 }
 
 /// Why a task's loop stopped.

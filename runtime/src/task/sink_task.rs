@@ -16,7 +16,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
-use crate::connector::{Backoff, Batcher, Header, OffsetTracker, PluginError, Record, refusals};
+use crate::connector::{
+    Backoff, Batcher, Failed, Failures, Header, Next, OffsetTracker, PluginError, Record, refusals,
+};
 use crate::kafka::{
     DeadLetterQueue, Failure, LAG_INTERVAL, Revoked, SinkConsumer, SinkContext, Stage, TopicWriter,
     lags,
@@ -371,18 +373,11 @@ impl SinkTask {
         write: &Write<'_>,
     ) -> Result<(), Stop> {
         let batch = write.outputs;
-        let restart = self.config.restart;
-        let mut trap_backoff = Backoff::new(
-            Duration::from_millis(restart.initial_backoff_ms),
-            Duration::from_millis(restart.max_backoff_ms),
-        );
-        let mut retry_backoff = Backoff::for_retries(&self.config.errors.retry);
-        let retry_time = Duration::from_millis(self.config.errors.retry.timeout_ms);
-        let mut first_failure: Option<Instant> = None;
-        let mut traps = 0u32;
+        let mut failures = Failures::new("plugin", &self.config.errors, &self.config.restart);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let mut opening = false;
             let result = if let Destination::Topic(writer) = &self.destination {
                 let started = Instant::now();
                 let result = self
@@ -409,16 +404,14 @@ impl SinkTask {
                             *instance = Some(live);
                             continue;
                         }
-                        Err(CallError::Plugin(
-                            e @ (PluginError::Fatal(_) | PluginError::Reject(_)),
-                        )) => {
-                            return Err(Stop::Failed(format!("{e} (while opening the task)")));
+                        Err(e) => {
+                            opening = true;
+                            Err(e)
                         }
-                        Err(retry_or_trap) => Err(retry_or_trap),
                     },
                 }
             };
-            match result {
+            let error = match result {
                 Ok(()) => {
                     self.status.count(Counter::RecordsWritten, batch.len());
                     tracing::debug!(connector = %self.identity.connector, task = self.identity.task,
@@ -426,40 +419,42 @@ impl SinkTask {
                     self.handled(&mut intake.tracker, write.inputs);
                     return Ok(());
                 }
-                Err(CallError::Plugin(
-                    e @ (PluginError::Retry(_) | PluginError::RetryAfter { .. }),
-                )) => {
-                    let delay = e.retry_delay(&mut retry_backoff).unwrap_or_default();
-                    let started = *first_failure.get_or_insert_with(Instant::now);
-                    if started.elapsed() + delay > retry_time {
-                        return self.retries_exhausted(intake, write, &e, started).await;
-                    }
+                Err(CallError::Plugin(PluginError::Reject(rejected))) if !opening => {
+                    return self.rejected(intake, write, &rejected).await;
+                }
+                Err(error) => error,
+            };
+            let now = Instant::now().into_std();
+            let next = match &error {
+                CallError::Plugin(e) => failures.after(Failed::Error(e), opening, now),
+                CallError::Trap(what) => {
+                    *instance = None;
+                    self.status.count(Counter::Traps, 1);
+                    failures.after(Failed::Trap(what), opening, now)
+                }
+                CallError::CutOff(_) => {
+                    *instance = None;
+                    failures.after(Failed::CutOff, opening, now)
+                }
+            };
+            match next {
+                Next::Retry(delay) => {
                     self.status.count(Counter::Retries, 1);
                     self.status.count(Counter::RecordsRetried, batch.len());
                     tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                        "retrying {} records in {delay:?}: {e}", batch.len());
+                        "retrying {} records in {delay:?}: {error}", batch.len());
                     self.wait(delay, intake).await?;
                 }
-                Err(CallError::Plugin(PluginError::Reject(rejected))) => {
-                    return self.rejected(intake, write, &rejected).await;
-                }
-                Err(CallError::Plugin(PluginError::Fatal(message))) => {
-                    return Err(Stop::Failed(format!("plugin failed: {message}")));
-                }
-                Err(CallError::Trap(what)) => {
-                    *instance = None;
-                    traps += 1;
-                    self.status.count(Counter::Traps, 1);
-                    if traps >= restart.max_consecutive_traps {
-                        return Err(Stop::Failed(format!(
-                            "plugin trapped {traps} times in a row (restart.max_consecutive_traps); last trap: {what}"
-                        )));
-                    }
-                    let delay = trap_backoff.next_delay();
+                Next::Reopen(delay) => {
                     tracing::error!(connector = %self.identity.connector, task = self.identity.task,
-                        "plugin trapped ({traps} in a row), instance dropped; re-instantiating in {delay:?}: {what}");
+                        "{}, instance dropped; re-instantiating in {delay:?}: {error}",
+                        super::reopening(&error, failures.traps()));
                     self.wait(delay, intake).await?;
                 }
+                Next::RetriesExhausted(elapsed) => {
+                    return self.retries_exhausted(intake, write, &error, elapsed).await;
+                }
+                Next::Fail(trace) => return Err(Stop::Failed(trace)),
             }
         }
     }
@@ -529,15 +524,15 @@ impl SinkTask {
         &mut self,
         intake: &mut Intake,
         write: &Write<'_>,
-        last: &PluginError,
-        started: Instant,
+        last: &CallError,
+        elapsed: Duration,
     ) -> Result<(), Stop> {
         let batch = write.outputs;
         let what = format!(
             "retries of a batch of {} records (from {}) ran out after {:?} (errors.retry.timeout_ms {})",
             batch.len(),
             write.inputs[0].locator(),
-            started.elapsed(),
+            elapsed,
             self.config.errors.retry.timeout_ms
         );
         if self.config.errors.tolerance == Tolerance::None {

@@ -11,7 +11,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
-use crate::connector::{Backoff, Flush, PluginError, PositionTracker, Record, SourceRecord};
+use crate::connector::{
+    Backoff, Failed, Failures, Flush, Next, PluginError, PositionTracker, Record, SourceRecord,
+};
 use crate::kafka::{
     DeadLetterQueue, Delivery, Failure, PositionStore, Report, SourceProducer, Stage, kafka_headers,
 };
@@ -66,25 +68,6 @@ struct Progress {
     next_flush: u64,
     /// Whether the task is holding back polls at the in-flight bound (for the log).
     at_bound: bool,
-}
-
-/// Consecutive failures of `poll` (and `open`) and how to back off from them.
-struct Failures {
-    retry: Backoff,
-    trap: Backoff,
-    /// When the current run of retries began.
-    first: Option<Instant>,
-    traps: u32,
-}
-
-impl Failures {
-    /// A poll succeeded: the next failure starts afresh.
-    fn reset(&mut self) {
-        self.retry.reset();
-        self.trap.reset();
-        self.first = None;
-        self.traps = 0;
-    }
 }
 
 struct Flushing {
@@ -219,12 +202,7 @@ impl SourceTask {
         progress: &mut Progress,
     ) -> Result<(), Stop> {
         let mut next_poll = Instant::now();
-        let mut failures = Failures {
-            retry: Backoff::for_retries(&self.config.errors.retry),
-            trap: self.backoff(),
-            first: None,
-            traps: 0,
-        };
+        let mut failures = Failures::new("plugin", &self.config.errors, &self.config.restart);
         let mut paused = false;
         loop {
             if paused != *self.pause.borrow_and_update() {
@@ -290,6 +268,7 @@ impl SourceTask {
         max: u32,
         failures: &mut Failures,
     ) -> Result<Instant, Stop> {
+        let mut opening = false;
         let result = match instance {
             Some(live) => {
                 let started = Instant::now();
@@ -303,13 +282,13 @@ impl SourceTask {
                     *instance = Some(live);
                     return Ok(Instant::now());
                 }
-                Err(CallError::Plugin(e @ (PluginError::Fatal(_) | PluginError::Reject(_)))) => {
-                    return Err(Stop::Failed(format!("{e} (while opening the task)")));
+                Err(e) => {
+                    opening = true;
+                    Err(e)
                 }
-                Err(retry_or_trap) => Err(retry_or_trap),
             },
         };
-        match result {
+        let error = match result {
             Ok(records) => {
                 failures.reset();
                 self.status.count(Counter::RecordsPolled, records.len());
@@ -329,47 +308,47 @@ impl SourceTask {
                 } else {
                     self.transform_and_hand_over(records, progress).await?;
                 }
-                Ok(Instant::now())
+                return Ok(Instant::now());
             }
-            Err(CallError::Plugin(
-                e @ (PluginError::Retry(_) | PluginError::RetryAfter { .. }),
-            )) => {
-                let delay = e.retry_delay(&mut failures.retry).unwrap_or_default();
-                let started = *failures.first.get_or_insert_with(Instant::now);
-                let retry_time = Duration::from_millis(self.config.errors.retry.timeout_ms);
-                if started.elapsed() + delay > retry_time {
-                    return Err(Stop::Failed(format!(
-                        "retries of poll ran out after {:?} (errors.retry.timeout_ms {}); last error: {e}",
-                        started.elapsed(),
-                        self.config.errors.retry.timeout_ms
-                    )));
-                }
+            Err(CallError::Plugin(PluginError::Reject(_))) if !opening => {
+                return Err(Stop::Failed(
+                    "plugin returned `reject` from poll, which only a sink's write may return"
+                        .into(),
+                ));
+            }
+            Err(error) => error,
+        };
+        let now = Instant::now();
+        let next = match &error {
+            CallError::Plugin(e) => failures.after(Failed::Error(e), opening, now.into_std()),
+            CallError::Trap(what) => {
+                *instance = None;
+                self.status.count(Counter::Traps, 1);
+                failures.after(Failed::Trap(what), opening, now.into_std())
+            }
+            CallError::CutOff(_) => {
+                *instance = None;
+                failures.after(Failed::CutOff, opening, now.into_std())
+            }
+        };
+        match next {
+            Next::Retry(delay) => {
                 self.status.count(Counter::Retries, 1);
                 tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                    "polling again in {delay:?}: {e}");
-                Ok(Instant::now() + delay)
+                    "polling again in {delay:?}: {error}");
+                Ok(now + delay)
             }
-            Err(CallError::Plugin(PluginError::Fatal(message))) => {
-                Err(Stop::Failed(format!("plugin failed: {message}")))
-            }
-            Err(CallError::Plugin(PluginError::Reject(_))) => Err(Stop::Failed(
-                "plugin returned `reject` from poll, which only a sink's write may return".into(),
-            )),
-            Err(CallError::Trap(what)) => {
-                *instance = None;
-                failures.traps += 1;
-                self.status.count(Counter::Traps, 1);
-                let traps = failures.traps;
-                if traps >= self.config.restart.max_consecutive_traps {
-                    return Err(Stop::Failed(format!(
-                        "plugin trapped {traps} times in a row (restart.max_consecutive_traps); last trap: {what}"
-                    )));
-                }
-                let delay = failures.trap.next_delay();
+            Next::Reopen(delay) => {
                 tracing::error!(connector = %self.identity.connector, task = self.identity.task,
-                    "plugin trapped ({traps} in a row), instance dropped; re-instantiating in {delay:?}: {what}");
-                Ok(Instant::now() + delay)
+                    "{}, instance dropped; re-instantiating in {delay:?}: {error}",
+                    super::reopening(&error, failures.traps()));
+                Ok(now + delay)
             }
+            Next::RetriesExhausted(elapsed) => Err(Stop::Failed(format!(
+                "retries of poll ran out after {elapsed:?} (errors.retry.timeout_ms {}); last error: {error}",
+                self.config.errors.retry.timeout_ms
+            ))),
+            Next::Fail(trace) => Err(Stop::Failed(trace)),
         }
     }
 
@@ -644,7 +623,7 @@ impl SourceTask {
                     tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
                         "plugin commit returned an error (the positions stay stored): {e}");
                 }
-                Err(CallError::Trap(what)) => {
+                Err(CallError::Trap(what) | CallError::CutOff(what)) => {
                     tracing::error!(connector = %self.identity.connector, task = self.identity.task,
                         "plugin trapped in commit, instance dropped (the positions stay stored): {what}");
                     *instance = None;

@@ -18,6 +18,11 @@ use crate::connector::{PluginError, Rejected};
 pub enum CallError {
     #[error("plugin trapped: {0}")]
     Trap(String),
+    /// The call ran past its deadline while waiting on the host (a slow statement, a slow
+    /// HTTP reply): not the plugin's doing, so transient, but the instance was cut off
+    /// mid-call and must be dropped, as after a trap.
+    #[error("{0}")]
+    CutOff(String),
     #[error(transparent)]
     Plugin(PluginError),
 }
@@ -124,19 +129,36 @@ pub(super) fn fresh_store(at: Placement<'_>) -> (Store<TaskState>, u64) {
     (store, deadline_ticks)
 }
 
-/// Runs one plugin call for at most `limits.call_timeout_ms`, the host calls it makes (a slow
-/// statement, a slow HTTP reply) included: the epoch deadline interrupts guest code that
-/// runs too long, but only when the guest runs, so a call waiting in a host call is cut here,
-/// as an interrupt. A call cut off leaves its store mid-call: like after any trap, the
-/// instance is dropped.
+/// How much longer than `limits.call_timeout_ms` [`within`] lets a call run: guest code past
+/// the deadline is interrupted by the epoch within a tick or two, so a call still running
+/// after this margin is waiting on the host.
+const HOST_WAIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A call [`within`] cut off.
+#[derive(Debug)]
+struct CutOff;
+
+impl std::fmt::Display for CutOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cut off waiting on the host")
+    }
+}
+
+impl std::error::Error for CutOff {}
+
+/// Runs one plugin call for at most `limits.call_timeout_ms` (and [`HOST_WAIT_MARGIN`]), the
+/// host calls it makes (a slow statement, a slow HTTP reply) included: the epoch deadline
+/// interrupts guest code that runs too long, but only while the guest runs, so a call
+/// waiting in a host call is cut here ([`CallError::CutOff`]). A call cut off leaves its
+/// store mid-call: like after a trap, the instance is dropped.
 pub(super) async fn within<T>(
     limits: &Limits,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
-    let limit = std::time::Duration::from_millis(limits.call_timeout_ms);
+    let limit = std::time::Duration::from_millis(limits.call_timeout_ms) + HOST_WAIT_MARGIN;
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
-        Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+        Err(_) => Err(wasmtime::Error::new(CutOff)),
     }
 }
 
@@ -174,6 +196,13 @@ fn from_wit_error(e: wit::PluginError) -> PluginError {
 /// the debug log.
 pub(super) fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
     tracing::debug!("plugin trap: {e:?}");
+    if e.downcast_ref::<CutOff>().is_some() {
+        return CallError::CutOff(format!(
+            "the call ran longer than limits.call_timeout_ms ({} ms) waiting on the host (a \
+             statement, an HTTP reply) and was cut off",
+            limits.call_timeout_ms
+        ));
+    }
     let what = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!(
             "the call ran longer than limits.call_timeout_ms ({} ms) and was interrupted",

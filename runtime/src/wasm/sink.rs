@@ -96,7 +96,7 @@ impl SinkInstance {
             .map(HeldTransaction::into_transaction);
         match (result, held) {
             // A trap stays a trap: the instance is dropped whatever became of the transaction.
-            (trap @ Err(CallError::Trap(_)), _) => (trap, None),
+            (trap @ Err(CallError::Trap(_) | CallError::CutOff(_)), _) => (trap, None),
             // A plugin that swallowed the error still has writes missing: retry the batch.
             (_, Some(Err(broken))) => (Err(CallError::Plugin(PluginError::Retry(broken))), None),
             (result, held) => (result, held.and_then(Result::ok).flatten()),
