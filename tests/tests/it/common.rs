@@ -86,6 +86,33 @@ pub async fn wait_committed(
     .await
 }
 
+/// Waits (up to `timeout`) until `sql`, one integer, is at least `expected`.
+pub async fn wait_count(
+    pg: &Postgres,
+    sql: &str,
+    expected: i64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    wait_until(&format!("`{sql}` to reach {expected}"), timeout, || async {
+        let n = pg.count(sql).await?;
+        Ok(if n >= expected {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        })
+    })
+    .await
+}
+
+/// `connector` (an entry made by [`sink`]) in exactly-once mode, its offsets in `table` of
+/// database `main`.
+pub fn exactly_once(connector: &str, table: &str) -> String {
+    connector.replace(
+        "    grants:\n",
+        &format!("    exactly_once: {{ database: main, table: {table} }}\n    grants:\n"),
+    )
+}
+
 /// The value of the sample `name{labels}` in a Prometheus text exposition.
 pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{config, json, sink};
+use crate::common::{config, exactly_once, json, sink, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -19,19 +19,6 @@ fn amounts(bad: usize) -> Vec<wasmconnect_tests::broker::KeyValue> {
             (None, json(json!({"id": i, "amount": amount})))
         })
         .collect()
-}
-
-/// Waits until `sql` (one integer) is at least `expected`.
-async fn wait_count(pg: &Postgres, sql: &str, expected: i64) -> anyhow::Result<()> {
-    wait_until(&format!("`{sql}` to reach {expected}"), LONG, || async {
-        let n = pg.count(sql).await?;
-        Ok(if n >= expected {
-            Ok(())
-        } else {
-            Err(format!("{n}"))
-        })
-    })
-    .await
 }
 
 /// Hole b: in exactly-once mode the offsets table is the only truth. A batch the plugin partly
@@ -57,11 +44,8 @@ async fn exactly_once_stops_at_a_refused_row_and_a_restart_writes_every_row_once
         &paths::plugin("sink-sql")?,
         &["main"],
         &format!("database: main\ntable: {table}"),
-    )
-    .replace(
-        "    grants:\n",
-        &format!("    exactly_once: {{ database: main, table: {offsets} }}\n    grants:\n"),
     );
+    let connector = exactly_once(&connector, &offsets);
     let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
     broker.produce(&topic, &amounts(5)).await?;
 
@@ -83,7 +67,7 @@ async fn exactly_once_stops_at_a_refused_row_and_a_restart_writes_every_row_once
     let stored = format!(
         "SELECT coalesce(max(next_offset), 0)::bigint FROM {offsets} WHERE connector = '{name}'"
     );
-    if let Err(e) = wait_count(&pg, &stored, 20).await {
+    if let Err(e) = wait_count(&pg, &stored, 20, LONG).await {
         return Err(e.context(daemon.evidence(&name).await));
     }
     let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
@@ -132,11 +116,8 @@ async fn exactly_once_retries_a_batch_whose_statement_was_cut_off_even_if_the_pl
         &paths::plugin("sink-probe")?,
         &["main"],
         "{}",
-    )
-    .replace(
-        "    grants:\n",
-        &format!("    exactly_once: {{ database: main, table: {offsets} }}\n    grants:\n"),
     );
+    let connector = exactly_once(&connector, &offsets);
     let config = config(&broker, &pg, &connector).replace(
         "    pool_size: 4\n",
         "    pool_size: 4\n    statement_timeout_ms: 500\n",
@@ -159,7 +140,7 @@ async fn exactly_once_retries_a_batch_whose_statement_was_cut_off_even_if_the_pl
     let stored = format!(
         "SELECT coalesce(max(next_offset), 0)::bigint FROM {offsets} WHERE connector = '{name}'"
     );
-    if let Err(e) = wait_count(&pg, &stored, 2).await {
+    if let Err(e) = wait_count(&pg, &stored, 2, LONG).await {
         return Err(e.context(daemon.evidence(&name).await));
     }
     let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
@@ -393,7 +374,13 @@ async fn sigterm_with_the_broker_gone_exits_within_the_grace_period() -> anyhow:
     );
     let mut daemon = Daemon::start(&config)?;
     p.broker.produce(&p.topic, &amounts(99)).await?;
-    wait_count(&p.pg, &format!("SELECT count(*) FROM {}", p.table), 20).await?;
+    wait_count(
+        &p.pg,
+        &format!("SELECT count(*) FROM {}", p.table),
+        20,
+        LONG,
+    )
+    .await?;
     let crate::common::Pipeline { broker, pg, .. } = p;
     drop(broker);
     // What `common::config` sets as worker.shutdown_grace_ms, and a second.
@@ -516,11 +503,8 @@ async fn a_connector_replaced_mid_write_in_exactly_once_mode_writes_no_row_twice
         &["main"],
         "{}",
     )
-    .replace("call_timeout_ms: 2000", "call_timeout_ms: 30000")
-    .replace(
-        "    grants:\n",
-        &format!("    exactly_once: {{ database: main, table: {offsets} }}\n    grants:\n"),
-    );
+    .replace("call_timeout_ms: 2000", "call_timeout_ms: 30000");
+    let connector = exactly_once(&connector, &offsets);
     let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
     // Longer than the grace period and its 5 s margin (10 s), and than max.poll.interval.ms
     // (10 s), so that the group hands the partition to a new instance while this write runs.
@@ -533,9 +517,7 @@ async fn a_connector_replaced_mid_write_in_exactly_once_mode_writes_no_row_twice
         &format!(
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO {table} %' AND state = 'active'"
         ),
-        1,
-    )
-    .await?;
+        1, LONG).await?;
 
     let (code, body) = api_call(
         &daemon,
@@ -554,6 +536,7 @@ async fn a_connector_replaced_mid_write_in_exactly_once_mode_writes_no_row_twice
         &pg,
         &format!("SELECT count(*) FROM {table} WHERE id = 2"),
         1,
+        LONG,
     )
     .await
     {
@@ -601,7 +584,13 @@ async fn a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_int
         "auto.commit.interval.ms: 5000",
     );
     let mut daemon = Daemon::start(&config)?;
-    wait_count(&p.pg, &format!("SELECT count(*) FROM {}", p.table), n / 2).await?;
+    wait_count(
+        &p.pg,
+        &format!("SELECT count(*) FROM {}", p.table),
+        n / 2,
+        LONG,
+    )
+    .await?;
     daemon.kill()?;
     let written =
         p.pg.count(&format!("SELECT count(*) FROM {}", p.table))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{Pipeline, config, json, sink};
+use crate::common::{Pipeline, config, json, sink, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
 /// `session.timeout.ms` of the test config (`common::config`).
@@ -21,23 +21,6 @@ const RESTART_DELAY: Duration = Duration::from_secs(2 * SESSION_TIMEOUT.as_secs(
 /// consumer no partitions at all (it keeps them on the lost member), and the run stalls.
 const STORM_SESSION_TIMEOUT: Duration = Duration::from_secs(15);
 const STORM_RESTART_DELAY: Duration = Duration::from_secs(2 * STORM_SESSION_TIMEOUT.as_secs());
-
-async fn wait_rows(
-    pg: &Postgres,
-    sql: &str,
-    expected: i64,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    wait_until(&format!("`{sql}` to reach {expected}"), timeout, || async {
-        let n = pg.count(sql).await?;
-        Ok(if n >= expected {
-            Ok(())
-        } else {
-            Err(format!("{n}"))
-        })
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_produced_record_becomes_exactly_one_row() -> anyhow::Result<()> {
@@ -55,7 +38,7 @@ async fn every_produced_record_becomes_exactly_one_row() -> anyhow::Result<()> {
     broker.produce(topic, &records).await?;
 
     let (daemon, name) = p.start_sink_sql("")?;
-    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), n, LONG).await?;
+    wait_count(pg, &format!("SELECT count(*) FROM {table}"), n, LONG).await?;
     daemon.wait_task_state(&name, "RUNNING", LONG).await?;
 
     assert_eq!(
@@ -110,7 +93,7 @@ async fn upsert_overwrites_and_a_tombstone_deletes() -> anyhow::Result<()> {
             ],
         )
         .await?;
-    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), 3, LONG).await?;
+    wait_count(pg, &format!("SELECT count(*) FROM {table}"), 3, LONG).await?;
 
     // A later batch: overwrite 1, delete 2 by a plain key and 3 by a JSON key.
     broker
@@ -170,7 +153,7 @@ async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
     let (mut daemon, name) = p.start_sink_sql("")?;
     let count = format!("SELECT count(*) FROM {table}");
     for (kill, at) in [(1, n / 4), (2, n * 3 / 5)] {
-        wait_rows(pg, &count, at, LONG).await?;
+        wait_count(pg, &count, at, LONG).await?;
         daemon.kill()?;
         let written = pg.count(&count).await?;
         let mut committed = 0;
@@ -191,7 +174,7 @@ async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
         tokio::time::sleep(RESTART_DELAY).await;
         daemon.restart()?;
     }
-    wait_rows(
+    wait_count(
         pg,
         &format!("SELECT count(DISTINCT seq) FROM {table}"),
         n,
@@ -270,7 +253,7 @@ async fn an_ungranted_database_is_denied_and_other_connectors_keep_running() -> 
         )
         .await?;
 
-    wait_rows(
+    wait_count(
         &pg,
         &format!("SELECT count(*) FROM {allowed_table}"),
         50,
@@ -347,7 +330,7 @@ async fn sigterm_in_the_middle_of_a_run_exits_0_within_the_grace_period_and_lose
         .await?;
     let (mut daemon, name) = p.start_sink_sql("")?;
     let rows = format!("SELECT count(*) FROM {table}");
-    wait_rows(pg, &rows, 1_000, LONG).await?;
+    wait_count(pg, &rows, 1_000, LONG).await?;
     // worker.shutdown_grace_ms is 5 s in the test config; allow the process a moment more.
     let signalled = std::time::Instant::now();
     let exit = daemon.terminate(Duration::from_secs(8)).await?;
@@ -366,7 +349,7 @@ async fn sigterm_in_the_middle_of_a_run_exits_0_within_the_grace_period_and_lose
 
     daemon.restart()?;
     let distinct = format!("SELECT count(DISTINCT id) FROM {table}");
-    wait_rows(pg, &distinct, n, LONG).await?;
+    wait_count(pg, &distinct, n, LONG).await?;
     let duplicates = pg.count(&rows).await? - n;
     assert_eq!(
         duplicates,
@@ -389,7 +372,7 @@ async fn sigterm_drains_and_commits_so_a_restart_rewrites_nothing() -> anyhow::R
         )
         .await?;
     let (mut daemon, name) = p.start_sink_sql("")?;
-    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), 200, LONG).await?;
+    wait_count(pg, &format!("SELECT count(*) FROM {table}"), 200, LONG).await?;
     let exit = daemon.terminate(LONG).await?;
     assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
     assert_eq!(
@@ -402,7 +385,7 @@ async fn sigterm_drains_and_commits_so_a_restart_rewrites_nothing() -> anyhow::R
     broker
         .produce(topic, &[(None, json(json!({"id": 200})))])
         .await?;
-    wait_rows(pg, &format!("SELECT count(*) FROM {table}"), 201, LONG).await?;
+    wait_count(pg, &format!("SELECT count(*) FROM {table}"), 201, LONG).await?;
     assert_eq!(
         pg.count(&format!("SELECT count(*) FROM {table}")).await?,
         201,
@@ -441,7 +424,7 @@ async fn a_connector_whose_plugin_cannot_load_fails_alone() -> anyhow::Result<()
                 .collect::<Vec<_>>(),
         )
         .await?;
-    wait_rows(
+    wait_count(
         &p.pg,
         &format!("SELECT count(*) FROM {}", p.table),
         10,
@@ -494,7 +477,7 @@ async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow:
     for kill in 1..=10 {
         // Somewhere in each tenth of the run.
         let at = (kill - 1) * n / 10 + rand::random_range(0..n / 20);
-        if let Err(e) = wait_rows(pg, &count, at, LONG).await {
+        if let Err(e) = wait_count(pg, &count, at, LONG).await {
             return Err(e.context(daemon.evidence(&name).await));
         }
         daemon.kill()?;
@@ -508,7 +491,7 @@ async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow:
         daemon.restart()?;
     }
     let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
-    wait_rows(pg, &distinct, n, Duration::from_secs(300)).await?;
+    wait_count(pg, &distinct, n, Duration::from_secs(300)).await?;
     let total = pg.count(&count).await?;
     assert_eq!(
         total,
