@@ -21,6 +21,45 @@ fn amounts(bad: usize) -> Vec<wasmconnect_tests::broker::KeyValue> {
         .collect()
 }
 
+/// A broker, a fresh topic `topic` and the entry of a source-datagen connector `name` making
+/// `count` records into it through one transform (`plugin`, a crate name, with its
+/// `config`); `settings` are extra connector lines.
+struct Generated {
+    broker: Broker,
+    pg: Postgres,
+    topic: String,
+    name: String,
+    connector: String,
+}
+
+impl Generated {
+    async fn through(
+        plugin: &str,
+        config: &str,
+        settings: &str,
+        count: u32,
+    ) -> anyhow::Result<Self> {
+        let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+        let (topic, name) = (unique("out"), unique("gen"));
+        broker.create_topic(&topic, 1).await?;
+        let transform = paths::plugin(plugin)?.display().to_string();
+        let connector = crate::common::source(
+            &name,
+            &topic,
+            &paths::plugin("source-datagen")?,
+            &format!("{settings}\ntransforms:\n  - plugin: {transform}\n    config: {config}"),
+            &format!("rate: 0\ncount: {count}"),
+        );
+        Ok(Generated {
+            broker,
+            pg,
+            topic,
+            name,
+            connector,
+        })
+    }
+}
+
 /// Hole b: in exactly-once mode the offsets table is the only truth. A batch the plugin partly
 /// refuses under `tolerance: none` rolls back; the consumer group must not be told the rows
 /// before the refused one were written, or a restart resumes past them and they are lost.
@@ -231,26 +270,17 @@ async fn records_whose_fields_the_table_cannot_take_are_dead_lettered_and_the_ta
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transform_answering_out_of_input_order_fails_the_source_instead_of_losing_records()
 -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, name) = (unique("out"), unique("gen"));
-    broker.create_topic(&topic, 1).await?;
-    let reorder = paths::plugin("transform-misbehave")?.display().to_string();
-    let connector = crate::common::source(
-        &name,
-        &topic,
-        &paths::plugin("source-datagen")?,
-        &format!("transforms:\n  - plugin: {reorder}\n    config: {{ reverse: true }}"),
-        "rate: 0\ncount: 50",
-    );
-    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
-    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let g = Generated::through("transform-misbehave", "{ reverse: true }", "", 50).await?;
+    let (broker, topic, name) = (&g.broker, &g.topic, &g.name);
+    let daemon = Daemon::start(&config(broker, &g.pg, &g.connector))?;
+    let status = daemon.wait_task_state(name, "FAILED", LONG).await?;
     let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
     assert!(
         trace.contains("transforms[0]") && trace.contains("input order"),
         "{trace}"
     );
     assert!(
-        broker.read_all(&topic).await?.is_empty(),
+        broker.read_all(topic).await?.is_empty(),
         "nothing out of order was handed on"
     );
     Ok(())
@@ -397,27 +427,16 @@ async fn sigterm_with_the_broker_gone_exits_within_the_grace_period() -> anyhow:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_record_routed_into_the_offsets_topic_fails_the_task_and_forges_nothing()
 -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, name) = (unique("out"), unique("gen"));
-    broker.create_topic(&topic, 1).await?;
-    let route = paths::plugin("transform-route")?.display().to_string();
-    let connector = crate::common::source(
-        &name,
-        &topic,
-        &paths::plugin("source-datagen")?,
-        &format!(
-            "transforms:\n  - plugin: {route}\n    config: {{ regex: \"^.*$\", replacement: wasmconnect-offsets }}"
-        ),
-        "rate: 0\ncount: 10",
-    );
-    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
-    let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
+    let to_offsets = "{ regex: \"^.*$\", replacement: wasmconnect-offsets }";
+    let g = Generated::through("transform-route", to_offsets, "", 10).await?;
+    let daemon = Daemon::start(&config(&g.broker, &g.pg, &g.connector))?;
+    let status = daemon.wait_task_state(&g.name, "FAILED", LONG).await?;
     let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
     assert!(
         trace.contains("names topic wasmconnect-offsets") && trace.contains("no connector may"),
         "{trace}"
     );
-    for record in broker.read_all("wasmconnect-offsets").await? {
+    for record in g.broker.read_all("wasmconnect-offsets").await? {
         let value: serde_json::Value =
             serde_json::from_slice(record.value.as_deref().unwrap_or(b"null"))?;
         assert!(
@@ -613,27 +632,24 @@ async fn a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_int
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_fanning_out_past_the_producer_queue_waits_for_room_and_loses_nothing()
 -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, name) = (unique("out"), unique("gen"));
-    broker.create_topic(&topic, 1).await?;
-    let fan_out = paths::plugin("transform-misbehave")?.display().to_string();
-    let connector = crate::common::source(
-        &name,
-        &topic,
-        &paths::plugin("source-datagen")?,
-        &format!(
-            "in_flight: {{ max_records: 200 }}\ntransforms:\n  - plugin: {fan_out}\n    config: {{ copies: 1000 }}"
-        ),
-        "rate: 0\ncount: 200",
+    let g = Generated::through(
+        "transform-misbehave",
+        "{ copies: 1000 }",
+        "in_flight: { max_records: 200 }",
+        200,
     )
-    .replace("batch: { max_records: 500 }", "batch: { max_records: 200 }")
-    .replace("memory_mb: 64", "memory_mb: 1024");
-    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    .await?;
+    let (broker, topic, name) = (&g.broker, &g.topic, &g.name);
+    let connector = g
+        .connector
+        .replace("batch: { max_records: 500 }", "batch: { max_records: 200 }")
+        .replace("memory_mb: 64", "memory_mb: 1024");
+    let daemon = Daemon::start(&config(broker, &g.pg, &connector))?;
     // One poll of 200 records becomes 200,000: twice what the queue holds.
-    if let Err(e) = crate::common::wait_for_records(&broker, &topic, 200_000, LONG).await {
-        return Err(e.context(daemon.evidence(&name).await));
+    if let Err(e) = crate::common::wait_for_records(broker, topic, 200_000, LONG).await {
+        return Err(e.context(daemon.evidence(name).await));
     }
-    let status = daemon.status(&name).await?;
+    let status = daemon.status(name).await?;
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     Ok(())
 }
