@@ -7,7 +7,8 @@
 //! - `kafka`: rdkafka consumer wrappers.
 //! - `wasm`: engine, component cache, the one `bindgen!`, store state, host capabilities.
 //! - `task`: the loops that drive a plugin (`sink_task`).
-//! - `worker`: builds connectors from the config, runs and stops them, keeps their status.
+//! - `status`: connector and task states and the Prometheus metrics every task reports to.
+//! - `worker`: builds connectors from the config, runs and stops them.
 //! - `admin`: the REST API.
 //! - `logging`: the log subscriber: formats, levels changeable at runtime, secrets scrubbed.
 //! - `redact`: secrets out of responses and log lines.
@@ -21,6 +22,7 @@ pub mod kafka;
 pub mod kit;
 pub mod logging;
 pub mod redact;
+pub mod status;
 pub mod task;
 pub mod wasm;
 pub mod worker;

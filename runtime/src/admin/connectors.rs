@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{Api, JsonBody, bad_request, error, not_found};
 use crate::redact;
-use crate::worker::ConnectorStatus;
+use crate::status::ConnectorStatus;
 
 /// The names, or with `?expand=status` / `?expand=info` (repeatable) a map of name to those.
 pub(super) async fn connectors(
@@ -95,7 +95,7 @@ pub(super) async fn connector_tasks(
     }
 }
 
-fn task_json(api: &Api, task: &crate::worker::TaskStatus) -> serde_json::Value {
+fn task_json(api: &Api, task: &crate::status::TaskStatus) -> serde_json::Value {
     let mut value = json!({
         "id": task.id,
         "state": task.state,

@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::logging::Loggers;
-use crate::worker::{Refused, State, StatusBoard, Worker};
+use crate::status::{State, StatusBoard};
+use crate::worker::{Refused, Worker};
 
 #[derive(Clone)]
 struct Api {

@@ -1,12 +1,13 @@
 //! `connectors.yaml`: parse -> validate -> typed config. No I/O beyond reading the file, and
 //! none at all in validation.
 //!
-//! Layout: `model` (the typed file, serde), `env` (`${VAR}` substitution), `locate` (YAML path
-//! -> line and column), `validate` (rules serde cannot express), `error` (diagnostics that name
-//! file, line and column).
+//! Layout: `model` (the typed file, serde), `env` (`${VAR}` substitution), `grant` (an HTTP
+//! host grant), `locate` (YAML path -> line and column), `validate` (rules serde cannot
+//! express), `error` (diagnostics that name file, line and column).
 
 mod env;
 mod error;
+mod grant;
 mod locate;
 mod model;
 mod validate;
@@ -15,6 +16,7 @@ use std::path::Path;
 
 pub use env::substitute;
 pub use error::{ConfigError, Diagnostic};
+pub use grant::HttpGrant;
 pub use model::{
     AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
     DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig, KafkaConfig, Limits,

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::grant::HttpGrant;
 use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Tolerance};
-use crate::connector::HttpGrant;
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]

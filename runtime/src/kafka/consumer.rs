@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::{ConnectorConfig, KafkaConfig};
-use crate::worker::{Counter, TaskReporter};
+use crate::status::{Counter, TaskReporter};
 
 /// Partitions taken away from this task by a rebalance: (topic, partition).
 pub type Revoked = Vec<(String, i32)>;

@@ -7,9 +7,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnectorConfig;
+use crate::status::TaskReporter;
 use crate::wasm::TaskIdentity;
 use crate::wasm::capability::Grants;
-use crate::worker::TaskReporter;
 
 /// A task's identity, configuration, sandbox grants, status reporter and shutdown signal.
 pub struct TaskContext {

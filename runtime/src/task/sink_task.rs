@@ -23,9 +23,9 @@ use crate::kafka::{
     DeadLetterQueue, Failure, LAG_INTERVAL, Revoked, SinkConsumer, SinkContext, Stage, TopicWriter,
     lags,
 };
+use crate::status::{Call, Counter, TaskReporter};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
-use crate::worker::{Call, Counter, TaskReporter};
 
 use super::chain::{Chain, Chained};
 use super::exactly_once::{CommitError, OffsetTable, spans};

@@ -17,9 +17,9 @@ use crate::connector::{
 use crate::kafka::{
     DeadLetterQueue, Delivery, Failure, PositionStore, Report, SourceProducer, Stage, kafka_headers,
 };
+use crate::status::{Call, Counter, TaskReporter};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin, TaskIdentity};
-use crate::worker::{Call, Counter, TaskReporter};
 
 use super::chain::Chain;
 use super::{SetUpError, Stop, TaskContext, until_done};

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::metrics::Counter;
-use super::status::{ConnectorStatus, StatusBoard};
+use crate::status::Counter;
+use crate::status::{ConnectorStatus, StatusBoard};
 
 /// What one connector has done so far, summed over its tasks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,9 +1,7 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
 
 mod console;
-mod metrics;
 mod offsets;
-mod status;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,9 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use console::LiveStatus;
-pub use metrics::{Call, Counter, Metrics, TaskCounters};
 pub use offsets::{ConnectorOffsets, SinkOffset, SourceOffset};
-pub use status::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
 pub use store::{StoreError, Target};
 
 use store::Store;
@@ -27,6 +23,7 @@ use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid, ConnectorKi
 use crate::connector::spec;
 use crate::kafka::{DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer};
 use crate::redact;
+use crate::status::{Counter, State, StatusBoard};
 use crate::task::{
     Chain, Destination, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
 };

@@ -7,8 +7,8 @@ use std::time::Duration;
 use reqwest::redirect::Policy;
 use wasmtime::component::{HasData, Linker};
 
+use crate::config::HttpGrant;
 use crate::config::Limits;
-use crate::connector::HttpGrant;
 use crate::wasm::bindings::wasmconnect::plugin::http as wit;
 
 /// Most redirects followed for one request.

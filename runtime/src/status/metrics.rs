@@ -10,7 +10,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use super::status::State;
+use super::board::State;
 
 /// What a task counts: the raw material of its metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
