@@ -314,6 +314,64 @@ impl Broker {
     }
 }
 
+/// Another member of a consumer group, polled on a thread of its own: it takes part in the
+/// group's rebalances (eager, librdkafka's default assignors), reads nothing it keeps and
+/// commits nothing. Leaves the group when dropped.
+pub struct Member {
+    assigned: std::sync::Arc<std::sync::Mutex<Vec<i32>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Member {
+    /// The partitions the group gives this member now.
+    pub fn assigned(&self) -> Vec<i32> {
+        self.assigned.lock().expect("assignment lock").clone()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Broker {
+    /// Joins `group` on `topic` as one more member, which starts a rebalance of the group.
+    pub fn join_group(&self, group: &str, topic: &str) -> anyhow::Result<Member> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        let assigned = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, done) = (assigned.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let _ = consumer.poll(Duration::from_millis(100));
+                if let Ok(list) = consumer.assignment() {
+                    *seen.lock().expect("assignment lock") =
+                        list.elements().iter().map(|e| e.partition()).collect();
+                }
+            }
+            consumer.unsubscribe();
+            drop(consumer);
+        });
+        Ok(Member {
+            assigned,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();

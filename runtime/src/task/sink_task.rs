@@ -74,7 +74,8 @@ pub struct SinkTask {
     grants: Grants,
     /// Shared only with the lag measure (see [`measure_lag`]).
     consumer: Arc<SinkConsumer>,
-    revoked: mpsc::UnboundedReceiver<Revoked>,
+    /// Handed to the intake when the task starts consuming.
+    revoked: Option<mpsc::UnboundedReceiver<Revoked>>,
     status: TaskReporter,
     shutdown: CancellationToken,
     /// `true` while the connector is paused.
@@ -124,7 +125,7 @@ impl SinkTask {
             engine,
             grants,
             consumer: Arc::new(consumer),
-            revoked,
+            revoked: Some(revoked),
             status,
             shutdown,
             pause,
@@ -205,7 +206,8 @@ impl SinkTask {
     }
 
     async fn consume(&mut self, instance: &mut Option<SinkInstance>) -> Result<(), String> {
-        let mut intake = Intake::new(&self.config);
+        let revoked = self.revoked.take().expect("a sink task consumes once");
+        let mut intake = Intake::new(&self.config, revoked);
         loop {
             self.status.active(intake.tracker.pending());
             if *self.pause.borrow() {
@@ -214,7 +216,7 @@ impl SinkTask {
                     return Ok(());
                 }
             }
-            if let Some(batch) = intake.ready.pop_front() {
+            if let Some(batch) = intake.next_batch() {
                 match self.deliver(instance, &mut intake, &batch).await {
                     Ok(()) => continue,
                     Err(Stop::Cancelled) => return Ok(()),
@@ -227,7 +229,7 @@ impl SinkTask {
                 _ = self.shutdown.cancelled() => break,
                 // Paused: the top of the loop holds.
                 Ok(()) = self.pause.changed() => {}
-                Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
+                Some(revoked) = intake.revoked.recv() => intake.revoke(revoked),
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     intake.seal();
                 }
@@ -239,7 +241,7 @@ impl SinkTask {
         intake.seal();
         let grace = self.grace - closing_time(self.grace);
         let drain = async {
-            while let Some(batch) = intake.ready.pop_front() {
+            while let Some(batch) = intake.next_batch() {
                 self.deliver(instance, &mut intake, &batch).await?;
             }
             Ok(())
@@ -376,6 +378,16 @@ impl SinkTask {
         let mut failures = Failures::new("plugin", &self.config.errors, &self.config.restart);
         let mut attempt = 0u32;
         loop {
+            if attempt > 0 && intake.lost_any(write.inputs) {
+                // Partitions of this write were revoked while it waited for its next attempt:
+                // their new owner reads them again from the last commit, so their records
+                // leave the write instead of being written beside the new owner's.
+                let kept = write.keeping(|r| !intake.is_lost(r));
+                if kept.outputs.is_empty() {
+                    return self.settle_offsets(intake, &kept.inputs, None).await;
+                }
+                return Box::pin(self.write_until_done(instance, intake, &kept.as_write())).await;
+            }
             attempt += 1;
             let mut opening = false;
             let result = if let Destination::Topic(writer) = &self.destination {
@@ -416,7 +428,19 @@ impl SinkTask {
                     self.status.count(Counter::RecordsWritten, batch.len());
                     tracing::debug!(connector = %self.identity.connector, task = self.identity.task,
                         records = batch.len(), attempt, "batch written");
-                    self.handled(&mut intake.tracker, write.inputs);
+                    if intake.lost_any(write.inputs) {
+                        // Written, but no longer this task's to settle: the records of revoked
+                        // partitions are read again by their new owner (at-least-once).
+                        let kept: Vec<Record> = write
+                            .inputs
+                            .iter()
+                            .filter(|r| !intake.is_lost(r))
+                            .cloned()
+                            .collect();
+                        self.handled(&mut intake.tracker, &kept);
+                    } else {
+                        self.handled(&mut intake.tracker, write.inputs);
+                    }
                     return Ok(());
                 }
                 Err(CallError::Plugin(PluginError::Reject(rejected))) if !opening => {
@@ -664,7 +688,7 @@ impl SinkTask {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Err(Stop::Cancelled),
-                Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
+                Some(revoked) = intake.revoked.recv() => intake.revoke(revoked),
                 _ = sleep_until(until) => return Ok(()),
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
@@ -697,7 +721,7 @@ impl SinkTask {
                     return Err(Stop::Cancelled);
                 }
                 changed = self.pause.changed() => if changed.is_err() { break },
-                Some(revoked) = self.revoked.recv() => intake.revoke(revoked),
+                Some(revoked) = intake.revoked.recv() => intake.revoke(revoked),
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
                         intake.accept(&message, Instant::now());
@@ -718,7 +742,6 @@ impl SinkTask {
     fn reader(&self) -> Reader<'_> {
         Reader {
             consumer: &self.consumer,
-            revoked: &self.revoked,
             status: &self.status,
             connector: &self.identity.connector,
         }
@@ -821,7 +844,55 @@ struct Write<'a> {
     origins: Option<&'a [usize]>,
 }
 
+/// A [`Write`] that owns its records: what is left of one after some of its inputs left it.
+struct OwnedWrite {
+    inputs: Vec<Record>,
+    outputs: Vec<Record>,
+    origins: Option<Vec<usize>>,
+}
+
+impl OwnedWrite {
+    fn as_write(&self) -> Write<'_> {
+        Write {
+            inputs: &self.inputs,
+            outputs: &self.outputs,
+            origins: self.origins.as_deref(),
+        }
+    }
+}
+
 impl Write<'_> {
+    /// The inputs `keep` keeps, with the outputs that came from them.
+    fn keeping(&self, keep: impl Fn(&Record) -> bool) -> OwnedWrite {
+        let mut renumbered = vec![None; self.inputs.len()];
+        let mut inputs = Vec::new();
+        for (i, record) in self.inputs.iter().enumerate() {
+            if keep(record) {
+                renumbered[i] = Some(inputs.len());
+                inputs.push(record.clone());
+            }
+        }
+        let Some(origins) = self.origins else {
+            return OwnedWrite {
+                outputs: inputs.clone(),
+                inputs,
+                origins: None,
+            };
+        };
+        let (mut outputs, mut kept_origins) = (Vec::new(), Vec::new());
+        for (output, &origin) in self.outputs.iter().zip(origins) {
+            if let Some(input) = renumbered[origin] {
+                outputs.push(output.clone());
+                kept_origins.push(input);
+            }
+        }
+        OwnedWrite {
+            inputs,
+            outputs,
+            origins: Some(kept_origins),
+        }
+    }
+
     fn origin(&self, output: usize) -> usize {
         self.origins.map_or(output, |o| o[output])
     }
@@ -835,7 +906,6 @@ impl Write<'_> {
 /// the task (which is not `Sync`), so that reading can go on beside a write.
 struct Reader<'a> {
     consumer: &'a SinkConsumer,
-    revoked: &'a mpsc::UnboundedReceiver<Revoked>,
     status: &'a TaskReporter,
     connector: &'a str,
 }
@@ -862,7 +932,7 @@ impl Reader<'_> {
     fn drain(&self, intake: &mut Intake, now: Instant) -> usize {
         let mut stream = self.consumer.stream();
         let mut read = 0;
-        while intake.ready.is_empty() && self.revoked.is_empty() {
+        while intake.ready.is_empty() && !intake.revocation_waiting() {
             match stream.next().now_or_never() {
                 Some(Some(Ok(message))) => {
                     intake.accept(&message, now);
@@ -890,7 +960,7 @@ impl Reader<'_> {
             tokio::select! {
                 biased;
                 output = &mut write => return output,
-                message = self.consumer.recv(), if intake.ready.is_empty() && self.revoked.is_empty() => {
+                message = self.consumer.recv(), if intake.ready.is_empty() && !intake.revocation_waiting() => {
                     self.take(intake, message)
                 }
             }
@@ -933,20 +1003,62 @@ struct Intake {
     ready: VecDeque<Vec<Record>>,
     tracker: OffsetTracker,
     topics: HashMap<String, Arc<str>>,
+    /// The consumer's revocation notices, sent from its rebalance callback while it is
+    /// polled: a notice waiting here came before any message the consumer returns next.
+    revoked: mpsc::UnboundedReceiver<Revoked>,
+    /// Partitions revoked since the batch in hand left `ready`.
+    lost: Vec<(String, i32)>,
 }
 
 impl Intake {
-    fn new(config: &ConnectorConfig) -> Self {
+    fn new(config: &ConnectorConfig, revoked: mpsc::UnboundedReceiver<Revoked>) -> Self {
         Intake {
             batcher: Batcher::new(&config.batch),
             ready: VecDeque::new(),
             tracker: OffsetTracker::new(),
             topics: HashMap::new(),
+            revoked,
+            lost: Vec::new(),
         }
     }
 
+    /// Whether a revocation waits to be handled.
+    fn revocation_waiting(&self) -> bool {
+        !self.revoked.is_empty()
+    }
+
+    /// Handles every revocation that came in so far.
+    fn catch_up(&mut self) {
+        while let Ok(revoked) = self.revoked.try_recv() {
+            self.revoke(revoked);
+        }
+    }
+
+    /// The next full batch for the plugin, after every revocation so far: it becomes the
+    /// batch in hand.
+    fn next_batch(&mut self) -> Option<Vec<Record>> {
+        self.catch_up();
+        self.lost.clear();
+        self.ready.pop_front()
+    }
+
+    /// Whether a partition of `records` was revoked since the batch in hand was taken.
+    fn lost_any(&mut self, records: &[Record]) -> bool {
+        self.catch_up();
+        !self.lost.is_empty() && records.iter().any(|r| self.is_lost(r))
+    }
+
+    fn is_lost(&self, record: &Record) -> bool {
+        self.lost
+            .iter()
+            .any(|(topic, partition)| *record.topic == **topic && record.partition == *partition)
+    }
+
     /// Takes one message read at about `now` (the start of its batch's wait, if it opens one).
+    /// Revocations that came in before it are handled first: a message read after a revoke
+    /// belongs to the assignment that followed it, and must not go with the partitions lost.
     fn accept(&mut self, message: &BorrowedMessage<'_>, now: Instant) {
+        self.catch_up();
         let record = to_record(&mut self.topics, message);
         self.tracker
             .track(&record.topic, record.partition, record.offset);
@@ -963,6 +1075,7 @@ impl Intake {
     }
 
     /// Drops everything of partitions this task lost; their new owner reads them again.
+    /// Records of theirs in the batch in hand are dropped by the write (see [`Intake::lost_any`]).
     fn revoke(&mut self, revoked: Revoked) {
         for (topic, partition) in revoked {
             self.batcher.forget(&topic, partition);
@@ -970,6 +1083,7 @@ impl Intake {
             for batch in &mut self.ready {
                 batch.retain(|r| !(*r.topic == *topic && r.partition == partition));
             }
+            self.lost.push((topic, partition));
         }
         self.ready.retain(|batch| !batch.is_empty());
     }

@@ -653,3 +653,203 @@ async fn a_source_fanning_out_past_the_producer_queue_waits_for_room_and_loses_n
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     Ok(())
 }
+
+/// Hole a: a rebalance while a write runs. The consumer keeps being polled beside the write,
+/// so a revoke, the new assignment and a record of the new assignment can all come in while
+/// the write waits; the record read after the revoke belongs to the new assignment and must
+/// survive the revoke being handled, or it is never written (the consumer has moved past
+/// it). The write is held on an advisory lock the test holds; a second group member joins
+/// in the middle (an eager rebalance: every partition is revoked, then shared out).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_read_across_a_rebalance_during_a_write_is_written() -> anyhow::Result<()> {
+    use rdkafka::producer::FutureRecord;
+    use sqlx::Connection;
+
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, name) = (unique("in"), unique("t"), unique("rebalanced"));
+    broker.create_topic(&topic, 2).await?;
+    pg.execute(&format!("CREATE TABLE {table} (id int)"))
+        .await?;
+    let lock: i32 = rand::random::<i32>().abs();
+    let mut holder = sqlx::PgConnection::connect(&pg.url).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock)
+        .execute(&mut holder)
+        .await?;
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        "{}",
+    )
+    .replace("call_timeout_ms: 2000", "call_timeout_ms: 120000");
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let slow = format!(
+        "exec:main:INSERT INTO {table} SELECT 1 FROM (SELECT pg_advisory_xact_lock({lock})) l"
+    );
+    broker
+        .produce(&topic, &[(None, Some(slow.into_bytes()))])
+        .await?;
+    wait_count(
+        &pg,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO {table} %' AND wait_event_type = 'Lock'"
+        ),
+        1, LONG).await?;
+
+    let member = broker.join_group(&name, &topic)?;
+    // The group may first give the newcomer everything, until the task has joined again.
+    let theirs = wait_until("the two members to share the partitions", LONG, || {
+        let assigned = member.assigned();
+        async move {
+            Ok(if assigned.len() == 1 {
+                Ok(assigned)
+            } else {
+                Err(format!("the second member has {assigned:?}"))
+            })
+        }
+    })
+    .await?;
+    let ours = 1 - theirs[0];
+    let read_before = read_total(&daemon, &name).await?;
+    let marker = format!("exec:main:INSERT INTO {table} VALUES (2)");
+    broker
+        .producer()?
+        .send(
+            FutureRecord::<(), _>::to(&topic)
+                .partition(ours)
+                .payload(marker.as_bytes()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    wait_until("the task to read the record", LONG, || async {
+        let read = read_total(&daemon, &name).await?;
+        Ok(if read > read_before {
+            Ok(())
+        } else {
+            Err(format!("{read} read"))
+        })
+    })
+    .await?;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock)
+        .execute(&mut holder)
+        .await?;
+    let written = wait_count(
+        &pg,
+        &format!("SELECT count(*) FROM {table} WHERE id = 2"),
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    if let Err(e) = written {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    drop(member);
+    Ok(())
+}
+
+/// `wasmconnect_sink_records_read_total` of connector `name`.
+async fn read_total(daemon: &Daemon, name: &str) -> anyhow::Result<f64> {
+    Ok(daemon
+        .metric(
+            "wasmconnect_sink_records_read_total",
+            &[&format!("connector=\"{name}\"")],
+        )
+        .await?
+        .unwrap_or(0.0))
+}
+
+/// Hole e: a batch waiting for its next attempt holds records of partitions a rebalance takes
+/// away. Their new owner reads them again; the old owner must not write them on its next
+/// attempt as well. The plugin asks for retries until the test opens a gate; a second group
+/// member joins meanwhile (eager: both partitions revoked, one given back), then leaves. Every
+/// record is written once: before, the retried batch wrote both after the revoke and each was
+/// written again when read anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_waiting_for_a_retry_drops_the_records_of_revoked_partitions() -> anyhow::Result<()>
+{
+    use rdkafka::producer::FutureRecord;
+
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, gate, name) = (unique("in"), unique("t"), unique("gate"), unique("moved"));
+    broker.create_topic(&topic, 2).await?;
+    pg.execute(&format!("CREATE TABLE {table} (id int)"))
+        .await?;
+    pg.execute(&format!("CREATE TABLE {gate} (open int)"))
+        .await?;
+    let producer = broker.producer()?;
+    for partition in 0..2 {
+        let value = format!("exec:main:INSERT INTO {table} VALUES ({partition})");
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .partition(partition)
+                    .payload(value.as_bytes()),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        &format!("until: {{database: main, query: \"SELECT 1 FROM {gate}\"}}"),
+    )
+    .replace(
+        "batch: { max_records: 500, max_wait_ms: 50 }",
+        "batch: { max_records: 2, max_wait_ms: 3000 }",
+    )
+    .replace(
+        "errors: { retry: { initial_backoff_ms: 50, max_backoff_ms: 500 } }",
+        "errors: { retry: { initial_backoff_ms: 50, max_backoff_ms: 500, timeout_ms: 600000 } }",
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    daemon.wait_log(&["retrying 2 records"], LONG).await?;
+
+    let member = broker.join_group(&name, &topic)?;
+    // The group may first give the newcomer everything, until the task has joined again.
+    let theirs = wait_until("the two members to share the partitions", LONG, || {
+        let assigned = member.assigned();
+        async move {
+            Ok(if assigned.len() == 1 {
+                Ok(assigned)
+            } else {
+                Err(format!("the second member has {assigned:?}"))
+            })
+        }
+    })
+    .await?;
+    let ours = 1 - theirs[0];
+    pg.execute(&format!("INSERT INTO {gate} VALUES (1)"))
+        .await?;
+    let committed = |partition: i32| {
+        let (broker, name, topic) = (&broker, &name, &topic);
+        move || async move {
+            Ok(match broker.committed(name, topic, partition).await? {
+                Some(1) => Ok(()),
+                other => Err(format!("{other:?}")),
+            })
+        }
+    };
+    let kept = wait_until("the kept partition committed", LONG, committed(ours)).await;
+    if let Err(e) = kept {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    drop(member);
+    let back = wait_until("the other partition committed", LONG, committed(theirs[0])).await;
+    if let Err(e) = back {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    for id in 0..2 {
+        let rows = pg
+            .count(&format!("SELECT count(*) FROM {table} WHERE id = {id}"))
+            .await?;
+        assert_eq!(rows, 1, "the record of partition {id} written once");
+    }
+    Ok(())
+}
