@@ -1,10 +1,11 @@
 //! The pure core of a connector: records, batching, the offset watermark of a sink, the
-//! position watermark of a source, backoff and the failure policy, a plugin's config spec, how
+//! position watermark of a source, backoff and the failure policy, the isolation of poison records, a plugin's config spec, how
 //! a trace names refused records. No I/O; everything here is unit-tested.
 
 mod backoff;
 mod batch;
 mod failures;
+mod isolation;
 mod offsets;
 mod positions;
 mod record;
@@ -14,6 +15,7 @@ pub mod spec;
 pub use backoff::Backoff;
 pub use batch::Batcher;
 pub use failures::{Failed, Failures, Next};
+pub use isolation::{Isolation, Trial, Verdict};
 pub use offsets::OffsetTracker;
 pub use positions::{Flush, Origin, PositionTracker};
 pub use record::{Header, PluginError, Record, Rejected, SourceRecord};
