@@ -1,4 +1,4 @@
-//! The loops that drive a plugin: `sink_task` reads Kafka, batches, writes through the plugin
+//! The loops that drive a plugin: `sink` reads Kafka, batches, writes through the plugin
 //! and stores offsets; `source_task` polls the plugin, produces to Kafka and stores positions
 //! once Kafka acknowledged them. `chain` runs a connector's transforms over a batch;
 //! `context` is what every task gets from the worker.
@@ -13,13 +13,13 @@ use crate::wasm::{CallError, TaskIdentity};
 mod chain;
 mod context;
 mod exactly_once;
-mod sink_task;
+mod sink;
 mod source_task;
 
 pub use chain::Chain;
 pub use context::TaskContext;
 pub use exactly_once::OffsetTable;
-pub use sink_task::{Destination, SinkDelivery, SinkTask};
+pub use sink::{Destination, SinkDelivery, SinkTask};
 pub use source_task::SourceTask;
 
 /// Of a task's grace period, what its last words to Kafka may take (the final offset commit

@@ -853,3 +853,102 @@ async fn a_batch_waiting_for_a_retry_drops_the_records_of_revoked_partitions() -
     }
     Ok(())
 }
+
+/// Hole o: a poison pill, a record too big for `limits.memory_mb`, makes sink-sql trap on
+/// every batch that holds it. Before, fresh instances retried the batch until
+/// `restart.max_consecutive_traps` and the task failed, `errors.tolerance: all` or not. Now
+/// the batch is halved across fresh instances until the record is found; it is dead-lettered
+/// (stage TASK_PUT, class wasmconnect.PluginTrap) and every other record written, once, in
+/// either delivery mode.
+async fn a_poison_record_is_isolated(exactly_once_mode: bool) -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
+    broker.create_topic(&topic, 1).await?;
+    // Insert mode, no key: a row written twice shows, and so does a row never written.
+    pg.execute(&format!("CREATE TABLE {table} (id int, note text)"))
+        .await?;
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replace("memory_mb: 32", "memory_mb: 2")
+    .replace(
+        "    errors: { retry:",
+        &format!("    errors: {{ tolerance: all, dead_letter_topic: {{ name: {dlq} }}, retry:"),
+    );
+    let offsets = unique("eos_offsets");
+    let connector = if exactly_once_mode {
+        exactly_once(&connector, &offsets)
+    } else {
+        connector
+    };
+    let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    // A first batch written, so that the plugin is known to work.
+    broker
+        .produce(&topic, &[(None, json(json!({"id": -1, "note": "first"})))])
+        .await?;
+    crate::common::wait_committed(&broker, &name, &topic, 1).await?;
+    let poison = 11;
+    let records: Vec<_> = (0..20)
+        .map(|i| {
+            let note = if i == poison {
+                "x".repeat(900_000)
+            } else {
+                format!("note {i}")
+            };
+            (None, json(json!({"id": i, "note": note})))
+        })
+        .collect();
+    broker.produce(&topic, &records).await?;
+
+    if let Err(e) = crate::common::wait_committed(&broker, &name, &topic, 21).await {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    let dead = broker.read_all(&dlq).await?;
+    let dead: Vec<(String, String, String)> = dead
+        .iter()
+        .map(|r| {
+            let header = |k: &str| r.header(k).unwrap_or_default();
+            (
+                header("__connect.errors.offset"),
+                header("__connect.errors.stage"),
+                header("__connect.errors.class.name"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dead,
+        [(
+            (poison + 1).to_string(),
+            "TASK_PUT".to_owned(),
+            "wasmconnect.PluginTrap".to_owned()
+        )],
+        "exactly the poison record is dead-lettered"
+    );
+    let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
+        "SELECT id, count(*) FROM {table} GROUP BY id ORDER BY id"
+    ))
+    .fetch_all(&pg.pool)
+    .await?;
+    let expected: Vec<(i32, i64)> = (-1..20).filter(|&i| i != poison).map(|i| (i, 1)).collect();
+    assert_eq!(rows, expected, "every other record written once");
+    let status = daemon.status(&name).await?;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    daemon.terminate(LONG).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_record_is_found_by_halving_and_dead_lettered_and_the_rest_written()
+-> anyhow::Result<()> {
+    a_poison_record_is_isolated(false).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_record_is_isolated_in_exactly_once_mode_and_every_other_row_written_once()
+-> anyhow::Result<()> {
+    a_poison_record_is_isolated(true).await
+}
