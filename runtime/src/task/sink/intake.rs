@@ -165,8 +165,10 @@ impl Intake {
     }
 
     /// Marks `handled` done in the watermark, but for records of partitions revoked since
-    /// the batch in hand was taken: they are their new owner's to read again.
+    /// the batch in hand was taken (revocations that came in meanwhile included): they are
+    /// their new owner's to read again.
     pub fn complete(&mut self, handled: &[Record]) {
+        self.catch_up();
         for record in handled {
             if !self.is_lost(record) {
                 self.tracker
