@@ -28,7 +28,7 @@ mod settle;
 mod write;
 
 use intake::{Intake, Reader, measure_lag};
-use settle::{Settlement, close_consumer};
+use settle::close_consumer;
 use write::Write;
 
 /// Where a sink task writes.
@@ -296,9 +296,6 @@ impl SinkTask {
                 origins: Some(&chained.origins),
             }
         };
-        if write.outputs.is_empty() {
-            return self.settle(intake, Settlement::handled(batch)).await;
-        }
         let result = self.write_until_done(instance, intake, &write).await;
         self.resume_assignment();
         result

@@ -1,7 +1,8 @@
 //! The settlement of a batch: for every way a write ends (written, rejects dead-lettered,
-//! retries exhausted, a poison record isolated, filtered out), the dead-letter records are
-//! sent, then the offsets are committed to the exactly-once table or stored as the
-//! watermark for the group commit, once per batch. The group's offsets are committed soon
+//! retries exhausted, filtered out), the dead-letter records are sent, then the offsets are
+//! committed to the exactly-once table or stored as the watermark for the group commit, once
+//! per batch. Records found bad before the write (transform rejects, poison records) are
+//! dead-lettered before it, since an exactly-once write commits its offsets itself. The group's offsets are committed soon
 //! after they are stored, and synchronously when the consumer closes.
 
 use std::sync::Arc;
@@ -125,14 +126,9 @@ impl SinkTask {
             outputs: &chained.outputs[..kept],
             origins: Some(&chained.origins[..kept]),
         };
-        if before.outputs.is_empty() {
-            self.settle(intake, Settlement::handled(before.inputs))
-                .await?;
-        } else {
-            let written = self.write_until_done(instance, intake, &before).await;
-            self.resume_assignment();
-            written?;
-        }
+        let written = self.write_until_done(instance, intake, &before).await;
+        self.resume_assignment();
+        written?;
         let reasons: Vec<String> = chained
             .rejected
             .iter()

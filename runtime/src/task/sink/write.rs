@@ -116,6 +116,10 @@ impl SinkTask {
         write: &Write<'_>,
         mut isolating: Isolating,
     ) -> Result<(), Stop> {
+        if write.outputs.is_empty() {
+            // Everything was filtered out, dead-lettered or left the write: nothing to write.
+            return self.settle(intake, Settlement::handled(write.inputs)).await;
+        }
         let batch = write.outputs;
         let mut failures = Failures::new("plugin", &self.config.errors, &self.config.restart);
         let mut attempt = 0u32;
@@ -125,9 +129,6 @@ impl SinkTask {
                 // their new owner reads them again from the last commit, so their records
                 // leave the write instead of being written beside the new owner's.
                 let kept = write.keeping(|r| !intake.is_lost(r));
-                if kept.outputs.is_empty() {
-                    return self.settle(intake, Settlement::handled(&kept.inputs)).await;
-                }
                 let kept = kept.as_write();
                 return Box::pin(self.attempts(instance, intake, &kept, isolating)).await;
             }
@@ -217,11 +218,6 @@ impl SinkTask {
                     {
                         isolating = Isolating::Done;
                         if let Some(rest) = self.isolate(instance, intake, write).await? {
-                            if rest.outputs.is_empty() {
-                                return self
-                                    .settle(intake, Settlement::handled(&rest.inputs))
-                                    .await;
-                            }
                             let rest = rest.as_write();
                             return Box::pin(self.attempts(instance, intake, &rest, isolating))
                                 .await;
@@ -243,7 +239,10 @@ impl SinkTask {
     /// exactly-once mode) written by a trial. In exactly-once mode a trial's writes are rolled
     /// back, so that the rest is written with its offsets in one transaction. `None` when the
     /// traps are the plugin's fault, or an instance could not be opened: the write goes on as
-    /// before (re-opened, failing after `restart.max_consecutive_traps`).
+    /// before (re-opened, failing after `restart.max_consecutive_traps`). The poison records
+    /// are dead-lettered here, before the rest is written, not in the rest's settlement: in
+    /// exactly-once mode that write commits its offsets itself, and no offset may move past a
+    /// record the dead-letter topic has not acknowledged.
     async fn isolate(
         &mut self,
         instance: &mut Option<SinkInstance>,
