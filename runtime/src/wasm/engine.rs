@@ -44,13 +44,8 @@ pub enum LoadError {
 pub struct WasmEngine {
     engine: Engine,
     linker: Linker<TaskState>,
-    cache: Mutex<HashMap<PathBuf, Cached>>,
-    /// What [`WasmEngine::describe`] found, per file version.
-    descriptions: Mutex<HashMap<PathBuf, (FileVersion, Description)>>,
-    /// Every component compiled, per file version.
-    components: Mutex<HashMap<PathBuf, (FileVersion, Component)>>,
-    /// What [`WasmEngine::config_spec`] read, per file version.
-    specs: Mutex<HashMap<PathBuf, (FileVersion, Spec)>>,
+    /// What is known of each plugin file, for the build of it last compiled.
+    files: Mutex<HashMap<PathBuf, Compiled>>,
 }
 
 /// What a plugin file is: the interface it exports and the contract version it was built for.
@@ -78,12 +73,19 @@ pub struct Inspection {
     pub spec: Option<Vec<ConfigKey>>,
 }
 
-/// A compiled, pre-linked component and the plugin built from it, for the file as it was
-/// when compiled (a rebuilt plugin is compiled again, on the next load).
-struct Cached {
-    pre: InstancePre<TaskState>,
-    plugin: Option<Plugin>,
+/// One build of a plugin file: its component and what was learned of it since it was
+/// compiled. A rebuilt file (another [`FileVersion`]) is compiled again and starts afresh, so
+/// nothing here outlives the build it describes.
+struct Compiled {
     version: FileVersion,
+    component: Component,
+    /// What [`WasmEngine::describe`] found.
+    description: Option<Description>,
+    /// What [`WasmEngine::config_spec`] read.
+    spec: Option<Spec>,
+    /// Pre-linked, once loaded, and the plugin built from it.
+    pre: Option<InstancePre<TaskState>>,
+    plugin: Option<Plugin>,
 }
 
 /// What tells two builds of a plugin file apart without reading it.
@@ -205,10 +207,7 @@ impl WasmEngine {
         Ok(WasmEngine {
             engine,
             linker,
-            cache: Mutex::new(HashMap::new()),
-            descriptions: Mutex::new(HashMap::new()),
-            specs: Mutex::new(HashMap::new()),
-            components: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
         })
     }
 
@@ -256,16 +255,8 @@ impl WasmEngine {
     /// What kind of plugin the file at `path` is, and for which contract version; compiles it
     /// unless a load or an earlier call did. Does not check that it would link.
     pub fn describe(&self, path: &Path) -> Result<Description, LoadError> {
-        let key = cache_key(path);
-        let version = FileVersion::of(path);
-        if let Some((_, description)) = self
-            .descriptions
-            .lock()
-            .expect("descriptions lock")
-            .get(&key)
-            .filter(|(v, _)| Some(v) == version.as_ref())
-        {
-            return Ok(description.clone());
+        if let Some(description) = self.known(path, |f| f.description.clone()) {
+            return Ok(description);
         }
         let component = self.compile(path)?;
         let package = format!("{CONTRACT_PACKAGE}/");
@@ -284,12 +275,7 @@ impl WasmEngine {
                 path: path.to_owned(),
                 message: format!("is not a wasmconnect plugin: it exports no {package}* interface"),
             })?;
-        if let Some(version) = version {
-            self.descriptions
-                .lock()
-                .expect("descriptions lock")
-                .insert(key, (version, description.clone()));
-        }
+        self.learn(path, |f| f.description = Some(description.clone()));
         Ok(description)
     }
 
@@ -298,16 +284,8 @@ impl WasmEngine {
     /// grants. Blocks on the current tokio runtime: call it where blocking is allowed
     /// (`spawn_blocking`, `block_in_place`).
     pub fn config_spec(&self, path: &Path) -> Result<Option<Vec<ConfigKey>>, LoadError> {
-        let key = cache_key(path);
-        let version = FileVersion::of(path);
-        if let Some((_, spec)) = self
-            .specs
-            .lock()
-            .expect("specs lock")
-            .get(&key)
-            .filter(|(v, _)| Some(v) == version.as_ref())
-        {
-            return Ok(spec.clone());
+        if let Some(spec) = self.known(path, |f| f.spec.clone()) {
+            return Ok(spec);
         }
         let description = self.describe(path)?;
         let (pre, _) = self.load(path, &description.kind)?;
@@ -317,12 +295,7 @@ impl WasmEngine {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
-        if let Some(version) = version {
-            self.specs
-                .lock()
-                .expect("specs lock")
-                .insert(key, (version, spec.clone()));
-        }
+        self.learn(path, |f| f.spec = Some(spec.clone()));
         Ok(spec)
     }
 
@@ -379,22 +352,15 @@ impl WasmEngine {
         path: &Path,
         kind: &str,
     ) -> Result<(InstancePre<TaskState>, Option<Plugin>), LoadError> {
-        let key = cache_key(path);
-        let version = FileVersion::of(path);
-        if let Some(entry) = self
-            .cache
-            .lock()
-            .expect("cache lock")
-            .get(&key)
-            .filter(|entry| Some(&entry.version) == version.as_ref())
+        if let Some((pre, plugin)) = self.known(path, |f| Some((f.pre.clone()?, f.plugin.clone())))
         {
-            check_exports(&self.engine, entry.pre.component(), kind).map_err(|message| {
+            check_exports(&self.engine, pre.component(), kind).map_err(|message| {
                 LoadError::Contract {
                     path: path.to_owned(),
                     message,
                 }
             })?;
-            return Ok((entry.pre.clone(), entry.plugin.clone()));
+            return Ok((pre, plugin));
         }
         let component = self.compile(path)?;
         check_exports(&self.engine, &component, kind).map_err(|message| LoadError::Contract {
@@ -408,50 +374,60 @@ impl WasmEngine {
                 path: path.to_owned(),
                 message: format!("{e:#}"),
             })?;
-        if let Some(version) = version {
-            self.cache.lock().expect("cache lock").insert(
-                key,
-                Cached {
-                    pre: pre.clone(),
-                    plugin: None,
-                    version,
-                },
-            );
-        }
+        self.learn(path, |f| f.pre = Some(pre.clone()));
         Ok((pre, None))
     }
 
     fn remember(&self, path: &Path, plugin: Plugin) {
-        if let Some(entry) = self
-            .cache
-            .lock()
-            .expect("cache lock")
+        self.learn(path, |f| f.plugin = Some(plugin));
+    }
+
+    /// What `read` finds in what is known of the file at `path`, if it was compiled as the
+    /// file is now.
+    fn known<T>(&self, path: &Path, read: impl FnOnce(&Compiled) -> Option<T>) -> Option<T> {
+        let version = FileVersion::of(path)?;
+        let files = self.files.lock().expect("files lock");
+        files
+            .get(&cache_key(path))
+            .filter(|f| f.version == version)
+            .and_then(read)
+    }
+
+    /// Adds to what is known of the file at `path`, if it was compiled as the file is now
+    /// (what was learned of an older build is not kept).
+    fn learn(&self, path: &Path, write: impl FnOnce(&mut Compiled)) {
+        let Some(version) = FileVersion::of(path) else {
+            return;
+        };
+        let mut files = self.files.lock().expect("files lock");
+        if let Some(f) = files
             .get_mut(&cache_key(path))
+            .filter(|f| f.version == version)
         {
-            entry.plugin = Some(plugin);
+            write(f);
         }
     }
 
     /// The component at `path`, compiled once per file version (describing, inspecting and
     /// loading a plugin compile it once between them).
     fn compile(&self, path: &Path) -> Result<Component, LoadError> {
-        let key = cache_key(path);
-        let version = FileVersion::of(path);
-        if let Some((_, component)) = self
-            .components
-            .lock()
-            .expect("components lock")
-            .get(&key)
-            .filter(|(v, _)| Some(v) == version.as_ref())
-        {
-            return Ok(component.clone());
+        if let Some(component) = self.known(path, |f| Some(f.component.clone())) {
+            return Ok(component);
         }
+        let version = FileVersion::of(path);
         let component = self.compile_file(path)?;
         if let Some(version) = version {
-            self.components
-                .lock()
-                .expect("components lock")
-                .insert(key, (version, component.clone()));
+            self.files.lock().expect("files lock").insert(
+                cache_key(path),
+                Compiled {
+                    version,
+                    component: component.clone(),
+                    description: None,
+                    spec: None,
+                    pre: None,
+                    plugin: None,
+                },
+            );
         }
         Ok(component)
     }
