@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use wasmconnect::config::{BatchConfig, Limits};
+use wasmconnect::connector::TaskIdentity;
 use wasmconnect::connector::{Batcher, OffsetTracker, Record};
 use wasmconnect::wasm::baseline::{RawRecords, WitHeaders};
 use wasmconnect::wasm::capability::Grants;
 use wasmconnect::wasm::capability::http::HttpGrants;
 use wasmconnect::wasm::capability::sql::Databases;
-use wasmconnect::wasm::{SinkInstance, TaskIdentity, TransformInstance, WasmEngine};
+use wasmconnect::wasm::{SinkInstance, TransformInstance, WasmEngine};
 
 const BATCH: usize = 1_000;
 

@@ -6,7 +6,7 @@
 //! - `connector`: the pure core: records, batching, offset watermark, backoff, config specs.
 //! - `kafka`: rdkafka consumer wrappers.
 //! - `wasm`: engine, component cache, the one `bindgen!`, store state, host capabilities.
-//! - `task`: the loops that drive a plugin (`sink`, `source_task`).
+//! - `task`: the loops that drive a plugin (`sink`, `source`).
 //! - `status`: connector and task states and the Prometheus metrics every task reports to.
 //! - `worker`: builds connectors from the config, runs and stops them.
 //! - `admin`: the REST API.

@@ -1,15 +1,12 @@
-//! The offsets topic's encoding of source positions: any (partition, position) comes back
-//! exactly as it was written, a tombstone reads as a deletion, another connector's messages are
-//! not read as ours, and arbitrary bytes never panic the reader.
+//! The offsets topic's records of source positions: any (partition, position) comes back exactly
+//! as it was written, a tombstone reads as a deletion, another connector's records are not read
+//! as ours, an unmarked record after a marked one of its partition is never taken, and arbitrary
+//! bytes never panic the fold.
 #![no_main]
-
-use std::path::Path;
-use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use wasmconnect::config::{self, Config};
-use wasmconnect::kafka::PositionStore;
+use wasmconnect::connector::{PositionLog, Read, position_key, position_value};
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {
@@ -17,34 +14,36 @@ struct Input<'a> {
     other: &'a str,
     partition: &'a str,
     position: &'a str,
-    raw_key: Option<&'a [u8]>,
-    raw_value: Option<&'a [u8]>,
+    /// Records after the round trip: (raw key, raw value, marked).
+    raw: Vec<(Option<&'a [u8]>, Option<&'a [u8]>, bool)>,
 }
 
-static CONFIG: LazyLock<Config> = LazyLock::new(|| {
-    config::parse(
-        Path::new("fuzz.yaml"),
-        "kafka: { bootstrap_servers: 127.0.0.1:9092 }\nconnectors: []\n",
-        &|_| None,
-    )
-    .expect("a minimal config")
-});
-
 fuzz_target!(|input: Input<'_>| {
-    let store = PositionStore::new(&CONFIG.kafka, input.connector);
-    let key = store.key(input.partition);
-    let value = PositionStore::value(input.position);
+    let key = position_key(input.connector, input.partition);
+    let value = position_value(input.position);
+    let mut log = PositionLog::new(input.connector);
     assert_eq!(
-        store.decode(Some(&key), Some(&value)),
-        Some((input.partition.to_owned(), Some(input.position.to_owned())))
+        log.read(Some(&key), None, true),
+        Read::Taken {
+            partition: input.partition.to_owned(),
+            position: None
+        }
     );
     assert_eq!(
-        store.decode(Some(&key), None),
-        Some((input.partition.to_owned(), None))
+        log.read(Some(&key), Some(&value), true),
+        Read::Taken {
+            partition: input.partition.to_owned(),
+            position: Some(input.position.to_owned())
+        }
     );
     if input.other != input.connector {
-        let other = PositionStore::new(&CONFIG.kafka, input.other);
-        assert_eq!(other.decode(Some(&key), Some(&value)), None);
+        let mut other = PositionLog::new(input.other);
+        assert_eq!(other.read(Some(&key), Some(&value), true), Read::NotMine);
     }
-    let _ = store.decode(input.raw_key, input.raw_value);
+    for (raw_key, raw_value, marked) in input.raw {
+        let read = log.read(raw_key, raw_value, marked);
+        if !marked && raw_key == Some(key.as_slice()) {
+            assert!(!matches!(read, Read::Taken { .. }), "{read:?}");
+        }
+    }
 });

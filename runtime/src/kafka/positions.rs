@@ -1,18 +1,21 @@
-//! The offsets topic: where source connectors store their positions, in the shape of Kafka
-//! Connect's `connect-offsets` (key `["connector", "partition"]`, value `{"position": ...}`,
-//! compacted, a null value deletes).
+//! The offsets topic: where source connectors store their positions (encoded and read back by
+//! [`crate::connector::PositionLog`]; this file is the Kafka side: the topic, its read-back and
+//! the writes of the offsets REST API).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::admin::{TopicError, TopicSpec, client_config, ensure_topic};
 use crate::config::KafkaConfig;
+use crate::connector::{
+    POSITION_MARK, POSITION_MARK_VERSION, PositionLog, Read, position_key, position_value,
+};
 
 /// How long one broker request of the read-back may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,11 +35,6 @@ pub struct PositionStore {
     connector: String,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Value {
-    position: String,
-}
-
 impl PositionStore {
     pub fn new(kafka: &KafkaConfig, connector: &str) -> Self {
         PositionStore {
@@ -51,15 +49,21 @@ impl PositionStore {
 
     /// The message key of a source partition's position.
     pub fn key(&self, partition: &str) -> Vec<u8> {
-        serde_json::to_vec(&(&self.connector, partition)).expect("strings serialize")
+        position_key(&self.connector, partition)
     }
 
     /// The message value of a position.
     pub fn value(position: &str) -> Vec<u8> {
-        serde_json::to_vec(&Value {
-            position: position.to_owned(),
+        position_value(position)
+    }
+
+    /// The headers of every record the runtime writes to the offsets topic: its mark, which
+    /// the read-back requires once a source partition has one.
+    pub fn mark() -> OwnedHeaders {
+        OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: POSITION_MARK,
+            value: Some(POSITION_MARK_VERSION),
         })
-        .expect("strings serialize")
     }
 
     fn error(&self, message: impl std::fmt::Display) -> PositionStoreError {
@@ -143,7 +147,7 @@ impl PositionStore {
                     .map_err(|e| self.error(e))?;
             }
         }
-        let mut positions: HashMap<String, Option<String>> = HashMap::new();
+        let mut log = PositionLog::new(&self.connector);
         if !remaining.is_empty() {
             consumer.assign(&assignment).map_err(|e| self.error(e))?;
         }
@@ -153,8 +157,21 @@ impl PositionStore {
                 Some(Err(e)) => return Err(self.error(format!("reading it back: {e}"))),
                 Some(Ok(m)) => m,
             };
-            if let Some((partition, position)) = self.decode(message.key(), message.payload()) {
-                positions.insert(partition, position);
+            let marked = message
+                .headers()
+                .is_some_and(|h| h.iter().any(|h| h.key == POSITION_MARK));
+            match log.read(message.key(), message.payload(), marked) {
+                Read::Taken { .. } | Read::NotMine => {}
+                Read::Unmarked { partition } => {
+                    tracing::warn!(connector = %self.connector, topic = %self.topic,
+                        offset = message.offset(), kafka_partition = message.partition(),
+                        "ignoring a position of source partition {partition:?} that the runtime did not write (no {POSITION_MARK} header, after one that has it)");
+                }
+                Read::Unreadable { partition, error } => {
+                    tracing::warn!(connector = %self.connector, topic = %self.topic,
+                        offset = message.offset(), kafka_partition = message.partition(),
+                        "ignoring an unreadable position of source partition {partition:?}: {error}");
+                }
             }
             if remaining
                 .get(&message.partition())
@@ -163,12 +180,7 @@ impl PositionStore {
                 remaining.remove(&message.partition());
             }
         }
-        let mut positions: Vec<(String, String)> = positions
-            .into_iter()
-            .filter_map(|(partition, position)| Some((partition, position?)))
-            .collect();
-        positions.sort();
-        Ok(positions)
+        Ok(log.positions())
     }
 
     /// Writes positions as the source task would (`None` deletes the partition's position),
@@ -190,7 +202,9 @@ impl PositionStore {
         for (partition, position) in positions {
             let key = self.key(partition);
             let value = position.as_deref().map(PositionStore::value);
-            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic).key(&key);
+            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic)
+                .key(&key)
+                .headers(PositionStore::mark());
             if let Some(value) = &value {
                 record = record.payload(value);
             }
@@ -202,63 +216,5 @@ impl PositionStore {
                 })?;
         }
         Ok(())
-    }
-
-    /// This connector's (source partition, position) in a message of the offsets topic,
-    /// `None` for another connector's or an unreadable one (never a panic, whatever the
-    /// bytes); a `None` position is a deletion. Reverses [`PositionStore::key`] and
-    /// [`PositionStore::value`].
-    pub fn decode(
-        &self,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Option<(String, Option<String>)> {
-        let (connector, partition): (String, String) = serde_json::from_slice(key?).ok()?;
-        if connector != self.connector {
-            return None;
-        }
-        let position = match value {
-            None => None,
-            Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
-                Ok(v) => Some(v.position),
-                Err(e) => {
-                    tracing::warn!(connector = %self.connector, topic = %self.topic,
-                        "ignoring an unreadable position of source partition {partition:?}: {e}");
-                    return None;
-                }
-            },
-        };
-        Some((partition, position))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(connector: &str) -> PositionStore {
-        PositionStore {
-            topic: "wasmconnect-offsets".into(),
-            connector: connector.into(),
-        }
-    }
-
-    #[test]
-    fn keys_and_values_round_trip_and_other_connectors_are_ignored() {
-        let mine = store("orders");
-        let key = mine.key("table \"orders\"");
-        assert_eq!(key, br#"["orders","table \"orders\""]"#);
-        let value = PositionStore::value("{\"id\":7}");
-        assert_eq!(
-            mine.decode(Some(&key), Some(&value)),
-            Some(("table \"orders\"".into(), Some("{\"id\":7}".into())))
-        );
-        assert_eq!(
-            mine.decode(Some(&key), None),
-            Some(("table \"orders\"".into(), None))
-        );
-        assert_eq!(store("other").decode(Some(&key), Some(&value)), None);
-        assert_eq!(mine.decode(Some(b"not json"), Some(&value)), None);
-        assert_eq!(mine.decode(Some(&key), Some(b"{}")), None);
     }
 }

@@ -9,13 +9,12 @@ use serde_json::{Map, Value, json};
 
 use super::case::{Case, Step};
 use crate::config::Limits;
-use crate::connector::{PluginError, Record, SourceRecord};
+use crate::connector::{PluginError, Record, SourceRecord, TaskIdentity};
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
 use crate::wasm::capability::replay::{Script, bytes_as_json, matches};
 use crate::wasm::{
-    CallError, SinkInstance, SourceInstance, TaskIdentity, TransformInstance, Transformed,
-    WasmEngine,
+    CallError, SinkInstance, SourceInstance, TransformInstance, Transformed, WasmEngine,
 };
 
 /// How one case went: the problems found, none when it passed.

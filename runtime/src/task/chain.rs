@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use crate::config::{ConnectorConfig, ErrorPolicy, Limits, RestartConfig};
+use crate::connector::TaskIdentity;
 use crate::connector::{Failed, Failures, Next, PluginError, Record};
 use crate::status::{Call, Counter, TaskReporter};
 use crate::wasm::capability::Grants;
-use crate::wasm::{CallError, TaskIdentity, TransformInstance, TransformPlugin};
+use crate::wasm::{CallError, TransformInstance, TransformPlugin};
 
 /// The transforms of one task, each with its instance (created on first use, dropped after a
 /// trap).

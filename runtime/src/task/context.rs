@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnectorConfig;
+use crate::connector::TaskIdentity;
 use crate::status::TaskReporter;
-use crate::wasm::TaskIdentity;
 use crate::wasm::capability::Grants;
 
 /// A task's identity, configuration, sandbox grants, status reporter and shutdown signal.

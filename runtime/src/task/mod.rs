@@ -1,5 +1,5 @@
 //! The loops that drive a plugin: `sink` reads Kafka, batches, writes through the plugin
-//! and stores offsets; `source_task` polls the plugin, produces to Kafka and stores positions
+//! and stores offsets; `source` polls the plugin, produces to Kafka and stores positions
 //! once Kafka acknowledged them. `chain` runs a connector's transforms over a batch;
 //! `context` is what every task gets from the worker.
 
@@ -8,19 +8,20 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::Backoff;
-use crate::wasm::{CallError, TaskIdentity};
+use crate::connector::TaskIdentity;
+use crate::wasm::CallError;
 
 mod chain;
 mod context;
 mod exactly_once;
 mod sink;
-mod source_task;
+mod source;
 
 pub use chain::Chain;
 pub use context::TaskContext;
 pub use exactly_once::OffsetTable;
 pub use sink::{Destination, SinkDelivery, SinkTask};
-pub use source_task::SourceTask;
+pub use source::SourceTask;
 
 /// Of a task's grace period, what its last words to Kafka may take (the final offset commit
 /// and the consumer's close): a quarter, at most 2 s. The rest is for the batch in hand.

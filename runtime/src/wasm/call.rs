@@ -7,8 +7,9 @@ use wasmtime::{Engine, Store, Trap};
 use super::bindings::wasmconnect::plugin::types as wit;
 use super::capability::Grants;
 use super::engine::EPOCH_TICK;
-use super::state::{TaskIdentity, TaskState};
+use super::state::TaskState;
 use crate::config::Limits;
+use crate::connector::TaskIdentity;
 use crate::connector::{PluginError, Rejected};
 
 /// How a plugin call ended when it did not return `ok`. A trap (the guest crashed, ran past its

@@ -25,5 +25,4 @@ pub use call::CallError;
 pub use engine::{Description, Inspection, LoadError, WasmEngine};
 pub use sink::{SinkInstance, SinkPlugin};
 pub use source::{SourceInstance, SourcePlugin};
-pub use state::TaskIdentity;
 pub use transform::{TransformInstance, TransformPlugin, Transformed};

@@ -10,8 +10,9 @@ use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
 use super::capability::sql::HeldTransaction;
 use super::convert::{WitHeaders, wit_records};
-use super::state::{TaskIdentity, TaskState};
+use super::state::TaskState;
 use crate::config::Limits;
+use crate::connector::TaskIdentity;
 use crate::connector::{PluginError, Record};
 
 /// A compiled, pre-linked sink plugin; instantiating it is cheap.

@@ -9,9 +9,10 @@ use super::bindings::exports::wasmconnect::plugin::source as wit_source;
 use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
 use super::convert::from_wit_headers;
-use super::state::{TaskIdentity, TaskState};
+use super::state::TaskState;
 use crate::config::Limits;
 use crate::connector::SourceRecord;
+use crate::connector::TaskIdentity;
 
 /// A compiled, pre-linked source plugin; instantiating it is cheap.
 pub struct SourcePlugin {

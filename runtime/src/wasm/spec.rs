@@ -9,8 +9,9 @@ use wasmtime::component::InstancePre;
 use super::bindings::wasmconnect::plugin::types as wit;
 use super::call::{CallError, Placement, fresh_store, trap};
 use super::capability::Grants;
-use super::state::{TaskIdentity, TaskState};
+use super::state::TaskState;
 use crate::config::Limits;
+use crate::connector::TaskIdentity;
 use crate::connector::spec::{ConfigKey, ValueType};
 
 /// The export's name at the component's root.

@@ -1,7 +1,5 @@
 //! What a task's `Store` holds.
 
-use std::sync::Arc;
-
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -9,13 +7,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::capability::Grants;
 use super::capability::sql::HeldTransaction;
 use super::stdio::LogStream;
-
-/// Which connector task a store belongs to: every log line of the plugin carries it.
-#[derive(Debug, Clone)]
-pub struct TaskIdentity {
-    pub connector: Arc<str>,
-    pub task: u32,
-}
+use crate::connector::TaskIdentity;
 
 /// Store data of one plugin instance. WASI grants nothing: no files, sockets, environment or
 /// arguments; stdout and stderr go to the log.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use super::state::TaskIdentity;
+use crate::connector::TaskIdentity;
 
 /// Longest line logged as it is; longer lines are cut and marked.
 const MAX_LINE: usize = 4096;

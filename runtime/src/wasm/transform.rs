@@ -9,8 +9,9 @@ use super::bindings::exports::wasmconnect::plugin::transform as wit_transform;
 use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
 use super::convert::{WitHeaders, from_wit_record, wit_records};
-use super::state::{TaskIdentity, TaskState};
+use super::state::TaskState;
 use crate::config::Limits;
+use crate::connector::TaskIdentity;
 use crate::connector::{PluginError, Record, Rejected};
 
 /// A compiled, pre-linked transform plugin; instantiating it is cheap.

@@ -1,11 +1,16 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
+//! This file is the life cycle (start, stop, replace, pause, resume, reload, shutdown) and the
+//! target states; `wiring` builds a connector's task, `plugins` loads, checks and lists
+//! plugins, `offsets` reads and changes a stopped connector's offsets, `store` keeps
+//! API-made connectors and target states, `console` the live status on a terminal.
 
 mod console;
 mod offsets;
+mod plugins;
 mod store;
+mod wiring;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,22 +20,16 @@ use tokio_util::task::TaskTracker;
 
 pub use console::LiveStatus;
 pub use offsets::{ConnectorOffsets, SinkOffset, SourceOffset};
+pub use plugins::PluginProblem;
 pub use store::{StoreError, Target};
 
 use store::Store;
 
-use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid, ConnectorKind};
-use crate::connector::spec;
-use crate::kafka::{DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer};
+use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid};
 use crate::redact;
 use crate::status::{Counter, State, StatusBoard};
-use crate::task::{
-    Chain, Destination, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
-};
-use crate::wasm::capability::Grants;
-use crate::wasm::capability::http::HttpGrants;
+use crate::wasm::WasmEngine;
 use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
-use crate::wasm::{Description, LoadError, TaskIdentity, WasmEngine};
 
 /// Why a worker could not be built at all. Problems of one connector do not stop the worker:
 /// that connector is FAILED and the others run.
@@ -96,16 +95,6 @@ pub enum Refused {
     Unavailable(String),
 }
 
-/// A connector of the file whose plugin does not load, or whose `config` breaks the plugin's
-/// config spec.
-#[derive(Debug)]
-pub struct PluginProblem {
-    pub connector: String,
-    /// The key at fault: `connectors[2].plugin`, `connectors[0].transforms[1].config.mode`.
-    pub key: String,
-    pub message: String,
-}
-
 /// What a reload changed, by connector name.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reloaded {
@@ -156,73 +145,6 @@ impl Worker {
             running: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
         })
-    }
-
-    /// Loads (compiles) the plugin of every connector of the file; one problem per connector
-    /// that fails, naming the key of the plugin that did not load.
-    pub fn check_plugins(&self) -> Vec<PluginProblem> {
-        self.config
-            .connectors
-            .iter()
-            .enumerate()
-            .flat_map(|(i, c)| {
-                self.check_plugin(c)
-                    .err()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |(key, message)| PluginProblem {
-                        connector: c.name.clone(),
-                        key: format!("connectors[{i}].{key}"),
-                        message,
-                    })
-            })
-            .collect()
-    }
-
-    /// Loads (compiles) the plugin and transforms of one connector and checks each one's
-    /// `config` against the plugin's config spec; on failure, each problem with its key
-    /// (`plugin`, `transforms[1].plugin`, `config.mode`, `transforms[0].config.field`). A
-    /// plugin that does not load stops the check of what comes after it. Blocks: call it where
-    /// blocking is allowed.
-    fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), Vec<(String, String)>> {
-        let loaded = match (c.kind, &c.plugin) {
-            (ConnectorKind::Sink, Some(plugin)) => self.engine.load_sink(plugin).map(drop),
-            (ConnectorKind::Source, Some(plugin)) => self.engine.load_source(plugin).map(drop),
-            // A sink to a topic (validation saw to the rest): only its transforms to load.
-            (_, None) => Ok(()),
-        };
-        let mut problems = Vec::new();
-        let mut check = |at: &str, plugin: &std::path::Path, config: &serde_yaml::Value| {
-            let spec = match self.engine.config_spec(plugin) {
-                Ok(Some(spec)) => spec,
-                Ok(None) => return,
-                Err(e) => return problems.push((format!("{at}plugin"), e.to_string())),
-            };
-            let config = serde_json::to_value(config).unwrap_or_default();
-            let name = plugin.file_stem().unwrap_or_default().to_string_lossy();
-            problems.extend(
-                spec::check(&config, &spec, &name)
-                    .into_iter()
-                    .map(|v| (format!("{at}{}", v.key), v.message)),
-            );
-        };
-        loaded.map_err(|e| vec![("plugin".to_owned(), e.to_string())])?;
-        if let Some(plugin) = &c.plugin {
-            check("", plugin, &c.config);
-        }
-        for (i, t) in c.transforms.iter().enumerate() {
-            let at = format!("transforms[{i}].");
-            if let Err(e) = self.engine.load_transform(&t.plugin) {
-                problems.push((format!("{at}plugin"), e.to_string()));
-                break;
-            }
-            check(&at, &t.plugin, &t.config);
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
     }
 
     pub fn status(&self) -> StatusBoard {
@@ -358,58 +280,6 @@ impl Worker {
             )
         })?;
         Ok(connector)
-    }
-
-    /// The keys of the config of the plugin at `path` (see [`WasmEngine::config_spec`]).
-    /// Blocks: call it where blocking is allowed.
-    pub fn config_spec(
-        &self,
-        path: &std::path::Path,
-    ) -> Result<Option<Vec<spec::ConfigKey>>, LoadError> {
-        self.engine.config_spec(path)
-    }
-
-    /// The plugins the worker can find: every `.wasm` in `worker.plugin_path` and in the
-    /// directories of the configured plugins, with what each is. Files that are not
-    /// wasmconnect plugins are left out.
-    pub fn plugins(&self) -> Vec<(PathBuf, Description)> {
-        let mut dirs: BTreeSet<PathBuf> = self.config.worker.plugin_path.iter().cloned().collect();
-        for connector in self.running.lock().expect("running lock").values() {
-            let c = &connector.config;
-            for plugin in c
-                .plugin
-                .iter()
-                .chain(c.transforms.iter().map(|t| &t.plugin))
-            {
-                if let Some(dir) = plugin.parent() {
-                    dirs.insert(dir.to_owned());
-                }
-            }
-        }
-        let mut found = BTreeMap::new();
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for path in entries.flatten().map(|e| e.path()) {
-                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-                    continue;
-                }
-                let key = path.canonicalize().unwrap_or_else(|_| path.clone());
-                if found.contains_key(&key) {
-                    continue;
-                }
-                match self.engine.describe(&path) {
-                    Ok(description) => {
-                        found.insert(key, (path, description));
-                    }
-                    Err(e) => tracing::debug!("not listing {}: {e}", path.display()),
-                }
-            }
-        }
-        let mut plugins: Vec<(PathBuf, Description)> = found.into_values().collect();
-        plugins.sort_by(|a, b| a.0.file_stem().cmp(&b.0.file_stem()));
-        plugins
     }
 
     /// Creates a connector through the API (POST /connectors): checked, stored, started.
@@ -641,161 +511,6 @@ impl Worker {
             }
         }
         Ok(reloaded)
-    }
-
-    fn start_connector(
-        &self,
-        connector: &ConnectorConfig,
-        running: &Running,
-    ) -> Result<(), String> {
-        match connector.kind {
-            ConnectorKind::Sink => {
-                let destination = match &connector.plugin {
-                    Some(plugin) => Destination::Plugin(
-                        self.engine.load_sink(plugin).map_err(|e| e.to_string())?,
-                    ),
-                    None => {
-                        let topic = connector
-                            .topic
-                            .as_deref()
-                            .ok_or("a sink without a plugin needs a `topic`")?;
-                        Destination::Topic(
-                            TopicWriter::new(&self.config.kafka, connector, topic)
-                                .map_err(|e| format!("cannot create the Kafka producer: {e}"))?,
-                        )
-                    }
-                };
-                let resume = connector
-                    .exactly_once
-                    .as_ref()
-                    .map(|_| ResumeOffsets::default());
-                let consumer = sink_consumer(
-                    &self.config.kafka,
-                    connector,
-                    resume.clone(),
-                    self.status.reporter(&connector.name, 0),
-                )
-                .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-                let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
-                    .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector, running)?;
-                let chain = self.chain(connector, &context)?;
-                let offsets = match (&connector.exactly_once, resume) {
-                    (Some(eos), Some(resume)) => {
-                        let pool = context.grants.sql.pool(&eos.database).ok_or_else(|| {
-                            format!("exactly_once.database {:?} is not granted", eos.database)
-                        })?;
-                        Some(OffsetTable::new(pool, eos, &connector.name, resume))
-                    }
-                    _ => None,
-                };
-                let task = SinkTask::new(
-                    context,
-                    destination,
-                    consumer,
-                    Delivery {
-                        dead_letters,
-                        kafka: self.config.kafka.clone(),
-                        chain,
-                        exactly_once: offsets,
-                    },
-                );
-                running.tasks.spawn(task.run());
-            }
-            ConnectorKind::Source => {
-                let path = connector
-                    .plugin
-                    .as_deref()
-                    .ok_or("a source needs its plugin")?;
-                let plugin = self.engine.load_source(path).map_err(|e| e.to_string())?;
-                let producer = source_producer(&self.config.kafka, connector)
-                    .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
-                let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
-                    .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector, running)?;
-                let chain = self.chain(connector, &context)?;
-                let task = SourceTask::new(
-                    context,
-                    plugin,
-                    producer,
-                    self.config.kafka.clone(),
-                    chain,
-                    dead_letters,
-                );
-                running.tasks.spawn(task.run());
-            }
-        }
-        Ok(())
-    }
-
-    /// The transforms of `connector`, loaded (compiled on first use).
-    fn chain(&self, connector: &ConnectorConfig, context: &TaskContext) -> Result<Chain, String> {
-        let plugins = connector
-            .transforms
-            .iter()
-            .map(|t| self.engine.load_transform(&t.plugin))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        Chain::new(
-            connector,
-            plugins,
-            context.engine.clone(),
-            context.identity.clone(),
-            context.grants.clone(),
-        )
-    }
-
-    /// What task 0 of `connector` runs with: its identity, config and grants.
-    /// The topics the runtime keeps its own records in, which no connector may write to: the
-    /// offsets topic and every dead-letter topic of the file's connectors and of `connector`.
-    fn runtime_topics(&self, connector: &ConnectorConfig) -> Arc<[String]> {
-        let mut topics = vec![self.config.kafka.offsets_topic.name.clone()];
-        let dead_letters = self
-            .config
-            .connectors
-            .iter()
-            .chain([connector])
-            .filter_map(|c| c.errors.dead_letter_topic.as_ref())
-            .map(|d| d.name.clone());
-        for topic in dead_letters {
-            if !topics.contains(&topic) {
-                topics.push(topic);
-            }
-        }
-        topics.into()
-    }
-
-    fn task_context(
-        &self,
-        connector: &ConnectorConfig,
-        running: &Running,
-    ) -> Result<TaskContext, String> {
-        let plugin_config = serde_json::to_string(&connector.config)
-            .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
-        let http = HttpGrants::new(&connector.name, &connector.grants.http, &connector.limits)
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(TaskContext {
-            identity: TaskIdentity {
-                connector: Arc::from(connector.name.as_str()),
-                task: 0,
-            },
-            config: connector.clone(),
-            plugin_config,
-            engine: self.engine.engine().clone(),
-            grants: Grants {
-                sql: Arc::new(
-                    self.databases
-                        .grants(&connector.name, &connector.grants.databases),
-                ),
-                http: Arc::new(http),
-                replay: None,
-            },
-            runtime_topics: self.runtime_topics(connector),
-            status: self.status.reporter(&connector.name, 0),
-            shutdown: running.shutdown.child_token(),
-            paused: running.pause.subscribe(),
-            grace: self.grace(),
-        })
     }
 
     fn grace(&self) -> Duration {

@@ -450,6 +450,71 @@ async fn a_source_record_routed_into_the_offsets_topic_fails_the_task_and_forges
     Ok(())
 }
 
+/// Hole g, second half: positions are read back only from records the runtime wrote. After a
+/// source stored a position (marked with the `wasmconnect.position` header), an unmarked
+/// record of the same key, as any other writer of the offsets topic could produce, is ignored
+/// at the next start: the source resumes at the position it stored (11..=20 follow 1..=10),
+/// not at the forged one (which would make 16..=20 follow).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_position_the_runtime_did_not_write_is_ignored_on_restart() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, name) = (unique("out"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    let datagen = paths::plugin("source-datagen")?;
+    let entry = |count: u32| {
+        crate::common::source(
+            &name,
+            &topic,
+            &datagen,
+            "",
+            &format!("rate: 0\ncount: {count}"),
+        )
+    };
+    let key = serde_json::to_vec(&json!([name, "datagen orders"]))?;
+    let daemon = Daemon::start(&config(&broker, &pg, &entry(10)))?;
+    let stored = wait_until("position 10 stored", LONG, || async {
+        let stored: Vec<_> = broker
+            .read_all("wasmconnect-offsets")
+            .await?
+            .into_iter()
+            .filter(|r| r.key.as_deref() == Some(key.as_slice()))
+            .collect();
+        Ok(match stored.last() {
+            Some(r) if r.value.as_deref() == Some(br#"{"position":"10"}"#.as_slice()) => {
+                Ok(r.clone())
+            }
+            other => Err(format!("last stored: {other:?}")),
+        })
+    })
+    .await;
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(e) => return Err(e.context(daemon.evidence(&name).await)),
+    };
+    drop(daemon);
+
+    broker
+        .produce(
+            "wasmconnect-offsets",
+            &[(Some(key.clone()), Some(br#"{"position":"15"}"#.to_vec()))],
+        )
+        .await?;
+    let daemon = Daemon::start(&config(&broker, &pg, &entry(20)))?;
+    if let Err(e) = crate::common::wait_for_records(&broker, &topic, 20, LONG).await {
+        return Err(e.context(daemon.evidence(&name).await));
+    }
+    let keys: Vec<String> = broker
+        .read_all(&topic)
+        .await?
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    let expected: Vec<String> = (1..=20).map(|n: u32| n.to_string()).collect();
+    assert_eq!(keys, expected);
+    assert_eq!(stored.header("wasmconnect.position").as_deref(), Some("1"));
+    Ok(())
+}
+
 /// Hole j: `limits.call_timeout_ms` bounds a plugin call with the host calls it makes. A
 /// statement that outlasts it (300 s, against a call deadline of 2 s and a statement timeout
 /// of 10 min) is cut off at the deadline (and a second), and the batch is retried on a fresh

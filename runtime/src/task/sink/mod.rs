@@ -13,11 +13,11 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
-use crate::connector::{Backoff, PluginError, Record};
+use crate::connector::{Backoff, PluginError, Record, TaskIdentity};
 use crate::kafka::{DeadLetterQueue, Revoked, SinkConsumer, TopicWriter};
 use crate::status::{Counter, TaskReporter};
 use crate::wasm::capability::Grants;
-use crate::wasm::{CallError, SinkInstance, SinkPlugin, TaskIdentity};
+use crate::wasm::{CallError, SinkInstance, SinkPlugin};
 
 use super::chain::Chain;
 use super::exactly_once::OffsetTable;

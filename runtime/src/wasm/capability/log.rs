@@ -2,8 +2,8 @@
 
 use wasmtime::component::{HasData, Linker};
 
+use crate::connector::TaskIdentity;
 use crate::wasm::bindings::wasmconnect::plugin::log as wit;
-use crate::wasm::state::TaskIdentity;
 
 /// Longest message logged as it is.
 const MAX_MESSAGE: usize = 8192;

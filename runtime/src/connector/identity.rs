@@ -1,0 +1,11 @@
+//! Which task of which connector: the name every log line, status entry and metric of a task
+//! carries.
+
+use std::sync::Arc;
+
+/// One task of one connector. Tasks are numbered from 0; a connector has one task today.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskIdentity {
+    pub connector: Arc<str>,
+    pub task: u32,
+}

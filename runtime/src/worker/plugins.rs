@@ -1,0 +1,141 @@
+//! The plugins a worker knows: loading (and checking the config of) every connector's plugin
+//! before anything runs, the config spec of a plugin, and the listing of `/connector-plugins`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::Worker;
+use crate::config::{ConnectorConfig, ConnectorKind};
+use crate::connector::spec;
+use crate::wasm::{Description, LoadError};
+
+/// A connector of the file whose plugin does not load, or whose `config` breaks the plugin's
+/// config spec.
+#[derive(Debug)]
+pub struct PluginProblem {
+    pub connector: String,
+    /// The key at fault: `connectors[2].plugin`, `connectors[0].transforms[1].config.mode`.
+    pub key: String,
+    pub message: String,
+}
+
+impl Worker {
+    /// Loads (compiles) the plugin of every connector of the file; one problem per connector
+    /// that fails, naming the key of the plugin that did not load.
+    pub fn check_plugins(&self) -> Vec<PluginProblem> {
+        self.config
+            .connectors
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                self.check_plugin(c)
+                    .err()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(key, message)| PluginProblem {
+                        connector: c.name.clone(),
+                        key: format!("connectors[{i}].{key}"),
+                        message,
+                    })
+            })
+            .collect()
+    }
+
+    /// Loads (compiles) the plugin and transforms of one connector and checks each one's
+    /// `config` against the plugin's config spec; on failure, each problem with its key
+    /// (`plugin`, `transforms[1].plugin`, `config.mode`, `transforms[0].config.field`). A
+    /// plugin that does not load stops the check of what comes after it. Blocks: call it where
+    /// blocking is allowed.
+    pub(super) fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), Vec<(String, String)>> {
+        let loaded = match (c.kind, &c.plugin) {
+            (ConnectorKind::Sink, Some(plugin)) => self.engine.load_sink(plugin).map(drop),
+            (ConnectorKind::Source, Some(plugin)) => self.engine.load_source(plugin).map(drop),
+            // A sink to a topic (validation saw to the rest): only its transforms to load.
+            (_, None) => Ok(()),
+        };
+        let mut problems = Vec::new();
+        let mut check = |at: &str, plugin: &std::path::Path, config: &serde_yaml::Value| {
+            let spec = match self.engine.config_spec(plugin) {
+                Ok(Some(spec)) => spec,
+                Ok(None) => return,
+                Err(e) => return problems.push((format!("{at}plugin"), e.to_string())),
+            };
+            let config = serde_json::to_value(config).unwrap_or_default();
+            let name = plugin.file_stem().unwrap_or_default().to_string_lossy();
+            problems.extend(
+                spec::check(&config, &spec, &name)
+                    .into_iter()
+                    .map(|v| (format!("{at}{}", v.key), v.message)),
+            );
+        };
+        loaded.map_err(|e| vec![("plugin".to_owned(), e.to_string())])?;
+        if let Some(plugin) = &c.plugin {
+            check("", plugin, &c.config);
+        }
+        for (i, t) in c.transforms.iter().enumerate() {
+            let at = format!("transforms[{i}].");
+            if let Err(e) = self.engine.load_transform(&t.plugin) {
+                problems.push((format!("{at}plugin"), e.to_string()));
+                break;
+            }
+            check(&at, &t.plugin, &t.config);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The keys of the config of the plugin at `path` (see [`WasmEngine::config_spec`]).
+    /// Blocks: call it where blocking is allowed.
+    pub fn config_spec(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Option<Vec<spec::ConfigKey>>, LoadError> {
+        self.engine.config_spec(path)
+    }
+
+    /// The plugins the worker can find: every `.wasm` in `worker.plugin_path` and in the
+    /// directories of the configured plugins, with what each is. Files that are not
+    /// wasmconnect plugins are left out.
+    pub fn plugins(&self) -> Vec<(PathBuf, Description)> {
+        let mut dirs: BTreeSet<PathBuf> = self.config.worker.plugin_path.iter().cloned().collect();
+        for connector in self.running.lock().expect("running lock").values() {
+            let c = &connector.config;
+            for plugin in c
+                .plugin
+                .iter()
+                .chain(c.transforms.iter().map(|t| &t.plugin))
+            {
+                if let Some(dir) = plugin.parent() {
+                    dirs.insert(dir.to_owned());
+                }
+            }
+        }
+        let mut found = BTreeMap::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+                    continue;
+                }
+                let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+                if found.contains_key(&key) {
+                    continue;
+                }
+                match self.engine.describe(&path) {
+                    Ok(description) => {
+                        found.insert(key, (path, description));
+                    }
+                    Err(e) => tracing::debug!("not listing {}: {e}", path.display()),
+                }
+            }
+        }
+        let mut plugins: Vec<(PathBuf, Description)> = found.into_values().collect();
+        plugins.sort_by(|a, b| a.0.file_stem().cmp(&b.0.file_stem()));
+        plugins
+    }
+}
