@@ -122,3 +122,32 @@ fn an_upward_import_is_found() {
         vec![(1, "worker".to_string()), (1, "task".to_string())]
     );
 }
+
+/// Past this many lines a file of `runtime/src` says at its top why it is one file.
+const LONG_FILE: usize = 620;
+
+#[test]
+fn no_file_is_long_without_saying_why() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let text = fs::read_to_string(file).unwrap();
+            let lines = text.lines().count();
+            let head: String = text.lines().take(12).collect::<Vec<_>>().join("\n");
+            (lines > LONG_FILE && !head.contains("One file because")).then(|| {
+                format!(
+                    "{}: {lines} lines",
+                    file.strip_prefix(&src).unwrap().display()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "files past {LONG_FILE} lines whose top does not say \"One file because ...\":\n{}",
+        long.join("\n")
+    );
+}
