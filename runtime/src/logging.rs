@@ -6,9 +6,16 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -19,7 +26,7 @@ use crate::redact;
 pub enum Format {
     /// Human-readable, colored on a terminal.
     Text,
-    /// One JSON object per line, with the connector and task as fields.
+    /// One JSON object per line, with the connector and task as top-level fields.
     Json,
 }
 
@@ -112,16 +119,102 @@ pub fn init(format: Format) -> Loggers {
     let filter = EnvFilter::try_new(directives(&levels)).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
-    let lines = tracing_subscriber::fmt::layer().with_writer(Scrubbed);
     match format {
         Format::Text => registry
-            .with(lines.with_ansi(std::io::stderr().is_terminal()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(Scrubbed)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .init(),
-        Format::Json => registry.with(lines.json().flatten_event(true)).init(),
+        Format::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(Scrubbed)
+                    .fmt_fields(JsonFields::new())
+                    .event_format(FlatJson),
+            )
+            .init(),
     }
     Loggers {
         levels: Arc::new(Mutex::new(levels)),
         handle,
+    }
+}
+
+/// JSON lines with every field at the top level: `timestamp`, `level`, `target`, the fields
+/// of the spans the event is in (a task's `connector` and `task`, see
+/// [`crate::connector::TaskIdentity::span`]), then the event's own (`message`, ...); a field
+/// named twice keeps the innermost value. Lines of the `log` crate (librdkafka's) carry their
+/// own target, as in text.
+struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let mut line = Map::new();
+        line.insert("timestamp".into(), timestamp.into());
+        line.insert("level".into(), metadata.level().as_str().into());
+        line.insert("target".into(), metadata.target().into());
+        for span in ctx
+            .event_scope()
+            .into_iter()
+            .flat_map(|scope| scope.from_root())
+        {
+            // The span's fields as `JsonFields` formatted them: one JSON object.
+            if let Some(fields) = span.extensions().get::<FormattedFields<N>>()
+                && let Ok(Value::Object(fields)) = serde_json::from_str(fields)
+            {
+                line.extend(fields);
+            }
+        }
+        event.record(&mut TopLevel(&mut line));
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// Puts an event's fields into its line, but the `log.` ones the `log` crate's lines come
+/// with (their target is the line's `target`).
+struct TopLevel<'a>(&'a mut Map<String, Value>);
+
+impl TopLevel<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        if !field.name().starts_with("log.") {
+            self.0.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl Visit for TopLevel<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
     }
 }
 
@@ -207,5 +300,55 @@ mod tests {
             directives(&levels),
             "warn,plugin=debug,wasmconnect::task=trace"
         );
+    }
+
+    /// What a JSON line holds, as written by the formatter `init` installs.
+    fn json_lines(log: impl FnOnce()) -> Vec<serde_json::Value> {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .fmt_fields(JsonFields::new())
+                .event_format(FlatJson),
+        );
+        tracing::subscriber::with_default(subscriber, log);
+        let text = String::from_utf8(lines.0.lock().expect("not poisoned").clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_carry_the_task_span_fields_at_the_top_level() {
+        let identity = crate::connector::TaskIdentity {
+            connector: "orders".into(),
+            task: 3,
+        };
+        let lines = json_lines(|| {
+            let _task = identity.span().entered();
+            tracing::warn!(records = 5, "retrying");
+            // A line that names its own connector (a plugin's) keeps it.
+            tracing::info!(connector = "other", "inner wins");
+        });
+        assert_eq!(lines[0]["connector"], "orders");
+        assert_eq!(lines[0]["task"], 3);
+        assert_eq!(lines[0]["records"], 5);
+        assert_eq!(lines[0]["message"], "retrying");
+        assert_eq!(lines[0]["level"], "WARN");
+        assert!(lines[0].get("span").is_none() && lines[0].get("spans").is_none());
+        assert_eq!(lines[1]["connector"], "other");
+        assert_eq!(lines[1]["task"], 3);
     }
 }

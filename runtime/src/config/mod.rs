@@ -20,7 +20,8 @@ pub use grant::HttpGrant;
 pub use model::{
     AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
     DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig, KafkaConfig, Limits,
-    OffsetsTopicConfig, RestartConfig, RetryPolicy, Tolerance, TransformConfig, WorkerConfig,
+    NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance, TransformConfig,
+    WorkerConfig,
 };
 
 /// Reads, substitutes, parses and validates a config file. Every problem found is returned at

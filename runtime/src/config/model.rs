@@ -2,7 +2,7 @@
 //! connector's `config:`, which belongs to its plugin.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -236,6 +236,42 @@ pub struct ConnectorConfig {
     /// The plugin's own configuration, handed to its `open` as JSON.
     #[serde(default = "empty_mapping")]
     pub config: serde_yaml::Value,
+}
+
+/// What a connector does, by the fields its kind needs. [`ConnectorConfig::role`] is the one
+/// place the rule is stated; validation reports a connector without a role, and the worker
+/// wires each role without checking the fields again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role<'a> {
+    /// A sink writing through its plugin.
+    SinkPlugin(&'a Path),
+    /// A sink without a plugin: it produces its records (after its transforms) to the topic.
+    SinkToTopic(&'a str),
+    /// A source polling its plugin.
+    Source(&'a Path),
+}
+
+/// The fields a connector lacks to have a role (at `plugin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoRole {
+    #[error("missing: a source needs its plugin")]
+    SourceWithoutPlugin,
+    #[error("missing: a sink writes through its plugin, or to a Kafka `topic` when it has none")]
+    SinkWithoutPluginOrTopic,
+}
+
+impl ConnectorConfig {
+    /// What this connector does: a `plugin` makes a sink write through it; a sink without one
+    /// produces to `topic`; a source needs its plugin.
+    pub fn role(&self) -> Result<Role<'_>, NoRole> {
+        match (self.kind, self.plugin.as_deref(), self.topic.as_deref()) {
+            (ConnectorKind::Source, Some(plugin), _) => Ok(Role::Source(plugin)),
+            (ConnectorKind::Source, None, _) => Err(NoRole::SourceWithoutPlugin),
+            (ConnectorKind::Sink, Some(plugin), _) => Ok(Role::SinkPlugin(plugin)),
+            (ConnectorKind::Sink, None, Some(topic)) => Ok(Role::SinkToTopic(topic)),
+            (ConnectorKind::Sink, None, None) => Err(NoRole::SinkWithoutPluginOrTopic),
+        }
+    }
 }
 
 /// Exactly-once delivery into a SQL database: the plugin's writes to `database` during one

@@ -252,7 +252,11 @@ fn a_sink_without_a_plugin_produces_to_its_topic() {
     .unwrap();
     let c = &config.connectors[1];
     assert_eq!(c.plugin, None);
-    assert_eq!(c.topic.as_deref(), Some("orders-copy"));
+    assert_eq!(c.role(), Ok(Role::SinkToTopic("orders-copy")));
+    assert_eq!(
+        config.connectors[0].role(),
+        Ok(Role::SinkPlugin(Path::new("dir/plugins/sink_sql.wasm")))
+    );
 }
 
 #[test]

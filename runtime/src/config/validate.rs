@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::grant::HttpGrant;
-use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Tolerance};
+use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role, Tolerance};
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,8 +205,7 @@ impl Validator {
 
     /// A sink without a plugin: it produces to `topic`, which must not be one it reads, and
     /// has nothing to configure and no SQL transaction to be exactly-once in.
-    fn topic_sink(&mut self, path: &str, c: &ConnectorConfig) {
-        let topic = c.topic.as_deref().unwrap_or_default();
+    fn topic_sink(&mut self, path: &str, c: &ConnectorConfig, topic: &str) {
         if !is_topic_name(topic) {
             self.problem(
                 format!("{path}.topic"),
@@ -322,25 +321,18 @@ impl Validator {
                 format!("{:?} is not a valid connector name: use 1-200 letters, digits, '-', '_' or '.'", c.name),
             );
         }
-        match &c.plugin {
-            Some(plugin) if plugin.extension().and_then(|e| e.to_str()) != Some("wasm") => {
-                self.problem(
-                    format!("{path}.plugin"),
-                    format!("{:?} is not a .wasm file", plugin.display().to_string()),
-                );
-            }
-            Some(_) => {}
-            None if c.kind == ConnectorKind::Source => {
-                self.problem(
-                    format!("{path}.plugin"),
-                    "missing: a source needs its plugin",
-                );
-            }
-            None if c.topic.is_none() => self.problem(
+        if let Some(plugin) = &c.plugin
+            && plugin.extension().and_then(|e| e.to_str()) != Some("wasm")
+        {
+            self.problem(
                 format!("{path}.plugin"),
-                "missing: a sink writes through its plugin, or to a Kafka `topic` when it has none",
-            ),
-            None => self.topic_sink(&path, c),
+                format!("{:?} is not a .wasm file", plugin.display().to_string()),
+            );
+        }
+        match c.role() {
+            Err(missing) => self.problem(format!("{path}.plugin"), missing.to_string()),
+            Ok(Role::SinkToTopic(topic)) => self.topic_sink(&path, c, topic),
+            Ok(Role::SinkPlugin(_) | Role::Source(_)) => {}
         }
         if let Some(topic) = &c.topic {
             let dead_letters = config

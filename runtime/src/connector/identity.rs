@@ -9,3 +9,11 @@ pub struct TaskIdentity {
     pub connector: Arc<str>,
     pub task: u32,
 }
+
+impl TaskIdentity {
+    /// The span a task runs in: every line logged inside it carries `connector` and `task`
+    /// (as fields in JSON logs), so code under a task does not name them again.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!("task", connector = %self.connector, task = self.task)
+    }
+}

@@ -43,6 +43,20 @@ pub struct Failure<'a> {
     pub message: &'a str,
 }
 
+impl<'a> Failure<'a> {
+    /// A record a transform rejected (`reason`): dead-lettered as it was read, before any
+    /// transform, in sinks and sources alike.
+    pub fn transform_reject(input: &'a Record, reason: &'a str) -> Self {
+        Failure {
+            record: input,
+            origin: input,
+            stage: Stage::Transformation,
+            class: "wasmconnect.TransformReject",
+            message: reason,
+        }
+    }
+}
+
 /// The dead-letter topic of one task.
 pub struct DeadLetterQueue {
     producer: FutureProducer,

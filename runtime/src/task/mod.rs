@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::Backoff;
-use crate::connector::TaskIdentity;
 use crate::wasm::CallError;
 
 mod chain;
@@ -77,7 +76,6 @@ impl From<crate::kafka::TopicError> for SetUpError {
 /// dead-letter topic): a broker that is not up yet delays the task, it does not fail it.
 async fn until_done<T, F: Future<Output = Result<T, SetUpError>>>(
     what: &str,
-    identity: &TaskIdentity,
     shutdown: &CancellationToken,
     mut backoff: Backoff,
     mut attempt: impl FnMut() -> F,
@@ -88,8 +86,7 @@ async fn until_done<T, F: Future<Output = Result<T, SetUpError>>>(
             Err(SetUpError::Permanent(trace)) => return Err(Stop::Failed(trace)),
             Err(SetUpError::Transient(e)) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(connector = %identity.connector, task = identity.task,
-                    "{what} failed, retrying in {delay:?}: {e}");
+                tracing::warn!("{what} failed, retrying in {delay:?}: {e}");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(Stop::Cancelled),
                     _ = tokio::time::sleep(delay) => {}

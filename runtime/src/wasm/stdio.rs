@@ -1,6 +1,8 @@
 //! Guest stdout and stderr, line by line into the log with the connector's name, at most
 //! [`LINES_PER_SECOND`] lines per second per stream and instance (bursts of [`BURST`]): a
 //! plugin flooding its output cannot flood the log. What is dropped is counted and said.
+//! Each line names the instance's connector and task itself, outside any span, as the log
+//! capability's lines do.
 
 use std::io;
 use std::pin::Pin;
@@ -115,6 +117,7 @@ impl LineWriter {
                 if dropped == 1 {
                     tracing::warn!(
                         target: "plugin",
+                        parent: None,
                         connector = %self.target.identity.connector,
                         task = self.target.identity.task,
                         stream = self.target.stream,
@@ -129,6 +132,7 @@ impl LineWriter {
         if dropped > 0 {
             tracing::warn!(
                 target: "plugin",
+                        parent: None,
                 connector = %self.target.identity.connector,
                 task = self.target.identity.task,
                 stream = self.target.stream,
@@ -142,6 +146,7 @@ impl LineWriter {
         let text = text.trim_end_matches(['\r', '\n']);
         tracing::info!(
             target: "plugin",
+                        parent: None,
             connector = %self.target.identity.connector,
             task = self.target.identity.task,
             stream = self.target.stream,

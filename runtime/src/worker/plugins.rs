@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::Worker;
-use crate::config::{ConnectorConfig, ConnectorKind};
+use crate::config::{ConnectorConfig, Role};
 use crate::connector::spec;
 use crate::wasm::{Description, LoadError};
 
@@ -47,11 +47,11 @@ impl Worker {
     /// plugin that does not load stops the check of what comes after it. Blocks: call it where
     /// blocking is allowed.
     pub(super) fn check_plugin(&self, c: &ConnectorConfig) -> Result<(), Vec<(String, String)>> {
-        let loaded = match (c.kind, &c.plugin) {
-            (ConnectorKind::Sink, Some(plugin)) => self.engine.load_sink(plugin).map(drop),
-            (ConnectorKind::Source, Some(plugin)) => self.engine.load_source(plugin).map(drop),
-            // A sink to a topic (validation saw to the rest): only its transforms to load.
-            (_, None) => Ok(()),
+        let loaded = match c.role() {
+            Ok(Role::SinkPlugin(plugin)) => self.engine.load_sink(plugin).map(drop),
+            Ok(Role::Source(plugin)) => self.engine.load_source(plugin).map(drop),
+            // A sink to a topic: only its transforms to load; validation reports no role.
+            Ok(Role::SinkToTopic(_)) | Err(_) => Ok(()),
         };
         let mut problems = Vec::new();
         let mut check = |at: &str, plugin: &std::path::Path, config: &serde_yaml::Value| {

@@ -2,10 +2,13 @@
 //! grants and exactly-once table, built from a validated config and handed to a task that is
 //! tracked by the connector's `Running`.
 
+use std::path::Path;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::{Running, Worker};
-use crate::config::{ConnectorConfig, ConnectorKind};
+use crate::config::{ConnectorConfig, Role};
 use crate::connector::TaskIdentity;
 use crate::kafka::{DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer};
 use crate::task::{
@@ -15,88 +18,85 @@ use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
 
 impl Worker {
+    /// Builds task 0 of a validated connector, by its role, and spawns it under `running`.
     pub(super) fn start_connector(
         &self,
         connector: &ConnectorConfig,
         running: &Running,
     ) -> Result<(), String> {
-        match connector.kind {
-            ConnectorKind::Sink => {
-                let destination = match &connector.plugin {
-                    Some(plugin) => Destination::Plugin(
-                        self.engine.load_sink(plugin).map_err(|e| e.to_string())?,
-                    ),
-                    None => {
-                        let topic = connector
-                            .topic
-                            .as_deref()
-                            .ok_or("a sink without a plugin needs a `topic`")?;
-                        Destination::Topic(
-                            TopicWriter::new(&self.config.kafka, connector, topic)
-                                .map_err(|e| format!("cannot create the Kafka producer: {e}"))?,
-                        )
-                    }
-                };
-                let resume = connector
-                    .exactly_once
-                    .as_ref()
-                    .map(|_| ResumeOffsets::default());
-                let consumer = sink_consumer(
-                    &self.config.kafka,
-                    connector,
-                    resume.clone(),
-                    self.status.reporter(&connector.name, 0),
-                )
-                .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-                let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
-                    .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector, running)?;
-                let chain = self.chain(connector, &context)?;
-                let offsets = match (&connector.exactly_once, resume) {
-                    (Some(eos), Some(resume)) => {
-                        let pool = context.grants.sql.pool(&eos.database).ok_or_else(|| {
-                            format!("exactly_once.database {:?} is not granted", eos.database)
-                        })?;
-                        Some(OffsetTable::new(pool, eos, &connector.name, resume))
-                    }
-                    _ => None,
-                };
-                let task = SinkTask::new(
-                    context,
-                    destination,
-                    consumer,
-                    Delivery {
-                        dead_letters,
-                        kafka: self.config.kafka.clone(),
-                        chain,
-                        exactly_once: offsets,
-                    },
-                );
-                running.tasks.spawn(task.run());
+        let destination = match connector.role().map_err(|e| e.to_string())? {
+            Role::Source(plugin) => return self.start_source(connector, plugin, running),
+            Role::SinkPlugin(plugin) => {
+                Destination::Plugin(self.engine.load_sink(plugin).map_err(|e| e.to_string())?)
             }
-            ConnectorKind::Source => {
-                let path = connector
-                    .plugin
-                    .as_deref()
-                    .ok_or("a source needs its plugin")?;
-                let plugin = self.engine.load_source(path).map_err(|e| e.to_string())?;
-                let producer = source_producer(&self.config.kafka, connector)
-                    .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
-                let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
-                    .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-                let context = self.task_context(connector, running)?;
-                let chain = self.chain(connector, &context)?;
-                let task = SourceTask::new(
-                    context,
-                    plugin,
-                    producer,
-                    self.config.kafka.clone(),
-                    chain,
-                    dead_letters,
-                );
-                running.tasks.spawn(task.run());
+            Role::SinkToTopic(topic) => Destination::Topic(
+                TopicWriter::new(&self.config.kafka, connector, topic)
+                    .map_err(|e| format!("cannot create the Kafka producer: {e}"))?,
+            ),
+        };
+        let resume = connector
+            .exactly_once
+            .as_ref()
+            .map(|_| ResumeOffsets::default());
+        let consumer = sink_consumer(
+            &self.config.kafka,
+            connector,
+            resume.clone(),
+            self.status.reporter(&connector.name, 0),
+        )
+        .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+        let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
+            .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+        let context = self.task_context(connector, running)?;
+        let chain = self.chain(connector, &context)?;
+        let offsets = match (&connector.exactly_once, resume) {
+            (Some(eos), Some(resume)) => {
+                let pool = context.grants.sql.pool(&eos.database).ok_or_else(|| {
+                    format!("exactly_once.database {:?} is not granted", eos.database)
+                })?;
+                Some(OffsetTable::new(pool, eos, &connector.name, resume))
             }
-        }
+            _ => None,
+        };
+        let span = context.identity.span();
+        let task = SinkTask::new(
+            context,
+            destination,
+            consumer,
+            Delivery {
+                dead_letters,
+                kafka: self.config.kafka.clone(),
+                chain,
+                exactly_once: offsets,
+            },
+        );
+        running.tasks.spawn(task.run().instrument(span));
+        Ok(())
+    }
+
+    fn start_source(
+        &self,
+        connector: &ConnectorConfig,
+        plugin: &Path,
+        running: &Running,
+    ) -> Result<(), String> {
+        let plugin = self.engine.load_source(plugin).map_err(|e| e.to_string())?;
+        let producer = source_producer(&self.config.kafka, connector)
+            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
+            .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+        let context = self.task_context(connector, running)?;
+        let chain = self.chain(connector, &context)?;
+        let span = context.identity.span();
+        let task = SourceTask::new(
+            context,
+            plugin,
+            producer,
+            self.config.kafka.clone(),
+            chain,
+            dead_letters,
+        );
+        running.tasks.spawn(task.run().instrument(span));
         Ok(())
     }
 

@@ -23,7 +23,6 @@ use crate::status::{Counter, TaskReporter};
 pub(super) struct Reader<'a> {
     pub consumer: &'a SinkConsumer,
     pub status: &'a TaskReporter,
-    pub connector: &'a str,
 }
 
 impl Reader<'_> {
@@ -37,7 +36,7 @@ impl Reader<'_> {
                 let read = 1 + self.drain(intake, now);
                 self.status.count(Counter::RecordsRead, read);
             }
-            Err(e) => tracing::warn!(connector = %self.connector, "kafka: {e}"),
+            Err(e) => tracing::warn!("kafka: {e}"),
         }
     }
 
@@ -55,7 +54,7 @@ impl Reader<'_> {
                     read += 1;
                 }
                 Some(Some(Err(e))) => {
-                    tracing::warn!(connector = %self.connector, "kafka: {e}");
+                    tracing::warn!("kafka: {e}");
                     break;
                 }
                 Some(None) | None => break,

@@ -147,8 +147,7 @@ impl SinkTask {
     /// UNASSIGNED after a clean stop. Commits stored offsets before returning either way.
     pub async fn run(mut self) {
         self.status.running();
-        tracing::info!(connector = %self.identity.connector, task = self.identity.task,
-            to = %self.destination, topics = ?self.config.topics, "sink task started");
+        tracing::info!(to = %self.destination, topics = ?self.config.topics, "sink task started");
         let mut instance = None;
         let lag = measure_lag(self.consumer.clone(), self.status.clone());
         let work = async {
@@ -169,11 +168,11 @@ impl SinkTask {
         let closed = close_consumer(self.consumer, &self.identity.connector, self.grace);
         match outcome {
             Ok(()) => {
-                tracing::info!(connector = %self.identity.connector, task = self.identity.task, "sink task stopped");
+                tracing::info!("sink task stopped");
                 self.status.unassigned();
             }
             Err(trace) => {
-                tracing::error!(connector = %self.identity.connector, task = self.identity.task, "task failed: {trace}");
+                tracing::error!("task failed: {trace}");
                 self.status.failed(trace);
             }
         }
@@ -190,7 +189,6 @@ impl SinkTask {
         let (dlq, offsets, kafka) = (&self.dead_letters, &self.exactly_once, &self.kafka);
         until_done(
             "preparing the dead-letter topic and offsets table",
-            &self.identity,
             &self.shutdown,
             backoff,
             || async move {
@@ -253,8 +251,9 @@ impl SinkTask {
         match tokio::time::timeout(grace, drain).await {
             Ok(Err(Stop::Failed(trace))) => return Err(trace),
             Ok(_) => {}
-            Err(_) => tracing::warn!(connector = %self.identity.connector,
-                "shutdown grace period ran out before every buffered record was written; the rest will be read again"),
+            Err(_) => tracing::warn!(
+                "shutdown grace period ran out before every buffered record was written; the rest will be read again"
+            ),
         }
         Ok(())
     }
@@ -340,7 +339,7 @@ impl SinkTask {
                         // intake stays bounded however long the wait.
                         self.pause_assignment();
                     }
-                    Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
+                    Err(e) => tracing::warn!("kafka: {e}"),
                 },
             }
         }
@@ -351,7 +350,7 @@ impl SinkTask {
     /// already on their way are kept for later.
     async fn hold(&mut self, intake: &mut Intake) -> Result<(), Stop> {
         self.status.paused();
-        tracing::info!(connector = %self.identity.connector, task = self.identity.task, "paused");
+        tracing::info!("paused");
         self.pause_assignment();
         while *self.pause.borrow_and_update() {
             tokio::select! {
@@ -369,13 +368,13 @@ impl SinkTask {
                         self.status.count(Counter::RecordsRead, 1);
                         self.pause_assignment();
                     }
-                    Err(e) => tracing::warn!(connector = %self.identity.connector, "kafka: {e}"),
+                    Err(e) => tracing::warn!("kafka: {e}"),
                 },
             }
         }
         self.resume_assignment();
         self.status.running();
-        tracing::info!(connector = %self.identity.connector, task = self.identity.task, "resumed");
+        tracing::info!("resumed");
         Ok(())
     }
 
@@ -384,7 +383,6 @@ impl SinkTask {
         Reader {
             consumer: &self.consumer,
             status: &self.status,
-            connector: &self.identity.connector,
         }
     }
 
@@ -393,7 +391,7 @@ impl SinkTask {
         if let Some(paused) = self.paused.take()
             && let Err(e) = self.consumer.resume(&paused)
         {
-            tracing::debug!(connector = %self.identity.connector, "resuming partitions: {e}");
+            tracing::debug!("resuming partitions: {e}");
         }
     }
 
@@ -403,12 +401,12 @@ impl SinkTask {
             Ok(assignment) if assignment.count() > 0 => match self.consumer.pause(&assignment) {
                 Ok(()) => self.paused = Some(assignment),
                 Err(e) => {
-                    tracing::warn!(connector = %self.identity.connector, "pausing partitions: {e}")
+                    tracing::warn!("pausing partitions: {e}")
                 }
             },
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(connector = %self.identity.connector, "reading the assignment: {e}")
+                tracing::warn!("reading the assignment: {e}")
             }
         }
     }

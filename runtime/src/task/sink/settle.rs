@@ -161,13 +161,7 @@ impl SinkTask {
         }
         let failures: Vec<Failure<'_>> = rejected
             .iter()
-            .map(|(i, _, reason)| Failure {
-                record: &batch[*i],
-                origin: &batch[*i],
-                stage: Stage::Transformation,
-                class: "wasmconnect.TransformReject",
-                message: reason,
-            })
+            .map(|(i, _, reason)| Failure::transform_reject(&batch[*i], reason))
             .collect();
         self.dead_letter(&failures).await
     }
@@ -226,8 +220,7 @@ impl SinkTask {
         if self.config.errors.tolerance == Tolerance::None {
             return Err(Stop::Failed(format!("{what}; last error: {last}")));
         }
-        tracing::error!(connector = %self.identity.connector, task = self.identity.task,
-            "{what}; dead-lettering them; last error: {last}");
+        tracing::error!("{what}; dead-lettering them; last error: {last}");
         let message = last.to_string();
         let failures: Vec<Failure<'_>> = batch
             .iter()
@@ -318,8 +311,13 @@ impl SinkTask {
             ));
         };
         for f in failures {
-            tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                "dead-lettering {} to {} ({}): {}", f.origin.locator(), dlq.topic(), f.stage.as_str(), f.message);
+            tracing::warn!(
+                "dead-lettering {} to {} ({}): {}",
+                f.origin.locator(),
+                dlq.topic(),
+                f.stage.as_str(),
+                f.message
+            );
         }
         dlq.send(failures).await.map_err(Stop::Failed)?;
         self.status
@@ -332,7 +330,7 @@ impl SinkTask {
         let mut offsets = TopicPartitionList::new();
         for (topic, partition, next) in tracker.committable() {
             if let Err(e) = offsets.add_partition_offset(&topic, partition, Offset::Offset(next)) {
-                tracing::warn!(connector = %self.identity.connector, "offset {topic}/{partition}@{next}: {e}");
+                tracing::warn!("offset {topic}/{partition}@{next}: {e}");
             }
         }
         if offsets.count() == 0 {
@@ -342,7 +340,7 @@ impl SinkTask {
             Ok(()) => SinkContext::commit_soon(&self.consumer),
             // A partition was revoked meanwhile; its new owner re-reads from the last commit.
             Err(e) => {
-                tracing::debug!(connector = %self.identity.connector, "storing offsets {offsets:?}: {e}")
+                tracing::debug!("storing offsets {offsets:?}: {e}")
             }
         }
     }

@@ -171,8 +171,7 @@ impl SinkTask {
                 Ok(()) => {
                     self.wrote = true;
                     self.status.count(Counter::RecordsWritten, batch.len());
-                    tracing::debug!(connector = %self.identity.connector, task = self.identity.task,
-                        records = batch.len(), attempt, "batch written");
+                    tracing::debug!(records = batch.len(), attempt, "batch written");
                     // Records of partitions revoked meanwhile are written but no longer this
                     // task's to settle: their new owner reads them again (at-least-once).
                     let written = Settlement {
@@ -203,14 +202,14 @@ impl SinkTask {
                 Next::Retry(delay) => {
                     self.status.count(Counter::Retries, 1);
                     self.status.count(Counter::RecordsRetried, batch.len());
-                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                        "retrying {} records in {delay:?}: {error}", batch.len());
+                    tracing::warn!("retrying {} records in {delay:?}: {error}", batch.len());
                     self.wait(delay, intake).await?;
                 }
                 Next::Reopen(delay) => {
-                    tracing::error!(connector = %self.identity.connector, task = self.identity.task,
+                    tracing::error!(
                         "{}, instance dropped; re-instantiating in {delay:?}: {error}",
-                        super::super::reopening(&error, failures.traps()));
+                        super::super::reopening(&error, failures.traps())
+                    );
                     self.wait(delay, intake).await?;
                     if isolating == Isolating::Allowed
                         && matches!(error, CallError::Trap(_))
@@ -250,9 +249,11 @@ impl SinkTask {
         write: &Write<'_>,
     ) -> Result<Option<OwnedWrite>, Stop> {
         let outputs = write.outputs;
-        tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
+        tracing::warn!(
             "isolating the records of a batch of {} (from {}) that make the plugin trap",
-            outputs.len(), write.inputs[0].locator());
+            outputs.len(),
+            write.inputs[0].locator()
+        );
         let mut isolation = Isolation::new(outputs.len(), self.wrote);
         let mut traps: HashMap<usize, String> = HashMap::new();
         while let Some(part) = isolation.next() {
@@ -269,9 +270,10 @@ impl SinkTask {
         }
         let (poison, written) = match isolation.verdict() {
             Verdict::PluginFault => {
-                tracing::error!(connector = %self.identity.connector, task = self.identity.task,
+                tracing::error!(
                     "the plugin traps on records alone before any of the batch went through: \
-                     the plugin's fault, not a record's");
+                     the plugin's fault, not a record's"
+                );
                 return Ok(None);
             }
             Verdict::Poison { poison, written } => (poison, written),
@@ -318,8 +320,7 @@ impl SinkTask {
             None => match self.open().await {
                 Ok(live) => instance.insert(live),
                 Err(e) => {
-                    tracing::error!(connector = %self.identity.connector, task = self.identity.task,
-                        "opening an instance to isolate the records that trap: {e}");
+                    tracing::error!("opening an instance to isolate the records that trap: {e}");
                     return None;
                 }
             },

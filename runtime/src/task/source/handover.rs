@@ -153,8 +153,10 @@ impl SourceTask {
             return;
         };
         if let Some(failure) = failure {
-            tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                "storing positions in {} failed, retrying with the next flush: {failure}", self.store.topic());
+            tracing::warn!(
+                "storing positions in {} failed, retrying with the next flush: {failure}",
+                self.store.topic()
+            );
             progress.tracker.flush_failed(flush);
             self.status.count(Counter::OffsetCommitFailures, 1);
             return;
@@ -167,12 +169,14 @@ impl SourceTask {
             match live.commit(&flush.positions).await {
                 Ok(()) => {}
                 Err(CallError::Plugin(e)) => {
-                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                        "plugin commit returned an error (the positions stay stored): {e}");
+                    tracing::warn!(
+                        "plugin commit returned an error (the positions stay stored): {e}"
+                    );
                 }
                 Err(CallError::Trap(what) | CallError::CutOff(what)) => {
-                    tracing::error!(connector = %self.identity.connector, task = self.identity.task,
-                        "plugin trapped in commit, instance dropped (the positions stay stored): {what}");
+                    tracing::error!(
+                        "plugin trapped in commit, instance dropped (the positions stay stored): {what}"
+                    );
                     *instance = None;
                 }
             }
@@ -235,14 +239,13 @@ impl SourceTask {
             }
             tokio::select! {
                 _ = sleep_until(deadline) => {
-                    tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                        "shutdown grace period ran out with {} records unacknowledged by Kafka; they will be produced again",
+                    tracing::warn!("shutdown grace period ran out with {} records unacknowledged by Kafka; they will be produced again",
                         progress.tracker.unacknowledged());
                     return;
                 }
                 Some(report) = self.reports.recv() => {
                     if let Err(e) = self.on_report(report, instance, progress).await {
-                        tracing::warn!(connector = %self.identity.connector, task = self.identity.task, "{e}");
+                        tracing::warn!("{e}");
                     }
                 }
             }

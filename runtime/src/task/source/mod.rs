@@ -17,7 +17,7 @@ use crate::connector::{
     Backoff, Failed, Failures, Flush, Next, PluginError, PositionTracker, Record, SourceRecord,
     TaskIdentity,
 };
-use crate::kafka::{DeadLetterQueue, Failure, PositionStore, Report, SourceProducer, Stage};
+use crate::kafka::{DeadLetterQueue, Failure, PositionStore, Report, SourceProducer};
 use crate::status::{Call, Counter, TaskReporter};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin};
@@ -125,8 +125,7 @@ impl SourceTask {
     /// Kafka to acknowledge what was handed over and stores the positions it can.
     pub async fn run(mut self) {
         self.status.running();
-        tracing::info!(connector = %self.identity.connector, task = self.identity.task,
-            plugin = %self.plugin.path().display(), topic = ?self.config.topic, "source task started");
+        tracing::info!(plugin = %self.plugin.path().display(), topic = ?self.config.topic, "source task started");
         let mut instance = None;
         let outcome = match self.load_positions().await {
             Ok(positions) => {
@@ -148,11 +147,11 @@ impl SourceTask {
         self.chain.close().await;
         match outcome {
             Ok(()) | Err(Stop::Cancelled) => {
-                tracing::info!(connector = %self.identity.connector, task = self.identity.task, "source task stopped");
+                tracing::info!("source task stopped");
                 self.status.unassigned();
             }
             Err(Stop::Failed(trace)) => {
-                tracing::error!(connector = %self.identity.connector, task = self.identity.task, "task failed: {trace}");
+                tracing::error!("task failed: {trace}");
                 self.status.failed(trace);
             }
         }
@@ -165,7 +164,6 @@ impl SourceTask {
     async fn load_positions(&mut self) -> Result<Vec<(String, String)>, Stop> {
         let positions = until_done(
             "reading the stored positions",
-            &self.identity,
             &self.shutdown,
             self.backoff(),
             || async {
@@ -182,8 +180,10 @@ impl SourceTask {
             },
         )
         .await?;
-        tracing::info!(connector = %self.identity.connector, task = self.identity.task,
-            "continuing from {} stored position(s): {positions:?}", positions.len());
+        tracing::info!(
+            "continuing from {} stored position(s): {positions:?}",
+            positions.len()
+        );
         Ok(positions)
     }
 
@@ -208,10 +208,10 @@ impl SourceTask {
                 paused = !paused;
                 if paused {
                     self.status.paused();
-                    tracing::info!(connector = %self.identity.connector, task = self.identity.task, "paused");
+                    tracing::info!("paused");
                 } else {
                     self.status.running();
-                    tracing::info!(connector = %self.identity.connector, task = self.identity.task, "resumed");
+                    tracing::info!("resumed");
                 }
             }
             self.start_flush(instance, progress).await;
@@ -247,12 +247,13 @@ impl SourceTask {
         if open == progress.at_bound {
             progress.at_bound = !open;
             if open {
-                tracing::info!(connector = %self.identity.connector, task = self.identity.task,
-                    "Kafka caught up; polling the plugin again");
+                tracing::info!("Kafka caught up; polling the plugin again");
             } else {
-                tracing::info!(connector = %self.identity.connector, task = self.identity.task,
+                tracing::info!(
                     "waiting for Kafka: {records} records ({bytes} bytes) handed over without their positions stored (in_flight.max_records {}, max_bytes {}); not polling the plugin",
-                    bound.max_records, bound.max_bytes);
+                    bound.max_records,
+                    bound.max_bytes
+                );
             }
         }
         open.then(|| room.min(self.config.batch.max_records) as u32)
@@ -333,14 +334,14 @@ impl SourceTask {
         match next {
             Next::Retry(delay) => {
                 self.status.count(Counter::Retries, 1);
-                tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                    "polling again in {delay:?}: {error}");
+                tracing::warn!("polling again in {delay:?}: {error}");
                 Ok(now + delay)
             }
             Next::Reopen(delay) => {
-                tracing::error!(connector = %self.identity.connector, task = self.identity.task,
+                tracing::error!(
                     "{}, instance dropped; re-instantiating in {delay:?}: {error}",
-                    super::reopening(&error, failures.traps()));
+                    super::reopening(&error, failures.traps())
+                );
                 Ok(now + delay)
             }
             Next::RetriesExhausted(elapsed) => Err(Stop::Failed(format!(
@@ -462,15 +463,12 @@ impl SourceTask {
         let failures: Vec<Failure<'_>> = rejected
             .iter()
             .map(|(i, _, reason)| {
-                tracing::warn!(connector = %self.identity.connector, task = self.identity.task,
-                    "dead-lettering the record of {} to {}: {reason}", describe(*i), dlq.topic());
-                Failure {
-                    record: &inputs[*i],
-                    origin: &inputs[*i],
-                    stage: Stage::Transformation,
-                    class: "wasmconnect.TransformReject",
-                    message: reason,
-                }
+                tracing::warn!(
+                    "dead-lettering the record of {} to {}: {reason}",
+                    describe(*i),
+                    dlq.topic()
+                );
+                Failure::transform_reject(&inputs[*i], reason)
             })
             .collect();
         dlq.send(&failures).await.map_err(Stop::Failed)?;

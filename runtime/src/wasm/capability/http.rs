@@ -85,7 +85,7 @@ impl HttpGrants {
 
     fn denied(&self, url: &str) -> wit::HttpError {
         let granted: Vec<String> = self.grants.iter().map(ToString::to_string).collect();
-        tracing::warn!(connector = %self.connector, url, "plugin asked for a host it was not granted");
+        tracing::warn!(url, "plugin asked for a host it was not granted");
         wit::HttpError::AccessDenied(format!(
             "{url} is not on a host granted to connector {:?} (grants.http: {granted:?})",
             self.connector

@@ -36,14 +36,26 @@ impl wit::Host for LogView<'_> {
             message.truncate(cut);
             message.push_str(" [truncated]");
         }
+        // The line names the instance's connector and task itself, outside any span (an
+        // instance may be called outside a task: reading a plugin's config spec).
         let connector = &*self.identity.connector;
         let task = self.identity.task;
         match level {
-            wit::Level::Trace => tracing::trace!(target: "plugin", connector, task, "{message}"),
-            wit::Level::Debug => tracing::debug!(target: "plugin", connector, task, "{message}"),
-            wit::Level::Info => tracing::info!(target: "plugin", connector, task, "{message}"),
-            wit::Level::Warn => tracing::warn!(target: "plugin", connector, task, "{message}"),
-            wit::Level::Error => tracing::error!(target: "plugin", connector, task, "{message}"),
+            wit::Level::Trace => {
+                tracing::trace!(target: "plugin", parent: None, connector, task, "{message}")
+            }
+            wit::Level::Debug => {
+                tracing::debug!(target: "plugin", parent: None, connector, task, "{message}")
+            }
+            wit::Level::Info => {
+                tracing::info!(target: "plugin", parent: None, connector, task, "{message}")
+            }
+            wit::Level::Warn => {
+                tracing::warn!(target: "plugin", parent: None, connector, task, "{message}")
+            }
+            wit::Level::Error => {
+                tracing::error!(target: "plugin", parent: None, connector, task, "{message}")
+            }
         }
     }
 }

@@ -176,7 +176,6 @@ impl SqlGrants {
             let mut granted: Vec<&str> = self.granted.keys().map(String::as_str).collect();
             granted.sort_unstable();
             tracing::warn!(
-                connector = %self.connector,
                 database = name,
                 "plugin asked for a database it was not granted"
             );
