@@ -13,16 +13,28 @@
 //! - `logging`: the log subscriber: formats, levels changeable at runtime, secrets scrubbed.
 //! - `redact`: secrets out of responses and log lines.
 //! - `kit`: the plugin author's commands: `plugin new`, `plugin inspect`.
+//!
+//! Only `config` and `connector` are built without the default `daemon` feature: the pure
+//! core, which is what the fuzz targets exercise.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "daemon")]
 pub mod admin;
 pub mod config;
 pub mod connector;
+#[cfg(feature = "daemon")]
 pub mod kafka;
+#[cfg(feature = "daemon")]
 pub mod kit;
+#[cfg(feature = "daemon")]
 pub mod logging;
+#[cfg(feature = "daemon")]
 pub mod redact;
+#[cfg(feature = "daemon")]
 pub mod status;
+#[cfg(feature = "daemon")]
 pub mod task;
+#[cfg(feature = "daemon")]
 pub mod wasm;
+#[cfg(feature = "daemon")]
 pub mod worker;
