@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{config, exactly_once, json, sink, wait_count};
+use crate::common::{Pipeline, config, exactly_once, json, sink, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -66,33 +66,19 @@ impl Generated {
 #[tokio::test(flavor = "multi_thread")]
 async fn exactly_once_stops_at_a_refused_row_and_a_restart_writes_every_row_once()
 -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table, offsets, name) = (
-        unique("in"),
-        unique("t"),
-        unique("eos_offsets"),
-        unique("eos"),
-    );
-    broker.create_topic(&topic, 1).await?;
     // Insert mode, no key: a row written twice shows, and so does a row never written.
-    pg.execute(&format!("CREATE TABLE {table} (id int, amount int)"))
-        .await?;
-    let connector = sink(
-        &name,
-        &topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {table}"),
-    );
-    let connector = exactly_once(&connector, &offsets);
-    let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
-    broker.produce(&topic, &amounts(5)).await?;
+    let p = Pipeline::new("in", 1, "id int, amount int").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
+    let (offsets, name) = (unique("eos_offsets"), unique("eos"));
+    let connector = exactly_once(&p.sink_sql(&name, "")?, &offsets);
+    let mut daemon = Daemon::start(&config(broker, pg, &connector))?;
+    broker.produce(topic, &amounts(5)).await?;
 
     let status = daemon.wait_task_state(&name, "FAILED", LONG).await?;
     let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
     assert!(trace.contains("offset 5"), "{trace}");
     assert_eq!(
-        broker.committed(&name, &topic, 0).await?,
+        broker.committed(&name, topic, 0).await?,
         None,
         "no group offset the offsets table does not hold"
     );
@@ -106,7 +92,7 @@ async fn exactly_once_stops_at_a_refused_row_and_a_restart_writes_every_row_once
     let stored = format!(
         "SELECT coalesce(max(next_offset), 0)::bigint FROM {offsets} WHERE connector = '{name}'"
     );
-    if let Err(e) = wait_count(&pg, &stored, 20, LONG).await {
+    if let Err(e) = wait_count(pg, &stored, 20, LONG).await {
         return Err(e.context(daemon.evidence(&name).await));
     }
     let rows: Vec<(i32, i64)> = sqlx::query_as(&format!(
@@ -390,7 +376,7 @@ async fn a_source_refuses_an_offsets_topic_that_is_not_compacted() -> anyhow::Re
 /// covered is read again after a restart) and the process exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_with_the_broker_gone_exits_within_the_grace_period() -> anyhow::Result<()> {
-    let p = crate::common::Pipeline::new("gone", 1, "id int PRIMARY KEY, amount int").await?;
+    let p = Pipeline::new("gone", 1, "id int PRIMARY KEY, amount int").await?;
     let name = unique("sink");
     // No periodic commit: what is written stays to be committed by the final commit.
     let config = config(
@@ -411,7 +397,7 @@ async fn sigterm_with_the_broker_gone_exits_within_the_grace_period() -> anyhow:
         LONG,
     )
     .await?;
-    let crate::common::Pipeline { broker, pg, .. } = p;
+    let Pipeline { broker, pg, .. } = p;
     drop(broker);
     // What `common::config` sets as worker.shutdown_grace_ms, and a second.
     let status = daemon.terminate(Duration::from_secs(5 + 1)).await?;
@@ -570,34 +556,21 @@ async fn the_call_deadline_cuts_a_call_waiting_in_a_host_call() -> anyhow::Resul
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connector_replaced_mid_write_in_exactly_once_mode_writes_no_row_twice()
 -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table, offsets, name) = (
-        unique("in"),
-        unique("t"),
-        unique("eos_offsets"),
-        unique("eos"),
-    );
-    broker.create_topic(&topic, 1).await?;
-    pg.execute(&format!("CREATE TABLE {table} (id int)"))
-        .await?;
-    let connector = sink(
-        &name,
-        &topic,
-        &paths::plugin("sink-probe")?,
-        &["main"],
-        "{}",
-    )
-    .replace("call_timeout_ms: 2000", "call_timeout_ms: 30000");
+    let p = Pipeline::new("in", 1, "id int").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
+    let (offsets, name) = (unique("eos_offsets"), unique("eos"));
+    let connector = sink(&name, topic, &paths::plugin("sink-probe")?, &["main"], "{}")
+        .replace("call_timeout_ms: 2000", "call_timeout_ms: 30000");
     let connector = exactly_once(&connector, &offsets);
-    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let daemon = Daemon::start(&config(broker, pg, &connector))?;
     // Longer than the grace period and its 5 s margin (10 s), and than max.poll.interval.ms
     // (10 s), so that the group hands the partition to a new instance while this write runs.
     let slow = format!("exec:main:INSERT INTO {table} SELECT 1 FROM pg_sleep(25)");
     broker
-        .produce(&topic, &[(None, Some(slow.into_bytes()))])
+        .produce(topic, &[(None, Some(slow.into_bytes()))])
         .await?;
     wait_count(
-        &pg,
+        pg,
         &format!(
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO {table} %' AND state = 'active'"
         ),
@@ -613,11 +586,11 @@ async fn a_connector_replaced_mid_write_in_exactly_once_mode_writes_no_row_twice
     assert!(code.is_success(), "{code}: {body}");
     let fast = format!("exec:main:INSERT INTO {table} VALUES (2)");
     broker
-        .produce(&topic, &[(None, Some(fast.into_bytes()))])
+        .produce(topic, &[(None, Some(fast.into_bytes()))])
         .await?;
     // Once the second record is in, whatever the new instance wrote of the first is too.
     if let Err(e) = wait_count(
-        &pg,
+        pg,
         &format!("SELECT count(*) FROM {table} WHERE id = 2"),
         1,
         LONG,
@@ -655,7 +628,7 @@ async fn api_call(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_interval()
 -> anyhow::Result<()> {
-    let p = crate::common::Pipeline::new("killed", 1, "seq bigint NOT NULL, payload text").await?;
+    let p = Pipeline::new("killed", 1, "seq bigint NOT NULL, payload text").await?;
     let n: i64 = 100_000;
     let payload = "x".repeat(60);
     let records: Vec<_> = (0..n)
@@ -926,36 +899,29 @@ async fn a_batch_waiting_for_a_retry_drops_the_records_of_revoked_partitions() -
 /// (stage TASK_PUT, class wasmconnect.PluginTrap) and every other record written, once, in
 /// either delivery mode.
 async fn a_poison_record_is_isolated(exactly_once_mode: bool) -> anyhow::Result<()> {
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (topic, table, dlq, name) = (unique("in"), unique("t"), unique("dlq"), unique("sink"));
-    broker.create_topic(&topic, 1).await?;
     // Insert mode, no key: a row written twice shows, and so does a row never written.
-    pg.execute(&format!("CREATE TABLE {table} (id int, note text)"))
-        .await?;
-    let connector = sink(
-        &name,
-        &topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {table}"),
-    )
-    .replace("memory_mb: 32", "memory_mb: 2")
-    .replace(
-        "    errors: { retry:",
-        &format!("    errors: {{ tolerance: all, dead_letter_topic: {{ name: {dlq} }}, retry:"),
-    );
+    let p = Pipeline::new("in", 1, "id int, note text").await?;
+    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
+    let (dlq, name) = (unique("dlq"), unique("sink"));
+    let connector = p
+        .sink_sql(&name, "")?
+        .replace("memory_mb: 32", "memory_mb: 2")
+        .replace(
+            "    errors: { retry:",
+            &format!("    errors: {{ tolerance: all, dead_letter_topic: {{ name: {dlq} }}, retry:"),
+        );
     let offsets = unique("eos_offsets");
     let connector = if exactly_once_mode {
         exactly_once(&connector, &offsets)
     } else {
         connector
     };
-    let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let mut daemon = Daemon::start(&config(broker, pg, &connector))?;
     // A first batch written, so that the plugin is known to work.
     broker
-        .produce(&topic, &[(None, json(json!({"id": -1, "note": "first"})))])
+        .produce(topic, &[(None, json(json!({"id": -1, "note": "first"})))])
         .await?;
-    crate::common::wait_committed(&broker, &name, &topic, 1).await?;
+    crate::common::wait_committed(broker, &name, topic, 1).await?;
     let poison = 11;
     let records: Vec<_> = (0..20)
         .map(|i| {
@@ -967,9 +933,9 @@ async fn a_poison_record_is_isolated(exactly_once_mode: bool) -> anyhow::Result<
             (None, json(json!({"id": i, "note": note})))
         })
         .collect();
-    broker.produce(&topic, &records).await?;
+    broker.produce(topic, &records).await?;
 
-    if let Err(e) = crate::common::wait_committed(&broker, &name, &topic, 21).await {
+    if let Err(e) = crate::common::wait_committed(broker, &name, topic, 21).await {
         return Err(e.context(daemon.evidence(&name).await));
     }
     let dead = broker.read_all(&dlq).await?;

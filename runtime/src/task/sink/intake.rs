@@ -40,6 +40,27 @@ impl Reader<'_> {
         }
     }
 
+    /// Takes the one message the consumer handed over while the assignment is paused (it was
+    /// already on its way, or its partition was assigned since the pause). Says whether it
+    /// took a record, so the caller pauses its partition too.
+    pub fn take_paused(
+        &self,
+        intake: &mut Intake,
+        message: KafkaResult<BorrowedMessage<'_>>,
+    ) -> bool {
+        match message {
+            Ok(message) => {
+                intake.accept(&message, Instant::now());
+                self.status.count(Counter::RecordsRead, 1);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("kafka: {e}");
+                false
+            }
+        }
+    }
+
     /// Takes the messages the consumer already holds, without waiting and without going
     /// round the task's `select!` once per message, until a batch is full. Stops as soon as
     /// a revocation is waiting, so the loop handles it before reading on (as it did when it

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, PluginError, Record, TaskIdentity};
 use crate::kafka::{DeadLetterQueue, Revoked, SinkConsumer, TopicWriter};
-use crate::status::{Counter, TaskReporter};
+use crate::status::TaskReporter;
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin};
 
@@ -330,16 +330,10 @@ impl SinkTask {
                 _ = self.shutdown.cancelled() => return Err(Stop::Cancelled),
                 Some(revoked) = intake.revoked.recv() => intake.revoke(revoked),
                 _ = sleep_until(until) => return Ok(()),
-                message = self.consumer.recv() => match message {
-                    Ok(message) => {
-                        intake.accept(&message, Instant::now());
-                        self.status.count(Counter::RecordsRead, 1);
-                        // A record while paused comes from a fetch already under way or from
-                        // a partition assigned since the pause: pause that one too, so the
-                        // intake stays bounded however long the wait.
-                        self.pause_assignment();
-                    }
-                    Err(e) => tracing::warn!("kafka: {e}"),
+                message = self.consumer.recv() => if self.reader().take_paused(intake, message) {
+                    // Pause a partition assigned since the pause too, so the intake stays
+                    // bounded however long the wait.
+                    self.pause_assignment();
                 },
             }
         }
@@ -362,13 +356,8 @@ impl SinkTask {
                 }
                 changed = self.pause.changed() => if changed.is_err() { break },
                 Some(revoked) = intake.revoked.recv() => intake.revoke(revoked),
-                message = self.consumer.recv() => match message {
-                    Ok(message) => {
-                        intake.accept(&message, Instant::now());
-                        self.status.count(Counter::RecordsRead, 1);
-                        self.pause_assignment();
-                    }
-                    Err(e) => tracing::warn!("kafka: {e}"),
+                message = self.consumer.recv() => if self.reader().take_paused(intake, message) {
+                    self.pause_assignment();
                 },
             }
         }
