@@ -132,7 +132,7 @@ impl LineWriter {
         if dropped > 0 {
             tracing::warn!(
                 target: "plugin",
-                        parent: None,
+                parent: None,
                 connector = %self.target.identity.connector,
                 task = self.target.identity.task,
                 stream = self.target.stream,
@@ -146,7 +146,7 @@ impl LineWriter {
         let text = text.trim_end_matches(['\r', '\n']);
         tracing::info!(
             target: "plugin",
-                        parent: None,
+            parent: None,
             connector = %self.target.identity.connector,
             task = self.target.identity.task,
             stream = self.target.stream,
