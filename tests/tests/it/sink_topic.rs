@@ -169,15 +169,12 @@ async fn a_kill_while_copying_loses_nothing() -> anyhow::Result<()> {
         "sink to a topic: kill -9 after {at_kill} of {N} copies, {committed} committed; {} duplicates",
         tally.duplicates()
     );
-    // Hole m: only what was copied but not committed at the kill is copied again, and that is
-    // a few batches (`batch.max_records` 500), not a commit interval's worth.
+    // Only what was copied but not committed at the kill is copied again, and the batch in
+    // hand (500), whose records may still reach the topic after it was read above (hole m:
+    // what settled during one commit round trip, see `sink_sql::kill_9_mid_run_loses_no_record`).
     assert!(
-        uncommitted <= 10 * 500,
-        "{uncommitted} records copied but not committed at the kill"
-    );
-    assert!(
-        tally.duplicates() as i64 <= uncommitted,
-        "{} duplicates, more than the {uncommitted} records copied but not committed",
+        tally.duplicates() as i64 <= uncommitted + 500,
+        "{} duplicates, more than the {uncommitted} records copied but not committed, and a batch",
         tally.duplicates()
     );
     Ok(())
