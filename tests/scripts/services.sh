@@ -97,7 +97,7 @@ ensure_cargo_fuzz() {
 }
 
 # Runs every fuzz target of runtime/fuzz for $1 seconds (libFuzzer, no sanitizer: the stable
-# toolchain). The instrumented build (wasmtime and all, ~15 minutes the first time) and the
+# toolchain). The instrumented build (the pure core only, about a minute the first time) and the
 # corpus of inputs found so far are cached in $WASMCONNECT_CACHE/fuzz; a crash fails the run
 # and leaves its input in runtime/fuzz/artifacts.
 fuzz_all() {
