@@ -261,8 +261,8 @@ async fn run(
             return Ok(ExitCode::from(1));
         }
     };
-    let listen = config.admin.listen.clone();
-    let token = config.admin.token.clone();
+    let admin = config.admin.clone();
+    let listen = admin.listen.clone();
     let worker = match Worker::build(config) {
         Ok(worker) => std::sync::Arc::new(worker),
         Err(e) => {
@@ -275,13 +275,10 @@ async fn run(
         .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
     tracing::info!("admin API listening on http://{}", listener.local_addr()?);
     let api_shutdown = worker.shutdown_token();
-    let api = tokio::spawn(admin::serve(
-        listener,
-        worker.clone(),
-        token,
-        Some(loggers),
-        api_shutdown,
-    ));
+    let api = tokio::spawn({
+        let worker = worker.clone();
+        async move { admin::serve(listener, worker, &admin, Some(loggers), api_shutdown).await }
+    });
     worker.start().await;
     let mut signals = Signals::new()?;
     let mut seen = modified(&path);

@@ -1,8 +1,9 @@
 //! The admin REST API, in Kafka Connect's shape and JSON. Layout: this file (routes, the
-//! bearer-token check, errors, version, health and metrics), `connectors` (create, read,
-//! change, delete; status; restart, pause, resume, stop), `offsets`, `plugins`
-//! (`/connector-plugins`), `loggers` (`/admin/loggers`).
+//! bearer-token check, errors, version, health and metrics), `browser` (what a web page
+//! cannot make it do), `connectors` (create, read, change, delete; status; restart, pause,
+//! resume, stop), `offsets`, `plugins` (`/connector-plugins`), `loggers` (`/admin/loggers`).
 
+mod browser;
 mod connectors;
 mod loggers;
 mod offsets;
@@ -21,6 +22,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::AdminConfig;
 use crate::logging::Loggers;
 use crate::status::{State, StatusBoard};
 use crate::worker::{Refused, Worker};
@@ -41,11 +43,11 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
-/// Serves the API until `shutdown` is cancelled.
+/// Serves the API until `shutdown` is cancelled, as `admin` says (its token and host names).
 pub async fn serve(
     listener: TcpListener,
     worker: Arc<Worker>,
-    token: Option<String>,
+    admin: &AdminConfig,
     loggers: Option<Loggers>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -55,7 +57,7 @@ pub async fn serve(
         status: worker.status(),
         worker,
         worker_id: address.to_string(),
-        token: token.map(Arc::from),
+        token: admin.token.as_deref().map(Arc::from),
         loggers,
     };
     let app = Router::new()
@@ -106,6 +108,11 @@ pub async fn serve(
             get(loggers::get_logger).put(loggers::set_logger),
         )
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        // Outermost: a web page's request is refused before anything else looks at it.
+        .layer(middleware::from_fn_with_state(
+            browser::Hosts::new(&admin.hosts),
+            browser::refuse_browser_requests,
+        ))
         .with_state(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

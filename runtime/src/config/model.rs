@@ -127,6 +127,11 @@ pub struct AdminConfig {
     /// Write it as `${WASMCONNECT_ADMIN_TOKEN}` rather than in the file.
     #[serde(default)]
     pub token: Option<String>,
+    /// Host names the API answers to besides IP addresses and `localhost` (the names clients
+    /// reach it by, without port): a request for any other `Host` is refused, so a web page
+    /// cannot reach the API under a name of its own (DNS rebinding).
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 impl Default for AdminConfig {
@@ -134,6 +139,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: default_admin_listen(),
             token: None,
+            hosts: Vec::new(),
         }
     }
 }

@@ -121,6 +121,14 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         ),
         Ok(_) => {}
     }
+    for (i, name) in config.admin.hosts.iter().enumerate() {
+        if !is_host_name(name) {
+            v.problem(
+                format!("admin.hosts[{i}]"),
+                format!("{name:?} is not a host name (letters, digits, '-' and '.', no port)"),
+            );
+        }
+    }
     if config
         .admin
         .token
@@ -582,4 +590,15 @@ fn is_topic_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A DNS name as a `Host` header carries it: labels of letters, digits and '-', joined by '.'.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }

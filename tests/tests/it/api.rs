@@ -559,3 +559,138 @@ async fn secrets_stay_out_of_log_lines_and_responses() -> anyhow::Result<()> {
     assert!(!everything.contains(token), "the bearer token leaked");
     Ok(())
 }
+
+/// One HTTP/1.1 request written by hand to `address`, as a browser or a script could send
+/// it: `request` (`METHOD /path`), then `headers`, then `body` (with its length). Returns the
+/// status code and the response body.
+async fn raw_request(
+    address: &str,
+    request: &str,
+    headers: &[&str],
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut text = format!("{request} HTTP/1.1\r\nConnection: close\r\n");
+    for header in headers {
+        text.push_str(&format!("{header}\r\n"));
+    }
+    if !body.is_empty() {
+        text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    text.push_str(&format!("\r\n{body}"));
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream.write_all(text.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response: {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned());
+    Ok((code, body))
+}
+
+/// Issue 21, the admin API's defenses against web pages: a form post (the three types a form
+/// can send), a script of another site and a DNS-rebinding page can neither create nor pause a
+/// connector nor read the list, while the same calls as curl or a Kafka Connect client send
+/// them work, and so does a name the operator listed in `admin.hosts`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_web_page_cannot_drive_the_api() -> anyhow::Result<()> {
+    let p = Pipeline::new("browser", 1, "id bigint").await?;
+    let config =
+        config(&p.broker, &p.pg, "  []\n").replace("admin:\n", "admin:\n  hosts: [connect.test]\n");
+    let daemon = Daemon::start(&config)?;
+    let admin = daemon.admin.clone();
+    let port = admin.rsplit(':').next().unwrap_or_default().to_owned();
+    let name = unique("api");
+    let create = json!({ "name": name, "config": {
+        "kind": "sink",
+        "plugin": paths::plugin("sink-sql")?.display().to_string(),
+        "topics": [p.topic],
+        "grants": { "databases": ["main"] },
+        "config": { "database": "main", "table": p.table },
+    }})
+    .to_string();
+    let host = format!("Host: {admin}");
+    let json_type = "Content-Type: application/json";
+    let ready = wait_until("the API to answer", WAIT, || async {
+        Ok(
+            match raw_request(&admin, "GET /connectors", &[&host], "").await {
+                Ok((200, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+    })
+    .await;
+    if let Err(e) = ready {
+        return Err(e.context(daemon.log().join("\n")));
+    }
+
+    for form in [
+        "Content-Type: application/x-www-form-urlencoded",
+        "Content-Type: multipart/form-data; boundary=x",
+        "Content-Type: text/plain",
+    ] {
+        let (code, body) = raw_request(&admin, "POST /connectors", &[&host, form], &create).await?;
+        assert_eq!(code, 415, "{form}: {body}");
+        assert!(body.contains("application/json"), "{body}");
+    }
+    let (code, body) = raw_request(&admin, "POST /connectors", &[&host], &create).await?;
+    assert_eq!(code, 415, "a body without a type: {body}");
+    let from_elsewhere = "Origin: https://evil.example";
+    let (code, body) = raw_request(
+        &admin,
+        "POST /connectors",
+        &[&host, json_type, from_elsewhere],
+        &create,
+    )
+    .await?;
+    assert_eq!(code, 403, "another site's script: {body}");
+    assert!(body.contains("evil.example"), "{body}");
+    let rebound = format!("Host: rebind.evil.example:{port}");
+    for (request, headers, body) in [
+        ("GET /connectors", vec![rebound.as_str()], ""),
+        (
+            "POST /connectors",
+            vec![rebound.as_str(), json_type],
+            create.as_str(),
+        ),
+    ] {
+        let (code, answer) = raw_request(&admin, request, &headers, body).await?;
+        assert_eq!(code, 403, "rebinding, {request}: {answer}");
+        assert!(answer.contains("admin.hosts"), "{answer}");
+    }
+    let (code, body) = raw_request(&admin, "GET /connectors", &[&host], "").await?;
+    assert_eq!((code, body.trim()), (200, "[]"), "nothing was created");
+
+    // The calls as clients send them: JSON from the API's own origin, a listed host name.
+    let own_origin = format!("Origin: http://{admin}");
+    let (code, body) = raw_request(
+        &admin,
+        "POST /connectors",
+        &[&host, json_type, &own_origin],
+        &create,
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    let listed = format!("Host: CONNECT.test:{port}");
+    let (code, body) = raw_request(&admin, "GET /connectors", &[&listed], "").await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&name), "{body}");
+
+    // A form's pause is refused; curl's body-less, typeless `PUT .../pause` is obeyed.
+    let pause = format!("PUT /connectors/{name}/pause");
+    let form = "Content-Type: application/x-www-form-urlencoded";
+    let (code, body) = raw_request(&admin, &pause, &[&host, form], "").await?;
+    assert_eq!(code, 415, "{body}");
+    let (code, body) = raw_request(&admin, &pause, &[&host, from_elsewhere], "").await?;
+    assert_eq!(code, 403, "{body}");
+    daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+    let (code, body) = raw_request(&admin, &pause, &[&host], "").await?;
+    assert_eq!(code, 202, "{body}");
+    daemon.wait_task_state(&name, "PAUSED", WAIT).await?;
+    Ok(())
+}
