@@ -1,6 +1,6 @@
 //! Secrets out of everything the worker shows: configs in API responses (values of
-//! secret-looking keys, passwords inside URLs) and log lines (the same passwords, bearer
-//! tokens, and every secret value of a config the worker runs).
+//! secret-looking keys, passwords inside URLs, values read from files), traces and log lines
+//! (the same passwords, bearer tokens, and every secret value of a config the worker runs).
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use std::sync::RwLock;
 
 use serde_json::Value;
 
-/// Key names (lowercase, anywhere in the key) whose values are secrets.
+/// Key names (lowercase, `-` read as `_`, anywhere in the key) whose values are secrets.
 const SECRET_KEYS: &[&str] = &[
     "password",
     "passwd",
@@ -21,16 +21,32 @@ const SECRET_KEYS: &[&str] = &[
     "private_key",
 ];
 
+/// Parts of a key (between `.`, `_` and `-`) that make it a secret on their own.
+const SECRET_PARTS: &[&str] = &["pass", "pwd"];
+
+/// Whether the value of `key` is a secret: a key naming one of [`SECRET_KEYS`], with a part in
+/// [`SECRET_PARTS`], a PEM (`ssl.key.pem`) or a SASL login (`sasl.jaas.config`,
+/// `sasl.oauthbearer.config`).
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_lowercase().replace('-', "_");
+    SECRET_KEYS.iter().any(|s| key.contains(s))
+        || key
+            .split(['.', '_'])
+            .any(|part| SECRET_PARTS.contains(&part))
+        || key.ends_with(".pem")
+        || (key.starts_with("sasl.") && key.ends_with(".config"))
+}
+
 pub const REDACTED: &str = "[redacted]";
 
-/// Replaces, at any depth, the values of secret-looking keys with `[redacted]` and the
-/// password of any `scheme://user:password@host` string.
+/// Replaces, at any depth, the values of secret-looking keys with `[redacted]`, and in every
+/// other string what [`scrub`] hides (URL passwords, bearer tokens, remembered secrets such as
+/// the values read from files).
 pub fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map.iter_mut() {
-                let key = key.to_lowercase();
-                if SECRET_KEYS.iter().any(|s| key.contains(s)) {
+                if is_secret_key(key) {
                     *inner = Value::String(REDACTED.into());
                 } else {
                     redact(inner);
@@ -39,7 +55,7 @@ pub fn redact(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
         Value::String(s) => {
-            if let Some(clean) = url_without_password(s) {
+            if let Cow::Owned(clean) = scrub(s) {
                 *s = clean;
             }
         }
@@ -64,16 +80,21 @@ pub fn remember_secrets(value: &Value) {
     SECRETS.write().expect("secrets lock").extend(found);
 }
 
+/// Remembers `values` (secrets wherever they stand, such as those read from files) for
+/// [`scrub`] and [`redact`].
+pub fn remember_values(values: &[String]) {
+    let found = values
+        .iter()
+        .filter(|v| v.len() >= MIN_SCRUBBED_LEN)
+        .cloned();
+    SECRETS.write().expect("secrets lock").extend(found);
+}
+
 fn collect_secrets(value: &Value, secret: bool, found: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map {
-                let key = key.to_lowercase();
-                collect_secrets(
-                    inner,
-                    secret || SECRET_KEYS.iter().any(|s| key.contains(s)),
-                    found,
-                );
+                collect_secrets(inner, secret || is_secret_key(key), found);
             }
         }
         Value::Array(items) => items.iter().for_each(|v| collect_secrets(v, secret, found)),
@@ -202,5 +223,48 @@ mod tests {
             "header Authorization: Bearer [redacted], next"
         );
         assert!(matches!(scrub("nothing to hide"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn kafka_and_http_secret_keys_are_recognised() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "sasl.jaas.config",
+            "sasl.oauthbearer.config",
+            "ssl.key.pem",
+            "x-api-key",
+            "Api-Key",
+            "db_pass",
+            "pwd",
+            "sasl.oauthbearer.client.secret",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "table",
+            "passthrough",
+            "compass",
+            "ssl.ca.location",
+            "sasl.mechanism",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn values_read_from_files_are_hidden_wherever_they_stand() {
+        remember_values(&["db.internal.example:5432".to_owned(), "ab".to_owned()]);
+        let mut config = json!({"url": "postgres://db.internal.example:5432/main", "table": "ab"});
+        redact(&mut config);
+        assert_eq!(config["url"], "postgres://[redacted]/main");
+        assert_eq!(
+            config["table"], "ab",
+            "too short to hide without hiding too much"
+        );
+        assert_eq!(
+            scrub("cannot reach db.internal.example:5432"),
+            "cannot reach [redacted]"
+        );
     }
 }

@@ -103,7 +103,7 @@ fn task_json(api: &Api, task: &crate::status::TaskStatus) -> serde_json::Value {
         "counters": task.counters.snapshot(),
     });
     if let Some(trace) = &task.trace {
-        value["trace"] = json!(trace);
+        value["trace"] = json!(redact::scrub(trace));
     }
     value
 }
@@ -112,7 +112,7 @@ fn status_json(api: &Api, name: &str, status: &ConnectorStatus) -> serde_json::V
     let tasks: Vec<serde_json::Value> = status.tasks.iter().map(|t| task_json(api, t)).collect();
     let mut connector = json!({ "state": status.state, "worker_id": api.worker_id });
     if let Some(trace) = &status.trace {
-        connector["trace"] = json!(trace);
+        connector["trace"] = json!(redact::scrub(trace));
     }
     json!({ "name": name, "connector": connector, "tasks": tasks, "type": status.kind })
 }

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AdminConfig;
 use crate::logging::Loggers;
+use crate::redact;
 use crate::status::{State, StatusBoard};
 use crate::worker::{Refused, Worker};
 
@@ -137,7 +138,12 @@ async fn health(AxumState(api): AxumState<Api>) -> Response {
             // PAUSED and STOPPED are what an operator asked for, not a fault.
             .filter(|t| !matches!(t.state, State::Running | State::Paused | State::Stopped))
             .map(|t| match &t.trace {
-                Some(trace) => format!("task {} is {}: {trace}", t.id, t.state.as_str()),
+                Some(trace) => format!(
+                    "task {} is {}: {}",
+                    t.id,
+                    t.state.as_str(),
+                    redact::scrub(trace)
+                ),
                 None => format!("task {} is {}", t.id, t.state.as_str()),
             })
             .collect();

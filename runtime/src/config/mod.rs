@@ -1,20 +1,19 @@
 //! `connectors.yaml`: parse -> validate -> typed config. No I/O beyond reading the file, and
 //! none at all in validation.
 //!
-//! Layout: `model` (the typed file, serde), `env` (`${VAR}` substitution), `grant` (an HTTP
+//! Layout: `model` (the typed file, serde), `placeholders` (`${VAR}`, `${file:PATH}`), `grant` (an HTTP
 //! host grant), `locate` (YAML path -> line and column), `validate` (rules serde cannot
 //! express), `error` (diagnostics that name file, line and column).
 
-mod env;
 mod error;
 mod grant;
 mod locate;
 mod model;
+mod placeholders;
 mod validate;
 
 use std::path::Path;
 
-pub use env::substitute;
 pub use error::{ConfigError, Diagnostic};
 pub use grant::HttpGrant;
 pub use model::{
@@ -23,29 +22,28 @@ pub use model::{
     NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance, TransformConfig,
     WorkerConfig,
 };
+pub use placeholders::{Environment, Expanded, Sources, expand, substitute};
 
 /// Reads, substitutes, parses and validates a config file. Every problem found is returned at
-/// once, each naming the file, line and column.
+/// once, each naming the file, line and column. Placeholders take the process's environment
+/// and files (a relative path from the config file's directory).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(path, &text, &|name| std::env::var(name).ok())
+    let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+    parse(path, &text, &Environment { dir })
 }
 
 /// Parses and validates config text; `path` names the file in diagnostics and anchors
-/// relative plugin paths; `lookup` resolves `${VAR}`.
-pub fn parse(
-    path: &Path,
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
+/// relative plugin paths; `sources` resolve the placeholders (`${VAR}`, `${file:PATH}`).
+pub fn parse(path: &Path, text: &str, sources: &dyn Sources) -> Result<Config, ConfigError> {
     let invalid = |diagnostics| ConfigError::Invalid {
         path: path.to_owned(),
         diagnostics,
     };
-    let text = env::substitute(text, lookup).map_err(invalid)?;
+    let Expanded { text, from_files } = expand(text, sources).map_err(invalid)?;
     let mut config: Config = serde_yaml::from_str(&text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         invalid(vec![Diagnostic::new(
@@ -68,6 +66,7 @@ pub fn parse(
         ));
     }
     config.dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+    config.secrets = from_files;
     if config.worker.data_dir.is_relative() {
         config.worker.data_dir = config.dir.join(&config.worker.data_dir);
     }

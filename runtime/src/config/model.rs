@@ -23,6 +23,10 @@ pub struct Config {
     /// here (set when the file is parsed).
     #[serde(skip)]
     pub dir: PathBuf,
+    /// The values placeholders took from files (`${file:...}`): secrets wherever they landed,
+    /// kept out of responses and log lines.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
 }
 
 /// Kafka client settings shared by every connector.

@@ -133,6 +133,7 @@ impl Worker {
         if let Ok(value) = serde_json::to_value(&config) {
             redact::remember_secrets(&value);
         }
+        redact::remember_values(&config.secrets);
         Ok(Worker {
             registry: tokio::sync::Mutex::new(Registry {
                 file: config.connectors.clone(),
@@ -476,6 +477,7 @@ impl Worker {
                 outside.join(", ")
             )));
         }
+        redact::remember_values(&new.secrets);
         let mut registry = self.registry.lock().await;
         registry.file = new.connectors.clone();
         let Registry { file, store } = &mut *registry;

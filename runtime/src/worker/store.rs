@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -221,7 +222,14 @@ impl Store {
         })
         .expect("connector configs serialize");
         let temporary = self.path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&temporary).map_err(error)?;
+        // Readable by the worker's user alone: the configs hold the connectors' secrets.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(error)?;
         file.write_all(&body).map_err(error)?;
         file.sync_all().map_err(error)?;
         std::fs::rename(&temporary, &self.path).map_err(error)

@@ -560,6 +560,85 @@ async fn secrets_stay_out_of_log_lines_and_responses() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 21, secrets from files: `${file:PATH}` (a whole file, trimmed) and
+/// `${file:PATH:KEY}` (a properties file) fill a connector's config, the values are used, and
+/// none is shown: not in the config served, not in a FAILED trace served by `/status` and
+/// `/health`, not in the log. `connectors.json`, which holds configs, is readable by the
+/// worker's user alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_from_files_are_used_and_never_shown() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Pipeline::new("filed", 1, "id bigint").await?;
+    let secrets = tempfile::tempdir()?;
+    let (whole, properties) = (
+        secrets.path().join("table"),
+        secrets.path().join("sink.properties"),
+    );
+    let absent = unique("absent_table");
+    std::fs::write(&whole, format!("  {}\n", p.table))?;
+    std::fs::write(
+        &properties,
+        format!("# the failing sink's\ntable = {absent}\nother=1\n"),
+    )?;
+    let (good, failing) = (unique("filed"), unique("failing"));
+    let plugin = paths::plugin("sink-sql")?;
+    let entry = |name: &str, table: String| {
+        crate::common::sink(
+            name,
+            &p.topic,
+            &plugin,
+            &["main"],
+            &format!("database: main\ntable: {table}"),
+        )
+    };
+    let connectors = format!(
+        "{}{}",
+        entry(&good, format!("${{file:{}}}", whole.display())),
+        entry(
+            &failing,
+            format!("${{file:{}:table}}", properties.display())
+        )
+    );
+    let data = secrets.path().join("data");
+    let config = config(&p.broker, &p.pg, &connectors).replace(
+        "worker:\n",
+        &format!("worker:\n  data_dir: {}\n", data.display()),
+    );
+    let daemon = Daemon::start(&config)?;
+    produce_ids(&p, 1..=5).await?;
+    if let Err(e) = wait_rows(&p, &p.table, (5, 5)).await {
+        return Err(e.context(daemon.evidence(&good).await));
+    }
+    let status = daemon.wait_task_state(&failing, "FAILED", WAIT).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(trace.contains("[redacted]"), "{trace}");
+
+    let api = Api::new(&daemon);
+    let (_, shown) = api.get(&format!("/connectors/{good}/config")).await?;
+    assert_eq!(shown["config"]["table"], "[redacted]", "{shown}");
+    let (_, health) = api.get("/health").await?;
+    let (_, failing_config) = api.get(&format!("/connectors/{failing}/config")).await?;
+    let everything = format!(
+        "{}{shown}{status}{health}{failing_config}",
+        daemon.log().join("\n")
+    );
+    assert!(
+        !everything.contains(&p.table),
+        "the whole file's value leaked"
+    );
+    assert!(!everything.contains(&absent), "the property's value leaked");
+
+    let (code, body) = api
+        .put(&format!("/connectors/{failing}/stop"), None)
+        .await?;
+    assert!(code.is_success(), "{code}: {body}");
+    let mode = std::fs::metadata(data.join("connectors.json"))?
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "connectors.json is {mode:o}");
+    Ok(())
+}
+
 /// One HTTP/1.1 request written by hand to `address`, as a browser or a script could send
 /// it: `request` (`METHOD /path`), then `headers`, then `body` (with its length). Returns the
 /// status code and the response body.
