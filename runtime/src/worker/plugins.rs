@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::Worker;
 use crate::config::{ConnectorConfig, Role};
 use crate::connector::spec;
+use crate::redact;
 use crate::wasm::{Description, LoadError};
 
 /// A connector of the file whose plugin does not load, or whose `config` breaks the plugin's
@@ -85,6 +86,33 @@ impl Worker {
         } else {
             Err(problems)
         }
+    }
+
+    /// Remembers, for redaction, the values of the keys the connector's plugins mark secret
+    /// (`ConfigKey::secret()` in the SDK), whatever the keys are called: from then on they
+    /// read `[redacted]` in responses and log lines. Blocks the worker thread it runs on (a
+    /// plugin not loaded yet is compiled, its spec read), as starting a connector does.
+    pub(super) fn remember_plugin_secrets(&self, c: &ConnectorConfig) {
+        let plugins = c
+            .plugin
+            .iter()
+            .map(|plugin| (plugin, &c.config))
+            .chain(c.transforms.iter().map(|t| (&t.plugin, &t.config)));
+        let mut values = Vec::new();
+        for (plugin, config) in plugins {
+            let spec = tokio::task::block_in_place(|| self.engine.config_spec(plugin));
+            let Ok(Some(spec)) = spec else {
+                continue;
+            };
+            for key in spec.iter().filter(|key| key.secret) {
+                match config.get(key.name.as_str()) {
+                    Some(serde_yaml::Value::String(value)) => values.push(value.clone()),
+                    Some(serde_yaml::Value::Number(value)) => values.push(value.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        redact::remember_values(&values);
     }
 
     /// The keys of the config of the plugin at `path` (see [`WasmEngine::config_spec`]).

@@ -563,8 +563,8 @@ async fn secrets_stay_out_of_log_lines_and_responses() -> anyhow::Result<()> {
 /// Issue 21, secrets from files: `${file:PATH}` (a whole file, trimmed) and
 /// `${file:PATH:KEY}` (a properties file) fill a connector's config, the values are used, and
 /// none is shown: not in the config served, not in a FAILED trace served by `/status` and
-/// `/health`, not in the log. `connectors.json`, which holds configs, is readable by the
-/// worker's user alone.
+/// `/health`, not in the log; nor is the value of a key a plugin marks secret, whatever its
+/// name. `connectors.json`, which holds configs, is readable by the worker's user alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_from_files_are_used_and_never_shown() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -591,9 +591,12 @@ async fn secrets_from_files_are_used_and_never_shown() -> anyhow::Result<()> {
             &format!("database: main\ntable: {table}"),
         )
     };
+    // `license`: a key transform-identity marks secret.
+    let license = unique("opaque-licence");
     let connectors = format!(
-        "{}{}",
+        "{}    transforms:\n      - plugin: {}\n        config: {{ license: {license} }}\n{}",
         entry(&good, format!("${{file:{}}}", whole.display())),
+        paths::plugin("transform-identity")?.display(),
         entry(
             &failing,
             format!("${{file:{}:table}}", properties.display())
@@ -616,6 +619,10 @@ async fn secrets_from_files_are_used_and_never_shown() -> anyhow::Result<()> {
     let api = Api::new(&daemon);
     let (_, shown) = api.get(&format!("/connectors/{good}/config")).await?;
     assert_eq!(shown["config"]["table"], "[redacted]", "{shown}");
+    assert_eq!(
+        shown["transforms"][0]["config"]["license"], "[redacted]",
+        "{shown}"
+    );
     let (_, health) = api.get("/health").await?;
     let (_, failing_config) = api.get(&format!("/connectors/{failing}/config")).await?;
     let everything = format!(
@@ -627,6 +634,10 @@ async fn secrets_from_files_are_used_and_never_shown() -> anyhow::Result<()> {
         "the whole file's value leaked"
     );
     assert!(!everything.contains(&absent), "the property's value leaked");
+    assert!(
+        !everything.contains(&license),
+        "the secret key's value leaked"
+    );
 
     let (code, body) = api
         .put(&format!("/connectors/{failing}/stop"), None)
