@@ -19,6 +19,12 @@ use crate::{Proxy, wait_until};
 /// A record to produce: key and value (a `None` value is a tombstone).
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// The consumer group of sink connector `connector` under the runtime's default
+/// `kafka.group_prefix` (`connect-`, Kafka Connect's naming).
+pub fn group_of(connector: &str) -> String {
+    format!("connect-{connector}")
+}
+
 /// A running broker; killed when dropped. Its data lives in a temporary directory.
 pub struct Broker {
     pub bootstrap: String,
@@ -286,8 +292,20 @@ impl Broker {
         .await?
     }
 
-    /// The offset the consumer group `group` committed for `topic`/`partition`, if any.
+    /// The offset sink connector `connector` committed for `topic`/`partition`, if any (in
+    /// its group under the runtime's default prefix, [`group_of`]).
     pub async fn committed(
+        &self,
+        connector: &str,
+        topic: &str,
+        partition: i32,
+    ) -> anyhow::Result<Option<i64>> {
+        self.group_committed(&group_of(connector), topic, partition)
+            .await
+    }
+
+    /// The offset the consumer group `group` committed for `topic`/`partition`, if any.
+    pub async fn group_committed(
         &self,
         group: &str,
         topic: &str,
@@ -340,11 +358,12 @@ impl Drop for Member {
 }
 
 impl Broker {
-    /// Joins `group` on `topic` as one more member, which starts a rebalance of the group.
-    pub fn join_group(&self, group: &str, topic: &str) -> anyhow::Result<Member> {
+    /// Joins the group of sink connector `connector` ([`group_of`]) on `topic` as one more
+    /// member, which starts a rebalance of the group.
+    pub fn join_group(&self, connector: &str, topic: &str) -> anyhow::Result<Member> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", group)
+            .set("group.id", group_of(connector))
             .set("enable.auto.commit", "false")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")

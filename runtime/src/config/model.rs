@@ -49,6 +49,19 @@ pub struct KafkaConfig {
     /// Where source connectors store their positions.
     #[serde(default)]
     pub offsets_topic: OffsetsTopicConfig,
+    /// What a sink's consumer group is named after: this, then the connector's name
+    /// (`connect-orders`, Kafka Connect's naming), so that a connector created through the API
+    /// cannot join another application's group by choosing its name. `""` keeps the groups of
+    /// deployments from before the prefix (named after the connector alone).
+    #[serde(default = "default_group_prefix")]
+    pub group_prefix: String,
+}
+
+impl KafkaConfig {
+    /// The consumer group of the sink connector `connector`.
+    pub fn group(&self, connector: &str) -> String {
+        format!("{}{connector}", self.group_prefix)
+    }
 }
 
 /// The compacted topic holding source positions (Kafka Connect's `connect-offsets`), created
@@ -486,6 +499,9 @@ impl Default for RestartConfig {
     }
 }
 
+fn default_group_prefix() -> String {
+    "connect-".into()
+}
 fn default_offsets_topic() -> String {
     "wasmconnect-offsets".into()
 }

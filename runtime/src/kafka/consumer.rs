@@ -240,7 +240,7 @@ pub fn sink_consumer(
     }
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("group.id", &connector.name)
+        .set("group.id", kafka.group(&connector.name))
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
         .set("enable.partition.eof", "false");

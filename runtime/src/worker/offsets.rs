@@ -226,7 +226,8 @@ impl Worker {
     }
 
     fn group_offsets(&self, connector: &ConnectorConfig) -> GroupOffsets {
-        GroupOffsets::new(&self.config.kafka, &connector.name, &connector.topics)
+        let group = self.config.kafka.group(&connector.name);
+        GroupOffsets::new(&self.config.kafka, &group, &connector.topics)
     }
 
     /// Where the connector's consumer starts without a committed offset.

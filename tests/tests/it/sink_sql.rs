@@ -526,3 +526,49 @@ async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow:
     assert_eq!(stored, n, "the offsets table is past every record");
     Ok(())
 }
+
+/// Issue 21: a sink's consumer group is `connect-<name>` (Kafka Connect's naming), so a
+/// connector created through the API cannot join another application's group by choosing its
+/// name; `kafka.group_prefix: ""` keeps the group of a deployment from before the prefix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sinks_group_is_prefixed_unless_the_config_keeps_the_old_name() -> anyhow::Result<()> {
+    for (prefix, group) in [
+        (None, "connect-"),
+        (Some(""), ""),
+        (Some("team-a."), "team-a."),
+    ] {
+        let p = Pipeline::new("grouped", 1, "id bigint").await?;
+        let name = unique("sink");
+        let mut config = config(&p.broker, &p.pg, &p.sink_sql(&name, "")?);
+        if let Some(prefix) = prefix {
+            config = config.replace(
+                "kafka:\n",
+                &format!("kafka:\n  group_prefix: \"{prefix}\"\n"),
+            );
+        }
+        let _daemon = Daemon::start(&config)?;
+        let records: Vec<_> = (0..5).map(|id| (None, json(json!({ "id": id })))).collect();
+        p.broker.produce(&p.topic, &records).await?;
+        let group = format!("{group}{name}");
+        wait_until(&format!("group {group:?} to commit 5"), LONG, || async {
+            let committed = p.broker.group_committed(&group, &p.topic, 0).await?;
+            Ok(if committed == Some(5) {
+                Ok(())
+            } else {
+                Err(format!("{committed:?}"))
+            })
+        })
+        .await?;
+        for other in ["", "connect-", "team-a."] {
+            if other != group.trim_end_matches(name.as_str()) {
+                let elsewhere = format!("{other}{name}");
+                assert_eq!(
+                    p.broker.group_committed(&elsewhere, &p.topic, 0).await?,
+                    None,
+                    "{elsewhere} committed too"
+                );
+            }
+        }
+    }
+    Ok(())
+}
