@@ -460,7 +460,7 @@ impl WasmEngine {
 /// Binds `wasmconnect:plugin/log`, which every engine offers as it is.
 fn add_log(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     capability::log::add_to_linker(linker, |s: &mut TaskState| capability::log::LogView {
-        identity: &s.identity,
+        stream: &s.log,
     })
 }
 

@@ -12,8 +12,9 @@ use crate::connector::TaskIdentity;
 /// Store data of one plugin instance. WASI grants nothing: no files, sockets, environment or
 /// arguments; stdout and stderr go to the log.
 pub struct TaskState {
-    pub(super) identity: TaskIdentity,
     pub(super) grants: Grants,
+    /// Where the `log` capability's lines go.
+    pub(super) log: LogStream,
     pub(super) limits: MeteredLimits,
     /// The transaction an exactly-once sink's `write` runs in, while it runs.
     pub(super) held: Option<HeldTransaction>,
@@ -28,7 +29,7 @@ impl TaskState {
             .stderr(LogStream::stderr(identity.clone()))
             .build();
         TaskState {
-            identity,
+            log: LogStream::log(identity),
             grants,
             limits: MeteredLimits {
                 limits: StoreLimitsBuilder::new()

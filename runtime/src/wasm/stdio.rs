@@ -1,9 +1,13 @@
-//! Guest stdout and stderr, line by line into the log with the connector's name, at most
+//! What a plugin writes into the runtime's log: guest stdout and stderr line by line, and the
+//! lines of the `log` capability, each with the connector's name, at most
 //! [`LINES_PER_SECOND`] lines per second per stream and instance (bursts of [`BURST`]): a
 //! plugin flooding its output cannot flood the log. What is dropped is counted and said.
-//! Each line names the instance's connector and task itself, outside any span, as the log
-//! capability's lines do.
+//! Control characters are escaped (`\n`, `\u{1b}`), so a plugin's line can neither forge
+//! another line nor a terminal's colours. Each line names the instance's connector and task
+//! itself, outside any span (an instance may be called outside a task: reading a plugin's
+//! config spec).
 
+use std::borrow::Cow;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::AsyncWrite;
+use tracing::Level;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use crate::connector::TaskIdentity;
@@ -74,11 +79,76 @@ impl LogStream {
         Self::new(identity, "stderr")
     }
 
+    /// The lines of the `log` capability.
+    pub fn log(identity: TaskIdentity) -> Self {
+        Self::new(identity, "log")
+    }
+
     fn new(identity: TaskIdentity, stream: &'static str) -> Self {
         LogStream {
             identity,
             stream,
             budget: Arc::new(Mutex::new(Budget::new())),
+        }
+    }
+
+    /// Logs one line of the plugin's at `level`, escaped, if the log shows that level and the
+    /// stream's budget allows it; otherwise counts it as dropped (the first drop of a run is
+    /// said at once, the count with the next line logged).
+    pub fn line(&self, level: Level, text: &str) {
+        // A line the log would not show takes nothing from the budget of those it would.
+        let shown = match level {
+            Level::TRACE => tracing::enabled!(target: "plugin", Level::TRACE),
+            Level::DEBUG => tracing::enabled!(target: "plugin", Level::DEBUG),
+            Level::INFO => tracing::enabled!(target: "plugin", Level::INFO),
+            Level::WARN => tracing::enabled!(target: "plugin", Level::WARN),
+            Level::ERROR => tracing::enabled!(target: "plugin", Level::ERROR),
+        };
+        if !shown {
+            return;
+        }
+        let allowed = self
+            .budget
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let (connector, task, stream) =
+            (&*self.identity.connector, self.identity.task, self.stream);
+        let dropped = match allowed {
+            Ok(dropped) => dropped,
+            Err(dropped) => {
+                if dropped == 1 {
+                    tracing::warn!(
+                        target: "plugin", parent: None, connector, task, stream,
+                        "dropping lines of {stream}: a plugin may log {LINES_PER_SECOND} lines per second (bursts of {BURST}); the count follows with the next line logged"
+                    );
+                }
+                return;
+            }
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                target: "plugin", parent: None, connector, task, stream,
+                "{dropped} lines of {stream} were dropped before this one"
+            );
+        }
+        let text = escaped(text);
+        match level {
+            Level::TRACE => {
+                tracing::trace!(target: "plugin", parent: None, connector, task, stream, "{text}")
+            }
+            Level::DEBUG => {
+                tracing::debug!(target: "plugin", parent: None, connector, task, stream, "{text}")
+            }
+            Level::INFO => {
+                tracing::info!(target: "plugin", parent: None, connector, task, stream, "{text}")
+            }
+            Level::WARN => {
+                tracing::warn!(target: "plugin", parent: None, connector, task, stream, "{text}")
+            }
+            Level::ERROR => {
+                tracing::error!(target: "plugin", parent: None, connector, task, stream, "{text}")
+            }
         }
     }
 }
@@ -103,56 +173,32 @@ struct LineWriter {
     line: Vec<u8>,
 }
 
+/// `text` with its control characters but tab escaped as Rust writes them (`\n`, `\r`,
+/// `\u{1b}`).
+fn escaped(text: &str) -> Cow<'_, str> {
+    let control = |c: char| c.is_control() && c != '\t';
+    if !text.contains(control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if control(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 impl LineWriter {
     fn emit(&mut self) {
-        let allowed = self
-            .target
-            .budget
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        let dropped = match allowed {
-            Ok(dropped) => dropped,
-            Err(dropped) => {
-                if dropped == 1 {
-                    tracing::warn!(
-                        target: "plugin",
-                        parent: None,
-                        connector = %self.target.identity.connector,
-                        task = self.target.identity.task,
-                        stream = self.target.stream,
-                        "dropping lines of {}: a plugin may log {LINES_PER_SECOND} lines per second (bursts of {BURST}); the count follows with the next line logged",
-                        self.target.stream
-                    );
-                }
-                self.line.clear();
-                return;
-            }
-        };
-        if dropped > 0 {
-            tracing::warn!(
-                target: "plugin",
-                parent: None,
-                connector = %self.target.identity.connector,
-                task = self.target.identity.task,
-                stream = self.target.stream,
-                "{dropped} lines of {} were dropped before this one",
-                self.target.stream
-            );
-        }
         let truncated = self.line.len() > MAX_LINE;
         self.line.truncate(MAX_LINE);
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\r', '\n']);
-        tracing::info!(
-            target: "plugin",
-            parent: None,
-            connector = %self.target.identity.connector,
-            task = self.target.identity.task,
-            stream = self.target.stream,
-            "{text}{}",
-            if truncated { " [line truncated]" } else { "" }
-        );
+        let marker = if truncated { " [line truncated]" } else { "" };
+        self.target.line(Level::INFO, &format!("{text}{marker}"));
         self.line.clear();
     }
 }
@@ -203,5 +249,14 @@ mod tests {
         budget.refilled -= std::time::Duration::from_secs(1);
         assert_eq!(budget.take(), Ok(10_000 - passed as u64));
         assert_eq!(budget.take(), Ok(0));
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_a_line_or_a_colour() {
+        assert!(matches!(escaped("a plain\tline"), Cow::Borrowed(_)));
+        assert_eq!(
+            escaped("ok\n2026-12-03T00:00:00Z ERROR forged\r\u{1b}[31mred"),
+            "ok\\n2026-12-03T00:00:00Z ERROR forged\\r\\u{1b}[31mred"
+        );
     }
 }

@@ -288,6 +288,9 @@ async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::
     daemon
         .wait_log(&["dropping lines of stderr", &scene.bad], LONG)
         .await?;
+    daemon
+        .wait_log(&["dropping lines of log", &scene.bad], LONG)
+        .await?;
     wait_until("the flood's offset to be committed", LONG, || async {
         let committed = scene
             .broker
@@ -312,6 +315,16 @@ async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::
     assert!(
         logged_first >= 200 && logged_first as f64 <= budget,
         "{logged_first} of 100,000 lines logged, budget {budget:.0}"
+    );
+    // The host's `log` has a budget of its own, the same.
+    let logged_by_host = daemon
+        .log()
+        .iter()
+        .filter(|l| l.contains("flood 0 line") && l.contains("on log"))
+        .count();
+    assert!(
+        logged_by_host >= 200 && logged_by_host as f64 <= budget,
+        "{logged_by_host} of 100,000 log calls logged, budget {budget:.0}"
     );
 
     // Each line logged after some were dropped first says how many. Up to the first line of
@@ -339,6 +352,38 @@ async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::
         daemon.status(&scene.bad).await?["tasks"][0]["state"],
         "RUNNING"
     );
+    scene.bystander_moves().await
+}
+
+/// Issue 21: a plugin's line, through the host's `log` or on stdout, cannot start a line of
+/// its own in the log (a newline, a carriage return) nor colour the operator's terminal (an
+/// escape sequence): control characters are written escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_line_cannot_forge_another_log_line() -> anyhow::Result<()> {
+    let misbehave = paths::plugin("sink-misbehave")?;
+    let mut scene = Scene::start("forge", |name, topic| {
+        sink(name, topic, &misbehave, &[], "{}")
+    })
+    .await?;
+    scene.feed_bad(&["forge"]).await?;
+    let daemon = &scene.daemon;
+    let host = daemon.wait_log(&["forge one", &scene.bad], LONG).await?;
+    assert!(
+        host.contains(r"forge one\nFORGED by the log capability"),
+        "{host}"
+    );
+    let stdout = daemon.wait_log(&["forge two", &scene.bad], LONG).await?;
+    assert!(
+        stdout.contains(r"forge two\rFORGED by stdout \u{1b}[31mred"),
+        "{stdout}"
+    );
+    let forged: Vec<String> = daemon
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("FORGED") && !l.contains("forge "))
+        .collect();
+    assert!(forged.is_empty(), "lines of their own: {forged:?}");
+    assert!(!daemon.log().iter().any(|l| l.contains('\u{1b}')));
     scene.bystander_moves().await
 }
 

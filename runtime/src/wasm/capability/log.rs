@@ -1,16 +1,18 @@
-//! `wasmconnect:plugin/log`: plugin log lines into the runtime's log. Always granted.
+//! `wasmconnect:plugin/log`: plugin log lines into the runtime's log, rate-limited and
+//! escaped as stdout and stderr are (`wasm/stdio.rs`). Always granted.
 
+use tracing::Level;
 use wasmtime::component::{HasData, Linker};
 
-use crate::connector::TaskIdentity;
 use crate::wasm::bindings::wasmconnect::plugin::log as wit;
+use crate::wasm::stdio::LogStream;
 
 /// Longest message logged as it is.
 const MAX_MESSAGE: usize = 8192;
 
 /// What the log capability sees of a task.
 pub struct LogView<'a> {
-    pub identity: &'a TaskIdentity,
+    pub stream: &'a LogStream,
 }
 
 struct Log;
@@ -36,26 +38,13 @@ impl wit::Host for LogView<'_> {
             message.truncate(cut);
             message.push_str(" [truncated]");
         }
-        // The line names the instance's connector and task itself, outside any span (an
-        // instance may be called outside a task: reading a plugin's config spec).
-        let connector = &*self.identity.connector;
-        let task = self.identity.task;
-        match level {
-            wit::Level::Trace => {
-                tracing::trace!(target: "plugin", parent: None, connector, task, "{message}")
-            }
-            wit::Level::Debug => {
-                tracing::debug!(target: "plugin", parent: None, connector, task, "{message}")
-            }
-            wit::Level::Info => {
-                tracing::info!(target: "plugin", parent: None, connector, task, "{message}")
-            }
-            wit::Level::Warn => {
-                tracing::warn!(target: "plugin", parent: None, connector, task, "{message}")
-            }
-            wit::Level::Error => {
-                tracing::error!(target: "plugin", parent: None, connector, task, "{message}")
-            }
-        }
+        let level = match level {
+            wit::Level::Trace => Level::TRACE,
+            wit::Level::Debug => Level::DEBUG,
+            wit::Level::Info => Level::INFO,
+            wit::Level::Warn => Level::WARN,
+            wit::Level::Error => Level::ERROR,
+        };
+        self.stream.line(level, &message);
     }
 }
