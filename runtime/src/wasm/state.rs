@@ -31,14 +31,7 @@ impl TaskState {
         TaskState {
             log: LogStream::log(identity),
             grants,
-            limits: MeteredLimits {
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(memory_bytes)
-                    .instances(16)
-                    .trap_on_grow_failure(true)
-                    .build(),
-                memory_bytes: 0,
-            },
+            limits: MeteredLimits::new(memory_bytes),
             held: None,
             wasi,
             table: ResourceTable::new(),
@@ -46,13 +39,35 @@ impl TaskState {
     }
 }
 
-/// The instance's limits, and how much linear memory it holds now (all its memories).
+/// Table elements (function references) an instance may hold, across all its tables: a
+/// large CPython component holds a few tens of thousands.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The instance's limits, and how much it holds now. The memory cap holds for the whole
+/// instance: the sum of all its linear memories, however many it declares, and so does the
+/// bound on table elements. Growing past either traps.
 pub struct MeteredLimits {
     limits: StoreLimits,
+    memory_cap: usize,
     memory_bytes: usize,
+    table_elements: usize,
 }
 
 impl MeteredLimits {
+    fn new(memory_cap: usize) -> Self {
+        MeteredLimits {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_cap)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(16)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_cap,
+            memory_bytes: 0,
+            table_elements: 0,
+        }
+    }
+
     /// Linear memory the instance holds, in bytes.
     pub fn memory_bytes(&self) -> usize {
         self.memory_bytes
@@ -66,9 +81,17 @@ impl ResourceLimiter for MeteredLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        let total = self.memory_bytes.saturating_sub(current) + desired;
+        if total > self.memory_cap {
+            return Err(wasmtime::Error::msg(format!(
+                "growing memory to {total} bytes across the instance's memories, past its cap \
+                 of {} bytes",
+                self.memory_cap
+            )));
+        }
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         if allowed {
-            self.memory_bytes = self.memory_bytes.saturating_sub(current) + desired;
+            self.memory_bytes = total;
         }
         Ok(allowed)
     }
@@ -83,7 +106,18 @@ impl ResourceLimiter for MeteredLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
+        let total = self.table_elements.saturating_sub(current) + desired;
+        if total > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::Error::msg(format!(
+                "growing tables to {total} elements across the instance's tables, past its cap \
+                 of {MAX_TABLE_ELEMENTS}"
+            )));
+        }
+        let allowed = self.limits.table_growing(current, desired, maximum)?;
+        if allowed {
+            self.table_elements = total;
+        }
+        Ok(allowed)
     }
 
     fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -109,5 +143,38 @@ impl WasiView for TaskState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_holds_for_all_memories_together() {
+        let mut limits = MeteredLimits::new(100 << 20);
+        // Two memories of 60 MiB each: each under the cap, not together.
+        assert!(limits.memory_growing(0, 60 << 20, None).unwrap());
+        let second = limits.memory_growing(0, 60 << 20, None).unwrap_err();
+        assert!(second.to_string().contains("growing memory"), "{second}");
+        // The first may still grow within what is left.
+        assert!(limits.memory_growing(60 << 20, 100 << 20, None).unwrap());
+        assert_eq!(limits.memory_bytes(), 100 << 20);
+        assert!(limits.memory_growing(0, 1, None).is_err());
+    }
+
+    #[test]
+    fn table_elements_are_bounded_across_tables() {
+        let mut limits = MeteredLimits::new(100 << 20);
+        assert!(
+            limits
+                .table_growing(0, MAX_TABLE_ELEMENTS - 10, None)
+                .unwrap()
+        );
+        assert!(limits.table_growing(0, 10, None).unwrap());
+        assert!(limits.table_growing(0, 1, None).is_err());
+        // A huge `table.grow` on one table traps.
+        let mut limits = MeteredLimits::new(100 << 20);
+        assert!(limits.table_growing(10, usize::MAX / 2, None).is_err());
     }
 }
