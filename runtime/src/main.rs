@@ -150,11 +150,17 @@ fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
         }
     };
     let connectors = config.connectors.len();
+    // The API's certificate and key are read and matched as `run` would.
+    let tls = config.admin.tls.as_ref().map(admin::tls::server_config);
     let worker = Worker::build_offline(config)?;
-    let problems: Vec<(String, String)> = tokio::task::block_in_place(|| worker.check_plugins())
-        .into_iter()
-        .map(|p| (p.key, format!("connector {:?}: {}", p.connector, p.message)))
-        .collect();
+    let mut problems: Vec<(String, String)> =
+        tokio::task::block_in_place(|| worker.check_plugins())
+            .into_iter()
+            .map(|p| (p.key, format!("connector {:?}: {}", p.connector, p.message)))
+            .collect();
+    if let Some(Err(e)) = tls {
+        problems.push(e.at());
+    }
     if !problems.is_empty() {
         eprintln!("{}", config::locate(&path, problems));
         return Ok(ExitCode::from(1));
@@ -273,12 +279,31 @@ async fn run(
     let listener = admin::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
-    tracing::info!("admin API listening on http://{}", listener.local_addr()?);
     let api_shutdown = worker.shutdown_token();
-    let api = tokio::spawn({
-        let worker = worker.clone();
-        async move { admin::serve(listener, worker, &admin, Some(loggers), api_shutdown).await }
-    });
+    let api = match &admin.tls {
+        None => {
+            tracing::info!("admin API listening on http://{}", listener.local_addr()?);
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                admin::serve(listener, worker, &admin, Some(loggers), api_shutdown).await
+            })
+        }
+        Some(tls) => {
+            let tls = match admin::tls::server_config(tls) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let listener = admin::tls::TlsListener::new(listener, tls)?;
+            tracing::info!("admin API listening on https://{}", listen);
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                admin::serve(listener, worker, &admin, Some(loggers), api_shutdown).await
+            })
+        }
+    };
     worker.start().await;
     let mut signals = Signals::new()?;
     let mut seen = modified(&path);

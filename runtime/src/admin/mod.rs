@@ -1,13 +1,15 @@
 //! The admin REST API, in Kafka Connect's shape and JSON. Layout: this file (routes, the
 //! bearer-token check, errors, version, health and metrics), `browser` (what a web page
-//! cannot make it do), `connectors` (create, read, change, delete; status; restart, pause,
-//! resume, stop), `offsets`, `plugins` (`/connector-plugins`), `loggers` (`/admin/loggers`).
+//! cannot make it do), `tls` (HTTPS), `connectors` (create, read, change, delete; status;
+//! restart, pause, resume, stop), `offsets`, `plugins` (`/connector-plugins`), `loggers`
+//! (`/admin/loggers`).
 
 mod browser;
 mod connectors;
 mod loggers;
 mod offsets;
 mod plugins;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,14 +46,18 @@ pub async fn bind(listen: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(listen).await
 }
 
-/// Serves the API until `shutdown` is cancelled, as `admin` says (its token and host names).
-pub async fn serve(
-    listener: TcpListener,
+/// Serves the API on `listener` (plain TCP, or [`tls::TlsListener`]) until `shutdown` is
+/// cancelled, as `admin` says (its token and host names).
+pub async fn serve<L>(
+    listener: L,
     worker: Arc<Worker>,
     admin: &AdminConfig,
     loggers: Option<Loggers>,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     use connectors::*;
     let address: SocketAddr = listener.local_addr()?;
     let api = Api {

@@ -17,10 +17,10 @@ use std::path::Path;
 pub use error::{ConfigError, Diagnostic};
 pub use grant::HttpGrant;
 pub use model::{
-    AdminConfig, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
-    DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig, KafkaConfig, Limits,
-    NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance, TransformConfig,
-    WorkerConfig,
+    AdminConfig, AdminTls, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
+    DatabaseKind, DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig,
+    KafkaConfig, Limits, NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance,
+    TransformConfig, WorkerConfig,
 };
 pub use placeholders::{Environment, Expanded, Sources, expand, substitute};
 
@@ -73,6 +73,16 @@ pub fn parse(path: &Path, text: &str, sources: &dyn Sources) -> Result<Config, C
     for dir in &mut config.worker.plugin_path {
         if dir.is_relative() {
             *dir = config.dir.join(&*dir);
+        }
+    }
+    if let Some(tls) = &mut config.admin.tls {
+        for file in [&mut tls.certificate, &mut tls.key]
+            .into_iter()
+            .chain(tls.client_ca.as_mut())
+        {
+            if file.is_relative() {
+                *file = config.dir.join(&*file);
+            }
         }
     }
     for connector in &mut config.connectors {

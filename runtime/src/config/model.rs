@@ -149,6 +149,24 @@ pub struct AdminConfig {
     /// cannot reach the API under a name of its own (DNS rebinding).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// When set, the API speaks HTTPS only, with this certificate (relative paths from the
+    /// config file's directory).
+    #[serde(default)]
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin API's certificate, and whose clients it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// PEM file: the certificate chain the API presents, its own certificate first.
+    pub certificate: PathBuf,
+    /// PEM file: the private key of that certificate.
+    pub key: PathBuf,
+    /// PEM file of CA certificates: when set, a client must present a certificate one of
+    /// them issued (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -157,6 +175,7 @@ impl Default for AdminConfig {
             listen: default_admin_listen(),
             token: None,
             hosts: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -784,3 +784,131 @@ async fn a_web_page_cannot_drive_the_api() -> anyhow::Result<()> {
     daemon.wait_task_state(&name, "PAUSED", WAIT).await?;
     Ok(())
 }
+
+/// A test CA (its certificate, and an issuer to sign with) made by rcgen.
+struct TestCa {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.self_signed(&key)?.pem();
+        Ok(TestCa {
+            pem,
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// A certificate for `names` (IP addresses or DNS names) for `usage`, and its key, as PEM.
+    fn issue(
+        &self,
+        names: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> anyhow::Result<(String, String)> {
+        let key = rcgen::KeyPair::generate()?;
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names)?;
+        params.extended_key_usages = vec![usage];
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        Ok((certificate.pem(), key.serialize_pem()))
+    }
+}
+
+/// Issue 21, the admin API over HTTPS with client certificates: a client that trusts the
+/// test CA and presents a certificate it issued is served; one without a certificate, one that
+/// does not trust the API's certificate, and one speaking plain HTTP are not. A key that does
+/// not belong to the certificate stops the daemon at start, naming the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_serves_https_to_the_clients_its_ca_vouches_for() -> anyhow::Result<()> {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let p = Pipeline::new("https", 1, "id bigint").await?;
+    let dir = tempfile::tempdir()?;
+    let file = |name: &str, text: &str| -> anyhow::Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    };
+    let ca = TestCa::new("wasmconnect test CA")?;
+    let (server, server_key) = ca.issue(&["127.0.0.1", "localhost"], ServerAuth)?;
+    let (client, client_key) = ca.issue(&["operator"], ClientAuth)?;
+    let other = TestCa::new("another CA")?;
+    let (ca_file, server_file, key_file) = (
+        file("ca.pem", &ca.pem)?,
+        file("server.pem", &server)?,
+        file("server.key", &server_key)?,
+    );
+    let tls = |key: &str| {
+        format!(
+            "admin:\n  tls: {{ certificate: {server_file}, key: {key}, client_ca: {ca_file} }}\n"
+        )
+    };
+    let config = config(&p.broker, &p.pg, "  []\n");
+    let daemon = Daemon::start(&config.replace("admin:\n", &tls(&key_file)))?;
+    let url = format!("https://{}/connectors", daemon.admin);
+
+    let trusting = |ca: &str| -> anyhow::Result<reqwest::ClientBuilder> {
+        Ok(Client::builder()
+            .tls_backend_rustls()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes())?]))
+    };
+    let identity = reqwest::Identity::from_pem(format!("{client}{client_key}").as_bytes())?;
+    let operator = trusting(&ca.pem)?.identity(identity.clone()).build()?;
+    let answered = wait_until("the API to answer over HTTPS", WAIT, || async {
+        Ok(match operator.get(&url).send().await {
+            Ok(response) => Ok(response.status()),
+            Err(e) => Err(format!("{e:?}")),
+        })
+    })
+    .await;
+    let status = match answered {
+        Ok(status) => status,
+        Err(e) => return Err(e.context(daemon.log().join("\n"))),
+    };
+    assert_eq!(status, StatusCode::OK);
+
+    let anonymous = trusting(&ca.pem)?.build()?;
+    let refused = anonymous.get(&url).send().await;
+    assert!(
+        refused.is_err(),
+        "served without a client certificate: {refused:?}"
+    );
+    let doubting = trusting(&other.pem)?.identity(identity).build()?;
+    let refused = doubting.get(&url).send().await;
+    assert!(
+        refused.is_err(),
+        "a client trusted a certificate its CA did not issue: {refused:?}"
+    );
+    let plain = Client::new()
+        .get(format!("http://{}/connectors", daemon.admin))
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|r| !r.status().is_success()),
+        "served plain HTTP: {plain:?}"
+    );
+
+    // The CA's key does not belong to the server's certificate.
+    let wrong_key = file("wrong.key", &ca.issuer.key().serialize_pem())?;
+    let config_file = file(
+        "wrong.yaml",
+        &config
+            .replace("{admin}", "127.0.0.1:0")
+            .replace("admin:\n", &tls(&wrong_key)),
+    )?;
+    let run = tokio::process::Command::new(paths::wasmconnect_bin()?)
+        .args(["run", "--no-status", &config_file])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, run).await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("admin.tls"), "{stderr}");
+    Ok(())
+}
