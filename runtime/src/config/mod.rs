@@ -1,10 +1,12 @@
 //! `connectors.yaml`: parse -> validate -> typed config. No I/O beyond reading the file, and
 //! none at all in validation.
 //!
-//! Layout: `model` (the typed file, serde), `placeholders` (`${VAR}`, `${file:PATH}`), `grant` (an HTTP
-//! host grant), `locate` (YAML path -> line and column), `validate` (rules serde cannot
-//! express), `error` (diagnostics that name file, line and column).
+//! Layout: `model` (the typed file, serde) and `admin` (its `admin:` section), `placeholders`
+//! (`${VAR}`, `${file:PATH}`), `grant` (an HTTP host grant), `locate` (YAML path -> line and
+//! column), `validate` (rules serde cannot express), `error` (diagnostics that name file,
+//! line and column).
 
+mod admin;
 mod error;
 mod grant;
 mod locate;
@@ -14,13 +16,14 @@ mod validate;
 
 use std::path::Path;
 
+pub use admin::{AdminConfig, AdminTls};
 pub use error::{ConfigError, Diagnostic};
 pub use grant::HttpGrant;
 pub use model::{
-    AdminConfig, AdminTls, BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
-    DatabaseKind, DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig,
-    KafkaConfig, Limits, NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance,
-    TransformConfig, WorkerConfig,
+    BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
+    DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig, KafkaConfig, Limits,
+    NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance, TransformConfig,
+    WorkerConfig,
 };
 pub use placeholders::{Environment, Expanded, Sources, expand, substitute};
 
