@@ -260,8 +260,8 @@ async fn sighup_restarts_only_the_changed_connector_and_a_bad_file_changes_nothi
     p.broker
         .produce(&other_topic, &[(None, json(serde_json::json!({"id": 2})))])
         .await?;
-    for table in [&p.table, &other_table] {
-        wait_until(
+    for (table, name) in [(&p.table, &kept), (&other_table, &changed)] {
+        let row = wait_until(
             &format!("a row in {table}"),
             Duration::from_secs(60),
             || async {
@@ -269,7 +269,10 @@ async fn sighup_restarts_only_the_changed_connector_and_a_bad_file_changes_nothi
                 Ok(if n == 1 { Ok(()) } else { Err(format!("{n}")) })
             },
         )
-        .await?;
+        .await;
+        if let Err(e) = row {
+            return Err(e.context(daemon.evidence(name).await));
+        }
     }
     assert_eq!(started(&kept), 1);
     assert_eq!(started(&changed), 2);
