@@ -267,7 +267,7 @@ fn error(refused: Refused) -> Response {
 }
 
 /// A request body as JSON; otherwise the request is refused with Kafka Connect's 400 body
-/// saying why (whatever the content type says).
+/// saying why. (A body declared as anything but JSON never gets here: `browser` refuses it.)
 struct JsonBody(serde_json::Value);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {

@@ -174,6 +174,8 @@ impl Worker {
         if let Ok(value) = serde_json::to_value(connector) {
             redact::remember_secrets(&value);
         }
+        // Stopped connectors too: their config is served all the same.
+        self.remember_plugin_secrets(connector);
         self.status
             .register(&connector.name, connector.kind.as_str(), 1);
         let running = Running {

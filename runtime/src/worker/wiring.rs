@@ -24,7 +24,6 @@ impl Worker {
         connector: &ConnectorConfig,
         running: &Running,
     ) -> Result<(), String> {
-        self.remember_plugin_secrets(connector);
         let destination = match connector.role().map_err(|e| e.to_string())? {
             Role::Source(plugin) => return self.start_source(connector, plugin, running),
             Role::SinkPlugin(plugin) => {

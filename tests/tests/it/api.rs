@@ -607,7 +607,7 @@ async fn secrets_from_files_are_used_and_never_shown() -> anyhow::Result<()> {
         "worker:\n",
         &format!("worker:\n  data_dir: {}\n", data.display()),
     );
-    let daemon = Daemon::start(&config)?;
+    let mut daemon = Daemon::start(&config)?;
     produce_ids(&p, 1..=5).await?;
     if let Err(e) = wait_rows(&p, &p.table, (5, 5)).await {
         return Err(e.context(daemon.evidence(&good).await));
@@ -647,6 +647,20 @@ async fn secrets_from_files_are_used_and_never_shown() -> anyhow::Result<()> {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "connectors.json is {mode:o}");
+
+    // A connector that comes back STOPPED after a restart runs no task, and its plugin's
+    // secret key is hidden all the same.
+    let (code, body) = api.put(&format!("/connectors/{good}/stop"), None).await?;
+    assert!(code.is_success(), "{code}: {body}");
+    daemon.restart()?;
+    daemon.wait_task_state(&good, "STOPPED", WAIT).await?;
+    let (_, shown) = Api::new(&daemon)
+        .get(&format!("/connectors/{good}/config"))
+        .await?;
+    assert_eq!(
+        shown["transforms"][0]["config"]["license"], "[redacted]",
+        "{shown}"
+    );
     Ok(())
 }
 
