@@ -1,7 +1,7 @@
 //! A tansu broker (Kafka protocol, SQLite storage) of the test's own, on a free loopback port.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::tls::{Issued, TlsTerminator};
 use crate::{Proxy, wait_until};
 
 /// A record to produce: key and value (a `None` value is a tombstone).
@@ -31,8 +32,27 @@ pub struct Broker {
     /// In front of the broker when started with [`Broker::start_behind_proxy`]: clients reach
     /// the broker only through it.
     pub proxy: Option<Proxy>,
+    /// In front of the broker when started with TLS ([`Secured::tls`]).
+    pub tls: Option<TlsTerminator>,
+    /// librdkafka properties the test's own clients connect with (the first user's
+    /// credentials, the CA and client certificate of a secured broker).
+    pub client: Vec<(String, String)>,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// How a broker started with [`Broker::start_secured`] is secured.
+#[derive(Default)]
+pub struct Secured {
+    /// SCRAM users as (name, password, `scram256` or `scram512`); with any, the broker
+    /// requires SASL authentication. The test's own clients log in as the first.
+    pub users: Vec<(String, String, &'static str)>,
+    /// TLS in front of the broker: its certificate, and the CA (PEM) client certificates
+    /// must come from when it requires them.
+    pub tls: Option<(Issued, Option<String>)>,
+    /// librdkafka properties the test's own clients add for TLS (`ssl.ca.pem`, their client
+    /// certificate): the broker's users and TLS decide `security.protocol` and the rest.
+    pub client_tls: Vec<(String, String)>,
 }
 
 /// A record read back from a topic.
@@ -76,6 +96,36 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Starts tansu in `dir` listening on `listen` and advertising `advertised`; it appends to
+/// `dir/tansu.log`.
+fn spawn_tansu(
+    dir: &Path,
+    storage: &str,
+    listen: &str,
+    advertised: &str,
+    authentication: bool,
+) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("tansu.log"))?;
+    let mut command = Command::new(tansu_bin()?);
+    command
+        .current_dir(dir)
+        .args(["broker", "--storage-engine", storage])
+        .args(["--listener-url", &format!("tcp://{listen}")])
+        .args(["--advertised-listener-url", &format!("tcp://{advertised}")]);
+    if authentication {
+        command.arg("--authentication");
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting tansu")
+}
+
 impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
     pub async fn start() -> anyhow::Result<Self> {
@@ -95,67 +145,153 @@ impl Broker {
         Self::launch(true, "sqlite://tansu.db").await
     }
 
+    /// Starts a broker that requires SASL (SCRAM) from its users and/or sits behind a TLS
+    /// terminator, as `secured` says. tansu 0.6 creates users only while it does not require
+    /// authentication, so a broker with users starts twice on the same storage: first open,
+    /// to create them, then with `--authentication`.
+    pub async fn start_secured(secured: Secured) -> anyhow::Result<Self> {
+        let mut dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let direct = format!("127.0.0.1:{port}");
+        let storage = "sqlite://tansu.db";
+        let mut client = Vec::new();
+        if let Some((name, password, mechanism)) = secured.users.first() {
+            let child = spawn_tansu(dir.path(), storage, &direct, &direct, false)?;
+            let open = Broker {
+                bootstrap: direct.clone(),
+                proxy: None,
+                tls: None,
+                client: Vec::new(),
+                child,
+                dir,
+            };
+            open.wait_ready().await?;
+            for (name, password, mechanism) in &secured.users {
+                let created = Command::new(tansu_bin()?)
+                    .args(["user", "create", name, password, "--mechanism", mechanism])
+                    .args(["--broker", &format!("tcp://{direct}")])
+                    .output()
+                    .context("running tansu user create")?;
+                if !created.status.success() {
+                    bail!(
+                        "tansu user create {name}: {}",
+                        String::from_utf8_lossy(&created.stderr)
+                    );
+                }
+            }
+            let mechanism = match *mechanism {
+                "scram256" => "SCRAM-SHA-256",
+                _ => "SCRAM-SHA-512",
+            };
+            client.extend([
+                ("sasl.mechanism".to_owned(), mechanism.to_owned()),
+                ("sasl.username".to_owned(), name.clone()),
+                ("sasl.password".to_owned(), password.clone()),
+            ]);
+            dir = open.stop()?;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let tls = match &secured.tls {
+            Some((server, client_ca)) => Some(TlsTerminator::serve(
+                listener,
+                direct.clone(),
+                server,
+                client_ca.as_deref(),
+            )?),
+            None => None,
+        };
+        let bootstrap = tls.as_ref().map_or(direct.clone(), |t| t.address.clone());
+        let protocol = match (secured.users.is_empty(), tls.is_some()) {
+            (true, false) => "PLAINTEXT",
+            (true, true) => "SSL",
+            (false, false) => "SASL_PLAINTEXT",
+            (false, true) => "SASL_SSL",
+        };
+        client.push(("security.protocol".to_owned(), protocol.to_owned()));
+        client.extend(secured.client_tls);
+        let authentication = !secured.users.is_empty();
+        let child = spawn_tansu(dir.path(), storage, &direct, &bootstrap, authentication)?;
+        let broker = Broker {
+            bootstrap,
+            proxy: None,
+            tls,
+            client,
+            child,
+            dir,
+        };
+        broker.wait_ready().await?;
+        Ok(broker)
+    }
+
     async fn launch(behind_proxy: bool, storage: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
+        let direct = format!("127.0.0.1:{port}");
         let proxy = match behind_proxy {
-            true => Some(Proxy::start(format!("127.0.0.1:{port}")).await?),
+            true => Some(Proxy::start(direct.clone()).await?),
             false => None,
         };
         let bootstrap = match &proxy {
             Some(proxy) => proxy.address.clone(),
-            None => format!("127.0.0.1:{port}"),
+            None => direct.clone(),
         };
-        let advertised = format!("tcp://{bootstrap}");
-        let log = std::fs::File::create(dir.path().join("tansu.log"))?;
-        let child = Command::new(tansu_bin()?)
-            .current_dir(dir.path())
-            .args(["broker", "--storage-engine", storage])
-            .args([
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &advertised,
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting tansu")?;
+        let child = spawn_tansu(dir.path(), storage, &direct, &bootstrap, false)?;
         let broker = Broker {
             bootstrap,
             proxy,
+            tls: None,
+            client: Vec::new(),
             child,
-            _dir: dir,
+            dir,
         };
-        let bootstrap = broker.bootstrap.clone();
-        wait_until(
-            "the broker to answer metadata requests",
-            Duration::from_secs(30),
-            || {
-                let bootstrap = bootstrap.clone();
-                async move {
-                    let consumer: BaseConsumer = ClientConfig::new()
-                        .set("bootstrap.servers", &bootstrap)
-                        .create()?;
-                    Ok(tokio::task::spawn_blocking(move || {
-                        consumer.fetch_metadata(None, Duration::from_secs(1))
-                    })
-                    .await?
-                    .map(drop)
-                    .map_err(|e| e.to_string()))
-                }
-            },
-        )
-        .await?;
+        broker.wait_ready().await?;
         Ok(broker)
     }
 
+    /// Waits until the broker answers a metadata request from the test's own clients.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        wait_until(
+            "the broker to answer metadata requests",
+            Duration::from_secs(30),
+            || async move {
+                let consumer: BaseConsumer = self.client().create()?;
+                Ok(tokio::task::spawn_blocking(move || {
+                    consumer.fetch_metadata(None, Duration::from_secs(1))
+                })
+                .await?
+                .map(drop)
+                .map_err(|e| e.to_string()))
+            },
+        )
+        .await
+        .with_context(|| self.log())
+    }
+
+    /// Stops the broker and hands back its storage.
+    fn stop(mut self) -> anyhow::Result<tempfile::TempDir> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let dir = tempfile::tempdir()?;
+        Ok(std::mem::replace(&mut self.dir, dir))
+    }
+
+    /// What the broker wrote to its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+
+    /// A librdkafka configuration that reaches the broker as the test's own clients do.
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+
     pub async fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()?;
+        let admin: AdminClient<DefaultClientContext> = self.client().create()?;
         let results = admin
             .create_topics(
                 &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
@@ -170,8 +306,8 @@ impl Broker {
 
     /// A producer that waits for every record to be acknowledged by the broker.
     pub fn producer(&self) -> anyhow::Result<FutureProducer> {
-        Ok(ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        Ok(self
+            .client()
             .set("acks", "all")
             .set("linger.ms", "5")
             // Room for the tests' giant records.
@@ -231,8 +367,8 @@ impl Broker {
 
     /// Every record in `topic` now, partition by partition in offset order.
     pub async fn read_all(&self, topic: &str) -> anyhow::Result<Vec<Consumed>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        let consumer: BaseConsumer = self
+            .client()
             .set("group.id", "wasmconnect-tests-reader")
             .set("enable.auto.commit", "false")
             .create()?;
@@ -311,10 +447,7 @@ impl Broker {
         topic: &str,
         partition: i32,
     ) -> anyhow::Result<Option<i64>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", group)
-            .create()?;
+        let consumer: BaseConsumer = self.client().set("group.id", group).create()?;
         let mut list = TopicPartitionList::new();
         list.add_partition(topic, partition);
         let committed = tokio::task::spawn_blocking(move || {
@@ -361,8 +494,8 @@ impl Broker {
     /// Joins the group of sink connector `connector` ([`group_of`]) on `topic` as one more
     /// member, which starts a rebalance of the group.
     pub fn join_group(&self, connector: &str, topic: &str) -> anyhow::Result<Member> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        let consumer: BaseConsumer = self
+            .client()
             .set("group.id", group_of(connector))
             .set("enable.auto.commit", "false")
             .set("session.timeout.ms", "6000")

@@ -3,7 +3,7 @@
 //!
 //! Layout: `paths` (where binaries and plugins are), `broker`, `postgres`, `daemon`, `proxy`
 //! (a TCP proxy that can cut connections), `sql` (PostgreSQL, MariaDB and SQLite for the
-//! database-portability tests), `wait`.
+//! database-portability tests), `tls` (a test CA and a TLS terminator), `wait`.
 
 pub mod broker;
 pub mod daemon;
@@ -11,6 +11,7 @@ pub mod paths;
 pub mod postgres;
 pub mod proxy;
 pub mod sql;
+pub mod tls;
 pub mod wait;
 
 pub use broker::Broker;

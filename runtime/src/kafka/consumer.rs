@@ -15,6 +15,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::AccessWatch;
 use crate::config::{ConnectorConfig, KafkaConfig};
 use crate::status::{Counter, TaskReporter};
 
@@ -42,6 +43,8 @@ pub struct SinkContext {
     status: TaskReporter,
     /// Whether a commit the task asked for is on its way.
     committing: AtomicBool,
+    /// Where TLS and login refusals go, for the task to fail with.
+    access: AccessWatch,
 }
 
 impl SinkContext {
@@ -71,7 +74,12 @@ impl SinkContext {
     }
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!("librdkafka: {error}: {reason}");
+        self.access.observe(&error, reason);
+    }
+}
 
 /// How often a sink task measures its consumer lag (see [`lags`]).
 pub const LAG_INTERVAL: Duration = Duration::from_secs(5);
@@ -216,6 +224,7 @@ pub fn sink_consumer(
     connector: &ConnectorConfig,
     resume: Option<ResumeOffsets>,
     status: TaskReporter,
+    access: AccessWatch,
 ) -> KafkaResult<(SinkConsumer, mpsc::UnboundedReceiver<Revoked>)> {
     let mut config = super::client_defaults();
     config
@@ -251,6 +260,7 @@ pub fn sink_consumer(
         resume,
         status,
         committing: AtomicBool::new(false),
+        access,
     };
     let consumer: SinkConsumer = config.create_with_context(context)?;
     let topics: Vec<&str> = connector.topics.iter().map(String::as_str).collect();

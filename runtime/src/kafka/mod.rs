@@ -1,7 +1,8 @@
-//! rdkafka wrappers: the sink consumer with its rebalance hooks, the source producer with its
+//! rdkafka wrappers: what a refusal by the brokers means (`access`), the sink consumer with its rebalance hooks, the source producer with its
 //! delivery reports, the writer of a sink to a topic, the offsets topic where sources keep
 //! their positions, dead-letter topics, and the creation of the topics the runtime owns.
 
+mod access;
 mod admin;
 mod consumer;
 mod dead_letter;
@@ -10,6 +11,7 @@ mod positions;
 mod producer;
 mod topic_writer;
 
+pub use access::{AccessWatch, Refusal};
 pub use admin::TopicError;
 pub use consumer::{
     LAG_INTERVAL, ResumeOffsets, Revoked, SinkConsumer, SinkContext, lags, sink_consumer,

@@ -3,11 +3,12 @@
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
 use tokio::sync::mpsc;
 
+use super::AccessWatch;
 use crate::config::{ConnectorConfig, KafkaConfig};
 use crate::connector::Header;
 
@@ -27,12 +28,19 @@ pub type Report = (Delivery, Result<(), String>);
 /// An idempotent producer whose delivery reports go to the source task's channel.
 pub type SourceProducer = ThreadedProducer<SourceContext>;
 
-/// Hands every delivery report to the task.
+/// Hands every delivery report to the task, and TLS and login refusals to its
+/// [`AccessWatch`].
 pub struct SourceContext {
     reports: mpsc::UnboundedSender<Report>,
+    access: AccessWatch,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!("librdkafka: {error}: {reason}");
+        self.access.observe(&error, reason);
+    }
+}
 
 impl ProducerContext for SourceContext {
     type DeliveryOpaque = Box<Delivery>;
@@ -56,6 +64,7 @@ impl ProducerContext for SourceContext {
 pub fn source_producer(
     kafka: &KafkaConfig,
     connector: &ConnectorConfig,
+    access: AccessWatch,
 ) -> KafkaResult<(SourceProducer, mpsc::UnboundedReceiver<Report>)> {
     let mut config = idempotent_config(kafka, connector);
     let queue_messages = (connector.in_flight.max_records + 100_000).min(10_000_000);
@@ -64,7 +73,10 @@ pub fn source_producer(
         .set("queue.buffering.max.messages", queue_messages.to_string())
         .set("queue.buffering.max.kbytes", queue_kbytes.to_string());
     let (tx, rx) = mpsc::unbounded_channel();
-    let producer = config.create_with_context(SourceContext { reports: tx })?;
+    let producer = config.create_with_context(SourceContext {
+        reports: tx,
+        access,
+    })?;
     Ok((producer, rx))
 }
 

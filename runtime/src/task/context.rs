@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ConnectorConfig;
 use crate::connector::TaskIdentity;
+use crate::kafka::AccessWatch;
 use crate::status::TaskReporter;
 use crate::wasm::capability::Grants;
 
@@ -29,4 +30,6 @@ pub struct TaskContext {
     pub paused: watch::Receiver<bool>,
     /// How long the task may take to finish and commit after `shutdown`.
     pub grace: Duration,
+    /// TLS and login refusals its Kafka clients met: the task fails with the first.
+    pub access: AccessWatch,
 }

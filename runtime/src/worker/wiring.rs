@@ -10,7 +10,9 @@ use tracing::Instrument;
 use super::{Running, Worker};
 use crate::config::{ConnectorConfig, Role};
 use crate::connector::TaskIdentity;
-use crate::kafka::{DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer};
+use crate::kafka::{
+    AccessWatch, DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer,
+};
 use crate::task::{
     Chain, Destination, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
 };
@@ -38,16 +40,17 @@ impl Worker {
             .exactly_once
             .as_ref()
             .map(|_| ResumeOffsets::default());
+        let context = self.task_context(connector, running)?;
         let consumer = sink_consumer(
             &self.config.kafka,
             connector,
             resume.clone(),
             self.status.reporter(&connector.name, 0),
+            context.access.clone(),
         )
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
         let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
             .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-        let context = self.task_context(connector, running)?;
         let chain = self.chain(connector, &context)?;
         let offsets = match (&connector.exactly_once, resume) {
             (Some(eos), Some(resume)) => {
@@ -81,11 +84,11 @@ impl Worker {
         running: &Running,
     ) -> Result<(), String> {
         let plugin = self.engine.load_source(plugin).map_err(|e| e.to_string())?;
-        let producer = source_producer(&self.config.kafka, connector)
+        let context = self.task_context(connector, running)?;
+        let producer = source_producer(&self.config.kafka, connector, context.access.clone())
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
             .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-        let context = self.task_context(connector, running)?;
         let chain = self.chain(connector, &context)?;
         let span = context.identity.span();
         let task = SourceTask::new(
@@ -167,6 +170,7 @@ impl Worker {
             shutdown: running.shutdown.child_token(),
             paused: running.pause.subscribe(),
             grace: self.grace(),
+            access: AccessWatch::default(),
         })
     }
 }

@@ -799,49 +799,13 @@ async fn a_web_page_cannot_drive_the_api() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A test CA (its certificate, and an issuer to sign with) made by rcgen.
-struct TestCa {
-    pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl TestCa {
-    fn new(name: &str) -> anyhow::Result<Self> {
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let pem = params.self_signed(&key)?.pem();
-        Ok(TestCa {
-            pem,
-            issuer: rcgen::Issuer::new(params, key),
-        })
-    }
-
-    /// A certificate for `names` (IP addresses or DNS names) for `usage`, and its key, as PEM.
-    fn issue(
-        &self,
-        names: &[&str],
-        usage: rcgen::ExtendedKeyUsagePurpose,
-    ) -> anyhow::Result<(String, String)> {
-        let key = rcgen::KeyPair::generate()?;
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = rcgen::CertificateParams::new(names)?;
-        params.extended_key_usages = vec![usage];
-        let certificate = params.signed_by(&key, &self.issuer)?;
-        Ok((certificate.pem(), key.serialize_pem()))
-    }
-}
-
 /// Issue 21, the admin API over HTTPS with client certificates: a client that trusts the
 /// test CA and presents a certificate it issued is served; one without a certificate, one that
 /// does not trust the API's certificate, and one speaking plain HTTP are not. A key that does
 /// not belong to the certificate stops the daemon at start, naming the setting.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_serves_https_to_the_clients_its_ca_vouches_for() -> anyhow::Result<()> {
-    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    use wasmconnect_tests::tls::{ClientAuth, Issued, ServerAuth, TestCa};
     let p = Pipeline::new("https", 1, "id bigint").await?;
     let dir = tempfile::tempdir()?;
     let file = |name: &str, text: &str| -> anyhow::Result<String> {
@@ -850,8 +814,14 @@ async fn the_api_serves_https_to_the_clients_its_ca_vouches_for() -> anyhow::Res
         Ok(path.display().to_string())
     };
     let ca = TestCa::new("wasmconnect test CA")?;
-    let (server, server_key) = ca.issue(&["127.0.0.1", "localhost"], ServerAuth)?;
-    let (client, client_key) = ca.issue(&["operator"], ClientAuth)?;
+    let Issued {
+        certificate: server,
+        key: server_key,
+    } = ca.issue(&["127.0.0.1", "localhost"], ServerAuth)?;
+    let Issued {
+        certificate: client,
+        key: client_key,
+    } = ca.issue(&["operator"], ClientAuth)?;
     let other = TestCa::new("another CA")?;
     let (ca_file, server_file, key_file) = (
         file("ca.pem", &ca.pem)?,
@@ -909,7 +879,7 @@ async fn the_api_serves_https_to_the_clients_its_ca_vouches_for() -> anyhow::Res
     );
 
     // The CA's key does not belong to the server's certificate.
-    let wrong_key = file("wrong.key", &ca.issuer.key().serialize_pem())?;
+    let wrong_key = file("wrong.key", &ca.key_pem())?;
     let config_file = file(
         "wrong.yaml",
         &config

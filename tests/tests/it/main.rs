@@ -8,6 +8,7 @@ mod databases;
 mod delivery;
 mod errors;
 mod http;
+mod kafka_security;
 mod kit;
 mod operations;
 mod outages;

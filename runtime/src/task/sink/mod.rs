@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, PluginError, Record, TaskIdentity};
-use crate::kafka::{DeadLetterQueue, Revoked, SinkConsumer, TopicWriter};
+use crate::kafka::{AccessWatch, DeadLetterQueue, Revoked, SinkConsumer, TopicWriter};
 use crate::status::TaskReporter;
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SinkInstance, SinkPlugin};
@@ -93,6 +93,9 @@ pub struct SinkTask {
     /// The plugin wrote a batch (or part of one) since the task started: a trap on one
     /// record alone is then the record's, not the plugin's (see [`crate::connector::Isolation`]).
     wrote: bool,
+    /// Where the consumer reports the brokers' refusals (TLS, login): the task fails with the
+    /// first, whatever it was doing.
+    access: AccessWatch,
 }
 
 impl SinkTask {
@@ -119,6 +122,7 @@ impl SinkTask {
             shutdown,
             paused: pause,
             grace,
+            access,
         } = context;
         SinkTask {
             identity,
@@ -140,6 +144,7 @@ impl SinkTask {
             pending: None,
             paused: None,
             wrote: false,
+            access,
         }
     }
 
@@ -150,6 +155,7 @@ impl SinkTask {
         tracing::info!(to = %self.destination, topics = ?self.config.topics, "sink task started");
         let mut instance = None;
         let lag = measure_lag(self.consumer.clone(), self.status.clone());
+        let access = self.access.clone();
         let work = async {
             match self.prepare().await {
                 Ok(()) => self.consume(&mut instance).await,
@@ -160,6 +166,7 @@ impl SinkTask {
         let outcome = tokio::select! {
             outcome = work => outcome,
             never = lag => match never {},
+            refused = access.refused() => Err(refused.to_string()),
         };
         if let Some(instance) = instance {
             instance.close().await;

@@ -17,7 +17,7 @@ use crate::connector::{
     Backoff, Failed, Failures, Flush, Next, PluginError, PositionTracker, Record, SourceRecord,
     TaskIdentity,
 };
-use crate::kafka::{DeadLetterQueue, Failure, PositionStore, Report, SourceProducer};
+use crate::kafka::{AccessWatch, DeadLetterQueue, Failure, PositionStore, Report, SourceProducer};
 use crate::status::{Call, Counter, TaskReporter};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin};
@@ -57,6 +57,9 @@ pub struct SourceTask {
     /// `true` while the connector is paused: the plugin is not polled.
     pause: watch::Receiver<bool>,
     grace: Duration,
+    /// Where the producer reports the brokers' refusals (TLS, login): the task fails with the
+    /// first.
+    access: AccessWatch,
 }
 
 /// What was handed to Kafka and how far its positions are stored.
@@ -97,6 +100,7 @@ impl SourceTask {
             shutdown,
             paused: pause,
             grace,
+            access,
         } = context;
         let store = PositionStore::new(&kafka, &config.name);
         SourceTask {
@@ -117,6 +121,7 @@ impl SourceTask {
             shutdown,
             pause,
             grace,
+            access,
         }
     }
 
@@ -127,19 +132,24 @@ impl SourceTask {
         self.status.running();
         tracing::info!(plugin = %self.plugin.path().display(), topic = ?self.config.topic, "source task started");
         let mut instance = None;
-        let outcome = match self.load_positions().await {
-            Ok(positions) => {
-                let mut progress = Progress {
-                    tracker: PositionTracker::new(positions),
-                    flushing: None,
-                    next_flush: 0,
-                    at_bound: false,
-                };
-                let outcome = self.produce(&mut instance, &mut progress).await;
-                self.settle(&mut instance, &mut progress).await;
-                outcome
-            }
-            Err(stop) => Err(stop),
+        let access = self.access.clone();
+        let work = async {
+            let positions = self.load_positions().await?;
+            let mut progress = Progress {
+                tracker: PositionTracker::new(positions),
+                flushing: None,
+                next_flush: 0,
+                at_bound: false,
+            };
+            let outcome = self.produce(&mut instance, &mut progress).await;
+            self.settle(&mut instance, &mut progress).await;
+            outcome
+        };
+        // A refusal by the brokers ends the work wherever it is: nothing it waits for from
+        // Kafka would come.
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            refused = access.refused() => Err(Stop::Failed(refused.to_string())),
         };
         if let Some(instance) = instance {
             instance.close().await;

@@ -1,0 +1,197 @@
+//! Whether the brokers let a client in. A TLS handshake that fails or a login the broker
+//! refuses is not an outage: librdkafka would retry it forever and the task would sit RUNNING
+//! doing nothing. Told apart here, in one place, from librdkafka's error code and reason, and
+//! put in words an operator acts on (which setting to look at).
+
+use std::sync::Arc;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tokio::sync::watch;
+
+/// Why the brokers refuse a client: retrying with the same settings fails the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The TLS handshake failed.
+    #[error("TLS handshake with the broker failed: {hint} (librdkafka: {reason})")]
+    Tls { hint: &'static str, reason: String },
+    /// The broker refused the SASL login.
+    #[error("the broker refused the SASL login: {hint} (librdkafka: {reason})")]
+    Authentication { hint: &'static str, reason: String },
+    /// Logged in, but not allowed to do what the task needs.
+    #[error("the broker denied access: {hint} (librdkafka: {reason})")]
+    Authorization { hint: &'static str, reason: String },
+}
+
+/// The refusal `code` and `reason` (librdkafka's error and its text) stand for, if any.
+pub fn refusal(code: RDKafkaErrorCode, reason: &str) -> Option<Refusal> {
+    let reason = reason.trim().to_owned();
+    let says = |words: &[&str]| {
+        let lower = reason.to_ascii_lowercase();
+        words.iter().any(|w| lower.contains(w))
+    };
+    match code {
+        RDKafkaErrorCode::SSL => {
+            let hint = if says(&["hostname mismatch", "ip address mismatch"]) {
+                "the broker's certificate is not for the host name or address in \
+                 bootstrap_servers (hostname verification: ssl.endpoint.identification.algorithm)"
+            } else if says(&["certificate verify failed", "unable to get local issuer"]) {
+                "the broker's certificate is not trusted: it was not issued by a CA in \
+                 ssl.ca.location / ssl.ca.pem (or the system's roots when neither is set), or \
+                 it is not for the host name in bootstrap_servers"
+            } else if says(&[
+                "certificate required",
+                "bad certificate",
+                "unknown ca",
+                "certificate unknown",
+                "handshake failure",
+            ]) {
+                "the broker refused this client's certificate: check ssl.certificate.location / \
+                 ssl.key.location (or their .pem forms) and that the broker trusts their CA"
+            } else if says(&[
+                "wrong version number",
+                "packet length too long",
+                "record layer",
+            ]) {
+                "the broker does not speak TLS on this port: check security.protocol and the \
+                 port in bootstrap_servers"
+            } else {
+                "see librdkafka's reason"
+            };
+            Some(Refusal::Tls { hint, reason })
+        }
+        RDKafkaErrorCode::Authentication
+        | RDKafkaErrorCode::SaslAuthenticationFailed
+        | RDKafkaErrorCode::UnsupportedSASLMechanism
+        | RDKafkaErrorCode::IllegalSASLState => {
+            let hint = if code == RDKafkaErrorCode::UnsupportedSASLMechanism
+                || says(&["mechanism", "unsupported sasl"])
+            {
+                "the broker does not enable this sasl.mechanism"
+            } else if says(&["ssl", "tls", "certificate"]) {
+                "the TLS handshake failed (see librdkafka's reason)"
+            } else {
+                "wrong user name or password (sasl.username, sasl.password, or the credentials \
+                 in sasl.oauthbearer.*)"
+            };
+            Some(Refusal::Authentication { hint, reason })
+        }
+        RDKafkaErrorCode::TopicAuthorizationFailed => Some(Refusal::Authorization {
+            hint: "the user may not use one of the connector's topics",
+            reason,
+        }),
+        RDKafkaErrorCode::GroupAuthorizationFailed => Some(Refusal::Authorization {
+            hint: "the user may not use the connector's consumer group",
+            reason,
+        }),
+        RDKafkaErrorCode::ClusterAuthorizationFailed
+        | RDKafkaErrorCode::TransactionalIdAuthorizationFailed => Some(Refusal::Authorization {
+            hint: "the user lacks a cluster permission the client needs (idempotent write, \
+                   creating topics)",
+            reason,
+        }),
+        _ => None,
+    }
+}
+
+/// What a task's Kafka clients learned of the brokers' refusals: the first one, kept for the
+/// task to fail with. Cloned into every client context of the task.
+#[derive(Debug, Clone)]
+pub struct AccessWatch(Arc<watch::Sender<Option<Refusal>>>);
+
+impl Default for AccessWatch {
+    fn default() -> Self {
+        AccessWatch(Arc::new(watch::channel(None).0))
+    }
+}
+
+impl AccessWatch {
+    /// Notes `error` (with librdkafka's `reason`) if it is a refusal. Called from the clients'
+    /// `ClientContext::error`, on librdkafka's threads; never blocks.
+    pub fn observe(&self, error: &KafkaError, reason: &str) {
+        let Some(refused) = error.rdkafka_error_code().and_then(|c| refusal(c, reason)) else {
+            return;
+        };
+        self.0.send_if_modified(|first| match first {
+            Some(_) => false,
+            None => {
+                *first = Some(refused);
+                true
+            }
+        });
+    }
+
+    /// Resolves with the first refusal, once there is one.
+    pub async fn refused(&self) -> Refusal {
+        let mut seen = self.0.subscribe();
+        let first = match seen.wait_for(Option::is_some).await {
+            Ok(refused) => refused.clone(),
+            // The sender lives in `self`: it cannot be gone.
+            Err(_) => None,
+        };
+        match first {
+            Some(refused) => refused,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_password_names_the_credentials() {
+        let refused = refusal(
+            RDKafkaErrorCode::Authentication,
+            "sasl_plaintext://127.0.0.1:1/bootstrap: SASL authentication error: SASL SCRAM \
+             authentication failed: broker responded with invalid-proof",
+        )
+        .unwrap();
+        let text = refused.to_string();
+        assert!(text.contains("wrong user name or password"), "{text}");
+        assert!(text.contains("invalid-proof"), "{text}");
+    }
+
+    #[test]
+    fn an_untrusted_certificate_names_the_ca_settings() {
+        let refused = refusal(
+            RDKafkaErrorCode::SSL,
+            "ssl://127.0.0.1:1/bootstrap: SSL handshake failed: error:0A000086:SSL \
+             routines::certificate verify failed",
+        )
+        .unwrap();
+        assert!(refused.to_string().contains("ssl.ca.location"), "{refused}");
+    }
+
+    #[test]
+    fn outages_are_not_refusals() {
+        for code in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::OperationTimedOut,
+        ] {
+            assert_eq!(refusal(code, "1/1 brokers are down"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_refusal_is_kept() {
+        let watch = AccessWatch::default();
+        watch.observe(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        watch.observe(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "invalid-proof",
+        );
+        watch.observe(
+            &KafkaError::Global(RDKafkaErrorCode::SSL),
+            "certificate verify failed",
+        );
+        assert!(matches!(
+            watch.refused().await,
+            Refusal::Authentication { .. }
+        ));
+    }
+}
