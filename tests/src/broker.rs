@@ -29,6 +29,8 @@ pub fn group_of(connector: &str) -> String {
 /// A running broker; killed when dropped. Its data lives in a temporary directory.
 pub struct Broker {
     pub bootstrap: String,
+    /// Where tansu itself listens (behind a proxy or TLS terminator, if any).
+    pub listener: String,
     /// In front of the broker when started with [`Broker::start_behind_proxy`]: clients reach
     /// the broker only through it.
     pub proxy: Option<Proxy>,
@@ -159,6 +161,7 @@ impl Broker {
             let child = spawn_tansu(dir.path(), storage, &direct, &direct, false)?;
             let open = Broker {
                 bootstrap: direct.clone(),
+                listener: direct.clone(),
                 proxy: None,
                 tls: None,
                 client: Vec::new(),
@@ -213,6 +216,7 @@ impl Broker {
         let child = spawn_tansu(dir.path(), storage, &direct, &bootstrap, authentication)?;
         let broker = Broker {
             bootstrap,
+            listener: direct,
             proxy: None,
             tls,
             client,
@@ -238,6 +242,7 @@ impl Broker {
         let child = spawn_tansu(dir.path(), storage, &direct, &bootstrap, false)?;
         let broker = Broker {
             bootstrap,
+            listener: direct,
             proxy,
             tls: None,
             client: Vec::new(),

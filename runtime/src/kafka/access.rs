@@ -29,8 +29,15 @@ pub fn refusal(code: RDKafkaErrorCode, reason: &str) -> Option<Refusal> {
         let lower = reason.to_ascii_lowercase();
         words.iter().any(|w| lower.contains(w))
     };
+    // The broker's TLS alert (a client certificate it wants or refuses) reaches librdkafka
+    // after its side of the handshake is done: as a failed read, not as an SSL error.
+    let tls_alert = code == RDKafkaErrorCode::BrokerTransportFailure
+        && says(&["ssl routines", "ssl alert"])
+        && says(&["alert"]);
     match code {
-        RDKafkaErrorCode::SSL => {
+        RDKafkaErrorCode::SSL | RDKafkaErrorCode::BrokerTransportFailure
+            if code == RDKafkaErrorCode::SSL || tls_alert =>
+        {
             let hint = if says(&["hostname mismatch", "ip address mismatch"]) {
                 "the broker's certificate is not for the host name or address in \
                  bootstrap_servers (hostname verification: ssl.endpoint.identification.algorithm)"
@@ -38,8 +45,10 @@ pub fn refusal(code: RDKafkaErrorCode, reason: &str) -> Option<Refusal> {
                 "the broker's certificate is not trusted: it was not issued by a CA in \
                  ssl.ca.location / ssl.ca.pem (or the system's roots when neither is set), or \
                  it is not for the host name in bootstrap_servers"
+            } else if says(&["certificate required"]) {
+                "the broker requires a client certificate: set ssl.certificate.location and \
+                 ssl.key.location (or ssl.certificate.pem and ssl.key.pem)"
             } else if says(&[
-                "certificate required",
                 "bad certificate",
                 "unknown ca",
                 "certificate unknown",
@@ -161,6 +170,26 @@ mod tests {
         )
         .unwrap();
         assert!(refused.to_string().contains("ssl.ca.location"), "{refused}");
+    }
+
+    #[test]
+    fn a_missing_client_certificate_is_told_from_a_dropped_connection() {
+        let refused = refusal(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "ssl://127.0.0.1:1/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 \
+             alert certificate required: SSL alert number 116",
+        )
+        .unwrap();
+        assert!(
+            refused
+                .to_string()
+                .contains("requires a client certificate")
+        );
+        let dropped = refusal(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "ssl://127.0.0.1:1/bootstrap: Disconnected (after 5ms in state UP)",
+        );
+        assert_eq!(dropped, None);
     }
 
     #[test]

@@ -108,5 +108,6 @@ pub(super) fn client_config(kafka: &KafkaConfig) -> ClientConfig {
         config.set(key, value);
     }
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    super::trust_system_roots(&mut config);
     config
 }

@@ -35,6 +35,22 @@ fn client_defaults() -> ClientConfig {
     config
 }
 
+/// Where a TLS client of the runtime finds the CAs it trusts when the config names none
+/// (`ssl.ca.location`, `ssl.ca.pem`): the system's roots. The OpenSSL built into the daemon
+/// would look under its own build prefix, which no system has; librdkafka's `probe` looks
+/// where distributions keep their roots. Applied last, to each client's finished settings.
+fn trust_system_roots(config: &mut ClientConfig) {
+    let tls = config
+        .get("security.protocol")
+        .is_some_and(|p| p.eq_ignore_ascii_case("ssl") || p.eq_ignore_ascii_case("sasl_ssl"));
+    let named = ["ssl.ca.location", "ssl.ca.pem", "ssl.ca.certificate.stores"]
+        .iter()
+        .any(|key| config.get(key).is_some());
+    if tls && !named {
+        config.set("ssl.ca.location", "probe");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::admin;
@@ -53,5 +69,19 @@ mod tests {
         ));
         assert_eq!(pushed.get("enable.metrics.push"), Some("true"));
         assert_eq!(pushed.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn tls_without_a_named_ca_trusts_the_systems_roots() {
+        let tls = admin::client_config(&kafka(
+            "bootstrap_servers: b:9093\nproperties: { security.protocol: SASL_SSL }",
+        ));
+        assert_eq!(tls.get("ssl.ca.location"), Some("probe"));
+        let named = admin::client_config(&kafka(
+            "bootstrap_servers: b:9093\nproperties: { security.protocol: ssl, ssl.ca.location: /ca.pem }",
+        ));
+        assert_eq!(named.get("ssl.ca.location"), Some("/ca.pem"));
+        let plain = admin::client_config(&kafka("bootstrap_servers: b:9092"));
+        assert_eq!(plain.get("ssl.ca.location"), None);
     }
 }

@@ -99,6 +99,7 @@ pub(super) fn idempotent_config(kafka: &KafkaConfig, connector: &ConnectorConfig
         .set("bootstrap.servers", &kafka.bootstrap_servers)
         .set("enable.idempotence", "true")
         .set("acks", "all");
+    super::trust_system_roots(&mut config);
     config
 }
 
