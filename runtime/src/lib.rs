@@ -29,6 +29,8 @@ pub mod kit;
 #[cfg(feature = "daemon")]
 pub mod logging;
 #[cfg(feature = "daemon")]
+pub mod pem;
+#[cfg(feature = "daemon")]
 pub mod redact;
 #[cfg(feature = "daemon")]
 pub mod status;

@@ -142,7 +142,7 @@ fn main() -> ExitCode {
 }
 
 fn validate(path: PathBuf) -> anyhow::Result<ExitCode> {
-    let config = match config::load(&path) {
+    let config = match load(&path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
@@ -260,7 +260,7 @@ async fn run(
     live: bool,
     loggers: logging::Loggers,
 ) -> anyhow::Result<ExitCode> {
-    let config = match config::load(&path) {
+    let config = match load(&path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
@@ -348,7 +348,7 @@ async fn run(
 /// apply, keeps everything running as it was and is reported in the log and in /health.
 async fn reload(worker: &Worker, path: &std::path::Path) {
     tracing::info!("reloading {}", path.display());
-    let outcome = match config::load(path) {
+    let outcome = match load(path) {
         Ok(config) => worker.reload(config).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -363,6 +363,18 @@ async fn reload(worker: &Worker, path: &std::path::Path) {
             tracing::error!("reload refused, everything keeps running as it was: {e}");
             worker.status().set_reload_error(Some(e));
         }
+    }
+}
+
+/// Loads the config at `path` and reads the TLS certificates and keys it names (Kafka's and
+/// the databases'), as `run`, a reload and `validate` all must: a file that is missing or
+/// holds no PEM is named with its setting now, not by a handshake later.
+fn load(path: &std::path::Path) -> Result<config::Config, config::ConfigError> {
+    let config = config::load(path)?;
+    let problems = wasmconnect::pem::check(&config);
+    match problems.is_empty() {
+        true => Ok(config),
+        false => Err(config::locate(path, problems)),
     }
 }
 

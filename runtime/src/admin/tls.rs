@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -19,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::AdminTls;
+use crate::pem::{self, PemError};
 
 /// How long a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,17 +26,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why the API's TLS settings cannot be used, naming the setting and its file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("admin.tls.{setting} {path}: cannot be read: {message}")]
-    Unreadable {
+    #[error("admin.tls.{setting} {source}")]
+    File {
         setting: &'static str,
-        path: String,
-        message: String,
-    },
-    #[error("admin.tls.{setting} {path}: holds no {what} (a PEM file is expected)")]
-    Empty {
-        setting: &'static str,
-        path: String,
-        what: &'static str,
+        source: PemError,
     },
     #[error("admin.tls: {0}")]
     Refused(String),
@@ -47,22 +40,9 @@ impl TlsError {
     /// that place the setting in the file.
     pub fn at(&self) -> (String, String) {
         match self {
-            TlsError::Unreadable {
-                setting,
-                path,
-                message,
-            } => (
-                format!("admin.tls.{setting}"),
-                format!("{path}: cannot be read: {message}"),
-            ),
-            TlsError::Empty {
-                setting,
-                path,
-                what,
-            } => (
-                format!("admin.tls.{setting}"),
-                format!("{path}: holds no {what} (a PEM file is expected)"),
-            ),
+            TlsError::File { setting, source } => {
+                (format!("admin.tls.{setting}"), source.to_string())
+            }
             TlsError::Refused(message) => ("admin.tls".to_owned(), message.clone()),
         }
     }
@@ -72,17 +52,9 @@ impl TlsError {
 pub fn server_config(tls: &AdminTls) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certificates("certificate", &tls.certificate)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
-            setting: "key",
-            path: tls.key.display().to_string(),
-            what: "private key",
-        },
-        e => TlsError::Unreadable {
-            setting: "key",
-            path: tls.key.display().to_string(),
-            message: e.to_string(),
-        },
+    let key = pem::private_key(&tls.key).map_err(|source| TlsError::File {
+        setting: "key",
+        source,
     })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -117,23 +89,7 @@ fn certificates(
     setting: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let unreadable = |message: String| TlsError::Unreadable {
-        setting,
-        path: path.display().to_string(),
-        message,
-    };
-    let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|e| unreadable(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| unreadable(e.to_string()))?;
-    if certificates.is_empty() {
-        return Err(TlsError::Empty {
-            setting,
-            path: path.display().to_string(),
-            what: "certificate",
-        });
-    }
-    Ok(certificates)
+    pem::certificates(path).map_err(|source| TlsError::File { setting, source })
 }
 
 /// Connections that completed their TLS handshake, for `axum::serve`.

@@ -1,10 +1,12 @@
 //! Rules serde cannot express. Pure: no file, network or environment access.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use super::grant::HttpGrant;
-use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role, Tolerance};
+use super::model::{
+    Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind, Role, Tolerance,
+};
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,32 @@ const MANAGED_PRODUCER_PROPERTIES: &[&str] = &[
     "transactional.id",
 ];
 
+/// librdkafka's `security.protocol` values.
+const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// The SASL mechanisms this build of librdkafka offers (no GSSAPI: it is built without
+/// Cyrus SASL).
+const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+
+/// PostgreSQL's `sslmode` values (libpq's, which sqlx follows).
+const PG_SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// MySQL's `ssl-mode` values.
+const MYSQL_SSL_MODES: &[&str] = &[
+    "DISABLED",
+    "PREFERRED",
+    "REQUIRED",
+    "VERIFY_CA",
+    "VERIFY_IDENTITY",
+];
+
 const MAX_BATCH_RECORDS: usize = 100_000;
 const MAX_BATCH_BYTES: usize = 256 << 20;
 const MAX_MEMORY_MB: u64 = 4096;
@@ -52,6 +80,13 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     v.managed_properties("kafka.properties", config.kafka.properties.keys());
     v.managed_properties("kafka.consumer", config.kafka.consumer.keys());
     v.managed_properties("kafka.producer", config.kafka.producer.keys());
+    for (path, properties) in [
+        ("kafka.properties", &config.kafka.properties),
+        ("kafka.consumer", &config.kafka.consumer),
+        ("kafka.producer", &config.kafka.producer),
+    ] {
+        v.security_properties(path, properties);
+    }
     v.managed_producer_properties("kafka.producer", config.kafka.producer.keys());
     let has_sources = config
         .connectors
@@ -90,6 +125,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                 "must be a postgres://, mysql:// (or mariadb://) or sqlite: URL",
             );
         }
+        v.database_tls(&format!("{path}.url"), db);
         v.range(format!("{path}.pool_size"), db.pool_size as u64, 1, 1000);
         v.range(
             format!("{path}.connect_timeout_ms"),
@@ -190,6 +226,68 @@ impl Validator {
                 self.problem(
                     format!("{path}.{key}"),
                     "is set by wasmconnect itself and may not be overridden",
+                );
+            }
+        }
+    }
+
+    /// `security.protocol` and `sasl.mechanism` are among the values this build knows, in
+    /// any case (librdkafka takes them so).
+    fn security_properties(&mut self, path: &str, properties: &BTreeMap<String, String>) {
+        if let Some(protocol) = properties.get("security.protocol")
+            && !SECURITY_PROTOCOLS.contains(&protocol.to_ascii_uppercase().as_str())
+        {
+            self.problem(
+                format!("{path}.security.protocol"),
+                format!(
+                    "{protocol:?} is not a security protocol: use one of {}",
+                    SECURITY_PROTOCOLS.join(", ")
+                ),
+            );
+        }
+        for key in ["sasl.mechanism", "sasl.mechanisms"] {
+            let Some(mechanism) = properties.get(key) else {
+                continue;
+            };
+            let upper = mechanism.to_ascii_uppercase();
+            if upper == "GSSAPI" {
+                self.problem(
+                    format!("{path}.{key}"),
+                    "GSSAPI (Kerberos) is not supported by this build of wasmconnect: use \
+                     SCRAM-SHA-512, SCRAM-SHA-256, OAUTHBEARER or PLAIN",
+                );
+            } else if !SASL_MECHANISMS.contains(&upper.as_str()) {
+                self.problem(
+                    format!("{path}.{key}"),
+                    format!(
+                        "{mechanism:?} is not a SASL mechanism: use one of {}",
+                        SASL_MECHANISMS.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The TLS mode in a database URL (`sslmode` for PostgreSQL, `ssl-mode` for MySQL) is
+    /// one the driver knows.
+    fn database_tls(&mut self, path: &str, db: &DatabaseConfig) {
+        let Ok(url) = url::Url::parse(&db.url) else {
+            return;
+        };
+        let (key, modes) = match db.kind() {
+            Some(DatabaseKind::Postgres) => ("sslmode", PG_SSL_MODES),
+            Some(DatabaseKind::Mysql) => ("ssl-mode", MYSQL_SSL_MODES),
+            _ => return,
+        };
+        for (name, value) in url.query_pairs() {
+            let known = modes.iter().any(|m| m.eq_ignore_ascii_case(&value));
+            if name == key && !known {
+                self.problem(
+                    path,
+                    format!(
+                        "{key}={value} is not a TLS mode: use one of {}",
+                        modes.join(", ")
+                    ),
                 );
             }
         }
@@ -415,6 +513,7 @@ impl Validator {
                     );
                 }
                 self.managed_properties(&format!("{path}.producer"), c.producer.keys());
+                self.security_properties(&format!("{path}.producer"), &c.producer);
                 self.managed_producer_properties(&format!("{path}.producer"), c.producer.keys());
                 self.range(
                     format!("{path}.poll_interval_ms"),
@@ -511,6 +610,7 @@ impl Validator {
             1_000_000,
         );
         self.managed_properties(&format!("{path}.consumer"), c.consumer.keys());
+        self.security_properties(&format!("{path}.consumer"), &c.consumer);
         self.error_policy(&path, c);
         // A sink to a topic with `exactly_once` was told why not above.
         if let Some(eos) = &c.exactly_once
