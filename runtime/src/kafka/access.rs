@@ -3,17 +3,24 @@
 //! doing nothing. Told apart here, in one place, from librdkafka's error code and reason, and
 //! put in words an operator acts on (which setting to look at).
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::sync::watch;
+
+use super::tls_probe::{self, Trust};
 
 /// Why the brokers refuse a client: retrying with the same settings fails the same way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The TLS handshake failed.
     #[error("TLS handshake with the broker failed: {hint} (librdkafka: {reason})")]
-    Tls { hint: &'static str, reason: String },
+    Tls {
+        hint: Cow<'static, str>,
+        reason: String,
+    },
     /// The broker refused the SASL login.
     #[error("the broker refused the SASL login: {hint} (librdkafka: {reason})")]
     Authentication { hint: &'static str, reason: String },
@@ -66,7 +73,10 @@ pub fn refusal(code: RDKafkaErrorCode, reason: &str) -> Option<Refusal> {
             } else {
                 "see librdkafka's reason"
             };
-            Some(Refusal::Tls { hint, reason })
+            Some(Refusal::Tls {
+                hint: hint.into(),
+                reason,
+            })
         }
         RDKafkaErrorCode::Authentication
         | RDKafkaErrorCode::SaslAuthenticationFailed
@@ -105,22 +115,38 @@ pub fn refusal(code: RDKafkaErrorCode, reason: &str) -> Option<Refusal> {
 /// What a task's Kafka clients learned of the brokers' refusals: the first one, kept for the
 /// task to fail with. Cloned into every client context of the task.
 #[derive(Debug, Clone)]
-pub struct AccessWatch(Arc<watch::Sender<Option<Refusal>>>);
+pub struct AccessWatch {
+    first: Arc<watch::Sender<Option<Refusal>>>,
+    /// Where the clients' trust in the brokers' certificates comes from: what a refused
+    /// certificate is checked against to say why.
+    trust: Arc<Mutex<Trust>>,
+}
 
 impl Default for AccessWatch {
     fn default() -> Self {
-        AccessWatch(Arc::new(watch::channel(None).0))
+        AccessWatch {
+            first: Arc::new(watch::channel(None).0),
+            trust: Arc::new(Mutex::new(Trust::System)),
+        }
     }
 }
 
 impl AccessWatch {
+    /// Notes the trust (`ssl.ca.*`) of a client about to be created with `config`.
+    pub fn trusting(&self, config: &ClientConfig) {
+        let trust = Trust::of(config.get("ssl.ca.location"), config.get("ssl.ca.pem"));
+        if let Ok(mut slot) = self.trust.lock() {
+            *slot = trust;
+        }
+    }
+
     /// Notes `error` (with librdkafka's `reason`) if it is a refusal. Called from the clients'
     /// `ClientContext::error`, on librdkafka's threads; never blocks.
     pub fn observe(&self, error: &KafkaError, reason: &str) {
         let Some(refused) = error.rdkafka_error_code().and_then(|c| refusal(c, reason)) else {
             return;
         };
-        self.0.send_if_modified(|first| match first {
+        self.first.send_if_modified(|first| match first {
             Some(_) => false,
             None => {
                 *first = Some(refused);
@@ -129,17 +155,37 @@ impl AccessWatch {
         });
     }
 
-    /// Resolves with the first refusal, once there is one.
+    /// Resolves with the first refusal, once there is one. A certificate librdkafka could
+    /// not verify is looked at again ([`tls_probe::diagnose`]) to say whether its issuer or
+    /// its host name is wrong, and who issued it.
     pub async fn refused(&self) -> Refusal {
-        let mut seen = self.0.subscribe();
+        let mut seen = self.first.subscribe();
         let first = match seen.wait_for(Option::is_some).await {
             Ok(refused) => refused.clone(),
             // The sender lives in `self`: it cannot be gone.
             Err(_) => None,
         };
-        match first {
-            Some(refused) => refused,
-            None => std::future::pending().await,
+        let Some(refused) = first else {
+            return std::future::pending().await;
+        };
+        let Refusal::Tls { reason, .. } = &refused else {
+            return refused;
+        };
+        let unverified = reason.contains("certificate verify failed");
+        let trust = self
+            .trust
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or(Trust::System);
+        match tls_probe::broker_address(reason) {
+            Some(address) if unverified => match tls_probe::diagnose(address, &trust).await {
+                Some(diagnosis) => Refusal::Tls {
+                    hint: diagnosis.into(),
+                    reason: reason.clone(),
+                },
+                None => refused,
+            },
+            _ => refused,
         }
     }
 }

@@ -254,6 +254,7 @@ pub fn sink_consumer(
         .set("enable.auto.commit", "true")
         .set("enable.partition.eof", "false");
     super::trust_system_roots(&mut config);
+    access.trusting(&config);
     let (tx, rx) = mpsc::unbounded_channel();
     let context = SinkContext {
         connector: Arc::from(connector.name.as_str()),

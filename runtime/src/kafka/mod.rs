@@ -9,6 +9,7 @@ mod dead_letter;
 mod group_offsets;
 mod positions;
 mod producer;
+mod tls_probe;
 mod topic_writer;
 
 pub use access::{AccessWatch, Refusal};

@@ -72,6 +72,7 @@ pub fn source_producer(
     config
         .set("queue.buffering.max.messages", queue_messages.to_string())
         .set("queue.buffering.max.kbytes", queue_kbytes.to_string());
+    access.trusting(&config);
     let (tx, rx) = mpsc::unbounded_channel();
     let producer = config.create_with_context(SourceContext {
         reports: tx,
