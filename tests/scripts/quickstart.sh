@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 source tests/scripts/services.sh
 
 ensure_wasm_target
+ensure_cmake
 mkdir -p data
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   ensure_tansu

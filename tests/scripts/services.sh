@@ -17,6 +17,16 @@ ensure_wasm_target() {
   fi
 }
 
+# cmake: librdkafka is built with it (rdkafka's cmake-build), the one way its build links the
+# static libcurl that OAUTHBEARER/OIDC needs. Debian's package, a few seconds.
+ensure_cmake() {
+  if ! command -v cmake >/dev/null 2>&1; then
+    say "installing cmake (builds librdkafka)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+  fi
+}
+
 # tansu: a Kafka-compatible broker (crates.io). ~15 minutes to build once, then cached.
 ensure_tansu() {
   if [ ! -x "$WASMCONNECT_TANSU" ]; then

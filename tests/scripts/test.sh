@@ -5,6 +5,7 @@ cd "$(dirname "$0")/../.."
 source tests/scripts/services.sh
 
 ensure_wasm_target
+ensure_cmake
 ensure_tansu
 ensure_postgres
 ensure_mariadb

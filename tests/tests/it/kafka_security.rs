@@ -301,3 +301,81 @@ async fn sasl_ssl_with_scram_moves_records() -> anyhow::Result<()> {
         .map_err(|e| e.context(daemon.log().join("\n")))?;
     Ok(())
 }
+
+/// OAUTHBEARER with OIDC client credentials (`sasl.oauthbearer.method: oidc`, which needs the
+/// libcurl this build links): the daemon's clients fetch a token from the identity provider's
+/// token endpoint, a real HTTP server on loopback, with their client id and secret. tansu 0.6
+/// does not offer OAUTHBEARER, so the broker refuses the login itself: a FAILED trace naming
+/// the mechanism. What is proven against a broker is the token flow, not a broker's check of
+/// the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn oauthbearer_fetches_its_token_from_the_oidc_endpoint() -> anyhow::Result<()> {
+    use axum::Router;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let claims =
+        serde_json::json!({"sub": "connect", "iat": now.as_secs(), "exp": now.as_secs() + 3600});
+    let token = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let app = {
+        let seen = seen.clone();
+        Router::new().route(
+            "/token",
+            post(move |headers: HeaderMap, body: String| async move {
+                let authorization = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock()
+                    .expect("not poisoned")
+                    .push((authorization, body));
+                axum::Json(serde_json::json!({
+                    "access_token": token,
+                    "token_type": "bearer",
+                    "expires_in": 3600,
+                }))
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}/token", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let broker = Broker::start().await?;
+    let pg = Postgres::connect().await?;
+    let (topic, table, name) = (unique("in"), unique("t"), unique("oauth"));
+    broker.create_topic(&topic, 1).await?;
+    let properties = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "OAUTHBEARER"),
+        ("sasl.oauthbearer.method", "oidc"),
+        ("sasl.oauthbearer.client.id", "wasmconnect"),
+        ("sasl.oauthbearer.client.secret", "oidc-secret"),
+        ("sasl.oauthbearer.token.endpoint.url", endpoint.as_str()),
+    ];
+    let daemon = sink_daemon(&broker, &pg, (&name, &topic, &table), &properties).await?;
+    let trace = failed_trace(&daemon, &name).await?;
+    assert!(
+        trace.contains("does not enable this sasl.mechanism") && trace.contains("OAUTHBEARER"),
+        "{trace}"
+    );
+    assert!(!trace.contains("oidc-secret"), "{trace}");
+    let requests = seen.lock().expect("not poisoned").clone();
+    let basic = format!("Basic {}", STANDARD.encode("wasmconnect:oidc-secret"));
+    assert!(
+        requests
+            .iter()
+            .any(|(auth, body)| *auth == basic && body.contains("grant_type=client_credentials")),
+        "no client-credentials token request: {requests:?}"
+    );
+    Ok(())
+}
