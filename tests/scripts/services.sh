@@ -90,6 +90,72 @@ ensure_mariadb() {
     GRANT ALL ON wasmconnect.* TO 'wasmconnect'@'localhost';"
 }
 
+# TLS for the test databases. A CA of the test command's own (made once with openssl, in
+# $WASMCONNECT_CACHE/db-tls), a server certificate for 127.0.0.1 and localhost that PostgreSQL
+# and MariaDB serve, and a client certificate for the role `wasmconnect_cert`, whom PostgreSQL
+# lets in by that certificate alone (pg_hba: hostssl ... cert); MariaDB's `wasmconnect_tls`
+# may connect over TLS only. The tests find the files through WASMCONNECT_TEST_DB_TLS.
+ensure_database_tls() {
+  local dir="$WASMCONNECT_CACHE/db-tls"
+  if [ ! -f "$dir/client.ext" ]; then
+    say "making the test databases' TLS certificates in $dir"
+    mkdir -p "$dir"
+    (
+      cd "$dir"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=wasmconnect test database CA" \
+        -keyout ca.key -out ca.pem 2>/dev/null
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile server.ext -out server.pem 2>/dev/null
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=wasmconnect_cert" -keyout client.key -out client.csr 2>/dev/null
+      printf 'extendedKeyUsage=clientAuth\n' >client.ext
+      openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile client.ext -out client.pem 2>/dev/null
+      chmod 600 client.key
+    )
+  fi
+  export WASMCONNECT_TEST_DB_TLS="$dir"
+
+  local pg=/var/lib/postgresql/wasmconnect-tls
+  if ! cmp -s "$dir/server.pem" "$pg/server.pem" 2>/dev/null; then
+    install -d -o postgres -g postgres -m 700 "$pg"
+    install -o postgres -g postgres -m 600 "$dir/server.pem" "$dir/server.key" "$dir/ca.pem" "$pg/"
+  fi
+  su postgres -c "psql -q -c \"ALTER SYSTEM SET ssl = on\" \
+    -c \"ALTER SYSTEM SET ssl_cert_file = '$pg/server.pem'\" \
+    -c \"ALTER SYSTEM SET ssl_key_file = '$pg/server.key'\" \
+    -c \"ALTER SYSTEM SET ssl_ca_file = '$pg/ca.pem'\"" >/dev/null
+  local hba
+  hba=$(su postgres -c "psql -tAc 'SHOW hba_file'")
+  if ! grep -q wasmconnect_cert "$hba"; then
+    sed -i '1i hostssl all wasmconnect_cert 127.0.0.1/32 cert' "$hba"
+  fi
+  su postgres -c "psql -q -c 'SELECT pg_reload_conf()' \
+    -c \"DO \\\$\\\$ BEGIN CREATE ROLE wasmconnect_cert LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \\\$\\\$\"" >/dev/null
+
+  local my=/etc/mysql/wasmconnect-tls
+  local cnf=/etc/mysql/mariadb.conf.d/99-wasmconnect-tls.cnf
+  local renewed=no
+  if [ ! -f "$cnf" ] || ! cmp -s "$dir/server.pem" "$my/server.pem"; then
+    install -d -o mysql -g mysql -m 750 "$my"
+    install -o mysql -g mysql -m 600 "$dir/server.pem" "$dir/server.key" "$dir/ca.pem" "$my/"
+    printf '[mariadbd]\nssl_cert = %s/server.pem\nssl_key = %s/server.key\nssl_ca = %s/ca.pem\n' \
+      "$my" "$my" "$my" >"$cnf"
+    renewed=yes
+  fi
+  if [ "$(mariadb -u root -N -e "SELECT @@have_ssl")" != "YES" ]; then
+    say "restarting MariaDB with TLS"
+    mariadb-admin -u root shutdown
+    ensure_mariadb
+  elif [ "$renewed" = yes ]; then
+    mariadb -u root -e "FLUSH SSL"
+  fi
+  # A user MariaDB lets in over TLS only.
+  mariadb -u root -e "CREATE USER IF NOT EXISTS 'wasmconnect_tls'@'127.0.0.1' IDENTIFIED BY 'wasmconnect' REQUIRE SSL;
+    GRANT ALL ON wasmconnect.* TO 'wasmconnect_tls'@'127.0.0.1';"
+}
+
 # promtool (Debian's prometheus package): the metrics test lints /metrics with it.
 ensure_promtool() {
   if ! command -v promtool >/dev/null 2>&1; then

@@ -9,6 +9,7 @@ ensure_cmake
 ensure_tansu
 ensure_postgres
 ensure_mariadb
+ensure_database_tls
 ensure_promtool
 ensure_cargo_fuzz
 build_plugins

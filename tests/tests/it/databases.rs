@@ -10,11 +10,11 @@ use wasmconnect_tests::{Broker, Daemon, paths, unique, wait_until};
 
 use crate::common::{json, wait_committed};
 
-/// A daemon config with one sink-sql connector `name` from `topic` into `table` of `db` (the
-/// database `target`): `entry` adds lines to the connector's entry, `plugin` to its `config:`.
-fn sink_config(
+/// A daemon config with one sink-sql connector `name` from `topic` into `table` of the
+/// database at `url` (named `target`): `entry` adds lines to the connector's entry, `plugin` to its `config:`.
+pub fn sink_config(
     broker: &Broker,
-    db: &TestDb,
+    url: &str,
     [name, topic, table]: [&str; 3],
     entry: &str,
     plugin: &str,
@@ -45,7 +45,6 @@ connectors:
       table: {table}
 {plugin}",
         bootstrap = broker.bootstrap,
-        url = db.url,
         plugin_file = paths::plugin("sink-sql")?.display(),
         entry = indent(entry, "    "),
         plugin = indent(plugin, "      "),
@@ -63,7 +62,7 @@ async fn same_outcome_on(kind: Kind) -> anyhow::Result<()> {
     .await?;
     let config = sink_config(
         &broker,
-        &db,
+        &db.url,
         [&name, &topic, &table],
         &format!(
             "batch: {{ max_records: 100, max_wait_ms: 50 }}
@@ -161,7 +160,7 @@ async fn sink_sql_waits_out_a_sqlite_file_another_connection_locked() -> anyhow:
         .await?;
     let config = sink_config(
         &broker,
-        &db,
+        &db.url,
         [&name, &topic, &table],
         "errors: { retry: { initial_backoff_ms: 50, max_backoff_ms: 200, timeout_ms: 120000 } }",
         "",

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod common;
+mod database_tls;
 mod databases;
 mod delivery;
 mod errors;

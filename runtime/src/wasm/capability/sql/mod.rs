@@ -2,10 +2,12 @@
 //!
 //! Layout: this file (the capability, pools, grants, the transaction an exactly-once sink
 //! holds), `postgres` (PostgreSQL's binding, decoding and statements), `any` (the same for
-//! MySQL/MariaDB and SQLite, through sqlx's `Any` driver).
+//! MySQL/MariaDB and SQLite, through sqlx's `Any` driver), `refusal` (a connection the
+//! database refuses: TLS or login).
 
 mod any;
 mod postgres;
+mod refusal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -407,8 +409,12 @@ fn timeout(limit: Duration) -> wit::SqlError {
 /// (result code 19 and its extended codes) are given SQLSTATE 23000, as the other databases
 /// report them, so that plugins tell row-level refusals apart the same way everywhere. What
 /// the database says passes with time ([`transient`]) is `unavailable`, so a sink retries it
-/// rather than failing or rejecting the batch.
+/// rather than failing or rejecting the batch. A connection the database refuses (TLS, login:
+/// [`refusal`]) is `access-denied`: waiting does not mend it.
 fn classify(e: sqlx::Error, kind: wit::DatabaseKind) -> wit::SqlError {
+    if let Some(refused) = refusal::refusal(&e) {
+        return wit::SqlError::AccessDenied(refused);
+    }
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned());
