@@ -37,6 +37,8 @@ pub mod status;
 #[cfg(feature = "daemon")]
 pub mod task;
 #[cfg(feature = "daemon")]
+pub mod tls_failure;
+#[cfg(feature = "daemon")]
 pub mod wasm;
 #[cfg(feature = "daemon")]
 pub mod worker;

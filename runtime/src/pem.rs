@@ -1,5 +1,6 @@
 //! The certificates and keys a config names for its TLS connections (Kafka clients'
-//! `ssl.*` properties, database URLs' `sslrootcert`/`sslcert`/`sslkey` and `ssl-ca`/...),
+//! `ssl.*` properties, database URLs' `sslrootcert`/`sslcert`/`sslkey` and `ssl-ca`/...,
+//! connectors' `grants.http_tls`),
 //! read and checked before anything connects: a path that is not there or a file that holds
 //! no PEM certificate or key is named with its setting, by `validate` and at start, rather
 //! than found by a handshake that fails later with a library's words.
@@ -146,39 +147,68 @@ const MYSQL_FILES: &[(&str, Holds)] = &[
     ("ssl-key", Holds::Key),
 ];
 
+/// The problems of the TLS files and texts among librdkafka `map` at `path`.
+fn kafka_properties(
+    path: &str,
+    map: &BTreeMap<String, String>,
+    problems: &mut Vec<(String, String)>,
+) {
+    for (key, holds) in KAFKA_FILES {
+        // `probe` (librdkafka's search of the system's places) and directories of hashed
+        // certificates are librdkafka's business.
+        match map.get(*key) {
+            Some(value) if value == "probe" || Path::new(value).is_dir() => {}
+            Some(value) => {
+                if let Err(e) = check_file(value, *holds) {
+                    problems.push((format!("{path}.{key}"), e.to_string()));
+                }
+            }
+            None => {}
+        }
+    }
+    for (key, holds) in KAFKA_TEXTS {
+        if let Some(value) = map.get(*key)
+            && let Err(e) = check_text("inline PEM", value, *holds)
+        {
+            problems.push((format!("{path}.{key}"), e.to_string()));
+        }
+    }
+}
+
 /// Every TLS file or PEM text `config` names that cannot be used, as (setting, problem):
 /// for diagnostics that place the setting in the file.
 pub fn check(config: &Config) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    let mut properties = |path: String, map: &BTreeMap<String, String>| {
-        for (key, holds) in KAFKA_FILES {
-            // `probe` (librdkafka's search of the system's places) and directories of
-            // hashed certificates are librdkafka's business.
-            match map.get(*key) {
-                Some(value) if value == "probe" || Path::new(value).is_dir() => {}
-                Some(value) => {
-                    if let Err(e) = check_file(value, *holds) {
-                        problems.push((format!("{path}.{key}"), e.to_string()));
-                    }
-                }
-                None => {}
-            }
-        }
-        for (key, holds) in KAFKA_TEXTS {
-            if let Some(value) = map.get(*key)
-                && let Err(e) = check_text("inline PEM", value, *holds)
-            {
-                problems.push((format!("{path}.{key}"), e.to_string()));
-            }
-        }
-    };
     let kafka = &config.kafka;
-    properties("kafka.properties".into(), &kafka.properties);
-    properties("kafka.consumer".into(), &kafka.consumer);
-    properties("kafka.producer".into(), &kafka.producer);
+    kafka_properties("kafka.properties", &kafka.properties, &mut problems);
+    kafka_properties("kafka.consumer", &kafka.consumer, &mut problems);
+    kafka_properties("kafka.producer", &kafka.producer, &mut problems);
     for (i, connector) in config.connectors.iter().enumerate() {
-        properties(format!("connectors[{i}].consumer"), &connector.consumer);
-        properties(format!("connectors[{i}].producer"), &connector.producer);
+        let path = format!("connectors[{i}]");
+        kafka_properties(
+            &format!("{path}.consumer"),
+            &connector.consumer,
+            &mut problems,
+        );
+        kafka_properties(
+            &format!("{path}.producer"),
+            &connector.producer,
+            &mut problems,
+        );
+        let Some(tls) = &connector.grants.http_tls else {
+            continue;
+        };
+        for (setting, file, holds) in [
+            ("ca", &tls.ca, Holds::Certificates),
+            ("certificate", &tls.certificate, Holds::Certificates),
+            ("key", &tls.key, Holds::Key),
+        ] {
+            if let Some(file) = file
+                && let Err(e) = check_file(&file.display().to_string(), holds)
+            {
+                problems.push((format!("{path}.grants.http_tls.{setting}"), e.to_string()));
+            }
+        }
     }
     for (name, db) in &config.databases {
         let files = match db.kind() {

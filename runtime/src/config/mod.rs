@@ -21,9 +21,9 @@ pub use error::{ConfigError, Diagnostic};
 pub use grant::HttpGrant;
 pub use model::{
     BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
-    DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, InFlightConfig, KafkaConfig, Limits,
-    NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance, TransformConfig,
-    WorkerConfig,
+    DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig,
+    Limits, NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance,
+    TransformConfig, WorkerConfig,
 };
 pub use placeholders::{Environment, Expanded, Sources, expand, substitute};
 
@@ -94,7 +94,7 @@ pub fn parse(path: &Path, text: &str, sources: &dyn Sources) -> Result<Config, C
     Ok(config)
 }
 
-/// Anchors the relative plugin paths of `connector` at `dir`.
+/// Anchors the relative paths of `connector` (plugins, HTTP TLS files) at `dir`.
 fn anchor(connector: &mut ConnectorConfig, dir: &Path) {
     if let Some(plugin) = &mut connector.plugin
         && plugin.is_relative()
@@ -104,6 +104,13 @@ fn anchor(connector: &mut ConnectorConfig, dir: &Path) {
     for transform in &mut connector.transforms {
         if transform.plugin.is_relative() {
             transform.plugin = dir.join(&transform.plugin);
+        }
+    }
+    if let Some(tls) = &mut connector.grants.http_tls {
+        for file in tls.files_mut() {
+            if file.is_relative() {
+                *file = dir.join(&*file);
+            }
         }
     }
 }

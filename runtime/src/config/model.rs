@@ -348,6 +348,40 @@ pub struct Grants {
     /// Hosts the plugin may send HTTP requests to: `host`, `host:port`, `scheme://host[:port]`.
     #[serde(default)]
     pub http: Vec<String>,
+    /// How the plugin's HTTPS requests trust servers and prove who they come from: for
+    /// internal services behind a private CA or requiring client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_tls: Option<HttpTls>,
+}
+
+/// TLS of a connector's HTTP client. Files are PEM, read when the connector starts (and by
+/// `validate`); a relative path is anchored at the config file's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTls {
+    /// CA certificates trusted in addition to the system's roots (instead of them with
+    /// `system_roots: false`).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Whether the system's roots are trusted too.
+    #[serde(default = "default_true")]
+    pub system_roots: bool,
+    /// A client certificate (with its chain) presented to servers that ask for one: mutual
+    /// TLS. Needs `key`.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The private key of `certificate`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+impl HttpTls {
+    /// The files it names, with their settings (`ca`, `certificate`, `key`).
+    pub fn files_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [&mut self.ca, &mut self.certificate, &mut self.key]
+            .into_iter()
+            .flatten()
+    }
 }
 
 /// Sandbox limits of one plugin instance.

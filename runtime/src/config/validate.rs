@@ -567,6 +567,24 @@ impl Validator {
                 self.problem(format!("{path}.grants.http[{h}]"), reason);
             }
         }
+        if let Some(tls) = &c.grants.http_tls {
+            let tls_path = format!("{path}.grants.http_tls");
+            if tls.certificate.is_some() != tls.key.is_some() {
+                self.problem(
+                    &tls_path,
+                    "certificate and key come together: a client certificate needs its key",
+                );
+            }
+            if !tls.system_roots && tls.ca.is_none() {
+                self.problem(
+                    format!("{tls_path}.system_roots"),
+                    "is false but no ca is given: no server could be trusted",
+                );
+            }
+            if c.grants.http.is_empty() {
+                self.problem(&tls_path, "is set but grants.http grants no host");
+            }
+        }
         self.range(
             format!("{path}.limits.http_timeout_ms"),
             c.limits.http_timeout_ms,

@@ -147,8 +147,13 @@ impl Worker {
     ) -> Result<TaskContext, String> {
         let plugin_config = serde_json::to_string(&connector.config)
             .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
-        let http = HttpGrants::new(&connector.name, &connector.grants.http, &connector.limits)
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = HttpGrants::new(
+            &connector.name,
+            &connector.grants.http,
+            connector.grants.http_tls.as_ref(),
+            &connector.limits,
+        )
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(TaskContext {
             identity: TaskIdentity {
                 connector: Arc::from(connector.name.as_str()),

@@ -277,3 +277,81 @@ async fn a_chain_of_filter_mask_and_route_shapes_what_reaches_the_sink() -> anyh
     }
     Ok(())
 }
+
+/// Issue 21: sink-http to an internal HTTPS service behind a private CA that requires client
+/// certificates (a rustls terminator in front of the receiver). With the CA alone trusted
+/// (`system_roots: false`) and the client certificate, every record arrives; without the
+/// client certificate, and without the CA, the task is FAILED with a trace that says which.
+#[tokio::test(flavor = "multi_thread")]
+async fn sink_http_reaches_a_service_behind_a_private_ca_with_a_client_certificate()
+-> anyhow::Result<()> {
+    use wasmconnect_tests::tls::{ClientAuth, ServerAuth, TestCa, TlsTerminator, write_file};
+
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let receiver = Arc::new(Receiver::default());
+    let plain = receiver.serve().await?;
+    let ca = TestCa::new("internal CA")?;
+    let terminator = TlsTerminator::serve(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        plain,
+        &ca.issue(&["127.0.0.1"], ServerAuth)?,
+        Some(&ca.pem),
+    )?;
+    let client = ca.issue(&["wasmconnect"], ClientAuth)?;
+    let dir = tempfile::tempdir()?;
+    let (ca_file, certificate, key) = (
+        write_file(dir.path(), "ca.pem", &ca.pem)?,
+        write_file(dir.path(), "client.pem", &client.certificate)?,
+        write_file(dir.path(), "client.key", &client.key)?,
+    );
+    let topic = unique("out");
+    broker.create_topic(&topic, 1).await?;
+    let records: Vec<_> = (0..20)
+        .map(|i| (None, json(serde_json::json!({"id": i}))))
+        .collect();
+    broker.produce(&topic, &records).await?;
+    // A sink-http connector to the terminator over HTTPS, with `tls` under its grants.
+    let https = |name: &str, tls: &str| -> anyhow::Result<String> {
+        let entry = connector(name, &topic, &terminator.address, "{ tolerance: none }")?
+            .replace("url: \"http://", "url: \"https://");
+        Ok(match tls {
+            "" => entry,
+            tls => entry.replace(
+                "    config:\n",
+                &format!("      http_tls: {tls}\n    config:\n"),
+            ),
+        })
+    };
+
+    let name = unique("mtls");
+    let mutual = format!(
+        "{{ ca: {}, system_roots: false, certificate: {}, key: {} }}",
+        ca_file.display(),
+        certificate.display(),
+        key.display()
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &https(&name, &mutual)?))?;
+    wait_accepted(&receiver, 20).await?;
+    drop(daemon);
+
+    for (tls, expected) in [
+        (
+            format!("{{ ca: {} }}", ca_file.display()),
+            "the server refused the client certificate (grants.http_tls.certificate and key)",
+        ),
+        (
+            String::new(),
+            "the server's certificate is not trusted: no CA in grants.http_tls.ca (or the system's roots) issued it",
+        ),
+    ] {
+        let name = unique("https");
+        let daemon = Daemon::start(&config(&broker, &pg, &https(&name, &tls)?))?;
+        let status = daemon
+            .wait_task_state(&name, "FAILED", Duration::from_secs(30))
+            .await
+            .map_err(|e| e.context(daemon.log().join("\n")))?;
+        let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+        assert!(trace.contains(expected), "{trace}");
+    }
+    Ok(())
+}

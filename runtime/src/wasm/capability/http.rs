@@ -7,9 +7,17 @@ use std::time::Duration;
 use reqwest::redirect::Policy;
 use wasmtime::component::{HasData, Linker};
 
-use crate::config::HttpGrant;
-use crate::config::Limits;
+use crate::config::{HttpGrant, HttpTls, Limits};
+use crate::pem::{self, PemError};
+use crate::tls_failure;
 use crate::wasm::bindings::wasmconnect::plugin::http as wit;
+
+/// What a connector's HTTP TLS settings are called, for failures that name them.
+const HTTP_TLS_SETTINGS: tls_failure::Settings = tls_failure::Settings {
+    ca: "grants.http_tls.ca (or the system's roots)",
+    client: "grants.http_tls.certificate and key",
+    host: "the host in the request's URL",
+};
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 10;
@@ -44,13 +52,15 @@ impl HttpGrants {
         }
     }
 
-    /// Builds the client of a connector (none if nothing is granted). `grants` were checked
-    /// by config validation; an entry that does not parse grants nothing.
+    /// Builds the client of a connector (none if nothing is granted), trusting and presenting
+    /// what `tls` says. `grants` were checked by config validation; an entry that does not
+    /// parse grants nothing.
     pub fn new(
         connector: &str,
         grants: &[String],
+        tls: Option<&HttpTls>,
         limits: &Limits,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, HttpTlsError> {
         let grants: Arc<Vec<HttpGrant>> = Arc::new(
             grants
                 .iter()
@@ -61,7 +71,11 @@ impl HttpGrants {
             return Ok(HttpGrants::nothing(connector, limits));
         }
         let for_redirects = grants.clone();
-        let client = reqwest::Client::builder()
+        let builder = match tls {
+            Some(tls) => with_tls(reqwest::Client::builder(), tls)?,
+            None => reqwest::Client::builder(),
+        };
+        let client = builder
             .no_proxy()
             .redirect(Policy::custom(move |attempt| {
                 if !for_redirects.iter().any(|g| g.allows(attempt.url())) {
@@ -73,7 +87,8 @@ impl HttpGrants {
                     attempt.follow()
                 }
             }))
-            .build()?;
+            .build()
+            .map_err(|e| HttpTlsError::Client(error_chain(&e)))?;
         Ok(HttpGrants {
             connector: connector.to_owned(),
             grants,
@@ -116,6 +131,13 @@ impl HttpGrants {
             wit::Method::Patch => reqwest::Method::PATCH,
             wit::Method::Delete => reqwest::Method::DELETE,
         };
+        if let Some(host) = foreign_host(&url, &request.headers) {
+            tracing::warn!(url = %url, host, "plugin sent a Host header for another host");
+            return Err(wit::HttpError::AccessDenied(format!(
+                "the Host header {host:?} names another host than {url}: a plugin reaches only \
+                 the virtual hosts it was granted"
+            )));
+        }
         let mut builder = client.request(method, url).timeout(timeout);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -176,6 +198,9 @@ impl HttpGrants {
             }
             source = cause.source();
         }
+        if let Some(tls) = tls_failure::rustls_error(&e) {
+            return wit::HttpError::AccessDenied(tls_failure::describe(tls, &HTTP_TLS_SETTINGS));
+        }
         let message = error_chain(&e);
         if e.is_timeout() {
             wit::HttpError::Timeout(format!(
@@ -188,6 +213,89 @@ impl HttpGrants {
             wit::HttpError::Unavailable(message)
         }
     }
+}
+
+/// The value of a `Host` header in `headers` that does not name `url`'s host (and port,
+/// when the URL gives one other than its scheme's default), if any: a request to a granted
+/// address must not reach another virtual host there.
+fn foreign_host<'a>(url: &url::Url, headers: &'a [(String, String)]) -> Option<&'a str> {
+    let host = url.host_str()?;
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let with_default_port = url
+        .port_or_known_default()
+        .map(|port| format!("{host}:{port}"));
+    headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map(|(_, value)| value.trim())
+        .find(|value| {
+            !value.eq_ignore_ascii_case(&authority)
+                && !with_default_port
+                    .as_deref()
+                    .is_some_and(|d| value.eq_ignore_ascii_case(d))
+        })
+}
+
+/// Why a connector's HTTP client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpTlsError {
+    #[error("grants.http_tls.{setting} {source}")]
+    File {
+        setting: &'static str,
+        source: PemError,
+    },
+    #[error("grants.http_tls: {0}")]
+    Client(String),
+}
+
+/// `builder` trusting and presenting what `tls` says: its CA in addition to (or instead of)
+/// the system's roots, its client certificate.
+fn with_tls(
+    mut builder: reqwest::ClientBuilder,
+    tls: &HttpTls,
+) -> Result<reqwest::ClientBuilder, HttpTlsError> {
+    if let Some(ca) = &tls.ca {
+        let roots = pem::certificates(ca)
+            .map_err(|source| HttpTlsError::File {
+                setting: "ca",
+                source,
+            })?
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HttpTlsError::Client(format!("ca {}: {e}", ca.display())))?;
+        builder = match tls.system_roots {
+            true => builder.tls_certs_merge(roots),
+            false => builder.tls_certs_only(roots),
+        };
+    }
+    if let (Some(certificate), Some(key)) = (&tls.certificate, &tls.key) {
+        let read = |setting: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| HttpTlsError::File {
+                setting,
+                source: PemError::Unreadable {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                },
+            })
+        };
+        let mut both = read("certificate", certificate)?;
+        both.push(b'\n');
+        both.extend(read("key", key)?);
+        let identity = reqwest::Identity::from_pem(&both).map_err(|e| {
+            HttpTlsError::Client(format!(
+                "the certificate {} and key {} cannot be used together: {}",
+                certificate.display(),
+                key.display(),
+                error_chain(&e)
+            ))
+        })?;
+        builder = builder.identity(identity);
+    }
+    Ok(builder)
 }
 
 fn error_chain(e: &reqwest::Error) -> String {
@@ -222,5 +330,29 @@ pub fn add_to_linker<T: Send + 'static>(
 impl wit::Host for HttpView<'_> {
     async fn send(&mut self, request: wit::Request) -> Result<wit::Response, wit::HttpError> {
         self.grants.send(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_host;
+
+    fn headers(host: &str) -> Vec<(String, String)> {
+        vec![("Host".to_owned(), host.to_owned())]
+    }
+
+    #[test]
+    fn a_host_header_may_only_name_the_urls_host() {
+        let url = url::Url::parse("https://api.example.com/in").unwrap();
+        assert_eq!(foreign_host(&url, &headers("api.example.com")), None);
+        assert_eq!(foreign_host(&url, &headers("API.example.com:443")), None);
+        assert_eq!(
+            foreign_host(&url, &headers("admin.example.com")),
+            Some("admin.example.com")
+        );
+        let port = url::Url::parse("http://10.0.0.1:8080/").unwrap();
+        assert_eq!(foreign_host(&port, &headers("10.0.0.1:8080")), None);
+        assert_eq!(foreign_host(&port, &headers("10.0.0.1")), Some("10.0.0.1"));
+        assert_eq!(foreign_host(&port, &[]), None);
     }
 }

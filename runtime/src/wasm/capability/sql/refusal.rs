@@ -3,14 +3,24 @@
 //! does not mend these, so they are not `unavailable` (which a sink retries forever) but
 //! `access-denied`, in words that name the URL parameter to look at.
 
+use crate::tls_failure::{self, Settings, rustls_error};
+
+/// The settings a database URL names its TLS files with.
+const URL_PARAMETERS: Settings = Settings {
+    ca: "sslrootcert (PostgreSQL) or ssl-ca (MySQL)",
+    client: "sslcert and sslkey (PostgreSQL) or ssl-cert and ssl-key (MySQL)",
+    host: "the host in the URL",
+};
+
+fn describe(error: &rustls::Error) -> String {
+    tls_failure::describe(error, &URL_PARAMETERS)
+}
+
 /// What is wrong, if `e` is a refused connection rather than an outage or a statement error.
 pub(super) fn refusal(e: &sqlx::Error) -> Option<String> {
     match e {
-        sqlx::Error::Tls(source) => Some(tls_refusal(tls_error(source.as_ref())?)),
-        sqlx::Error::Io(io) => {
-            let inner = io.get_ref()?;
-            Some(tls_refusal(tls_error(inner)?))
-        }
+        sqlx::Error::Tls(source) => Some(describe(rustls_error(source.as_ref())?)),
+        sqlx::Error::Io(io) => Some(describe(rustls_error(io.get_ref()?)?)),
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")) => {
             Some(format!(
                 "the database refused the login: {} (check the user, password or client \
@@ -20,48 +30,6 @@ pub(super) fn refusal(e: &sqlx::Error) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// The rustls error in `error` or its sources.
-fn tls_error<'a>(
-    mut error: &'a (dyn std::error::Error + Send + Sync + 'static),
-) -> Option<&'a rustls::Error> {
-    loop {
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-        {
-            error = inner;
-            continue;
-        }
-        return None;
-    }
-}
-
-fn tls_refusal(error: &rustls::Error) -> String {
-    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
-    let what = match error {
-        Error::InvalidCertificate(Cert::UnknownIssuer) => {
-            "the server's certificate is not trusted: no CA in sslrootcert (PostgreSQL) or \
-             ssl-ca (MySQL) issued it"
-        }
-        Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
-            "hostname mismatch: the server's certificate is not for the host in the URL"
-        }
-        Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
-            "the server's certificate has expired"
-        }
-        Error::AlertReceived(
-            Alert::CertificateRequired | Alert::BadCertificate | Alert::UnknownCA,
-        ) => {
-            "the server refused the client certificate (sslcert and sslkey, or ssl-cert and \
-             ssl-key): missing, or not issued by a CA it trusts"
-        }
-        _ => "the TLS handshake failed",
-    };
-    format!("TLS: {what} ({error})")
 }
 
 #[cfg(test)]
