@@ -355,3 +355,33 @@ async fn sink_http_reaches_a_service_behind_a_private_ca_with_a_client_certifica
     }
     Ok(())
 }
+
+/// Issue 21: a plugin cannot use a granted address to reach another virtual host there: a
+/// `Host` header naming another host is refused before anything is sent, and the task is
+/// FAILED saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_header_for_another_virtual_host_is_refused() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let receiver = Arc::new(Receiver::default());
+    let address = receiver.serve().await?;
+    let (topic, name) = (unique("out"), unique("vhost"));
+    broker.create_topic(&topic, 1).await?;
+    broker
+        .produce(&topic, &[(None, json(serde_json::json!({"id": 1})))])
+        .await?;
+    let entry = connector(&name, &topic, &address, "{ tolerance: none }")?.replace(
+        "      idempotency_header:",
+        "      headers: { Host: admin.internal }\n      idempotency_header:",
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &entry))?;
+    let status = daemon
+        .wait_task_state(&name, "FAILED", Duration::from_secs(30))
+        .await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("the Host header \"admin.internal\" names another host"),
+        "{trace}"
+    );
+    assert!(receiver.attempts.lock().unwrap().is_empty());
+    Ok(())
+}
