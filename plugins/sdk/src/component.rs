@@ -47,6 +47,42 @@ pub(crate) fn parse_config<C: serde::de::DeserializeOwned>(
         .map_err(|e| types::PluginError::Fatal(format!("invalid connector config: {e}")))
 }
 
+/// The host of a transform: the log alone. A transform is a pure function of its records (the
+/// runtime re-runs it on retries), so the `transform-plugin` world imports neither `sql` nor
+/// `http`, and a transform component that imports them is refused by the runtime. Its SQL and
+/// HTTP calls are refused here, before reaching any import.
+pub(crate) struct TransformHost;
+
+const TRANSFORM_IS_PURE: &str = "a transform has no sql or http capability: it must be a pure \
+    function of its records (it is re-run on retries); query or call out from the sink or \
+    source instead";
+
+impl Host for TransformHost {
+    fn log(&self, level: Level, message: &str) {
+        ComponentHost.log(level, message);
+    }
+
+    fn sql_kind(&self, _database: &str) -> Result<DatabaseKind, SqlError> {
+        Err(SqlError::AccessDenied(TRANSFORM_IS_PURE.to_owned()))
+    }
+
+    fn sql_execute(
+        &self,
+        _database: &str,
+        _statements: &[Statement],
+    ) -> Result<Vec<u64>, SqlError> {
+        Err(SqlError::AccessDenied(TRANSFORM_IS_PURE.to_owned()))
+    }
+
+    fn sql_query(&self, _database: &str, _query: &Statement) -> Result<Rows, SqlError> {
+        Err(SqlError::AccessDenied(TRANSFORM_IS_PURE.to_owned()))
+    }
+
+    fn http_send(&self, _request: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        Err(HttpError::AccessDenied(TRANSFORM_IS_PURE.to_owned()))
+    }
+}
+
 /// The host reached through the component's imports.
 pub(crate) struct ComponentHost;
 

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::__private::sink_bindings::wasmconnect::plugin::types;
 use crate::__private::transform_bindings::exports::wasmconnect::plugin::transform as wit_transform;
 use crate::component::{
-    ComponentHost, from_wit_header, into_wit_error, parse_config, to_wit_header,
+    TransformHost, from_wit_header, into_wit_error, parse_config, to_wit_header,
 };
 use crate::{Host, PluginError, Record};
 
@@ -18,7 +18,8 @@ pub trait Transform: Sized + 'static {
     /// The transform's `config` mapping from `connectors.yaml`, deserialized from JSON.
     type Config: DeserializeOwned;
 
-    /// Opens one task.
+    /// Opens one task. `host` gives a transform the log alone: its SQL and HTTP calls are
+    /// refused (`AccessDenied`), since a transform must be a pure function of its records.
     fn open(config: Self::Config, host: &dyn Host) -> Result<Self, PluginError>;
 
     /// The keys of the connector's `config`, for the host to check a config offline and for
@@ -46,7 +47,7 @@ impl<T: Transform> wit_transform::Guest for TransformExport<T> {
 
     fn open(config: String) -> Result<wit_transform::TransformTask, types::PluginError> {
         let config: T::Config = parse_config(&config)?;
-        let transform = T::open(config, &ComponentHost).map_err(into_wit_error)?;
+        let transform = T::open(config, &TransformHost).map_err(into_wit_error)?;
         Ok(wit_transform::TransformTask::new(TransformTaskResource(
             RefCell::new(transform),
         )))
@@ -65,7 +66,7 @@ impl<T: Transform> wit_transform::GuestTransformTask for TransformTaskResource<T
         };
         for (index, record) in records.into_iter().enumerate() {
             let input = index as u32;
-            match transform.apply(from_wit(record), &ComponentHost) {
+            match transform.apply(from_wit(record), &TransformHost) {
                 Ok(records) => {
                     output
                         .records

@@ -354,7 +354,7 @@ impl WasmEngine {
     ) -> Result<(InstancePre<TaskState>, Option<Plugin>), LoadError> {
         if let Some((pre, plugin)) = self.known(path, |f| Some((f.pre.clone()?, f.plugin.clone())))
         {
-            check_exports(&self.engine, pre.component(), kind).map_err(|message| {
+            check_contract(&self.engine, pre.component(), kind).map_err(|message| {
                 LoadError::Contract {
                     path: path.to_owned(),
                     message,
@@ -363,7 +363,7 @@ impl WasmEngine {
             return Ok((pre, plugin));
         }
         let component = self.compile(path)?;
-        check_exports(&self.engine, &component, kind).map_err(|message| LoadError::Contract {
+        check_contract(&self.engine, &component, kind).map_err(|message| LoadError::Contract {
             path: path.to_owned(),
             message,
         })?;
@@ -466,6 +466,35 @@ fn add_log(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
 
 /// Checks that `component` exports `wasmconnect:plugin/<kind>` at this runtime's version, and
 /// explains in words what it is instead when it does not.
+/// The capabilities a transform may not import: it is a pure function of its records (re-run
+/// on retries, so a side effect would repeat), and its world gives it the log alone.
+const IMPURE_IMPORTS: &[&str] = &["sql", "http"];
+
+/// Whether `component` is a `kind` plugin of this contract: it exports the interface
+/// ([`check_exports`]) and, for a transform, imports no capability a transform may not have.
+fn check_contract(engine: &Engine, component: &Component, kind: &str) -> Result<(), String> {
+    check_exports(engine, component, kind)?;
+    if kind != "transform" {
+        return Ok(());
+    }
+    let package = format!("{CONTRACT_PACKAGE}/");
+    let impure = component
+        .component_type()
+        .imports(engine)
+        .find_map(|(name, _)| {
+            let interface = name.strip_prefix(&package)?.split('@').next()?;
+            IMPURE_IMPORTS.contains(&interface).then(|| name.to_owned())
+        });
+    match impure {
+        None => Ok(()),
+        Some(import) => Err(format!(
+            "is a transform that imports {import}: a transform gets the log alone (it must be \
+             a pure function of its records, as it is re-run on retries); query or call out \
+             from the sink or source instead"
+        )),
+    }
+}
+
 fn check_exports(engine: &Engine, component: &Component, kind: &str) -> Result<(), String> {
     let wanted = format!("{CONTRACT_PACKAGE}/{kind}@{CONTRACT_VERSION}");
     let ty = component.component_type();
