@@ -423,3 +423,55 @@ async fn files_environment_and_sockets_are_denied_and_no_connection_arrives() ->
     );
     scene.bystander_moves().await
 }
+
+/// Issue 21: SQL session state cannot leak between connectors through the pool. Two sinks
+/// share database `main` through a pool of one connection. The first leaves a transaction
+/// block open (`BEGIN` alone) and points `search_path` elsewhere; the second then inserts rows
+/// that must be there for everyone (before, they went into the first one's open transaction and
+/// vanished with it, or into no table at all).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugins_open_transaction_and_settings_do_not_reach_another_connector()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (careless, careful) = (unique("careless"), unique("careful"));
+    let (careless_topic, careful_topic, table) = (unique("in"), unique("in"), unique("t"));
+    broker.create_topic(&careless_topic, 1).await?;
+    broker.create_topic(&careful_topic, 1).await?;
+    pg.execute(&format!("CREATE TABLE {table} (id int)"))
+        .await?;
+    let probe = paths::plugin("sink-probe")?;
+    let connectors = format!(
+        "{}{}",
+        sink(&careless, &careless_topic, &probe, &["main"], "{}"),
+        sink(&careful, &careful_topic, &probe, &["main"], "{}")
+    );
+    let daemon =
+        Daemon::start(&config(&broker, &pg, &connectors).replace("pool_size: 4", "pool_size: 1"))?;
+    let command = |text: &str| (None, Some(text.as_bytes().to_vec()));
+    broker
+        .produce(
+            &careless_topic,
+            &[
+                command("exec:main:BEGIN"),
+                command("exec:main:SET search_path TO pg_catalog"),
+            ],
+        )
+        .await?;
+    daemon
+        .wait_log(&[&careless, "probe exec: 0 rows"], LONG)
+        .await?;
+    let inserts: Vec<_> = (1..=3)
+        .map(|id| command(&format!("exec:main:INSERT INTO {table} VALUES ({id})")))
+        .collect();
+    broker.produce(&careful_topic, &inserts).await?;
+    wait_until("the careful sink's three rows", LONG, || async {
+        let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+        Ok(if rows == 3 {
+            Ok(())
+        } else {
+            Err(format!("{rows} rows"))
+        })
+    })
+    .await
+    .map_err(|e| e.context(daemon.log().join("\n")))
+}

@@ -79,6 +79,46 @@ fn test_when_idle<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<D
         })
 }
 
+/// What a PostgreSQL connection runs as it goes back to the pool: the session's user and
+/// settings back to their defaults (undoing a plugin's `SET`, `SET ROLE`), then whether a
+/// transaction block a plugin opened (`BEGIN` as a statement of its own) is still open: then
+/// the first statement of the transaction ran before this one, and `now()` (its start) is
+/// earlier than this statement's start.
+const PG_CLEAN: &str =
+    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; SELECT now() <> statement_timestamp()";
+
+/// `options` whose connections go back to the pool clean, so that nothing a plugin did to its
+/// session reaches another connector's calls: settings reset, and a connection left inside a
+/// transaction block (or one that cannot be reset) closed rather than kept, which rolls the
+/// block back. One round trip per release.
+fn clean_on_release_pg(options: PoolOptions<Postgres>) -> PoolOptions<Postgres> {
+    options.after_release(|conn, _| {
+        Box::pin(async move {
+            let rows = match conn.fetch_all(sqlx::raw_sql(PG_CLEAN)).await {
+                Ok(rows) => rows,
+                Err(_) => return Ok(false),
+            };
+            let in_block = rows
+                .last()
+                .and_then(|row| sqlx::Row::try_get::<bool, _>(row, 0).ok())
+                .unwrap_or(true);
+            Ok(!in_block)
+        })
+    })
+}
+
+/// `options` whose connections (MySQL, SQLite) go back to the pool outside any transaction a
+/// plugin opened: `ROLLBACK` as they are released (SQLite's complaint that none was open is
+/// the clean case). Session variables a plugin set on MySQL are not reset.
+fn clean_on_release_any(options: PoolOptions<sqlx::Any>) -> PoolOptions<sqlx::Any> {
+    options.after_release(|conn, _| {
+        Box::pin(async move {
+            let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+            Ok(true)
+        })
+    })
+}
+
 /// Every database of `connectors.yaml`, by name. Pools connect on first use, so building this
 /// does no network I/O.
 #[derive(Debug, Default)]
@@ -113,14 +153,14 @@ impl Databases {
                     let options =
                         PgConnectOptions::from_str(&url).map_err(|e| error(e.to_string()))?;
                     Backend::Postgres(
-                        test_when_idle(PgPoolOptions::new())
+                        clean_on_release_pg(test_when_idle(PgPoolOptions::new()))
                             .max_connections(db.pool_size)
                             .acquire_timeout(acquire)
                             .connect_lazy_with(options),
                     )
                 }
                 DatabaseKind::Mysql | DatabaseKind::Sqlite => Backend::Any(
-                    test_when_idle(AnyPoolOptions::new())
+                    clean_on_release_any(test_when_idle(AnyPoolOptions::new()))
                         .max_connections(db.pool_size)
                         .acquire_timeout(acquire)
                         .connect_lazy(&url)
