@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["config"],
     &["connector"],
-    &["status", "redact"],
+    &["status", "redact", "pem", "tls_failure"],
     &["logging", "kafka", "wasm"],
     &["task", "kit"],
     &["worker"],
