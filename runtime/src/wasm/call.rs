@@ -224,3 +224,90 @@ pub(super) fn trap(e: wasmtime::Error, limits: &Limits) -> CallError {
     };
     CallError::Trap(what.replace('\n', "; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use wasmtime::component::{Component, Linker};
+
+    use super::*;
+    use crate::config::Limits;
+    use crate::wasm::WasmEngine;
+    use crate::wasm::capability::http::HttpGrants;
+    use crate::wasm::capability::sql::Databases;
+
+    /// Instantiates the component written as `wat` in a plugin's store (the store every plugin
+    /// instance gets, with `limits`), linking nothing.
+    async fn instantiate(wat: &str, limits: &Limits) -> wasmtime::Result<()> {
+        let engine = WasmEngine::new()?;
+        let component = Component::new(engine.engine(), wat::parse_str(wat)?)?;
+        let grants = Grants {
+            sql: Arc::new(
+                Databases::new(&BTreeMap::new())
+                    .expect("no databases")
+                    .grants("bounds", &[]),
+            ),
+            http: Arc::new(HttpGrants::nothing("bounds", limits)),
+            replay: None,
+        };
+        let identity = TaskIdentity {
+            connector: Arc::from("bounds"),
+            task: 0,
+        };
+        let (mut store, _) = fresh_store(Placement {
+            engine: engine.engine(),
+            identity,
+            grants,
+            limits,
+        });
+        Linker::<TaskState>::new(engine.engine())
+            .instantiate_async(&mut store, &component)
+            .await
+            .map(drop)
+    }
+
+    /// A component whose one core module declares `memories` memories of `pages` 64 KiB pages
+    /// each.
+    fn memories(memories: usize, pages: u32) -> String {
+        let declared: String = (0..memories).map(|_| format!("(memory {pages})")).collect();
+        format!("(component (core module $m {declared}) (core instance (instantiate $m)))")
+    }
+
+    /// Issue 21: the cap holds for the instance, however many memories it declares: eight
+    /// memories of 10 MiB, each under a 64 MiB cap, cannot be instantiated together; four can.
+    #[tokio::test]
+    async fn a_component_with_eight_memories_cannot_pass_the_cap_together() {
+        let limits = Limits {
+            memory_mb: 64,
+            ..Limits::default()
+        };
+        instantiate(&memories(4, 160), &limits)
+            .await
+            .expect("40 MiB in four memories is under the cap");
+        let refused = instantiate(&memories(8, 160), &limits)
+            .await
+            .expect_err("80 MiB in eight memories is over the cap");
+        assert!(
+            format!("{refused:#}").contains("across the instance's memories"),
+            "{refused:#}"
+        );
+    }
+
+    /// Issue 21: a huge `table.grow` traps instead of taking the host's memory.
+    #[tokio::test]
+    async fn a_huge_table_grow_traps() {
+        let wat = r#"(component
+            (core module $m
+                (table 1 funcref)
+                (func $grow
+                    (drop (table.grow (ref.null func) (i32.const 100000000))))
+                (start $grow))
+            (core instance (instantiate $m)))"#;
+        let trapped = instantiate(wat, &Limits::default())
+            .await
+            .expect_err("growing a table by 100 million elements");
+        assert!(format!("{trapped:#}").contains("table"), "{trapped:#}");
+    }
+}
