@@ -242,5 +242,5 @@ build_plugins() {
     -p sink-sql -p sink-http -p source-http -p source-sql -p source-datagen \
     -p transform-filter -p transform-fields -p transform-route -p transform-flatten \
     -p sink-misbehave -p source-misbehave -p sink-probe -p sink-other-contract -p transform-identity \
-    -p transform-misbehave
+    -p transform-misbehave -p transform-impure
 }
