@@ -10,6 +10,11 @@ use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 /// A daemon config on `broker` and `pg` (database `main`) with the given connector entries.
 /// `{admin}` is filled in by `Daemon::start`.
 pub fn config(broker: &Broker, pg: &Postgres, connectors: &str) -> String {
+    config_on(broker, &pg.url, connectors)
+}
+
+/// As [`config`], with database `main` at `url` (any kind).
+pub fn config_on(broker: &Broker, url: &str, connectors: &str) -> String {
     format!(
         "kafka:
   bootstrap_servers: {bootstrap}
@@ -30,7 +35,6 @@ worker:
 connectors:
 {connectors}",
         bootstrap = broker.bootstrap,
-        url = pg.url,
     )
 }
 

@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
+use wasmconnect_tests::sql::{Kind, TestDb};
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{config, connection_counter, json, sink, source};
+use crate::common::{config, config_on, connection_counter, json, sink, source};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -273,7 +274,8 @@ async fn a_giant_record_is_refused_naming_its_position_and_nothing_is_produced()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::Result<()> {
     let misbehave = paths::plugin("sink-misbehave")?;
-    // The flood is 200,000 lines in one write: a deadline long enough for a debug build.
+    // The flood is 90,000 lines (three streams) in one write, some 300 µs a host call in a debug
+    // build: a deadline long enough for that.
     let mut scene = Scene::start("flood", |name, topic| {
         sink(name, topic, &misbehave, &[], "{}")
             .replace("call_timeout_ms: 2000", "call_timeout_ms: 60000")
@@ -302,7 +304,12 @@ async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::
             Err(format!("{committed:?}"))
         })
     })
-    .await?;
+    .await
+    .map_err(|e| {
+        let log = daemon.log();
+        let tail: Vec<_> = log.iter().filter(|l| !l.contains("flood 0 line")).collect();
+        e.context(format!("{tail:#?}"))
+    })?;
     let flood_lines = |offset: i64, log: &[String]| {
         let mark = format!("flood {offset} line");
         log.iter()
@@ -314,7 +321,7 @@ async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::
     let budget = 200.0 + 100.0 * started.elapsed().as_secs_f64();
     assert!(
         logged_first >= 200 && logged_first as f64 <= budget,
-        "{logged_first} of 100,000 lines logged, budget {budget:.0}"
+        "{logged_first} of 30,000 lines logged, budget {budget:.0}"
     );
     // The host's `log` has a budget of its own, the same.
     let logged_by_host = daemon
@@ -324,7 +331,7 @@ async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::
         .count();
     assert!(
         logged_by_host >= 200 && logged_by_host as f64 <= budget,
-        "{logged_by_host} of 100,000 log calls logged, budget {budget:.0}"
+        "{logged_by_host} of 30,000 log calls logged, budget {budget:.0}"
     );
 
     // Each line logged after some were dropped first says how many. Up to the first line of
@@ -347,7 +354,7 @@ async fn a_flood_on_stdout_and_stderr_is_rate_limited_into_the_log() -> anyhow::
             (count.len() < l.len()).then(|| count.rsplit(' ').next()?.parse::<usize>().ok())?
         })
         .sum();
-    assert_eq!(flood_lines(0, &log[..second]) + dropped, 100_000);
+    assert_eq!(flood_lines(0, &log[..second]) + dropped, 30_000);
     assert_eq!(
         daemon.status(&scene.bad).await?["tasks"][0]["state"],
         "RUNNING"
@@ -474,4 +481,126 @@ async fn a_plugins_open_transaction_and_settings_do_not_reach_another_connector(
     })
     .await
     .map_err(|e| e.context(daemon.log().join("\n")))
+}
+
+/// A daemon with two probe sinks, `careless` and `careful`, sharing database `main` at `db`
+/// through a pool of one connection; the topics they read, in that order.
+async fn two_probes_on(
+    broker: &Broker,
+    db: &TestDb,
+    careless: &str,
+    careful: &str,
+) -> anyhow::Result<(Daemon, String, String)> {
+    let (careless_topic, careful_topic) = (unique("in"), unique("in"));
+    broker.create_topic(&careless_topic, 1).await?;
+    broker.create_topic(&careful_topic, 1).await?;
+    let probe = paths::plugin("sink-probe")?;
+    let connectors = format!(
+        "{}{}",
+        sink(careless, &careless_topic, &probe, &["main"], "{}"),
+        sink(careful, &careful_topic, &probe, &["main"], "{}")
+    );
+    let daemon = Daemon::start(
+        &config_on(broker, &db.url, &connectors).replace("pool_size: 4", "pool_size: 1"),
+    )?;
+    Ok((daemon, careless_topic, careful_topic))
+}
+
+fn command(text: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    (None, Some(text.as_bytes().to_vec()))
+}
+
+/// Issue 21: MySQL and SQLite cannot reset a session, so a connection whose session a plugin
+/// changed (`change`) is closed rather than handed to another connector. On a pool of one
+/// connection, the careful sink's three rows must land after the careless one's change (before,
+/// on MariaDB they went into the transaction `SET autocommit = 0` had left open and were
+/// rolled back as the connection was released; on SQLite `PRAGMA query_only` refused them).
+async fn a_session_a_plugin_changed_is_not_handed_on(
+    kind: Kind,
+    change: &str,
+) -> anyhow::Result<()> {
+    let (broker, db) = (Broker::start().await?, TestDb::connect(kind).await?);
+    let (careless, careful, table) = (unique("careless"), unique("careful"), unique("t"));
+    db.execute(&format!("CREATE TABLE {table} (id int)"))
+        .await?;
+    let (daemon, careless_topic, careful_topic) =
+        two_probes_on(&broker, &db, &careless, &careful).await?;
+    broker
+        .produce(&careless_topic, &[command(&format!("exec:main:{change}"))])
+        .await?;
+    daemon
+        .wait_log(&[&careless, "probe exec: 0 rows"], LONG)
+        .await?;
+    let inserts: Vec<_> = (1..=3)
+        .map(|id| command(&format!("exec:main:INSERT INTO {table} VALUES ({id})")))
+        .collect();
+    broker.produce(&careful_topic, &inserts).await?;
+    daemon
+        .wait_log(&[&careful, "probe exec: 1 rows"], LONG)
+        .await?;
+    wait_until("the careful sink's three rows", LONG, || async {
+        let rows = db.count(&format!("SELECT count(*) FROM {table}")).await?;
+        Ok(if rows == 3 {
+            Ok(())
+        } else {
+            Err(format!("{rows} rows"))
+        })
+    })
+    .await
+    .map_err(|e| e.context(daemon.log().join("\n")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mariadb_session_with_autocommit_off_is_not_handed_on() -> anyhow::Result<()> {
+    a_session_a_plugin_changed_is_not_handed_on(Kind::MariaDb, "SET autocommit = 0").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_sqlite_session_is_not_handed_on() -> anyhow::Result<()> {
+    a_session_a_plugin_changed_is_not_handed_on(Kind::Sqlite, "PRAGMA query_only = 1").await
+}
+
+/// Issue 21: on SQLite a plugin reaches only the file it is granted: `ATTACH` (which would
+/// open or create any file the daemon may write) and `VACUUM INTO` (which would copy the
+/// database anywhere) are refused with access-denied, and neither file appears.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_attach_and_vacuum_into_are_refused() -> anyhow::Result<()> {
+    let (broker, db) = (Broker::start().await?, TestDb::connect(Kind::Sqlite).await?);
+    let (careless, careful) = (unique("careless"), unique("careful"));
+    let elsewhere = tempfile::tempdir()?;
+    let (attached, copy) = (
+        elsewhere.path().join("attached.db"),
+        elsewhere.path().join("copy.db"),
+    );
+    let (daemon, careless_topic, _) = two_probes_on(&broker, &db, &careless, &careful).await?;
+    broker
+        .produce(
+            &careless_topic,
+            &[
+                command(&format!(
+                    "exec:main:ATTACH DATABASE '{}' AS other",
+                    attached.display()
+                )),
+                command(&format!("exec:main:VACUUM INTO '{}'", copy.display())),
+            ],
+        )
+        .await?;
+    daemon
+        .wait_log(
+            &[&careless, "access denied: statement 0: ATTACH is refused"],
+            LONG,
+        )
+        .await?;
+    daemon
+        .wait_log(
+            &[
+                &careless,
+                "access denied: statement 0: VACUUM INTO is refused",
+            ],
+            LONG,
+        )
+        .await?;
+    assert!(!attached.exists(), "ATTACH created {}", attached.display());
+    assert!(!copy.exists(), "VACUUM INTO wrote {}", copy.display());
+    Ok(())
 }

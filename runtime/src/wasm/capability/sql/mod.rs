@@ -3,11 +3,13 @@
 //! Layout: this file (the capability, pools, grants, the transaction an exactly-once sink
 //! holds), `postgres` (PostgreSQL's binding, decoding and statements), `any` (the same for
 //! MySQL/MariaDB and SQLite, through sqlx's `Any` driver), `refusal` (a connection the
-//! database refuses: TLS or login).
+//! database refuses: TLS or login), `session` (what a statement does to the session on the
+//! databases whose connections cannot be reset).
 
 mod any;
 mod postgres;
 mod refusal;
+mod session;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -107,9 +109,10 @@ fn clean_on_release_pg(options: PoolOptions<Postgres>) -> PoolOptions<Postgres> 
     })
 }
 
-/// `options` whose connections (MySQL, SQLite) go back to the pool outside any transaction a
-/// plugin opened: `ROLLBACK` as they are released (SQLite's complaint that none was open is
-/// the clean case). Session variables a plugin set on MySQL are not reset.
+/// `options` whose connections (MySQL, SQLite) go back to the pool outside any transaction:
+/// `ROLLBACK` as they are released (SQLite's complaint that none was open is the clean case).
+/// A connection a plugin's statement may have changed otherwise (a setting, a variable, a
+/// temporary table) does not come back at all: see [`sessions_touched`].
 fn clean_on_release_any(options: PoolOptions<sqlx::Any>) -> PoolOptions<sqlx::Any> {
     options.after_release(|conn, _| {
         Box::pin(async move {
@@ -117,6 +120,26 @@ fn clean_on_release_any(options: PoolOptions<sqlx::Any>) -> PoolOptions<sqlx::An
             Ok(true)
         })
     })
+}
+
+/// Whether any of `sqls` may change the session it runs on (then the caller closes the
+/// connection after the call rather than return it to the pool), or the refusal of one that
+/// would reach beyond the granted database (SQLite's `ATTACH`, `VACUUM INTO`), naming it.
+fn sessions_touched<'a>(
+    sqls: impl IntoIterator<Item = &'a str>,
+    kind: wit::DatabaseKind,
+) -> Result<bool, wit::SqlError> {
+    let mut touched = false;
+    for (i, sql) in sqls.into_iter().enumerate() {
+        match session::effect(sql, kind) {
+            session::Effect::Plain => {}
+            session::Effect::Session => touched = true,
+            session::Effect::Refused(why) => {
+                return Err(wit::SqlError::AccessDenied(format!("statement {i}: {why}")));
+            }
+        }
+    }
+    Ok(touched)
 }
 
 /// Every database of `connectors.yaml`, by name. Pools connect on first use, so building this
@@ -322,12 +345,17 @@ impl wit::Host for SqlView<'_> {
                     tx.commit().await.map_err(pg_error)?;
                     Ok(affected)
                 }
-                (Backend::Any(pool, kind), _) if statements.len() == 1 => {
-                    let mut conn = pool.acquire().await.map_err(|e| classify(e, *kind))?;
-                    any::run(&mut conn, &statements, *kind).await
-                }
                 (Backend::Any(pool, kind), _) => {
-                    let mut tx = pool.begin().await.map_err(|e| classify(e, *kind))?;
+                    let session =
+                        sessions_touched(statements.iter().map(|s| s.sql.as_str()), *kind)?;
+                    let mut conn = pool.acquire().await.map_err(|e| classify(e, *kind))?;
+                    if session {
+                        conn.close_on_drop();
+                    }
+                    if statements.len() == 1 {
+                        return any::run(&mut conn, &statements, *kind).await;
+                    }
+                    let mut tx = conn.begin().await.map_err(|e| classify(e, *kind))?;
                     let affected = any::run(&mut tx, &statements, *kind).await?;
                     tx.commit().await.map_err(|e| classify(e, *kind))?;
                     Ok(affected)
@@ -368,15 +396,20 @@ impl wit::Host for SqlView<'_> {
                     Ok(wit::Rows { columns, rows })
                 }
                 Backend::Any(pool, kind) => {
+                    let session = sessions_touched([query.sql.as_str()], *kind)?;
+                    let mut conn = pool.acquire().await.map_err(|e| classify(e, *kind))?;
+                    if session {
+                        conn.close_on_drop();
+                    }
                     let rows = any::bind(sqlx::query(&query.sql), &query.params)
                         .map_err(wit::SqlError::Rejected)?
-                        .fetch_all(pool)
+                        .fetch_all(&mut *conn)
                         .await
                         .map_err(|e| classify(e, *kind))?;
                     let columns = match rows.first() {
                         Some(row) => column_names(sqlx::Row::columns(row)),
                         None => column_names(
-                            pool.prepare(&query.sql)
+                            conn.prepare(&query.sql)
                                 .await
                                 .map_err(|e| classify(e, *kind))?
                                 .columns(),
