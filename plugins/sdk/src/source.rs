@@ -33,6 +33,20 @@ pub trait Source: Sized + 'static {
         None
     }
 
+    /// Splits the connector's work among at most `max_tasks` tasks (Kafka Connect's
+    /// `taskConfigs`): returns one config per task, each what that task's [`Source::open`]
+    /// receives (so it must deserialize as `Config`). `config` is the connector's `config`
+    /// mapping as JSON. Give each task its own source partitions (tables, streams, key
+    /// ranges): every task receives every stored position of the connector in `open` and
+    /// reads those of its own partitions, so a partition that moves to another task resumes
+    /// where it was. The default runs one task with the connector's config.
+    fn task_configs(
+        config: serde_json::Value,
+        _max_tasks: u32,
+    ) -> Result<Vec<serde_json::Value>, PluginError> {
+        Ok(vec![config])
+    }
+
     /// Returns at most `max` records; an empty batch is normal (the host waits its poll
     /// interval before asking again). `Err(Retry)` makes the host ask again after a backoff.
     fn poll(&mut self, max: u32, host: &dyn Host) -> Result<Vec<SourceRecord>, PluginError>;
@@ -89,6 +103,17 @@ impl<S: Source> wit_source::GuestSourceTask for SourceTaskResource<S> {
             .commit(positions, &ComponentHost)
             .map_err(into_wit_error)
     }
+}
+
+/// The `task-configs` export: [`Source::task_configs`] on the connector's config, JSON in and
+/// out.
+pub(crate) fn task_configs<S: Source>(
+    config: &str,
+    max_tasks: u32,
+) -> Result<Vec<String>, WitError> {
+    let config: serde_json::Value = parse_config(config)?;
+    let configs = S::task_configs(config, max_tasks).map_err(into_wit_error)?;
+    Ok(configs.iter().map(serde_json::Value::to_string).collect())
 }
 
 fn from_wit_position(p: wit_source::SourcePosition) -> SourcePosition {

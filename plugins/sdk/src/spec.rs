@@ -129,21 +129,30 @@ impl ConfigKey {
 }
 
 /// Implements a world's `config-spec` export for an export type from the plugin's
-/// `config_spec`; each world generates its own `Guest` trait for it.
+/// `config_spec`, with the world's other root exports (`$extra`); each world generates its own
+/// `Guest` trait for them.
 macro_rules! export_config_spec {
-    ($bindings:ident, $export:ident, $plugin:ident) => {
+    ($bindings:ident, $export:ident, $plugin:ident $(, $extra:item)*) => {
         impl<T: crate::$plugin> crate::__private::$bindings::Guest
             for crate::__private::$export<T>
         {
             fn config_spec() -> Option<Vec<crate::__private::sink_bindings::ConfigKey>> {
                 T::config_spec().map(|keys| keys.into_iter().map(to_wit).collect())
             }
+            $($extra)*
         }
     };
 }
 
 export_config_spec!(sink_bindings, SinkExport, Sink);
-export_config_spec!(source_bindings, SourceExport, Source);
+export_config_spec!(
+    source_bindings,
+    SourceExport,
+    Source,
+    fn task_configs(config: String, max_tasks: u32) -> Result<Vec<String>, types::PluginError> {
+        crate::source::task_configs::<T>(&config, max_tasks)
+    }
+);
 export_config_spec!(transform_bindings, TransformExport, Transform);
 
 fn to_wit(k: ConfigKey) -> types::ConfigKey {

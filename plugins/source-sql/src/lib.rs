@@ -10,6 +10,10 @@
 //! - Each row becomes one record: value `row_to_json` of the row, key from the `key` columns,
 //!   topic from `topic_column` if set. Its position is the text of its increasing columns, so
 //!   a restart continues exactly after the last row Kafka has.
+//! - `tables` reads several tables with the same column names instead of `table`, each its
+//!   own source partition (`table <name>`), asked in turn; the connector's `tasks_max`
+//!   splits them among its tasks (round-robin), and a table that moves to another task (a
+//!   new `tasks_max`) continues after its stored position.
 //! - As with Kafka Connect JDBC, a row is missed if a transaction commits it after a row with
 //!   a higher value was read (concurrent writers assigning ids out of commit order); a
 //!   sequence or `updated_at` set at commit time avoids this.
@@ -29,8 +33,16 @@ use wasmconnect_sdk::{
 pub use config::Config;
 pub use query::{ColumnTypes, Position, column_type, next_rows, quote};
 
-/// The source: one per task.
+/// The source: one per task, reading its tables in turn.
 pub struct SqlSource {
+    tables: Vec<TableReader>,
+    /// The table the next poll starts with, so that a busy table does not starve the others.
+    next: usize,
+}
+
+/// One table read incrementally: its own config (naming it in `table`), source partition,
+/// column types and the last position emitted.
+struct TableReader {
     config: Config,
     partition: String,
     types: ColumnTypes,
@@ -44,17 +56,50 @@ impl Source for SqlSource {
         Some(config::spec())
     }
 
+    fn task_configs(
+        config: serde_json::Value,
+        max_tasks: u32,
+    ) -> Result<Vec<serde_json::Value>, PluginError> {
+        Ok(config::task_configs(config, max_tasks))
+    }
+
     fn open(
         config: Config,
         positions: Vec<SourcePosition>,
         host: &dyn Host,
     ) -> Result<Self, PluginError> {
         config.check().map_err(PluginError::Fatal)?;
-        let partition = config
-            .partition
-            .clone()
-            .unwrap_or_else(|| format!("table {}", config.table));
-        let after = SourcePosition::find(&positions, &partition)?;
+        let tables = config
+            .per_table()
+            .into_iter()
+            .map(|config| TableReader::open(config, &positions, host))
+            .collect::<Result<_, _>>()?;
+        Ok(SqlSource { tables, next: 0 })
+    }
+
+    /// Asks the tables in turn, from the one after the last that had rows, and returns the
+    /// first rows found.
+    fn poll(&mut self, max: u32, host: &dyn Host) -> Result<Vec<SourceRecord>, PluginError> {
+        for i in 0..self.tables.len() {
+            let at = (self.next + i) % self.tables.len();
+            let records = self.tables[at].poll(max, host)?;
+            if !records.is_empty() {
+                self.next = (at + 1) % self.tables.len();
+                return Ok(records);
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
+impl TableReader {
+    fn open(
+        config: Config,
+        positions: &[SourcePosition],
+        host: &dyn Host,
+    ) -> Result<Self, PluginError> {
+        let partition = config.partition();
+        let after = SourcePosition::find(positions, &partition)?;
         let types = ColumnTypes {
             incrementing: lookup_type(host, &config, &config.incrementing)?,
             timestamp: match &config.timestamp {
@@ -69,7 +114,7 @@ impl Source for SqlSource {
                 config.table, config.database, after
             ),
         );
-        Ok(SqlSource {
+        Ok(TableReader {
             config,
             partition,
             types,
@@ -218,6 +263,59 @@ mod tests {
             SqlSource::open(config(), vec![], &host),
             Err(PluginError::Fatal(m)) if m.contains("has no column \"id\"")
         ));
+    }
+
+    #[test]
+    fn tables_split_among_tasks_and_each_continues_after_its_own_position() {
+        let config = serde_json::json!({
+            "database": "main", "tables": ["a", "b", "c"], "incrementing": "id",
+        });
+        let split = config::task_configs(config.clone(), 2);
+        assert_eq!(split.len(), 2);
+        assert_eq!(split[0]["tables"], serde_json::json!(["a", "c"]));
+        assert_eq!(split[1]["tables"], serde_json::json!(["b"]));
+        assert_eq!(config::task_configs(config.clone(), 8).len(), 3);
+        let one = serde_json::json!({ "database": "main", "table": "a", "incrementing": "id" });
+        assert_eq!(config::task_configs(one.clone(), 4), vec![one]);
+
+        let host = FakeHost::new();
+        for _ in 0..2 {
+            host.reply_query(rows(vec![vec![Value::Text("bigint".into())]]));
+        }
+        let stored = SourcePosition {
+            partition: "table c".into(),
+            position: r#"{"incrementing":"7"}"#.into(),
+        };
+        let own: Config = serde_json::from_value(split[0].clone()).unwrap();
+        let mut source = SqlSource::open(own, vec![stored], &host).unwrap();
+        host.reply_query(rows(vec![]));
+        host.reply_query(rows(vec![row(8)]));
+        let records = source.poll(10, &host).unwrap();
+        assert_eq!(records[0].partition, "table c");
+        let calls = host.sql_calls();
+        let SqlCall::Query { query, .. } = &calls[3] else {
+            panic!("{calls:?}")
+        };
+        assert!(query.sql.contains("\"c\""), "{}", query.sql);
+        assert_eq!(query.params, [Value::Text("7".into()), Value::Integer(10)]);
+        // The next poll starts with the table after the one that had rows: `a` again.
+        host.reply_query(rows(vec![]));
+        host.reply_query(rows(vec![]));
+        assert!(source.poll(10, &host).unwrap().is_empty());
+        let SqlCall::Query { query, .. } = &host.sql_calls()[4] else {
+            panic!()
+        };
+        assert!(query.sql.contains("\"a\""), "{}", query.sql);
+    }
+
+    #[test]
+    fn a_config_names_one_table_or_a_list() {
+        let mut config = config();
+        config.tables = vec!["b".into()];
+        assert!(config.check().unwrap_err().contains("both"));
+        config.table.clear();
+        config.tables.clear();
+        assert!(config.check().unwrap_err().contains("names no table"));
     }
 
     #[test]

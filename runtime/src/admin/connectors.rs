@@ -55,11 +55,17 @@ fn config_json(api: &Api, name: &str) -> Option<serde_json::Value> {
 
 fn info_json(api: &Api, name: &str) -> Option<serde_json::Value> {
     let config = config_json(api, name)?;
-    let kind = api.status.get(name).map_or("unknown", |s| s.kind);
+    let status = api.status.get(name);
+    let kind = status.as_ref().map_or("unknown", |s| s.kind);
+    let tasks: Vec<serde_json::Value> = status
+        .iter()
+        .flat_map(|s| &s.tasks)
+        .map(|t| json!({ "connector": name, "task": t.id }))
+        .collect();
     Some(json!({
         "name": name,
         "config": config,
-        "tasks": [{ "connector": name, "task": 0 }],
+        "tasks": tasks,
         "type": kind,
     }))
 }
@@ -88,11 +94,23 @@ pub(super) async fn connector_tasks(
     AxumState(api): AxumState<Api>,
     Path(name): Path<String>,
 ) -> Response {
-    match config_json(&api, &name) {
-        Some(config) => Json(json!([{ "id": { "connector": name, "task": 0 }, "config": config }]))
-            .into_response(),
-        None => not_found(&format!("Connector {name} not found")),
-    }
+    let (Some(config), Some(plugin_configs)) =
+        (config_json(&api, &name), api.worker.task_configs(&name))
+    else {
+        return not_found(&format!("Connector {name} not found"));
+    };
+    let tasks: Vec<serde_json::Value> = (0u32..)
+        .zip(plugin_configs)
+        .map(|(id, plugin_config)| {
+            let mut config = config.clone();
+            if let Ok(mut own) = serde_json::from_str::<serde_json::Value>(&plugin_config) {
+                redact::redact(&mut own);
+                config["config"] = own;
+            }
+            json!({ "id": { "connector": name, "task": id }, "config": config })
+        })
+        .collect();
+    Json(tasks).into_response()
 }
 
 fn task_json(api: &Api, task: &crate::status::TaskStatus) -> serde_json::Value {
@@ -140,8 +158,8 @@ pub(super) async fn task_status(
     }
 }
 
-/// `?includeTasks=true&onlyFailed=true` as Kafka Connect has them. One task per connector:
-/// restarting the connector restarts its task. 202 with the status after the restart (204
+/// `?includeTasks=true&onlyFailed=true` as Kafka Connect has them: the connector and every
+/// task restart, or with `onlyFailed` its FAILED tasks alone. 202 with the status after the restart (204
 /// without the parameters, as Kafka Connect answers the legacy form).
 pub(super) async fn restart_connector(
     AxumState(api): AxumState<Api>,
@@ -168,11 +186,8 @@ pub(super) async fn restart_task(
     AxumState(api): AxumState<Api>,
     Path((name, task)): Path<(String, u32)>,
 ) -> Response {
-    if task != 0 {
-        return not_found(&format!("Task {name}-{task} not found"));
-    }
-    match api.worker.restart(&name, false).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+    match api.worker.restart_task(&name, task).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(refused) => error(refused),
     }
 }

@@ -256,7 +256,7 @@ fn internal(message: &str) -> Response {
 /// The status Kafka Connect answers a refused operation with.
 fn error(refused: Refused) -> Response {
     let code = match &refused {
-        Refused::NotFound(_) => StatusCode::NOT_FOUND,
+        Refused::NotFound(_) | Refused::TaskNotFound(..) => StatusCode::NOT_FOUND,
         Refused::Exists(_) => StatusCode::CONFLICT,
         Refused::Invalid(_) | Refused::NotStopped(_) | Refused::BadRequest(_) => {
             StatusCode::BAD_REQUEST

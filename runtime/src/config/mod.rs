@@ -12,6 +12,7 @@ mod grant;
 mod locate;
 mod model;
 mod placeholders;
+mod policy;
 mod validate;
 
 use std::path::Path;
@@ -21,11 +22,11 @@ pub use error::{ConfigError, Diagnostic};
 pub use grant::HttpGrant;
 pub use model::{
     BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
-    DeadLetterConfig, ErrorPolicy, ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig,
-    Limits, NoRole, OffsetsTopicConfig, RestartConfig, RetryPolicy, Role, Tolerance,
-    TransformConfig, WorkerConfig,
+    ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig, Limits, NoRole,
+    OffsetsTopicConfig, Role, TransformConfig, WorkerConfig,
 };
 pub use placeholders::{Environment, Expanded, Sources, expand, substitute};
+pub use policy::{DeadLetterConfig, ErrorPolicy, RestartConfig, RetryPolicy, Tolerance};
 
 /// Reads, substitutes, parses and validates a config file. Every problem found is returned at
 /// once, each naming the file, line and column. Placeholders take the process's environment

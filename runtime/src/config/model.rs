@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::admin::AdminConfig;
+use super::policy::{ErrorPolicy, RestartConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +196,11 @@ pub struct ConnectorConfig {
     /// without a plugin produces to.
     #[serde(default)]
     pub topic: Option<String>,
+    /// How many tasks run the connector (Kafka Connect's `tasks.max`): a sink runs this many
+    /// consumers in its group, among which Kafka divides the partitions; a source runs as
+    /// many as its plugin's `task-configs` splits its work into (one without the export).
+    #[serde(default = "default_tasks_max")]
+    pub tasks_max: u32,
     /// How long a source waits after an empty poll before polling again.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
@@ -413,110 +419,20 @@ impl Default for Limits {
     }
 }
 
-/// What a connector does with failures: how long a transient failure is retried, and then
-/// whether the task stops (`tolerance: none`) or the records go to the dead-letter topic
-/// (`tolerance: all`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorPolicy {
-    #[serde(default)]
-    pub retry: RetryPolicy,
-    #[serde(default)]
-    pub tolerance: Tolerance,
-    /// Where refused records go; required by `tolerance: all`.
-    #[serde(default)]
-    pub dead_letter_topic: Option<DeadLetterConfig>,
-}
-
-/// Retries of a batch (sink) or a poll (source) the plugin reported as transient: exponential
-/// backoff with jitter, for at most `timeout_ms` in all.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryPolicy {
-    #[serde(default = "default_initial_backoff_ms")]
-    pub initial_backoff_ms: u64,
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    #[serde(default = "default_multiplier")]
-    pub multiplier: f64,
-    /// Total time one batch may spend retrying, from its first failure.
-    #[serde(default = "default_retry_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            initial_backoff_ms: default_initial_backoff_ms(),
-            max_backoff_ms: default_max_backoff_ms(),
-            multiplier: default_multiplier(),
-            timeout_ms: default_retry_timeout_ms(),
-        }
-    }
-}
-
-/// Kafka Connect's `errors.tolerance`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tolerance {
-    /// The first record that cannot be handled fails the task; nothing after it is committed.
-    #[default]
-    None,
-    /// A record that cannot be handled goes to the dead-letter topic and the task goes on.
-    All,
-}
-
-/// The dead-letter topic of a connector, created when missing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeadLetterConfig {
-    pub name: String,
-    /// Used only when the topic is created.
-    #[serde(default = "default_offsets_partitions")]
-    pub partitions: i32,
-    /// Used only when the topic is created; -1 takes the broker's default.
-    #[serde(default = "default_replication_factor")]
-    pub replication_factor: i32,
-    /// Adds Kafka Connect's `__connect.errors.*` headers (topic, partition, offset, stage,
-    /// exception, ...) to every dead-lettered record.
-    #[serde(default = "default_true")]
-    pub context_headers: bool,
-}
-
-/// Backoff between re-instantiations after a trap.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestartConfig {
-    #[serde(default = "default_initial_backoff_ms")]
-    pub initial_backoff_ms: u64,
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Consecutive traps after which the task is FAILED instead of re-instantiated.
-    #[serde(default = "default_max_traps")]
-    pub max_consecutive_traps: u32,
-}
-
-impl Default for RestartConfig {
-    fn default() -> Self {
-        RestartConfig {
-            initial_backoff_ms: default_initial_backoff_ms(),
-            max_backoff_ms: default_max_backoff_ms(),
-            max_consecutive_traps: default_max_traps(),
-        }
-    }
-}
-
 fn default_group_prefix() -> String {
     "connect-".into()
 }
 fn default_offsets_topic() -> String {
     "wasmconnect-offsets".into()
 }
-fn default_offsets_partitions() -> i32 {
+pub(super) fn default_offsets_partitions() -> i32 {
     1
 }
-fn default_replication_factor() -> i32 {
+pub(super) fn default_replication_factor() -> i32 {
     -1
+}
+fn default_tasks_max() -> u32 {
+    1
 }
 fn default_poll_interval_ms() -> u64 {
     1_000
@@ -530,13 +446,7 @@ fn default_in_flight_bytes() -> usize {
 fn default_offsets_table() -> String {
     "wasmconnect_offsets".into()
 }
-fn default_multiplier() -> f64 {
-    2.0
-}
-fn default_retry_timeout_ms() -> u64 {
-    900_000
-}
-fn default_true() -> bool {
+pub(super) fn default_true() -> bool {
     true
 }
 fn default_pool_size() -> u32 {
@@ -574,15 +484,6 @@ fn default_http_timeout_ms() -> u64 {
 }
 fn default_http_max_response_bytes() -> u64 {
     10 << 20
-}
-fn default_initial_backoff_ms() -> u64 {
-    200
-}
-fn default_max_backoff_ms() -> u64 {
-    30_000
-}
-fn default_max_traps() -> u32 {
-    10
 }
 fn empty_mapping() -> serde_yaml::Value {
     serde_yaml::Value::Mapping(Default::default())

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-/// One task of one connector. Tasks are numbered from 0; a connector has one task today.
+/// One task of one connector. Tasks are numbered from 0 (up to the connector's `tasks_max`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskIdentity {
     pub connector: Arc<str>,

@@ -217,11 +217,14 @@ impl ConsumerContext for SinkContext {
     }
 }
 
-/// Builds the consumer of a sink connector, subscribed to its topics. The group id is the
-/// connector's name. Returns the receiver of revoked-partition notices.
+/// Builds the consumer of task `task` of a sink connector, subscribed to its topics. The group
+/// id is the connector's (every task's consumer joins it, so Kafka divides the partitions
+/// among them); the client id names the task. Returns the receiver of revoked-partition
+/// notices.
 pub fn sink_consumer(
     kafka: &KafkaConfig,
     connector: &ConnectorConfig,
+    task: u32,
     resume: Option<ResumeOffsets>,
     status: TaskReporter,
     access: AccessWatch,
@@ -238,7 +241,10 @@ pub fn sink_consumer(
         // of the second, a third of a 200,000-record run into PostgreSQL. A full queue
         // re-checked every 50 ms costs nothing measurable.
         .set("fetch.queue.backoff.ms", "50")
-        .set("client.id", format!("wasmconnect-{}", connector.name));
+        .set(
+            "client.id",
+            format!("wasmconnect-{}-{task}", connector.name),
+        );
     for (key, value) in kafka
         .properties
         .iter()

@@ -58,15 +58,23 @@ impl ProducerContext for SourceContext {
     }
 }
 
-/// Builds the producer of a source connector (see [`idempotent_config`]). Its own queue is
+/// Builds the producer of task `task` of a source connector (see [`idempotent_config`]; the
+/// client id names the task unless the connector's properties set one). Its own queue is
 /// sized above the task's in-flight bound so that a send is never refused for lack of room.
 /// Returns the receiver of delivery reports.
 pub fn source_producer(
     kafka: &KafkaConfig,
     connector: &ConnectorConfig,
+    task: u32,
     access: AccessWatch,
 ) -> KafkaResult<(SourceProducer, mpsc::UnboundedReceiver<Report>)> {
     let mut config = idempotent_config(kafka, connector);
+    if config.get("client.id") == Some(format!("wasmconnect-{}", connector.name).as_str()) {
+        config.set(
+            "client.id",
+            format!("wasmconnect-{}-{task}", connector.name),
+        );
+    }
     let queue_messages = (connector.in_flight.max_records + 100_000).min(10_000_000);
     let queue_kbytes = (connector.in_flight.max_bytes / 1024 + 64 * 1024).min(2_097_151);
     config

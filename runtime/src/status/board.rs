@@ -69,9 +69,10 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
-    /// Registers a connector with `tasks` tasks, all UNASSIGNED.
+    /// Registers a connector with `tasks` tasks, all UNASSIGNED; the metrics of tasks it had
+    /// before beyond that number are forgotten.
     pub fn register(&self, name: &str, kind: &'static str, tasks: u32) {
-        self.inner.write().expect("status lock").insert(
+        let before = self.inner.write().expect("status lock").insert(
             name.to_owned(),
             ConnectorStatus {
                 kind,
@@ -89,6 +90,13 @@ impl StatusBoard {
         );
         for id in 0..tasks {
             self.metrics.set_state(name, id, State::Unassigned);
+        }
+        for task in before
+            .iter()
+            .flat_map(|b| &b.tasks)
+            .filter(|t| t.id >= tasks)
+        {
+            self.metrics.forget(name, task.id);
         }
     }
 

@@ -12,6 +12,6 @@ wasmtime::component::bindgen!({
 });
 
 /// The contract version this runtime implements, as plugins spell it in their exports.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The contract's package, without version.
 pub const CONTRACT_PACKAGE: &str = "wasmconnect:plugin";

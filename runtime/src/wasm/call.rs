@@ -163,7 +163,8 @@ pub(super) async fn within<T>(
     }
 }
 
-fn outcome<T>(
+/// How a call ended, a trap told apart from the plugin's own error.
+pub(super) fn outcome<T>(
     result: wasmtime::Result<Result<T, wit::PluginError>>,
     limits: &Limits,
 ) -> Result<T, CallError> {

@@ -64,7 +64,7 @@ type Spec = Option<Vec<ConfigKey>>;
 pub struct Inspection {
     /// Kind and contract version, when it exports a `wasmconnect:plugin` interface.
     pub description: Option<Description>,
-    /// What it needs from the host (`wasmconnect:plugin/sql@0.1.0`, `wasi:io/streams@0.2.6`).
+    /// What it needs from the host (`wasmconnect:plugin/sql@0.2.0`, `wasi:io/streams@0.2.6`).
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     /// Whether this runtime loads it; if not, why, in words.

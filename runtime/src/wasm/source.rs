@@ -6,7 +6,8 @@ use wasmtime::Engine;
 use wasmtime::component::InstancePre;
 
 use super::bindings::exports::wasmconnect::plugin::source as wit_source;
-use super::call::{CallError, Live, Placement, within};
+use super::bindings::wasmconnect::plugin::types as wit;
+use super::call::{CallError, Live, Placement, fresh_store, outcome, trap, within};
 use super::capability::Grants;
 use super::convert::from_wit_headers;
 use super::state::TaskState;
@@ -29,6 +30,42 @@ impl SourcePlugin {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How the connector's work splits among at most `max_tasks` tasks: the plugin's
+    /// `task-configs` export, called with the connector's `config` (JSON) on a fresh instance
+    /// with no task and no grants, under `limits`; `[config]` when the plugin does not export
+    /// it. An answer with no config, more than `max_tasks`, or one that is not a JSON object
+    /// breaks the contract and is returned as a trap.
+    pub async fn task_configs(
+        &self,
+        engine: &Engine,
+        identity: TaskIdentity,
+        limits: &Limits,
+        config: &str,
+        max_tasks: u32,
+    ) -> Result<Vec<String>, CallError> {
+        let at = Placement {
+            engine,
+            grants: Grants::none(&identity.connector),
+            identity,
+            limits,
+        };
+        let (mut store, _) = fresh_store(at);
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| trap(e, limits))?;
+        type Signature = (Result<Vec<String>, wit::PluginError>,);
+        let Ok(func) = instance.get_typed_func::<(&str, u32), Signature>(&mut store, TASK_CONFIGS)
+        else {
+            return Ok(vec![config.to_owned()]);
+        };
+        let result = within(limits, func.call_async(&mut store, (config, max_tasks))).await;
+        let configs = outcome(result.map(|(r,)| r), limits)?;
+        check_task_configs(&configs, max_tasks).map_err(CallError::Trap)?;
+        Ok(configs)
     }
 
     /// Creates a fresh instance in its own store and opens the task with `config` (JSON) and
@@ -60,6 +97,40 @@ impl SourcePlugin {
         .await?;
         Ok(SourceInstance { live })
     }
+}
+
+/// The export's name at the component's root.
+const TASK_CONFIGS: &str = "task-configs";
+
+/// What the contract asks of a `task-configs` answer.
+fn check_task_configs(configs: &[String], max_tasks: u32) -> Result<(), String> {
+    if configs.is_empty() {
+        return Err(
+            "task-configs returned no task config (a source runs at least one task)".into(),
+        );
+    }
+    if configs.len() > max_tasks as usize {
+        return Err(format!(
+            "task-configs returned {} task configs for tasks_max {max_tasks}",
+            configs.len()
+        ));
+    }
+    for (i, config) in configs.iter().enumerate() {
+        match serde_json::from_str::<serde_json::Value>(config) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => {
+                return Err(format!(
+                    "task-configs returned task config {i}, which is not a JSON object"
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "task-configs returned task config {i}, which is not JSON: {e}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A live source task inside its own store. After a trap it must be dropped.

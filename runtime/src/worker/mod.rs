@@ -1,13 +1,15 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
-//! This file is the life cycle (start, stop, replace, pause, resume, reload, shutdown) and the
-//! target states; `wiring` builds a connector's task, `plugins` loads, checks and lists
-//! plugins, `offsets` reads and changes a stopped connector's offsets, `store` keeps
-//! API-made connectors and target states, `console` the live status on a terminal.
+//! This file is the life cycle (start, stop, replace, restart, reload, shutdown); `targets`
+//! the target states (stop, pause, resume), `wiring` splits a connector's work and builds its
+//! tasks, `plugins` loads, checks and lists plugins, `offsets` reads and changes a stopped
+//! connector's offsets, `store` keeps API-made connectors and target states, `console` the
+//! live status on a terminal.
 
 mod console;
 mod offsets;
 mod plugins;
 mod store;
+mod targets;
 mod wiring;
 
 use std::collections::BTreeMap;
@@ -24,6 +26,7 @@ pub use plugins::PluginProblem;
 pub use store::{StoreError, Target};
 
 use store::Store;
+use wiring::Slot;
 
 use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid};
 use crate::redact;
@@ -65,13 +68,16 @@ struct Registry {
 }
 
 /// A connector the worker knows: its config, what it should be doing, and how to stop its
-/// tasks (none run while it is stopped) or pause them.
+/// tasks (none run while it is stopped), one of them, or pause them.
 struct Running {
     config: ConnectorConfig,
     target: Target,
     shutdown: CancellationToken,
+    /// Every task of the connector, whichever slot it runs in.
     tasks: TaskTracker,
     pause: watch::Sender<bool>,
+    /// Its tasks, by id (none while it is stopped or when it failed before any started).
+    slots: Vec<Slot>,
 }
 
 /// Why a connector operation was refused. Nothing changed.
@@ -79,6 +85,8 @@ struct Running {
 pub enum Refused {
     #[error("Connector {0} not found")]
     NotFound(String),
+    #[error("Task {0}-{1} not found")]
+    TaskNotFound(String, u32),
     #[error("Connector {0} already exists")]
     Exists(String),
     #[error(transparent)]
@@ -164,37 +172,49 @@ impl Worker {
         );
         let effective = store.effective(file);
         for connector in &effective.connectors {
-            self.launch(connector, effective.target(&connector.name));
+            self.launch(connector, effective.target(&connector.name))
+                .await;
         }
     }
 
     /// Starts one connector in `target` state under a shutdown token and task tracker of its
-    /// own; a stopped one is only registered.
-    fn launch(&self, connector: &ConnectorConfig, target: Target) {
+    /// own, its work split among its tasks ([`Worker::plan_tasks`]); a stopped one is only
+    /// registered (with `tasks_max` tasks, STOPPED).
+    async fn launch(&self, connector: &ConnectorConfig, target: Target) {
         if let Ok(value) = serde_json::to_value(connector) {
             redact::remember_secrets(&value);
         }
         // Stopped connectors too: their config is served all the same.
         self.remember_plugin_secrets(connector);
+        let plan = match target {
+            Target::Stopped => Ok(Vec::new()),
+            _ => self.plan_tasks(connector).await,
+        };
+        let tasks = match &plan {
+            Ok(plan) if !plan.is_empty() => plan.len() as u32,
+            _ => connector.tasks_max,
+        };
         self.status
-            .register(&connector.name, connector.kind.as_str(), 1);
-        let running = Running {
+            .register(&connector.name, connector.kind.as_str(), tasks);
+        let mut running = Running {
             config: connector.clone(),
             target,
             shutdown: self.shutdown.child_token(),
             tasks: TaskTracker::new(),
             pause: watch::Sender::new(target == Target::Paused),
+            slots: Vec::new(),
         };
         match target {
             Target::Stopped => self.status.stopped(&connector.name),
             Target::Paused => self.status.connector_state(&connector.name, State::Paused),
             Target::Started => {}
         }
-        if target != Target::Stopped
-            && let Err(trace) = self.start_connector(connector, &running)
-        {
-            tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
-            self.status.connector_failed(&connector.name, trace);
+        match plan {
+            Ok(plan) => self.start_tasks(&mut running, plan),
+            Err(trace) => {
+                tracing::error!(connector = %connector.name, "connector failed to start: {trace}");
+                self.status.connector_failed(&connector.name, trace);
+            }
         }
         self.running
             .lock()
@@ -219,7 +239,15 @@ impl Worker {
         let running = self.running.lock().expect("running lock").remove(name)?;
         running.shutdown.cancel();
         running.tasks.close();
-        let finished = running.tasks.wait();
+        self.finished(name, running.tasks.wait()).await;
+        Some((running.config, running.target))
+    }
+
+    /// Waits for stopped tasks of connector `name` to finish (`finished`): a task's stop is
+    /// bounded (its drain and last commit by the grace period, a plugin call by
+    /// `limits.call_timeout_ms`), so this wait is too; past the grace period it says so and
+    /// waits on, since nothing may take a task's place while it still writes or commits.
+    async fn finished(&self, name: &str, finished: impl Future<Output = ()>) {
         tokio::pin!(finished);
         if tokio::time::timeout(self.grace() + Duration::from_secs(5), &mut finished)
             .await
@@ -228,13 +256,21 @@ impl Worker {
             tracing::warn!(connector = %name, "its tasks are still finishing past worker.shutdown_grace_ms (a plugin call in progress?); waiting for them before anything takes their place");
             finished.await;
         }
-        Some((running.config, running.target))
     }
 
     /// The config of a connector the worker knows.
     pub fn connector_config(&self, name: &str) -> Option<ConnectorConfig> {
         let running = self.running.lock().expect("running lock");
         running.get(name).map(|r| r.config.clone())
+    }
+
+    /// The plugin config each task of a connector opens with (JSON), by task id: the
+    /// connector's `config`, or for a source its share from the plugin's `task-configs`. Empty
+    /// while it is stopped.
+    pub fn task_configs(&self, name: &str) -> Option<Vec<String>> {
+        let running = self.running.lock().expect("running lock");
+        let r = running.get(name)?;
+        Some(r.slots.iter().map(|s| s.plugin_config.clone()).collect())
     }
 
     /// The names of the connectors the worker knows, in order.
@@ -301,7 +337,7 @@ impl Worker {
             .store
             .set_config(connector.clone(), declared.as_ref())?;
         tracing::info!(connector = %name, "created through the API");
-        self.launch(&connector, Target::Started);
+        self.launch(&connector, Target::Started).await;
         Ok(connector)
     }
 
@@ -330,7 +366,7 @@ impl Worker {
             .set_config(connector.clone(), declared.as_ref())?;
         tracing::info!(connector = %name, "config changed through the API; restarting it");
         self.halt(name).await;
-        self.launch(&connector, target);
+        self.launch(&connector, target).await;
         Ok((false, connector))
     }
 
@@ -363,95 +399,79 @@ impl Worker {
         Ok(())
     }
 
-    /// Restarts a connector's tasks with the same config (`only_failed`: only if a task is
-    /// FAILED). Returns whether it restarted. A stopped connector stays stopped, a paused one
+    /// Restarts a connector with the same config: its work split again and every task
+    /// started anew; with `only_failed`, only its FAILED tasks, each alone (the whole
+    /// connector when it failed before its tasks started), and nothing when none failed.
+    /// Returns whether anything restarted. A stopped connector stays stopped, a paused one
     /// restarts paused.
     pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, Refused> {
         let _registry = self.registry.lock().await;
         let target = self.target(name)?;
-        let failed = self
-            .status
-            .get(name)
-            .is_some_and(|s| s.tasks.iter().any(|t| t.state == State::Failed));
-        if target == Target::Stopped || (only_failed && !failed) {
+        let Some(status) = self.status.get(name) else {
             return Ok(false);
+        };
+        if target == Target::Stopped {
+            return Ok(false);
+        }
+        if only_failed && status.state != State::Failed {
+            let failed: Vec<u32> = status
+                .tasks
+                .iter()
+                .filter(|t| t.state == State::Failed)
+                .map(|t| t.id)
+                .collect();
+            for id in &failed {
+                self.bounce_task(name, *id).await?;
+            }
+            return Ok(!failed.is_empty());
         }
         if let Some((config, target)) = self.halt(name).await {
             tracing::info!(connector = %name, "restarting through the API");
-            self.launch(&config, target);
-            self.status.reporter(name, 0).count(Counter::Restarts, 1);
+            self.launch(&config, target).await;
+            if let Some(status) = self.status.get(name) {
+                for task in &status.tasks {
+                    self.status
+                        .reporter(name, task.id)
+                        .count(Counter::Restarts, 1);
+                }
+            }
         }
         Ok(true)
     }
 
-    /// Stops a connector's tasks (they finish their batch and commit) and keeps its config:
-    /// it is STOPPED until resumed, also across restarts.
-    pub async fn stop_connector(&self, name: &str) -> Result<(), Refused> {
-        let mut registry = self.registry.lock().await;
-        if self.target(name)? == Target::Stopped {
-            return Ok(());
-        }
-        registry.store.set_target(name, Target::Stopped)?;
-        if let Some((config, _)) = self.halt(name).await {
-            tracing::info!(connector = %name, "stopped through the API");
-            self.launch(&config, Target::Stopped);
-        }
-        Ok(())
+    /// Restarts one task of a connector (POST /connectors/{name}/tasks/{id}/restart) with the
+    /// config it had: it finishes its batch and commits, within the grace period, and starts
+    /// again; the connector's other tasks are not touched. A stopped connector has no task to
+    /// restart (nothing happens).
+    pub async fn restart_task(&self, name: &str, id: u32) -> Result<(), Refused> {
+        let _registry = self.registry.lock().await;
+        self.bounce_task(name, id).await
     }
 
-    /// Pauses a connector: its tasks keep their partitions and instances but neither poll nor
-    /// write until resumed, also across restarts. A stopped connector starts paused.
-    pub async fn pause(&self, name: &str) -> Result<(), Refused> {
-        let mut registry = self.registry.lock().await;
-        let target = self.target(name)?;
-        if target == Target::Paused {
-            return Ok(());
-        }
-        registry.store.set_target(name, Target::Paused)?;
-        tracing::info!(connector = %name, "paused through the API");
-        if target == Target::Stopped {
-            if let Some((config, _)) = self.halt(name).await {
-                self.launch(&config, Target::Paused);
+    /// [`Worker::restart_task`], the registry held by the caller.
+    async fn bounce_task(&self, name: &str, id: u32) -> Result<(), Refused> {
+        let old = {
+            let running = self.running.lock().expect("running lock");
+            let r = running
+                .get(name)
+                .ok_or_else(|| Refused::NotFound(name.to_owned()))?;
+            if r.target == Target::Stopped {
+                return Ok(());
             }
-            return Ok(());
-        }
-        self.set_running_target(name, Target::Paused);
-        self.status.connector_state(name, State::Paused);
-        Ok(())
-    }
-
-    /// Resumes a paused or stopped connector; a running one is left alone.
-    pub async fn resume(&self, name: &str) -> Result<(), Refused> {
-        let mut registry = self.registry.lock().await;
-        let target = self.target(name)?;
-        if target == Target::Started {
-            return Ok(());
-        }
-        registry.store.set_target(name, Target::Started)?;
-        tracing::info!(connector = %name, "resumed through the API");
-        if target == Target::Stopped {
-            if let Some((config, _)) = self.halt(name).await {
-                self.launch(&config, Target::Started);
-            }
-            return Ok(());
-        }
-        self.set_running_target(name, Target::Started);
-        let failed = self
-            .status
-            .get(name)
-            .is_some_and(|s| s.state == State::Failed);
-        if !failed {
-            self.status.connector_state(name, State::Running);
-        }
-        Ok(())
-    }
-
-    /// Records a running connector's new target and tells its tasks.
-    fn set_running_target(&self, name: &str, target: Target) {
+            r.slots
+                .get(id as usize)
+                .cloned()
+                .ok_or_else(|| Refused::TaskNotFound(name.to_owned(), id))?
+        };
+        old.shutdown.cancel();
+        old.tracker.close();
+        self.finished(name, old.tracker.wait()).await;
+        tracing::info!(connector = %name, task = id, "restarting the task through the API");
         if let Some(running) = self.running.lock().expect("running lock").get_mut(name) {
-            running.target = target;
-            running.pause.send_replace(target == Target::Paused);
+            self.restart_slot(running, id);
         }
+        self.status.reporter(name, id).count(Counter::Restarts, 1);
+        Ok(())
     }
 
     /// Applies a new config: connectors that are new start, those whose settings changed
@@ -511,7 +531,8 @@ impl Worker {
             if reloaded.added.contains(&connector.name)
                 || reloaded.changed.contains(&connector.name)
             {
-                self.launch(connector, effective.target(&connector.name));
+                self.launch(connector, effective.target(&connector.name))
+                    .await;
             }
         }
         Ok(reloaded)

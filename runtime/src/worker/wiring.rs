@@ -1,10 +1,13 @@
-//! The wiring of a connector's task: its plugin, Kafka clients, dead-letter queue, transforms,
-//! grants and exactly-once table, built from a validated config and handed to a task that is
-//! tracked by the connector's `Running`.
+//! The wiring of a connector's tasks: how its work splits among them, and each task's plugin,
+//! Kafka clients, dead-letter queue, transforms, grants and exactly-once table, built from a
+//! validated config and handed to a task tracked by the connector's `Running`.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::{Running, Worker};
@@ -16,18 +19,135 @@ use crate::kafka::{
 use crate::task::{
     Chain, Destination, OffsetTable, SinkDelivery as Delivery, SinkTask, SourceTask, TaskContext,
 };
+use crate::wasm::CallError;
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
 
+/// One task of a running connector: the plugin config it opens with, and how to stop it alone
+/// (its token is a child of the connector's; it is tracked by its own tracker and the
+/// connector's).
+#[derive(Clone)]
+pub(super) struct Slot {
+    /// The JSON its plugin's `open` receives: the connector's `config`, or a source's share
+    /// of it from the plugin's `task-configs`.
+    pub plugin_config: String,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Slot {
+    fn new(plugin_config: String, connector: &CancellationToken) -> Self {
+        Slot {
+            plugin_config,
+            shutdown: connector.child_token(),
+            tracker: TaskTracker::new(),
+        }
+    }
+}
+
 impl Worker {
-    /// Builds task 0 of a validated connector, by its role, and spawns it under `running`.
-    pub(super) fn start_connector(
+    /// How a validated connector's work splits among its tasks: one plugin config per task. A
+    /// sink runs `tasks_max` tasks with the connector's `config` (Kafka divides the partitions
+    /// among their consumers); a source runs what its plugin's `task-configs` returns for
+    /// `tasks_max`. Loads (and so checks) every plugin the connector names, so a plugin that
+    /// does not load fails the connector here, before any task starts.
+    pub(super) async fn plan_tasks(
         &self,
         connector: &ConnectorConfig,
-        running: &Running,
-    ) -> Result<(), String> {
-        let destination = match connector.role().map_err(|e| e.to_string())? {
-            Role::Source(plugin) => return self.start_source(connector, plugin, running),
+    ) -> Result<Vec<String>, String> {
+        let plugin_config = serde_json::to_string(&connector.config)
+            .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
+        for transform in &connector.transforms {
+            self.engine
+                .load_transform(&transform.plugin)
+                .map_err(|e| e.to_string())?;
+        }
+        let plugin = match connector.role().map_err(|e| e.to_string())? {
+            Role::Source(plugin) => self.engine.load_source(plugin).map_err(|e| e.to_string())?,
+            Role::SinkPlugin(plugin) => {
+                self.engine.load_sink(plugin).map_err(|e| e.to_string())?;
+                return Ok(vec![plugin_config; connector.tasks_max as usize]);
+            }
+            Role::SinkToTopic(_) => return Ok(vec![plugin_config; connector.tasks_max as usize]),
+        };
+        let identity = TaskIdentity {
+            connector: Arc::from(connector.name.as_str()),
+            task: 0,
+        };
+        let configs = plugin
+            .task_configs(
+                self.engine.engine(),
+                identity,
+                &connector.limits,
+                &plugin_config,
+                connector.tasks_max,
+            )
+            .await
+            .map_err(|e| match e {
+                CallError::Plugin(e) => format!("the plugin's task-configs failed: {e}"),
+                e => format!("the plugin's task-configs: {e}"),
+            })?;
+        if configs.len() < connector.tasks_max as usize {
+            tracing::info!(
+                connector = %connector.name,
+                "the plugin split the work into {} task(s) of tasks_max {}",
+                configs.len(),
+                connector.tasks_max
+            );
+        }
+        Ok(configs)
+    }
+
+    /// Starts the planned tasks of `running`, one slot each. A task that cannot be built is
+    /// FAILED with the reason; the others start regardless.
+    pub(super) fn start_tasks(&self, running: &mut Running, plan: Vec<String>) {
+        for (id, plugin_config) in (0..).zip(plan) {
+            let slot = Slot::new(plugin_config, &running.shutdown);
+            if let Err(trace) = self.start_task(running, id, &slot) {
+                tracing::error!(connector = %running.config.name, task = id, "task failed to start: {trace}");
+                self.status.reporter(&running.config.name, id).failed(trace);
+            }
+            running.slots.push(slot);
+        }
+    }
+
+    /// Starts task `id` of `running` again in a new slot, once its current one has finished.
+    pub(super) fn restart_slot(&self, running: &mut Running, id: u32) {
+        let Some(old) = running.slots.get(id as usize) else {
+            return;
+        };
+        let slot = Slot::new(old.plugin_config.clone(), &running.shutdown);
+        if let Err(trace) = self.start_task(running, id, &slot) {
+            tracing::error!(connector = %running.config.name, task = id, "task failed to start: {trace}");
+            self.status.reporter(&running.config.name, id).failed(trace);
+        }
+        running.slots[id as usize] = slot;
+    }
+
+    /// Builds task `id` of `running`'s connector, by its role, and spawns it in `slot`.
+    fn start_task(&self, running: &Running, id: u32, slot: &Slot) -> Result<(), String> {
+        let connector = &running.config;
+        let context = self.task_context(connector, running, id, slot)?;
+        let span = context.identity.span();
+        let task = match connector.role().map_err(|e| e.to_string())? {
+            Role::Source(plugin) => self.source_task(connector, plugin, context)?.run().boxed(),
+            role => self.sink_task(connector, role, context)?.run().boxed(),
+        };
+        running
+            .tasks
+            .spawn(slot.tracker.track_future(task.instrument(span)));
+        Ok(())
+    }
+
+    fn sink_task(
+        &self,
+        connector: &ConnectorConfig,
+        role: Role<'_>,
+        context: TaskContext,
+    ) -> Result<SinkTask, String> {
+        let id = context.identity.task;
+        let destination = match role {
+            Role::Source(_) => unreachable!("a source is wired by source_task"),
             Role::SinkPlugin(plugin) => {
                 Destination::Plugin(self.engine.load_sink(plugin).map_err(|e| e.to_string())?)
             }
@@ -40,16 +160,16 @@ impl Worker {
             .exactly_once
             .as_ref()
             .map(|_| ResumeOffsets::default());
-        let context = self.task_context(connector, running)?;
         let consumer = sink_consumer(
             &self.config.kafka,
             connector,
+            id,
             resume.clone(),
-            self.status.reporter(&connector.name, 0),
+            self.status.reporter(&connector.name, id),
             context.access.clone(),
         )
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-        let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
+        let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, id)
             .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
         let chain = self.chain(connector, &context)?;
         let offsets = match (&connector.exactly_once, resume) {
@@ -61,8 +181,7 @@ impl Worker {
             }
             _ => None,
         };
-        let span = context.identity.span();
-        let task = SinkTask::new(
+        Ok(SinkTask::new(
             context,
             destination,
             consumer,
@@ -72,35 +191,30 @@ impl Worker {
                 chain,
                 exactly_once: offsets,
             },
-        );
-        running.tasks.spawn(task.run().instrument(span));
-        Ok(())
+        ))
     }
 
-    fn start_source(
+    fn source_task(
         &self,
         connector: &ConnectorConfig,
         plugin: &Path,
-        running: &Running,
-    ) -> Result<(), String> {
+        context: TaskContext,
+    ) -> Result<SourceTask, String> {
+        let id = context.identity.task;
         let plugin = self.engine.load_source(plugin).map_err(|e| e.to_string())?;
-        let context = self.task_context(connector, running)?;
-        let producer = source_producer(&self.config.kafka, connector, context.access.clone())
+        let producer = source_producer(&self.config.kafka, connector, id, context.access.clone())
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
-        let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, 0)
+        let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, id)
             .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
         let chain = self.chain(connector, &context)?;
-        let span = context.identity.span();
-        let task = SourceTask::new(
+        Ok(SourceTask::new(
             context,
             plugin,
             producer,
             self.config.kafka.clone(),
             chain,
             dead_letters,
-        );
-        running.tasks.spawn(task.run().instrument(span));
-        Ok(())
+        ))
     }
 
     /// The transforms of `connector`, loaded (compiled on first use).
@@ -120,7 +234,6 @@ impl Worker {
         )
     }
 
-    /// What task 0 of `connector` runs with: its identity, config and grants.
     /// The topics the runtime keeps its own records in, which no connector may write to: the
     /// offsets topic and every dead-letter topic of the file's connectors and of `connector`.
     fn runtime_topics(&self, connector: &ConnectorConfig) -> Arc<[String]> {
@@ -140,13 +253,14 @@ impl Worker {
         topics.into()
     }
 
+    /// What task `id` of `connector` runs with in `slot`: its identity, config and grants.
     fn task_context(
         &self,
         connector: &ConnectorConfig,
         running: &Running,
+        id: u32,
+        slot: &Slot,
     ) -> Result<TaskContext, String> {
-        let plugin_config = serde_json::to_string(&connector.config)
-            .map_err(|e| format!("config cannot be handed to the plugin as JSON: {e}"))?;
         let http = HttpGrants::new(
             &connector.name,
             &connector.grants.http,
@@ -157,10 +271,10 @@ impl Worker {
         Ok(TaskContext {
             identity: TaskIdentity {
                 connector: Arc::from(connector.name.as_str()),
-                task: 0,
+                task: id,
             },
             config: connector.clone(),
-            plugin_config,
+            plugin_config: slot.plugin_config.clone(),
             engine: self.engine.engine().clone(),
             grants: Grants {
                 sql: Arc::new(
@@ -171,8 +285,8 @@ impl Worker {
                 replay: None,
             },
             runtime_topics: self.runtime_topics(connector),
-            status: self.status.reporter(&connector.name, 0),
-            shutdown: running.shutdown.child_token(),
+            status: self.status.reporter(&connector.name, id),
+            shutdown: slot.shutdown.clone(),
             paused: running.pause.subscribe(),
             grace: self.grace(),
             access: AccessWatch::default(),

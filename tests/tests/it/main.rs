@@ -22,3 +22,4 @@ mod sink_topic;
 mod source_http;
 mod source_sql;
 mod sql_query;
+mod tasks;

@@ -1,13 +1,15 @@
 //! Rules serde cannot express. Pure: no file, network or environment access. `security`
-//! holds the rules of the security settings (protocols, mechanisms, TLS modes).
+//! holds the rules of the security settings (protocols, mechanisms, TLS modes), `errors`
+//! those of a connector's error policy.
 
+mod errors;
 mod security;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::grant::HttpGrant;
-use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role, Tolerance};
+use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role};
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,9 @@ const MANAGED_PRODUCER_PROPERTIES: &[&str] = &[
 const MAX_BATCH_RECORDS: usize = 100_000;
 const MAX_BATCH_BYTES: usize = 256 << 20;
 const MAX_MEMORY_MB: u64 = 4096;
+/// Each task holds its own Kafka clients and plugin instance (up to `limits.memory_mb`); a
+/// process runs at most this many per connector.
+pub const MAX_TASKS: u32 = 64;
 /// librdkafka's own queue holds at most 10 million messages and 2 GiB (the producer is sized
 /// to the bound); lower bounds keep memory predictable.
 const MAX_IN_FLIGHT_RECORDS: usize = 1_000_000;
@@ -262,71 +267,6 @@ impl Validator {
         }
     }
 
-    fn error_policy(&mut self, path: &str, c: &ConnectorConfig) {
-        let retry = &c.errors.retry;
-        self.range(
-            format!("{path}.errors.retry.initial_backoff_ms"),
-            retry.initial_backoff_ms,
-            1,
-            retry.max_backoff_ms.max(1),
-        );
-        self.range(
-            format!("{path}.errors.retry.max_backoff_ms"),
-            retry.max_backoff_ms,
-            1,
-            3_600_000,
-        );
-        if !(1.0..=100.0).contains(&retry.multiplier) {
-            self.problem(
-                format!("{path}.errors.retry.multiplier"),
-                format!("{} is out of range: must be 1.0 to 100.0", retry.multiplier),
-            );
-        }
-        self.range(
-            format!("{path}.errors.retry.timeout_ms"),
-            retry.timeout_ms,
-            0,
-            7 * 24 * 3_600_000,
-        );
-        match (&c.errors.dead_letter_topic, c.errors.tolerance) {
-            (None, Tolerance::All) => self.problem(
-                format!("{path}.errors.tolerance"),
-                "`all` needs errors.dead_letter_topic: a record that cannot be handled would \
-                 otherwise be dropped",
-            ),
-            (Some(dlq), _) => {
-                if !is_topic_name(&dlq.name) {
-                    self.problem(
-                        format!("{path}.errors.dead_letter_topic.name"),
-                        format!("{:?} is not a valid topic name", dlq.name),
-                    );
-                }
-                if c.kind == ConnectorKind::Sink && c.topics.contains(&dlq.name) {
-                    self.problem(
-                        format!("{path}.errors.dead_letter_topic.name"),
-                        format!("{:?} is also one of the topics the sink reads", dlq.name),
-                    );
-                }
-                self.range(
-                    format!("{path}.errors.dead_letter_topic.partitions"),
-                    dlq.partitions.max(0) as u64,
-                    1,
-                    1000,
-                );
-                if dlq.replication_factor == 0 || dlq.replication_factor < -1 {
-                    self.problem(
-                        format!("{path}.errors.dead_letter_topic.replication_factor"),
-                        format!(
-                            "{} is not a replication factor: use -1 (the broker's default) or 1 and up",
-                            dlq.replication_factor
-                        ),
-                    );
-                }
-            }
-            (None, Tolerance::None) => {}
-        }
-    }
-
     fn connector(&mut self, config: &Config, i: usize, c: &ConnectorConfig) {
         let path = format!("connectors[{i}]");
         let name_ok = !c.name.is_empty()
@@ -448,6 +388,12 @@ impl Validator {
                 );
             }
         }
+        self.range(
+            format!("{path}.tasks_max"),
+            u64::from(c.tasks_max),
+            1,
+            u64::from(MAX_TASKS),
+        );
         self.range(
             format!("{path}.batch.max_records"),
             c.batch.max_records as u64,
