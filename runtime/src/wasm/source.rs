@@ -194,3 +194,25 @@ fn from_wit_record(r: wit_source::SourceRecord) -> SourceRecord {
         headers: from_wit_headers(r.headers),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_task_configs;
+
+    #[test]
+    fn a_split_is_one_to_max_json_objects() {
+        let object = || r#"{"tables":["a"]}"#.to_owned();
+        assert_eq!(check_task_configs(&[object(), object()], 2), Ok(()));
+        let none = check_task_configs(&[], 2).unwrap_err();
+        assert!(none.contains("no task config"), "{none}");
+        let many = check_task_configs(&[object(), object(), object()], 2).unwrap_err();
+        assert!(many.contains("3 task configs for tasks_max 2"), "{many}");
+        let array = check_task_configs(&[object(), "[1]".to_owned()], 2).unwrap_err();
+        assert!(
+            array.contains("task config 1, which is not a JSON object"),
+            "{array}"
+        );
+        let text = check_task_configs(&["{".to_owned()], 2).unwrap_err();
+        assert!(text.contains("task config 0, which is not JSON"), "{text}");
+    }
+}

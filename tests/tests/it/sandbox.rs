@@ -244,6 +244,44 @@ async fn a_stack_overflow_in_poll_traps() -> anyhow::Result<()> {
     scene.bystander_moves().await
 }
 
+/// A source whose `task-configs` misbehaves, with `tasks_max: 2`: the connector is FAILED
+/// with `expected` in its trace and the connector beside it goes on.
+async fn a_bad_split(behaviour: &str, expected: &str) -> anyhow::Result<()> {
+    let misbehave = paths::plugin("source-misbehave")?;
+    let mut scene = Scene::start(behaviour, |name, topic| {
+        source(
+            name,
+            topic,
+            &misbehave,
+            "tasks_max: 2",
+            &format!("behaviour: {behaviour}"),
+        )
+    })
+    .await?;
+    let status = scene
+        .daemon
+        .wait_task_state(&scene.bad, "FAILED", LONG)
+        .await?;
+    let trace = status["connector"]["trace"].as_str().unwrap_or_default();
+    assert!(trace.contains(expected), "{status}");
+    assert_eq!(status["connector"]["state"], "FAILED", "{status}");
+    scene.bystander_moves().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_into_more_tasks_than_asked_fails_the_connector_alone() -> anyhow::Result<()> {
+    a_bad_split(
+        "split-too-many",
+        "task-configs returned 3 task configs for tasks_max 2",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_that_traps_fails_the_connector_alone() -> anyhow::Result<()> {
+    a_bad_split("split-panic", "the plugin's task-configs: plugin trapped").await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poll_returning_more_than_asked_is_refused_and_nothing_is_produced() -> anyhow::Result<()>
 {
