@@ -1,6 +1,6 @@
 //! A fault-injecting TCP proxy on loopback, to put an outage between the daemon and a service:
 //! it can cut every connection and refuse new ones, stall (hold every byte, connections open),
-//! or slow the traffic down to a byte rate.
+//! slow the traffic down to a byte rate, or delay it (a long link).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// What the proxy does to the bytes it forwards.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,6 +19,8 @@ struct Faults {
     stalled: bool,
     /// Forward at most this many bytes per second per direction and connection.
     bytes_per_second: Option<u64>,
+    /// Forward every byte this long after it arrived (a long link: throughput stays).
+    latency: Option<Duration>,
 }
 
 /// Forwards `address` to a target until dropped.
@@ -116,6 +119,13 @@ impl Proxy {
             .send_modify(|f| f.bytes_per_second = Some(bytes_per_second.max(1)));
     }
 
+    /// Delivers every byte `latency` after it arrived, in both directions, until
+    /// [`Proxy::restore`]: a long link, whose round trips are slow while its throughput is
+    /// not (bytes keep being read while earlier ones wait).
+    pub fn delay(&self, latency: Duration) {
+        self.faults.send_modify(|f| f.latency = Some(latency));
+    }
+
     /// Connections refused while cut: proof that a client kept trying.
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)
@@ -127,39 +137,61 @@ impl Proxy {
     }
 }
 
-/// Copies `from` to `to` until either closes, holding bytes while stalled and pacing them
-/// when slowed down.
+/// Copies `from` to `to` until either closes, holding bytes while stalled, delaying them
+/// by the latency and pacing them when slowed down. Reading runs ahead of writing by at most
+/// [`AHEAD`] chunks, so a held peer still sees its writes back up.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     mut faults: watch::Receiver<Faults>,
     forwarded: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return to.shutdown().await;
-        }
-        let now = match faults.wait_for(|f| !f.stalled).await {
-            Ok(faults) => *faults,
-            Err(_) => return Ok(()),
-        };
-        match now.bytes_per_second {
-            // Small chunks at the rate, so a slow link delivers bytes steadily.
-            Some(rate) => {
-                let chunk = (rate as usize / 10).clamp(1, buf.len());
-                for piece in buf[..n].chunks(chunk) {
-                    tokio::time::sleep(Duration::from_secs_f64(piece.len() as f64 / rate as f64))
-                        .await;
-                    to.write_all(piece).await?;
-                }
+    let (chunks, mut arrived) = mpsc::channel::<(Instant, Vec<u8>)>(AHEAD);
+    let read = async move {
+        loop {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
             }
-            None => to.write_all(&buf[..n]).await?,
+            buf.truncate(n);
+            if chunks.send((Instant::now(), buf)).await.is_err() {
+                return Ok(());
+            }
         }
-        forwarded.fetch_add(n, Ordering::SeqCst);
-    }
+    };
+    let write = async move {
+        while let Some((at, chunk)) = arrived.recv().await {
+            let now = match faults.wait_for(|f| !f.stalled).await {
+                Ok(faults) => *faults,
+                Err(_) => return Ok(()),
+            };
+            if let Some(latency) = now.latency {
+                tokio::time::sleep_until(at + latency).await;
+            }
+            match now.bytes_per_second {
+                // Small chunks at the rate, so a slow link delivers bytes steadily.
+                Some(rate) => {
+                    let piece_len = (rate as usize / 10).clamp(1, chunk.len());
+                    for piece in chunk.chunks(piece_len) {
+                        tokio::time::sleep(Duration::from_secs_f64(
+                            piece.len() as f64 / rate as f64,
+                        ))
+                        .await;
+                        to.write_all(piece).await?;
+                    }
+                }
+                None => to.write_all(&chunk).await?,
+            }
+            forwarded.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+        to.shutdown().await
+    };
+    tokio::try_join!(read, write).map(|_| ())
 }
+
+/// Chunks (of up to 16 KiB) a direction reads ahead of what it has written.
+const AHEAD: usize = 1024;
 
 impl Drop for Proxy {
     fn drop(&mut self) {

@@ -1,7 +1,6 @@
 //! The consumer a sink task reads with.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::AccessWatch;
 use crate::config::{ConnectorConfig, KafkaConfig};
@@ -41,36 +40,85 @@ pub struct SinkContext {
     resume: Option<ResumeOffsets>,
     /// Where commit outcomes are counted.
     status: TaskReporter,
-    /// Whether a commit the task asked for is on its way.
-    committing: AtomicBool,
+    /// The commits the task asks for (see [`SinkContext::commit_soon`]).
+    commits: Mutex<Commits>,
+    /// Told whenever a commit the task asked for came back.
+    committed: Notify,
     /// Where TLS and login refusals go, for the task to fail with.
     access: AccessWatch,
 }
 
+/// Settled batches a task may store while a commit is on its way before it waits for that
+/// commit (see [`SinkContext::commit_room`]).
+pub const MAX_BATCHES_AWAITING_COMMIT: usize = 4;
+
+/// The task's commits: whether one is on its way, and how many batches were stored since
+/// it left (they go with the next one).
+#[derive(Default)]
+struct Commits {
+    in_flight: bool,
+    stored_since: usize,
+}
+
 impl SinkContext {
     /// Commits what `consumer` has stored, on a blocking thread (a commit waits for the
-    /// broker's answer), unless a commit asked for here is still on its way: then what is
-    /// stored now goes with the next one (the task's next settled batch, or the periodic
-    /// commit). So what a kill makes the sink write again is the batch in hand plus what was
-    /// settled during one commit's round trip, not `auto.commit.interval.ms` worth of records.
-    /// (An asynchronous commit would not do: librdkafka reports its outcome on a queue this
-    /// consumer does not serve, so nothing would say when it is no longer on its way.)
+    /// broker's answer). While a commit is on its way, what is stored meanwhile goes with
+    /// the next one, sent as soon as it comes back. With [`SinkContext::commit_room`] before
+    /// each write, what a kill makes the sink write again is bounded by batches, not by
+    /// `auto.commit.interval.ms` or the broker's speed: the batches the commit on its way
+    /// covers and those stored since (each at most [`MAX_BATCHES_AWAITING_COMMIT`]), plus
+    /// the batch in hand. (An asynchronous commit would not do: librdkafka reports its
+    /// outcome on a queue this consumer does not serve, so nothing would say when it is no
+    /// longer on its way.)
     pub fn commit_soon(consumer: &Arc<SinkConsumer>) {
-        if consumer.context().committing.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut commits = consumer.context().commits();
+            if commits.in_flight {
+                commits.stored_since += 1;
+                return;
+            }
+            commits.in_flight = true;
         }
         let consumer = consumer.clone();
         tokio::task::spawn_blocking(move || {
-            let result = consumer.commit_consumer_state(CommitMode::Sync);
             let context = consumer.context();
-            context.committing.store(false, Ordering::Release);
-            match result {
-                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                Err(e) => {
-                    tracing::debug!(connector = %context.connector, "committing settled offsets: {e}")
+            loop {
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                    Err(e) => {
+                        tracing::debug!(connector = %context.connector, "committing settled offsets: {e}")
+                    }
+                }
+                let mut commits = context.commits();
+                let again = commits.stored_since > 0;
+                commits.stored_since = 0;
+                commits.in_flight = again;
+                drop(commits);
+                context.committed.notify_waiters();
+                if !again {
+                    break;
                 }
             }
         });
+    }
+
+    /// Returns once fewer than [`MAX_BATCHES_AWAITING_COMMIT`] settled batches wait behind
+    /// the commit on its way: at once, unless the broker answers commits slower than the
+    /// task writes. A failed commit counts as come back (the next one covers its offsets).
+    pub async fn commit_room(&self) {
+        loop {
+            let committed = self.committed.notified();
+            let mut committed = std::pin::pin!(committed);
+            committed.as_mut().enable();
+            if self.commits().stored_since < MAX_BATCHES_AWAITING_COMMIT {
+                return;
+            }
+            committed.await;
+        }
+    }
+
+    fn commits(&self) -> std::sync::MutexGuard<'_, Commits> {
+        self.commits.lock().expect("commits lock")
     }
 }
 
@@ -267,7 +315,8 @@ pub fn sink_consumer(
         revoked: tx,
         resume,
         status,
-        committing: AtomicBool::new(false),
+        commits: Mutex::default(),
+        committed: Notify::new(),
         access,
     };
     let consumer: SinkConsumer = config.create_with_context(context)?;

@@ -15,7 +15,8 @@ mod topic_writer;
 pub use access::{AccessWatch, Refusal};
 pub use admin::TopicError;
 pub use consumer::{
-    LAG_INTERVAL, ResumeOffsets, Revoked, SinkConsumer, SinkContext, lags, sink_consumer,
+    LAG_INTERVAL, MAX_BATCHES_AWAITING_COMMIT, ResumeOffsets, Revoked, SinkConsumer, SinkContext,
+    lags, sink_consumer,
 };
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};

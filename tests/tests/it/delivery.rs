@@ -622,19 +622,37 @@ async fn api_call(
 }
 
 /// Hole m: what a kill makes a sink write again is bounded by its batches, not by
-/// `auto.commit.interval.ms`: every settled batch asks for a commit at once. Run with
-/// librdkafka's default interval (5 s), the records written but not committed at the kill
-/// must stay under ten batches (`batch.max_records` 500); before, they were seconds' worth.
+/// `auto.commit.interval.ms` nor by how fast the broker answers commits: every settled batch
+/// asks for a commit at once, and the task writes no further while a few settled batches
+/// wait behind the commit on its way. Run with librdkafka's default interval (5 s) and a
+/// 300 ms round trip to the broker, the records written but not committed at the kill stay under
+/// ten batches (`batch.max_records` 500). Before the interval fix they were seconds' worth;
+/// before the wait, every batch written during a commit's round trip (on a loaded CI
+/// machine, more than ten; here, with the distance, dozens).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_interval()
 -> anyhow::Result<()> {
-    let p = Pipeline::new("killed", 1, "seq bigint NOT NULL, payload text").await?;
-    let n: i64 = 100_000;
+    let (topic, table) = (unique("killed"), unique("killed"));
+    let p = Pipeline {
+        broker: Broker::start_behind_proxy().await?,
+        pg: Postgres::connect().await?,
+        topic,
+        table,
+    };
+    p.broker.create_topic(&p.topic, 1).await?;
+    p.pg.execute(&format!(
+        "CREATE TABLE {} (seq bigint NOT NULL, payload text)",
+        p.table
+    ))
+    .await?;
+    let n: i64 = 40_000;
     let payload = "x".repeat(60);
     let records: Vec<_> = (0..n)
         .map(|seq| (None, json(json!({"seq": seq, "payload": payload}))))
         .collect();
     p.broker.produce(&p.topic, &records).await?;
+    let proxy = p.broker.proxy.as_ref().expect("behind a proxy");
+    proxy.delay(Duration::from_millis(150));
     let name = unique("sink");
     let config = config(&p.broker, &p.pg, &p.sink_sql(&name, "")?).replace(
         "auto.commit.interval.ms: 200",
@@ -649,6 +667,7 @@ async fn a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_int
     )
     .await?;
     daemon.kill()?;
+    proxy.restore();
     let written =
         p.pg.count(&format!("SELECT count(*) FROM {}", p.table))
             .await?;

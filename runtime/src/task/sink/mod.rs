@@ -61,8 +61,12 @@ pub struct SinkDelivery {
 ///
 /// Guarantee (at-least-once): a record's offset is stored for commit only after the plugin's
 /// `write` returned `ok` for it (or, writing to a topic, Kafka acknowledged it) and for every
-/// record read before it in its partition. Stored offsets are committed periodically,
-/// synchronously when partitions are revoked, and synchronously when the task stops. With
+/// record read before it in its partition. Stored offsets are committed as soon as the batch
+/// settles (one commit on its way at a time; the task writes no further while
+/// [`crate::kafka::MAX_BATCHES_AWAITING_COMMIT`] settled batches wait behind it, so a kill
+/// makes it write again at most that many batches twice over plus the one in hand),
+/// periodically, synchronously when partitions are revoked, and synchronously when the task
+/// stops. With
 /// `errors.tolerance: all`, a record the plugin rejects (or a batch whose retries ran out)
 /// counts as handled once the dead-letter topic acknowledged it, never before.
 pub struct SinkTask {
@@ -226,6 +230,10 @@ impl SinkTask {
                 }
             }
             if let Some(batch) = intake.next_batch() {
+                // Shutdown while waiting: the batch in hand is read again after a restart.
+                if self.commit_room(&mut intake).await.is_err() {
+                    return Ok(());
+                }
                 match self.deliver(instance, &mut intake, &batch).await {
                     Ok(()) => continue,
                     Err(Stop::Cancelled) => return Ok(()),
@@ -322,6 +330,17 @@ impl SinkTask {
                 &self.plugin_config,
             )
             .await
+    }
+
+    /// Waits, reading on, until the commit on its way leaves room for another batch (see
+    /// [`crate::kafka::SinkContext::commit_room`]), or until shutdown.
+    async fn commit_room(&mut self, intake: &mut Intake) -> Result<(), Stop> {
+        let (reader, room) = (self.reader(), self.consumer.context().commit_room());
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => Err(Stop::Cancelled),
+            () = reader.reading_while(intake, room) => Ok(()),
+        }
     }
 
     /// Waits `delay` (or until shutdown) with the assigned partitions paused, still polling
