@@ -59,6 +59,11 @@ impl Daemon {
         Self::spawn(path, admin, options, env, dir)
     }
 
+    /// The directory of the daemon's config file (a temporary one, removed with the daemon).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Starts the daemon again on the same config file (after a kill, say).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill();

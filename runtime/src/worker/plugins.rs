@@ -10,6 +10,16 @@ use crate::connector::spec;
 use crate::redact;
 use crate::wasm::{Description, LoadError};
 
+/// Where plugins are installed by default, relative to the config file: `plugins/` (where an
+/// operator puts them), and where a cargo build of plugins in that directory puts them (the
+/// `plugin` profile this repository builds with, and `--release`, which `plugin new`'s
+/// crates build with).
+pub const DEFAULT_PLUGIN_DIRS: [&str; 3] = [
+    "plugins",
+    "target/wasm32-wasip2/plugin",
+    "target/wasm32-wasip2/release",
+];
+
 /// A connector of the file whose plugin does not load, or whose `config` breaks the plugin's
 /// config spec.
 #[derive(Debug)]
@@ -124,11 +134,17 @@ impl Worker {
         self.engine.config_spec(path)
     }
 
-    /// The plugins the worker can find: every `.wasm` in `worker.plugin_path` and in the
-    /// directories of the configured plugins, with what each is. Files that are not
-    /// wasmconnect plugins are left out.
+    /// The plugins the worker can find: every `.wasm` in the [`DEFAULT_PLUGIN_DIRS`] next to
+    /// the config file, in `worker.plugin_path` and in the directories of the configured
+    /// plugins, with what each is; a directory that does not exist is skipped. Files that
+    /// are not wasmconnect plugins are left out. Read at each call: a plugin copied in is
+    /// listed at once.
     pub fn plugins(&self) -> Vec<(PathBuf, Description)> {
-        let mut dirs: BTreeSet<PathBuf> = self.config.worker.plugin_path.iter().cloned().collect();
+        let mut dirs: BTreeSet<PathBuf> = DEFAULT_PLUGIN_DIRS
+            .iter()
+            .map(|dir| self.config.dir.join(dir))
+            .chain(self.config.worker.plugin_path.iter().cloned())
+            .collect();
         for connector in self.running.lock().expect("running lock").values() {
             let c = &connector.config;
             for plugin in c

@@ -326,7 +326,7 @@ async fn plugins_are_listed_and_validated_and_log_levels_change_at_runtime() -> 
 
     let (code, plugins) = api.get("/connector-plugins").await?;
     assert_eq!(code, StatusCode::OK);
-    let listed = |class: &str| {
+    let listed = |plugins: &serde_json::Value, class: &str| {
         plugins
             .as_array()
             .into_iter()
@@ -334,11 +334,30 @@ async fn plugins_are_listed_and_validated_and_log_levels_change_at_runtime() -> 
             .find(|p| p["class"] == class)
             .cloned()
     };
-    let sink_sql = listed("sink_sql").ok_or_else(|| anyhow::anyhow!("{plugins}"))?;
+    let sink_sql = listed(&plugins, "sink_sql").ok_or_else(|| anyhow::anyhow!("{plugins}"))?;
     assert_eq!(sink_sql["type"], "sink");
     assert!(
-        listed("transform_filter").is_none(),
+        listed(&plugins, "transform_filter").is_none(),
         "transforms only on request"
+    );
+    // A plugin installed in `plugins/` next to the config is listed though no connector uses
+    // it, from the next call on.
+    let installed = daemon.dir().join("plugins");
+    std::fs::create_dir(&installed)?;
+    std::fs::copy(
+        paths::plugin("source-datagen")?,
+        installed.join("installed_source.wasm"),
+    )?;
+    let (_, plugins) = api.get("/connector-plugins").await?;
+    let source =
+        listed(&plugins, "installed_source").ok_or_else(|| anyhow::anyhow!("{plugins}"))?;
+    assert_eq!(source["type"], "source", "{source}");
+    assert_eq!(
+        source["path"],
+        installed
+            .join("installed_source.wasm")
+            .display()
+            .to_string()
     );
     let (_, all) = api.get("/connector-plugins?connectorsOnly=false").await?;
     assert!(
