@@ -156,12 +156,22 @@ ensure_database_tls() {
     GRANT ALL ON wasmconnect.* TO 'wasmconnect_tls'@'127.0.0.1';"
 }
 
-# promtool (Debian's prometheus package): the metrics test lints /metrics with it.
+# promtool and prometheus (Debian's package): the metrics test lints /metrics with promtool;
+# the operator kit test runs the alert rules' unit tests and a Prometheus server scraping a run.
 ensure_promtool() {
   if ! command -v promtool >/dev/null 2>&1; then
     say "installing promtool (prometheus)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+  fi
+}
+
+# systemd-analyze checks the shipped unit (runtime/ops/wasmconnect.service) offline.
+ensure_systemd_analyze() {
+  if ! command -v systemd-analyze >/dev/null 2>&1; then
+    say "installing systemd-analyze (systemd)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
   fi
 }
 

@@ -11,6 +11,7 @@ ensure_postgres
 ensure_mariadb
 ensure_database_tls
 ensure_promtool
+ensure_systemd_analyze
 ensure_cargo_fuzz
 build_plugins
 build_python_plugin

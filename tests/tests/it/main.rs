@@ -12,6 +12,7 @@ mod http;
 mod kafka_security;
 mod kit;
 mod operations;
+mod operator_kit;
 mod outages;
 mod quickstart;
 mod retry;
