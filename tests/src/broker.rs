@@ -1,7 +1,7 @@
 //! A tansu broker (Kafka protocol, SQLite storage) of the test's own, on a free loopback port.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::tls::{Issued, TlsTerminator};
-use crate::{Proxy, wait_until};
+use crate::{Proxy, paths, wait_until};
 
 /// A record to produce: key and value (a `None` value is a tombstone).
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
@@ -78,22 +78,6 @@ impl Consumed {
     }
 }
 
-/// The tansu binary the test command installed (`WASMCONNECT_TANSU` overrides).
-fn tansu_bin() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var("WASMCONNECT_TANSU") {
-        Ok(path) => PathBuf::from(path),
-        Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/wasmconnect/tansu-0.6.0/bin/tansu"),
-    };
-    if !path.exists() {
-        bail!(
-            "test broker {} is missing: the README test command installs it",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -111,7 +95,7 @@ fn spawn_tansu(
         .create(true)
         .append(true)
         .open(dir.join("tansu.log"))?;
-    let mut command = Command::new(tansu_bin()?);
+    let mut command = Command::new(paths::tansu()?);
     command
         .current_dir(dir)
         .args(["broker", "--storage-engine", storage])
@@ -170,7 +154,7 @@ impl Broker {
             };
             open.wait_ready().await?;
             for (name, password, mechanism) in &secured.users {
-                let created = Command::new(tansu_bin()?)
+                let created = Command::new(paths::tansu()?)
                     .args(["user", "create", name, password, "--mechanism", mechanism])
                     .args(["--broker", &format!("tcp://{direct}")])
                     .output()

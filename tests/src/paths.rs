@@ -62,6 +62,22 @@ pub fn plugin(crate_name: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The tansu binary the test command installed (`WASMCONNECT_TANSU` overrides).
+pub fn tansu() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var("WASMCONNECT_TANSU") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/wasmconnect/tansu-0.6.0/bin/tansu"),
+    };
+    if !path.exists() {
+        bail!(
+            "test broker {} is missing: the README test command installs it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -1,9 +1,15 @@
 //! The shipped `connectors.yaml`, as the README's first command runs it: datagen orders ->
 //! topic `orders` -> a filter -> upserts into SQLite, pointed at the test broker only through
-//! `KAFKA_BOOTSTRAP_SERVERS` and bounded with `DATAGEN_COUNT`.
+//! `KAFKA_BOOTSTRAP_SERVERS` and bounded with `DATAGEN_COUNT`; and the quickstart script
+//! itself, stopped with Ctrl-C as a newcomer stops it.
 
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use wasmconnect_tests::sql::{Kind, TestDb};
 use wasmconnect_tests::{Broker, Daemon, paths, wait_until};
 
@@ -95,4 +101,117 @@ async fn the_shipped_pipeline_fills_sqlite_with_the_orders_that_are_not_cancelle
         "no terminal control codes in a plain log: {log}"
     );
     Ok(())
+}
+
+/// Ctrl-C on a terminal signals the whole foreground process group: the quickstart script,
+/// the daemon, and (before the fix) the broker the script started, which then stopped under
+/// the daemon's drain, so the daemon logged broker errors, waited out its grace period and
+/// warned that not every task finished. The broker now runs in its own session and is
+/// stopped by the script after the daemon exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_on_the_quickstart_drains_the_daemon_before_its_broker_stops() -> anyhow::Result<()>
+{
+    let root = paths::repo_root();
+    let plugins = paths::plugin("sink-sql")?;
+    anyhow::ensure!(
+        plugins
+            .canonicalize()?
+            .starts_with(root.join("target").canonicalize()?),
+        "the quickstart runs the shipped connectors.yaml, whose plugins are under target/ of \
+         the repository; these were built into {}",
+        plugins.display()
+    );
+    let db = TestDb::connect(Kind::Sqlite).await?;
+    let cache = tempfile::tempdir()?;
+    let free =
+        || -> anyhow::Result<u16> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let broker_port = free()?;
+    let log_path = cache.path().join("quickstart.log");
+    let log = std::fs::File::create(&log_path)?;
+    let script = Command::new("bash")
+        .arg(root.join("tests/scripts/quickstart.sh"))
+        .env("WASMCONNECT_BIN", paths::wasmconnect_bin()?)
+        .env("WASMCONNECT_TANSU", paths::tansu()?)
+        .env("WASMCONNECT_CACHE", cache.path())
+        .env("QUICKSTART_BROKER_PORT", broker_port.to_string())
+        .env("WASMCONNECT_ADMIN", format!("127.0.0.1:{}", free()?))
+        .env("DATABASE_URL", &db.url)
+        .env("DATAGEN_RATE", "200")
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // A process group of its own, as a terminal's foreground job has.
+        .process_group(0)
+        .spawn()?;
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    wait_until("orders in SQLite", Duration::from_secs(90), || async {
+        Ok(match db.count("SELECT count(*) FROM orders").await {
+            Ok(rows) if rows >= 100 => Ok(()),
+            Ok(rows) => Err(format!("{rows} rows")),
+            Err(e) => Err(format!("{e:#}")),
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", read_log()))?;
+
+    // Ctrl-C: SIGINT to the foreground process group.
+    let script = Job(std::sync::Mutex::new(script));
+    script.signal(Signal::SIGINT)?;
+    let status = wait_until(
+        "the quickstart to exit",
+        Duration::from_secs(60),
+        || async {
+            let exited = script.0.lock().expect("not poisoned").try_wait()?;
+            Ok(match exited {
+                Some(status) => Ok(status),
+                None => Err("still running".to_string()),
+            })
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", read_log()))?;
+    let log = read_log();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(
+        log.contains("summary: orders-to-sql:"),
+        "no summary of the drained sink:\n{log}"
+    );
+    assert!(
+        !log.contains("not every task finished") && !log.contains("abandoned"),
+        "the drain did not finish:\n{log}"
+    );
+    assert!(
+        !log.contains("BrokerTransportFailure") && !log.contains("AllBrokersDown"),
+        "the broker went away under the drain:\n{log}"
+    );
+    // The script waited for its broker to stop.
+    assert!(
+        TcpStream::connect(("127.0.0.1", broker_port)).is_err(),
+        "the broker outlived the quickstart:\n{log}"
+    );
+    Ok(())
+}
+
+/// A script run as a terminal's foreground job; on drop (a failed test) it gets SIGTERM, as
+/// a closed terminal would send, so it stops the broker it started.
+struct Job(std::sync::Mutex<std::process::Child>);
+
+impl Job {
+    /// Signals the whole process group, as the terminal does.
+    fn signal(&self, signal: Signal) -> nix::Result<()> {
+        let id = self.0.lock().expect("not poisoned").id();
+        kill(Pid::from_raw(-(id as i32)), signal)
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let mut child = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(None) = child.try_wait() {
+            let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
 }
