@@ -29,14 +29,15 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}", render(path, diagnostics))]
+    #[error("{}", render_diagnostics(path, diagnostics))]
     Invalid {
         path: PathBuf,
         diagnostics: Vec<Diagnostic>,
     },
 }
 
-fn render(path: &std::path::Path, diagnostics: &[Diagnostic]) -> String {
+/// One line per diagnostic: `FILE:LINE:COLUMN: message`, as compilers say it.
+pub fn render_diagnostics(path: &std::path::Path, diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
     for (i, d) in diagnostics.iter().enumerate() {
         if i > 0 {

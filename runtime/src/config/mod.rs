@@ -18,7 +18,7 @@ mod validate;
 use std::path::Path;
 
 pub use admin::{AdminConfig, AdminTls};
-pub use error::{ConfigError, Diagnostic};
+pub use error::{ConfigError, Diagnostic, render_diagnostics};
 pub use grant::HttpGrant;
 pub use model::{
     BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
@@ -48,14 +48,8 @@ pub fn parse(path: &Path, text: &str, sources: &dyn Sources) -> Result<Config, C
         diagnostics,
     };
     let Expanded { text, from_files } = expand(text, sources).map_err(invalid)?;
-    let mut config: Config = serde_yaml::from_str(&text).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        invalid(vec![Diagnostic::new(
-            line,
-            column,
-            in_words(&strip_location(&e.to_string())),
-        )])
-    })?;
+    let mut config: Config =
+        serde_yaml::from_str(&text).map_err(|e| invalid(vec![yaml_diagnostic(&e)]))?;
     let problems = validate::validate(&config);
     if !problems.is_empty() {
         let positions = locate::Positions::of(&text);
@@ -181,19 +175,33 @@ pub fn connector_from_json(
 /// the file at `path` (line 0 when the file cannot be read again).
 pub fn locate(path: &Path, problems: Vec<(String, String)>) -> ConfigError {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let positions = locate::Positions::of(&text);
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        diagnostics: located(&text, problems),
+    }
+}
+
+/// Problems found after parsing YAML `text`, each `(path, message)` with `path` as
+/// validation names it (`steps[0].calls[1].reply`), as diagnostics at the line and column of
+/// that path (or its closest ancestor), in file order.
+pub fn located(text: &str, problems: Vec<(String, String)>) -> Vec<Diagnostic> {
+    let positions = locate::Positions::of(text);
     let mut located: Vec<((usize, usize), String)> = problems
         .into_iter()
         .map(|(key, message)| (positions.find(&key), format!("{key}: {message}")))
         .collect();
     located.sort_by_key(|(position, _)| *position);
-    ConfigError::Invalid {
-        path: path.to_owned(),
-        diagnostics: located
-            .into_iter()
-            .map(|((line, column), message)| Diagnostic::new(line, column, message))
-            .collect(),
-    }
+    located
+        .into_iter()
+        .map(|((line, column), message)| Diagnostic::new(line, column, message))
+        .collect()
+}
+
+/// A YAML parse or shape error as a diagnostic: its line and column apart, its message in
+/// words. Every YAML file wasmconnect reads (configs, `wasmconnect test` cases) says it so.
+pub fn yaml_diagnostic(error: &serde_yaml::Error) -> Diagnostic {
+    let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
+    Diagnostic::new(line, column, in_words(&strip_location(&error.to_string())))
 }
 
 /// serde names the Rust type it wanted (`expected u64`); an operator reads words.

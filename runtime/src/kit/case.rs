@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::{Diagnostic, located, render_diagnostics, yaml_diagnostic};
 use crate::connector::{Header, Record};
 use crate::wasm::capability::replay::ScriptedCall;
 
@@ -30,6 +31,12 @@ pub struct Case {
     #[serde(default)]
     pub open: Vec<CallSpec>,
     pub steps: Vec<Step>,
+    /// The file and its text, to place problems found after loading (the config against
+    /// the plugin's spec) at their line and column.
+    #[serde(skip)]
+    file: PathBuf,
+    #[serde(skip)]
+    text: String,
 }
 
 fn empty_object() -> Value {
@@ -62,8 +69,85 @@ pub struct CallSpec {
     pub sql_execute: Option<Value>,
     pub sql_query: Option<Value>,
     pub http: Option<Value>,
-    #[serde(default)]
-    pub reply: Value,
+    /// Absent: the default answer (one row per statement, no rows, an empty 200).
+    pub reply: Option<Reply>,
+}
+
+/// What a scripted call answers. Which keys apply depends on the call (see [`CallKind`]);
+/// a key of none of them is refused where it is written.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reply {
+    /// `{KIND: message}`: the call fails with that error of its capability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<BTreeMap<String, Value>>,
+    /// sql_execute: rows affected per statement; sql_query: the rows, each a list of cells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<Value>,
+    /// sql_query: the column names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// http: the status (200 when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// http: the response headers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, Value>>,
+    /// http: the body, a string as its text, anything else as its JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+/// The three calls a case can script, and what each call and its reply may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    SqlExecute,
+    SqlQuery,
+    Http,
+}
+
+impl CallKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallKind::SqlExecute => "sql_execute",
+            CallKind::SqlQuery => "sql_query",
+            CallKind::Http => "http",
+        }
+    }
+
+    /// The fields of the call a plugin makes, as the case writes them.
+    fn call_keys(self) -> &'static [&'static str] {
+        match self {
+            CallKind::SqlExecute => &["database", "statements"],
+            CallKind::SqlQuery => &["database", "sql", "params"],
+            CallKind::Http => &["method", "url", "headers", "body"],
+        }
+    }
+
+    fn reply_keys(self) -> &'static [&'static str] {
+        match self {
+            CallKind::SqlExecute => &["rows", "error"],
+            CallKind::SqlQuery => &["columns", "rows", "error"],
+            CallKind::Http => &["status", "headers", "body", "error"],
+        }
+    }
+
+    /// The error kinds of the call's capability (the WIT contract's `sql-error` and
+    /// `http-error`).
+    pub fn error_kinds(self) -> &'static [&'static str] {
+        match self {
+            CallKind::SqlExecute | CallKind::SqlQuery => {
+                &["access_denied", "timeout", "rejected", "unavailable"]
+            }
+            CallKind::Http => &[
+                "access_denied",
+                "invalid_request",
+                "timeout",
+                "too_large",
+                "unavailable",
+            ],
+        }
+    }
 }
 
 /// A record given to the plugin. `key` and `value`: a string is taken as its text, anything
@@ -98,51 +182,82 @@ pub enum CaseError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    /// Each problem at its `FILE:LINE:COLUMN`.
+    #[error("{}", render_diagnostics(path, diagnostics))]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 impl Case {
-    /// Reads and checks the case at `path`; the plugin path comes back resolved against the
-    /// case's directory.
+    /// Reads and checks the case at `path`: unknown keys, error kinds and `expect` shapes
+    /// are refused at their line and column, as is a reply key the call cannot have. The
+    /// plugin path comes back resolved against the case's directory.
     pub fn load(path: &Path) -> Result<Case, CaseError> {
         let text = std::fs::read_to_string(path).map_err(|source| CaseError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let invalid = |message: String| CaseError::Invalid {
+        let mut case: Case = serde_yaml::from_str(&text).map_err(|e| CaseError::Invalid {
             path: path.to_owned(),
-            message,
-        };
-        let mut case: Case = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+            diagnostics: vec![yaml_diagnostic(&e)],
+        })?;
+        case.file = path.to_owned();
+        case.text = text;
+        let problems = case.problems();
+        if !problems.is_empty() {
+            return Err(case.invalid(problems));
+        }
         if let Some(dir) = path.parent() {
             case.plugin = dir.join(&case.plugin);
         }
-        for (i, step) in case.steps.iter().enumerate() {
-            let given = [
-                step.write.is_some(),
-                step.poll.is_some(),
-                step.apply.is_some(),
-            ];
-            if given.iter().filter(|g| **g).count() != 1 {
-                return Err(invalid(format!(
-                    "steps[{i}]: give exactly one of write (a sink), poll (a source), apply (a \
-                     transform)"
-                )));
+        Ok(case)
+    }
+
+    /// `problems`, each `(path in the case, message)`, as an error placing each at its line
+    /// and column in the case file.
+    pub fn invalid(&self, problems: Vec<(String, String)>) -> CaseError {
+        CaseError::Invalid {
+            path: self.file.clone(),
+            diagnostics: located(&self.text, problems),
+        }
+    }
+
+    /// What the file's shape allows but a case cannot mean.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = format!("steps[{i}]");
+            match step.kind() {
+                Some(kind) => problems.extend(
+                    expect_problems(&step.expect, kind)
+                        .into_iter()
+                        .map(|(key, message)| (format!("{at}.expect{key}"), message)),
+                ),
+                None => problems.push((
+                    at,
+                    "give exactly one of write (a sink), poll (a source), apply (a transform)"
+                        .to_owned(),
+                )),
             }
         }
-        for (at, calls) in std::iter::once(("open".to_owned(), &case.open)).chain(
-            case.steps
+        let calls = std::iter::once(("open".to_owned(), &self.open)).chain(
+            self.steps
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (format!("steps[{i}].calls"), &s.calls)),
-        ) {
+        );
+        for (at, calls) in calls {
             for (j, call) in calls.iter().enumerate() {
-                call.scripted()
-                    .map_err(|m| invalid(format!("{at}[{j}]: {m}")))?;
+                problems.extend(
+                    call.problems()
+                        .into_iter()
+                        .map(|(key, message)| (format!("{at}[{j}]{key}"), message)),
+                );
             }
         }
-        Ok(case)
+        problems
     }
 
     /// The calls of `open`, scripted.
@@ -155,27 +270,175 @@ impl Step {
     pub fn scripted_calls(&self) -> Vec<ScriptedCall> {
         scripted(&self.calls)
     }
+
+    /// The plugin kind the step calls: `sink`, `source` or `transform`; `None` unless
+    /// exactly one of write, poll, apply is given.
+    pub fn kind(&self) -> Option<&'static str> {
+        let given = [
+            (self.write.is_some(), "sink"),
+            (self.poll.is_some(), "source"),
+            (self.apply.is_some(), "transform"),
+        ];
+        let mut kinds = given.iter().filter(|(g, _)| *g).map(|(_, k)| *k);
+        match (kinds.next(), kinds.next()) {
+            (Some(kind), None) => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// The ways a step can fail, as `expect` names them.
+const FAILURES: [&str; 5] = ["retry", "retry_after", "reject", "fatal", "trap"];
+
+/// What is wrong with a step's `expect` for a plugin of `kind`: each as (the path under
+/// `expect`, message). A sink's write returns `ok`; a source's poll `{records}`; a
+/// transform's apply `{records}` with `rejected`; any of them may fail one of the
+/// [`FAILURES`] ways.
+fn expect_problems(expect: &Value, kind: &str) -> Vec<(String, String)> {
+    let returns = match kind {
+        "sink" => "ok",
+        "source" => "{records: [...]}",
+        _ => "{records: [...], rejected: [...]}",
+    };
+    let expected = || {
+        format!(
+            "expected {returns} or one of {{{}: ...}}",
+            FAILURES.join(": ...}, {")
+        )
+    };
+    match expect {
+        Value::String(text) if text == "ok" && kind == "sink" => Vec::new(),
+        Value::Object(fields) => {
+            let returned = match kind {
+                "sink" => &[][..],
+                "source" => &["records"][..],
+                _ => &["records", "rejected"][..],
+            };
+            let mut problems: Vec<(String, String)> = fields
+                .keys()
+                .filter(|k| !returned.contains(&k.as_str()) && !FAILURES.contains(&k.as_str()))
+                .map(|k| {
+                    (
+                        format!(".{k}"),
+                        format!("not something a {kind} returns: {}", expected()),
+                    )
+                })
+                .collect();
+            let failures = fields
+                .keys()
+                .filter(|k| FAILURES.contains(&k.as_str()))
+                .count();
+            if problems.is_empty() && (failures > 1 || (failures == 1 && fields.len() > 1)) {
+                problems.push((String::new(), format!("give one outcome: {}", expected())));
+            }
+            if problems.is_empty() && failures == 0 && !fields.contains_key("records") {
+                problems.push((String::new(), expected()));
+            }
+            problems
+        }
+        other => vec![(
+            String::new(),
+            format!("{other} is not an outcome: {}", expected()),
+        )],
+    }
 }
 
 fn scripted(calls: &[CallSpec]) -> Vec<ScriptedCall> {
-    calls.iter().filter_map(|c| c.scripted().ok()).collect()
+    calls.iter().filter_map(CallSpec::scripted).collect()
 }
 
 impl CallSpec {
-    fn scripted(&self) -> Result<ScriptedCall, String> {
+    /// The call given, or `None` unless exactly one is.
+    fn given(&self) -> Option<(CallKind, &Value)> {
         let named = [
-            ("sql_execute", &self.sql_execute),
-            ("sql_query", &self.sql_query),
-            ("http", &self.http),
+            (CallKind::SqlExecute, &self.sql_execute),
+            (CallKind::SqlQuery, &self.sql_query),
+            (CallKind::Http, &self.http),
         ];
-        let mut given = named.iter().filter_map(|(n, v)| Some((*n, (*v).clone()?)));
+        let mut given = named.iter().filter_map(|(k, v)| Some((*k, v.as_ref()?)));
         match (given.next(), given.next()) {
-            (Some((name, call)), None) => Ok(ScriptedCall {
-                call: serde_json::json!({ name: call }),
-                reply: self.reply.clone(),
-            }),
-            _ => Err("give exactly one of sql_execute, sql_query, http (and its reply)".into()),
+            (Some(call), None) => Some(call),
+            _ => None,
         }
+    }
+
+    fn scripted(&self) -> Option<ScriptedCall> {
+        let (kind, call) = self.given()?;
+        Some(ScriptedCall {
+            call: serde_json::json!({ kind.name(): call }),
+            reply: self
+                .reply
+                .as_ref()
+                .map_or(Value::Null, |r| serde_json::to_value(r).unwrap_or_default()),
+        })
+    }
+
+    /// What is wrong with the call and its reply: each as (the path under the call, message).
+    fn problems(&self) -> Vec<(String, String)> {
+        let Some((kind, call)) = self.given() else {
+            return vec![(
+                String::new(),
+                "give exactly one of sql_execute, sql_query, http (and its reply)".to_owned(),
+            )];
+        };
+        let name = kind.name();
+        let mut problems = Vec::new();
+        if let Value::Object(fields) = call {
+            for key in fields
+                .keys()
+                .filter(|k| !kind.call_keys().contains(&k.as_str()))
+            {
+                problems.push((
+                    format!(".{name}.{key}"),
+                    format!(
+                        "not a field of {name}; it has {}",
+                        kind.call_keys().join(", ")
+                    ),
+                ));
+            }
+        }
+        let Some(reply) = &self.reply else {
+            return problems;
+        };
+        let given = serde_json::to_value(reply).unwrap_or_default();
+        for key in given
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .filter(|k| !kind.reply_keys().contains(&k.as_str()))
+        {
+            problems.push((
+                format!(".reply.{key}"),
+                format!(
+                    "not in a reply to {name}, which takes {}",
+                    kind.reply_keys().join(", ")
+                ),
+            ));
+        }
+        if let Some(error) = &reply.error {
+            let kinds = kind.error_kinds().join(", ");
+            let mut entries = error.iter();
+            match (entries.next(), entries.next()) {
+                (Some((error_kind, message)), None) => {
+                    if !kind.error_kinds().contains(&error_kind.as_str()) {
+                        problems.push((
+                            format!(".reply.error.{error_kind}"),
+                            format!("not an error of {name}: one of {kinds}"),
+                        ));
+                    } else if !message.is_string() {
+                        problems.push((
+                            format!(".reply.error.{error_kind}"),
+                            format!("the message must be text, not {message}"),
+                        ));
+                    }
+                }
+                _ => problems.push((
+                    ".reply.error".to_owned(),
+                    format!("give one {{KIND: message}}, KIND one of {kinds}"),
+                )),
+            }
+        }
+        problems
     }
 }
 
@@ -207,5 +470,102 @@ impl RecordSpec {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `text` as a case file; the error's text when it is refused.
+    fn load(text: &str) -> Result<Case, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("case.yaml");
+        std::fs::write(&path, text).expect("write case");
+        Case::load(&path).map_err(|e| {
+            e.to_string()
+                .replace(&path.display().to_string(), "case.yaml")
+        })
+    }
+
+    const SINK: &str = "plugin: sink.wasm
+steps:
+  - write: [{ value: a }]
+    calls:
+      - sql_execute: { database: main }
+        reply: REPLY
+    expect: EXPECT
+";
+
+    fn sink(reply: &str, expect: &str) -> Result<Case, String> {
+        load(&SINK.replace("REPLY", reply).replace("EXPECT", expect))
+    }
+
+    #[test]
+    fn a_well_formed_case_loads() {
+        let case = sink("{ rows: [1] }", "ok").expect("loads");
+        assert_eq!(
+            case.steps[0].scripted_calls()[0].reply,
+            serde_json::json!({ "rows": [1] })
+        );
+        let case = sink("{ error: { rejected: duplicate key } }", "{ fatal: dup }").expect("loads");
+        assert_eq!(
+            case.steps[0].scripted_calls()[0].reply,
+            serde_json::json!({ "error": { "rejected": "duplicate key" } })
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_kinds_are_refused_at_their_line_and_column() {
+        let typo = sink("{ rows: [1], staus: 500 }", "ok").unwrap_err();
+        assert!(typo.starts_with("case.yaml:6:"), "{typo}");
+        assert!(typo.contains("unknown field `staus`"), "{typo}");
+
+        let kind = sink("{ error: { rejectd: duplicate } }", "ok").unwrap_err();
+        assert!(
+            kind.starts_with("case.yaml:6:")
+                && kind.contains(
+                    "steps[0].calls[0].reply.error.rejectd: not an error of sql_execute: one of \
+                     access_denied, timeout, rejected, unavailable"
+                ),
+            "{kind}"
+        );
+
+        let http_key = sink("{ status: 500 }", "ok").unwrap_err();
+        assert!(
+            http_key.contains(
+                "steps[0].calls[0].reply.status: not in a reply to sql_execute, which takes \
+                 rows, error"
+            ),
+            "{http_key}"
+        );
+
+        let field = load(
+            &SINK
+                .replace("database: main", "databse: main")
+                .replace("REPLY", "{}")
+                .replace("EXPECT", "ok"),
+        )
+        .unwrap_err();
+        assert!(
+            field.contains("steps[0].calls[0].sql_execute.databse: not a field of sql_execute"),
+            "{field}"
+        );
+    }
+
+    #[test]
+    fn an_expect_the_step_cannot_return_is_refused() {
+        let typo = sink("{}", "{ retyr: refused }").unwrap_err();
+        assert!(
+            typo.starts_with("case.yaml:7:")
+                && typo.contains("steps[0].expect.retyr: not something a sink returns"),
+            "{typo}"
+        );
+        let records = sink("{}", "{ records: [] }").unwrap_err();
+        assert!(records.contains("steps[0].expect.records"), "{records}");
+        let two = sink("{}", "{ retry: a, fatal: b }").unwrap_err();
+        assert!(two.contains("give one outcome"), "{two}");
+        let word = sink("{}", "fine").unwrap_err();
+        assert!(word.contains("\"fine\" is not an outcome"), "{word}");
     }
 }

@@ -9,10 +9,10 @@ use serde_json::{Map, Value, json};
 
 use super::case::{Case, Step};
 use crate::config::Limits;
-use crate::connector::{PluginError, Record, SourceRecord, TaskIdentity};
+use crate::connector::{PluginError, Record, SourceRecord, TaskIdentity, spec};
 use crate::wasm::capability::Grants;
 use crate::wasm::capability::http::HttpGrants;
-use crate::wasm::capability::replay::{Script, bytes_as_json, matches};
+use crate::wasm::capability::replay::{Script, bytes_as_json, difference, matches};
 use crate::wasm::{
     CallError, SinkInstance, SourceInstance, TransformInstance, Transformed, WasmEngine,
 };
@@ -93,6 +93,22 @@ async fn run_case(
     let kind = tokio::task::block_in_place(|| engine.describe(&case.plugin))
         .map_err(|e| e.to_string())?
         .kind;
+    // The config as `validate` checks a connector's: a case never runs a config the daemon
+    // would refuse.
+    let described = tokio::task::block_in_place(|| engine.config_spec(&case.plugin))
+        .map_err(|e| e.to_string())?;
+    if let Some(keys) = described {
+        let name = case
+            .plugin
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let violations = spec::check(&case.config, &keys, &name);
+        if !violations.is_empty() {
+            let problems = violations.into_iter().map(|v| (v.key, v.message)).collect();
+            return Err(case.invalid(problems).to_string());
+        }
+    }
     let script = Arc::new(Script::new(case.databases.clone()));
     let limits = Limits::default();
     let grants = Grants {
@@ -250,24 +266,25 @@ fn source_record_json(r: &SourceRecord) -> Value {
     })
 }
 
-/// Compares what a step returned with its `expect`.
+/// Compares what a step returned with its `expect`; a difference in the records is named by
+/// its path (`records[1].value.id`), as a call's is.
 fn judge(expect: &Value, got: Value) -> Result<(), String> {
     if expect == "ok" && got == "ok" {
         return Ok(());
     }
-    let fits = match (expect.get("records"), got.get("records")) {
-        (Some(want), Some(have)) => {
-            matches(want, have)
-                && expect
-                    .get("rejected")
-                    .is_none_or(|r| rejected_fit(r, got.get("rejected")))
-        }
-        _ => false,
+    let (Some(want), Some(have)) = (expect.get("records"), got.get("records")) else {
+        return Err(format!("expected {expect}, got {got}"));
     };
-    if fits {
-        Ok(())
-    } else {
-        Err(format!("expected {expect}, got {got}"))
+    if !matches(want, have) {
+        let differs = difference(&json!({ "records": want }), &json!({ "records": have }));
+        return Err(differs.unwrap_or_else(|| format!("expected {expect}, got {got}")));
+    }
+    match expect.get("rejected") {
+        Some(rejected) if !rejected_fit(rejected, got.get("rejected")) => Err(format!(
+            "rejected is {}, the case expects {rejected}",
+            got.get("rejected").unwrap_or(&Value::Null)
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -354,6 +371,18 @@ mod tests {
             .is_ok()
         );
         assert!(judge(&json!({ "records": [] }), got.clone()).is_err());
+        assert_eq!(
+            judge(
+                &json!({ "records": [{ "value": { "id": 2 } }] }),
+                got.clone()
+            ),
+            Err("records[0].value.id is 1, the case expects 2".to_owned())
+        );
+        let rejected = json!({ "records": [], "rejected": [{ "index": 0, "reason": "no id" }] });
+        assert!(
+            judge(&json!({ "records": [], "rejected": [1] }), rejected)
+                .is_err_and(|e| e.starts_with("rejected is [{"))
+        );
         assert!(judge(&json!("ok"), got).is_err());
         let fatal = || {
             Ok(CallError::Plugin(PluginError::Fatal(

@@ -178,6 +178,51 @@ fn the_shipped_plugins_pass_their_cases_and_a_broken_case_names_the_difference()
         "{out}"
     );
     assert!(out.contains("test cases: 0 passed, 1 failed"), "{out}");
+
+    // Mistakes in a case are refused where they are written, before anything runs: a reply
+    // key no reply has, an error kind the capability lacks, a config key the plugin's spec
+    // does not list (with `validate`'s words).
+    for (from, to, said) in [
+        (
+            "reply: { status: 200 }",
+            "reply: { staus: 200 }",
+            "broken.yaml:19:18: steps[0].calls[1].reply: unknown field `staus`",
+        ),
+        (
+            "reply: { status: 200 }",
+            "reply: { error: { refused: down } }",
+            "broken.yaml:19:27: steps[0].calls[1].reply.error.refused: not an error of http: \
+             one of access_denied, invalid_request, timeout, too_large, unavailable",
+        ),
+        (
+            "  url: http://api.example/orders/{topic}",
+            "  urll: http://api.example/orders/{topic}",
+            "broken.yaml:5:3: config.urll: is not a key of plugin sink_http; did you mean \"url\"?",
+        ),
+    ] {
+        let broken = case.replacen(from, to, 1);
+        assert_ne!(case, broken);
+        std::fs::write(dir.path().join("broken.yaml"), broken)?;
+        let (code, out) = wasmconnect_test(dir.path(), &paths::plugin("sink-http")?)?;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(said), "{said}\n{out}");
+    }
+
+    // A record the source returns unlike the case's: named by its path.
+    let case = std::fs::read_to_string(root.join("plugins/source-http/fixtures/pages.yaml"))?;
+    let broken = case.replacen(
+        r#"{ key: "2", value: { id: 2 } }"#,
+        r#"{ key: "2", value: { id: 9 } }"#,
+        1,
+    );
+    assert_ne!(case, broken);
+    std::fs::write(dir.path().join("broken.yaml"), broken)?;
+    let (code, out) = wasmconnect_test(dir.path(), &paths::plugin("source-http")?)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("steps[0]: records[1].value.id is 2, the case expects 9"),
+        "{out}"
+    );
     Ok(())
 }
 
