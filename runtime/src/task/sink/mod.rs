@@ -333,8 +333,13 @@ impl SinkTask {
     }
 
     /// Waits, reading on, until the commit on its way leaves room for another batch (see
-    /// [`crate::kafka::SinkContext::commit_room`]), or until shutdown.
+    /// [`crate::kafka::SinkContext::commit_room`]), or until shutdown. In exactly-once mode
+    /// it never waits: the offsets that count are written with the rows, so a kill re-writes
+    /// nothing whatever the group commit, and a slow broker must not slow the sink.
     async fn commit_room(&mut self, intake: &mut Intake) -> Result<(), Stop> {
+        if self.exactly_once.is_some() {
+            return Ok(());
+        }
         let (reader, room) = (self.reader(), self.consumer.context().commit_room());
         tokio::select! {
             biased;
