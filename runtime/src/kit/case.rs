@@ -71,6 +71,10 @@ pub struct CallSpec {
     pub http: Option<Value>,
     /// Absent: the default answer (one row per statement, no rows, an empty 200).
     pub reply: Option<Reply>,
+    /// Every field the plugin sends must be in the case (by default, fields the case leaves
+    /// out are not compared).
+    #[serde(default)]
+    pub exact: bool,
 }
 
 /// What a scripted call answers. Which keys apply depends on the call (see [`CallKind`]);
@@ -370,6 +374,7 @@ impl CallSpec {
                 .reply
                 .as_ref()
                 .map_or(Value::Null, |r| serde_json::to_value(r).unwrap_or_default()),
+            exact: self.exact,
         })
     }
 

@@ -208,6 +208,22 @@ fn the_shipped_plugins_pass_their_cases_and_a_broken_case_names_the_difference()
         assert!(out.contains(said), "{said}\n{out}");
     }
 
+    // `exact: true` on a call: what the plugin sends beyond the case is a difference too.
+    let exact = case.replacen(
+        "      - http: { body: [{ id: 1 }] }\n",
+        "      - http: { body: [{ id: 1 }] }\n        exact: true\n",
+        1,
+    );
+    assert_ne!(case, exact);
+    std::fs::write(dir.path().join("broken.yaml"), exact)?;
+    let (code, out) = wasmconnect_test(dir.path(), &paths::plugin("sink-http")?)?;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("steps[0]: call 2: http.headers is {")
+            && out.contains("which the case does not give (exact: true)"),
+        "{out}"
+    );
+
     // A record the source returns unlike the case's: named by its path.
     let case = std::fs::read_to_string(root.join("plugins/source-http/fixtures/pages.yaml"))?;
     let broken = case.replacen(

@@ -20,6 +20,9 @@ pub struct ScriptedCall {
     pub call: Value,
     /// The answer; `null` for the default (one row per statement, no rows, an empty 200).
     pub reply: Value,
+    /// Compare with [`exact_difference`]: a field the plugin sends that the case does not
+    /// give is a difference too.
+    pub exact: bool,
 }
 
 /// The calls of a test case, consumed in order, and what went wrong so far.
@@ -77,13 +80,21 @@ impl Script {
         state.made += 1;
         let n = state.made;
         match state.expected.pop_front() {
-            Some(next) if matches(&next.call, &made) => Some(next.reply),
             Some(next) => {
-                let differs = difference(&next.call, &made).unwrap_or_default();
-                state
-                    .problems
-                    .push(format!("call {n}: {differs}; the plugin made {made}"));
-                None
+                let differs = if next.exact {
+                    exact_difference(&next.call, &made)
+                } else {
+                    difference(&next.call, &made)
+                };
+                match differs {
+                    None => Some(next.reply),
+                    Some(differs) => {
+                        state
+                            .problems
+                            .push(format!("call {n}: {differs}; the plugin made {made}"));
+                        None
+                    }
+                }
             }
             None => {
                 state.problems.push(format!(
@@ -120,39 +131,59 @@ pub fn matches(expected: &Value, actual: &Value) -> bool {
 /// the path (`sql_execute.statements[1].params[0]`) with both values, or `None` when it
 /// matches.
 pub fn difference(expected: &Value, actual: &Value) -> Option<String> {
-    fn walk(expected: &Value, actual: &Value, path: String) -> Option<String> {
-        let here = || {
-            let at = if path.is_empty() { "the call" } else { &path };
-            Some(format!("{at} is {actual}, the case expects {expected}"))
-        };
-        match (expected, actual) {
-            (Value::Object(e), Value::Object(a)) => e.iter().find_map(|(k, v)| {
-                let at = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match a.get(k) {
-                    Some(got) => walk(v, got, at),
-                    None => Some(format!("{at} is missing, the case expects {v}")),
-                }
-            }),
-            (Value::Array(e), Value::Array(a)) if e.len() == a.len() => e
-                .iter()
-                .zip(a)
-                .enumerate()
-                .find_map(|(i, (x, y))| walk(x, y, format!("{path}[{i}]"))),
-            _ if matches(expected, actual) => None,
-            (e, Value::String(text)) if !e.is_string() && !e.is_null() => {
-                match serde_json::from_str::<Value>(text) {
-                    Ok(parsed) => walk(e, &parsed, path),
-                    Err(_) => here(),
-                }
-            }
-            _ => here(),
+    walk(expected, actual, String::new(), false)
+}
+
+/// Like [`difference`], but a field of an object in `actual` that `expected` leaves out is a
+/// difference too (unless it is `null`: an absent body, say). A case opts in per call with
+/// `exact: true`.
+pub fn exact_difference(expected: &Value, actual: &Value) -> Option<String> {
+    walk(expected, actual, String::new(), true)
+}
+
+fn walk(expected: &Value, actual: &Value, path: String, exact: bool) -> Option<String> {
+    let here = || {
+        let at = if path.is_empty() { "the call" } else { &path };
+        Some(format!("{at} is {actual}, the case expects {expected}"))
+    };
+    let under = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
         }
+    };
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => e
+            .iter()
+            .find_map(|(k, v)| match a.get(k) {
+                Some(got) => walk(v, got, under(k), exact),
+                None => Some(format!("{} is missing, the case expects {v}", under(k))),
+            })
+            .or_else(|| {
+                let (k, v) = a
+                    .iter()
+                    .find(|(k, v)| exact && !v.is_null() && !e.contains_key(*k))?;
+                Some(format!(
+                    "{} is {v}, which the case does not give (exact: true)",
+                    under(k)
+                ))
+            }),
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => e
+            .iter()
+            .zip(a)
+            .enumerate()
+            .find_map(|(i, (x, y))| walk(x, y, format!("{path}[{i}]"), exact)),
+        // A JSON text where the case gives a value: compared as the value it holds.
+        (e, Value::String(text)) if !e.is_string() && !e.is_null() => {
+            match serde_json::from_str::<Value>(text) {
+                Ok(parsed) => walk(e, &parsed, path, exact),
+                Err(_) => here(),
+            }
+        }
+        _ if matches(expected, actual) => None,
+        _ => here(),
     }
-    walk(expected, actual, String::new())
 }
 
 /// Bytes as a case writes them: the text when it is UTF-8, else `{"bytes": "<hex>"}`.
@@ -447,14 +478,17 @@ mod tests {
             ScriptedCall {
                 call: json!({ "http": { "url": "a" } }),
                 reply: json!({ "status": 201 }),
+                exact: false,
             },
             ScriptedCall {
                 call: json!({ "http": { "url": "b" } }),
                 reply: Value::Null,
+                exact: false,
             },
             ScriptedCall {
                 call: json!({ "http": { "url": "c" } }),
                 reply: Value::Null,
+                exact: false,
             },
         ]);
         assert_eq!(
@@ -506,6 +540,27 @@ mod tests {
                 &made["sql_execute"]["statements"][0]
             ),
             None
+        );
+    }
+
+    #[test]
+    fn an_exact_call_names_a_field_the_case_leaves_out() {
+        let made = json!({ "http": { "method": "POST", "url": "u", "body": null,
+            "headers": { "content-type": "application/json", "x-trace": "1" } } });
+        let case = json!({ "http": { "method": "POST", "url": "u",
+            "headers": { "content-type": "application/json" } } });
+        assert_eq!(difference(&case, &made), None);
+        assert_eq!(
+            exact_difference(&case, &made).as_deref(),
+            Some("http.headers.x-trace is \"1\", which the case does not give (exact: true)")
+        );
+        let all = json!({ "http": { "method": "POST", "url": "u",
+            "headers": { "content-type": "application/json", "x-trace": "1" } } });
+        assert_eq!(exact_difference(&all, &made), None);
+        let body = json!({ "http": { "body": "{\"id\":1,\"extra\":2}" } });
+        assert_eq!(
+            exact_difference(&json!({ "http": { "body": { "id": 1 } } }), &body).as_deref(),
+            Some("http.body.extra is 2, which the case does not give (exact: true)")
         );
     }
 
