@@ -23,7 +23,7 @@ pub use grant::HttpGrant;
 pub use model::{
     BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
     ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig, Limits, NoRole,
-    OffsetsTopicConfig, Role, TransformConfig, WorkerConfig,
+    OffsetsTopicConfig, Predicate, Role, TransformConfig, WorkerConfig, topic_pattern,
 };
 pub use placeholders::{Environment, Expanded, Sources, expand, substitute};
 pub use policy::{DeadLetterConfig, ErrorPolicy, RestartConfig, RetryPolicy, Tolerance};

@@ -192,6 +192,11 @@ pub struct ConnectorConfig {
     /// Topics a sink consumes.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// A sink consumes every topic whose whole name matches this regular expression (Kafka
+    /// Connect's `topics.regex`), instead of `topics`; topics created later that match are
+    /// picked up within `topic.metadata.refresh.interval.ms` (30 s unless `consumer` says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics_regex: Option<String>,
     /// The topic a source produces to, unless a record names its own; the topic a sink
     /// without a plugin produces to.
     #[serde(default)]
@@ -262,7 +267,24 @@ pub enum NoRole {
     SinkWithoutPluginOrTopic,
 }
 
+/// A regular expression a whole topic name must match (`topics_regex`, `topic_matches`), or
+/// why it is not one.
+pub fn topic_pattern(pattern: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
+    regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+}
+
 impl ConnectorConfig {
+    /// Whether this sink reads `topic`: one of its `topics`, or matched by its `topics_regex`
+    /// (an invalid expression matches nothing; validation reports it).
+    pub fn reads(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| t == topic)
+            || self
+                .topics_regex
+                .as_deref()
+                .and_then(|p| topic_pattern(p).ok())
+                .is_some_and(|re| re.is_match(topic))
+    }
+
     /// What this connector does: a `plugin` makes a sink write through it; a sink without one
     /// produces to `topic`; a source needs its plugin.
     pub fn role(&self) -> Result<Role<'_>, NoRole> {
@@ -297,6 +319,39 @@ pub struct TransformConfig {
     /// The transform's own configuration, handed to its `open` as JSON.
     #[serde(default = "empty_mapping")]
     pub config: serde_yaml::Value,
+    /// Only records for which this holds go through the transform; the others pass by it
+    /// unchanged, in their place (Kafka Connect's `predicate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Predicate>,
+    /// Only records for which this does not hold go through the transform (Kafka Connect's
+    /// `predicate` with `negate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<Predicate>,
+}
+
+/// A condition on a record that decides whether a transform applies to it: one of Kafka
+/// Connect's three predicates, exactly one key set (validation says so otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predicate {
+    /// The record's topic matches this regular expression, whole (`TopicNameMatches`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_matches: Option<String>,
+    /// The record has a header with this key (`HasHeaderKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_header_key: Option<String>,
+    /// The record's value is null (`RecordIsTombstone`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_tombstone: bool,
+}
+
+impl Predicate {
+    /// How many conditions it sets: exactly one is valid.
+    pub fn conditions(&self) -> usize {
+        usize::from(self.topic_matches.is_some())
+            + usize::from(self.has_header_key.is_some())
+            + usize::from(self.is_tombstone)
+    }
 }
 
 /// How a sink groups records into one `write` call: whichever limit is reached first.

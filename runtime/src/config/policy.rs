@@ -9,7 +9,7 @@ use super::model::{default_offsets_partitions, default_replication_factor, defau
 /// What a connector does with failures: how long a transient failure is retried, and then
 /// whether the task stops (`tolerance: none`) or the records go to the dead-letter topic
 /// (`tolerance: all`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorPolicy {
     #[serde(default)]
@@ -19,6 +19,21 @@ pub struct ErrorPolicy {
     /// Where refused records go; required by `tolerance: all`.
     #[serde(default)]
     pub dead_letter_topic: Option<DeadLetterConfig>,
+    /// Logs a warning naming each dead-lettered record, where it was read and why (Kafka
+    /// Connect's `errors.log.enable`).
+    #[serde(default = "default_true")]
+    pub log: bool,
+}
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy {
+            retry: RetryPolicy::default(),
+            tolerance: Tolerance::default(),
+            dead_letter_topic: None,
+            log: true,
+        }
+    }
 }
 
 /// Retries of a batch (sink) or a poll (source) the plugin reported as transient: exponential

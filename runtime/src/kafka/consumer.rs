@@ -293,6 +293,11 @@ pub fn sink_consumer(
             "client.id",
             format!("wasmconnect-{}-{task}", connector.name),
         );
+    if connector.topics_regex.is_some() {
+        // A pattern subscription sees topics created later at the next metadata refresh:
+        // every 5 minutes by default, too slow for a topic an operator just created.
+        config.set("topic.metadata.refresh.interval.ms", "30000");
+    }
     for (key, value) in kafka
         .properties
         .iter()
@@ -320,7 +325,15 @@ pub fn sink_consumer(
         access,
     };
     let consumer: SinkConsumer = config.create_with_context(context)?;
-    let topics: Vec<&str> = connector.topics.iter().map(String::as_str).collect();
+    // librdkafka reads a name starting with `^` as a regular expression over topic names.
+    let pattern = connector
+        .topics_regex
+        .as_deref()
+        .map(|p| format!("^({p})$"));
+    let topics: Vec<&str> = match &pattern {
+        Some(pattern) => vec![pattern.as_str()],
+        None => connector.topics.iter().map(String::as_str).collect(),
+    };
     consumer.subscribe(&topics)?;
     Ok((consumer, rx))
 }

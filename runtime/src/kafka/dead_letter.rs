@@ -63,6 +63,8 @@ pub struct DeadLetterQueue {
     config: DeadLetterConfig,
     connector: String,
     task: u32,
+    /// `errors.log`: whether [`DeadLetterQueue::log`] writes.
+    log: bool,
 }
 
 impl DeadLetterQueue {
@@ -80,7 +82,16 @@ impl DeadLetterQueue {
             config: config.clone(),
             connector: connector.name.clone(),
             task,
+            log: connector.errors.log,
         }))
+    }
+
+    /// Logs `line` (what is dead-lettered, from where, why) as a warning, unless the
+    /// connector's `errors.log` is off.
+    pub fn log(&self, line: std::fmt::Arguments<'_>) {
+        if self.log {
+            tracing::warn!("{line}");
+        }
     }
 
     pub fn topic(&self) -> &str {

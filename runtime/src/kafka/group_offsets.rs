@@ -25,6 +25,9 @@ pub struct GroupOffsets {
     kafka: KafkaConfig,
     group: String,
     topics: Vec<String>,
+    /// Besides `topics`, every topic whose name this matches when the offsets are read (a
+    /// sink's `topics_regex`).
+    pattern: Option<regex_lite::Regex>,
 }
 
 /// One partition: what the group committed (the next offset to read), and where the
@@ -44,7 +47,15 @@ impl GroupOffsets {
             kafka: kafka.clone(),
             group: group.to_owned(),
             topics: topics.to_vec(),
+            pattern: None,
         }
+    }
+
+    /// Also every topic whose whole name matches `pattern`, as the broker lists them when the
+    /// offsets are read (an invalid pattern matches nothing).
+    pub fn matching(mut self, pattern: Option<&str>) -> Self {
+        self.pattern = pattern.and_then(|p| crate::config::topic_pattern(p).ok());
+        self
     }
 
     /// Every partition of the topics, with the group's committed offset if it has one.
@@ -74,7 +85,12 @@ impl GroupOffsets {
     }
 
     fn clone_inner(&self) -> GroupOffsets {
-        GroupOffsets::new(&self.kafka, &self.group, &self.topics)
+        GroupOffsets {
+            kafka: self.kafka.clone(),
+            group: self.group.clone(),
+            topics: self.topics.clone(),
+            pattern: self.pattern.clone(),
+        }
     }
 
     fn error(&self, message: impl std::fmt::Display) -> GroupOffsetsError {
@@ -102,7 +118,21 @@ impl GroupOffsets {
         let consumer = self.consumer()?;
         let mut partitions = Vec::new();
         let mut list = TopicPartitionList::new();
-        for topic in &self.topics {
+        let mut topics = self.topics.clone();
+        if let Some(pattern) = &self.pattern {
+            let metadata = consumer
+                .fetch_metadata(None, REQUEST_TIMEOUT)
+                .map_err(|e| self.error(format!("listing the topics: {e}")))?;
+            topics.extend(
+                metadata
+                    .topics()
+                    .iter()
+                    .map(|t| t.name().to_owned())
+                    .filter(|name| pattern.is_match(name) && !self.topics.contains(name)),
+            );
+            topics.sort();
+        }
+        for topic in &topics {
             let metadata = consumer
                 .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
                 .map_err(|e| self.error(format!("reading the metadata of {topic}: {e}")))?;

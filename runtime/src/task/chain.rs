@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::config::{ConnectorConfig, ErrorPolicy, Limits, RestartConfig};
+use crate::config::{
+    ConnectorConfig, ErrorPolicy, Limits, RestartConfig, TransformConfig, topic_pattern,
+};
 use crate::connector::TaskIdentity;
 use crate::connector::{Failed, Failures, Next, PluginError, Record};
 use crate::status::{Call, Counter, TaskReporter};
@@ -25,7 +27,52 @@ struct Step {
     plugin: Arc<TransformPlugin>,
     /// The transform's `config:` as JSON.
     config: String,
+    /// Which records go through it (`when`/`unless`); all when `None`.
+    condition: Option<Condition>,
     instance: Option<TransformInstance>,
+}
+
+/// A transform's `when` (or, `negated`, its `unless`), ready to test records.
+struct Condition {
+    test: Test,
+    negated: bool,
+}
+
+enum Test {
+    TopicMatches(regex_lite::Regex),
+    HasHeaderKey(String),
+    IsTombstone,
+}
+
+impl Condition {
+    /// The condition of `transform`, or why its expression does not compile (validation
+    /// reports that before a task starts).
+    fn of(transform: &TransformConfig) -> Result<Option<Condition>, String> {
+        let (predicate, negated) = match (&transform.when, &transform.unless) {
+            (Some(p), _) => (p, false),
+            (None, Some(p)) => (p, true),
+            (None, None) => return Ok(None),
+        };
+        let test = if let Some(pattern) = &predicate.topic_matches {
+            Test::TopicMatches(topic_pattern(pattern).map_err(|e| format!("{pattern:?}: {e}"))?)
+        } else if let Some(key) = &predicate.has_header_key {
+            Test::HasHeaderKey(key.clone())
+        } else if predicate.is_tombstone {
+            Test::IsTombstone
+        } else {
+            return Err("it sets no condition".into());
+        };
+        Ok(Some(Condition { test, negated }))
+    }
+
+    fn holds(&self, record: &Record) -> bool {
+        let holds = match &self.test {
+            Test::TopicMatches(re) => re.is_match(&record.topic),
+            Test::HasHeaderKey(key) => record.headers.iter().any(|h| &h.key == key),
+            Test::IsTombstone => record.value.is_none(),
+        };
+        holds != self.negated
+    }
 }
 
 /// What a batch became after every transform.
@@ -60,6 +107,8 @@ impl Chain {
                             "transforms[{i}].config cannot be handed to the plugin as JSON: {e}"
                         )
                     })?,
+                    condition: Condition::of(t)
+                        .map_err(|e| format!("transforms[{i}]'s condition: {e}"))?,
                     instance: None,
                 })
             })
@@ -99,6 +148,20 @@ impl Chain {
             if batch.is_empty() {
                 break;
             }
+            // The records the transform applies to (by index in `batch`); the others pass it by.
+            let selected: Vec<usize> = match &step.condition {
+                Some(condition) => (0..batch.len())
+                    .filter(|&i| condition.holds(&batch[i]))
+                    .collect(),
+                None => (0..batch.len()).collect(),
+            };
+            let subset: Vec<Record>;
+            let inputs_of_step: &[Record] = if selected.len() == batch.len() {
+                batch
+            } else {
+                subset = selected.iter().map(|&i| batch[i].clone()).collect();
+                &subset
+            };
             let name = format!("transforms[{s}] ({})", step.plugin.path().display());
             let mut failures = Failures::new(&name, &self.errors, &self.restart);
             let transformed = loop {
@@ -124,8 +187,11 @@ impl Chain {
                         }
                     }
                 };
+                if inputs_of_step.is_empty() {
+                    break Default::default();
+                }
                 let started = std::time::Instant::now();
-                let applied = instance.apply(batch).await;
+                let applied = instance.apply(inputs_of_step).await;
                 status.timed(Call::Transform, started.elapsed());
                 match applied {
                     Ok(transformed) => break transformed,
@@ -139,16 +205,33 @@ impl Chain {
                 transformed
                     .rejected
                     .into_iter()
-                    .map(|r| (chained.origins[r.index as usize], s, r.reason)),
+                    .map(|r| (chained.origins[selected[r.index as usize]], s, r.reason)),
             );
-            let mut outputs = Vec::with_capacity(transformed.outputs.len());
-            let mut origins = Vec::with_capacity(transformed.outputs.len());
-            for (input, mut record) in transformed.outputs {
-                // The input's coordinates stay, whatever the transform wrote there.
-                record.partition = batch[input].partition;
-                record.offset = batch[input].offset;
-                origins.push(chained.origins[input]);
-                outputs.push(record);
+            // What each record of `batch` became: its transform outputs, or itself when the
+            // transform does not apply to it.
+            let mut became: Vec<Vec<Record>> = vec![Vec::new(); batch.len()];
+            for (input, record) in transformed.outputs {
+                became[selected[input]].push(record);
+            }
+            let mut passed = vec![true; batch.len()];
+            for &i in &selected {
+                passed[i] = false;
+            }
+            let mut outputs = Vec::with_capacity(batch.len());
+            let mut origins = Vec::with_capacity(batch.len());
+            for (input, records) in became.into_iter().enumerate() {
+                if passed[input] {
+                    origins.push(chained.origins[input]);
+                    outputs.push(batch[input].clone());
+                    continue;
+                }
+                for mut record in records {
+                    // The input's coordinates stay, whatever the transform wrote there.
+                    record.partition = batch[input].partition;
+                    record.offset = batch[input].offset;
+                    origins.push(chained.origins[input]);
+                    outputs.push(record);
+                }
             }
             chained.origins = origins;
             current = Some(outputs);

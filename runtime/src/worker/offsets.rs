@@ -152,7 +152,7 @@ impl Worker {
         offsets: Vec<SinkOffset>,
     ) -> Result<(), Refused> {
         for o in &offsets {
-            if !connector.topics.contains(&o.topic) {
+            if !connector.reads(&o.topic) {
                 return Err(Refused::BadRequest(format!(
                     "{} does not consume topic {:?}",
                     connector.name, o.topic
@@ -228,6 +228,7 @@ impl Worker {
     fn group_offsets(&self, connector: &ConnectorConfig) -> GroupOffsets {
         let group = self.config.kafka.group(&connector.name);
         GroupOffsets::new(&self.config.kafka, &group, &connector.topics)
+            .matching(connector.topics_regex.as_deref())
     }
 
     /// Where the connector's consumer starts without a committed offset.

@@ -45,7 +45,7 @@ impl Validator {
                         format!("{:?} is not a valid topic name", dlq.name),
                     );
                 }
-                if c.kind == ConnectorKind::Sink && c.topics.contains(&dlq.name) {
+                if c.kind == ConnectorKind::Sink && c.reads(&dlq.name) {
                     self.problem(
                         format!("{path}.errors.dead_letter_topic.name"),
                         format!("{:?} is also one of the topics the sink reads", dlq.name),

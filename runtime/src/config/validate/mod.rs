@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::grant::HttpGrant;
-use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role};
+use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role, topic_pattern};
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,7 +236,7 @@ impl Validator {
                 format!("{topic:?} is not a valid topic name"),
             );
         }
-        if c.topics.iter().any(|t| t == topic) {
+        if c.reads(topic) {
             self.problem(
                 format!("{path}.topic"),
                 format!("{topic:?} is also one of the topics the sink reads: it would read its own output"),
@@ -318,8 +318,24 @@ impl Validator {
         }
         match c.kind {
             ConnectorKind::Sink => {
-                if c.topics.is_empty() {
-                    self.problem(format!("{path}.topics"), "a sink needs at least one topic");
+                match (&c.topics_regex, c.topics.is_empty()) {
+                    (None, true) => self.problem(
+                        format!("{path}.topics"),
+                        "a sink needs at least one topic (or a topics_regex)",
+                    ),
+                    (Some(_), false) => self.problem(
+                        format!("{path}.topics_regex"),
+                        "a sink reads either `topics` or the topics matching `topics_regex`, not both",
+                    ),
+                    (Some(pattern), true) => {
+                        if let Err(e) = topic_pattern(pattern) {
+                            self.problem(
+                                format!("{path}.topics_regex"),
+                                format!("{pattern:?} is not a regular expression: {e}"),
+                            );
+                        }
+                    }
+                    (None, false) => {}
                 }
                 for (t, topic) in c.topics.iter().enumerate() {
                     if !is_topic_name(topic) {
@@ -356,6 +372,12 @@ impl Validator {
                 if !c.topics.is_empty() {
                     self.problem(
                         format!("{path}.topics"),
+                        "is for sinks; a source produces to `topic` (or the topic each record names)",
+                    );
+                }
+                if c.topics_regex.is_some() {
+                    self.problem(
+                        format!("{path}.topics_regex"),
                         "is for sinks; a source produces to `topic` (or the topic each record names)",
                     );
                 }
@@ -537,6 +559,29 @@ impl Validator {
                 );
             }
             self.plugin_config(&format!("{at}.config"), &transform.config);
+            if transform.when.is_some() && transform.unless.is_some() {
+                self.problem(
+                    format!("{at}.unless"),
+                    "a transform has one condition: `when` or `unless`, not both",
+                );
+            }
+            for (key, predicate) in [("when", &transform.when), ("unless", &transform.unless)] {
+                let Some(predicate) = predicate else { continue };
+                if predicate.conditions() != 1 {
+                    self.problem(
+                        format!("{at}.{key}"),
+                        "sets exactly one of topic_matches, has_header_key, is_tombstone",
+                    );
+                }
+                if let Some(pattern) = &predicate.topic_matches
+                    && let Err(e) = topic_pattern(pattern)
+                {
+                    self.problem(
+                        format!("{at}.{key}.topic_matches"),
+                        format!("{pattern:?} is not a regular expression: {e}"),
+                    );
+                }
+            }
         }
     }
 }

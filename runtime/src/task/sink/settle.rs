@@ -311,13 +311,13 @@ impl SinkTask {
             ));
         };
         for f in failures {
-            tracing::warn!(
+            dlq.log(format_args!(
                 "dead-lettering {} to {} ({}): {}",
                 f.origin.locator(),
                 dlq.topic(),
                 f.stage.as_str(),
                 f.message
-            );
+            ));
         }
         dlq.send(failures).await.map_err(Stop::Failed)?;
         self.status

@@ -473,11 +473,11 @@ impl SourceTask {
         let failures: Vec<Failure<'_>> = rejected
             .iter()
             .map(|(i, _, reason)| {
-                tracing::warn!(
+                dlq.log(format_args!(
                     "dead-lettering the record of {} to {}: {reason}",
                     describe(*i),
                     dlq.topic()
-                );
+                ));
                 Failure::transform_reject(&inputs[*i], reason)
             })
             .collect();
