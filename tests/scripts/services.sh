@@ -219,6 +219,20 @@ ensure_componentize_py() {
   fi
 }
 
+# kafka-connect-py (PyPI), pinned, in a virtualenv outside the repository: a third-party
+# Kafka Connect REST client, driving connectors created in Kafka Connect's config shape.
+KAFKA_CONNECT_PY_VERSION=1.0.0
+ensure_kafka_connect_py() {
+  local venv="$WASMCONNECT_CACHE/kafka-connect-py-$KAFKA_CONNECT_PY_VERSION"
+  export WASMCONNECT_KC="$venv/bin/kc"
+  if ! "$venv/bin/python" -c 'import kafka_connect' 2>/dev/null; then
+    say "installing kafka-connect-py $KAFKA_CONNECT_PY_VERSION into $venv"
+    command -v python3 >/dev/null || apt-get install -y python3
+    python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet "kafka-connect-py==$KAFKA_CONNECT_PY_VERSION"
+  fi
+}
+
 # The Python sink (tests/fixtures/sink-python), rebuilt when its source or the WIT changed.
 build_python_plugin() {
   ensure_componentize_py

@@ -15,6 +15,7 @@ ensure_systemd_analyze
 ensure_cargo_fuzz
 build_plugins
 build_python_plugin
+ensure_kafka_connect_py
 
 say "formatting and lints"
 cargo fmt --all -- --check

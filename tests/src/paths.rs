@@ -82,3 +82,19 @@ pub fn tansu() -> anyhow::Result<PathBuf> {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+/// kafka-connect-py's `kc` command, as the test command installed it (`WASMCONNECT_KC`).
+pub fn kc() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var("WASMCONNECT_KC") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/wasmconnect/kafka-connect-py-1.0.0/bin/kc"),
+    };
+    if !path.exists() {
+        bail!(
+            "kafka-connect-py's kc {} is missing: the README test command installs it",
+            path.display()
+        );
+    }
+    Ok(path)
+}

@@ -45,10 +45,18 @@ pub(super) async fn connectors(
     Json(all).into_response()
 }
 
-/// The connector's settings as `connectors.yaml` has them, secrets redacted.
+/// The connector's settings in the shape they were given in, secrets redacted: as
+/// `connectors.yaml` has them, or Kafka Connect's flat map (with `name`) for a connector
+/// created or last changed in that shape.
 fn config_json(api: &Api, name: &str) -> Option<serde_json::Value> {
     let config = api.worker.connector_config(name)?;
-    let mut value = serde_json::to_value(&config).ok()?;
+    let mut value = match api.worker.connect_shape(name) {
+        Some(mut shape) => {
+            shape.entry("name").or_insert_with(|| json!(name));
+            serde_json::Value::Object(shape)
+        }
+        None => serde_json::to_value(&config).ok()?,
+    };
     redact::redact(&mut value);
     Some(value)
 }
@@ -105,7 +113,18 @@ pub(super) async fn connector_tasks(
             let mut config = config.clone();
             if let Ok(mut own) = serde_json::from_str::<serde_json::Value>(&plugin_config) {
                 redact::redact(&mut own);
-                config["config"] = own;
+                match (config.get("connector.class").is_some(), own) {
+                    // Kafka Connect's shape: the task's plugin keys over the flat map.
+                    (true, serde_json::Value::Object(keys)) => {
+                        for (key, value) in keys {
+                            config[key] = match value {
+                                serde_json::Value::String(s) => json!(s),
+                                other => json!(other.to_string()),
+                            };
+                        }
+                    }
+                    (_, own) => config["config"] = own,
+                }
             }
             json!({ "id": { "connector": name, "task": id }, "config": config })
         })

@@ -128,16 +128,19 @@ pub(super) async fn validate_config(
     let Some((path, description)) = find(&api, &class).await else {
         return not_found(&format!("Plugin {class} not found"));
     };
+    let connect_shape = crate::connector::kafka_connect::is_connect_shape(&config);
     let Some(fields) = config.as_object_mut() else {
         return super::bad_request("the body must be a JSON object: the connector's config");
     };
-    fields
-        .entry("plugin")
-        .or_insert_with(|| json!(path.display().to_string()));
-    if description.kind != "transform" {
+    if !connect_shape {
         fields
-            .entry("kind")
-            .or_insert_with(|| json!(description.kind));
+            .entry("plugin")
+            .or_insert_with(|| json!(path.display().to_string()));
+        if description.kind != "transform" {
+            fields
+                .entry("kind")
+                .or_insert_with(|| json!(description.kind));
+        }
     }
     let name = fields
         .get("name")
@@ -157,12 +160,15 @@ pub(super) async fn validate_config(
         .map(|(k, v)| (k, (Some(v), vec![])))
         .collect();
     for error in &errors {
-        let key = error
-            .split([':', '.', '['])
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        // Kafka Connect's keys hold dots: the key is all before ": ".
+        let key = if connect_shape {
+            error.split(": ").next()
+        } else {
+            error.split([':', '.', '[']).next()
+        }
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
         by_key.entry(key).or_default().1.push(error.clone());
     }
     let configs: Vec<Value> = by_key

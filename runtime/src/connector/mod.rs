@@ -1,13 +1,14 @@
 //! The pure core of a connector: records, batching, the offset watermark of a sink, the
 //! position watermark of a source and the offsets topic's records, backoff and the failure
-//! policy, the isolation of poison records, a plugin's config spec, how a trace names refused
-//! records. No I/O; everything here is unit-tested.
+//! policy, the isolation of poison records, a plugin's config spec, Kafka Connect's config
+//! vocabulary onto the native config, how a trace names refused records. No I/O; everything here is unit-tested.
 
 mod backoff;
 mod batch;
 mod failures;
 mod identity;
 mod isolation;
+pub mod kafka_connect;
 mod offsets;
 mod position_log;
 mod positions;

@@ -1,10 +1,12 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
-//! This file is the life cycle (start, stop, replace, restart, reload, shutdown); `targets`
+//! This file is the life cycle (start, stop, replace, restart, reload, shutdown); `check` a
+//! config the API was given (native or Kafka Connect's shape, a merge patch); `targets`
 //! the target states (stop, pause, resume), `wiring` splits a connector's work and builds its
 //! tasks, `plugins` loads, checks and lists plugins, `offsets` reads and changes a stopped
 //! connector's offsets, `store` keeps API-made connectors and target states, `console` the
 //! live status on a terminal.
 
+mod check;
 mod console;
 mod offsets;
 mod plugins;
@@ -23,12 +25,13 @@ use tokio_util::task::TaskTracker;
 pub use console::LiveStatus;
 pub use offsets::{ConnectorOffsets, SinkOffset, SourceOffset};
 pub use plugins::PluginProblem;
-pub use store::{StoreError, Target};
+pub use store::{Shape, StoreError, Target};
 
+use check::{connect_shape, merge_patch};
 use store::Store;
 use wiring::Slot;
 
-use crate::config::{self, Config, ConnectorConfig, ConnectorInvalid};
+use crate::config::{Config, ConnectorConfig, ConnectorInvalid};
 use crate::redact;
 use crate::status::{Counter, State, StatusBoard};
 use crate::wasm::WasmEngine;
@@ -54,6 +57,9 @@ pub struct Worker {
     databases: Arc<Databases>,
     status: StatusBoard,
     running: Mutex<BTreeMap<String, Running>>,
+    /// The Kafka Connect-shaped configs of the connectors last set in that shape, by name (a
+    /// copy of the store's, readable without waiting for a change in progress).
+    shapes: Mutex<BTreeMap<String, Shape>>,
     /// Held through every change to the set of connectors, so API calls and reloads apply
     /// one after the other.
     registry: tokio::sync::Mutex<Registry>,
@@ -152,6 +158,7 @@ impl Worker {
             databases: Arc::new(databases),
             status: StatusBoard::default(),
             running: Mutex::new(BTreeMap::new()),
+            shapes: Mutex::default(),
             shutdown: CancellationToken::new(),
         })
     }
@@ -171,6 +178,7 @@ impl Worker {
             store.path().display()
         );
         let effective = store.effective(file);
+        self.keep_shapes(store);
         for connector in &effective.connectors {
             self.launch(connector, effective.target(&connector.name))
                 .await;
@@ -306,21 +314,6 @@ impl Worker {
         }
     }
 
-    /// Checks a connector config given as JSON (the shape of a `connectors:` entry) without
-    /// applying it: the same rules as the file, and its plugins must load as the right kind.
-    pub fn check(&self, name: &str, config: serde_json::Value) -> Result<ConnectorConfig, Refused> {
-        let connector = config::connector_from_json(&self.config_without(name), name, config)?;
-        self.check_plugin(&connector).map_err(|problems| {
-            ConnectorInvalid(
-                problems
-                    .into_iter()
-                    .map(|(key, message)| format!("{key}: {message}"))
-                    .collect(),
-            )
-        })?;
-        Ok(connector)
-    }
-
     /// Creates a connector through the API (POST /connectors): checked, stored, started.
     pub async fn create(
         &self,
@@ -331,11 +324,13 @@ impl Worker {
         if self.target(name).is_ok() {
             return Err(Refused::Exists(name.to_owned()));
         }
+        let shape = connect_shape(&config);
         let connector = tokio::task::block_in_place(|| self.check(name, config))?;
         let declared = registry.file.iter().find(|c| c.name == name).cloned();
         registry
             .store
-            .set_config(connector.clone(), declared.as_ref())?;
+            .set_config(connector.clone(), shape, declared.as_ref())?;
+        self.keep_shapes(&registry.store);
         tracing::info!(connector = %name, "created through the API");
         self.launch(&connector, Target::Started).await;
         Ok(connector)
@@ -356,14 +351,22 @@ impl Worker {
                 return self.create(name, config).await.map(|c| (true, c));
             }
         };
+        let shape = connect_shape(&config);
         let connector = tokio::task::block_in_place(|| self.check(name, config))?;
-        if self.connector_config(name).as_ref() == Some(&connector) {
+        if self.connector_config(name).as_ref() == Some(&connector)
+            && self.connect_shape(name) == shape
+        {
             return Ok((false, connector));
         }
         let declared = registry.file.iter().find(|c| c.name == name).cloned();
         registry
             .store
-            .set_config(connector.clone(), declared.as_ref())?;
+            .set_config(connector.clone(), shape, declared.as_ref())?;
+        self.keep_shapes(&registry.store);
+        if self.connector_config(name).as_ref() == Some(&connector) {
+            // Only the shape it is shown in changed: nothing to restart.
+            return Ok((false, connector));
+        }
         tracing::info!(connector = %name, "config changed through the API; restarting it");
         self.halt(name).await;
         self.launch(&connector, target).await;
@@ -381,8 +384,12 @@ impl Worker {
         let current = self
             .connector_config(name)
             .ok_or_else(|| Refused::NotFound(name.to_owned()))?;
-        let mut merged = serde_json::to_value(&current)
-            .map_err(|e| Refused::BadRequest(format!("the current config: {e}")))?;
+        // A connector set in Kafka Connect's shape is patched in that shape.
+        let mut merged = match self.connect_shape(name) {
+            Some(shape) => serde_json::Value::Object(shape),
+            None => serde_json::to_value(&current)
+                .map_err(|e| Refused::BadRequest(format!("the current config: {e}")))?,
+        };
         merge_patch(&mut merged, patch);
         self.put_config(name, merged).await.map(|(_, c)| c)
     }
@@ -394,6 +401,7 @@ impl Worker {
         self.target(name)?;
         let declared = registry.file.iter().find(|c| c.name == name).cloned();
         registry.store.delete(name, declared.as_ref())?;
+        self.keep_shapes(&registry.store);
         tracing::info!(connector = %name, "deleted through the API");
         self.stop(name).await;
         Ok(())
@@ -504,6 +512,7 @@ impl Worker {
         registry.file = new.connectors.clone();
         let Registry { file, store } = &mut *registry;
         let effective = store.effective(file);
+        self.keep_shapes(store);
         let current: BTreeMap<String, ConnectorConfig> = self
             .running
             .lock()
@@ -569,45 +578,5 @@ impl Worker {
     /// A token cancelled when the worker shuts down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
-    }
-}
-
-/// RFC 7396: objects merge key by key, `null` removes a key, anything else replaces.
-fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
-    match patch {
-        serde_json::Value::Object(changes) => {
-            if !target.is_object() {
-                *target = serde_json::Value::Object(Default::default());
-            }
-            let fields = target.as_object_mut().expect("made an object");
-            for (key, value) in changes {
-                if value.is_null() {
-                    fields.remove(&key);
-                } else {
-                    merge_patch(fields.entry(key).or_insert(serde_json::Value::Null), value);
-                }
-            }
-        }
-        other => *target = other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::merge_patch;
-
-    #[test]
-    fn merge_patch_follows_rfc_7396() {
-        let mut config = json!({"topics": ["a"], "batch": {"max_records": 5, "max_wait_ms": 9}, "config": {"table": "t"}});
-        merge_patch(
-            &mut config,
-            json!({"topics": ["b"], "batch": {"max_wait_ms": null}, "config": {"mode": "upsert"}}),
-        );
-        assert_eq!(
-            config,
-            json!({"topics": ["b"], "batch": {"max_records": 5}, "config": {"table": "t", "mode": "upsert"}})
-        );
     }
 }

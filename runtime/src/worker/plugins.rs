@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::Worker;
 use crate::config::{ConnectorConfig, Role};
+use crate::connector::kafka_connect as connect;
 use crate::connector::spec;
 use crate::redact;
 use crate::wasm::{Description, LoadError};
@@ -181,5 +182,54 @@ impl Worker {
         let mut plugins: Vec<(PathBuf, Description)> = found.into_values().collect();
         plugins.sort_by(|a, b| a.0.file_stem().cmp(&b.0.file_stem()));
         plugins
+    }
+}
+
+/// Finds the plugin a Kafka Connect-shaped config names (`connector.class`,
+/// `transforms.<alias>.type`): a path to a `.wasm` (relative to the config file), or a class
+/// as `GET /connector-plugins` lists it.
+impl connect::Plugins for Worker {
+    fn find(&self, class: &str) -> Result<connect::ConnectPlugin, String> {
+        let (path, description) = if class.ends_with(".wasm") || class.contains('/') {
+            let path = self.config.dir.join(class);
+            let description = self
+                .engine
+                .describe(&path)
+                .map_err(|e| format!("{class:?}: {e}"))?;
+            (path, description)
+        } else {
+            let plugins = self.plugins();
+            let found = plugins.iter().find(|(path, _)| {
+                path.file_stem()
+                    .is_some_and(|stem| stem.to_string_lossy() == class)
+            });
+            match found {
+                Some(found) => found.clone(),
+                None => {
+                    let classes: Vec<String> = plugins
+                        .iter()
+                        .filter_map(|(p, _)| Some(p.file_stem()?.to_string_lossy().into_owned()))
+                        .collect();
+                    return Err(format!(
+                        "no plugin is installed as {class:?}; the installed ones are: {} \
+                         (GET /connector-plugins?connectorsOnly=false)",
+                        if classes.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            classes.join(", ")
+                        }
+                    ));
+                }
+            }
+        };
+        let spec = self
+            .engine
+            .config_spec(&path)
+            .map_err(|e| format!("{class:?}: {e}"))?;
+        Ok(connect::ConnectPlugin {
+            path,
+            kind: description.kind,
+            spec,
+        })
     }
 }

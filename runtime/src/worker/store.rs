@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectorConfig;
 
+/// A connector config in Kafka Connect's shape, as it was given.
+pub type Shape = serde_json::Map<String, serde_json::Value>;
+
 /// What a connector should be doing, as Kafka Connect's target states.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +59,10 @@ struct Entry {
     /// Deleted through the API although the file declares it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
+    /// The Kafka Connect-shaped config `config` was set with (a flat map of strings), which
+    /// `GET /connectors/{name}/config` answers; `None` when it was set in the native shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connect: Option<Shape>,
     /// The file's entry when the API replaced or deleted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     replaced: Option<ConnectorConfig>,
@@ -133,6 +140,7 @@ impl Store {
                 tracing::info!(connector = %name,
                     "connectors.yaml changed this connector since the REST API changed or deleted it: the file's version applies");
                 entry.config = None;
+                entry.connect = None;
                 entry.deleted = false;
                 entry.replaced = None;
             }
@@ -163,18 +171,30 @@ impl Store {
         effective
     }
 
-    /// Sets a connector's config through the API; `declared` is the file's entry of that
-    /// name, if any.
+    /// Sets a connector's config through the API, with the Kafka Connect-shaped config it
+    /// was given as (`connect`), if it was; `declared` is the file's entry of that name, if
+    /// any.
     pub fn set_config(
         &mut self,
         config: ConnectorConfig,
+        connect: Option<Shape>,
         declared: Option<&ConnectorConfig>,
     ) -> Result<(), StoreError> {
         self.change(&config.name.clone(), |entry| {
             entry.replaced = declared.cloned();
             entry.config = Some(config);
+            entry.connect = connect;
             entry.deleted = false;
         })
+    }
+
+    /// The Kafka Connect-shaped configs of the connectors set through the API in that shape.
+    pub fn shapes(&self) -> BTreeMap<String, Shape> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.config.is_some())
+            .filter_map(|(name, e)| Some((name.clone(), e.connect.clone()?)))
+            .collect()
     }
 
     /// Deletes a connector through the API, target state included.
@@ -260,9 +280,9 @@ mod tests {
         let dir = tempdir();
         let file = [connector("a", "t1"), connector("b", "t1")];
         let mut store = Store::open(&dir).unwrap();
-        store.set_config(connector("c", "t3"), None).unwrap();
+        store.set_config(connector("c", "t3"), None, None).unwrap();
         store
-            .set_config(connector("a", "t9"), Some(&file[0]))
+            .set_config(connector("a", "t9"), None, Some(&file[0]))
             .unwrap();
         store.delete("b", Some(&file[1])).unwrap();
         store.set_target("c", Target::Paused).unwrap();
@@ -281,7 +301,7 @@ mod tests {
         let file = [connector("a", "t1"), connector("b", "t1")];
         let mut store = Store::open(&dir).unwrap();
         store
-            .set_config(connector("a", "t9"), Some(&file[0]))
+            .set_config(connector("a", "t9"), None, Some(&file[0]))
             .unwrap();
         store.delete("b", Some(&file[1])).unwrap();
         let edited = [connector("a", "t2"), connector("b", "t2")];

@@ -9,6 +9,7 @@ mod databases;
 mod delivery;
 mod errors;
 mod http;
+mod kafka_connect;
 mod kafka_security;
 mod kit;
 mod operations;

@@ -1,0 +1,308 @@
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::connector::spec::{ConfigKey, ValueType};
+
+/// Plugins by file stem: a sink `sink-sql` with a typed spec, a transform `mask` and a
+/// source `datagen` without one.
+struct Shelf;
+
+fn key(name: &str, value_type: ValueType) -> ConfigKey {
+    ConfigKey {
+        name: name.into(),
+        value_type,
+        required: false,
+        default: None,
+        secret: false,
+        choices: vec![],
+        doc: String::new(),
+    }
+}
+
+impl Plugins for Shelf {
+    fn find(&self, class: &str) -> Result<ConnectPlugin, String> {
+        let (kind, spec) = match class {
+            "sink-sql" => (
+                "sink",
+                Some(vec![
+                    key("database", ValueType::Text),
+                    key("batch_rows", ValueType::Integer),
+                    key("upsert", ValueType::Boolean),
+                    key("key_columns", ValueType::Array),
+                    key("ratio", ValueType::Number),
+                ]),
+            ),
+            "mask" => ("transform", Some(vec![key("fields", ValueType::Array)])),
+            "datagen" => ("source", None),
+            other => return Err(format!("no plugin {other:?}")),
+        };
+        Ok(ConnectPlugin {
+            path: PathBuf::from(format!("/plugins/{class}.wasm")),
+            kind: kind.into(),
+            spec,
+        })
+    }
+}
+
+fn translate(config: Value) -> Result<Translated, Vec<String>> {
+    to_native("orders", config.as_object().unwrap(), &Shelf).map_err(|e| e.0)
+}
+
+#[test]
+fn runtime_keys_land_on_the_native_model_and_plugin_keys_take_their_spec_types() {
+    let t = translate(json!({
+        "name": "orders",
+        "connector.class": "sink-sql",
+        "tasks.max": "3",
+        "topics": "orders, refunds",
+        "errors.tolerance": "all",
+        "errors.retry.timeout": "-1",
+        "errors.retry.delay.max.ms": 5000,
+        "errors.deadletterqueue.topic.name": "orders-dlq",
+        "errors.deadletterqueue.topic.replication.factor": "1",
+        "errors.deadletterqueue.context.headers.enable": "true",
+        "errors.log.enable": "false",
+        "consumer.override.fetch.min.bytes": "1024",
+        "grants.databases": "pg",
+        "batch.max_records": "500",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "false",
+        "database": "pg",
+        "batch_rows": "100",
+        "upsert": "TRUE",
+        "key_columns": "id,region",
+        "ratio": "0.5",
+    }))
+    .unwrap();
+    let n = &t.native;
+    assert_eq!(n["kind"], "sink");
+    assert_eq!(n["plugin"], "/plugins/sink-sql.wasm");
+    assert_eq!(n["tasks_max"], 3);
+    assert_eq!(n["topics"], json!(["orders", "refunds"]));
+    assert_eq!(n["errors"]["tolerance"], "all");
+    assert!(n["errors"]["retry"]["timeout_ms"].as_u64().unwrap() > 1_000_000_000_000);
+    assert_eq!(n["errors"]["retry"]["max_backoff_ms"], 5000);
+    assert_eq!(n["errors"]["dead_letter_topic"]["name"], "orders-dlq");
+    assert_eq!(n["errors"]["dead_letter_topic"]["replication_factor"], 1);
+    assert_eq!(n["errors"]["dead_letter_topic"]["context_headers"], true);
+    assert_eq!(n["errors"]["log"], false);
+    assert_eq!(n["consumer"]["fetch.min.bytes"], "1024");
+    assert_eq!(n["grants"]["databases"], json!(["pg"]));
+    assert_eq!(n["batch"]["max_records"], 500);
+    assert_eq!(
+        n["config"],
+        json!({"database": "pg", "batch_rows": 100, "upsert": true,
+               "key_columns": ["id", "region"], "ratio": 0.5})
+    );
+}
+
+#[test]
+fn a_value_that_does_not_convert_is_refused_naming_its_key() {
+    let problems = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "tasks.max": "two",
+        "batch_rows": "lots",
+        "upsert": "yes",
+        "errors.tolerance": "some",
+    }))
+    .unwrap_err();
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("tasks.max: \"two\" does not convert: expected a whole number")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("batch_rows: \"lots\"")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("upsert: \"yes\" does not convert: expected true or false")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("errors.tolerance: \"some\"")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn transforms_and_predicates_become_a_chain_with_conditions() {
+    let t = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "transforms": "hide,hide2",
+        "transforms.hide.type": "mask",
+        "transforms.hide.fields": "card,cvv",
+        "transforms.hide.predicate": "isOrders",
+        "transforms.hide2.type": "mask",
+        "transforms.hide2.predicate": "tomb",
+        "transforms.hide2.negate": "true",
+        "predicates": "isOrders,tomb",
+        "predicates.isOrders.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.isOrders.pattern": "orders.*",
+        "predicates.tomb.type": "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone",
+    }))
+    .unwrap();
+    assert_eq!(
+        t.native["transforms"],
+        json!([
+            {"plugin": "/plugins/mask.wasm", "config": {"fields": ["card", "cvv"]},
+             "when": {"topic_matches": "orders.*"}},
+            {"plugin": "/plugins/mask.wasm", "config": {}, "unless": {"is_tombstone": true}},
+        ])
+    );
+}
+
+#[test]
+fn a_transform_or_predicate_left_incomplete_is_named() {
+    let problems = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "transforms": "a,b,c",
+        "transforms.a.type": "sink-sql",
+        "transforms.c.type": "mask",
+        "transforms.c.predicate": "p",
+        "transforms.zz.type": "mask",
+        "predicates": "p",
+        "predicates.p.type": "org.apache.kafka.connect.transforms.predicates.HasHeaderKey",
+    }))
+    .unwrap_err();
+    let expect = [
+        "transforms.a.type: \"sink-sql\" is a sink plugin, not a transform",
+        "transforms.b.type: missing",
+        "predicates.p.name: missing",
+        "transforms.zz.type: \"zz\" is not one of `transforms`",
+    ];
+    for e in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "{e} in {problems:?}"
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:?}");
+}
+
+#[test]
+fn converters_that_need_a_schema_registry_are_refused_naming_the_key() {
+    let problems = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "value.converter": "io.confluent.connect.avro.AvroConverter",
+        "value.converter.schema.registry.url": "http://registry:8081",
+    }))
+    .unwrap_err();
+    assert!(
+        problems[0].starts_with(
+            "value.converter: io.confluent.connect.avro.AvroConverter is not supported"
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("value.converter.schema.registry.url: "),
+        "{problems:?}"
+    );
+    assert_eq!(problems.len(), 2);
+    // JsonConverter with its default envelope is refused at schemas.enable.
+    let problems = translate(json!({
+        "connector.class": "sink-sql", "topics": "orders",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+    }))
+    .unwrap_err();
+    assert!(
+        problems[0].starts_with("value.converter.schemas.enable: must be false"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn what_validation_says_of_the_native_config_is_said_in_the_keys_given() {
+    let t = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "tasks.max": "0",
+        "batch_rows": "5",
+        "transforms": "hide",
+        "transforms.hide.type": "mask",
+        "transforms.hide.fieldz": "x",
+        "consumer.override.group.id": "g",
+    }))
+    .unwrap();
+    assert_eq!(
+        t.rename("tasks_max: 0 is out of range"),
+        "tasks.max: 0 is out of range"
+    );
+    assert_eq!(
+        t.rename("config.batch_rows: expected"),
+        "batch_rows: expected"
+    );
+    assert_eq!(
+        t.rename("transforms[0].config.fieldz: is not a key of plugin mask"),
+        "transforms.hide.fieldz: is not a key of plugin mask"
+    );
+    assert_eq!(
+        t.rename("consumer.group.id: is set by wasmconnect"),
+        "consumer.override.group.id: is set by wasmconnect"
+    );
+    assert_eq!(
+        t.rename("plugin: cannot load"),
+        "connector.class: cannot load"
+    );
+    assert_eq!(t.rename("something else"), "something else");
+}
+
+#[test]
+fn a_class_that_names_no_plugin_or_a_transform_is_refused() {
+    let problems = translate(json!({"connector.class": "nope", "topics": "x"})).unwrap_err();
+    assert_eq!(problems, ["connector.class: no plugin \"nope\""]);
+    let problems = translate(json!({"connector.class": "mask"})).unwrap_err();
+    assert_eq!(
+        problems,
+        ["connector.class: \"mask\" is a transform, not a connector"]
+    );
+    let problems = translate(json!({"connector.class": "datagen", "name": "other"})).unwrap_err();
+    assert_eq!(
+        problems,
+        ["name: \"other\" does not match the connector's name \"orders\""]
+    );
+}
+
+#[test]
+fn lists_and_objects_are_refused_as_kafka_connect_values() {
+    let problems = translate(json!({"connector.class": "datagen", "topic": ["a"]})).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with("topic: expected a string"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn null_leaves_a_key_out_and_native_settings_are_typed() {
+    let t = translate(json!({
+        "connector.class": "datagen",
+        "topic": "events",
+        "poll_interval_ms": "250",
+        "errors.retry.multiplier": "1.5",
+        "grants.http_tls.system_roots": "false",
+        "tasks.max": null,
+    }))
+    .unwrap();
+    assert_eq!(t.native["topic"], "events");
+    assert_eq!(t.native["poll_interval_ms"], 250);
+    assert_eq!(t.native["errors"]["retry"]["multiplier"], 1.5);
+    assert_eq!(t.native["grants"]["http_tls"]["system_roots"], false);
+    assert!(t.native.get("tasks_max").is_none());
+    assert_eq!(t.native["config"], json!({}));
+}

@@ -1,0 +1,288 @@
+//! Kafka Connect's config vocabulary over the REST API, as a Kafka Connect user brings it: a
+//! flat map of strings created and driven by a third-party Kafka Connect client
+//! (kafka-connect-py's `kc`), `topics.regex` picking up a topic created after start, a
+//! transform applied under a predicate, and a value that does not convert refused by key.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wasmconnect_tests::{Daemon, paths, unique, wait_until};
+
+use crate::common::{Pipeline, config, json as value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A daemon on the pipeline's broker and database with no connector, listing the plugins
+/// this repository builds (`worker.plugin_path`), as an operator's `plugins/` would.
+fn daemon(p: &Pipeline) -> anyhow::Result<Daemon> {
+    let plugins = paths::plugin("sink-sql")?
+        .parent()
+        .expect("a plugin's directory")
+        .display()
+        .to_string();
+    let text = config(&p.broker, &p.pg, "  []\n").replace(
+        "worker:\n",
+        &format!("worker:\n  plugin_path: [\"{plugins}\"]\n"),
+    );
+    Daemon::start(&text)
+}
+
+/// Runs kafka-connect-py's `kc` on the daemon's API; its output as JSON (`null` when it
+/// printed nothing or `null`).
+fn kc(daemon: &Daemon, args: &[&str]) -> anyhow::Result<Value> {
+    let output = Command::new(paths::kc()?)
+        .args(["--url", &format!("http://{}", daemon.admin)])
+        .args(args)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "kc {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout.trim();
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("kc {args:?} printed {text:?}: {e}"))
+}
+
+async fn rows(p: &Pipeline, filter: &str) -> anyhow::Result<i64> {
+    p.pg.count(&format!(
+        "SELECT count(DISTINCT id) FROM {} WHERE {filter}",
+        p.table
+    ))
+    .await
+}
+
+async fn wait_rows(p: &Pipeline, filter: &str, want: i64) -> anyhow::Result<()> {
+    wait_until(&format!("{want} rows where {filter}"), WAIT, || async {
+        let got = rows(p, filter).await?;
+        Ok(if got == want {
+            Ok(())
+        } else {
+            Err(got.to_string())
+        })
+    })
+    .await
+}
+
+async fn produce(
+    p: &Pipeline,
+    topic: &str,
+    ids: std::ops::RangeInclusive<i64>,
+) -> anyhow::Result<()> {
+    let records: Vec<_> = ids
+        .map(|id| (None, value(json!({ "id": id, "src": "raw" }))))
+        .collect();
+    p.broker.produce(topic, &records).await
+}
+
+async fn wait_state(daemon: &Daemon, name: &str, state: &str) -> anyhow::Result<()> {
+    wait_until(&format!("{name} {state} (kc status)"), WAIT, || async {
+        let status = kc(daemon, &["status", name])?;
+        Ok(
+            if status["connector"]["state"] == state && status["tasks"][0]["state"] == state {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            },
+        )
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kafka_connect_shaped_connector_lives_its_whole_life_through_kafka_connect_py()
+-> anyhow::Result<()> {
+    let p = Pipeline::new("kcpy", 2, "id bigint PRIMARY KEY, src text").await?;
+    let daemon = daemon(&p)?;
+    let name = unique("kcpy");
+    // Strings throughout, as Kafka Connect has them; `key` and `mode` are sink-sql's own keys,
+    // converted to the types its config spec declares (a list, a choice).
+    let config = json!({
+        "connector.class": "sink_sql",
+        "tasks.max": "1",
+        "topics": p.topic,
+        "errors.retry.timeout": "2000",
+        "errors.retry.delay.max.ms": "500",
+        "consumer.override.auto.offset.reset": "earliest",
+        "grants.databases": "main",
+        "batch.max_wait_ms": "50",
+        "database": "main",
+        "table": p.table,
+        "mode": "upsert",
+        "key": "id",
+    });
+
+    let created = kc(
+        &daemon,
+        &[
+            "create",
+            "--config-data",
+            &json!({ "name": name, "config": config }).to_string(),
+        ],
+    )?;
+    assert_eq!(created["name"], name.as_str(), "{created}");
+    assert_eq!(created["type"], "sink", "{created}");
+    // GET .../config answers in the shape the connector was created in.
+    let mut expected = config.clone();
+    expected["name"] = json!(name);
+    assert_eq!(kc(&daemon, &["config", &name])?, expected);
+    let listed = kc(&daemon, &["list"])?;
+    assert_eq!(listed, json!([name]));
+    wait_state(&daemon, &name, "RUNNING").await?;
+    produce(&p, &p.topic, 1..=20).await?;
+    wait_rows(&p, "true", 20).await?;
+
+    // Pause and resume: records produced while paused arrive after the resume.
+    kc(&daemon, &["pause", &name])?;
+    wait_state(&daemon, &name, "PAUSED").await?;
+    produce(&p, &p.topic, 21..=30).await?;
+    kc(&daemon, &["resume", &name])?;
+    wait_state(&daemon, &name, "RUNNING").await?;
+    wait_rows(&p, "true", 30).await?;
+
+    // A change in the same shape: two tasks now, each listed with its config.
+    let mut changed = config.clone();
+    changed["tasks.max"] = json!("2");
+    let updated = kc(
+        &daemon,
+        &["update", &name, "--config-data", &changed.to_string()],
+    )?;
+    assert_eq!(updated["config"]["tasks.max"], "2", "{updated}");
+    wait_until("two tasks listed", WAIT, || async {
+        let tasks = kc(&daemon, &["list-tasks", &name])?;
+        Ok(match tasks.as_array() {
+            Some(t) if t.len() == 2 => Ok(()),
+            _ => Err(tasks.to_string()),
+        })
+    })
+    .await?;
+    let tasks = kc(&daemon, &["list-tasks", &name])?;
+    assert_eq!(tasks[1]["id"]["task"], 1, "{tasks}");
+    assert_eq!(tasks[1]["config"]["connector.class"], "sink_sql", "{tasks}");
+    kc(&daemon, &["restart", &name, "--include-tasks"])?;
+    wait_state(&daemon, &name, "RUNNING").await?;
+    produce(&p, &p.topic, 31..=40).await?;
+    wait_rows(&p, "true", 40).await?;
+
+    kc(&daemon, &["delete", &name])?;
+    assert_eq!(kc(&daemon, &["list"])?, json!([]));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_regex_picks_up_a_topic_created_after_start_and_a_predicate_picks_records()
+-> anyhow::Result<()> {
+    let p = Pipeline::new("kcre", 1, "id bigint PRIMARY KEY, src text").await?;
+    let daemon = daemon(&p)?;
+    let api = reqwest::Client::new();
+    let base = format!("http://{}", daemon.admin);
+    let name = unique("kcre");
+    let late = format!("{}-late", p.topic);
+    // The transform stamps records of the late topic only (TopicNameMatches), so a row says
+    // which topic it came from.
+    let config = json!({
+        "name": name,
+        "connector.class": "sink_sql",
+        "topics.regex": format!("{}.*", p.topic),
+        "consumer.override.topic.metadata.refresh.interval.ms": "1000",
+        "grants.databases": "main",
+        "batch.max_wait_ms": "50",
+        "database": "main",
+        "table": p.table,
+        "transforms": "stamp",
+        "transforms.stamp.type": "transform_fields",
+        "transforms.stamp.insert": "{\"/src\": \"late\"}",
+        "transforms.stamp.predicate": "isLate",
+        "predicates": "isLate",
+        "predicates.isLate.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.isLate.pattern": ".*-late",
+    });
+    let response = api
+        .put(format!("{base}/connectors/{name}/config"))
+        .json(&config)
+        .send()
+        .await?;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{}",
+        response.text().await?
+    );
+    daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+    produce(&p, &p.topic, 1..=10).await?;
+    wait_rows(&p, "src = 'raw'", 10).await?;
+
+    p.broker.create_topic(&late, 1).await?;
+    produce(&p, &late, 11..=20).await?;
+    wait_rows(&p, "src = 'late'", 10).await?;
+    assert_eq!(rows(&p, "src = 'raw'").await?, 10);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_string_that_does_not_convert_is_refused_naming_its_key() -> anyhow::Result<()> {
+    let p = Pipeline::new("kcbad", 1, "id bigint").await?;
+    let daemon = daemon(&p)?;
+    let api = reqwest::Client::new();
+    let base = format!("http://{}", daemon.admin);
+    let config = json!({
+        "connector.class": "sink_sql",
+        "topics": p.topic,
+        "tasks.max": "two",
+        "grants.databases": "main",
+        "batch.max_records": "lots",
+        "database": "main",
+        "table": p.table,
+        "tabel": "typo",
+    });
+    let name = unique("kcbad");
+    let response = api
+        .post(format!("{base}/connectors"))
+        .json(&json!({ "name": name, "config": config }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await?;
+    let message = body["message"].as_str().unwrap_or_default();
+    for part in [
+        "tasks.max: \"two\" does not convert: expected a whole number",
+        "batch.max_records: \"lots\" does not convert",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+
+    // Validate answers per key as given; the typo is named with the plugin's keys.
+    let mut typo = config.clone();
+    typo["tasks.max"] = json!("1");
+    typo["batch.max_records"] = json!("100");
+    let response = api
+        .put(format!("{base}/connector-plugins/sink_sql/config/validate"))
+        .json(&typo)
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await?;
+    assert_eq!(body["error_count"], 1, "{body}");
+    let tabel = body["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["value"]["name"] == "tabel")
+        .cloned()
+        .unwrap_or_default();
+    let errors = tabel["value"]["errors"].to_string();
+    assert!(errors.contains("did you mean \\\"table\\\"?"), "{body}");
+    assert_eq!(
+        api.get(format!("{base}/connectors/{name}"))
+            .send()
+            .await?
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    Ok(())
+}
