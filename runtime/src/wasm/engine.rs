@@ -258,13 +258,17 @@ impl WasmEngine {
         if let Some(description) = self.known(path, |f| f.description.clone()) {
             return Ok(description);
         }
-        let component = self.compile(path)?;
+        // The export names, read without compiling: listing the plugins of a directory must
+        // not compile each one (a Python plugin takes most of a minute in a debug build).
+        let bytes = read_component(path)?;
+        let exports = exported_instances(&bytes).map_err(|reason| LoadError::NotComponent {
+            path: path.to_owned(),
+            reason,
+        })?;
         let package = format!("{CONTRACT_PACKAGE}/");
-        let description = component
-            .component_type()
-            .exports(&self.engine)
-            .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
-            .find_map(|(name, _)| {
+        let description = exports
+            .iter()
+            .find_map(|name| {
                 let (kind, version) = name.strip_prefix(&package)?.split_once('@')?;
                 Some(Description {
                     kind: kind.to_owned(),
@@ -433,28 +437,58 @@ impl WasmEngine {
     }
 
     fn compile_file(&self, path: &Path) -> Result<Component, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let not_component = |reason: &str| LoadError::NotComponent {
-            path: path.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-            return Err(not_component("is not a WebAssembly file"));
-        }
-        if bytes[4..8] == [1, 0, 0, 0] {
-            return Err(not_component(
-                "is a core WebAssembly module, not a component: build the plugin with \
-                 `cargo build --target wasm32-wasip2`",
-            ));
-        }
+        let bytes = read_component(path)?;
         Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
             path: path.to_owned(),
             message: format!("{e:#}"),
         })
     }
+}
+
+/// The bytes of the component at `path`, or why it is not one.
+fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let not_component = |reason: &str| LoadError::NotComponent {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(not_component("is not a WebAssembly file"));
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(not_component(
+            "is a core WebAssembly module, not a component: build the plugin with \
+             `cargo build --target wasm32-wasip2`",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The names of the instances a component exports at its top level (`wasmconnect:plugin/sink@0.2.0`),
+/// read from its sections without compiling or validating it.
+fn exported_instances(bytes: &[u8]) -> Result<Vec<String>, String> {
+    use wasmparser::{ComponentExternalKind, Parser, Payload};
+    let mut depth = 0usize;
+    let mut names = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| format!("cannot be read: {e}"))? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentExportSection(exports) if depth == 0 => {
+                for export in exports {
+                    let export = export.map_err(|e| format!("cannot be read: {e}"))?;
+                    if export.kind == ComponentExternalKind::Instance {
+                        names.push(export.name.name.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
 }
 
 /// Binds `wasmconnect:plugin/log`, which every engine offers as it is.
