@@ -233,6 +233,20 @@ ensure_kafka_connect_py() {
   fi
 }
 
+# schemathesis (PyPI), pinned, in a virtualenv outside the repository: fuzzes the admin API
+# against its OpenAPI description.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  local venv="$WASMCONNECT_CACHE/schemathesis-$SCHEMATHESIS_VERSION"
+  export WASMCONNECT_SCHEMATHESIS="$venv/bin/st"
+  if [ ! -x "$WASMCONNECT_SCHEMATHESIS" ]; then
+    say "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+    command -v python3 >/dev/null || apt-get install -y python3
+    python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+}
+
 # The Python sink (tests/fixtures/sink-python), rebuilt when its source or the WIT changed.
 build_python_plugin() {
   ensure_componentize_py

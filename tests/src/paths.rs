@@ -98,3 +98,19 @@ pub fn kc() -> anyhow::Result<PathBuf> {
     }
     Ok(path)
 }
+
+/// schemathesis's `st` command, as the test command installed it (`WASMCONNECT_SCHEMATHESIS`).
+pub fn schemathesis() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var("WASMCONNECT_SCHEMATHESIS") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(".cache/wasmconnect/schemathesis-4.32.5/bin/st"),
+    };
+    if !path.exists() {
+        bail!(
+            "schemathesis {} is missing: the README test command installs it",
+            path.display()
+        );
+    }
+    Ok(path)
+}

@@ -72,6 +72,7 @@ where
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .route("/connectors", get(connectors).post(create_connector))
         .route(
             "/connectors/{name}",
@@ -115,6 +116,7 @@ where
             get(loggers::get_logger).put(loggers::set_logger),
         )
         .layer(middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(middleware::map_response(json_errors))
         // Outermost: a web page's request is refused before anything else looks at it.
         .layer(middleware::from_fn_with_state(
             browser::Hosts::new(&admin.hosts),
@@ -178,6 +180,47 @@ async fn health(AxumState(api): AxumState<Api>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// This API's OpenAPI 3.0 description (`admin/openapi.json`; `openapi_describes_every_route`
+/// keeps it in step with the routes above, schemathesis keeps the answers true to it).
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+/// Answers axum's own refusals (an unknown path, a method a path does not have, a path or
+/// query parameter that does not parse) in Kafka Connect's error body, as every other error
+/// is: `{"error_code", "message"}` with axum's words as the message.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 << 10).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut json = error_response(status, &message);
+    for (name, value) in &parts.headers {
+        if name == axum::http::header::ALLOW {
+            json.headers_mut().insert(name, value.clone());
+        }
+    }
+    json
 }
 
 /// Liveness: the process answers, whatever its connectors do.
@@ -280,5 +323,63 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
         serde_json::from_slice(&body)
             .map(JsonBody)
             .map_err(|e| bad_request(&format!("the body is not valid JSON: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every route this file serves, as (method, path with its parameters unnamed).
+    fn served() -> BTreeSet<(String, String)> {
+        let source = include_str!("mod.rs");
+        let route = regex_lite::Regex::new(r#"\.route\(\s*"([^"]+)""#).unwrap();
+        let method = regex_lite::Regex::new(r"\b(get|post|put|patch|delete)\(").unwrap();
+        let starts: Vec<_> = route.captures_iter(source).collect();
+        let mut served = BTreeSet::new();
+        for (i, found) in starts.iter().enumerate() {
+            let from = found.get(0).unwrap().end();
+            let to = starts
+                .get(i + 1)
+                .map_or(source.len(), |next| next.get(0).unwrap().start());
+            let segment = &source[from..to];
+            let segment = &segment[..segment.find(".layer(").unwrap_or(segment.len())];
+            for m in method.captures_iter(segment) {
+                served.insert((m[1].to_owned(), unnamed(&found[1])));
+            }
+        }
+        served
+    }
+
+    fn unnamed(path: &str) -> String {
+        regex_lite::Regex::new(r"\{[^}]+\}")
+            .unwrap()
+            .replace_all(path, "{}")
+            .into_owned()
+    }
+
+    #[test]
+    fn openapi_describes_every_route_and_no_other() {
+        let spec: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let mut described = BTreeSet::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if item.get(method).is_some() {
+                    described.insert((method.to_owned(), unnamed(path)));
+                }
+            }
+        }
+        let served = served();
+        assert!(served.len() > 25, "the route parser found {served:?}");
+        assert_eq!(
+            described.difference(&served).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "described but not served"
+        );
+        assert_eq!(
+            served.difference(&described).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served but not described in admin/openapi.json"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod http;
 mod kafka_connect;
 mod kafka_security;
 mod kit;
+mod openapi;
 mod operations;
 mod operator_kit;
 mod outages;
