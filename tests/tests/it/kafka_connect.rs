@@ -217,6 +217,30 @@ async fn topics_regex_picks_up_a_topic_created_after_start_and_a_predicate_picks
     produce(&p, &p.topic, 1..=10).await?;
     wait_rows(&p, "src = 'raw'", 10).await?;
 
+    // PATCH in the shape given: a merge over the flat map, answered in it.
+    let response = api
+        .patch(format!("{base}/connectors/{name}/config"))
+        .json(&json!({ "batch.max_wait_ms": "20", "errors.log.enable": "false" }))
+        .send()
+        .await?;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await?
+    );
+    let shown: Value = api
+        .get(format!("{base}/connectors/{name}/config"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut expected = config.clone();
+    expected["batch.max_wait_ms"] = json!("20");
+    expected["errors.log.enable"] = json!("false");
+    assert_eq!(shown, expected);
+    daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+
     p.broker.create_topic(&late, 1).await?;
     produce(&p, &late, 11..=20).await?;
     wait_rows(&p, "src = 'late'", 10).await?;
