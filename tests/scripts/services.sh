@@ -205,46 +205,40 @@ fuzz_all() {
   rm -f "$out"
 }
 
-# componentize-py (PyPI), pinned, in a virtualenv outside the repository: builds the Python
-# plugin that shows the WIT contract is not Rust's alone.
+# A command of a pinned PyPI package, in a virtualenv of its own outside the repository,
+# installed on first use; sets REPLY to the command's path.
+pip_command() {
+  local package=$1 version=$2 command=$3
+  local venv="$WASMCONNECT_CACHE/$package-$version"
+  if [ ! -x "$venv/bin/$command" ]; then
+    say "installing $package $version into $venv"
+    command -v python3 >/dev/null || apt-get install -y python3
+    python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet "$package==$version"
+  fi
+  REPLY="$venv/bin/$command"
+}
+
+# componentize-py: builds the Python plugin that shows the WIT contract is not Rust's alone.
 COMPONENTIZE_PY_VERSION=0.25.1
 ensure_componentize_py() {
-  local venv="$WASMCONNECT_CACHE/componentize-py-$COMPONENTIZE_PY_VERSION"
-  export WASMCONNECT_COMPONENTIZE_PY="$venv/bin/componentize-py"
-  if [ ! -x "$WASMCONNECT_COMPONENTIZE_PY" ]; then
-    say "installing componentize-py $COMPONENTIZE_PY_VERSION into $venv"
-    command -v python3 >/dev/null || apt-get install -y python3
-    python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
-    "$venv/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
-  fi
+  pip_command componentize-py "$COMPONENTIZE_PY_VERSION" componentize-py
+  export WASMCONNECT_COMPONENTIZE_PY="$REPLY"
 }
 
-# kafka-connect-py (PyPI), pinned, in a virtualenv outside the repository: a third-party
-# Kafka Connect REST client, driving connectors created in Kafka Connect's config shape.
+# kafka-connect-py's kc: a third-party Kafka Connect REST client, driving connectors created
+# in Kafka Connect's config shape.
 KAFKA_CONNECT_PY_VERSION=1.0.0
 ensure_kafka_connect_py() {
-  local venv="$WASMCONNECT_CACHE/kafka-connect-py-$KAFKA_CONNECT_PY_VERSION"
-  export WASMCONNECT_KC="$venv/bin/kc"
-  if ! "$venv/bin/python" -c 'import kafka_connect' 2>/dev/null; then
-    say "installing kafka-connect-py $KAFKA_CONNECT_PY_VERSION into $venv"
-    command -v python3 >/dev/null || apt-get install -y python3
-    python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
-    "$venv/bin/pip" install --quiet "kafka-connect-py==$KAFKA_CONNECT_PY_VERSION"
-  fi
+  pip_command kafka-connect-py "$KAFKA_CONNECT_PY_VERSION" kc
+  export WASMCONNECT_KC="$REPLY"
 }
 
-# schemathesis (PyPI), pinned, in a virtualenv outside the repository: fuzzes the admin API
-# against its OpenAPI description.
+# schemathesis's st: fuzzes the admin API against its OpenAPI description.
 SCHEMATHESIS_VERSION=4.32.5
 ensure_schemathesis() {
-  local venv="$WASMCONNECT_CACHE/schemathesis-$SCHEMATHESIS_VERSION"
-  export WASMCONNECT_SCHEMATHESIS="$venv/bin/st"
-  if [ ! -x "$WASMCONNECT_SCHEMATHESIS" ]; then
-    say "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
-    command -v python3 >/dev/null || apt-get install -y python3
-    python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
-    "$venv/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
-  fi
+  pip_command schemathesis "$SCHEMATHESIS_VERSION" st
+  export WASMCONNECT_SCHEMATHESIS="$REPLY"
 }
 
 # The Python sink (tests/fixtures/sink-python), rebuilt when its source or the WIT changed.

@@ -64,14 +64,39 @@ pub fn plugin(crate_name: &str) -> anyhow::Result<PathBuf> {
 
 /// The tansu binary the test command installed (`WASMCONNECT_TANSU` overrides).
 pub fn tansu() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var("WASMCONNECT_TANSU") {
+    installed("WASMCONNECT_TANSU", "tansu-0.6.0/bin/tansu", "test broker")
+}
+
+/// kafka-connect-py's `kc` command, as the test command installed it (`WASMCONNECT_KC`).
+pub fn kc() -> anyhow::Result<PathBuf> {
+    installed(
+        "WASMCONNECT_KC",
+        "kafka-connect-py-1.0.0/bin/kc",
+        "kafka-connect-py's kc",
+    )
+}
+
+/// schemathesis's `st` command, as the test command installed it (`WASMCONNECT_SCHEMATHESIS`).
+pub fn schemathesis() -> anyhow::Result<PathBuf> {
+    installed(
+        "WASMCONNECT_SCHEMATHESIS",
+        "schemathesis-4.32.5/bin/st",
+        "schemathesis",
+    )
+}
+
+/// A tool the test command installs under `~/.cache/wasmconnect` (`cached`), or where the
+/// environment variable `variable` says; an error naming `what` when it is not there.
+fn installed(variable: &str, cached: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let path = match std::env::var(variable) {
         Ok(path) => PathBuf::from(path),
         Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/wasmconnect/tansu-0.6.0/bin/tansu"),
+            .join(".cache/wasmconnect")
+            .join(cached),
     };
     if !path.exists() {
         bail!(
-            "test broker {} is missing: the README test command installs it",
+            "{what} {} is missing: the README test command installs it",
             path.display()
         );
     }
@@ -81,36 +106,4 @@ pub fn tansu() -> anyhow::Result<PathBuf> {
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// kafka-connect-py's `kc` command, as the test command installed it (`WASMCONNECT_KC`).
-pub fn kc() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var("WASMCONNECT_KC") {
-        Ok(path) => PathBuf::from(path),
-        Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/wasmconnect/kafka-connect-py-1.0.0/bin/kc"),
-    };
-    if !path.exists() {
-        bail!(
-            "kafka-connect-py's kc {} is missing: the README test command installs it",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-/// schemathesis's `st` command, as the test command installed it (`WASMCONNECT_SCHEMATHESIS`).
-pub fn schemathesis() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var("WASMCONNECT_SCHEMATHESIS") {
-        Ok(path) => PathBuf::from(path),
-        Err(_) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(".cache/wasmconnect/schemathesis-4.32.5/bin/st"),
-    };
-    if !path.exists() {
-        bail!(
-            "schemathesis {} is missing: the README test command installs it",
-            path.display()
-        );
-    }
-    Ok(path)
 }
