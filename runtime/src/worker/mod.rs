@@ -384,13 +384,21 @@ impl Worker {
         let current = self
             .connector_config(name)
             .ok_or_else(|| Refused::NotFound(name.to_owned()))?;
-        // A connector set in Kafka Connect's shape is patched in that shape.
-        let mut merged = match self.connect_shape(name) {
-            Some(shape) => serde_json::Value::Object(shape),
+        // A connector set in Kafka Connect's shape is patched in that shape, and stays in it.
+        let shape = self.connect_shape(name);
+        let mut merged = match &shape {
+            Some(shape) => serde_json::Value::Object(shape.clone()),
             None => serde_json::to_value(&current)
                 .map_err(|e| Refused::BadRequest(format!("the current config: {e}")))?,
         };
         merge_patch(&mut merged, patch);
+        if shape.is_some() && connect_shape(&merged).is_none() {
+            return Err(Refused::BadRequest(
+                "connector.class: a connector in Kafka Connect's shape keeps it; PUT a whole \
+                 config to change the shape"
+                    .into(),
+            ));
+        }
         self.put_config(name, merged).await.map(|(_, c)| c)
     }
 

@@ -98,7 +98,7 @@ async fn wait_state(daemon: &Daemon, name: &str, state: &str) -> anyhow::Result<
 async fn a_kafka_connect_shaped_connector_lives_its_whole_life_through_kafka_connect_py()
 -> anyhow::Result<()> {
     let p = Pipeline::new("kcpy", 2, "id bigint PRIMARY KEY, src text").await?;
-    let daemon = daemon(&p)?;
+    let mut daemon = daemon(&p)?;
     let name = unique("kcpy");
     // Strings throughout, as Kafka Connect has them; `key` and `mode` are sink-sql's own keys,
     // converted to the types its config spec declares (a list, a choice).
@@ -168,6 +168,13 @@ async fn a_kafka_connect_shaped_connector_lives_its_whole_life_through_kafka_con
     wait_state(&daemon, &name, "RUNNING").await?;
     produce(&p, &p.topic, 31..=40).await?;
     wait_rows(&p, "true", 40).await?;
+
+    // The shape is kept across a restart of the process (killed, so nothing is saved late).
+    daemon.restart()?;
+    assert_eq!(kc(&daemon, &["config", &name])?["tasks.max"], "2");
+    wait_state(&daemon, &name, "RUNNING").await?;
+    produce(&p, &p.topic, 41..=50).await?;
+    wait_rows(&p, "true", 50).await?;
 
     kc(&daemon, &["delete", &name])?;
     assert_eq!(kc(&daemon, &["list"])?, json!([]));
@@ -240,6 +247,20 @@ async fn topics_regex_picks_up_a_topic_created_after_start_and_a_predicate_picks
     expected["errors.log.enable"] = json!("false");
     assert_eq!(shown, expected);
     daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+    let response = api
+        .patch(format!("{base}/connectors/{name}/config"))
+        .json(&json!({ "connector.class": null }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await?;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("connector.class: "),
+        "{body}"
+    );
 
     p.broker.create_topic(&late, 1).await?;
     produce(&p, &late, 11..=20).await?;
