@@ -175,6 +175,72 @@ const PASS_THROUGH_CONVERTERS: &[&str] = &[
     "org.apache.kafka.connect.json.JsonConverter",
 ];
 
+/// A Kafka Connect connector setting with no native key: accepted where its value is what
+/// wasmconnect does anyway, refused with the reason otherwise (rather than handed to the
+/// plugin as one of its keys).
+struct ConnectSetting {
+    /// The key, or with a trailing `.` every key under it.
+    key: &'static str,
+    accepted: Option<&'static str>,
+    because: &'static str,
+}
+
+impl ConnectSetting {
+    fn names(&self, key: &str) -> bool {
+        key == self.key || (self.key.ends_with('.') && key.starts_with(self.key))
+    }
+}
+
+const CONNECT_SETTINGS: &[ConnectSetting] = &[
+    ConnectSetting {
+        key: "errors.log.include.messages",
+        accepted: Some("false"),
+        because: "the log line of a dead-lettered record names its topic, partition and offset, \
+                  never its key or value",
+    },
+    ConnectSetting {
+        key: "config.action.reload",
+        accepted: Some("restart"),
+        because: "a connector whose config changes restarts",
+    },
+    ConnectSetting {
+        key: "tasks.max.enforce",
+        accepted: Some("true"),
+        because: "a connector never runs more tasks than tasks.max",
+    },
+    ConnectSetting {
+        key: "exactly.once.support",
+        accepted: None,
+        because: "sources are at-least-once; exactly-once is for sinks writing SQL \
+                  (exactly_once.database)",
+    },
+    ConnectSetting {
+        key: "transaction.boundary",
+        accepted: None,
+        because: "sources are at-least-once; exactly-once is for sinks writing SQL \
+                  (exactly_once.database)",
+    },
+    ConnectSetting {
+        key: "offsets.storage.topic",
+        accepted: None,
+        because: "source positions live in the worker's kafka.offsets_topic",
+    },
+    ConnectSetting {
+        key: "topic.creation.",
+        accepted: None,
+        because: "the topics a source writes to are not created by wasmconnect: create them, \
+                  or let the broker create them",
+    },
+];
+
+/// Whether `plugin`'s spec lists `key`: then it is the plugin's, whatever Kafka Connect
+/// means by it.
+fn declares(plugin: Option<&ConnectPlugin>, key: &str) -> bool {
+    plugin
+        .and_then(|p| p.spec.as_deref())
+        .is_some_and(|spec| spec.iter().any(|k| k.name == key))
+}
+
 /// Kafka Connect's predicates and the native condition each becomes, with the key holding
 /// its argument.
 const PREDICATES: &[(&str, &str, Option<&str>)] = &[
@@ -283,6 +349,17 @@ pub fn to_native(
                     key,
                     format!("{alias:?} is not one of `{of}` ({})", list.join(",")),
                 );
+            }
+        } else if let Some(setting) = CONNECT_SETTINGS.iter().find(|s| s.names(key))
+            && !declares(plugin.as_ref(), key)
+        {
+            match setting.accepted {
+                Some(accepted) if text.trim().eq_ignore_ascii_case(accepted) => {}
+                Some(accepted) => t.problem(
+                    key,
+                    format!("only {accepted:?} is supported: {}", setting.because),
+                ),
+                None => t.problem(key, format!("is not supported: {}", setting.because)),
             }
         } else {
             own.insert(key.clone(), Value::String(text.clone()));

@@ -306,3 +306,37 @@ fn null_leaves_a_key_out_and_native_settings_are_typed() {
     assert!(t.native.get("tasks_max").is_none());
     assert_eq!(t.native["config"], json!({}));
 }
+
+#[test]
+fn kafka_connect_settings_without_a_native_key_are_accepted_where_true_and_refused_otherwise() {
+    let t = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "errors.log.include.messages": "false",
+        "config.action.reload": "restart",
+        "tasks.max.enforce": "true",
+    }))
+    .unwrap();
+    assert_eq!(t.native["config"], json!({}));
+    let problems = translate(json!({
+        "connector.class": "datagen",
+        "errors.log.include.messages": "true",
+        "exactly.once.support": "required",
+        "topic.creation.default.partitions": "3",
+    }))
+    .unwrap_err();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems[0].starts_with("errors.log.include.messages: only \"false\" is supported"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1]
+            .starts_with("exactly.once.support: is not supported: sources are at-least-once"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[2].starts_with("topic.creation.default.partitions: is not supported"),
+        "{problems:?}"
+    );
+}
