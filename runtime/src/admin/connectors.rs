@@ -177,6 +177,31 @@ pub(super) async fn task_status(
     }
 }
 
+/// The topics the connector has used since it was created or they were reset (Kafka
+/// Connect's active topics): `{"<name>": {"topics": [...]}}`.
+pub(super) async fn connector_topics(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    if api.status.get(&name).is_none() {
+        return not_found(&format!("Connector {name} not found"));
+    }
+    Json(json!({ name.clone(): { "topics": api.status.topics(&name) } })).into_response()
+}
+
+/// Empties the connector's active topics; its tasks report those they go on using.
+pub(super) async fn reset_connector_topics(
+    AxumState(api): AxumState<Api>,
+    Path(name): Path<String>,
+) -> Response {
+    if api.status.get(&name).is_none() {
+        return not_found(&format!("Connector {name} not found"));
+    }
+    api.status.reset_topics(&name);
+    tracing::info!(connector = %name, "active topics reset through the API");
+    StatusCode::OK.into_response()
+}
+
 /// `?includeTasks=true&onlyFailed=true` as Kafka Connect has them: the connector and every
 /// task restart, or with `onlyFailed` its FAILED tasks alone. 202 with the status after the restart (204
 /// without the parameters, as Kafka Connect answers the legacy form).

@@ -86,6 +86,11 @@ where
         )
         .route("/connectors/{name}/status", get(connector_status))
         .route("/connectors/{name}/tasks", get(connector_tasks))
+        .route("/connectors/{name}/topics", get(connector_topics))
+        .route(
+            "/connectors/{name}/topics/reset",
+            put(reset_connector_topics),
+        )
         .route("/connectors/{name}/tasks/{task}/status", get(task_status))
         .route("/connectors/{name}/restart", post(restart_connector))
         .route(

@@ -1,6 +1,7 @@
 //! Connector and task states, in Kafka Connect's vocabulary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
@@ -66,6 +67,11 @@ pub struct StatusBoard {
     metrics: Arc<Metrics>,
     /// Why the last reload was refused, until one succeeds.
     reload_error: Arc<RwLock<Option<String>>>,
+    /// The topics each connector has used since it was created or they were reset (Kafka
+    /// Connect's active topics): a sink's assigned topics, the topics a source wrote to.
+    topics: Arc<RwLock<BTreeMap<String, BTreeSet<String>>>>,
+    /// Counts resets of `topics`, so that tasks report again what they use after one.
+    topics_resets: Arc<AtomicU64>,
 }
 
 impl StatusBoard {
@@ -122,8 +128,25 @@ impl StatusBoard {
         }
     }
 
+    /// The topics connector `name` has used since it was created or they were reset.
+    pub fn topics(&self, name: &str) -> BTreeSet<String> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Forgets the topics connector `name` used; its tasks report those they go on using.
+    pub fn reset_topics(&self, name: &str) {
+        self.topics.write().expect("topics lock").remove(name);
+        self.topics_resets.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Forgets a stopped connector, its metrics included.
     pub fn unregister(&self, name: &str) {
+        self.topics.write().expect("topics lock").remove(name);
         let removed = self.inner.write().expect("status lock").remove(name);
         if let Some(status) = removed {
             for task in &status.tasks {
@@ -230,11 +253,32 @@ impl TaskReporter {
         self.counters.memory(bytes);
     }
 
-    /// Records the consumer lag of one partition (sinks).
+    /// Records the consumer lag of one partition (sinks); its topic is in use.
     pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
         self.board
             .metrics
             .set_lag(&self.connector, self.task, topic, partition, lag);
+        self.uses_topic(topic);
+    }
+
+    /// Adds `topic` to the connector's active topics.
+    pub fn uses_topic(&self, topic: &str) {
+        let known = self
+            .board
+            .topics
+            .read()
+            .expect("topics lock")
+            .get(&self.connector)
+            .is_some_and(|t| t.contains(topic));
+        if !known {
+            self.board
+                .topics
+                .write()
+                .expect("topics lock")
+                .entry(self.connector.clone())
+                .or_default()
+                .insert(topic.to_owned());
+        }
     }
 
     /// Records how long a plugin call took.
@@ -261,5 +305,37 @@ impl TaskReporter {
     pub fn unassigned(&self) {
         self.board
             .set(&self.connector, self.task, State::Unassigned, None);
+    }
+}
+
+/// The topics one task writes to, each reported to its connector's active topics once (and
+/// again after a reset): a set lookup per record, no lock.
+#[derive(Debug)]
+pub struct TopicsInUse {
+    reporter: TaskReporter,
+    seen: HashSet<String>,
+    resets: u64,
+}
+
+impl TopicsInUse {
+    pub fn new(reporter: TaskReporter) -> Self {
+        let resets = reporter.board.topics_resets.load(Ordering::Relaxed);
+        TopicsInUse {
+            reporter,
+            seen: HashSet::new(),
+            resets,
+        }
+    }
+
+    pub fn note(&mut self, topic: &str) {
+        let resets = self.reporter.board.topics_resets.load(Ordering::Relaxed);
+        if resets != self.resets {
+            self.seen.clear();
+            self.resets = resets;
+        }
+        if !self.seen.contains(topic) {
+            self.seen.insert(topic.to_owned());
+            self.reporter.uses_topic(topic);
+        }
     }
 }

@@ -8,5 +8,5 @@
 mod board;
 mod metrics;
 
-pub use board::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus};
+pub use board::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus, TopicsInUse};
 pub use metrics::{Call, Counter, Metrics, TaskCounters};

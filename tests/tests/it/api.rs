@@ -489,6 +489,10 @@ async fn a_source_connectors_positions_are_read_moved_and_deleted_through_the_ap
     let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
     let api = Api::new(&daemon);
     wait_for_ids(&broker, &topic, 50, WAIT).await?;
+    // A source's active topics are those it wrote to.
+    let (code, topics) = api.get(&format!("/connectors/{name}/topics")).await?;
+    assert_eq!(code, StatusCode::OK, "{topics}");
+    assert_eq!(topics, json!({ name.clone(): { "topics": [topic] } }));
 
     api.put(&format!("/connectors/{name}/stop"), None).await?;
     let (code, offsets) = api.get(&format!("/connectors/{name}/offsets")).await?;

@@ -94,6 +94,19 @@ async fn wait_state(daemon: &Daemon, name: &str, state: &str) -> anyhow::Result<
     .await
 }
 
+/// Waits until `kc list-topics` answers `want`.
+async fn wait_topics(daemon: &Daemon, name: &str, want: &Value) -> anyhow::Result<()> {
+    wait_until(&format!("the active topics {want}"), WAIT, || async {
+        let topics = kc(daemon, &["list-topics", name])?;
+        Ok(if &topics == want {
+            Ok(())
+        } else {
+            Err(topics.to_string())
+        })
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kafka_connect_shaped_connector_lives_its_whole_life_through_kafka_connect_py()
 -> anyhow::Result<()> {
@@ -136,6 +149,17 @@ async fn a_kafka_connect_shaped_connector_lives_its_whole_life_through_kafka_con
     wait_state(&daemon, &name, "RUNNING").await?;
     produce(&p, &p.topic, 1..=20).await?;
     wait_rows(&p, "true", 20).await?;
+
+    // Active topics: the topic it reads (a sink reports its assigned topics every few
+    // seconds); empty after a reset, then seen again.
+    let in_use = json!({ name.clone(): { "topics": [p.topic] } });
+    wait_topics(&daemon, &name, &in_use).await?;
+    kc(&daemon, &["reset-topics", &name])?;
+    assert_eq!(
+        kc(&daemon, &["list-topics", &name])?,
+        json!({ name.clone(): { "topics": [] } })
+    );
+    wait_topics(&daemon, &name, &in_use).await?;
 
     // Pause and resume: records produced while paused arrive after the resume.
     kc(&daemon, &["pause", &name])?;

@@ -56,6 +56,7 @@ impl SourceTask {
                  no connector may write it"
             )));
         }
+        self.topics_in_use.note(topic);
         let seq = progress.tracker.handed_over(&partition, position, bytes);
         let mut message: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
             BaseRecord::with_opaque_to(topic, Box::new(Delivery::Record(seq)));

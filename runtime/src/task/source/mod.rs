@@ -18,7 +18,7 @@ use crate::connector::{
     TaskIdentity,
 };
 use crate::kafka::{AccessWatch, DeadLetterQueue, Failure, PositionStore, Report, SourceProducer};
-use crate::status::{Call, Counter, TaskReporter};
+use crate::status::{Call, Counter, TaskReporter, TopicsInUse};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin};
 
@@ -52,6 +52,8 @@ pub struct SourceTask {
     dead_letters: Option<DeadLetterQueue>,
     /// Topics a record may not name (see [`TaskContext::runtime_topics`]).
     runtime_topics: Arc<[String]>,
+    /// The topics records went to, for the connector's active topics.
+    topics_in_use: TopicsInUse,
     status: TaskReporter,
     shutdown: CancellationToken,
     /// `true` while the connector is paused: the plugin is not polled.
@@ -117,6 +119,7 @@ impl SourceTask {
             chain,
             dead_letters,
             runtime_topics,
+            topics_in_use: TopicsInUse::new(status.clone()),
             status,
             shutdown,
             pause,
