@@ -285,3 +285,77 @@ fn check(
         CallError::Plugin(e) => Err(format!("{name} failed: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Condition;
+    use crate::config::{Predicate, TransformConfig};
+    use crate::connector::{Header, Record};
+
+    fn record(topic: &str, value: Option<&str>, header: Option<&str>) -> Record {
+        Record {
+            topic: Arc::from(topic),
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+            key: None,
+            value: value.map(|v| v.as_bytes().to_vec()),
+            headers: header
+                .map(|key| Header {
+                    key: key.to_owned(),
+                    value: None,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn condition(when: Option<Predicate>, unless: Option<Predicate>) -> Option<Condition> {
+        let transform = TransformConfig {
+            plugin: "t.wasm".into(),
+            config: serde_yaml::Value::Null,
+            when,
+            unless,
+        };
+        Condition::of(&transform).unwrap()
+    }
+
+    #[test]
+    fn each_predicate_picks_its_records_and_unless_picks_the_others() {
+        let orders = record("orders-eu", Some("{}"), Some("trace"));
+        let tombstone = record("payments", None, None);
+        let topic = Predicate {
+            topic_matches: Some("orders-.*".into()),
+            ..Predicate::default()
+        };
+        let header = Predicate {
+            has_header_key: Some("trace".into()),
+            ..Predicate::default()
+        };
+        let tomb = Predicate {
+            is_tombstone: true,
+            ..Predicate::default()
+        };
+        for (predicate, picks_orders, picks_tombstone) in [
+            (topic, true, false),
+            (header, true, false),
+            (tomb, false, true),
+        ] {
+            let when = condition(Some(predicate.clone()), None).unwrap();
+            assert_eq!(when.holds(&orders), picks_orders, "{predicate:?}");
+            assert_eq!(when.holds(&tombstone), picks_tombstone, "{predicate:?}");
+            let unless = condition(None, Some(predicate.clone())).unwrap();
+            assert_eq!(unless.holds(&orders), !picks_orders, "{predicate:?}");
+            assert_eq!(unless.holds(&tombstone), !picks_tombstone, "{predicate:?}");
+        }
+        // The whole name must match, not a part of it.
+        let partial = Predicate {
+            topic_matches: Some("orders".into()),
+            ..Predicate::default()
+        };
+        assert!(!condition(Some(partial), None).unwrap().holds(&orders));
+        assert!(condition(None, None).is_none());
+    }
+}
