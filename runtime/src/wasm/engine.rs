@@ -73,12 +73,14 @@ pub struct Inspection {
     pub spec: Option<Vec<ConfigKey>>,
 }
 
-/// One build of a plugin file: its component and what was learned of it since it was
-/// compiled. A rebuilt file (another [`FileVersion`]) is compiled again and starts afresh, so
-/// nothing here outlives the build it describes.
+/// One build of a plugin file: what was learned of it, its component once compiled. A
+/// rebuilt file (another [`FileVersion`]) starts afresh, so nothing here outlives the build
+/// it describes.
+#[derive(Default)]
 struct Compiled {
     version: FileVersion,
-    component: Component,
+    /// Compiled on first need: describing a plugin reads its export names only.
+    component: Option<Component>,
     /// What [`WasmEngine::describe`] found.
     description: Option<Description>,
     /// What [`WasmEngine::config_spec`] read.
@@ -89,7 +91,7 @@ struct Compiled {
 }
 
 /// What tells two builds of a plugin file apart without reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct FileVersion {
     modified: Option<std::time::SystemTime>,
     len: u64,
@@ -252,12 +254,14 @@ impl WasmEngine {
         Ok(plugin)
     }
 
-    /// What kind of plugin the file at `path` is, and for which contract version; compiles it
-    /// unless a load or an earlier call did. Does not check that it would link.
+    /// What kind of plugin the file at `path` is, and for which contract version, from its
+    /// export names (read once per file version, without compiling it). Does not check that
+    /// it would compile or link.
     pub fn describe(&self, path: &Path) -> Result<Description, LoadError> {
         if let Some(description) = self.known(path, |f| f.description.clone()) {
             return Ok(description);
         }
+        let version = FileVersion::of(path);
         // The export names, read without compiling: listing the plugins of a directory must
         // not compile each one (a Python plugin takes most of a minute in a debug build).
         let bytes = read_component(path)?;
@@ -279,7 +283,9 @@ impl WasmEngine {
                 path: path.to_owned(),
                 message: format!("is not a wasmconnect plugin: it exports no {package}* interface"),
             })?;
-        self.learn(path, |f| f.description = Some(description.clone()));
+        if let Some(version) = version {
+            self.learn_of(path, version, |f| f.description = Some(description.clone()));
+        }
         Ok(description)
     }
 
@@ -397,41 +403,37 @@ impl WasmEngine {
             .and_then(read)
     }
 
-    /// Adds to what is known of the file at `path`, if it was compiled as the file is now
-    /// (what was learned of an older build is not kept).
+    /// Adds to what is known of the file at `path` as it is now.
     fn learn(&self, path: &Path, write: impl FnOnce(&mut Compiled)) {
-        let Some(version) = FileVersion::of(path) else {
-            return;
-        };
-        let mut files = self.files.lock().expect("files lock");
-        if let Some(f) = files
-            .get_mut(&cache_key(path))
-            .filter(|f| f.version == version)
-        {
-            write(f);
+        if let Some(version) = FileVersion::of(path) {
+            self.learn_of(path, version, write);
         }
     }
 
-    /// The component at `path`, compiled once per file version (describing, inspecting and
-    /// loading a plugin compile it once between them).
+    /// Adds to what is known of the build `version` of the file at `path` (read before what
+    /// is added was taken from the file): what was learned of another build is dropped.
+    fn learn_of(&self, path: &Path, version: FileVersion, write: impl FnOnce(&mut Compiled)) {
+        let mut files = self.files.lock().expect("files lock");
+        let f = files.entry(cache_key(path)).or_default();
+        if f.version != version {
+            *f = Compiled {
+                version,
+                ..Compiled::default()
+            };
+        }
+        write(f);
+    }
+
+    /// The component at `path`, compiled once per file version (inspecting and loading a
+    /// plugin compile it once between them).
     fn compile(&self, path: &Path) -> Result<Component, LoadError> {
-        if let Some(component) = self.known(path, |f| Some(f.component.clone())) {
+        if let Some(component) = self.known(path, |f| f.component.clone()) {
             return Ok(component);
         }
         let version = FileVersion::of(path);
         let component = self.compile_file(path)?;
         if let Some(version) = version {
-            self.files.lock().expect("files lock").insert(
-                cache_key(path),
-                Compiled {
-                    version,
-                    component: component.clone(),
-                    description: None,
-                    spec: None,
-                    pre: None,
-                    plugin: None,
-                },
-            );
+            self.learn_of(path, version, |f| f.component = Some(component.clone()));
         }
         Ok(component)
     }
