@@ -148,23 +148,31 @@ impl Chain {
             if batch.is_empty() {
                 break;
             }
-            // The records the transform applies to (by index in `batch`); the others pass it by.
-            let selected: Vec<usize> = match &step.condition {
-                Some(condition) => (0..batch.len())
+            // Which records of `batch` the transform is given (`None`: all of them, the batch
+            // itself, as without a condition); the others pass it by in their place.
+            let given: Option<Vec<usize>> = step.condition.as_ref().and_then(|condition| {
+                let given: Vec<usize> = (0..batch.len())
                     .filter(|&i| condition.holds(&batch[i]))
-                    .collect(),
-                None => (0..batch.len()).collect(),
-            };
+                    .collect();
+                (given.len() < batch.len()).then_some(given)
+            });
             let subset: Vec<Record>;
-            let inputs_of_step: &[Record] = if selected.len() == batch.len() {
-                batch
-            } else {
-                subset = selected.iter().map(|&i| batch[i].clone()).collect();
-                &subset
+            let inputs_of_step: &[Record] = match &given {
+                Some(given) => {
+                    subset = given.iter().map(|&i| batch[i].clone()).collect();
+                    &subset
+                }
+                None => batch,
             };
+            // The index in `batch` of the transform's input `input`.
+            let at = |input: usize| given.as_ref().map_or(input, |given| given[input]);
             let name = format!("transforms[{s}] ({})", step.plugin.path().display());
             let mut failures = Failures::new(&name, &self.errors, &self.restart);
             let transformed = loop {
+                if inputs_of_step.is_empty() {
+                    // The condition picked none: nothing to open an instance for.
+                    break Default::default();
+                }
                 let instance = match &mut step.instance {
                     Some(instance) => instance,
                     None => {
@@ -187,9 +195,6 @@ impl Chain {
                         }
                     }
                 };
-                if inputs_of_step.is_empty() {
-                    break Default::default();
-                }
                 let started = std::time::Instant::now();
                 let applied = instance.apply(inputs_of_step).await;
                 status.timed(Call::Transform, started.elapsed());
@@ -205,31 +210,27 @@ impl Chain {
                 transformed
                     .rejected
                     .into_iter()
-                    .map(|r| (chained.origins[selected[r.index as usize]], s, r.reason)),
+                    .map(|r| (chained.origins[at(r.index as usize)], s, r.reason)),
             );
-            // What each record of `batch` became: its transform outputs, or itself when the
-            // transform does not apply to it.
-            let mut became: Vec<Vec<Record>> = vec![Vec::new(); batch.len()];
-            for (input, record) in transformed.outputs {
-                became[selected[input]].push(record);
-            }
-            let mut passed = vec![true; batch.len()];
-            for &i in &selected {
-                passed[i] = false;
-            }
+            // Outputs come in input order (the host refuses others): walk `batch`, putting
+            // each record's outputs, or the record itself where it was not given, in its place.
+            let mut produced = transformed.outputs.into_iter().peekable();
+            let mut next_given = given.as_deref().map(|g| g.iter().copied().peekable());
             let mut outputs = Vec::with_capacity(batch.len());
             let mut origins = Vec::with_capacity(batch.len());
-            for (input, records) in became.into_iter().enumerate() {
-                if passed[input] {
-                    origins.push(chained.origins[input]);
-                    outputs.push(batch[input].clone());
+            for (i, input) in batch.iter().enumerate() {
+                if let Some(next) = &mut next_given
+                    && next.next_if_eq(&i).is_none()
+                {
+                    origins.push(chained.origins[i]);
+                    outputs.push(input.clone());
                     continue;
                 }
-                for mut record in records {
+                while let Some((_, mut record)) = produced.next_if(|(o, _)| at(*o) == i) {
                     // The input's coordinates stay, whatever the transform wrote there.
-                    record.partition = batch[input].partition;
-                    record.offset = batch[input].offset;
-                    origins.push(chained.origins[input]);
+                    record.partition = input.partition;
+                    record.offset = input.offset;
+                    origins.push(chained.origins[i]);
                     outputs.push(record);
                 }
             }
