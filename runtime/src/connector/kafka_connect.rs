@@ -185,10 +185,9 @@ struct ConnectSetting {
     because: &'static str,
 }
 
-impl ConnectSetting {
-    fn names(&self, key: &str) -> bool {
-        key == self.key || (self.key.ends_with('.') && key.starts_with(self.key))
-    }
+/// Whether `pattern` (a key, or with a trailing `.` every key under it) names `key`.
+fn names(pattern: &str, key: &str) -> bool {
+    key == pattern || (pattern.ends_with('.') && key.starts_with(pattern))
 }
 
 const CONNECT_SETTINGS: &[ConnectSetting] = &[
@@ -311,10 +310,7 @@ pub fn to_native(
                 set_path(&mut native, rk.native, value);
                 t.renames.push((rk.native.to_owned(), key.clone()));
             }
-        } else if let Some((_, kind)) = NATIVE_KEYS
-            .iter()
-            .find(|(k, _)| key == k || (k.ends_with('.') && key.starts_with(k)))
-        {
+        } else if let Some((_, kind)) = NATIVE_KEYS.iter().find(|(k, _)| names(k, key)) {
             if let Some(value) = t.convert(key, text, *kind) {
                 set_path(&mut native, key, value);
             }
@@ -350,7 +346,7 @@ pub fn to_native(
                     format!("{alias:?} is not one of `{of}` ({})", list.join(",")),
                 );
             }
-        } else if let Some(setting) = CONNECT_SETTINGS.iter().find(|s| s.names(key))
+        } else if let Some(setting) = CONNECT_SETTINGS.iter().find(|s| names(s.key, key))
             && !declares(plugin.as_ref(), key)
         {
             match setting.accepted {

@@ -309,11 +309,14 @@ impl TaskReporter {
 }
 
 /// The topics one task writes to, each reported to its connector's active topics once (and
-/// again after a reset): a set lookup per record, no lock.
+/// again after a reset): per record an atomic load and, unless it is the topic of the record
+/// before, a set lookup; no lock.
 #[derive(Debug)]
 pub struct TopicsInUse {
     reporter: TaskReporter,
     seen: HashSet<String>,
+    /// The topic noted last (most sources write to one).
+    last: String,
     resets: u64,
 }
 
@@ -323,6 +326,7 @@ impl TopicsInUse {
         TopicsInUse {
             reporter,
             seen: HashSet::new(),
+            last: String::new(),
             resets,
         }
     }
@@ -331,11 +335,15 @@ impl TopicsInUse {
         let resets = self.reporter.board.topics_resets.load(Ordering::Relaxed);
         if resets != self.resets {
             self.seen.clear();
+            self.last.clear();
             self.resets = resets;
         }
-        if !self.seen.contains(topic) {
-            self.seen.insert(topic.to_owned());
-            self.reporter.uses_topic(topic);
+        if self.last != topic {
+            if !self.seen.contains(topic) {
+                self.seen.insert(topic.to_owned());
+                self.reporter.uses_topic(topic);
+            }
+            topic.clone_into(&mut self.last);
         }
     }
 }

@@ -17,8 +17,9 @@ impl Worker {
         else {
             return self.check_native(name, config);
         };
-        let translated = kafka_connect::to_native(name, flat, self)?;
-        self.check_native(name, translated.native.clone())
+        let mut translated = kafka_connect::to_native(name, flat, self)?;
+        let native = std::mem::take(&mut translated.native);
+        self.check_native(name, native)
             .map_err(|refused| match refused {
                 Refused::Invalid(invalid) => Refused::Invalid(ConnectorInvalid(
                     invalid.0.iter().map(|m| translated.rename(m)).collect(),
