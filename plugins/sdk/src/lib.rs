@@ -190,6 +190,7 @@
 mod component;
 mod config;
 mod host;
+pub mod kafka_connect;
 mod record;
 mod sink;
 mod source;

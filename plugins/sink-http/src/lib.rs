@@ -166,6 +166,24 @@ impl HttpSink {
     }
 }
 
+/// What Kafka Connect users know this sink as: the common HTTP sink keys onto ours.
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "io.confluent.connect.http.HttpSinkConnector": {
+    "keys": {
+      "http.api.url": "url",
+      "request.method": "method",
+      "headers": {"key": "headers", "entries": {"separator": "|", "assign": ":"}},
+      "batch.max.size": {"runtime": "batch.max_records"}
+    },
+    "settings": [
+      {"key": "header.separator", "accepted": ["|"], "because": "headers are written NAME:VALUE|NAME:VALUE"},
+      {"key": "request.body.format", "accepted": ["json"], "because": "bodies are JSON (format: json_array or ndjson)"},
+      {"key": "batch.json.as.array", "accepted": ["true"], "because": "a batch goes as one JSON array (or as ndjson, sink-http's format key)"}
+    ]
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
+
 export_sink!(HttpSink);
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The connector's `config` for sink-sql.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use wasmconnect_sdk::ConfigKey;
 
@@ -9,7 +11,10 @@ use wasmconnect_sdk::ConfigKey;
 pub struct Config {
     /// A database granted to the connector (`grants.databases`).
     pub database: String,
-    /// Target table, optionally schema-qualified (`public.orders`).
+    /// Target table, optionally schema-qualified (`public.orders`); `{topic}` in it stands
+    /// for the record's topic, and so does Kafka Connect's `${topic}` (`table.name.format`).
+    /// By default the topic's name.
+    #[serde(default = "topic_table")]
     pub table: String,
     #[serde(default)]
     pub mode: Mode,
@@ -35,9 +40,10 @@ pub fn spec() -> Vec<ConfigKey> {
         .required(),
         ConfigKey::text(
             "table",
-            "Target table, optionally schema-qualified (public.orders)",
+            "Target table, optionally schema-qualified (public.orders); {topic} (or ${topic}) in \
+             it stands for the record's topic",
         )
-        .required(),
+        .default("{topic}"),
         ConfigKey::text(
             "mode",
             "insert appends rows; upsert updates rows with the same key",
@@ -59,6 +65,15 @@ pub fn spec() -> Vec<ConfigKey> {
              (CREATE TABLE IF NOT EXISTS ...)",
         ),
     ]
+}
+
+/// What stands for the record's topic in [`Config::table`], and Kafka Connect's way of writing
+/// it (`table.name.format`).
+const TOPIC: &str = "{topic}";
+const CONNECT_TOPIC: &str = "${topic}";
+
+fn topic_table() -> String {
+    TOPIC.to_owned()
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -93,6 +108,19 @@ impl ColumnSpec {
 }
 
 impl Config {
+    /// The table a record of `topic` goes to.
+    pub fn table_of<'a>(&'a self, topic: &str) -> Cow<'a, str> {
+        if self.table.contains(TOPIC) {
+            Cow::Owned(
+                self.table
+                    .replace(CONNECT_TOPIC, topic)
+                    .replace(TOPIC, topic),
+            )
+        } else {
+            Cow::Borrowed(&self.table)
+        }
+    }
+
     /// Checks what serde cannot: names the first problem.
     pub fn check(&self) -> Result<(), String> {
         if self.table.trim().is_empty() {

@@ -165,6 +165,35 @@ impl SqlSink {
 
 export_sink!(SqlSink);
 
+/// What Kafka Connect users know this sink as: Confluent's JDBC sink, its keys onto ours.
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "io.confluent.connect.jdbc.JdbcSinkConnector": {
+    "database": "database",
+    "keys": {
+      "table.name.format": "table",
+      "insert.mode": "mode",
+      "pk.fields": "key",
+      "fields.whitelist": "columns",
+      "fields.include.list": "columns"
+    },
+    "settings": [
+      {"key": "pk.mode", "accepted": ["record_value", "none"],
+       "because": "sink-sql writes the key columns (pk.fields) from the record's value; a tombstone deletes by the record's key"},
+      {"key": "delete.enabled", "accepted": ["true"],
+       "because": "a tombstone deletes the row of its key whenever pk.fields names key columns"},
+      {"key": "auto.create", "accepted": ["false"],
+       "because": "tables are not created from records without a schema: create the table first"},
+      {"key": "auto.evolve", "accepted": ["false"],
+       "because": "columns are not added from records without a schema"},
+      {"key": "batch.size", "because": "a batch is the runtime's: set batch.max_records"},
+      {"key": "dialect.name",
+       "accepted": ["", "PostgreSqlDatabaseDialect", "MySqlDatabaseDialect", "SqliteDatabaseDialect"],
+       "because": "the dialect follows from connection.url: PostgreSQL, MySQL/MariaDB or SQLite"}
+    ]
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
     // PostgreSQL converts the rows from JSON itself: unless `columns:` maps fields, a value
     // goes into the statement as it came, with only its field names and key values read.
     let pass_through = kind == DatabaseKind::Postgres && config.columns.is_none();
-    let mut runs: Vec<(Kind, Rows)> = Vec::new();
+    let mut runs: Vec<(Kind, Cow<'_, str>, Rows)> = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let passed = pass_through
@@ -49,15 +49,22 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
             None => row(config, kind, record).map(|(kind, row)| (kind, Rows::Parsed(vec![row]))),
         };
         match entry {
-            Ok((kind, rows)) => match (runs.last_mut(), rows) {
-                (Some((k, Rows::Passed(run))), Rows::Passed(mut rows)) if *k == kind => {
-                    run.append(&mut rows)
+            Ok((kind, rows)) => {
+                let table = config.table_of(&record.topic);
+                match (runs.last_mut(), rows) {
+                    (Some((k, t, Rows::Passed(run))), Rows::Passed(mut rows))
+                        if *k == kind && *t == table =>
+                    {
+                        run.append(&mut rows)
+                    }
+                    (Some((k, t, Rows::Parsed(run))), Rows::Parsed(mut rows))
+                        if *k == kind && *t == table =>
+                    {
+                        run.append(&mut rows)
+                    }
+                    (_, rows) => runs.push((kind, table, rows)),
                 }
-                (Some((k, Rows::Parsed(run))), Rows::Parsed(mut rows)) if *k == kind => {
-                    run.append(&mut rows)
-                }
-                (_, rows) => runs.push((kind, rows)),
-            },
+            }
             Err(reason) => rejected.push(Rejected {
                 index: index as u32,
                 reason,
@@ -66,16 +73,16 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
     }
     let statements = runs
         .into_iter()
-        .flat_map(|(run, rows)| match (run, rows, kind) {
-            (_, Rows::Passed(rows), _) => vec![passed_statement(config, rows)],
+        .flat_map(|(run, table, rows)| match (run, rows, kind) {
+            (_, Rows::Passed(rows), _) => vec![passed_statement(config, &table, rows)],
             (Kind::Write, Rows::Parsed(rows), DatabaseKind::Postgres) => {
-                vec![write_statement(config, rows)]
+                vec![write_statement(config, &table, rows)]
             }
             (Kind::Delete, Rows::Parsed(rows), DatabaseKind::Postgres) => {
-                vec![delete_statement(config, rows)]
+                vec![delete_statement(config, &table, rows)]
             }
-            (Kind::Write, Rows::Parsed(rows), other) => write_values(config, other, rows),
-            (Kind::Delete, Rows::Parsed(rows), other) => delete_values(config, other, rows),
+            (Kind::Write, Rows::Parsed(rows), other) => write_values(config, &table, other, rows),
+            (Kind::Delete, Rows::Parsed(rows), other) => delete_values(config, &table, other, rows),
         })
         .collect();
     Plan {
@@ -186,7 +193,7 @@ impl<'de> Visitor<'de> for PassThrough<'_> {
 }
 
 /// PostgreSQL: the values themselves as the statement's `jsonb` array.
-fn passed_statement(config: &Config, rows: Vec<Passed<'_>>) -> Statement {
+fn passed_statement(config: &Config, table: &str, rows: Vec<Passed<'_>>) -> Statement {
     let rows = if config.mode == Mode::Upsert {
         last_per_key(rows, |row| row.key.clone())
     } else {
@@ -208,7 +215,10 @@ fn passed_statement(config: &Config, rows: Vec<Passed<'_>>) -> Statement {
         array.push_str(row.json);
     }
     array.push(']');
-    Statement::new(insert_sql(config, &columns), vec![Value::Json(array)])
+    Statement::new(
+        insert_sql(config, table, &columns),
+        vec![Value::Json(array)],
+    )
 }
 
 /// The row a record writes (column -> value), or the key columns a tombstone deletes.
@@ -366,14 +376,14 @@ fn rows_and_columns(
 
 /// PostgreSQL: one statement with the rows as one `jsonb` parameter, converted by the server
 /// with the table's own column types.
-fn write_statement(config: &Config, rows: Vec<Map<String, Json>>) -> Statement {
+fn write_statement(config: &Config, table: &str, rows: Vec<Map<String, Json>>) -> Statement {
     let (rows, columns) = rows_and_columns(config, rows);
-    Statement::new(insert_sql(config, &columns), vec![rows_param(rows)])
+    Statement::new(insert_sql(config, table, &columns), vec![rows_param(rows)])
 }
 
 /// `INSERT` (or upsert) of `columns` from the `jsonb` array in `$1`.
-fn insert_sql(config: &Config, columns: &[String]) -> String {
-    let table = quote_table(&config.table);
+fn insert_sql(config: &Config, table: &str, columns: &[String]) -> String {
+    let table = quote_table(table);
     let column_list = quote_list(columns);
     let mut sql = format!(
         "INSERT INTO {table} ({column_list}) SELECT {column_list} \
@@ -395,8 +405,8 @@ fn insert_sql(config: &Config, columns: &[String]) -> String {
     sql
 }
 
-fn delete_statement(config: &Config, keys: Vec<Map<String, Json>>) -> Statement {
-    let table = quote_table(&config.table);
+fn delete_statement(config: &Config, table: &str, keys: Vec<Map<String, Json>>) -> Statement {
+    let table = quote_table(table);
     let key_list = quote_list(&config.key);
     Statement::new(
         format!(
@@ -412,17 +422,13 @@ fn delete_statement(config: &Config, keys: Vec<Map<String, Json>>) -> Statement 
 /// of the table matches) or `ON CONFLICT (key) DO UPDATE` (SQLite).
 fn write_values(
     config: &Config,
+    table: &str,
     kind: DatabaseKind,
     rows: Vec<Map<String, Json>>,
 ) -> Vec<Statement> {
     let (rows, columns) = rows_and_columns(config, rows);
     let quote = |name: &str| quote_for(kind, name);
-    let table = config
-        .table
-        .split('.')
-        .map(quote)
-        .collect::<Vec<_>>()
-        .join(".");
+    let table = table.split('.').map(quote).collect::<Vec<_>>().join(".");
     let column_list = columns
         .iter()
         .map(|c| quote(c))
@@ -480,16 +486,12 @@ fn write_values(
 /// MySQL/MariaDB and SQLite: `DELETE ... WHERE key IN (...)`, a row of values per key.
 fn delete_values(
     config: &Config,
+    table: &str,
     kind: DatabaseKind,
     keys: Vec<Map<String, Json>>,
 ) -> Vec<Statement> {
     let quote = |name: &str| quote_for(kind, name);
-    let table = config
-        .table
-        .split('.')
-        .map(quote)
-        .collect::<Vec<_>>()
-        .join(".");
+    let table = table.split('.').map(quote).collect::<Vec<_>>().join(".");
     let per_statement = (MAX_PARAMS / config.key.len().max(1)).max(1);
     keys.chunks(per_statement)
         .map(|chunk| {
@@ -646,6 +648,44 @@ mod tests {
         // MySQL counts characters (64) and has 4,096 columns; SQLite has no name limit.
         assert_eq!(refused(DatabaseKind::Mysql).len(), 1);
         assert_eq!(refused(DatabaseKind::Sqlite).len(), 1);
+    }
+
+    #[test]
+    fn topic_in_the_table_name_sends_each_record_to_its_topics_table_in_order() {
+        let on = |topic: &str, value: &str| Record {
+            topic: topic.into(),
+            ..rec(None, Some(value))
+        };
+        let records = [
+            on("orders", r#"{"id":1}"#),
+            on("orders", r#"{"id":2}"#),
+            on("refunds", r#"{"id":3}"#),
+            on("orders", r#"{"id":4}"#),
+        ];
+        // The default table is the topic's name.
+        let by_default = config(serde_json::json!({"database": "d"}));
+        let sqlite = plan(&by_default, DatabaseKind::Sqlite, &records);
+        let tables: Vec<&str> = sqlite
+            .statements
+            .iter()
+            .map(|s| s.sql.split(' ').nth(2).unwrap())
+            .collect();
+        assert_eq!(tables, [r#""orders""#, r#""refunds""#, r#""orders""#]);
+        assert_eq!(sqlite.statements[0].params.len(), 2);
+        let prefixed = config(serde_json::json!({"database": "d", "table": "kafka_${topic}"}));
+        assert_eq!(
+            config(serde_json::json!({"database": "d", "table": "{topic}_copy"})).table_of("a"),
+            "a_copy"
+        );
+        let postgres = plan(&prefixed, DatabaseKind::Postgres, &records);
+        assert_eq!(postgres.statements.len(), 3);
+        assert!(
+            postgres.statements[1]
+                .sql
+                .starts_with(r#"INSERT INTO "kafka_refunds" ("id")"#),
+            "{}",
+            postgres.statements[1].sql
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   mask_with: "****"                   # strings become this ("" by default)
 //! ```
 //!
-//! Inserted values are JSON as written, except the strings `$topic`, `$partition`, `$offset`
+//! A field is a JSON pointer (`/customer/name`) or, as Kafka Connect writes fields, a plain
+//! name (`card`: the top-level field of that name). Inserted values are JSON as written, except the strings `$topic`, `$partition`, `$offset`
 //! and `$timestamp`, which become the record's own. Masked numbers become 0, booleans false,
 //! strings `mask_with`, objects and arrays empty ones. Missing fields are left alone;
 //! intermediate objects are created for inserts and renames. Tombstones pass unchanged; a
@@ -70,20 +71,21 @@ impl Transform for Fields {
     }
 
     fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
-        let pointers = config
-            .rename
-            .iter()
-            .flat_map(|(a, b)| [a, b])
-            .chain(&config.drop)
-            .chain(config.insert.keys())
-            .chain(&config.mask);
-        for pointer in pointers {
-            if !pointer.starts_with('/') {
-                return Err(PluginError::Fatal(format!(
-                    "{pointer:?} is not a JSON pointer to a field: it must start with '/'"
-                )));
-            }
-        }
+        let config = Config {
+            rename: config
+                .rename
+                .iter()
+                .map(|(from, to)| (pointer(from), pointer(to)))
+                .collect(),
+            drop: config.drop.iter().map(|f| pointer(f)).collect(),
+            insert: config
+                .insert
+                .into_iter()
+                .map(|(f, v)| (pointer(&f), v))
+                .collect(),
+            mask: config.mask.iter().map(|f| pointer(f)).collect(),
+            mask_with: config.mask_with,
+        };
         Ok(Fields { config })
     }
 
@@ -129,6 +131,15 @@ impl Transform for Fields {
     }
 }
 
+/// A field as a JSON pointer: a pointer as it is; a plain name, the top-level field of that name.
+fn pointer(field: &str) -> String {
+    if field.starts_with('/') {
+        field.to_owned()
+    } else {
+        format!("/{}", field.replace('~', "~0").replace('/', "~1"))
+    }
+}
+
 /// Splits a pointer into its parent's pointer and the last (unescaped) key.
 fn split(pointer: &str) -> (&str, String) {
     let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
@@ -171,6 +182,30 @@ fn put(value: &mut Value, pointer: &str, inserted: Value) {
 
 export_transform!(Fields);
 
+/// What Kafka Connect users know this transform as: `ReplaceField` and `MaskField` on the
+/// record's value, their keys onto ours.
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "org.apache.kafka.connect.transforms.ReplaceField$Value": {
+    "keys": {
+      "exclude": "drop",
+      "blacklist": "drop",
+      "renames": {"key": "rename", "entries": {"separator": ",", "assign": ":"}}
+    },
+    "settings": [
+      {"key": "include", "because": "fields are dropped by name (exclude); keeping only some is not supported"},
+      {"key": "whitelist", "because": "fields are dropped by name (exclude); keeping only some is not supported"},
+      {"key": "replace.null.with.default", "accepted": ["true", "false"], "because": "values have no schema defaults"}
+    ]
+  },
+  "org.apache.kafka.connect.transforms.MaskField$Value": {
+    "keys": {"fields": "mask", "replacement": "mask_with"},
+    "settings": [
+      {"key": "replace.null.with.default", "accepted": ["true", "false"], "because": "values have no schema defaults"}
+    ]
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -189,6 +224,16 @@ mod tests {
         record.set_json(&value);
         let out = t.apply(record, &host)?;
         Ok(out[0].json().unwrap().unwrap())
+    }
+
+    #[test]
+    fn plain_names_are_top_level_fields_as_kafka_connect_writes_them() {
+        let out = apply(
+            json!({"rename": {"cust": "customer"}, "drop": ["a/b"], "mask": ["card"]}),
+            json!({"cust": "x", "a/b": 1, "a": {"b": 2}, "card": "4111"}),
+        )
+        .unwrap();
+        assert_eq!(out, json!({"customer": "x", "a": {"b": 2}, "card": ""}));
     }
 
     #[test]

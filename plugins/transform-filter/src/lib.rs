@@ -4,12 +4,14 @@
 //! ```yaml
 //! config:
 //!   field: /status          # JSON pointer into the value
-//!   op: eq                  # eq ne gt gte lt lte exists missing matches
+//!   op: eq                  # eq ne gt gte lt lte exists missing matches all
 //!   value: shipped          # what eq..lte compare with; a regex for `matches`
 //!   action: keep            # keep (default): only matching records pass; drop: they go
 //! ```
 //!
-//! Numbers compare as numbers, strings as strings; comparing values of different kinds is
+//! `op: all` holds for every record, whatever its value (with `action: drop`, Kafka Connect's
+//! `Filter`, which drops every record its predicate picks). Numbers compare as numbers,
+//! strings as strings; comparing values of different kinds is
 //! false. A tombstone has no fields (`missing` is true for it). A value that is not JSON
 //! cannot be judged and is rejected.
 #![forbid(unsafe_code)]
@@ -30,6 +32,8 @@ pub enum Op {
     Exists,
     Missing,
     Matches,
+    /// Every record.
+    All,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -43,6 +47,7 @@ pub enum Action {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
     pub field: String,
     pub op: Op,
     #[serde(default)]
@@ -54,12 +59,18 @@ pub struct Config {
 /// The keys of [`Config`], as the plugin's `config-spec` describes them.
 pub fn spec() -> Vec<ConfigKey> {
     vec![
-        ConfigKey::text("field", "JSON pointer to the field the condition is on").required(),
-        ConfigKey::text("op", "How the field is compared with value")
-            .choices(&[
-                "eq", "ne", "gt", "gte", "lt", "lte", "exists", "missing", "matches",
-            ])
-            .required(),
+        ConfigKey::text(
+            "field",
+            "JSON pointer to the field the condition is on; left out, the whole value",
+        ),
+        ConfigKey::text(
+            "op",
+            "How the field is compared with value; all: every record",
+        )
+        .choices(&[
+            "eq", "ne", "gt", "gte", "lt", "lte", "exists", "missing", "matches", "all",
+        ])
+        .required(),
         ConfigKey::any("value", "What eq..lte compare with; a regex for matches"),
         ConfigKey::text(
             "action",
@@ -81,6 +92,7 @@ impl Filter {
         let field = value.and_then(|v| v.pointer(&self.config.field));
         let expected = &self.config.value;
         match (self.config.op, field) {
+            (Op::All, _) => true,
             (Op::Exists, found) => found.is_some(),
             (Op::Missing, found) => found.is_none(),
             (_, None) => false,
@@ -149,13 +161,26 @@ impl Transform for Filter {
     }
 
     fn apply(&mut self, record: Record, _host: &dyn Host) -> Result<Vec<Record>, String> {
-        let value = record.json()?;
+        // Every record meets `all`, JSON or not.
+        let value = match self.config.op {
+            Op::All => None,
+            _ => record.json()?,
+        };
         let keep = self.matches(value.as_ref()) == (self.config.action == Action::Keep);
         Ok(if keep { vec![record] } else { vec![] })
     }
 }
 
 export_transform!(Filter);
+
+/// What Kafka Connect users know this transform as: `Filter`, which drops every record that
+/// reaches it (its predicate chooses which).
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "org.apache.kafka.connect.transforms.Filter": {
+    "defaults": {"op": "all", "action": "drop"}
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
 
 #[cfg(test)]
 mod tests {
@@ -224,6 +249,15 @@ mod tests {
         );
         let mut f = filter(json!({"field": "/deleted", "op": "missing"}));
         assert_eq!(f.apply(record(r#"{"id": 1}"#), &host).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn all_drops_every_record_json_or_not_and_tombstones() {
+        let mut f = filter(json!({"op": "all", "action": "drop"}));
+        let host = FakeHost::new();
+        for record in [record("{\"a\":1}"), record("not json"), Record::default()] {
+            assert!(f.apply(record, &host).unwrap().is_empty());
+        }
     }
 
     #[test]

@@ -83,6 +83,12 @@ impl Transform for Flatten {
     }
 }
 
+/// What Kafka Connect users know this transform as.
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "org.apache.kafka.connect.transforms.Flatten$Value": {"keys": {"delimiter": "delimiter"}}
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
+
 export_transform!(Flatten);
 
 #[cfg(test)]

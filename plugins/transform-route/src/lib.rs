@@ -129,6 +129,14 @@ impl Transform for Route {
     }
 }
 
+/// What Kafka Connect users know this transform as: `RegexRouter` (a regex over the topic).
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "org.apache.kafka.connect.transforms.RegexRouter": {
+    "keys": {"regex": "regex", "replacement": "replacement"}
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
+
 export_transform!(Route);
 
 #[cfg(test)]
