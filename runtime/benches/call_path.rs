@@ -73,7 +73,7 @@ fn grants() -> Grants {
         sql: Arc::new(
             Databases::new(&BTreeMap::new())
                 .expect("no databases")
-                .grants("bench", &[]),
+                .grants("bench", &[], &Default::default()),
         ),
         http: Arc::new(HttpGrants::nothing("bench", &limits)),
         replay: None,

@@ -210,7 +210,16 @@ pub fn check(config: &Config) -> Vec<(String, String)> {
             }
         }
     }
-    for (name, db) in &config.databases {
+    let own = config.connectors.iter().enumerate().flat_map(|(i, c)| {
+        c.databases
+            .iter()
+            .map(move |(name, db)| (format!("connectors[{i}].databases.{name}"), db))
+    });
+    let shared = config
+        .databases
+        .iter()
+        .map(|(name, db)| (format!("databases.{name}"), db));
+    for (path, db) in shared.chain(own) {
         let files = match db.kind() {
             Some(DatabaseKind::Postgres) => POSTGRES_FILES,
             Some(DatabaseKind::Mysql) => MYSQL_FILES,
@@ -223,7 +232,7 @@ pub fn check(config: &Config) -> Vec<(String, String)> {
             if let Some((_, holds)) = files.iter().find(|(k, _)| *k == key)
                 && let Err(e) = check_file(&value, *holds)
             {
-                problems.push((format!("databases.{name}.url"), format!("{key}: {e}")));
+                problems.push((format!("{path}.url"), format!("{key}: {e}")));
             }
         }
     }

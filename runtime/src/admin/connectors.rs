@@ -49,8 +49,19 @@ pub(super) async fn connectors(
 /// `connectors.yaml` has them, or Kafka Connect's flat map (with `name`) for a connector
 /// created or last changed in that shape.
 fn config_json(api: &Api, name: &str) -> Option<serde_json::Value> {
+    shaped_config(api, name, false)
+}
+
+/// [`config_json`], or with `native` the native shape whatever shape it was given in (what a
+/// Kafka Connect-shaped config became), secrets redacted.
+fn shaped_config(api: &Api, name: &str, native: bool) -> Option<serde_json::Value> {
     let config = api.worker.connector_config(name)?;
-    let mut value = match api.worker.connect_shape(name) {
+    let shape = if native {
+        None
+    } else {
+        api.worker.connect_shape(name)
+    };
+    let mut value = match shape {
         Some(mut shape) => {
             shape.entry("name").or_insert_with(|| json!(name));
             serde_json::Value::Object(shape)
@@ -88,11 +99,22 @@ pub(super) async fn connector_info(
     }
 }
 
+/// `GET /connectors/{name}/config`; `?shape=native` answers in the native shape.
 pub(super) async fn connector_config(
     AxumState(api): AxumState<Api>,
     Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    match config_json(&api, &name) {
+    let native = match query.get("shape").map(String::as_str) {
+        None | Some("given") => false,
+        Some("native") => true,
+        Some(other) => {
+            return bad_request(&format!(
+                "shape: {other:?} is not a shape: given (the default) or native"
+            ));
+        }
+    };
+    match shaped_config(&api, &name, native) {
         Some(config) => Json(config).into_response(),
         None => not_found(&format!("Connector {name} not found")),
     }

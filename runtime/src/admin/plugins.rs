@@ -22,7 +22,8 @@ fn plugin_type(kind: &str) -> &str {
     }
 }
 
-/// Sink and source plugins (`?connectorsOnly=false`: transforms too), by file name.
+/// Sink and source plugins (`?connectorsOnly=false`: transforms too), by file name, with the
+/// Kafka Connect classes each answers to (`aliases`).
 pub(super) async fn list_plugins(
     AxumState(api): AxumState<Api>,
     Query(query): Query<HashMap<String, String>>,
@@ -42,25 +43,25 @@ pub(super) async fn list_plugins(
                 "type": plugin_type(&d.kind),
                 "version": d.version,
                 "path": path.display().to_string(),
+                "aliases": d
+                    .kafka_connect
+                    .map(|k| k.classes.into_keys().collect::<Vec<_>>())
+                    .unwrap_or_default(),
             })
         })
         .collect();
     Json(list).into_response()
 }
 
-/// The plugin the worker finds under `class` (its file name without `.wasm`).
+/// The plugin the worker finds under `class` (its file name without `.wasm`, or a Kafka
+/// Connect class it declares).
 async fn find(api: &Api, class: &str) -> Option<(PathBuf, Description)> {
     let worker = api.worker.clone();
     let wanted = class.to_owned();
-    tokio::task::spawn_blocking(move || {
-        worker.plugins().into_iter().find(|(path, _)| {
-            path.file_stem()
-                .is_some_and(|s| s.to_string_lossy() == wanted)
-        })
-    })
-    .await
-    .ok()
-    .flatten()
+    tokio::task::spawn_blocking(move || worker.plugin_named(&wanted))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The keys of a plugin's connector config, from its `config-spec` export, in Kafka Connect's

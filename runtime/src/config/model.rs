@@ -218,6 +218,11 @@ pub struct ConnectorConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub grants: Grants,
+    /// Databases of this connector alone, defined as `databases:` entries are and always
+    /// granted to it (Kafka Connect's `connection.url` becomes one); named apart from the
+    /// shared `databases:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, DatabaseConfig>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -304,7 +309,7 @@ impl ConnectorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExactlyOnceConfig {
-    /// A database from `databases:`, granted to the connector.
+    /// A database granted to the connector, or one of its own.
     pub database: String,
     #[serde(default = "default_offsets_table")]
     pub table: String,

@@ -11,12 +11,19 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 
-use super::spec::{ConfigKey, ValueType};
+use super::spec::ConfigKey;
 use crate::config::ConnectorInvalid;
 use values::{parse_boolean, parse_integer, parse_number, set_path, set_property, split_list};
 
 /// A Kafka Connect config's values as strings, by key.
 type Texts = BTreeMap<String, String>;
+
+/// JDBC's connection keys, read as the connector's own database when its plugin declares a
+/// `database` key.
+const CONNECTION_KEYS: &[&str] = &["connection.url", "connection.user", "connection.password"];
+
+/// The name of the database `connection.url` defines, in the connector's `databases`.
+pub const OWN_DATABASE: &str = "connection";
 
 /// The key that makes a config the Kafka Connect shape.
 pub const CLASS: &str = "connector.class";
@@ -29,6 +36,9 @@ pub struct ConnectPlugin {
     pub kind: String,
     /// Its config keys, when it describes them: they type the values given as strings.
     pub spec: Option<Vec<ConfigKey>>,
+    /// How the keys of the class it was found by map onto its own (empty when found by its
+    /// file name, or it declares none).
+    pub declared: Profile,
 }
 
 /// Finds plugins by the names Kafka Connect configs use.
@@ -181,7 +191,8 @@ const PASS_THROUGH_CONVERTERS: &[&str] = &[
 struct ConnectSetting {
     /// The key, or with a trailing `.` every key under it.
     key: &'static str,
-    accepted: Option<&'static str>,
+    /// The values accepted (compared without case); none: the key is refused.
+    accepted: &'static [&'static str],
     because: &'static str,
 }
 
@@ -193,40 +204,40 @@ fn names(pattern: &str, key: &str) -> bool {
 const CONNECT_SETTINGS: &[ConnectSetting] = &[
     ConnectSetting {
         key: "errors.log.include.messages",
-        accepted: Some("false"),
+        accepted: &["false"],
         because: "the log line of a dead-lettered record names its topic, partition and offset, \
                   never its key or value",
     },
     ConnectSetting {
         key: "config.action.reload",
-        accepted: Some("restart"),
+        accepted: &["restart"],
         because: "a connector whose config changes restarts",
     },
     ConnectSetting {
         key: "tasks.max.enforce",
-        accepted: Some("true"),
+        accepted: &["true"],
         because: "a connector never runs more tasks than tasks.max",
     },
     ConnectSetting {
         key: "exactly.once.support",
-        accepted: None,
+        accepted: &[],
         because: "sources are at-least-once; exactly-once is for sinks writing SQL \
                   (exactly_once.database)",
     },
     ConnectSetting {
         key: "transaction.boundary",
-        accepted: None,
+        accepted: &[],
         because: "sources are at-least-once; exactly-once is for sinks writing SQL \
                   (exactly_once.database)",
     },
     ConnectSetting {
         key: "offsets.storage.topic",
-        accepted: None,
+        accepted: &[],
         because: "source positions live in the worker's kafka.offsets_topic",
     },
     ConnectSetting {
         key: "topic.creation.",
-        accepted: None,
+        accepted: &[],
         because: "the topics a source writes to are not created by wasmconnect: create them, \
                   or let the broker create them",
     },
@@ -298,7 +309,9 @@ pub fn to_native(
         native["kind"] = json!(p.kind);
         native["plugin"] = json!(p.path.display().to_string());
     }
-    let mut own = Map::new();
+    let mut own = PluginKeys::new();
+    let no_declaration = Profile::default();
+    let declared = plugin.as_ref().map_or(&no_declaration, |p| &p.declared);
     let transforms = t.list(&texts, "transforms");
     let predicates = t.list(&texts, "predicates");
     for (key, text) in &texts {
@@ -310,6 +323,10 @@ pub fn to_native(
                 set_path(&mut native, rk.native, value);
                 t.renames.push((rk.native.to_owned(), key.clone()));
             }
+        } else if declared.database.is_some() && CONNECTION_KEYS.contains(&key.as_str()) {
+            // The connector's own database, read below.
+        } else if t.declared(declared, &mut own, Some(&mut native), "", key, text) {
+            // Placed, or settled, by the plugin's declaration.
         } else if let Some((_, kind)) = NATIVE_KEYS.iter().find(|(k, _)| names(k, key)) {
             if let Some(value) = t.convert(key, text, *kind) {
                 set_path(&mut native, key, value);
@@ -349,20 +366,16 @@ pub fn to_native(
         } else if let Some(setting) = CONNECT_SETTINGS.iter().find(|s| names(s.key, key))
             && !declares(plugin.as_ref(), key)
         {
-            match setting.accepted {
-                Some(accepted) if text.trim().eq_ignore_ascii_case(accepted) => {}
-                Some(accepted) => t.problem(
-                    key,
-                    format!("only {accepted:?} is supported: {}", setting.because),
-                ),
-                None => t.problem(key, format!("is not supported: {}", setting.because)),
-            }
+            t.settle(key, text, setting.accepted, setting.because);
         } else {
-            own.insert(key.clone(), Value::String(text.clone()));
+            t.own(&mut own, "", key, Given::plain(key, text));
         }
     }
+    if let Some(database_key) = &declared.database {
+        t.own_database(&mut native, &mut own, database_key, &texts);
+    }
     let spec = plugin.as_ref().and_then(|p| p.spec.as_deref());
-    native["config"] = t.plugin_config(&own, spec, "", "config");
+    native["config"] = with_defaults(t.plugin_config(&own, spec, "", "config"), declared);
     let mut chain = Vec::new();
     for (i, alias) in transforms.iter().enumerate() {
         if let Some(transform) = t.transform(i, alias, &texts, &predicates, plugins) {
@@ -506,61 +519,16 @@ impl Translation {
             );
         }
     }
-
-    /// The plugin keys `own` (strings) as the plugin's config: each converted to the type
-    /// `spec` declares; a key the spec does not list stays a string (the spec check refuses
-    /// it, naming it). `at` prefixes the given keys, `native_at` the native paths.
-    fn plugin_config(
-        &mut self,
-        own: &Map<String, Value>,
-        spec: Option<&[ConfigKey]>,
-        at: &str,
-        native_at: &str,
-    ) -> Value {
-        let mut config = Map::new();
-        for (key, value) in own {
-            let text = value.as_str().unwrap_or_default();
-            let declared = spec.and_then(|s| s.iter().find(|k| &k.name == key));
-            let converted = match declared.map(|k| k.value_type) {
-                None | Some(ValueType::Text) => Ok(json!(text)),
-                Some(ValueType::Integer) => parse_integer(text).map(Value::from),
-                Some(ValueType::Number) => parse_number(text),
-                Some(ValueType::Boolean) => parse_boolean(text).map(Value::from),
-                Some(ValueType::Array) => Ok(json!(split_list(text))),
-                Some(ValueType::Object) => serde_json::from_str::<Value>(text)
-                    .ok()
-                    .filter(Value::is_object)
-                    .ok_or_else(|| "a JSON object".to_owned()),
-                Some(ValueType::Any) => {
-                    Ok(serde_json::from_str(text).unwrap_or_else(|_| json!(text)))
-                }
-            };
-            match converted {
-                Ok(v) => {
-                    config.insert(key.clone(), v);
-                }
-                Err(expected) => self.problem(
-                    &format!("{at}{key}"),
-                    format!("{text:?} does not convert: expected {expected}"),
-                ),
-            }
-            self.renames
-                .push((format!("{native_at}.{key}"), format!("{at}{key}")));
-        }
-        self.renames.push((
-            native_at.to_owned(),
-            if at.is_empty() {
-                CLASS.to_owned()
-            } else {
-                at.trim_end_matches('.').to_owned()
-            },
-        ));
-        Value::Object(config)
-    }
 }
 
 mod chain;
+mod declared;
+mod jdbc;
+mod plugin_keys;
 mod values;
+
+pub use declared::{Declared, DeclaredKey, DeclaredSetting, Entries, Profile, SECTION};
+use plugin_keys::{Given, PluginKeys, with_defaults};
 
 #[cfg(test)]
 mod tests;

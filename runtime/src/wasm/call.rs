@@ -248,7 +248,7 @@ mod tests {
             sql: Arc::new(
                 Databases::new(&BTreeMap::new())
                     .expect("no databases")
-                    .grants("bounds", &[]),
+                    .grants("bounds", &[], &Default::default()),
             ),
             http: Arc::new(HttpGrants::nothing("bounds", limits)),
             replay: None,

@@ -15,6 +15,7 @@ use super::source::SourcePlugin;
 use super::spec;
 use super::state::TaskState;
 use super::transform::TransformPlugin;
+use crate::connector::kafka_connect::{Declared, SECTION as KAFKA_CONNECT_SECTION};
 use crate::connector::spec::ConfigKey;
 
 /// How often the epoch advances: the granularity of every call deadline.
@@ -54,6 +55,9 @@ pub struct Description {
     /// `sink`, `source` or `transform`.
     pub kind: String,
     pub version: String,
+    /// The Kafka Connect classes and keys it answers to (its `wasmconnect:kafka-connect`
+    /// section), if it declares them.
+    pub kafka_connect: Option<Declared>,
 }
 
 /// A plugin's config keys; `None` when it does not describe them.
@@ -265,10 +269,18 @@ impl WasmEngine {
         // The export names, read without compiling: listing the plugins of a directory must
         // not compile each one (a Python plugin takes most of a minute in a debug build).
         let bytes = read_component(path)?;
-        let exports = exported_instances(&bytes).map_err(|reason| LoadError::NotComponent {
-            path: path.to_owned(),
-            reason,
-        })?;
+        let Outline { exports, section } =
+            outline(&bytes).map_err(|reason| LoadError::NotComponent {
+                path: path.to_owned(),
+                reason,
+            })?;
+        let kafka_connect = section
+            .map(|bytes| Declared::parse(&bytes))
+            .transpose()
+            .map_err(|message| LoadError::Contract {
+                path: path.to_owned(),
+                message,
+            })?;
         let package = format!("{CONTRACT_PACKAGE}/");
         let description = exports
             .iter()
@@ -277,6 +289,7 @@ impl WasmEngine {
                 Some(Description {
                     kind: kind.to_owned(),
                     version: version.to_owned(),
+                    kafka_connect: kafka_connect.clone(),
                 })
             })
             .ok_or_else(|| LoadError::Contract {
@@ -471,10 +484,21 @@ fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
 
 /// The names of the instances a component exports at its top level (`wasmconnect:plugin/sink@0.2.0`),
 /// read from its sections without compiling or validating it.
-fn exported_instances(bytes: &[u8]) -> Result<Vec<String>, String> {
+/// What a component's bytes say without compiling it: the names of the instances it
+/// exports, and its Kafka Connect declaration section (at any depth: the SDK puts it in the
+/// core module).
+struct Outline {
+    exports: Vec<String>,
+    section: Option<Vec<u8>>,
+}
+
+fn outline(bytes: &[u8]) -> Result<Outline, String> {
     use wasmparser::{ComponentExternalKind, Parser, Payload};
     let mut depth = 0usize;
-    let mut names = Vec::new();
+    let mut outline = Outline {
+        exports: Vec::new(),
+        section: None,
+    };
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(|e| format!("cannot be read: {e}"))? {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
@@ -483,14 +507,17 @@ fn exported_instances(bytes: &[u8]) -> Result<Vec<String>, String> {
                 for export in exports {
                     let export = export.map_err(|e| format!("cannot be read: {e}"))?;
                     if export.kind == ComponentExternalKind::Instance {
-                        names.push(export.name.name.to_owned());
+                        outline.exports.push(export.name.name.to_owned());
                     }
                 }
+            }
+            Payload::CustomSection(section) if section.name() == KAFKA_CONNECT_SECTION => {
+                outline.section = Some(section.data().to_vec());
             }
             _ => {}
         }
     }
-    Ok(names)
+    Ok(outline)
 }
 
 /// Binds `wasmconnect:plugin/log`, which every engine offers as it is.

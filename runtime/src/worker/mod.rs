@@ -412,6 +412,7 @@ impl Worker {
         self.keep_shapes(&registry.store);
         tracing::info!(connector = %name, "deleted through the API");
         self.stop(name).await;
+        self.databases.release(name).await;
         Ok(())
     }
 

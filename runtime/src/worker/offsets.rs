@@ -248,9 +248,11 @@ impl Worker {
         let Some(eos) = &connector.exactly_once else {
             return Ok(None);
         };
-        let grants = self
-            .databases
-            .grants(&connector.name, &connector.grants.databases);
+        let grants = self.databases.grants(
+            &connector.name,
+            &connector.grants.databases,
+            &connector.databases,
+        );
         let pool = grants.pool(&eos.database).ok_or_else(|| {
             Refused::BadRequest(format!(
                 "exactly_once.database {:?} is not granted",

@@ -185,9 +185,29 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The installed plugin `class` names: its file name without `.wasm`, or a Kafka Connect
+    /// class it declares (the SDK's `kafka_connect!`). A file name wins over a declared class.
+    pub fn plugin_named(&self, class: &str) -> Option<(PathBuf, Description)> {
+        let plugins = self.plugins();
+        let by_stem = plugins.iter().position(|(path, _)| {
+            path.file_stem()
+                .is_some_and(|stem| stem.to_string_lossy() == class)
+        });
+        let found = by_stem.or_else(|| {
+            plugins.iter().position(|(_, d)| {
+                d.kafka_connect
+                    .as_ref()
+                    .is_some_and(|declared| declared.answers_to(class))
+            })
+        })?;
+        plugins.into_iter().nth(found)
+    }
+}
+
 /// Finds the plugin a Kafka Connect-shaped config names (`connector.class`,
 /// `transforms.<alias>.type`): a path to a `.wasm` (relative to the config file), or a class
-/// as `GET /connector-plugins` lists it.
+/// as `GET /connector-plugins` lists it (a file name or a declared Kafka Connect class).
 impl connect::Plugins for Worker {
     fn find(&self, class: &str) -> Result<connect::ConnectPlugin, String> {
         let (path, description) = if class.ends_with(".wasm") || class.contains('/') {
@@ -197,30 +217,30 @@ impl connect::Plugins for Worker {
                 .describe(&path)
                 .map_err(|e| format!("{class:?}: {e}"))?;
             (path, description)
+        } else if let Some(found) = self.plugin_named(class) {
+            found
         } else {
-            let plugins = self.plugins();
-            let found = plugins.iter().find(|(path, _)| {
-                path.file_stem()
-                    .is_some_and(|stem| stem.to_string_lossy() == class)
-            });
-            match found {
-                Some(found) => found.clone(),
-                None => {
-                    let classes: Vec<String> = plugins
+            let classes: Vec<String> = self
+                .plugins()
+                .iter()
+                .flat_map(|(p, d)| {
+                    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+                    let declared = d
+                        .kafka_connect
                         .iter()
-                        .filter_map(|(p, _)| Some(p.file_stem()?.to_string_lossy().into_owned()))
-                        .collect();
-                    return Err(format!(
-                        "no plugin is installed as {class:?}; the installed ones are: {} \
-                         (GET /connector-plugins?connectorsOnly=false)",
-                        if classes.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            classes.join(", ")
-                        }
-                    ));
+                        .flat_map(|k| k.classes.keys().cloned());
+                    stem.into_iter().chain(declared)
+                })
+                .collect();
+            return Err(format!(
+                "no plugin is installed as {class:?}; the installed ones are: {} \
+                 (GET /connector-plugins?connectorsOnly=false)",
+                if classes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    classes.join(", ")
                 }
-            }
+            ));
         };
         let spec = self
             .engine
@@ -230,6 +250,10 @@ impl connect::Plugins for Worker {
             path,
             kind: description.kind,
             spec,
+            declared: description
+                .kafka_connect
+                .and_then(|mut k| k.classes.remove(class))
+                .unwrap_or_default(),
         })
     }
 }

@@ -277,10 +277,11 @@ impl Worker {
             plugin_config: slot.plugin_config.clone(),
             engine: self.engine.engine().clone(),
             grants: Grants {
-                sql: Arc::new(
-                    self.databases
-                        .grants(&connector.name, &connector.grants.databases),
-                ),
+                sql: Arc::new(self.databases.grants(
+                    &connector.name,
+                    &connector.grants.databases,
+                    &connector.databases,
+                )),
                 http: Arc::new(http),
                 replay: None,
             },

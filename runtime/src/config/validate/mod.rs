@@ -2,6 +2,7 @@
 //! holds the rules of the security settings (protocols, mechanisms, TLS modes), `errors`
 //! those of a connector's error policy.
 
+mod database;
 mod errors;
 mod security;
 
@@ -98,27 +99,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     for (name, db) in &config.databases {
-        let path = format!("databases.{name}");
-        if db.kind().is_none() {
-            v.problem(
-                format!("{path}.url"),
-                "must be a postgres://, mysql:// (or mariadb://) or sqlite: URL",
-            );
-        }
-        v.database_tls(&format!("{path}.url"), db);
-        v.range(format!("{path}.pool_size"), db.pool_size as u64, 1, 1000);
-        v.range(
-            format!("{path}.connect_timeout_ms"),
-            db.connect_timeout_ms,
-            1,
-            3_600_000,
-        );
-        v.range(
-            format!("{path}.statement_timeout_ms"),
-            db.statement_timeout_ms,
-            1,
-            3_600_000,
-        );
+        v.database(&format!("databases.{name}"), db);
     }
     match config.admin.listen.parse::<SocketAddr>() {
         Err(_) => v.problem(
@@ -435,13 +416,26 @@ impl Validator {
             60_000,
         );
         for (d, db) in c.grants.databases.iter().enumerate() {
-            if !config.databases.contains_key(db) {
+            if !config.databases.contains_key(db) && !c.databases.contains_key(db) {
                 let known: Vec<&str> = config.databases.keys().map(String::as_str).collect();
                 self.problem(
                     format!("{path}.grants.databases[{d}]"),
                     format!("grants database {db:?}, which databases: does not define (defined: {known:?})"),
                 );
             }
+        }
+        for (name, db) in &c.databases {
+            let at = format!("{path}.databases.{name}");
+            if config.databases.contains_key(name) {
+                self.problem(
+                    &at,
+                    format!(
+                        "{name:?} is also a database of databases:; a connector's own database \
+                         needs a name of its own"
+                    ),
+                );
+            }
+            self.database(&at, db);
         }
         for (h, grant) in c.grants.http.iter().enumerate() {
             if let Err(reason) = HttpGrant::parse(grant) {
@@ -504,9 +498,10 @@ impl Validator {
                     "is for sinks: a source's positions are stored in the offsets topic",
                 );
             }
-            let is_postgres = config
+            let is_postgres = c
                 .databases
                 .get(&eos.database)
+                .or_else(|| config.databases.get(&eos.database))
                 .and_then(|db| db.kind())
                 .is_none_or(|kind| kind == DatabaseKind::Postgres);
             if !is_postgres {
@@ -518,11 +513,13 @@ impl Validator {
                     ),
                 );
             }
-            if !c.grants.databases.contains(&eos.database) {
+            if !c.grants.databases.contains(&eos.database)
+                && !c.databases.contains_key(&eos.database)
+            {
                 self.problem(
                     format!("{path}.exactly_once.database"),
                     format!(
-                        "{:?} must be one of the connector's grants.databases: the plugin writes there",
+                        "{:?} must be one of the connector's grants.databases or its own databases: the plugin writes there",
                         eos.database
                     ),
                 );

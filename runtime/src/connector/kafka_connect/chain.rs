@@ -1,10 +1,10 @@
 //! A Kafka Connect config's `transforms` and `predicates`: each alias as a native chain step
 //! with its condition.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::values::parse_boolean;
-use super::{PREDICATES, Plugins, Texts, Translation};
+use super::{Given, PREDICATES, PluginKeys, Plugins, Texts, Translation, with_defaults};
 
 impl Translation {
     /// Transform `alias` (the `i`th of `transforms`) as a native chain step.
@@ -36,7 +36,7 @@ impl Translation {
                 return None;
             }
         };
-        let mut own = Map::new();
+        let mut own = PluginKeys::new();
         let mut condition: Option<(String, bool)> = None;
         let mut negate = false;
         for (key, text) in texts.range(at.clone()..) {
@@ -56,7 +56,9 @@ impl Translation {
                     Err(e) => self.problem(key, format!("{text:?} does not convert: expected {e}")),
                 },
                 _ => {
-                    own.insert(name.to_owned(), Value::String(text.clone()));
+                    if !self.declared(&plugin.declared, &mut own, None, &at, name, text) {
+                        self.own(&mut own, &at, name, Given::plain(name, text));
+                    }
                 }
             }
         }
@@ -67,6 +69,7 @@ impl Translation {
             &at,
             &format!("{native_at}.config"),
         );
+        let config = with_defaults(config, &plugin.declared);
         self.renames
             .push((format!("{native_at}.plugin"), type_key.clone()));
         self.renames

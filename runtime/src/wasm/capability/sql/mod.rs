@@ -7,23 +7,24 @@
 //! databases whose connections cannot be reset).
 
 mod any;
+mod pools;
 mod postgres;
 mod refusal;
 mod session;
 
-use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
+pub use pools::{DatabaseUrlError, Databases};
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::{Acquire, Column, Connection as _, Executor, Postgres, Statement as _};
 use wasmtime::component::{HasData, Linker};
 
-use crate::config::{DatabaseConfig, DatabaseKind};
+use crate::config::DatabaseKind;
 use crate::wasm::bindings::wasmconnect::plugin::sql as wit;
 
 /// A database as configured: a lazily connecting pool and its statement timeout.
@@ -140,92 +141,6 @@ fn sessions_touched<'a>(
         }
     }
     Ok(touched)
-}
-
-/// Every database of `connectors.yaml`, by name. Pools connect on first use, so building this
-/// does no network I/O.
-#[derive(Debug, Default)]
-pub struct Databases {
-    by_name: HashMap<String, Arc<Database>>,
-}
-
-/// A database URL that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("databases.{name}.url: {message}")]
-pub struct DatabaseUrlError {
-    pub name: String,
-    pub message: String,
-}
-
-impl Databases {
-    pub fn new(config: &BTreeMap<String, DatabaseConfig>) -> Result<Self, DatabaseUrlError> {
-        sqlx::any::install_default_drivers();
-        let mut by_name = HashMap::new();
-        for (name, db) in config {
-            let error = |message: String| DatabaseUrlError {
-                name: name.clone(),
-                message,
-            };
-            let kind = db.kind().ok_or_else(|| {
-                error("must be a postgres://, mysql://, mariadb:// or sqlite: URL".into())
-            })?;
-            let url = driver_url(kind, &db.url);
-            let acquire = Duration::from_millis(db.connect_timeout_ms);
-            let backend = match kind {
-                DatabaseKind::Postgres => {
-                    let options =
-                        PgConnectOptions::from_str(&url).map_err(|e| error(e.to_string()))?;
-                    Backend::Postgres(
-                        clean_on_release_pg(test_when_idle(PgPoolOptions::new()))
-                            .max_connections(db.pool_size)
-                            .acquire_timeout(acquire)
-                            .connect_lazy_with(options),
-                    )
-                }
-                DatabaseKind::Mysql | DatabaseKind::Sqlite => Backend::Any(
-                    clean_on_release_any(test_when_idle(AnyPoolOptions::new()))
-                        .max_connections(db.pool_size)
-                        .acquire_timeout(acquire)
-                        .connect_lazy(&url)
-                        .map_err(|e| error(e.to_string()))?,
-                    if kind == DatabaseKind::Mysql {
-                        wit::DatabaseKind::Mysql
-                    } else {
-                        wit::DatabaseKind::Sqlite
-                    },
-                ),
-            };
-            by_name.insert(
-                name.clone(),
-                Arc::new(Database {
-                    backend,
-                    statement_timeout: Duration::from_millis(db.statement_timeout_ms),
-                }),
-            );
-        }
-        Ok(Databases { by_name })
-    }
-
-    /// What one connector may use: exactly the databases it was granted.
-    pub fn grants(&self, connector: &str, granted: &[String]) -> SqlGrants {
-        SqlGrants {
-            connector: connector.to_owned(),
-            granted: granted
-                .iter()
-                .filter_map(|name| Some((name.clone(), self.by_name.get(name)?.clone())))
-                .collect(),
-        }
-    }
-
-    /// Closes every pool (waits for connections in use to be returned).
-    pub async fn close(&self) {
-        for db in self.by_name.values() {
-            match &db.backend {
-                Backend::Postgres(pool) => pool.close().await,
-                Backend::Any(pool, _) => pool.close().await,
-            }
-        }
-    }
 }
 
 /// The databases one connector was granted.
