@@ -1,7 +1,8 @@
 //! Kafka Connect's config vocabulary over the REST API, as a Kafka Connect user brings it: a
 //! flat map of strings created and driven by a third-party Kafka Connect client
 //! (kafka-connect-py's `kc`), `topics.regex` picking up a topic created after start, a
-//! transform applied under a predicate, and a value that does not convert refused by key.
+//! transform applied under a predicate, a value that does not convert refused by key, and a
+//! Confluent JDBC sink config (with SMTs by their class names) writing into PostgreSQL.
 
 use std::process::Command;
 use std::time::Duration;
@@ -47,6 +48,19 @@ fn kc(daemon: &Daemon, args: &[&str]) -> anyhow::Result<Value> {
         return Ok(Value::Null);
     }
     serde_json::from_str(text).map_err(|e| anyhow::anyhow!("kc {args:?} printed {text:?}: {e}"))
+}
+
+/// The JSON body of `response`, once its status is `want` (the body told otherwise).
+async fn answer(response: reqwest::Response, want: StatusCode) -> anyhow::Result<Value> {
+    let status = response.status();
+    let text = response.text().await?;
+    anyhow::ensure!(status == want, "answered {status}, not {want}: {text}");
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `GET url`, answered 200 with JSON.
+async fn get(api: &reqwest::Client, url: String) -> anyhow::Result<Value> {
+    answer(api.get(url).send().await?, StatusCode::OK).await
 }
 
 async fn rows(p: &Pipeline, filter: &str) -> anyhow::Result<i64> {
@@ -238,12 +252,7 @@ async fn topics_regex_picks_up_a_topic_created_after_start_and_a_predicate_picks
         .json(&config)
         .send()
         .await?;
-    assert_eq!(
-        response.status(),
-        StatusCode::CREATED,
-        "{}",
-        response.text().await?
-    );
+    answer(response, StatusCode::CREATED).await?;
     daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
     produce(&p, &p.topic, 1..=10).await?;
     wait_rows(&p, "src = 'raw'", 10).await?;
@@ -260,12 +269,7 @@ async fn topics_regex_picks_up_a_topic_created_after_start_and_a_predicate_picks
         "{}",
         response.text().await?
     );
-    let shown: Value = api
-        .get(format!("{base}/connectors/{name}/config"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let shown = get(&api, format!("{base}/connectors/{name}/config")).await?;
     let mut expected = config.clone();
     expected["batch.max_wait_ms"] = json!("20");
     expected["errors.log.enable"] = json!("false");
@@ -329,13 +333,8 @@ async fn a_string_that_does_not_convert_is_refused_naming_its_key() -> anyhow::R
     let mut typo = config.clone();
     typo["tasks.max"] = json!("1");
     typo["batch.max_records"] = json!("100");
-    let response = api
-        .put(format!("{base}/connector-plugins/sink_sql/config/validate"))
-        .json(&typo)
-        .send()
-        .await?;
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await?;
+    let url = format!("{base}/connector-plugins/sink_sql/config/validate");
+    let body = answer(api.put(url).json(&typo).send().await?, StatusCode::OK).await?;
     assert_eq!(body["error_count"], 1, "{body}");
     let tabel = body["configs"]
         .as_array()
@@ -353,5 +352,173 @@ async fn a_string_that_does_not_convert_is_refused_naming_its_key() -> anyhow::R
             .status(),
         StatusCode::NOT_FOUND
     );
+    Ok(())
+}
+
+/// The JDBC URL, user and password Kafka Connect's JDBC sink would be given for `url`.
+fn jdbc(url: &str) -> anyhow::Result<(String, String, String)> {
+    let url = reqwest::Url::parse(url)?;
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(5432);
+    Ok((
+        format!("jdbc:postgresql://{host}:{port}{}", url.path()),
+        url.username().to_owned(),
+        url.password().unwrap_or_default().to_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database()
+-> anyhow::Result<()> {
+    let p = Pipeline::new("kcjdbc", 1, "id bigint PRIMARY KEY, name text, card text").await?;
+    let daemon = daemon(&p)?;
+    let api = reqwest::Client::new();
+    let base = format!("http://{}", daemon.admin);
+
+    // The classes the shipped plugins answer to are listed beside their file names.
+    let listed = get(
+        &api,
+        format!("{base}/connector-plugins?connectorsOnly=false"),
+    )
+    .await?;
+    let aliases = |class: &str| {
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["class"] == class)
+            .map(|p| p["aliases"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        aliases("sink_sql"),
+        json!(["io.confluent.connect.jdbc.JdbcSinkConnector"])
+    );
+    assert_eq!(
+        aliases("sink_http"),
+        json!(["io.confluent.connect.http.HttpSinkConnector"])
+    );
+    assert_eq!(
+        aliases("transform_fields"),
+        json!([
+            "org.apache.kafka.connect.transforms.MaskField$Value",
+            "org.apache.kafka.connect.transforms.ReplaceField$Value"
+        ])
+    );
+    for (class, alias) in [
+        (
+            "transform_filter",
+            "org.apache.kafka.connect.transforms.Filter",
+        ),
+        (
+            "transform_flatten",
+            "org.apache.kafka.connect.transforms.Flatten$Value",
+        ),
+        (
+            "transform_route",
+            "org.apache.kafka.connect.transforms.RegexRouter",
+        ),
+    ] {
+        assert_eq!(aliases(class), json!([alias]), "{listed}");
+    }
+
+    // As Confluent documents the JDBC sink (PostgreSQL, upsert by a value field), with SMTs
+    // by their Kafka Connect class names. No `grants`: connection.url is the connector's own.
+    let (url, user, password) = jdbc(&p.pg.url)?;
+    let name = unique("kcjdbc");
+    let config = json!({
+        "name": name,
+        "connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector",
+        "tasks.max": "1",
+        "topics": p.topic,
+        "connection.url": url,
+        "connection.user": user,
+        "connection.password": password,
+        "dialect.name": "PostgreSqlDatabaseDialect",
+        "insert.mode": "upsert",
+        "pk.mode": "record_value",
+        "pk.fields": "id",
+        "table.name.format": p.table,
+        "auto.create": "false",
+        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "false",
+        "consumer.override.auto.offset.reset": "earliest",
+        "transforms": "dropDebug,maskCard,dropTest",
+        "transforms.dropDebug.type": "org.apache.kafka.connect.transforms.ReplaceField$Value",
+        "transforms.dropDebug.exclude": "debug",
+        "transforms.dropDebug.renames": "full_name:name",
+        "transforms.maskCard.type": "org.apache.kafka.connect.transforms.MaskField$Value",
+        "transforms.maskCard.fields": "card",
+        "transforms.maskCard.replacement": "****",
+        "transforms.dropTest.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.dropTest.predicate": "isTest",
+        "predicates": "isTest",
+        "predicates.isTest.type": "org.apache.kafka.connect.transforms.predicates.HasHeaderKey",
+        "predicates.isTest.name": "test",
+    });
+    let response = api
+        .post(format!("{base}/connectors"))
+        .json(&json!({ "name": name, "config": config }))
+        .send()
+        .await?;
+    answer(response, StatusCode::CREATED).await?;
+    daemon.wait_task_state(&name, "RUNNING", WAIT).await?;
+
+    // Two versions of each id (the later wins), and records marked as tests (dropped).
+    let mut records = Vec::new();
+    for round in ["first", "second"] {
+        for id in 1..=10 {
+            let body = json!({ "id": id, "full_name": format!("{round}-{id}"),
+                               "card": "4111111111111111", "debug": "x" });
+            records.push((None, value(body)));
+        }
+    }
+    p.broker.produce(&p.topic, &records).await?;
+    for id in 100..=104 {
+        let test = (None, value(json!({ "id": id, "full_name": "test" })));
+        p.broker
+            .produce_with_headers(&p.topic, &test, &[("test", Some(b"1".as_slice()))])
+            .await?;
+    }
+    wait_rows(&p, "name LIKE 'second-%' AND card = '****'", 10).await?;
+    assert_eq!(rows(&p, "true").await?, 10, "test records are filtered out");
+
+    // The config answers as given, its password redacted; its native form shows the
+    // connector's own database, named by the plugin's `database` key.
+    let shown = get(&api, format!("{base}/connectors/{name}/config")).await?;
+    assert_eq!(shown["insert.mode"], "upsert", "{shown}");
+    assert_eq!(shown["connection.password"], "[redacted]", "{shown}");
+    let native = get(
+        &api,
+        format!("{base}/connectors/{name}/config?shape=native"),
+    )
+    .await?;
+    assert_eq!(native["config"]["database"], "connection", "{native}");
+    let own = native["databases"]["connection"]["url"]
+        .as_str()
+        .unwrap_or_default();
+    let host_port = url
+        .trim_start_matches("jdbc:postgresql://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    assert!(own.contains(&format!("@{host_port}/")), "{native}");
+    assert!(!own.contains(&format!(":{password}@")), "{native}");
+
+    // What the JDBC sink can do that sink-sql cannot is refused, naming the key and why.
+    let mut unsupported = config.clone();
+    unsupported["pk.mode"] = json!("kafka");
+    unsupported["auto.create"] = json!("true");
+    let url = format!("{base}/connectors/{name}/config");
+    let response = api.put(url).json(&unsupported).send().await?;
+    let refused = answer(response, StatusCode::BAD_REQUEST).await?;
+    let message = refused["message"].as_str().unwrap_or_default();
+    for part in [
+        "auto.create: only \"false\" is supported: tables are not created",
+        "pk.mode: only \"record_value\" or \"none\" is supported",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
     Ok(())
 }
