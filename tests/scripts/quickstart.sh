@@ -44,8 +44,11 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 fi
 if [ -z "${WASMCONNECT_BIN:-}" ]; then
   build_plugins
-  cargo build --release -p wasmconnect
-  WASMCONNECT_BIN=./target/release/wasmconnect
+  # The daemon in the dev profile (its plugin compiler optimized, Cargo.toml): it builds in a
+  # fraction of the release build's time, and is the very build the test command uses. The
+  # release build (`cargo build --release`) is the one to deploy.
+  cargo build -p wasmconnect
+  WASMCONNECT_BIN=./target/debug/wasmconnect
 fi
 # Not exec: the script outlives the daemon to stop the broker after it.
 "$WASMCONNECT_BIN" run connectors.yaml
