@@ -28,8 +28,12 @@
 //! - `keys`: a Kafka Connect key and what it is. A string names the plugin's key; its string
 //!   value is converted to the type the plugin's config spec declares for that key (a
 //!   comma list for a list). `{"key", "entries"}` is a plugin key whose mapping Kafka Connect
-//!   writes as text (`NAME:VALUE|NAME:VALUE`). `{"runtime"}` is a connector setting of the
-//!   runtime, by its native path (`batch.max_records`), for a connector's own keys only.
+//!   writes as text (`NAME:VALUE|NAME:VALUE`). `{"key", "entry"}` names one entry of the
+//!   plugin key's mapping, its value `{"value": JSON}` or `{"value_of": "other.key"}` (the
+//!   text of another Kafka Connect key, which is then declared `{"part_of": "this.key"}`):
+//!   InsertField's `topic.field` and `static.field` with `static.value`. `{"runtime"}` is a
+//!   connector setting of the runtime, by its native path (`batch.max_records`), for a
+//!   connector's own keys only.
 //! - `settings`: Kafka Connect keys with no counterpart, accepted (and dropped) when their
 //!   value is one of `accepted` (compared without case), refused with `because` otherwise
 //!   (always, when `accepted` is left out).

@@ -182,8 +182,8 @@ fn put(value: &mut Value, pointer: &str, inserted: Value) {
 
 export_transform!(Fields);
 
-/// What Kafka Connect users know this transform as: `ReplaceField` and `MaskField` on the
-/// record's value, their keys onto ours.
+/// What Kafka Connect users know this transform as: `ReplaceField`, `InsertField` and
+/// `MaskField` on the record's value, their keys onto ours.
 pub const KAFKA_CONNECT: &str = r#"{"classes": {
   "org.apache.kafka.connect.transforms.ReplaceField$Value": {
     "keys": {
@@ -196,6 +196,16 @@ pub const KAFKA_CONNECT: &str = r#"{"classes": {
       {"key": "whitelist", "because": "fields are dropped by name (exclude); keeping only some is not supported"},
       {"key": "replace.null.with.default", "accepted": ["true", "false"], "because": "values have no schema defaults"}
     ]
+  },
+  "org.apache.kafka.connect.transforms.InsertField$Value": {
+    "keys": {
+      "static.field": {"key": "insert", "entry": {"value_of": "static.value"}},
+      "static.value": {"part_of": "static.field"},
+      "topic.field": {"key": "insert", "entry": {"value": "$topic"}},
+      "partition.field": {"key": "insert", "entry": {"value": "$partition"}},
+      "offset.field": {"key": "insert", "entry": {"value": "$offset"}},
+      "timestamp.field": {"key": "insert", "entry": {"value": "$timestamp"}}
+    }
   },
   "org.apache.kafka.connect.transforms.MaskField$Value": {
     "keys": {"fields": "mask", "replacement": "mask_with"},

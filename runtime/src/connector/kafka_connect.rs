@@ -312,6 +312,10 @@ pub fn to_native(
     let mut own = PluginKeys::new();
     let no_declaration = Profile::default();
     let declared = plugin.as_ref().map_or(&no_declaration, |p| &p.declared);
+    let scope = Scope {
+        at: "",
+        texts: &texts,
+    };
     let transforms = t.list(&texts, "transforms");
     let predicates = t.list(&texts, "predicates");
     for (key, text) in &texts {
@@ -325,7 +329,7 @@ pub fn to_native(
             }
         } else if declared.database.is_some() && CONNECTION_KEYS.contains(&key.as_str()) {
             // The connector's own database, read below.
-        } else if t.declared(declared, &mut own, Some(&mut native), "", key, text) {
+        } else if t.declared(declared, &mut own, Some(&mut native), &scope, key, text) {
             // Placed, or settled, by the plugin's declaration.
         } else if let Some((_, kind)) = NATIVE_KEYS.iter().find(|(k, _)| names(k, key)) {
             if let Some(value) = t.convert(key, text, *kind) {
@@ -527,8 +531,8 @@ mod jdbc;
 mod plugin_keys;
 mod values;
 
-pub use declared::{Declared, DeclaredKey, DeclaredSetting, Entries, Profile, SECTION};
-use plugin_keys::{Given, PluginKeys, with_defaults};
+pub use declared::{Declared, DeclaredKey, DeclaredSetting, Entries, Entry, Profile, SECTION};
+use plugin_keys::{Given, PluginKeys, Scope, with_defaults};
 
 #[cfg(test)]
 mod tests;

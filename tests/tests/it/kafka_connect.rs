@@ -370,7 +370,12 @@ fn jdbc(url: &str) -> anyhow::Result<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database()
 -> anyhow::Result<()> {
-    let p = Pipeline::new("kcjdbc", 1, "id bigint PRIMARY KEY, name text, card text").await?;
+    let p = Pipeline::new(
+        "kcjdbc",
+        1,
+        "id bigint PRIMARY KEY, name text, card text, src text",
+    )
+    .await?;
     let daemon = daemon(&p)?;
     let api = reqwest::Client::new();
     let base = format!("http://{}", daemon.admin);
@@ -401,6 +406,7 @@ async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database
     assert_eq!(
         aliases("transform_fields"),
         json!([
+            "org.apache.kafka.connect.transforms.InsertField$Value",
             "org.apache.kafka.connect.transforms.MaskField$Value",
             "org.apache.kafka.connect.transforms.ReplaceField$Value"
         ])
@@ -423,7 +429,8 @@ async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database
     }
 
     // As Confluent documents the JDBC sink (PostgreSQL, upsert by a value field), with SMTs
-    // by their Kafka Connect class names. No `grants`: connection.url is the connector's own.
+    // by their Kafka Connect class names (ReplaceField, MaskField, InsertField, and Filter
+    // under a predicate). No `grants`: connection.url is the connector's own.
     let (url, user, password) = jdbc(&p.pg.url)?;
     let name = unique("kcjdbc");
     let config = json!({
@@ -444,13 +451,16 @@ async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "false",
         "consumer.override.auto.offset.reset": "earliest",
-        "transforms": "dropDebug,maskCard,dropTest",
+        "transforms": "dropDebug,maskCard,stamp,dropTest",
         "transforms.dropDebug.type": "org.apache.kafka.connect.transforms.ReplaceField$Value",
         "transforms.dropDebug.exclude": "debug",
         "transforms.dropDebug.renames": "full_name:name",
         "transforms.maskCard.type": "org.apache.kafka.connect.transforms.MaskField$Value",
         "transforms.maskCard.fields": "card",
         "transforms.maskCard.replacement": "****",
+        "transforms.stamp.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+        "transforms.stamp.static.field": "src",
+        "transforms.stamp.static.value": "kafka",
         "transforms.dropTest.type": "org.apache.kafka.connect.transforms.Filter",
         "transforms.dropTest.predicate": "isTest",
         "predicates": "isTest",
@@ -481,7 +491,12 @@ async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database
             .produce_with_headers(&p.topic, &test, &[("test", Some(b"1".as_slice()))])
             .await?;
     }
-    wait_rows(&p, "name LIKE 'second-%' AND card = '****'", 10).await?;
+    wait_rows(
+        &p,
+        "name LIKE 'second-%' AND card = '****' AND src = 'kafka'",
+        10,
+    )
+    .await?;
     assert_eq!(rows(&p, "true").await?, 10, "test records are filtered out");
 
     // The config answers as given, its password redacted; its native form shows the

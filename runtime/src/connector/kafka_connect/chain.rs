@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::values::parse_boolean;
-use super::{Given, PREDICATES, PluginKeys, Plugins, Texts, Translation, with_defaults};
+use super::{Given, PREDICATES, PluginKeys, Plugins, Scope, Texts, Translation, with_defaults};
 
 impl Translation {
     /// Transform `alias` (the `i`th of `transforms`) as a native chain step.
@@ -56,7 +56,8 @@ impl Translation {
                     Err(e) => self.problem(key, format!("{text:?} does not convert: expected {e}")),
                 },
                 _ => {
-                    if !self.declared(&plugin.declared, &mut own, None, &at, name, text) {
+                    let scope = Scope { at: &at, texts };
+                    if !self.declared(&plugin.declared, &mut own, None, &scope, name, text) {
                         self.own(&mut own, &at, name, Given::plain(name, text));
                     }
                 }

@@ -42,14 +42,30 @@ pub struct Profile {
 pub enum DeclaredKey {
     /// The plugin's key of that name.
     Plugin(String),
-    /// The plugin's `key`; with `entries`, its mapping is written as Kafka Connect writes
-    /// one (`a:1|b:2`).
+    /// A runtime setting, by its native path (`batch.max_records`).
+    Runtime { runtime: String },
+    /// Read together with the Kafka Connect key `part_of` (InsertField's `static.value`, with
+    /// `static.field`); alone, it is refused.
+    Part { part_of: String },
+    /// The plugin's `key`. With `entries`, its mapping is written as Kafka Connect writes one
+    /// (`a:1|b:2`). With `entry`, the given text names one entry of that mapping and `entry`
+    /// says its value (InsertField's `topic.field`: `{"value": "$topic"}`); several such keys
+    /// fill one mapping.
     Shaped {
         key: String,
         entries: Option<Entries>,
+        entry: Option<Entry>,
     },
-    /// A runtime setting, by its native path (`batch.max_records`).
-    Runtime { runtime: String },
+}
+
+/// The value of an entry a declared key names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Entry {
+    /// This value.
+    Value { value: serde_json::Value },
+    /// The text of that Kafka Connect key (beside this one).
+    ValueOf { value_of: String },
 }
 
 /// A mapping written as text: entries split by `separator`, each a name and a value split at

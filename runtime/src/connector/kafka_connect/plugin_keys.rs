@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::values::{parse_boolean, parse_integer, parse_number, set_path, split_list};
 use super::{
-    CLASS, DeclaredKey, Entries, NATIVE_KEYS, OWN_DATABASE, Profile, Texts, Translation, jdbc,
-    names,
+    CLASS, DeclaredKey, Entries, Entry, NATIVE_KEYS, OWN_DATABASE, Profile, Texts, Translation,
+    jdbc, names,
 };
 use crate::connector::spec::{ConfigKey, ValueType};
 
@@ -22,6 +22,8 @@ pub(super) struct Given {
     key: String,
     text: String,
     entries: Option<Entries>,
+    /// A mapping filled entry by entry by declared keys (InsertField's `topic.field`, ...).
+    set: Option<Map<String, Value>>,
 }
 
 impl Given {
@@ -30,8 +32,16 @@ impl Given {
             key: key.to_owned(),
             text: text.to_owned(),
             entries: None,
+            set: None,
         }
     }
+}
+
+/// Where a plugin's keys are read: their prefix in the flat map (`transforms.<alias>.`, or
+/// none for the connector's plugin) and the whole flat map.
+pub(super) struct Scope<'a> {
+    pub(super) at: &'a str,
+    pub(super) texts: &'a Texts,
 }
 
 /// A plugin's `config` with the keys its class implies (the declaration's `defaults`) where
@@ -89,56 +99,121 @@ impl Translation {
         }
     }
 
-    /// Places key `key` (given under `at`) of a plugin as its `declared` Kafka Connect keys
-    /// say: under the plugin key it stands for, at the runtime setting it stands for (in the
-    /// connector's `native` config; a transform has none), or settled as a declared setting.
-    /// Returns whether the declaration names it.
+    /// Places key `key` (given under `scope.at`) of a plugin as its `declared` Kafka Connect
+    /// keys say: under the plugin key it stands for (or as an entry of it), at the runtime
+    /// setting it stands for (in the connector's `native` config; a transform has none), or
+    /// settled as a declared setting. Returns whether the declaration names it.
     pub(super) fn declared(
         &mut self,
         declared: &Profile,
         own: &mut PluginKeys,
         native: Option<&mut Value>,
-        at: &str,
+        scope: &Scope,
         key: &str,
         text: &str,
     ) -> bool {
-        let given = |entries: Option<&Entries>| Given {
-            entries: entries.cloned(),
-            ..Given::plain(key, text)
+        let at = scope.at;
+        let full = format!("{at}{key}");
+        let Some(declared_key) = declared.keys.get(key) else {
+            return match declared.settings.iter().find(|s| s.key == key) {
+                Some(setting) => {
+                    self.settle(&full, text, &setting.accepted, &setting.because);
+                    true
+                }
+                None => false,
+            };
         };
-        if let Some(declared_key) = declared.keys.get(key) {
-            match declared_key {
-                DeclaredKey::Plugin(plugin_key) => self.own(own, at, plugin_key, given(None)),
-                DeclaredKey::Shaped {
-                    key: plugin_key,
-                    entries,
-                } => self.own(own, at, plugin_key, given(entries.as_ref())),
-                DeclaredKey::Runtime { runtime } => {
-                    let full = format!("{at}{key}");
-                    match (NATIVE_KEYS.iter().find(|(k, _)| names(k, runtime)), native) {
-                        (Some((_, kind)), Some(native)) => {
-                            if let Some(value) = self.convert(&full, text, *kind) {
-                                set_path(native, runtime, value);
-                                self.renames.push((runtime.clone(), full));
-                            }
+        match declared_key {
+            DeclaredKey::Plugin(plugin_key) => {
+                self.own(own, at, plugin_key, Given::plain(key, text));
+            }
+            DeclaredKey::Shaped {
+                key: plugin_key,
+                entries,
+                entry: None,
+            } => {
+                let given = Given {
+                    entries: entries.clone(),
+                    ..Given::plain(key, text)
+                };
+                self.own(own, at, plugin_key, given);
+            }
+            DeclaredKey::Shaped {
+                key: plugin_key,
+                entry: Some(entry),
+                ..
+            } => {
+                let value = match entry {
+                    Entry::Value { value } => Some(value.clone()),
+                    Entry::ValueOf { value_of } => {
+                        let other = scope.texts.get(&format!("{at}{value_of}"));
+                        if other.is_none() {
+                            self.problem(&full, format!("needs {at}{value_of}, which is missing"));
                         }
-                        _ => self.problem(
-                            &full,
-                            format!(
-                                "the plugin maps it to {runtime:?}, which is not a connector \
-                                 setting it may set"
-                            ),
-                        ),
+                        other.map(|v| Value::String(v.clone()))
                     }
+                };
+                if let Some(value) = value {
+                    self.entry(own, at, plugin_key, key, text.trim(), value);
                 }
             }
-            true
-        } else if let Some(setting) = declared.settings.iter().find(|s| s.key == key) {
-            let key = format!("{at}{key}");
-            self.settle(&key, text, &setting.accepted, &setting.because);
-            true
-        } else {
-            false
+            DeclaredKey::Part { part_of } => {
+                if !scope.texts.contains_key(&format!("{at}{part_of}")) {
+                    self.problem(
+                        &full,
+                        format!("is read with {at}{part_of}, which is missing"),
+                    );
+                }
+            }
+            DeclaredKey::Runtime { runtime } => {
+                match (NATIVE_KEYS.iter().find(|(k, _)| names(k, runtime)), native) {
+                    (Some((_, kind)), Some(native)) => {
+                        if let Some(value) = self.convert(&full, text, *kind) {
+                            set_path(native, runtime, value);
+                            self.renames.push((runtime.clone(), full));
+                        }
+                    }
+                    _ => self.problem(
+                        &full,
+                        format!(
+                            "the plugin maps it to {runtime:?}, which is not a connector setting \
+                             it may set"
+                        ),
+                    ),
+                }
+            }
+        }
+        true
+    }
+
+    /// Sets entry `name` of plugin key `plugin_key` (a mapping filled entry by entry, by
+    /// declared keys such as InsertField's `topic.field`) to `value`, refusing an entry set
+    /// twice or a plugin key another given key already sets whole.
+    fn entry(
+        &mut self,
+        own: &mut PluginKeys,
+        at: &str,
+        plugin_key: &str,
+        given: &str,
+        name: &str,
+        value: Value,
+    ) {
+        let placed = own.entry(plugin_key.to_owned()).or_insert_with(|| Given {
+            set: Some(Map::new()),
+            ..Given::plain(given, "")
+        });
+        let Some(set) = placed.set.as_mut() else {
+            let message = format!(
+                "{at}{} already sets the plugin's key {plugin_key:?}",
+                placed.key
+            );
+            return self.problem(&format!("{at}{given}"), message);
+        };
+        if set.insert(name.to_owned(), value).is_some() {
+            self.problem(
+                &format!("{at}{given}"),
+                format!("{name:?} is also set by another key"),
+            );
         }
     }
 
@@ -191,22 +266,15 @@ impl Translation {
         for (key, given) in own {
             let text = given.text.as_str();
             let declared = spec.and_then(|s| s.iter().find(|k| &k.name == key));
-            let converted = match declared.map(|k| k.value_type) {
-                None | Some(ValueType::Text) => Ok(json!(text)),
-                Some(ValueType::Integer) => parse_integer(text).map(Value::from),
-                Some(ValueType::Number) => parse_number(text),
-                Some(ValueType::Boolean) => parse_boolean(text).map(Value::from),
-                Some(ValueType::Array) => Ok(json!(split_list(text))),
-                Some(ValueType::Object) => match &given.entries {
-                    Some(entries) => entries.read(text),
-                    None => serde_json::from_str::<Value>(text)
-                        .ok()
-                        .filter(Value::is_object)
-                        .ok_or_else(|| "a JSON object".to_owned()),
-                },
-                Some(ValueType::Any) => {
-                    Ok(serde_json::from_str(text).unwrap_or_else(|_| json!(text)))
+            let converted = match (declared.map(|k| k.value_type), &given.set) {
+                (None | Some(ValueType::Object | ValueType::Any), Some(set)) => {
+                    Ok(Value::Object(set.clone()))
                 }
+                (Some(other), Some(_)) => Err(format!(
+                    "{} (the plugin's key {key:?} is not a mapping)",
+                    other.in_words()
+                )),
+                (declared, None) => Self::typed(declared, given),
             };
             match converted {
                 Ok(v) => {
@@ -229,5 +297,26 @@ impl Translation {
             },
         ));
         Value::Object(config)
+    }
+
+    /// `given`'s text as a value of the type its plugin key is `declared` with (a string
+    /// when the spec does not say), or the type expected.
+    fn typed(declared: Option<ValueType>, given: &Given) -> Result<Value, String> {
+        let text = given.text.as_str();
+        match declared {
+            None | Some(ValueType::Text) => Ok(json!(text)),
+            Some(ValueType::Integer) => parse_integer(text).map(Value::from),
+            Some(ValueType::Number) => parse_number(text),
+            Some(ValueType::Boolean) => parse_boolean(text).map(Value::from),
+            Some(ValueType::Array) => Ok(json!(split_list(text))),
+            Some(ValueType::Object) => match &given.entries {
+                Some(entries) => entries.read(text),
+                None => serde_json::from_str::<Value>(text)
+                    .ok()
+                    .filter(Value::is_object)
+                    .ok_or_else(|| "a JSON object".to_owned()),
+            },
+            Some(ValueType::Any) => Ok(serde_json::from_str(text).unwrap_or_else(|_| json!(text))),
+        }
     }
 }

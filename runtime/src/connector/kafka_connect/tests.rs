@@ -58,6 +58,9 @@ impl Plugins for Shelf {
             "org.apache.kafka.connect.transforms.ReplaceField$Value" => {
                 ("transform", Some(vec![key("exclude", ValueType::Array)]))
             }
+            "org.apache.kafka.connect.transforms.InsertField$Value" => {
+                ("transform", Some(vec![key("insert", ValueType::Object)]))
+            }
             "http" => (
                 "sink",
                 Some(vec![
@@ -80,6 +83,14 @@ impl Plugins for Shelf {
                 br#"{"classes": {"org.apache.kafka.connect.transforms.ReplaceField$Value": {
                      "keys": {"blacklist": "exclude", "exclude": "exclude"},
                      "defaults": {"mode": "drop"}}}}"#,
+            ),
+            "org.apache.kafka.connect.transforms.InsertField$Value" => Declared::parse(
+                br#"{"classes": {"org.apache.kafka.connect.transforms.InsertField$Value": {
+                     "keys": {
+                       "static.field": {"key": "insert", "entry": {"value_of": "static.value"}},
+                       "static.value": {"part_of": "static.field"},
+                       "topic.field": {"key": "insert", "entry": {"value": "$topic"}}
+                     }}}}"#,
             ),
             _ => Ok(Declared::default()),
         }
@@ -565,6 +576,47 @@ fn declared_keys_may_be_written_as_entries_or_stand_for_a_runtime_setting() {
             "batch.max.size: \"many\" does not convert: expected a whole number",
             "headers: \"Content-Type\" does not convert: expected entries NAME:VALUE separated \
              by \"|\" (\"Content-Type\" has no \":\")",
+        ]
+    );
+}
+
+#[test]
+fn declared_entry_keys_fill_one_mapping_and_a_part_needs_its_whole() {
+    let t = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "transforms": "stamp",
+        "transforms.stamp.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+        "transforms.stamp.static.field": "source",
+        "transforms.stamp.static.value": "web",
+        "transforms.stamp.topic.field": "from_topic",
+    }))
+    .unwrap();
+    assert_eq!(
+        t.native["transforms"][0]["config"],
+        json!({"insert": {"source": "web", "from_topic": "$topic"}})
+    );
+    let problems = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "transforms": "stamp,again,lone",
+        "transforms.stamp.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+        "transforms.stamp.static.value": "web",
+        "transforms.again.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+        "transforms.again.static.field": "source",
+        "transforms.again.static.value": "web",
+        "transforms.again.topic.field": "source",
+        "transforms.lone.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+        "transforms.lone.static.field": "source",
+    }))
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        vec![
+            "transforms.stamp.static.value: is read with transforms.stamp.static.field, which is \
+             missing",
+            "transforms.again.topic.field: \"source\" is also set by another key",
+            "transforms.lone.static.field: needs transforms.lone.static.value, which is missing",
         ]
     );
 }
