@@ -27,10 +27,10 @@ ensure_cmake() {
   fi
 }
 
-# tansu: a Kafka-compatible broker (crates.io). ~15 minutes to build once, then cached.
+# tansu: a Kafka-compatible broker (crates.io). ~12 minutes to build once on 2 cores, then cached.
 ensure_tansu() {
   if [ ! -x "$WASMCONNECT_TANSU" ]; then
-    say "building the test broker tansu $TANSU_VERSION into $WASMCONNECT_CACHE (once, ~15 min)"
+    say "building the test broker tansu $TANSU_VERSION into $WASMCONNECT_CACHE (once, ~12 min)"
     cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
       --root "$WASMCONNECT_CACHE/tansu-$TANSU_VERSION"
   fi
