@@ -8,8 +8,11 @@
 //!   # or:
 //!   regex: "^(.*)-raw$"         # a topic matching this ...
 //!   replacement: "$1-clean"     # ... becomes this; others keep their topic
+//!   whole_topic: false          # true: the regex must match the whole topic (RegexRouter)
 //! ```
 //!
+//! In `replacement`, `$1` is the first group even when a letter or `_` follows it (`$1_v2`),
+//! as in Kafka Connect, and `${name}` a named group.
 //! A record whose field is missing keeps its topic (or goes to `default_topic` when set);
 //! with `field`, a value that is not JSON is rejected.
 #![forbid(unsafe_code)]
@@ -31,6 +34,8 @@ pub struct Config {
     pub regex: Option<String>,
     #[serde(default)]
     pub replacement: Option<String>,
+    #[serde(default)]
+    pub whole_topic: bool,
 }
 
 /// The keys of [`Config`], as the plugin's `config-spec` describes them.
@@ -54,6 +59,11 @@ pub fn spec() -> Vec<ConfigKey> {
             "replacement",
             "What a topic matching regex becomes ($1 for groups)",
         ),
+        ConfigKey::boolean(
+            "whole_topic",
+            "The regex must match the whole topic, not a part of it",
+        )
+        .default(false),
     ]
 }
 
@@ -77,11 +87,18 @@ impl Transform for Route {
                     "field {field:?} is not a JSON pointer: it must start with '/'"
                 )));
             }
-            (None, Some(pattern), Some(replacement)) => Some((
-                regex_lite::Regex::new(pattern)
-                    .map_err(|e| PluginError::Fatal(format!("regex {pattern:?}: {e}")))?,
-                replacement.clone(),
-            )),
+            (None, Some(pattern), Some(replacement)) => {
+                let anchored = if config.whole_topic {
+                    format!("^(?:{pattern})$")
+                } else {
+                    pattern.clone()
+                };
+                Some((
+                    regex_lite::Regex::new(&anchored)
+                        .map_err(|e| PluginError::Fatal(format!("regex {pattern:?}: {e}")))?,
+                    numbered_groups(replacement),
+                ))
+            }
             _ => {
                 return Err(PluginError::Fatal(
                     "set either `field` (with an optional `topic` template) or `regex` with `replacement`"
@@ -129,10 +146,35 @@ impl Transform for Route {
     }
 }
 
-/// What Kafka Connect users know this transform as: `RegexRouter` (a regex over the topic).
+/// `replacement` with each `$N` written `${N}`, so that a letter or `_` after it is text, as
+/// Kafka Connect (Java) reads it, rather than part of a group name.
+fn numbered_groups(replacement: &str) -> String {
+    let mut out = String::with_capacity(replacement.len() + 4);
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut digits = String::new();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                digits.push(d);
+            }
+            out.push_str(&format!("${{{digits}}}"));
+        } else {
+            out.push(c);
+            if c == '$' && chars.peek() == Some(&'$') {
+                // `$$` is a literal `$`: keep both, and do not read the second as a group.
+                out.push(chars.next().expect("peeked"));
+            }
+        }
+    }
+    out
+}
+
+/// What Kafka Connect users know this transform as: `RegexRouter`, whose regex matches the
+/// whole topic.
 pub const KAFKA_CONNECT: &str = r#"{"classes": {
   "org.apache.kafka.connect.transforms.RegexRouter": {
-    "keys": {"regex": "regex", "replacement": "replacement"}
+    "keys": {"regex": "regex", "replacement": "replacement"},
+    "defaults": {"whole_topic": true}
   }
 }}"#;
 wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
@@ -177,6 +219,20 @@ mod tests {
             "orders-clean"
         );
         assert_eq!(route(config, "orders", "x").unwrap(), "orders");
+    }
+
+    #[test]
+    fn whole_topic_matches_all_of_it_and_a_group_number_may_be_followed_by_text() {
+        let search = json!({"regex": "(.*)-raw", "replacement": "$1_clean"});
+        let whole = json!({"regex": "(.*)-raw", "replacement": "$1_clean", "whole_topic": true});
+        // Searched, the regex rewrites the part it finds; matched whole, only a whole match.
+        assert_eq!(route(search.clone(), "a-raw-x", "v").unwrap(), "a_clean-x");
+        assert_eq!(route(whole.clone(), "a-raw-x", "v").unwrap(), "a-raw-x");
+        assert_eq!(route(whole, "a-raw", "v").unwrap(), "a_clean");
+        assert_eq!(
+            numbered_groups("$1_v$22$$3${name}"),
+            "${1}_v${22}$$3${name}"
+        );
     }
 
     #[test]
