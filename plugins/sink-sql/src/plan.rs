@@ -37,7 +37,7 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
     // PostgreSQL converts the rows from JSON itself: unless `columns:` maps fields, a value
     // goes into the statement as it came, with only its field names and key values read.
     let pass_through = kind == DatabaseKind::Postgres && config.columns.is_none();
-    let mut runs: Vec<(Kind, Cow<'_, str>, Rows)> = Vec::new();
+    let mut runs: Vec<(Kind, Cow<'_, str>, Rows, &str)> = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let passed = pass_through
@@ -50,19 +50,29 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
         };
         match entry {
             Ok((kind, rows)) => {
-                let table = config.table_of(&record.topic);
+                // A record of the run's topic joins it as it is; the table is worked out only
+                // when the topic changes, not per record.
+                let same_topic = runs
+                    .last()
+                    .is_some_and(|(k, _, _, topic)| *k == kind && *topic == record.topic);
+                let table = (!same_topic).then(|| config.table_of(&record.topic));
+                let joins = |k: &Kind, t: &Cow<'_, str>| {
+                    *k == kind && table.as_ref().is_none_or(|table| t == table)
+                };
                 match (runs.last_mut(), rows) {
-                    (Some((k, t, Rows::Passed(run))), Rows::Passed(mut rows))
-                        if *k == kind && *t == table =>
-                    {
+                    (Some((k, t, Rows::Passed(run), _)), Rows::Passed(mut rows)) if joins(k, t) => {
                         run.append(&mut rows)
                     }
-                    (Some((k, t, Rows::Parsed(run))), Rows::Parsed(mut rows))
-                        if *k == kind && *t == table =>
-                    {
+                    (Some((k, t, Rows::Parsed(run), _)), Rows::Parsed(mut rows)) if joins(k, t) => {
                         run.append(&mut rows)
                     }
-                    (_, rows) => runs.push((kind, table, rows)),
+                    (last, rows) => {
+                        let table = match (table, last) {
+                            (Some(table), _) => table,
+                            (None, last) => last.map(|(_, t, _, _)| t.clone()).expect("a run"),
+                        };
+                        runs.push((kind, table, rows, &record.topic));
+                    }
                 }
             }
             Err(reason) => rejected.push(Rejected {
@@ -73,7 +83,7 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
     }
     let statements = runs
         .into_iter()
-        .flat_map(|(run, table, rows)| match (run, rows, kind) {
+        .flat_map(|(run, table, rows, _)| match (run, rows, kind) {
             (_, Rows::Passed(rows), _) => vec![passed_statement(config, &table, rows)],
             (Kind::Write, Rows::Parsed(rows), DatabaseKind::Postgres) => {
                 vec![write_statement(config, &table, rows)]
