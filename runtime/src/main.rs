@@ -305,6 +305,7 @@ async fn run(
         }
     };
     worker.start().await;
+    worker.join_cluster().await;
     let mut signals = Signals::new()?;
     let mut seen = modified(&path);
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));

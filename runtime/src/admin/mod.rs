@@ -305,7 +305,7 @@ fn internal(message: &str) -> Response {
 fn error(refused: Refused) -> Response {
     let code = match &refused {
         Refused::NotFound(_) | Refused::TaskNotFound(..) => StatusCode::NOT_FOUND,
-        Refused::Exists(_) => StatusCode::CONFLICT,
+        Refused::Exists(_) | Refused::Cluster(_) => StatusCode::CONFLICT,
         Refused::Invalid(_) | Refused::NotStopped(_) | Refused::BadRequest(_) => {
             StatusCode::BAD_REQUEST
         }

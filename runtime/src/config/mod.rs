@@ -21,8 +21,8 @@ pub use admin::{AdminConfig, AdminTls};
 pub use error::{ConfigError, Diagnostic, render_diagnostics};
 pub use grant::HttpGrant;
 pub use model::{
-    BatchConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig, DatabaseKind,
-    ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig, Limits, NoRole,
+    BatchConfig, ClusterConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
+    DatabaseKind, ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig, Limits, NoRole,
     OffsetsTopicConfig, Predicate, Role, TransformConfig, WorkerConfig, topic_pattern,
 };
 pub use placeholders::{Environment, Expanded, Sources, expand, substitute};

@@ -150,6 +150,11 @@ pub struct WorkerConfig {
     /// configured connectors. Relative to the config file.
     #[serde(default)]
     pub plugin_path: Vec<PathBuf>,
+    /// When set, the worker is one of a cluster: the workers of the same `group` divide the
+    /// tasks of the file's connectors among themselves through Kafka's consumer-group
+    /// protocol. Unset (the default): one process runs every connector.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for WorkerConfig {
@@ -158,8 +163,34 @@ impl Default for WorkerConfig {
             shutdown_grace_ms: default_grace_ms(),
             data_dir: default_data_dir(),
             plugin_path: Vec::new(),
+            cluster: None,
         }
     }
+}
+
+/// `worker.cluster`: the cluster a worker belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name: the consumer group its workers join, and the prefix of the topic
+    /// whose partitions are its task slots (`<group>-slots`).
+    pub group: String,
+    /// How long the group waits for a worker it no longer hears from before its tasks move to
+    /// the others, and how long a worker cut off from the brokers keeps running its tasks
+    /// (librdkafka's `session.timeout.ms`, 45 s by default there).
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+}
+
+impl ClusterConfig {
+    /// The topic whose partitions are the cluster's task slots.
+    pub fn slots_topic(&self) -> String {
+        format!("{}-slots", self.group)
+    }
+}
+
+fn default_session_timeout_ms() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

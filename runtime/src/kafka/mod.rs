@@ -1,4 +1,5 @@
-//! rdkafka wrappers: what a refusal by the brokers means (`access`), the sink consumer with its rebalance hooks, the source producer with its
+//! rdkafka wrappers: what a refusal by the brokers means (`access`), a worker's membership of
+//! its cluster (`membership`), the sink consumer with its rebalance hooks, the source producer with its
 //! delivery reports, the writer of a sink to a topic, the offsets topic where sources keep
 //! their positions, dead-letter topics, and the creation of the topics the runtime owns.
 
@@ -7,6 +8,7 @@ mod admin;
 mod consumer;
 mod dead_letter;
 mod group_offsets;
+mod membership;
 mod positions;
 mod producer;
 mod tls_probe;
@@ -20,6 +22,7 @@ pub use consumer::{
 };
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
 pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
+pub use membership::{Membership, Ownership, ensure_slots};
 pub use positions::{PositionStore, PositionStoreError};
 pub use producer::{Delivery, Report, SourceProducer, kafka_headers, source_producer};
 pub use topic_writer::TopicWriter;

@@ -222,6 +222,10 @@ pub struct Metrics {
     lag: IntGaugeVec,
     /// The (connector, task, topic, partition) series of `lag`, to drop with the task.
     lag_series: Mutex<BTreeSet<[String; 4]>>,
+    /// Cluster mode: the slots this worker owns, and the changes of ownership it applied.
+    slots_owned: IntGauge,
+    rebalances: IntCounter,
+    rebalance_seconds: Histogram,
 }
 
 const LABELS: &[&str] = &["connector", "task"];
@@ -280,6 +284,31 @@ impl Default for Metrics {
             LABELS,
         )
         .expect("a valid metric");
+        let slots_owned = IntGauge::new(
+            "wasmconnect_cluster_slots_owned",
+            "Cluster mode: the task slots the cluster's group assigns this worker (it runs their tasks).",
+        )
+        .expect("a valid metric");
+        let rebalances = IntCounter::new(
+            "wasmconnect_cluster_rebalances_total",
+            "Cluster mode: changes of the slots this worker owns (gained or handed over) it applied.",
+        )
+        .expect("a valid metric");
+        let rebalance_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "wasmconnect_cluster_rebalance_duration_seconds",
+                "Cluster mode: how long applying a change of ownership took (stopping the tasks handed over, with their last commit, or starting the tasks gained).",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+        )
+        .expect("a valid metric");
+        for metric in [
+            Box::new(slots_owned.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rebalances.clone()),
+            Box::new(rebalance_seconds.clone()),
+        ] {
+            registry.register(metric).expect("names are unique");
+        }
         for gauge in [&memory, &active, &lag] {
             registry
                 .register(Box::new(gauge.clone()))
@@ -305,11 +334,22 @@ impl Default for Metrics {
             active,
             lag,
             lag_series: Mutex::new(BTreeSet::new()),
+            slots_owned,
+            rebalances,
+            rebalance_seconds,
         }
     }
 }
 
 impl Metrics {
+    /// Cluster mode: a change of ownership was applied in `took`; the worker owns `owned`
+    /// slots now.
+    pub fn cluster_rebalanced(&self, owned: usize, took: Duration) {
+        self.slots_owned.set(owned as i64);
+        self.rebalances.inc();
+        self.rebalance_seconds.observe(took.as_secs_f64());
+    }
+
     /// The counters and timings of one task (created at zero the first time).
     pub fn task(&self, connector: &str, task: u32) -> TaskCounters {
         let task = task.to_string();

@@ -1,15 +1,18 @@
 //! The worker: builds every connector of a config, runs its tasks, stops them, keeps status.
-//! This file is the life cycle (start, stop, replace, restart, reload, shutdown); `check` a
-//! config the API was given (native or Kafka Connect's shape, a merge patch); `targets`
-//! the target states (stop, pause, resume), `wiring` splits a connector's work and builds its
-//! tasks, `plugins` loads, checks and lists plugins, `offsets` reads and changes a stopped
+//! This file is the life cycle (start, stop, replace, reload, shutdown); `check` a config the
+//! API was given (native or Kafka Connect's shape, a merge patch); `targets` the target states
+//! (stop, pause, resume), `restarts` restarts a connector or one task, `wiring` splits a
+//! connector's work and builds its tasks, `cluster` the tasks a worker of a cluster runs,
+//! `plugins` loads, checks and lists plugins, `offsets` reads and changes a stopped
 //! connector's offsets, `store` keeps API-made connectors and target states, `console` the
 //! live status on a terminal.
 
 mod check;
+mod cluster;
 mod console;
 mod offsets;
 mod plugins;
+mod restarts;
 mod store;
 mod targets;
 mod wiring;
@@ -28,12 +31,13 @@ pub use plugins::PluginProblem;
 pub use store::{Shape, StoreError, Target};
 
 use check::{connect_shape, merge_patch};
+use cluster::ClusterState;
 use store::Store;
 use wiring::Slot;
 
 use crate::config::{Config, ConnectorConfig, ConnectorInvalid};
 use crate::redact;
-use crate::status::{Counter, State, StatusBoard};
+use crate::status::{State, StatusBoard};
 use crate::wasm::WasmEngine;
 use crate::wasm::capability::sql::{DatabaseUrlError, Databases};
 
@@ -64,6 +68,11 @@ pub struct Worker {
     /// one after the other.
     registry: tokio::sync::Mutex<Registry>,
     shutdown: CancellationToken,
+    /// Set in cluster mode: the slots of the tasks and those this worker owns.
+    cluster: Option<ClusterState>,
+    /// The worker's own background work (following the cluster's assignment), ended by
+    /// [`Worker::shutdown`].
+    background: TaskTracker,
 }
 
 /// Where the connectors come from: the file's entries and the API's changes.
@@ -107,6 +116,9 @@ pub enum Refused {
     Store(#[from] StoreError),
     #[error("{0}")]
     Unavailable(String),
+    /// Not possible on a worker of a cluster (yet).
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// What a reload changed, by connector name.
@@ -148,6 +160,11 @@ impl Worker {
             redact::remember_secrets(&value);
         }
         redact::remember_values(&config.secrets);
+        let cluster = config
+            .worker
+            .cluster
+            .clone()
+            .map(|cluster| ClusterState::new(cluster, config.admin.listen.clone()));
         Ok(Worker {
             registry: tokio::sync::Mutex::new(Registry {
                 file: config.connectors.clone(),
@@ -160,6 +177,8 @@ impl Worker {
             running: Mutex::new(BTreeMap::new()),
             shapes: Mutex::default(),
             shutdown: CancellationToken::new(),
+            cluster,
+            background: TaskTracker::new(),
         })
     }
 
@@ -172,13 +191,19 @@ impl Worker {
     /// regardless.
     pub async fn start(&self) {
         let mut registry = self.registry.lock().await;
-        let Registry { file, store } = &mut *registry;
-        tracing::info!(
-            "connectors created or changed through the REST API are kept in {}",
-            store.path().display()
-        );
-        let effective = store.effective(file);
-        self.keep_shapes(store);
+        match &self.cluster {
+            None => tracing::info!(
+                "connectors created or changed through the REST API are kept in {}",
+                registry.store.path().display()
+            ),
+            Some(cluster) => tracing::info!(
+                group = %cluster.config.group,
+                "cluster mode: this worker runs the tasks of connectors.yaml whose slots the \
+                 cluster's group assigns it"
+            ),
+        }
+        let effective = self.effective(&mut registry);
+        self.keep_shapes(&registry.store);
         for connector in &effective.connectors {
             self.launch(connector, effective.target(&connector.name))
                 .await;
@@ -320,6 +345,7 @@ impl Worker {
         name: &str,
         config: serde_json::Value,
     ) -> Result<ConnectorConfig, Refused> {
+        self.refuse_in_cluster("creating a connector through the API")?;
         let mut registry = self.registry.lock().await;
         if self.target(name).is_ok() {
             return Err(Refused::Exists(name.to_owned()));
@@ -343,6 +369,7 @@ impl Worker {
         name: &str,
         config: serde_json::Value,
     ) -> Result<(bool, ConnectorConfig), Refused> {
+        self.refuse_in_cluster("changing a connector's config through the API")?;
         let mut registry = self.registry.lock().await;
         let target = match self.target(name) {
             Ok(target) => target,
@@ -405,6 +432,7 @@ impl Worker {
     /// Deletes a connector (DELETE /connectors/{name}): its tasks finish their batch and
     /// commit, and it is forgotten, also across restarts. Its offsets stay.
     pub async fn delete(&self, name: &str) -> Result<(), Refused> {
+        self.refuse_in_cluster("deleting a connector through the API")?;
         let mut registry = self.registry.lock().await;
         self.target(name)?;
         let declared = registry.file.iter().find(|c| c.name == name).cloned();
@@ -413,81 +441,6 @@ impl Worker {
         tracing::info!(connector = %name, "deleted through the API");
         self.stop(name).await;
         self.databases.release(name).await;
-        Ok(())
-    }
-
-    /// Restarts a connector with the same config: its work split again and every task
-    /// started anew; with `only_failed`, only its FAILED tasks, each alone (the whole
-    /// connector when it failed before its tasks started), and nothing when none failed.
-    /// Returns whether anything restarted. A stopped connector stays stopped, a paused one
-    /// restarts paused.
-    pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, Refused> {
-        let _registry = self.registry.lock().await;
-        let target = self.target(name)?;
-        let Some(status) = self.status.get(name) else {
-            return Ok(false);
-        };
-        if target == Target::Stopped {
-            return Ok(false);
-        }
-        if only_failed && status.state != State::Failed {
-            let failed: Vec<u32> = status
-                .tasks
-                .iter()
-                .filter(|t| t.state == State::Failed)
-                .map(|t| t.id)
-                .collect();
-            for id in &failed {
-                self.bounce_task(name, *id).await?;
-            }
-            return Ok(!failed.is_empty());
-        }
-        if let Some((config, target)) = self.halt(name).await {
-            tracing::info!(connector = %name, "restarting through the API");
-            self.launch(&config, target).await;
-            if let Some(status) = self.status.get(name) {
-                for task in &status.tasks {
-                    self.status
-                        .reporter(name, task.id)
-                        .count(Counter::Restarts, 1);
-                }
-            }
-        }
-        Ok(true)
-    }
-
-    /// Restarts one task of a connector (POST /connectors/{name}/tasks/{id}/restart) with the
-    /// config it had: it finishes its batch and commits, within the grace period, and starts
-    /// again; the connector's other tasks are not touched. A stopped connector has no task to
-    /// restart (nothing happens).
-    pub async fn restart_task(&self, name: &str, id: u32) -> Result<(), Refused> {
-        let _registry = self.registry.lock().await;
-        self.bounce_task(name, id).await
-    }
-
-    /// [`Worker::restart_task`], the registry held by the caller.
-    async fn bounce_task(&self, name: &str, id: u32) -> Result<(), Refused> {
-        let old = {
-            let running = self.running.lock().expect("running lock");
-            let r = running
-                .get(name)
-                .ok_or_else(|| Refused::NotFound(name.to_owned()))?;
-            if r.target == Target::Stopped {
-                return Ok(());
-            }
-            r.slots
-                .get(id as usize)
-                .cloned()
-                .ok_or_else(|| Refused::TaskNotFound(name.to_owned(), id))?
-        };
-        old.shutdown.cancel();
-        old.tracker.close();
-        self.finished(name, old.tracker.wait()).await;
-        tracing::info!(connector = %name, task = id, "restarting the task through the API");
-        if let Some(running) = self.running.lock().expect("running lock").get_mut(name) {
-            self.restart_slot(running, id);
-        }
-        self.status.reporter(name, id).count(Counter::Restarts, 1);
         Ok(())
     }
 
@@ -519,9 +472,8 @@ impl Worker {
         redact::remember_values(&new.secrets);
         let mut registry = self.registry.lock().await;
         registry.file = new.connectors.clone();
-        let Registry { file, store } = &mut *registry;
-        let effective = store.effective(file);
-        self.keep_shapes(store);
+        let effective = self.effective(&mut registry);
+        self.keep_shapes(&registry.store);
         let current: BTreeMap<String, ConnectorConfig> = self
             .running
             .lock()
@@ -580,6 +532,9 @@ impl Worker {
         let finished = tokio::time::timeout(self.grace() + Duration::from_secs(5), all)
             .await
             .is_ok();
+        self.leave_cluster().await;
+        self.background.close();
+        self.background.wait().await;
         self.databases.close().await;
         finished
     }

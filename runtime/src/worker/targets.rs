@@ -9,6 +9,7 @@ impl Worker {
     /// Stops a connector's tasks (they finish their batch and commit) and keeps its config:
     /// it is STOPPED until resumed, also across restarts.
     pub async fn stop_connector(&self, name: &str) -> Result<(), Refused> {
+        self.refuse_in_cluster("stopping a connector through the API")?;
         let mut registry = self.registry.lock().await;
         if self.target(name)? == Target::Stopped {
             return Ok(());
@@ -24,6 +25,7 @@ impl Worker {
     /// Pauses a connector: its tasks keep their partitions and instances but neither poll nor
     /// write until resumed, also across restarts. A stopped connector starts paused.
     pub async fn pause(&self, name: &str) -> Result<(), Refused> {
+        self.refuse_in_cluster("pausing a connector through the API")?;
         let mut registry = self.registry.lock().await;
         let target = self.target(name)?;
         if target == Target::Paused {
@@ -44,6 +46,7 @@ impl Worker {
 
     /// Resumes a paused or stopped connector; a running one is left alone.
     pub async fn resume(&self, name: &str) -> Result<(), Refused> {
+        self.refuse_in_cluster("resuming a connector through the API")?;
         let mut registry = self.registry.lock().await;
         let target = self.target(name)?;
         if target == Target::Started {

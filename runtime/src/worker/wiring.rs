@@ -33,6 +33,9 @@ pub(super) struct Slot {
     pub plugin_config: String,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// Whether its task was started on this worker (false in a cluster while another
+    /// worker owns its slot).
+    pub active: bool,
 }
 
 impl Slot {
@@ -41,6 +44,7 @@ impl Slot {
             plugin_config,
             shutdown: connector.child_token(),
             tracker: TaskTracker::new(),
+            active: false,
         }
     }
 }
@@ -98,14 +102,14 @@ impl Worker {
         Ok(configs)
     }
 
-    /// Starts the planned tasks of `running`, one slot each. A task that cannot be built is
-    /// FAILED with the reason; the others start regardless.
+    /// Starts the planned tasks of `running` that run on this worker ([`Worker::owns`]), one
+    /// slot each; the others stay UNASSIGNED here. A task that cannot be built is FAILED with
+    /// the reason; the others start regardless.
     pub(super) fn start_tasks(&self, running: &mut Running, plan: Vec<String>) {
         for (id, plugin_config) in (0..).zip(plan) {
-            let slot = Slot::new(plugin_config, &running.shutdown);
-            if let Err(trace) = self.start_task(running, id, &slot) {
-                tracing::error!(connector = %running.config.name, task = id, "task failed to start: {trace}");
-                self.status.reporter(&running.config.name, id).failed(trace);
+            let mut slot = Slot::new(plugin_config, &running.shutdown);
+            if self.owns(&running.config.name, id) {
+                self.activate(running, id, &mut slot);
             }
             running.slots.push(slot);
         }
@@ -116,12 +120,29 @@ impl Worker {
         let Some(old) = running.slots.get(id as usize) else {
             return;
         };
-        let slot = Slot::new(old.plugin_config.clone(), &running.shutdown);
-        if let Err(trace) = self.start_task(running, id, &slot) {
+        let mut slot = Slot::new(old.plugin_config.clone(), &running.shutdown);
+        self.activate(running, id, &mut slot);
+        running.slots[id as usize] = slot;
+    }
+
+    /// Leaves task `id` of `running` not running here, once its current slot has finished:
+    /// UNASSIGNED on this worker.
+    pub(super) fn idle_slot(&self, running: &mut Running, id: u32) {
+        let Some(old) = running.slots.get(id as usize) else {
+            return;
+        };
+        running.slots[id as usize] = Slot::new(old.plugin_config.clone(), &running.shutdown);
+        self.status.reporter(&running.config.name, id).unassigned();
+    }
+
+    /// Starts task `id` of `running` in `slot`, which is active from then on, even when the
+    /// task fails to start (it is FAILED, with the reason, until restarted).
+    fn activate(&self, running: &Running, id: u32, slot: &mut Slot) {
+        slot.active = true;
+        if let Err(trace) = self.start_task(running, id, slot) {
             tracing::error!(connector = %running.config.name, task = id, "task failed to start: {trace}");
             self.status.reporter(&running.config.name, id).failed(trace);
         }
-        running.slots[id as usize] = slot;
     }
 
     /// Builds task `id` of `running`'s connector, by its role, and spawns it in `slot`.

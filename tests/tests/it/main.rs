@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod cluster;
 mod common;
 mod database_tls;
 mod databases;

@@ -2,6 +2,7 @@
 //! holds the rules of the security settings (protocols, mechanisms, TLS modes), `errors`
 //! those of a connector's error policy.
 
+mod cluster;
 mod database;
 mod errors;
 mod security;
@@ -143,6 +144,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         0,
         600_000,
     );
+    if let Some(cluster) = &config.worker.cluster {
+        v.cluster(cluster);
+    }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, connector) in config.connectors.iter().enumerate() {
         if let Some(first) = names.insert(&connector.name, i) {

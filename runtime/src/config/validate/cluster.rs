@@ -1,0 +1,34 @@
+//! `worker.cluster`: the cluster a worker joins.
+
+use super::Validator;
+use crate::config::model::ClusterConfig;
+
+impl Validator {
+    pub(super) fn cluster(&mut self, cluster: &ClusterConfig) {
+        if !is_group_name(&cluster.group) {
+            self.problem(
+                "worker.cluster.group",
+                format!(
+                    "{:?} is not a usable group name (1 to 200 letters, digits, '.', '_' and '-')",
+                    cluster.group
+                ),
+            );
+        }
+        // Kafka's brokers accept 6 s to 30 min by default (group.min/max.session.timeout.ms).
+        self.range(
+            "worker.cluster.session_timeout_ms",
+            cluster.session_timeout_ms,
+            1_000,
+            1_800_000,
+        );
+    }
+}
+
+/// A cluster's group name, which also names its slots topic: what Kafka accepts in a topic
+/// name, short enough for the suffix.
+fn is_group_name(name: &str) -> bool {
+    (1..=200).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}

@@ -1,0 +1,246 @@
+//! A worker's membership of its cluster: a consumer of the cluster's slots topic, in the
+//! cluster's group, whose assigned partitions are the task slots the worker owns. Kafka's group
+//! protocol does the rest: membership (join, leave), failure detection (the session timeout)
+//! and ownership (the cooperative-sticky assignor moves only the slots that change owner).
+//!
+//! Guarantees:
+//! - A slot is reported [`Ownership::Gained`] only once Kafka assigned it to this worker, and
+//!   [`Ownership::Lost`] before the worker gives it up: the rebalance (or, when the session is
+//!   lost, the worker's own revocation) waits until the receiver acknowledges, so the worker
+//!   stops a slot's task before another worker can be assigned the slot.
+//! - A worker cut off from the brokers revokes its slots itself once it has not heartbeated
+//!   for the session timeout (librdkafka's lost assignment), the same time after which the
+//!   group gives them to the others.
+//! - Leaving (shutdown) revokes every slot through the same path, then leaves the group at
+//!   once, so the others take the slots over without waiting for the session timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use tokio::sync::mpsc;
+
+use super::admin::{TopicError, TopicSpec, client_config, ensure_topic};
+use crate::config::{ClusterConfig, KafkaConfig};
+
+/// How long a poll of the slots topic waits, which bounds how late a leave starts.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A change of the slots this worker owns.
+#[derive(Debug)]
+pub enum Ownership {
+    /// Kafka assigned these slots to the worker: it starts their tasks.
+    Gained(Vec<u32>),
+    /// The worker gives these slots up (a rebalance moves them, its session was lost, or it
+    /// leaves): it stops their tasks, then answers on `done`, which the rebalance waits for.
+    Lost {
+        slots: Vec<u32>,
+        /// Whether the group already took them (the session was lost) rather than asking.
+        session_lost: bool,
+        done: std::sync::mpsc::Sender<()>,
+    },
+}
+
+/// Passes the group's decisions on to the worker, and waits for it on a revocation.
+struct MemberContext {
+    changes: mpsc::UnboundedSender<Ownership>,
+}
+
+impl ClientContext for MemberContext {}
+
+impl ConsumerContext for MemberContext {
+    /// Before librdkafka gives slots up: the worker stops their tasks first.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let slots = slots_of(list);
+            if slots.is_empty() {
+                return;
+            }
+            let (done, stopped) = std::sync::mpsc::channel();
+            let session_lost = consumer.assignment_lost();
+            let change = Ownership::Lost {
+                slots,
+                session_lost,
+                done,
+            };
+            // Without a receiver the worker is gone, and its tasks with it.
+            if self.changes.send(change).is_ok() {
+                let _ = stopped.recv();
+            }
+        }
+    }
+
+    /// Once librdkafka took slots on: the worker starts their tasks.
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let slots = slots_of(list);
+            if !slots.is_empty() {
+                let _ = self.changes.send(Ownership::Gained(slots));
+            }
+        }
+    }
+}
+
+fn slots_of(list: &TopicPartitionList) -> Vec<u32> {
+    let mut slots: Vec<u32> = list
+        .elements()
+        .iter()
+        .filter_map(|e| u32::try_from(e.partition()).ok())
+        .collect();
+    slots.sort_unstable();
+    slots
+}
+
+/// A worker's membership of its cluster, until [`Membership::leave`].
+pub struct Membership {
+    leaving: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Membership {
+    /// Makes sure the slots topic has at least `slots` partitions (creating it, or adding
+    /// partitions), then joins the cluster's group as `member` (the worker's id, which the
+    /// group shows as the client id). Changes of ownership arrive on the returned channel
+    /// from then on.
+    pub async fn join(
+        kafka: &KafkaConfig,
+        cluster: &ClusterConfig,
+        member: &str,
+        slots: u32,
+    ) -> Result<(Membership, mpsc::UnboundedReceiver<Ownership>), TopicError> {
+        let topic = cluster.slots_topic();
+        ensure_slots(kafka, &topic, slots).await?;
+        let (changes, receiver) = mpsc::unbounded_channel();
+        let mut config = client_config(kafka);
+        config
+            .set("group.id", &cluster.group)
+            .set("client.id", member)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("session.timeout.ms", cluster.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (cluster.session_timeout_ms / 5).max(100).to_string(),
+            )
+            // Nothing is ever written to or committed on the slots topic.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // New partitions (slots) are seen within seconds, not librdkafka's 5 minutes.
+            .set("topic.metadata.refresh.interval.ms", "5000");
+        let consumer: BaseConsumer<MemberContext> = config
+            .create_with_context(MemberContext { changes })
+            .map_err(|e| TopicError::Unavailable(format!("cannot create the member: {e}")))?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(|e| TopicError::Unavailable(format!("cannot subscribe to {topic}: {e}")))?;
+        let leaving = Arc::new(AtomicBool::new(false));
+        let flag = leaving.clone();
+        let thread = std::thread::Builder::new()
+            .name("cluster-member".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    // The slots topic holds no records: a poll serves the group's events.
+                    let _ = consumer.poll(POLL);
+                }
+                // Revokes every slot (through pre_rebalance) and leaves the group.
+                consumer.unsubscribe();
+                let _ = consumer.poll(POLL);
+                drop(consumer);
+            })
+            .map_err(|e| TopicError::Unavailable(format!("cannot start the member: {e}")))?;
+        Ok((
+            Membership {
+                leaving,
+                thread: Some(thread),
+            },
+            receiver,
+        ))
+    }
+
+    /// Gives every slot up (their tasks are stopped first) and leaves the group, so the other
+    /// workers take the slots over at once.
+    pub async fn leave(mut self) {
+        self.leaving.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.leaving.store(true, Ordering::Release);
+    }
+}
+
+/// Creates the slots topic with `slots` partitions, or adds partitions to it when it has
+/// fewer (a slot is never taken away: a topic's partitions cannot shrink). A topic that
+/// exists with enough partitions is left alone, so the workers need no right to create or
+/// change topics once it is there.
+pub async fn ensure_slots(kafka: &KafkaConfig, topic: &str, slots: u32) -> Result<(), TopicError> {
+    let wanted = usize::try_from(slots.max(1)).unwrap_or(usize::MAX);
+    let named = |m: String| TopicError::Unavailable(format!("slots topic {topic}: {m}"));
+    let have = partitions_of(kafka, topic)
+        .await
+        .map_err(|e| named(format!("cannot read its partitions: {e}")))?;
+    if have == 0 {
+        let spec = TopicSpec {
+            name: topic,
+            partitions: i32::try_from(wanted).unwrap_or(i32::MAX),
+            replication_factor: -1,
+            compacted: false,
+        };
+        return ensure_topic(kafka, &spec)
+            .await
+            .map_err(|e| named(e.to_string()));
+    }
+    if have < wanted {
+        let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+            .create()
+            .map_err(|e| named(e.to_string()))?;
+        let grow = NewPartitions::new(topic, wanted);
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin
+            .create_partitions(&[grow], &options)
+            .await
+            .map_err(|e| named(format!("cannot add partitions: {e}")))?
+        {
+            result.map_err(|(_, code)| named(format!("cannot add partitions: {code}")))?;
+        }
+        tracing::info!(
+            topic,
+            from = have,
+            to = wanted,
+            "slots added to the cluster"
+        );
+    }
+    Ok(())
+}
+
+/// How many partitions `topic` has: 0 when it does not exist.
+async fn partitions_of(kafka: &KafkaConfig, topic: &str) -> rdkafka::error::KafkaResult<usize> {
+    let mut config = client_config(kafka);
+    // Looking must not create it (with the broker's default partitions).
+    config.set("allow.auto.create.topics", "false");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        Ok(metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len()))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::Fail,
+        ))
+        .inspect_err(|_| tracing::error!("reading the slots topic's partitions panicked: {e}"))
+    })
+}

@@ -1,0 +1,202 @@
+//! Cluster mode: worker processes of one group divide the tasks of the file's connectors
+//! through Kafka's consumer-group protocol, and a killed worker's tasks move to the others.
+//!
+//! Failover is shown on librdkafka's mock cluster, served from this test process on real
+//! loopback ports: its group coordinator expires a member that stops heartbeating after the
+//! session timeout and rebalances the group, as Kafka's does, where tansu 0.6 can leave the
+//! survivors without an assignment (STACK-NOTES). The mock cluster answers no CreateTopics, so
+//! the test creates the topics, the cluster's slots topic among them, through the mock's own
+//! API.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use wasmconnect_tests::{Daemon, Postgres, paths, unique, wait_until};
+
+use crate::common::{sink, wait_count};
+
+const LONG: Duration = Duration::from_secs(120);
+/// The cluster's and the sink consumers' session timeout in this test.
+const SESSION: Duration = Duration::from_secs(6);
+
+/// A worker config of cluster `group` on `bootstrap`, with `connectors`.
+fn worker_config(bootstrap: &str, pg: &Postgres, group: &str, connectors: &str) -> String {
+    format!(
+        "kafka:
+  bootstrap_servers: {bootstrap}
+  consumer:
+    session.timeout.ms: {session}
+    max.poll.interval.ms: 10000
+    heartbeat.interval.ms: 500
+    fetch.wait.max.ms: 50
+    auto.commit.interval.ms: 200
+databases:
+  main:
+    url: {url}
+    pool_size: 4
+admin:
+  listen: \"{{admin}}\"
+worker:
+  shutdown_grace_ms: 5000
+  cluster:
+    group: {group}
+    session_timeout_ms: {session}
+connectors:
+{connectors}",
+        url = pg.url,
+        session = SESSION.as_millis(),
+    )
+}
+
+/// Which of `workers` (by index) runs each task of `connector` (`None`: no worker runs it),
+/// from each worker's own status.
+async fn placement(workers: &[&Daemon], connector: &str, tasks: u32) -> Vec<Option<usize>> {
+    let mut placed = vec![None; tasks as usize];
+    for (w, worker) in workers.iter().enumerate() {
+        let Ok(status) = worker.status(connector).await else {
+            continue;
+        };
+        for task in status["tasks"].as_array().into_iter().flatten() {
+            if task["state"] == "RUNNING"
+                && let Some(id) = task["id"].as_u64()
+                && let Some(slot) = placed.get_mut(id as usize)
+            {
+                *slot = Some(w);
+            }
+        }
+    }
+    placed
+}
+
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    seqs: std::ops::Range<i64>,
+) -> anyhow::Result<()> {
+    for seq in seqs {
+        let key = seq.to_string();
+        let value = json!({"seq": seq, "payload": "x"}).to_string();
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("producing {seq}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_with_nothing_lost()
+-> anyhow::Result<()> {
+    let mock = MockCluster::new(1)?;
+    let bootstrap = mock.bootstrap_servers();
+    let (topic, table, name, group) = (
+        unique("cluster"),
+        unique("cluster"),
+        unique("sink"),
+        unique("workers"),
+    );
+    mock.create_topic(&topic, 6, 1)?;
+    mock.create_topic(&format!("{group}-slots"), 3, 1)?;
+    let pg = Postgres::connect().await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+    ))
+    .await?;
+    let entry = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replacen("    kind: ", "    tasks_max: 3\n    kind: ", 1);
+    let config = worker_config(&bootstrap, &pg, &group, &entry);
+    let mut workers = [
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+    ];
+
+    // The three tasks run on three different workers.
+    let spread = wait_until("one task on each of the three workers", LONG, || async {
+        let placed = placement(&workers.iter().collect::<Vec<_>>(), &name, 3).await;
+        let mut on: Vec<Option<usize>> = placed.clone();
+        on.sort();
+        on.dedup();
+        Ok(if on.len() == 3 && on.iter().all(Option::is_some) {
+            Ok(placed)
+        } else {
+            Err(format!("{placed:?}"))
+        })
+    })
+    .await?;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
+    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+    produce(&producer, &topic, 0..600).await?;
+    wait_count(&pg, &distinct, 600, LONG).await?;
+
+    // kill -9 the worker of task 0 in the middle of the stream: another worker runs it.
+    let victim = spread[0].expect("placed");
+    let killed = Instant::now();
+    workers[victim].kill()?;
+    let writing = produce(&producer, &topic, 600..1200);
+    let moved = async {
+        let survivors: Vec<&Daemon> = workers
+            .iter()
+            .enumerate()
+            .filter(|(w, _)| *w != victim)
+            .map(|(_, d)| d)
+            .collect();
+        wait_until("task 0 running on another worker", LONG, || async {
+            let placed = placement(&survivors, &name, 3).await;
+            Ok(if placed.iter().all(Option::is_some) {
+                Ok(killed.elapsed())
+            } else {
+                Err(format!("{placed:?}"))
+            })
+        })
+        .await
+    };
+    let (written, failover) = tokio::join!(writing, moved);
+    written?;
+    let failover = failover?;
+    println!(
+        "failover: the killed worker's task ran again on another worker {:.1} s after the kill \
+         (session timeout {} s)",
+        failover.as_secs_f64(),
+        SESSION.as_secs()
+    );
+    wait_count(&pg, &distinct, 1200, LONG).await?;
+    let missing = pg
+        .count(&format!(
+            "SELECT count(*) FROM generate_series(0, 1199) s WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} t WHERE t.seq = s)"
+        ))
+        .await?;
+    assert_eq!(missing, 0, "every record arrives");
+    // The survivors' metrics count the change of ownership.
+    let mut rebalances = 0.0;
+    for (w, worker) in workers.iter().enumerate() {
+        if w != victim {
+            rebalances += worker
+                .metric("wasmconnect_cluster_rebalances_total", &[])
+                .await?
+                .unwrap_or(0.0);
+        }
+    }
+    assert!(
+        rebalances >= 3.0,
+        "each survivor applied its own slot and the moved one: {rebalances}"
+    );
+    Ok(())
+}
