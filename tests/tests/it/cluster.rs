@@ -1,7 +1,8 @@
 //! Cluster mode: worker processes of one group divide the tasks of the file's connectors
 //! through Kafka's consumer-group protocol, and a killed worker's tasks move to the others.
 //!
-//! Failover is shown on librdkafka's mock cluster, served from this test process on real
+//! A rolling restart runs on the test broker, tansu, which also creates the cluster's slots
+//! topic as a real broker would. Failover is shown on librdkafka's mock cluster, served from this test process on real
 //! loopback ports: its group coordinator expires a member that stops heartbeating after the
 //! session timeout and rebalances the group, as Kafka's does, where tansu 0.6 can leave the
 //! survivors without an assignment (STACK-NOTES). The mock cluster answers no CreateTopics, so
@@ -14,9 +15,9 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-use wasmconnect_tests::{Daemon, Postgres, paths, unique, wait_until};
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{sink, wait_count};
+use crate::common::{json as json_bytes, sink, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
 /// The cluster's and the sink consumers' session timeout in this test.
@@ -198,5 +199,176 @@ async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_wi
         rebalances >= 3.0,
         "each survivor applied its own slot and the moved one: {rebalances}"
     );
+    Ok(())
+}
+
+/// Waits until the three tasks of `connector` run on three different workers; returns the
+/// worker (index) of each task.
+async fn wait_spread(workers: &[&Daemon], connector: &str) -> anyhow::Result<Vec<usize>> {
+    wait_until("one task on each of the three workers", LONG, || async {
+        let placed = placement(workers, connector, 3).await;
+        let mut on = placed.clone();
+        on.sort();
+        on.dedup();
+        Ok(if on.len() == 3 && on.iter().all(Option::is_some) {
+            Ok(placed.into_iter().flatten().collect())
+        } else {
+            Err(format!("{placed:?}"))
+        })
+    })
+    .await
+}
+
+/// How many times `worker` logged stopping task `task` because its slot moved.
+fn stops(worker: &Daemon, task: usize) -> usize {
+    worker
+        .log()
+        .iter()
+        .filter(|l| {
+            l.contains("its slot moved to another worker") && l.contains(&format!("task={task}"))
+        })
+        .count()
+}
+
+/// How many tasks the workers other than `except` logged stopping because their slot moved.
+fn handed_over(workers: &[Daemon], except: usize) -> usize {
+    (0..workers.len())
+        .filter(|w| *w != except)
+        .map(|w| (0..3).map(|t| stops(&workers[w], t)).sum::<usize>())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_restarted_workers_tasks()
+-> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let (topic, table, name, group) = (
+        unique("rolling"),
+        unique("rolling"),
+        unique("sink"),
+        unique("workers"),
+    );
+    broker.create_topic(&topic, 6).await?;
+    let pg = Postgres::connect().await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+    ))
+    .await?;
+    let entry = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replacen("    kind: ", "    tasks_max: 3\n    kind: ", 1);
+    let config = worker_config(&broker.bootstrap, &pg, &group, &entry);
+    let mut workers = [
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+    ];
+    wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+
+    // The cluster's connectors are the file's: the API refuses to change them, in words.
+    let refused = reqwest::Client::new()
+        .post(format!("http://{}/connectors", workers[1].admin))
+        .json(&json!({"name": "other", "config": {"connector.class": "sink-sql"}}))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 409);
+    let body: serde_json::Value = refused.json().await?;
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cluster mode")),
+        "{body}"
+    );
+
+    let mut n = 0;
+    let records = |from: i64, to: i64| -> Vec<_> {
+        (from..to)
+            .map(|i| {
+                (
+                    Some(i.to_string().into_bytes()),
+                    json_bytes(json!({"seq": i, "payload": "x"})),
+                )
+            })
+            .collect()
+    };
+    broker.produce(&topic, &records(0, 300)).await?;
+    n += 300;
+    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+    wait_count(&pg, &distinct, n, LONG).await?;
+
+    for restarted in 0..3 {
+        let before = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+        let stops_before: Vec<usize> = (0..3).map(|t| stops(&workers[before[t]], t)).collect();
+        let handed_before = handed_over(&workers, restarted);
+        let status = workers[restarted].terminate(LONG).await?;
+        assert!(
+            status.success(),
+            "worker {restarted} exits cleanly: {status}"
+        );
+        broker.produce(&topic, &records(n, n + 300)).await?;
+        n += 300;
+        // Its task runs on another worker while it is away...
+        let survivors: Vec<&Daemon> = workers
+            .iter()
+            .enumerate()
+            .filter(|(w, _)| *w != restarted)
+            .map(|(_, d)| d)
+            .collect();
+        wait_until("every task running on the two others", LONG, || async {
+            let placed = placement(&survivors, &name, 3).await;
+            Ok(if placed.iter().all(Option::is_some) {
+                Ok(())
+            } else {
+                Err(format!("{placed:?}"))
+            })
+        })
+        .await?;
+        wait_count(&pg, &distinct, n, LONG).await?;
+        // ...and it gets one back when it rejoins.
+        workers[restarted].restart()?;
+        let after = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+        // A survivor stopped the task it gave back (and the check below can see a stop: the
+        // logs are read from the processes' pipes as they come).
+        wait_until("a survivor to log the task it hands back", LONG, || async {
+            let handed = handed_over(&workers, restarted);
+            Ok(if handed > handed_before {
+                Ok(())
+            } else {
+                Err(handed.to_string())
+            })
+        })
+        .await?;
+        for task in 0..3 {
+            if before[task] != restarted && after[task] == before[task] {
+                assert_eq!(
+                    stops(&workers[before[task]], task),
+                    stops_before[task],
+                    "task {task} stayed on worker {} and was never stopped",
+                    before[task]
+                );
+            }
+        }
+    }
+    broker.produce(&topic, &records(n, n + 300)).await?;
+    n += 300;
+    wait_count(&pg, &distinct, n, LONG).await?;
+    let missing = pg
+        .count(&format!(
+            "SELECT count(*) FROM generate_series(0, {}) s WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} t WHERE t.seq = s)",
+            n - 1
+        ))
+        .await?;
+    assert_eq!(missing, 0, "every record arrives");
+    // Most runs write every record once; some write a few dozen twice, when a sink task's
+    // partitions move between the consumers of the connector's group as a task moves
+    // (at least once). Printed, not asserted, until that hand-over is exact.
+    let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+    println!("rolling restart: {n} records, {} written twice", rows - n);
     Ok(())
 }
