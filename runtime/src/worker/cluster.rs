@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::store::Effective;
 use super::{Refused, Registry, Worker};
 use crate::config::{ClusterConfig, ConnectorConfig};
-use crate::kafka::{Membership, Ownership, TopicError};
+use crate::kafka::{Membership, Ownership, TopicError, ensure_slots};
 
 /// The slot of every task of a set of connectors: connectors in the order of their names, each
 /// with `tasks_max` slots in task order, numbered from 0. Every worker loading the same file
@@ -209,6 +209,11 @@ impl Worker {
     /// those whose slot it gained. The one place where ownership turns into tasks.
     pub(super) async fn reconcile(&self) {
         let _registry = self.registry.lock().await;
+        self.reconcile_held().await;
+    }
+
+    /// [`Worker::reconcile`], the registry held by the caller.
+    pub(super) async fn reconcile_held(&self) {
         let mut stopping = Vec::new();
         let mut starting = Vec::new();
         {
@@ -246,6 +251,21 @@ impl Worker {
                 self.restart_slot(running, *id);
             }
         }
+    }
+
+    /// After a reload of a cluster worker: the slots topic gets a slot for every task of the
+    /// new file (the group then assigns the new ones), and the tasks that run follow the new
+    /// map (a slot may now hold another task). The registry is held by the caller.
+    pub(super) async fn remap(&self) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let slots = cluster.map.lock().expect("slot map lock").len();
+        let topic = cluster.config.slots_topic();
+        if let Err(e) = ensure_slots(&self.config.kafka, &topic, slots).await {
+            tracing::error!(group = %cluster.config.group, "the reloaded file's new tasks wait for their slots: {e}");
+        }
+        self.reconcile_held().await;
     }
 
     /// Leaves the cluster, if the worker is in one: its slots go to the other workers at once.

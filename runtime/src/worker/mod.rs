@@ -505,6 +505,7 @@ impl Worker {
                     .await;
             }
         }
+        self.remap().await;
         Ok(reloaded)
     }
 
