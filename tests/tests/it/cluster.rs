@@ -17,7 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{json as json_bytes, sink, wait_count};
+use crate::common::{json as json_bytes, sink, source, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
 /// The cluster's and the sink consumers' session timeout in this test.
@@ -52,10 +52,11 @@ connectors:
     )
 }
 
-/// Which of `workers` (by index) runs each task of `connector` (`None`: no worker runs it),
-/// from each worker's own status.
+/// Which of `workers` (by index) runs each task of `connector`, from each worker's own
+/// status: `None` when no worker runs it, or more than one says it does (while a task is
+/// handed over, or if two ran it: not a settled placement either way).
 async fn placement(workers: &[&Daemon], connector: &str, tasks: u32) -> Vec<Option<usize>> {
-    let mut placed = vec![None; tasks as usize];
+    let mut claims: Vec<Vec<usize>> = vec![Vec::new(); tasks as usize];
     for (w, worker) in workers.iter().enumerate() {
         let Ok(status) = worker.status(connector).await else {
             continue;
@@ -63,13 +64,16 @@ async fn placement(workers: &[&Daemon], connector: &str, tasks: u32) -> Vec<Opti
         for task in status["tasks"].as_array().into_iter().flatten() {
             if task["state"] == "RUNNING"
                 && let Some(id) = task["id"].as_u64()
-                && let Some(slot) = placed.get_mut(id as usize)
+                && let Some(claim) = claims.get_mut(id as usize)
             {
-                *slot = Some(w);
+                claim.push(w);
             }
         }
     }
-    placed
+    claims
+        .into_iter()
+        .map(|c| if c.len() == 1 { Some(c[0]) } else { None })
+        .collect()
 }
 
 async fn produce(
@@ -254,14 +258,20 @@ fn handed_over(workers: &[Daemon], except: usize) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_restarted_workers_tasks()
 -> anyhow::Result<()> {
-    let broker = Broker::start().await?;
+    let mock = MockCluster::new(1)?;
+    let bootstrap = mock.bootstrap_servers();
     let (topic, table, name, group) = (
         unique("rolling"),
         unique("rolling"),
         unique("sink"),
         unique("workers"),
     );
-    broker.create_topic(&topic, 6).await?;
+    mock.create_topic(&topic, 6, 1)?;
+    mock.create_topic(&format!("{group}-slots"), 3, 1)?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
     let pg = Postgres::connect().await?;
     pg.execute(&format!(
         "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
@@ -275,7 +285,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
         &format!("database: main\ntable: {table}"),
     )
     .replacen("    kind: ", "    tasks_max: 3\n    kind: ", 1);
-    let config = worker_config(&broker.bootstrap, &pg, &group, &entry);
+    let config = worker_config(&bootstrap, &pg, &group, &entry);
     let mut workers = [
         Daemon::start(&config)?,
         Daemon::start(&config)?,
@@ -299,17 +309,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
     );
 
     let mut n = 0;
-    let records = |from: i64, to: i64| -> Vec<_> {
-        (from..to)
-            .map(|i| {
-                (
-                    Some(i.to_string().into_bytes()),
-                    json_bytes(json!({"seq": i, "payload": "x"})),
-                )
-            })
-            .collect()
-    };
-    broker.produce(&topic, &records(0, 300)).await?;
+    produce(&producer, &topic, 0..300).await?;
     n += 300;
     let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
     wait_count(&pg, &distinct, n, LONG).await?;
@@ -323,7 +323,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
             status.success(),
             "worker {restarted} exits cleanly: {status}"
         );
-        broker.produce(&topic, &records(n, n + 300)).await?;
+        produce(&producer, &topic, n..n + 300).await?;
         n += 300;
         // Its task runs on another worker while it is away...
         let survivors: Vec<&Daemon> = workers
@@ -367,7 +367,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
             }
         }
     }
-    broker.produce(&topic, &records(n, n + 300)).await?;
+    produce(&producer, &topic, n..n + 300).await?;
     n += 300;
     wait_count(&pg, &distinct, n, LONG).await?;
     let missing = pg
@@ -386,7 +386,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
     Ok(())
 }
 
-/// Adding tasks needs the slots topic to gain partitions (CreatePartitions). tansu 0.6 does
+/// Adding a connector (or tasks) needs the slots topic to gain partitions (CreatePartitions). tansu 0.6 does
 /// not answer it (nor does the mock cluster), so what is shown here is the failure path: the
 /// workers say so, naming the topic, and the tasks that have slots keep running. On Kafka the
 /// new slots are added and assigned.
@@ -406,21 +406,19 @@ async fn a_reload_needing_slots_the_broker_cannot_add_says_so_and_the_running_ta
         "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
     ))
     .await?;
-    let entry = |tasks: u32| -> anyhow::Result<String> {
+    let entry = |name: &str| -> anyhow::Result<String> {
         Ok(sink(
-            &name,
+            name,
             &topic,
             &paths::plugin("sink-sql")?,
             &["main"],
             &format!("database: main\ntable: {table}"),
-        )
-        .replacen(
-            "    kind: ",
-            &format!("    tasks_max: {tasks}\n    kind: "),
-            1,
         ))
     };
-    let one = worker_config(&broker.bootstrap, &pg, &group, &entry(1)?);
+    // A second connector whose name sorts after the first: the first keeps slot 0 and is not
+    // touched by the reload, the second needs slot 1.
+    let second = format!("z{name}");
+    let one = worker_config(&broker.bootstrap, &pg, &group, &entry(&name)?);
     let workers = [Daemon::start(&one)?, Daemon::start(&one)?];
     let both: Vec<&Daemon> = workers.iter().collect();
     let running = || async {
@@ -437,7 +435,13 @@ async fn a_reload_needing_slots_the_broker_cannot_add_says_so_and_the_running_ta
     running().await?;
 
     for worker in &workers {
-        worker.rewrite_config(&worker_config(&broker.bootstrap, &pg, &group, &entry(2)?))?;
+        let both_entries = format!("{}{}", entry(&name)?, entry(&second)?);
+        worker.rewrite_config(&worker_config(
+            &broker.bootstrap,
+            &pg,
+            &group,
+            &both_entries,
+        ))?;
         worker.sighup()?;
     }
     let slots = format!("{group}-slots");
@@ -464,5 +468,214 @@ async fn a_reload_needing_slots_the_broker_cannot_add_says_so_and_the_running_ta
         LONG,
     )
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fourth_worker_joining_takes_one_task_and_no_other_task_stops() -> anyhow::Result<()> {
+    let mock = MockCluster::new(1)?;
+    let bootstrap = mock.bootstrap_servers();
+    let (topic, table, name, group) = (
+        unique("join"),
+        unique("join"),
+        unique("sink"),
+        unique("workers"),
+    );
+    mock.create_topic(&topic, 8, 1)?;
+    mock.create_topic(&format!("{group}-slots"), 4, 1)?;
+    let pg = Postgres::connect().await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+    ))
+    .await?;
+    let entry = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replacen("    kind: ", "    tasks_max: 4\n    kind: ", 1);
+    let config = worker_config(&bootstrap, &pg, &group, &entry);
+    let mut workers = vec![
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+    ];
+    // Four tasks on three workers: one runs two.
+    let before = wait_until("four tasks on three workers", LONG, || async {
+        let placed = placement(&workers.iter().collect::<Vec<_>>(), &name, 4).await;
+        let mut on = placed.clone();
+        on.sort();
+        on.dedup();
+        Ok(if on.len() == 3 && on.iter().all(Option::is_some) {
+            Ok(placed.into_iter().flatten().collect::<Vec<_>>())
+        } else {
+            Err(format!("{placed:?}"))
+        })
+    })
+    .await?;
+    let stops_before: Vec<usize> = (0..4).map(|t| stops(&workers[before[t]], t)).collect();
+
+    workers.push(Daemon::start(&config)?);
+    let after = wait_until("one task on each of four workers", LONG, || async {
+        let placed = placement(&workers.iter().collect::<Vec<_>>(), &name, 4).await;
+        let mut on = placed.clone();
+        on.sort();
+        on.dedup();
+        Ok(if on.len() == 4 && on.iter().all(Option::is_some) {
+            Ok(placed.into_iter().flatten().collect::<Vec<_>>())
+        } else {
+            Err(format!("{placed:?}"))
+        })
+    })
+    .await
+    .map_err(|e| e.context(membership_log(&workers)))?;
+    let moved: Vec<usize> = (0..4).filter(|&t| after[t] != before[t]).collect();
+    assert_eq!(
+        moved.len(),
+        1,
+        "only the newcomer's task moved: {before:?} -> {after:?}"
+    );
+    assert_eq!(after[moved[0]], 3, "to the newcomer");
+    // Wait for the log line of the task that moved, then check the others logged no stop.
+    wait_until("the moved task's stop to be logged", LONG, || async {
+        let t = moved[0];
+        let n = stops(&workers[before[t]], t);
+        Ok(if n > stops_before[t] {
+            Ok(())
+        } else {
+            Err(n.to_string())
+        })
+    })
+    .await?;
+    for t in (0..4).filter(|t| !moved.contains(t)) {
+        assert_eq!(
+            stops(&workers[before[t]], t),
+            stops_before[t],
+            "task {t} stayed on worker {} and never stopped",
+            before[t]
+        );
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
+    produce(&producer, &topic, 0..400).await?;
+    wait_count(
+        &pg,
+        &format!("SELECT count(DISTINCT seq) FROM {table}"),
+        400,
+        LONG,
+    )
+    .await?;
+    Ok(())
+}
+
+/// How often each record key of `topic` is there.
+async fn keys(
+    broker: &Broker,
+    topic: &str,
+) -> anyhow::Result<std::collections::HashMap<String, usize>> {
+    let mut keys = std::collections::HashMap::new();
+    for r in broker.read_all(topic).await? {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        *keys.entry(key).or_insert(0) += 1;
+    }
+    Ok(keys)
+}
+
+/// A source's task moves when its worker is killed, and resumes from its stored positions.
+/// On tansu: one kill (not a storm), so its group rebalances after the expiry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_task_whose_worker_is_killed_resumes_on_another_from_its_positions()
+-> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let pg = Postgres::connect().await?;
+    let (topic, name, group) = (unique("moving"), unique("datagen"), unique("workers"));
+    broker.create_topic(&topic, 2).await?;
+    let (count, in_flight) = (2_000, 200);
+    let entry = source(
+        &name,
+        &topic,
+        &paths::plugin("source-datagen")?,
+        &format!("in_flight: {{ max_records: {in_flight} }}"),
+        &format!("rate: 200\ncount: {count}\nstreams: 2"),
+    )
+    .replacen("    kind: ", "    tasks_max: 2\n    kind: ", 1);
+    let config = worker_config(&broker.bootstrap, &pg, &group, &entry);
+    let mut workers = [
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+    ];
+    wait_until("both source tasks running", LONG, || async {
+        let placed = placement(&workers.iter().collect::<Vec<_>>(), &name, 2).await;
+        Ok(if placed.iter().all(Option::is_some) {
+            Ok(())
+        } else {
+            Err(format!("{placed:?}"))
+        })
+    })
+    .await?;
+    // Some records of stream 0 (task 0's) are out, then its worker is killed.
+    wait_until("task 0 to have written 300 records", LONG, || async {
+        let n = keys(&broker, &topic)
+            .await?
+            .keys()
+            .filter(|k| !k.contains('-'))
+            .count();
+        Ok(if n >= 300 { Ok(()) } else { Err(n.to_string()) })
+    })
+    .await?;
+    // Where task 0 runs now (a worker joining late may have moved it meanwhile).
+    let victim = wait_until("task 0 running on one worker", LONG, || async {
+        let placed = placement(&workers.iter().collect::<Vec<_>>(), &name, 2).await;
+        Ok(placed[0].ok_or(format!("{placed:?}")))
+    })
+    .await?;
+    let killed = Instant::now();
+    workers[victim].kill()?;
+    let survivors: Vec<&Daemon> = workers
+        .iter()
+        .enumerate()
+        .filter(|(w, _)| *w != victim)
+        .map(|(_, d)| d)
+        .collect();
+    wait_until("task 0 running on another worker", LONG, || async {
+        let placed = placement(&survivors, &name, 2).await;
+        Ok(if placed[0].is_some() {
+            Ok(())
+        } else {
+            Err(format!("{placed:?}"))
+        })
+    })
+    .await
+    .map_err(|e| e.context(membership_log(&workers)))?;
+    println!(
+        "source failover: task 0 ran again {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+
+    let expected: Vec<String> = (1..=count)
+        .flat_map(|n| [n.to_string(), format!("1-{n}")])
+        .collect();
+    let keys = wait_until("every record of both streams", LONG, || async {
+        let keys = keys(&broker, &topic).await?;
+        let missing = expected.iter().filter(|k| !keys.contains_key(*k)).count();
+        Ok(if missing == 0 {
+            Ok(keys)
+        } else {
+            Err(format!("{missing} missing"))
+        })
+    })
+    .await?;
+    let again: usize = keys.values().map(|n| n - 1).sum();
+    println!("source failover: {again} records produced again");
+    assert!(
+        again <= in_flight,
+        "a kill re-produces at most in_flight.max_records ({in_flight}): {again}"
+    );
+    assert_eq!(keys.len(), expected.len(), "no record beyond count");
     Ok(())
 }
