@@ -27,6 +27,16 @@ ensure_cmake() {
   fi
 }
 
+# iproute2: the cluster test cuts one worker off the broker by running it in a network namespace
+# of its own (`ip netns`). Debian's package, a few seconds.
+ensure_iproute2() {
+  if ! command -v ip >/dev/null 2>&1; then
+    say "installing iproute2 (network namespaces for the cluster tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+  fi
+}
+
 # tansu: a Kafka-compatible broker (crates.io). ~12 minutes to build once on 2 cores, then cached.
 ensure_tansu() {
   if [ ! -x "$WASMCONNECT_TANSU" ]; then

@@ -6,6 +6,7 @@ source tests/scripts/services.sh
 
 ensure_wasm_target
 ensure_cmake
+ensure_iproute2
 ensure_tansu
 ensure_postgres
 ensure_mariadb

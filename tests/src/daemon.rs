@@ -5,20 +5,23 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::{paths, wait_until};
+use crate::{Namespace, paths, wait_until};
 
 /// A running daemon; killed (SIGKILL) when dropped.
 pub struct Daemon {
     child: Child,
     pub admin: String,
-    log: Arc<Mutex<Vec<String>>>,
+    /// Every line of stderr, with the time it arrived.
+    log: Arc<Mutex<Vec<(Instant, String)>>>,
     config: PathBuf,
+    /// The command that runs the binary (`ip netns exec NAME`, say), empty for a plain start.
+    launcher: Vec<String>,
     /// Options before `run` (`--log-format json`, say), kept for restarts.
     options: Vec<String>,
     /// Environment variables of the process, kept for restarts.
@@ -44,10 +47,30 @@ impl Daemon {
         Self::launch(&[], env, config)
     }
 
+    /// Like [`Daemon::start`], inside `namespace`: the daemon's admin address is served on the
+    /// host's loopback too (so the test reaches it as any other), the rest of its network is
+    /// what the namespace gives it.
+    pub fn start_in(namespace: &Namespace, config: &str) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        namespace.expose(listener)?;
+        Self::launch_at(port, namespace.launcher(), &[], &[], config)
+    }
+
     fn launch(options: &[&str], env: &[(&str, &str)], config: &str) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::launch_at(port, Vec::new(), options, env, config)
+    }
+
+    fn launch_at(
+        port: u16,
+        launcher: Vec<String>,
+        options: &[&str],
+        env: &[(&str, &str)],
+        config: &str,
+    ) -> anyhow::Result<Self> {
         let dir = Arc::new(tempfile::tempdir()?);
         let path = dir.path().join("connectors.yaml");
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let admin = format!("127.0.0.1:{port}");
         std::fs::write(&path, config.replace("{admin}", &admin))?;
         let options = options.iter().map(|o| o.to_string()).collect();
@@ -56,7 +79,7 @@ impl Daemon {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.push(("WASMCONNECT_ADMIN".into(), admin.clone()));
-        Self::spawn(path, admin, options, env, dir)
+        Self::spawn(path, admin, launcher, options, env, dir)
     }
 
     /// The directory of the daemon's config file (a temporary one, removed with the daemon).
@@ -71,6 +94,7 @@ impl Daemon {
         *self = Self::spawn(
             self.config.clone(),
             self.admin.clone(),
+            self.launcher.clone(),
             self.options.clone(),
             self.env.clone(),
             self._dir.clone(),
@@ -81,11 +105,21 @@ impl Daemon {
     fn spawn(
         config: PathBuf,
         admin: String,
+        launcher: Vec<String>,
         options: Vec<String>,
         env: Vec<(String, String)>,
         dir: Arc<tempfile::TempDir>,
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(paths::wasmconnect_bin()?)
+        let binary = paths::wasmconnect_bin()?;
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(&options)
             .arg("run")
             .arg(&config)
@@ -105,7 +139,7 @@ impl Daemon {
                 if std::env::var_os("WASMCONNECT_TEST_ECHO").is_some() {
                     eprintln!("[daemon] {line}");
                 }
-                sink.lock().unwrap().push(line);
+                sink.lock().unwrap().push((Instant::now(), line));
             }
         });
         Ok(Daemon {
@@ -113,6 +147,7 @@ impl Daemon {
             admin,
             log,
             config,
+            launcher,
             options,
             env,
             _dir: dir,
@@ -126,7 +161,23 @@ impl Daemon {
 
     /// Every log line so far.
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+
+    /// When the first log line after `since` containing every one of `parts` arrived, if one
+    /// did.
+    pub fn logged_after(&self, since: Instant, parts: &[&str]) -> Option<Instant> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, line)| *at >= since && parts.iter().all(|p| line.contains(p)))
+            .map(|(at, _)| *at)
     }
 
     /// Waits until a log line contains every one of `parts`; returns it.

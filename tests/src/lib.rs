@@ -2,11 +2,13 @@
 //! command started, and the `wasmconnect` binary run as a child process.
 //!
 //! Layout: `paths` (where binaries and plugins are), `broker`, `postgres`, `daemon`, `proxy`
-//! (a TCP proxy that can cut connections), `sql` (PostgreSQL, MariaDB and SQLite for the
+//! (a TCP proxy that can cut connections), `netns` (a network namespace for one daemon, to cut
+//! only its connections), `sql` (PostgreSQL, MariaDB and SQLite for the
 //! database-portability tests), `tls` (a test CA and a TLS terminator), `wait`.
 
 pub mod broker;
 pub mod daemon;
+pub mod netns;
 pub mod paths;
 pub mod postgres;
 pub mod proxy;
@@ -16,6 +18,7 @@ pub mod wait;
 
 pub use broker::Broker;
 pub use daemon::Daemon;
+pub use netns::Namespace;
 pub use postgres::Postgres;
 pub use proxy::Proxy;
 pub use wait::wait_until;

@@ -15,7 +15,7 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+use wasmconnect_tests::{Broker, Daemon, Namespace, Postgres, paths, unique, wait_until};
 
 use crate::common::{json as json_bytes, sink, source, wait_count};
 
@@ -677,5 +677,153 @@ async fn a_source_task_whose_worker_is_killed_resumes_on_another_from_its_positi
         "a kill re-produces at most in_flight.max_records ({in_flight}): {again}"
     );
     assert_eq!(keys.len(), expected.len(), "no record beyond count");
+    Ok(())
+}
+
+/// The ports of a `host:port,host:port` list.
+fn ports(addresses: &str) -> anyhow::Result<Vec<u16>> {
+    addresses
+        .split(',')
+        .map(|a| {
+            let port = a.rsplit(':').next().unwrap_or_default();
+            port.parse()
+                .map_err(|e| anyhow::anyhow!("the port of {a}: {e}"))
+        })
+        .collect()
+}
+
+/// A worker cut off from the broker but left running (its own network namespace, its broker
+/// connections through a proxy the test stalls: packets held, nothing closed, as a cable pulled
+/// out) notices that its session is lost and stops its task; another worker takes it. The time
+/// both ran it is measured and stays within the session timeout. When the link comes back the
+/// worker rejoins and takes a task again, and nothing is lost. On the mock cluster, whose
+/// coordinator expires the silent member after the session timeout as Kafka's does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_long_and_rejoins()
+-> anyhow::Result<()> {
+    let mock = MockCluster::new(1)?;
+    let bootstrap = mock.bootstrap_servers();
+    let (topic, table, name, group) = (
+        unique("cut"),
+        unique("cut"),
+        unique("sink"),
+        unique("workers"),
+    );
+    mock.create_topic(&topic, 6, 1)?;
+    mock.create_topic(&format!("{group}-slots"), 3, 1)?;
+    let pg = Postgres::connect().await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+    ))
+    .await?;
+    let entry = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replacen("    kind: ", "    tasks_max: 3\n    kind: ", 1);
+    let config = worker_config(&bootstrap, &pg, &group, &entry);
+
+    // Worker 2 lives in a namespace of its own: the broker and PostgreSQL at the same
+    // addresses as for the others, the broker through links the test can stall.
+    let namespace = Namespace::create()?;
+    let links = ports(&bootstrap)?
+        .into_iter()
+        .map(|port| namespace.reach_host(port))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let pg_port = pg
+        .url
+        .rsplit('@')
+        .next()
+        .and_then(|host| host.split('/').next())
+        .map(ports)
+        .transpose()?
+        .and_then(|p| p.first().copied())
+        .ok_or_else(|| anyhow::anyhow!("no port in {}", pg.url))?;
+    let _pg_link = namespace.reach_host(pg_port)?;
+    let workers = [
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+        Daemon::start_in(&namespace, &config)?,
+    ];
+    let cut_worker = 2;
+    let spread = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+    let task = spread
+        .iter()
+        .position(|w| *w == cut_worker)
+        .expect("one task on each worker");
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
+    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+    produce(&producer, &topic, 0..600).await?;
+    wait_count(&pg, &distinct, 600, LONG).await?;
+
+    // Pull the cable: every byte to and from the broker held, no connection closed.
+    let cut = Instant::now();
+    for link in &links {
+        link.stall();
+    }
+    produce(&producer, &topic, 600..1200).await?;
+    let task_field = format!("task={task}");
+    let survivors = [&workers[0], &workers[1]];
+    let taken_over = wait_until(
+        &format!("task {task} running on a worker that still reaches the broker"),
+        LONG,
+        || async {
+            let placed = placement(&survivors, &name, 3).await;
+            let started = survivors
+                .iter()
+                .find_map(|w| w.logged_after(cut, &["starting the task", &name, &task_field]));
+            Ok(match (placed[task], started) {
+                (Some(_), Some(at)) => Ok(at),
+                _ => Err(format!("{placed:?}\n{}", membership_log(&workers))),
+            })
+        },
+    )
+    .await?;
+    let cut_off = &workers[cut_worker];
+    cut_off
+        .wait_log(&["the cluster session was lost"], LONG)
+        .await?;
+    let stopped = wait_until("the cut-off worker to stop its task", LONG, || async {
+        Ok(cut_off
+            .logged_after(cut, &["its slot moved to another worker", &task_field])
+            .ok_or_else(|| membership_log(&workers)))
+    })
+    .await?;
+    let both = stopped.saturating_duration_since(taken_over);
+    println!(
+        "cut off: the worker stopped its task {:.1} s after the cut, another started it {:.1} s \
+         after the cut; both ran it for {:.1} s (session timeout {} s)",
+        (stopped - cut).as_secs_f64(),
+        (taken_over - cut).as_secs_f64(),
+        both.as_secs_f64(),
+        SESSION.as_secs()
+    );
+    assert!(
+        both < SESSION,
+        "two workers ran task {task} for {both:?}, longer than the session timeout"
+    );
+    wait_count(&pg, &distinct, 1200, LONG).await?;
+
+    // The link comes back: the worker rejoins and runs a task again.
+    for link in &links {
+        link.restore();
+    }
+    wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+    produce(&producer, &topic, 1200..1800).await?;
+    wait_count(&pg, &distinct, 1800, LONG).await?;
+    let missing = pg
+        .count(&format!(
+            "SELECT count(*) FROM generate_series(0, 1799) s WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} t WHERE t.seq = s)"
+        ))
+        .await?;
+    assert_eq!(missing, 0, "every record arrives");
     Ok(())
 }
