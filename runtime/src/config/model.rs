@@ -180,6 +180,14 @@ pub struct ClusterConfig {
     /// (librdkafka's `session.timeout.ms`, 45 s by default there).
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// This worker's own name in the group, for static membership (Kafka's KIP-345,
+    /// librdkafka's `group.instance.id`): a worker that restarts within the session timeout
+    /// gets its slots back and no other worker's tasks move. The price: a worker that stops
+    /// does not leave the group, so its tasks wait for it up to the session timeout before
+    /// they move. Unique in the cluster; unset (the default), a stopping worker hands its
+    /// tasks over at once and a restart is a rebalance.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 impl ClusterConfig {

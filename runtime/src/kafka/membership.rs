@@ -131,6 +131,9 @@ impl Membership {
             .set("enable.auto.offset.store", "false")
             // New partitions (slots) are seen within seconds, not librdkafka's 5 minutes.
             .set("topic.metadata.refresh.interval.ms", "5000");
+        if let Some(id) = &cluster.instance_id {
+            config.set("group.instance.id", id);
+        }
         let consumer: BaseConsumer<MemberContext> = config
             .create_with_context(MemberContext { changes })
             .map_err(|e| TopicError::Unavailable(format!("cannot create the member: {e}")))?;
@@ -146,7 +149,8 @@ impl Membership {
                     // The slots topic holds no records: a poll serves the group's events.
                     let _ = consumer.poll(POLL);
                 }
-                // Revokes every slot (through pre_rebalance) and leaves the group.
+                // Revokes every slot (through pre_rebalance) and leaves the group; a static
+                // member (instance_id) keeps its place until the session timeout instead.
                 consumer.unsubscribe();
                 let _ = consumer.poll(POLL);
                 drop(consumer);
@@ -162,7 +166,8 @@ impl Membership {
     }
 
     /// Gives every slot up (their tasks are stopped first) and leaves the group, so the other
-    /// workers take the slots over at once.
+    /// workers take the slots over at once; a static member keeps its place (and its slots)
+    /// until the session timeout, for its restart.
     pub async fn leave(mut self) {
         self.leaving.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {

@@ -827,3 +827,152 @@ async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_
     assert_eq!(missing, 0, "every record arrives");
     Ok(())
 }
+
+/// Static membership (`worker.cluster.instance_id`): a worker restarted within the session
+/// timeout gets its slot back and the others do nothing: nobody runs its task while it is
+/// away, no other worker's ownership changes, no other task stops. On tansu, whose coordinator
+/// gives a static member that rejoins its place back (the mock cluster's waits for the old
+/// member's session to expire).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_static_member_restarted_within_its_session_gets_its_task_back_and_nothing_else_moves()
+-> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let bootstrap = broker.bootstrap.clone();
+    let (topic, table, name, group) = (
+        unique("static"),
+        unique("static"),
+        unique("sink"),
+        unique("workers"),
+    );
+    broker.create_topic(&topic, 6).await?;
+    let pg = Postgres::connect().await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+    ))
+    .await?;
+    let entry = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replacen("    kind: ", "    tasks_max: 3\n    kind: ", 1);
+    // A session long enough for a restart of a debug build on a loaded machine.
+    let session = Duration::from_secs(30);
+    let config = |w: usize| {
+        worker_config(&bootstrap, &pg, &group, &entry).replace(
+            &format!("    session_timeout_ms: {}\n", SESSION.as_millis()),
+            &format!(
+                "    session_timeout_ms: {}\n    instance_id: worker-{w}\n",
+                session.as_millis()
+            ),
+        )
+    };
+    assert!(config(0).contains("instance_id: worker-0"));
+    let mut workers = [
+        Daemon::start(&config(0))?,
+        Daemon::start(&config(1))?,
+        Daemon::start(&config(2))?,
+    ];
+    let spread = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
+    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+    produce(&producer, &topic, 0..300).await?;
+    wait_count(&pg, &distinct, 300, LONG).await?;
+
+    let restarted = 1;
+    let task = spread
+        .iter()
+        .position(|w| *w == restarted)
+        .expect("a task on each");
+    let others: Vec<usize> = (0..3).filter(|w| *w != restarted).collect();
+    let mut changes_before = Vec::new();
+    for &w in &others {
+        changes_before.push(
+            workers[w]
+                .metric("wasmconnect_cluster_rebalances_total", &[])
+                .await?
+                .unwrap_or(0.0),
+        );
+    }
+    let stops_before: Vec<usize> = (0..3).map(|t| stops(&workers[spread[t]], t)).collect();
+
+    let away = Instant::now();
+    let status = workers[restarted].terminate(LONG).await?;
+    assert!(status.success(), "the worker exits cleanly: {status}");
+    produce(&producer, &topic, 300..600).await?;
+    workers[restarted].restart()?;
+    let back = wait_until(
+        "the restarted worker running its task again",
+        LONG,
+        || async {
+            let all: Vec<&Daemon> = workers.iter().collect();
+            let placed = placement(&all, &name, 3).await;
+            if let Some(Some(w)) = placed.get(task)
+                && *w != restarted
+            {
+                // A stop, not a wait: nothing can undo it.
+                return Err(anyhow::anyhow!(
+                    "worker {w} took task {task} while its static member was away\n{}",
+                    membership_log(&workers)
+                ));
+            }
+            Ok(if placed[task] == Some(restarted) {
+                Ok(away.elapsed())
+            } else {
+                Err(format!("{placed:?}"))
+            })
+        },
+    )
+    .await?;
+    println!(
+        "static member: SIGTERM to its task running again on the same worker {:.1} s (session \
+         timeout {} s); no other worker took it",
+        back.as_secs_f64(),
+        session.as_secs()
+    );
+    assert!(
+        back < session,
+        "the slot came back before the session expired, not after: {back:?}"
+    );
+    assert_eq!(
+        wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?,
+        spread,
+        "every task where it was"
+    );
+    for (i, &w) in others.iter().enumerate() {
+        let changes = workers[w]
+            .metric("wasmconnect_cluster_rebalances_total", &[])
+            .await?
+            .unwrap_or(0.0);
+        assert_eq!(
+            changes,
+            changes_before[i],
+            "worker {w}'s slots never changed\n{}",
+            membership_log(&workers)
+        );
+    }
+    for t in (0..3).filter(|t| *t != task) {
+        assert_eq!(
+            stops(&workers[spread[t]], t),
+            stops_before[t],
+            "task {t} was never stopped"
+        );
+    }
+    produce(&producer, &topic, 600..900).await?;
+    wait_count(&pg, &distinct, 900, LONG).await?;
+    let missing = pg
+        .count(&format!(
+            "SELECT count(*) FROM generate_series(0, 899) s WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} t WHERE t.seq = s)"
+        ))
+        .await?;
+    assert_eq!(missing, 0, "every record arrives");
+    let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+    println!("static member: 900 records, {} written twice", rows - 900);
+    Ok(())
+}

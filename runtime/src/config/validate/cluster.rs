@@ -21,11 +21,22 @@ impl Validator {
             1_000,
             1_800_000,
         );
+        if let Some(id) = &cluster.instance_id
+            && !is_group_name(id)
+        {
+            self.problem(
+                "worker.cluster.instance_id",
+                format!(
+                    "{id:?} is not a usable instance id (1 to 200 letters, digits, '.', '_' and '-')"
+                ),
+            );
+        }
     }
 }
 
 /// A cluster's group name, which also names its slots topic: what Kafka accepts in a topic
-/// name, short enough for the suffix.
+/// name, short enough for the suffix. Instance ids are held to the same, which every
+/// broker accepts and every log shows plainly.
 fn is_group_name(name: &str) -> bool {
     (1..=200).contains(&name.len())
         && name
