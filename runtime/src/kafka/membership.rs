@@ -10,19 +10,25 @@
 //!   stops a slot's task before another worker can be assigned the slot.
 //! - A worker cut off from the brokers revokes its slots itself once it has not heartbeated
 //!   for the session timeout (librdkafka's lost assignment), the same time after which the
-//!   group gives them to the others.
+//!   group gives them to the others. Not guaranteed: librdkafka checks this only between
+//!   rebalances, so a member cut off in the middle of one keeps its slots until its JoinGroup
+//!   request times out.
 //! - Leaving (shutdown) revokes every slot through the same path, then leaves the group at
 //!   once, so the others take the slots over without waiting for the session timeout.
+//! - When a slot's tasks last ran is kept in the group itself, as the metadata of the slot's
+//!   committed offset (the slots topic holds no records): its owner records the time every
+//!   fifth of the session timeout and when it stops them. A worker gaining the slot reads it
+//!   ([`Ownership::Gained`]'s `last_ran`), to tell how long the tasks ran nowhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::admin::{TopicError, TopicSpec, client_config, ensure_topic};
@@ -35,7 +41,11 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub enum Ownership {
     /// Kafka assigned these slots to the worker: it starts their tasks.
-    Gained(Vec<u32>),
+    Gained {
+        slots: Vec<u32>,
+        /// When the tasks of those slots that ran before last ran (on the previous owner).
+        last_ran: Vec<SystemTime>,
+    },
     /// The worker gives these slots up (a rebalance moves them, its session was lost, or it
     /// leaves): it stops their tasks, then answers on `done`, which the rebalance waits for.
     Lost {
@@ -49,6 +59,14 @@ pub enum Ownership {
 /// Passes the group's decisions on to the worker, and waits for it on a revocation.
 struct MemberContext {
     changes: mpsc::UnboundedSender<Ownership>,
+}
+
+impl MemberContext {
+    /// Hands `change` to the worker. Without a receiver the worker is gone, and its tasks
+    /// with it (a loss's `done` is dropped with the change, so nothing waits).
+    fn tell(&self, change: Ownership) {
+        self.changes.send(change).ok();
+    }
 }
 
 impl ClientContext for MemberContext {}
@@ -68,20 +86,71 @@ impl ConsumerContext for MemberContext {
                 session_lost,
                 done,
             };
-            // Without a receiver the worker is gone, and its tasks with it.
-            if self.changes.send(change).is_ok() {
-                let _ = stopped.recv();
+            self.tell(change);
+            let _ = stopped.recv();
+            if !session_lost {
+                record_running(consumer, list, CommitMode::Sync);
             }
         }
     }
 
     /// Once librdkafka took slots on: the worker starts their tasks.
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             let slots = slots_of(list);
             if !slots.is_empty() {
-                let _ = self.changes.send(Ownership::Gained(slots));
+                let last_ran = last_ran(consumer, list);
+                self.tell(Ownership::Gained { slots, last_ran });
             }
+        }
+    }
+}
+
+/// Records, as the committed offset's metadata of each slot in `slots`, that their tasks ran
+/// until now. Best effort: a failed record only makes the next owner's gap look longer.
+fn record_running<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    slots: &TopicPartitionList,
+    mode: CommitMode,
+) {
+    if slots.count() == 0 {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        .to_string();
+    let mut marks = TopicPartitionList::new();
+    for slot in slots.elements() {
+        marks
+            .add_partition(slot.topic(), slot.partition())
+            .set_metadata(now.as_str());
+    }
+    if marks.set_all_offsets(Offset::Offset(0)).is_err() {
+        return;
+    }
+    if let Err(e) = consumer.commit(&marks, mode) {
+        tracing::debug!("cannot record when the slots' tasks ran: {e}");
+    }
+}
+
+/// When the tasks of the slots in `slots` last ran, for those that ran before (read from the
+/// group's committed offsets; nothing when the group cannot say).
+fn last_ran<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    slots: &TopicPartitionList,
+) -> Vec<SystemTime> {
+    match consumer.committed_offsets(slots.clone(), Duration::from_secs(5)) {
+        Ok(committed) => committed
+            .elements()
+            .iter()
+            .filter_map(|e| e.metadata().parse::<u64>().ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+            .collect(),
+        Err(e) => {
+            tracing::debug!("cannot read when the gained slots' tasks last ran: {e}");
+            Vec::new()
         }
     }
 }
@@ -126,7 +195,8 @@ impl Membership {
                 "heartbeat.interval.ms",
                 (cluster.session_timeout_ms / 5).max(100).to_string(),
             )
-            // Nothing is ever written to or committed on the slots topic.
+            // Nothing is ever written to the slots topic; its committed offsets only carry
+            // when each slot's tasks last ran (record_running).
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // New partitions (slots) are seen within seconds, not librdkafka's 5 minutes.
@@ -142,12 +212,22 @@ impl Membership {
             .map_err(|e| TopicError::Unavailable(format!("cannot subscribe to {topic}: {e}")))?;
         let leaving = Arc::new(AtomicBool::new(false));
         let flag = leaving.clone();
+        let every = Duration::from_millis((cluster.session_timeout_ms / 5).max(100));
         let thread = std::thread::Builder::new()
             .name("cluster-member".into())
             .spawn(move || {
+                let mut recorded = std::time::Instant::now();
                 while !flag.load(Ordering::Acquire) {
                     // The slots topic holds no records: a poll serves the group's events.
                     let _ = consumer.poll(POLL);
+                    if recorded.elapsed() < every {
+                        continue;
+                    }
+                    recorded = std::time::Instant::now();
+                    let Ok(owned) = consumer.assignment() else {
+                        continue;
+                    };
+                    record_running(&consumer, &owned, CommitMode::Async);
                 }
                 // Revokes every slot (through pre_rebalance) and leaves the group; a static
                 // member (instance_id) keeps its place until the session timeout instead.

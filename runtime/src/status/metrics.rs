@@ -226,6 +226,7 @@ pub struct Metrics {
     slots_owned: IntGauge,
     rebalances: IntCounter,
     rebalance_seconds: Histogram,
+    slot_gap_seconds: Histogram,
 }
 
 const LABELS: &[&str] = &["connector", "task"];
@@ -302,10 +303,19 @@ impl Default for Metrics {
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
         )
         .expect("a valid metric");
+        let slot_gap_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "wasmconnect_cluster_slot_gap_seconds",
+                "Cluster mode: for each slot this worker gained that ran elsewhere before, how long its tasks ran nowhere: from when the previous owner stopped them (a handover) or last recorded them running (a lost worker: at most a fifth of the session timeout earlier than its loss) to when this worker started them.",
+            )
+            .buckets(vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0]),
+        )
+        .expect("a valid metric");
         for metric in [
             Box::new(slots_owned.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rebalances.clone()),
             Box::new(rebalance_seconds.clone()),
+            Box::new(slot_gap_seconds.clone()),
         ] {
             registry.register(metric).expect("names are unique");
         }
@@ -337,6 +347,7 @@ impl Default for Metrics {
             slots_owned,
             rebalances,
             rebalance_seconds,
+            slot_gap_seconds,
         }
     }
 }
@@ -348,6 +359,11 @@ impl Metrics {
         self.slots_owned.set(owned as i64);
         self.rebalances.inc();
         self.rebalance_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Cluster mode: a gained slot's tasks started `gap` after they last ran elsewhere.
+    pub fn cluster_slot_resumed(&self, gap: Duration) {
+        self.slot_gap_seconds.observe(gap.as_secs_f64());
     }
 
     /// The counters and timings of one task (created at zero the first time).

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -167,7 +167,7 @@ impl Worker {
             let started = Instant::now();
             let metrics = self.status.metrics();
             match change {
-                Ownership::Gained(slots) => {
+                Ownership::Gained { slots, last_ran } => {
                     tracing::info!(?slots, "slots assigned to this worker");
                     cluster
                         .owned
@@ -175,6 +175,15 @@ impl Worker {
                         .expect("owned lock")
                         .extend(slots.iter().copied());
                     self.reconcile().await;
+                    let now = SystemTime::now();
+                    for ran in last_ran {
+                        let gap = now.duration_since(ran).unwrap_or_default();
+                        tracing::info!(
+                            gap_s = gap.as_secs_f64(),
+                            "a gained slot's tasks run again"
+                        );
+                        metrics.cluster_slot_resumed(gap);
+                    }
                 }
                 Ownership::Lost {
                     slots,

@@ -152,6 +152,7 @@ async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_wi
 
     // kill -9 the worker of task 0 in the middle of the stream: another worker runs it.
     let victim = spread[0].expect("placed");
+    let gaps_before = slot_gaps(&workers, victim).await?;
     let killed = Instant::now();
     workers[victim].kill()?;
     let writing = produce(&producer, &topic, 600..1200);
@@ -203,7 +204,31 @@ async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_wi
         rebalances >= 3.0,
         "each survivor applied its own slot and the moved one: {rebalances}"
     );
+    // The new owner measured how long the task ran nowhere: at least the session timeout
+    // (the group cannot give the slot away sooner), from the victim's last record.
+    let (count, sum) = slot_gaps(&workers, victim).await?;
+    let (gained, gap) = (count - gaps_before.0, sum - gaps_before.1);
+    println!("slot gap: task 0 ran nowhere for {gap:.1} s, as its new owner measured it");
+    assert_eq!(gained, 1.0, "one slot gained that ran elsewhere before");
+    assert!(
+        gap >= SESSION.as_secs_f64() - 0.5 && gap < LONG.as_secs_f64(),
+        "the gap the new owner measured: {gap} s"
+    );
     Ok(())
+}
+
+/// The count and sum of the slot gaps (`wasmconnect_cluster_slot_gap_seconds`) the workers
+/// other than `except` measured.
+async fn slot_gaps(workers: &[Daemon], except: usize) -> anyhow::Result<(f64, f64)> {
+    let (mut count, mut sum) = (0.0, 0.0);
+    for (w, worker) in workers.iter().enumerate() {
+        if w != except {
+            let metric = |part| format!("wasmconnect_cluster_slot_gap_seconds_{part}");
+            count += worker.metric(&metric("count"), &[]).await?.unwrap_or(0.0);
+            sum += worker.metric(&metric("sum"), &[]).await?.unwrap_or(0.0);
+        }
+    }
+    Ok((count, sum))
 }
 
 /// Waits until the three tasks of `connector` run on three different workers; returns the
@@ -750,10 +775,6 @@ async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_
     ];
     let cut_worker = 2;
     let spread = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
-    let task = spread
-        .iter()
-        .position(|w| *w == cut_worker)
-        .expect("one task on each worker");
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -762,6 +783,28 @@ async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_
     let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
     produce(&producer, &topic, 0..600).await?;
     wait_count(&pg, &distinct, 600, LONG).await?;
+
+    // librdkafka notices a lost session only between rebalances (README): cut once the
+    // placement has held for a session timeout, not in the middle of a rebalance.
+    let mut settled = (spread, Instant::now());
+    let deadline = Instant::now() + LONG;
+    while settled.1.elapsed() < SESSION {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the placement never held for a session timeout\n{}",
+            membership_log(&workers)
+        );
+        let now = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+        if now != settled.0 {
+            settled = (now, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let task = settled
+        .0
+        .iter()
+        .position(|w| *w == cut_worker)
+        .expect("one task on each worker");
 
     // Pull the cable: every byte to and from the broker held, no connection closed.
     let cut = Instant::now();
@@ -789,7 +832,8 @@ async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_
     let cut_off = &workers[cut_worker];
     cut_off
         .wait_log(&["the cluster session was lost"], LONG)
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", membership_log(&workers)))?;
     let stopped = wait_until("the cut-off worker to stop its task", LONG, || async {
         Ok(cut_off
             .logged_after(cut, &["its slot moved to another worker", &task_field])
