@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// What the proxy does to the bytes it forwards.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Faults {
     /// Hold every byte until released.
     stalled: bool,
@@ -21,6 +21,9 @@ struct Faults {
     bytes_per_second: Option<u64>,
     /// Forward every byte this long after it arrived (a long link: throughput stays).
     latency: Option<Duration>,
+    /// Stall once a client sent a Kafka request with this API key whose bytes contain this
+    /// text (a group id, say); the request is forwarded first.
+    stall_after_request: Option<(i16, Arc<str>)>,
 }
 
 /// Forwards `address` to a target until dropped.
@@ -29,7 +32,7 @@ pub struct Proxy {
     open: Arc<AtomicBool>,
     /// Bumped by `cut`: every connection of an older generation closes.
     generation: watch::Sender<u64>,
-    faults: watch::Sender<Faults>,
+    faults: Arc<watch::Sender<Faults>>,
     refused: Arc<AtomicUsize>,
     forwarded: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -49,7 +52,7 @@ impl Proxy {
         let refused = Arc::new(AtomicUsize::new(0));
         let forwarded = Arc::new(AtomicUsize::new(0));
         let (generation, _) = watch::channel(0u64);
-        let (faults, _) = watch::channel(Faults::default());
+        let faults = Arc::new(watch::channel(Faults::default()).0);
         let task = {
             let (open, refused, generation, faults, forwarded) = (
                 open.clone(),
@@ -66,8 +69,9 @@ impl Proxy {
                         continue;
                     }
                     let mut cut = generation.subscribe();
-                    let (target, faults, forwarded) =
-                        (target.clone(), faults.subscribe(), forwarded.clone());
+                    let (target, trigger, forwarded) =
+                        (target.clone(), faults.clone(), forwarded.clone());
+                    let faults = trigger.subscribe();
                     tokio::spawn(async move {
                         let Ok(upstream) = TcpStream::connect(&target).await else {
                             return;
@@ -75,8 +79,8 @@ impl Proxy {
                         let (client_read, client_write) = client.into_split();
                         let (upstream_read, upstream_write) = upstream.into_split();
                         tokio::select! {
-                            _ = pump(client_read, upstream_write, faults.clone(), forwarded.clone()) => {}
-                            _ = pump(upstream_read, client_write, faults, forwarded) => {}
+                            _ = pump(client_read, upstream_write, faults.clone(), Some(trigger), forwarded.clone()) => {}
+                            _ = pump(upstream_read, client_write, faults, None, forwarded) => {}
                             _ = cut.changed() => {}
                         }
                     });
@@ -112,6 +116,17 @@ impl Proxy {
         self.faults.send_modify(|f| f.stalled = true);
     }
 
+    /// Stalls (as [`Proxy::stall`]) as soon as a client has sent a Kafka request with
+    /// `api_key` (JoinGroup is 11) that contains `text` (the group id, say), which is
+    /// forwarded: a client cut off right after asking, waiting for an answer that does not
+    /// come. Requests are recognised at the start of what a client wrote at once, as Kafka
+    /// clients write them.
+    pub fn stall_after_request(&self, api_key: i16, text: &str) {
+        let text: Arc<str> = text.into();
+        self.faults
+            .send_modify(|f| f.stall_after_request = Some((api_key, text)));
+    }
+
     /// Forwards at most `bytes_per_second` per direction and connection until
     /// [`Proxy::restore`]: a congested link.
     pub fn slow_down(&self, bytes_per_second: u64) {
@@ -138,12 +153,14 @@ impl Proxy {
 }
 
 /// Copies `from` to `to` until either closes, holding bytes while stalled, delaying them
-/// by the latency and pacing them when slowed down. Reading runs ahead of writing by at most
-/// [`AHEAD`] chunks, so a held peer still sees its writes back up.
+/// by the latency and pacing them when slowed down; with `trigger` (the client's direction),
+/// stalls the proxy after a request it is asked to stall after. Reading runs ahead of writing
+/// by at most [`AHEAD`] chunks, so a held peer still sees its writes back up.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     mut faults: watch::Receiver<Faults>,
+    trigger: Option<Arc<watch::Sender<Faults>>>,
     forwarded: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     let (chunks, mut arrived) = mpsc::channel::<(Instant, Vec<u8>)>(AHEAD);
@@ -163,7 +180,7 @@ async fn pump(
     let write = async move {
         while let Some((at, chunk)) = arrived.recv().await {
             let now = match faults.wait_for(|f| !f.stalled).await {
-                Ok(faults) => *faults,
+                Ok(faults) => faults.clone(),
                 Err(_) => return Ok(()),
             };
             if let Some(latency) = now.latency {
@@ -184,6 +201,16 @@ async fn pump(
                 None => to.write_all(&chunk).await?,
             }
             forwarded.fetch_add(chunk.len(), Ordering::SeqCst);
+            if let (Some(trigger), Some((api_key, text))) = (&trigger, &now.stall_after_request)
+                && chunk.len() >= 6
+                && i16::from_be_bytes([chunk[4], chunk[5]]) == *api_key
+                && chunk.windows(text.len()).any(|w| w == text.as_bytes())
+            {
+                trigger.send_modify(|f| {
+                    f.stalled = true;
+                    f.stall_after_request = None;
+                });
+            }
         }
         to.shutdown().await
     };

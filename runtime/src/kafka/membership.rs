@@ -10,9 +10,9 @@
 //!   stops a slot's task before another worker can be assigned the slot.
 //! - A worker cut off from the brokers revokes its slots itself once it has not heartbeated
 //!   for the session timeout (librdkafka's lost assignment), the same time after which the
-//!   group gives them to the others. Not guaranteed: librdkafka checks this only between
-//!   rebalances, so a member cut off in the middle of one keeps its slots until its JoinGroup
-//!   request times out.
+//!   group gives them to the others. librdkafka checks this only between rebalances; a
+//!   member cut off in the middle of one is caught by the worker's own guard ([`fence`]):
+//!   no byte from any broker for the session timeout stops the tasks just the same.
 //! - Leaving (shutdown) revokes every slot through the same path, then leaves the group at
 //!   once, so the others take the slots over without waiting for the session timeout.
 //! - When a slot's tasks last ran is kept in the group itself, as the metadata of the slot's
@@ -59,6 +59,9 @@ pub enum Ownership {
 /// Passes the group's decisions on to the worker, and waits for it on a revocation.
 struct MemberContext {
     changes: mpsc::UnboundedSender<Ownership>,
+    /// How long no byte came from any broker, as of librdkafka's last statistics (-1: not
+    /// known yet).
+    silent_ms: std::sync::atomic::AtomicI64,
 }
 
 impl MemberContext {
@@ -69,7 +72,20 @@ impl MemberContext {
     }
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    /// Keeps the shortest time since a broker connection last received anything.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let silent_us = statistics
+            .brokers
+            .values()
+            .map(|b| b.rxidle)
+            .filter(|idle| *idle >= 0)
+            .min()
+            .unwrap_or(-1);
+        let silent_ms = if silent_us < 0 { -1 } else { silent_us / 1000 };
+        self.silent_ms.store(silent_ms, Ordering::Release);
+    }
+}
 
 impl ConsumerContext for MemberContext {
     /// Before librdkafka gives slots up: the worker stops their tasks first.
@@ -104,6 +120,52 @@ impl ConsumerContext for MemberContext {
             }
         }
     }
+}
+
+/// The worker's own guard for what librdkafka checks only between rebalances: slots owned
+/// while no broker has said anything for the session timeout are given up (their tasks
+/// stopped, as for a lost session), since the group gives them away after that time whatever
+/// state this member's join is in. Once the brokers answer again and the slots are still this
+/// member's, they are taken back. Returns whether the slots are given up.
+fn fence(
+    member: &MemberContext,
+    owned: &TopicPartitionList,
+    session: Duration,
+    fenced: bool,
+) -> bool {
+    let slots = slots_of(owned);
+    let silent_ms = member.silent_ms.load(Ordering::Acquire);
+    if slots.is_empty() || silent_ms < 0 {
+        return false;
+    }
+    let silence = Duration::from_millis(silent_ms as u64);
+    if !fenced && silence >= session {
+        tracing::warn!(
+            ?slots,
+            silent_s = silence.as_secs(),
+            "the cluster session was lost (no answer from the brokers): stopping the tasks of its slots"
+        );
+        let (done, stopped) = std::sync::mpsc::channel();
+        member.tell(Ownership::Lost {
+            slots,
+            session_lost: true,
+            done,
+        });
+        let _ = stopped.recv();
+        return true;
+    }
+    if fenced && silence < session {
+        tracing::info!(
+            ?slots,
+            "the brokers answer again: the slots are still this worker's"
+        );
+        member.tell(Ownership::Gained {
+            slots,
+            last_ran: Vec::new(),
+        });
+        return false;
+    }
+    fenced
 }
 
 /// Records, as the committed offset's metadata of each slot in `slots`, that their tasks ran
@@ -200,12 +262,20 @@ impl Membership {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // New partitions (slots) are seen within seconds, not librdkafka's 5 minutes.
-            .set("topic.metadata.refresh.interval.ms", "5000");
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            // How long the brokers have been silent, for the worker's own guard (fence).
+            .set(
+                "statistics.interval.ms",
+                (cluster.session_timeout_ms / 5).max(100).to_string(),
+            );
         if let Some(id) = &cluster.instance_id {
             config.set("group.instance.id", id);
         }
         let consumer: BaseConsumer<MemberContext> = config
-            .create_with_context(MemberContext { changes })
+            .create_with_context(MemberContext {
+                changes,
+                silent_ms: std::sync::atomic::AtomicI64::new(-1),
+            })
             .map_err(|e| TopicError::Unavailable(format!("cannot create the member: {e}")))?;
         consumer
             .subscribe(&[&topic])
@@ -213,10 +283,12 @@ impl Membership {
         let leaving = Arc::new(AtomicBool::new(false));
         let flag = leaving.clone();
         let every = Duration::from_millis((cluster.session_timeout_ms / 5).max(100));
+        let session = Duration::from_millis(cluster.session_timeout_ms);
         let thread = std::thread::Builder::new()
             .name("cluster-member".into())
             .spawn(move || {
                 let mut recorded = std::time::Instant::now();
+                let mut fenced = false;
                 while !flag.load(Ordering::Acquire) {
                     // The slots topic holds no records: a poll serves the group's events.
                     let _ = consumer.poll(POLL);
@@ -228,6 +300,7 @@ impl Membership {
                         continue;
                     };
                     record_running(&consumer, &owned, CommitMode::Async);
+                    fenced = fence(consumer.context(), &owned, session, fenced);
                 }
                 // Revokes every slot (through pre_rebalance) and leaves the group; a static
                 // member (instance_id) keeps its place until the session timeout instead.

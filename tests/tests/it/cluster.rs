@@ -717,6 +717,87 @@ fn ports(addresses: &str) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
+/// Three workers of a `tasks_max: 3` sink on the mock cluster, the last
+/// ([`CutOffCluster::CUT`]) in a network namespace of its own: the broker and PostgreSQL at the
+/// same addresses as for the others, the broker through links the test can stall.
+struct CutOffCluster {
+    workers: [Daemon; 3],
+    links: Vec<wasmconnect_tests::Proxy>,
+    _pg_link: wasmconnect_tests::Proxy,
+    _namespace: Namespace,
+    pg: Postgres,
+    topic: String,
+    table: String,
+    name: String,
+    group: String,
+    bootstrap: String,
+    _mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+}
+
+impl CutOffCluster {
+    const CUT: usize = 2;
+
+    async fn start() -> anyhow::Result<Self> {
+        let mock = MockCluster::new(1)?;
+        let bootstrap = mock.bootstrap_servers();
+        let (topic, table, name, group) = (
+            unique("cut"),
+            unique("cut"),
+            unique("sink"),
+            unique("workers"),
+        );
+        mock.create_topic(&topic, 6, 1)?;
+        mock.create_topic(&format!("{group}-slots"), 3, 1)?;
+        let pg = Postgres::connect().await?;
+        pg.execute(&format!(
+            "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+        ))
+        .await?;
+        let entry = sink(
+            &name,
+            &topic,
+            &paths::plugin("sink-sql")?,
+            &["main"],
+            &format!("database: main\ntable: {table}"),
+        )
+        .replacen("    kind: ", "    tasks_max: 3\n    kind: ", 1);
+        let config = worker_config(&bootstrap, &pg, &group, &entry);
+        let namespace = Namespace::create()?;
+        let links = ports(&bootstrap)?
+            .into_iter()
+            .map(|port| namespace.reach_host(port))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pg_port = pg
+            .url
+            .rsplit('@')
+            .next()
+            .and_then(|host| host.split('/').next())
+            .map(ports)
+            .transpose()?
+            .and_then(|p| p.first().copied())
+            .ok_or_else(|| anyhow::anyhow!("no port in {}", pg.url))?;
+        let pg_link = namespace.reach_host(pg_port)?;
+        let workers = [
+            Daemon::start(&config)?,
+            Daemon::start(&config)?,
+            Daemon::start_in(&namespace, &config)?,
+        ];
+        Ok(CutOffCluster {
+            workers,
+            links,
+            _pg_link: pg_link,
+            _namespace: namespace,
+            pg,
+            topic,
+            table,
+            name,
+            group,
+            bootstrap,
+            _mock: mock,
+        })
+    }
+}
+
 /// A worker cut off from the broker but left running (its own network namespace, its broker
 /// connections through a proxy the test stalls: packets held, nothing closed, as a cable pulled
 /// out) notices that its session is lost and stops its task; another worker takes it. The time
@@ -726,54 +807,21 @@ fn ports(addresses: &str) -> anyhow::Result<Vec<u16>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_long_and_rejoins()
 -> anyhow::Result<()> {
-    let mock = MockCluster::new(1)?;
-    let bootstrap = mock.bootstrap_servers();
-    let (topic, table, name, group) = (
-        unique("cut"),
-        unique("cut"),
-        unique("sink"),
-        unique("workers"),
-    );
-    mock.create_topic(&topic, 6, 1)?;
-    mock.create_topic(&format!("{group}-slots"), 3, 1)?;
-    let pg = Postgres::connect().await?;
-    pg.execute(&format!(
-        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
-    ))
-    .await?;
-    let entry = sink(
-        &name,
-        &topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {table}"),
-    )
-    .replacen("    kind: ", "    tasks_max: 3\n    kind: ", 1);
-    let config = worker_config(&bootstrap, &pg, &group, &entry);
-
-    // Worker 2 lives in a namespace of its own: the broker and PostgreSQL at the same
-    // addresses as for the others, the broker through links the test can stall.
-    let namespace = Namespace::create()?;
-    let links = ports(&bootstrap)?
-        .into_iter()
-        .map(|port| namespace.reach_host(port))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let pg_port = pg
-        .url
-        .rsplit('@')
-        .next()
-        .and_then(|host| host.split('/').next())
-        .map(ports)
-        .transpose()?
-        .and_then(|p| p.first().copied())
-        .ok_or_else(|| anyhow::anyhow!("no port in {}", pg.url))?;
-    let _pg_link = namespace.reach_host(pg_port)?;
-    let workers = [
-        Daemon::start(&config)?,
-        Daemon::start(&config)?,
-        Daemon::start_in(&namespace, &config)?,
-    ];
-    let cut_worker = 2;
+    // Bound by name, not `..`: the namespace, its links and the mock cluster live to the end.
+    let CutOffCluster {
+        workers,
+        links,
+        _pg_link,
+        _namespace,
+        pg,
+        topic,
+        table,
+        name,
+        group: _,
+        bootstrap,
+        _mock,
+    } = CutOffCluster::start().await?;
+    let cut_worker = CutOffCluster::CUT;
     let spread = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
 
     let producer: FutureProducer = ClientConfig::new()
@@ -1018,5 +1066,92 @@ async fn a_static_member_restarted_within_its_session_gets_its_task_back_and_not
     assert_eq!(missing, 0, "every record arrives");
     let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
     println!("static member: 900 records, {} written twice", rows - 900);
+    Ok(())
+}
+
+/// The same cut, right after the worker asked to join a rebalance (its JoinGroup forwarded,
+/// every answer held): librdkafka checks the session only between rebalances, so here the
+/// worker's own guard (no answer from the brokers for the session timeout) stops its task
+/// before another worker can run it for long. On the mock cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_cut_off_in_the_middle_of_a_rebalance_stops_its_task_before_another_runs_it_long()
+-> anyhow::Result<()> {
+    let CutOffCluster {
+        mut workers,
+        links,
+        _pg_link,
+        _namespace,
+        pg,
+        topic,
+        table,
+        name,
+        group,
+        bootstrap,
+        _mock,
+    } = CutOffCluster::start().await?;
+    let cut_worker = CutOffCluster::CUT;
+    let spread = wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
+    let task = spread
+        .iter()
+        .position(|w| *w == cut_worker)
+        .expect("one task on each worker");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()?;
+    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+    produce(&producer, &topic, 0..300).await?;
+    wait_count(&pg, &distinct, 300, LONG).await?;
+
+    // Worker 0 leaves: a rebalance. The cut-off worker's first JoinGroup (API key 11) in the
+    // cluster's group goes through, then nothing more.
+    for link in &links {
+        link.stall_after_request(11, &group);
+    }
+    let cut = Instant::now();
+    let status = workers[0].terminate(LONG).await?;
+    assert!(status.success(), "worker 0 exits cleanly: {status}");
+    produce(&producer, &topic, 300..600).await?;
+    let task_field = format!("task={task}");
+    let taken_over = wait_until(
+        &format!("task {task} running on worker 1"),
+        LONG,
+        || async {
+            let started = workers[1].logged_after(cut, &["starting the task", &name, &task_field]);
+            Ok(started.ok_or_else(|| membership_log(&workers)))
+        },
+    )
+    .await?;
+    let stopped = wait_until("the cut-off worker to stop its task", LONG, || async {
+        Ok(workers[cut_worker]
+            .logged_after(cut, &["its slot moved to another worker", &task_field])
+            .ok_or_else(|| membership_log(&workers)))
+    })
+    .await?;
+    let both = stopped.saturating_duration_since(taken_over);
+    println!(
+        "cut off mid-rebalance: the worker stopped its task {:.1} s after worker 0 left, \
+         another started it {:.1} s after; both ran it for {:.1} s (session timeout {} s)",
+        (stopped - cut).as_secs_f64(),
+        (taken_over - cut).as_secs_f64(),
+        both.as_secs_f64(),
+        SESSION.as_secs()
+    );
+    assert!(
+        both < SESSION,
+        "two workers ran task {task} for {both:?}, longer than the session timeout"
+    );
+    for link in &links {
+        link.restore();
+    }
+    produce(&producer, &topic, 600..900).await?;
+    wait_count(&pg, &distinct, 900, LONG).await?;
+    let missing = pg
+        .count(&format!(
+            "SELECT count(*) FROM generate_series(0, 899) s WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} t WHERE t.seq = s)"
+        ))
+        .await?;
+    assert_eq!(missing, 0, "every record arrives");
     Ok(())
 }
