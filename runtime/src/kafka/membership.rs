@@ -247,16 +247,16 @@ impl Membership {
         let topic = cluster.slots_topic();
         ensure_slots(kafka, &topic, slots).await?;
         let (changes, receiver) = mpsc::unbounded_channel();
+        // One beat paces the heartbeats, the statistics the guard reads and the records of
+        // when the slots' tasks ran: a fifth of the session timeout.
+        let beat = Duration::from_millis((cluster.session_timeout_ms / 5).max(100));
         let mut config = client_config(kafka);
         config
             .set("group.id", &cluster.group)
             .set("client.id", member)
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", cluster.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (cluster.session_timeout_ms / 5).max(100).to_string(),
-            )
+            .set("heartbeat.interval.ms", beat.as_millis().to_string())
             // Nothing is ever written to the slots topic; its committed offsets only carry
             // when each slot's tasks last ran (record_running).
             .set("enable.auto.commit", "false")
@@ -264,10 +264,7 @@ impl Membership {
             // New partitions (slots) are seen within seconds, not librdkafka's 5 minutes.
             .set("topic.metadata.refresh.interval.ms", "5000")
             // How long the brokers have been silent, for the worker's own guard (fence).
-            .set(
-                "statistics.interval.ms",
-                (cluster.session_timeout_ms / 5).max(100).to_string(),
-            );
+            .set("statistics.interval.ms", beat.as_millis().to_string());
         if let Some(id) = &cluster.instance_id {
             config.set("group.instance.id", id);
         }
@@ -282,7 +279,6 @@ impl Membership {
             .map_err(|e| TopicError::Unavailable(format!("cannot subscribe to {topic}: {e}")))?;
         let leaving = Arc::new(AtomicBool::new(false));
         let flag = leaving.clone();
-        let every = Duration::from_millis((cluster.session_timeout_ms / 5).max(100));
         let session = Duration::from_millis(cluster.session_timeout_ms);
         let thread = std::thread::Builder::new()
             .name("cluster-member".into())
@@ -292,7 +288,7 @@ impl Membership {
                 while !flag.load(Ordering::Acquire) {
                     // The slots topic holds no records: a poll serves the group's events.
                     let _ = consumer.poll(POLL);
-                    if recorded.elapsed() < every {
+                    if recorded.elapsed() < beat {
                         continue;
                     }
                     recorded = std::time::Instant::now();
