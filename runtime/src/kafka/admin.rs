@@ -5,6 +5,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::KafkaConfig;
@@ -77,6 +78,81 @@ pub(super) async fn ensure_topic(
         }
     }
     Ok(())
+}
+
+/// Creates a topic that every worker of a cluster shares (compacted, one partition) unless it
+/// exists. One that exists with more partitions, or another `cleanup.policy`, is
+/// [`TopicError::Unfit`]; a broker that cannot describe its configs gets a warning (the topic
+/// is used, its compaction unchecked).
+pub(super) async fn ensure_shared_topic(kafka: &KafkaConfig, name: &str) -> Result<(), TopicError> {
+    let have = partitions_of(kafka, name)
+        .await
+        .map_err(|e| TopicError::Unavailable(format!("cannot read its partitions: {e}")))?;
+    if have == 0 {
+        let spec = TopicSpec {
+            name,
+            partitions: 1,
+            replication_factor: -1,
+            compacted: true,
+        };
+        return ensure_topic(kafka, &spec).await;
+    }
+    if have != 1 {
+        return Err(TopicError::Unfit(format!(
+            "exists with {have} partitions, but must have one: the workers would read its \
+             records in different orders. Name another group, or recreate it"
+        )));
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .map_err(|e| TopicError::Unavailable(e.to_string()))?;
+    // A broker that does not describe configs may not answer at all: waited for briefly.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+        .request_timeout(Some(Duration::from_secs(5)));
+    match cleanup_policy(&admin, name, &options).await {
+        Ok(policy) if !policy.split(',').any(|p| p.trim() == "compact") => {
+            Err(TopicError::Unfit(format!(
+                "exists with cleanup.policy={policy}, but must be compacted: what it keeps \
+                 would be deleted after retention.ms. Set cleanup.policy=compact on it"
+            )))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(
+                topic = name,
+                "cannot check that the topic is compacted ({e}): using it as it is"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// How many partitions `topic` has: 0 when it does not exist.
+pub(super) async fn partitions_of(
+    kafka: &KafkaConfig,
+    topic: &str,
+) -> rdkafka::error::KafkaResult<usize> {
+    let mut config = client_config(kafka);
+    // Looking must not create it (with the broker's default partitions).
+    config.set("allow.auto.create.topics", "false");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        // A missing topic comes back with an error and no partitions.
+        Ok(metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len()))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::Fail,
+        ))
+        .inspect_err(|_| tracing::error!("reading a topic's partitions panicked: {e}"))
+    })
 }
 
 /// The topic's `cleanup.policy` (Kafka's default, `delete`, when the broker reports none).

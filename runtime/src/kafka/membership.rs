@@ -31,7 +31,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::admin::{TopicError, TopicSpec, client_config, ensure_topic};
+use super::admin::{TopicError, TopicSpec, client_config, ensure_topic, partitions_of};
 use crate::config::{ClusterConfig, KafkaConfig};
 
 /// How long a poll of the slots topic waits, which bounds how late a leave starts.
@@ -373,28 +373,4 @@ pub async fn ensure_slots(kafka: &KafkaConfig, topic: &str, slots: u32) -> Resul
         );
     }
     Ok(())
-}
-
-/// How many partitions `topic` has: 0 when it does not exist.
-async fn partitions_of(kafka: &KafkaConfig, topic: &str) -> rdkafka::error::KafkaResult<usize> {
-    let mut config = client_config(kafka);
-    // Looking must not create it (with the broker's default partitions).
-    config.set("allow.auto.create.topics", "false");
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create()?;
-        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-        // A missing topic comes back with an error and no partitions.
-        Ok(metadata
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len()))
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(rdkafka::error::KafkaError::MetadataFetch(
-            rdkafka::types::RDKafkaErrorCode::Fail,
-        ))
-        .inspect_err(|_| tracing::error!("reading the slots topic's partitions panicked: {e}"))
-    })
 }

@@ -1,5 +1,5 @@
 //! rdkafka wrappers: what a refusal by the brokers means (`access`), a worker's membership of
-//! its cluster (`membership`), the sink consumer with its rebalance hooks, the source producer with its
+//! its cluster (`membership`) and the topics its workers share (`shared_topic`), the sink consumer with its rebalance hooks, the source producer with its
 //! delivery reports, the writer of a sink to a topic, the offsets topic where sources keep
 //! their positions, dead-letter topics, and the creation of the topics the runtime owns.
 
@@ -11,6 +11,7 @@ mod group_offsets;
 mod membership;
 mod positions;
 mod producer;
+mod shared_topic;
 mod tls_probe;
 mod topic_writer;
 
@@ -25,6 +26,7 @@ pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
 pub use membership::{Membership, Ownership, ensure_slots};
 pub use positions::{PositionStore, PositionStoreError};
 pub use producer::{Delivery, Report, SourceProducer, kafka_headers, source_producer};
+pub use shared_topic::{SharedRecord, SharedTopic};
 pub use topic_writer::TopicWriter;
 
 use rdkafka::config::ClientConfig;
