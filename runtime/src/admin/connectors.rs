@@ -158,7 +158,7 @@ fn task_json(api: &Api, task: &crate::status::TaskStatus) -> serde_json::Value {
     let mut value = json!({
         "id": task.id,
         "state": task.state,
-        "worker_id": api.worker_id,
+        "worker_id": task.worker.as_deref().unwrap_or(&api.worker_id),
         "counters": task.counters.snapshot(),
     });
     if let Some(trace) = &task.trace {
@@ -216,12 +216,10 @@ pub(super) async fn reset_connector_topics(
     AxumState(api): AxumState<Api>,
     Path(name): Path<String>,
 ) -> Response {
-    if api.status.get(&name).is_none() {
-        return not_found(&format!("Connector {name} not found"));
+    match api.worker.reset_topics(&name).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(refused) => error(refused),
     }
-    api.status.reset_topics(&name);
-    tracing::info!(connector = %name, "active topics reset through the API");
-    StatusCode::OK.into_response()
 }
 
 /// `?includeTasks=true&onlyFailed=true` as Kafka Connect has them: the connector and every

@@ -172,8 +172,9 @@ impl Default for WorkerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// The cluster's name: the consumer group its workers join, and the prefix of the topic
-    /// whose partitions are its task slots (`<group>-slots`).
+    /// The cluster's name: the consumer group its workers join, and the prefix of its topics:
+    /// `<group>-slots` (whose partitions are its task slots), `<group>-configs` and
+    /// `<group>-status`.
     pub group: String,
     /// How long the group waits for a worker it no longer hears from before its tasks move to
     /// the others, and how long a worker cut off from the brokers keeps running its tasks
@@ -194,6 +195,16 @@ impl ClusterConfig {
     /// The topic whose partitions are the cluster's task slots.
     pub fn slots_topic(&self) -> String {
         format!("{}-slots", self.group)
+    }
+
+    /// The cluster's config topic: connectors made through the API, target states, requests.
+    pub fn config_topic(&self) -> String {
+        format!("{}-configs", self.group)
+    }
+
+    /// The cluster's status topic: each task as the worker that runs it reports it.
+    pub fn status_topic(&self) -> String {
+        format!("{}-status", self.group)
     }
 }
 

@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::metrics::{Call, Counter, Metrics, TaskCounters};
 
 /// A connector's or task's state, as Kafka Connect names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     Unassigned,
@@ -47,7 +48,23 @@ pub struct TaskStatus {
     pub id: u32,
     pub state: State,
     pub trace: Option<String>,
+    /// The worker of the cluster that reported the state, when it is another than this one.
+    pub worker: Option<String>,
+    /// What the task has done on this worker.
     pub counters: Arc<TaskCounters>,
+}
+
+/// A task as the worker of the cluster that runs it reported it, in the cluster's status
+/// topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedTask {
+    pub state: State,
+    pub worker_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// The connector's active topics on that worker.
+    #[serde(default)]
+    pub topics: BTreeSet<String>,
 }
 
 /// A connector's state and its tasks'.
@@ -61,7 +78,7 @@ pub struct ConnectorStatus {
 
 /// The worker's view of every connector, and its metrics; cheap to clone and share with the
 /// admin API.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StatusBoard {
     inner: Arc<RwLock<BTreeMap<String, ConnectorStatus>>>,
     metrics: Arc<Metrics>,
@@ -72,6 +89,25 @@ pub struct StatusBoard {
     topics: Arc<RwLock<BTreeMap<String, BTreeSet<String>>>>,
     /// Counts resets of `topics`, so that tasks report again what they use after one.
     topics_resets: Arc<AtomicU64>,
+    /// In a cluster: the tasks as the other workers reported them, by connector and task.
+    shared: Arc<RwLock<BTreeMap<(String, u32), SharedTask>>>,
+    /// Counts the changes to this worker's own states and topics (what a cluster worker
+    /// reports to the others when it moves).
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard {
+            inner: Arc::default(),
+            metrics: Arc::default(),
+            reload_error: Arc::default(),
+            topics: Arc::default(),
+            topics_resets: Arc::default(),
+            shared: Arc::default(),
+            changes: Arc::new(watch::Sender::new(0)),
+        }
+    }
 }
 
 impl StatusBoard {
@@ -89,6 +125,7 @@ impl StatusBoard {
                         id,
                         state: State::Unassigned,
                         trace: None,
+                        worker: None,
                         counters: Arc::new(self.metrics.task(name, id)),
                     })
                     .collect(),
@@ -104,6 +141,7 @@ impl StatusBoard {
         {
             self.metrics.forget(name, task.id);
         }
+        self.changed();
     }
 
     /// Marks a connector and its tasks STOPPED (stopped through the API).
@@ -117,6 +155,7 @@ impl StatusBoard {
                 self.metrics.set_state(name, t.id, State::Stopped);
             }
         }
+        self.changed();
     }
 
     /// Sets the connector's own state (RUNNING or PAUSED, as the API asked); its tasks report
@@ -128,8 +167,18 @@ impl StatusBoard {
         }
     }
 
-    /// The topics connector `name` has used since it was created or they were reset.
+    /// The topics connector `name` has used since it was created or they were reset: on this
+    /// worker and, in a cluster, on the workers that run its other tasks.
     pub fn topics(&self, name: &str) -> BTreeSet<String> {
+        let mut topics = self.own_topics(name);
+        let shared = self.shared.read().expect("shared lock");
+        for ((_, _), task) in shared.range((name.to_owned(), 0)..=(name.to_owned(), u32::MAX)) {
+            topics.extend(task.topics.iter().cloned());
+        }
+        topics
+    }
+
+    fn own_topics(&self, name: &str) -> BTreeSet<String> {
         self.topics
             .read()
             .expect("topics lock")
@@ -142,17 +191,75 @@ impl StatusBoard {
     pub fn reset_topics(&self, name: &str) {
         self.topics.write().expect("topics lock").remove(name);
         self.topics_resets.fetch_add(1, Ordering::Relaxed);
+        let mut shared = self.shared.write().expect("shared lock");
+        for ((_, _), task) in shared.range_mut((name.to_owned(), 0)..=(name.to_owned(), u32::MAX)) {
+            task.topics.clear();
+        }
+        drop(shared);
+        self.changed();
     }
 
-    /// Forgets a stopped connector, its metrics included.
+    /// Forgets a stopped connector, its metrics and what other workers reported of it
+    /// included.
     pub fn unregister(&self, name: &str) {
         self.topics.write().expect("topics lock").remove(name);
+        self.shared
+            .write()
+            .expect("shared lock")
+            .retain(|(connector, _), _| connector != name);
         let removed = self.inner.write().expect("status lock").remove(name);
         if let Some(status) = removed {
             for task in &status.tasks {
                 self.metrics.forget(name, task.id);
             }
         }
+        self.changed();
+    }
+
+    /// Takes what another worker of the cluster reported about a task (`None`: forget it).
+    pub fn share(&self, connector: &str, task: u32, reported: Option<SharedTask>) {
+        let mut shared = self.shared.write().expect("shared lock");
+        let key = (connector.to_owned(), task);
+        match reported {
+            Some(reported) => shared.insert(key, reported),
+            None => shared.remove(&key),
+        };
+    }
+
+    /// What this worker reports to the others of its cluster, as `worker_id`: every task it
+    /// knows in another state than UNASSIGNED (those it runs, and those of connectors stopped
+    /// or failed before any task ran), with the connector's active topics here.
+    pub fn reported(&self, worker_id: &str) -> BTreeMap<(String, u32), SharedTask> {
+        let inner = self.inner.read().expect("status lock");
+        let mut reported = BTreeMap::new();
+        for (name, connector) in inner.iter() {
+            let topics = self.own_topics(name);
+            for task in connector
+                .tasks
+                .iter()
+                .filter(|t| t.state != State::Unassigned)
+            {
+                reported.insert(
+                    (name.clone(), task.id),
+                    SharedTask {
+                        state: task.state,
+                        worker_id: worker_id.to_owned(),
+                        trace: task.trace.clone(),
+                        topics: topics.clone(),
+                    },
+                );
+            }
+        }
+        reported
+    }
+
+    /// Tells of each change to what [`StatusBoard::reported`] returns (and a few more).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Records the outcome of a reload: `Some(why)` when it was refused.
@@ -180,6 +287,7 @@ impl StatusBoard {
                 self.metrics.set_state(name, t.id, State::Failed);
             }
         }
+        self.changed();
     }
 
     /// A handle a task reports its own state and counts through.
@@ -200,7 +308,27 @@ impl StatusBoard {
         }
     }
 
+    /// A connector's status: its tasks on this worker and, in a cluster, each task this
+    /// worker does not run as the worker that runs it reported it.
     pub fn get(&self, name: &str) -> Option<ConnectorStatus> {
+        let mut status = self.local(name)?;
+        let shared = self.shared.read().expect("shared lock");
+        for task in status
+            .tasks
+            .iter_mut()
+            .filter(|t| t.state == State::Unassigned)
+        {
+            if let Some(reported) = shared.get(&(name.to_owned(), task.id)) {
+                task.state = reported.state;
+                task.trace = reported.trace.clone();
+                task.worker = Some(reported.worker_id.clone());
+            }
+        }
+        Some(status)
+    }
+
+    /// A connector's status on this worker alone.
+    pub fn local(&self, name: &str) -> Option<ConnectorStatus> {
         self.inner.read().expect("status lock").get(name).cloned()
     }
 
@@ -225,6 +353,7 @@ impl StatusBoard {
             t.trace = trace;
         }
         self.metrics.set_state(connector, task, state);
+        self.changed();
     }
 }
 
@@ -278,6 +407,7 @@ impl TaskReporter {
                 .entry(self.connector.clone())
                 .or_default()
                 .insert(topic.to_owned());
+            self.board.changed();
         }
     }
 

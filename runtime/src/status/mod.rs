@@ -8,5 +8,7 @@
 mod board;
 mod metrics;
 
-pub use board::{ConnectorStatus, State, StatusBoard, TaskReporter, TaskStatus, TopicsInUse};
+pub use board::{
+    ConnectorStatus, SharedTask, State, StatusBoard, TaskReporter, TaskStatus, TopicsInUse,
+};
 pub use metrics::{Call, Counter, Metrics, TaskCounters};

@@ -160,11 +160,9 @@ impl Worker {
             redact::remember_secrets(&value);
         }
         redact::remember_values(&config.secrets);
-        let cluster = config
-            .worker
-            .cluster
-            .clone()
-            .map(|cluster| ClusterState::new(cluster, config.admin.listen.clone()));
+        let cluster = config.worker.cluster.clone().map(|cluster| {
+            ClusterState::new(cluster, config.admin.listen.clone(), &config.connectors)
+        });
         Ok(Worker {
             registry: tokio::sync::Mutex::new(Registry {
                 file: config.connectors.clone(),
@@ -191,17 +189,18 @@ impl Worker {
     /// regardless.
     pub async fn start(&self) {
         let mut registry = self.registry.lock().await;
-        match &self.cluster {
-            None => tracing::info!(
-                "connectors created or changed through the REST API are kept in {}",
-                registry.store.path().display()
-            ),
-            Some(cluster) => tracing::info!(
+        if let Some(cluster) = &self.cluster {
+            tracing::info!(
                 group = %cluster.config.group,
-                "cluster mode: this worker runs the tasks of connectors.yaml whose slots the \
-                 cluster's group assigns it"
-            ),
+                "cluster mode: this worker runs the tasks whose slots the cluster's group \
+                 assigns it"
+            );
+            self.open_cluster(&mut registry).await;
         }
+        tracing::info!(
+            "connectors created or changed through the REST API are kept in {}",
+            registry.store.location()
+        );
         let effective = self.effective(&mut registry);
         self.keep_shapes(&registry.store);
         for connector in &effective.connectors {
@@ -345,7 +344,6 @@ impl Worker {
         name: &str,
         config: serde_json::Value,
     ) -> Result<ConnectorConfig, Refused> {
-        self.refuse_in_cluster("creating a connector through the API")?;
         let mut registry = self.registry.lock().await;
         if self.target(name).is_ok() {
             return Err(Refused::Exists(name.to_owned()));
@@ -355,10 +353,10 @@ impl Worker {
         let declared = registry.file.iter().find(|c| c.name == name).cloned();
         registry
             .store
-            .set_config(connector.clone(), shape, declared.as_ref())?;
-        self.keep_shapes(&registry.store);
+            .set_config(connector.clone(), shape, declared.as_ref())
+            .await?;
         tracing::info!(connector = %name, "created through the API");
-        self.launch(&connector, Target::Started).await;
+        self.converge(&mut registry).await;
         Ok(connector)
     }
 
@@ -369,15 +367,11 @@ impl Worker {
         name: &str,
         config: serde_json::Value,
     ) -> Result<(bool, ConnectorConfig), Refused> {
-        self.refuse_in_cluster("changing a connector's config through the API")?;
         let mut registry = self.registry.lock().await;
-        let target = match self.target(name) {
-            Ok(target) => target,
-            Err(_) => {
-                drop(registry);
-                return self.create(name, config).await.map(|c| (true, c));
-            }
-        };
+        if self.target(name).is_err() {
+            drop(registry);
+            return self.create(name, config).await.map(|c| (true, c));
+        }
         let shape = connect_shape(&config);
         let connector = tokio::task::block_in_place(|| self.check(name, config))?;
         if self.connector_config(name).as_ref() == Some(&connector)
@@ -388,15 +382,13 @@ impl Worker {
         let declared = registry.file.iter().find(|c| c.name == name).cloned();
         registry
             .store
-            .set_config(connector.clone(), shape, declared.as_ref())?;
-        self.keep_shapes(&registry.store);
-        if self.connector_config(name).as_ref() == Some(&connector) {
-            // Only the shape it is shown in changed: nothing to restart.
-            return Ok((false, connector));
+            .set_config(connector.clone(), shape, declared.as_ref())
+            .await?;
+        if self.connector_config(name).as_ref() != Some(&connector) {
+            tracing::info!(connector = %name, "config changed through the API; restarting it");
         }
-        tracing::info!(connector = %name, "config changed through the API; restarting it");
-        self.halt(name).await;
-        self.launch(&connector, target).await;
+        // Only the shape it is shown in may have changed: then nothing restarts.
+        self.converge(&mut registry).await;
         Ok((false, connector))
     }
 
@@ -432,15 +424,12 @@ impl Worker {
     /// Deletes a connector (DELETE /connectors/{name}): its tasks finish their batch and
     /// commit, and it is forgotten, also across restarts. Its offsets stay.
     pub async fn delete(&self, name: &str) -> Result<(), Refused> {
-        self.refuse_in_cluster("deleting a connector through the API")?;
         let mut registry = self.registry.lock().await;
         self.target(name)?;
         let declared = registry.file.iter().find(|c| c.name == name).cloned();
-        registry.store.delete(name, declared.as_ref())?;
-        self.keep_shapes(&registry.store);
+        registry.store.delete(name, declared.as_ref()).await?;
         tracing::info!(connector = %name, "deleted through the API");
-        self.stop(name).await;
-        self.databases.release(name).await;
+        self.converge(&mut registry).await;
         Ok(())
     }
 
@@ -472,30 +461,51 @@ impl Worker {
         redact::remember_values(&new.secrets);
         let mut registry = self.registry.lock().await;
         registry.file = new.connectors.clone();
-        let effective = self.effective(&mut registry);
+        let reloaded = self.converge(&mut registry).await;
+        self.file_reloaded(&registry.file).await;
+        Ok(reloaded)
+    }
+
+    /// Makes what runs follow the registry (the file, with the API's changes laid over it):
+    /// connectors that are new start, those whose settings changed restart in their target
+    /// state, those no longer there stop (their own database pools closed), those whose
+    /// target state changed move to it; the others are not touched (their consumers stay in
+    /// their groups). In a cluster the tasks then follow the new slots. The one place where
+    /// a change to the set of connectors turns into tasks; the registry is held by the caller.
+    async fn converge(&self, registry: &mut Registry) -> Reloaded {
+        let effective = self.effective(registry);
         self.keep_shapes(&registry.store);
-        let current: BTreeMap<String, ConnectorConfig> = self
+        let current: BTreeMap<String, (ConnectorConfig, Target)> = self
             .running
             .lock()
             .expect("running lock")
             .iter()
-            .map(|(name, r)| (name.clone(), r.config.clone()))
+            .map(|(name, r)| (name.clone(), (r.config.clone(), r.target)))
             .collect();
         let mut reloaded = Reloaded::default();
+        let mut retargeted = Vec::new();
         for name in current.keys() {
             if !effective.connectors.iter().any(|c| &c.name == name) {
                 reloaded.removed.push(name.clone());
             }
         }
         for connector in &effective.connectors {
+            let target = effective.target(&connector.name);
             match current.get(&connector.name) {
                 None => reloaded.added.push(connector.name.clone()),
-                Some(old) if old != connector => reloaded.changed.push(connector.name.clone()),
+                Some((old, _)) if old != connector => reloaded.changed.push(connector.name.clone()),
+                Some((_, old)) if *old != target => {
+                    retargeted.push((connector.name.clone(), *old, target))
+                }
                 Some(_) => {}
             }
         }
-        for name in reloaded.removed.iter().chain(&reloaded.changed) {
+        for name in &reloaded.removed {
             self.stop(name).await;
+            self.databases.release(name).await;
+        }
+        for name in &reloaded.changed {
+            self.halt(name).await;
         }
         for connector in &effective.connectors {
             if reloaded.added.contains(&connector.name)
@@ -505,8 +515,11 @@ impl Worker {
                     .await;
             }
         }
+        for (name, from, to) in retargeted {
+            self.retarget(&name, from, to).await;
+        }
         self.remap().await;
-        Ok(reloaded)
+        reloaded
     }
 
     fn grace(&self) -> Duration {

@@ -1,6 +1,8 @@
 //! Restarts through the API: a whole connector (its work split again), its failed tasks, or
-//! one task alone.
+//! one task alone. In a cluster the request goes through the config topic to every worker,
+//! and each restarts what it runs ([`Worker::restart_here`], [`Worker::bounce_task`]).
 
+use super::cluster::Request;
 use super::{Refused, Target, Worker};
 use crate::status::{Counter, State};
 
@@ -8,12 +10,26 @@ impl Worker {
     /// Restarts a connector with the same config: its work split again and every task
     /// started anew; with `only_failed`, only its FAILED tasks, each alone (the whole
     /// connector when it failed before its tasks started), and nothing when none failed.
-    /// Returns whether anything restarted. A stopped connector stays stopped, a paused one
-    /// restarts paused.
+    /// Returns whether anything restarted (in a cluster: whether the request reached every
+    /// worker). A stopped connector stays stopped, a paused one restarts paused.
     pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, Refused> {
+        if self.cluster.is_some() {
+            self.target(name)?;
+            self.request(name, Request::Restart { only_failed }).await?;
+            return Ok(true);
+        }
+        self.restart_here(name, only_failed).await
+    }
+
+    /// [`Worker::restart`] of the tasks that run on this worker.
+    pub(super) async fn restart_here(
+        &self,
+        name: &str,
+        only_failed: bool,
+    ) -> Result<bool, Refused> {
         let _registry = self.registry.lock().await;
         let target = self.target(name)?;
-        let Some(status) = self.status.get(name) else {
+        let Some(status) = self.status.local(name) else {
             return Ok(false);
         };
         if target == Target::Stopped {
@@ -34,7 +50,7 @@ impl Worker {
         if let Some((config, target)) = self.halt(name).await {
             tracing::info!(connector = %name, "restarting through the API");
             self.launch(&config, target).await;
-            if let Some(status) = self.status.get(name) {
+            if let Some(status) = self.status.local(name) {
                 for task in &status.tasks {
                     self.status
                         .reporter(name, task.id)
@@ -50,12 +66,25 @@ impl Worker {
     /// again; the connector's other tasks are not touched. A stopped connector has no task to
     /// restart (nothing happens).
     pub async fn restart_task(&self, name: &str, id: u32) -> Result<(), Refused> {
+        if self.cluster.is_some() {
+            let tasks = self
+                .status
+                .local(name)
+                .ok_or_else(|| Refused::NotFound(name.to_owned()))?
+                .tasks
+                .len();
+            if id as usize >= tasks {
+                return Err(Refused::TaskNotFound(name.to_owned(), id));
+            }
+            return self.request(name, Request::RestartTask { id }).await;
+        }
         let _registry = self.registry.lock().await;
         self.bounce_task(name, id).await
     }
 
-    /// [`Worker::restart_task`], the registry held by the caller.
-    async fn bounce_task(&self, name: &str, id: u32) -> Result<(), Refused> {
+    /// [`Worker::restart_task`] on this worker, the registry held by the caller; refused when
+    /// the task runs on another worker of the cluster.
+    pub(super) async fn bounce_task(&self, name: &str, id: u32) -> Result<(), Refused> {
         let old = {
             let running = self.running.lock().expect("running lock");
             let r = running

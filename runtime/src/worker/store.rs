@@ -4,15 +4,24 @@
 //! `connectors.yaml` stays the declared base; the store is laid over it. An API change to a
 //! connector the file declares remembers the file's version it replaced: when the file's
 //! entry later changes, the file wins again (the last change wins, whichever side made it).
+//!
+//! A single process keeps the store in `<data_dir>/connectors.json`; a cluster in its config
+//! topic, one record per connector (key `connector/<name>`, a tombstone once nothing is left
+//! to remember), which every worker replays in the same order.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectorConfig;
+use crate::kafka::{SharedRecord, SharedTopic, TopicError};
+
+/// The config topic's key prefix of a connector's record.
+const CONNECTOR_KEY: &str = "connector/";
 
 /// A connector config in Kafka Connect's shape, as it was given.
 pub type Shape = serde_json::Map<String, serde_json::Value>;
@@ -47,6 +56,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The cluster's config topic did not take the change; nothing changed.
+    #[error("{0}")]
+    Topic(#[from] TopicError),
 }
 
 /// One connector's API changes.
@@ -82,13 +94,21 @@ struct File {
     connectors: BTreeMap<String, Entry>,
 }
 
-/// The API's changes, in memory and in `<data_dir>/connectors.json`. Every change is written
-/// (to a temporary file, then renamed over the old one) before it is applied, so what the
-/// API acknowledged survives a crash.
+/// The API's changes, in memory and where they are kept ([`Backing`]). Every change is
+/// written before it is applied, so what the API acknowledged survives a crash.
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
+    backing: Backing,
     entries: BTreeMap<String, Entry>,
+}
+
+/// Where the store is kept.
+#[derive(Debug)]
+enum Backing {
+    /// `<data_dir>/connectors.json`, written to a temporary file, then renamed over the old one.
+    File(PathBuf),
+    /// The cluster's config topic, the change acknowledged by the brokers.
+    Topic(Arc<SharedTopic>),
 }
 
 /// The connectors to run: the file's, with the API's changes laid over it.
@@ -121,11 +141,74 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(StoreError::Read { path, source }),
         };
-        Ok(Store { path, entries })
+        Ok(Store {
+            backing: Backing::File(path),
+            entries,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The store of a cluster, in its config `topic`, from the `records` it holds (read from
+    /// its beginning); records of other keys are left out.
+    pub fn in_topic(topic: Arc<SharedTopic>, records: &[SharedRecord]) -> Self {
+        let mut store = Store {
+            backing: Backing::Topic(topic),
+            entries: BTreeMap::new(),
+        };
+        for record in records {
+            store.absorb(record);
+        }
+        store
+    }
+
+    /// Where the store is kept, for the log.
+    pub fn location(&self) -> String {
+        match &self.backing {
+            Backing::File(path) => path.display().to_string(),
+            Backing::Topic(topic) => format!("the cluster's config topic {}", topic.name()),
+        }
+    }
+
+    /// Whether the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Takes a record of the config topic (written by any worker, this one included): the
+    /// entry of its connector becomes the record's. Returns whether it was a connector's
+    /// record and changed the entry. An unreadable record is logged and left out.
+    pub fn absorb(&mut self, record: &SharedRecord) -> bool {
+        let Some(name) = record.key.strip_prefix(CONNECTOR_KEY) else {
+            return false;
+        };
+        let entry = match &record.value {
+            None => None,
+            Some(bytes) => match serde_json::from_slice::<Entry>(bytes) {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    tracing::error!(connector = %name, "ignoring an unreadable record of the cluster's config topic: {e}");
+                    return false;
+                }
+            },
+        };
+        let before = self.entries.get(name);
+        if before == entry.as_ref() {
+            return false;
+        }
+        match entry {
+            Some(entry) => self.entries.insert(name.to_owned(), entry),
+            None => self.entries.remove(name),
+        };
+        true
+    }
+
+    /// Copies every entry of `other` (a single process's store) into this one: how the
+    /// connectors made through a single process's API come along into a new cluster.
+    pub async fn import(&mut self, other: &Store) -> Result<usize, StoreError> {
+        for (name, entry) in &other.entries {
+            let entry = entry.clone();
+            self.change(name, |e| *e = entry).await?;
+        }
+        Ok(other.entries.len())
     }
 
     /// Lays the API's changes over the file's connectors. Changes made over a file entry that
@@ -174,7 +257,7 @@ impl Store {
     /// Sets a connector's config through the API, with the Kafka Connect-shaped config it
     /// was given as (`connect`), if it was; `declared` is the file's entry of that name, if
     /// any.
-    pub fn set_config(
+    pub async fn set_config(
         &mut self,
         config: ConnectorConfig,
         connect: Option<Shape>,
@@ -186,6 +269,7 @@ impl Store {
             entry.connect = connect;
             entry.deleted = false;
         })
+        .await
     }
 
     /// The Kafka Connect-shaped configs of the connectors set through the API in that shape.
@@ -198,7 +282,7 @@ impl Store {
     }
 
     /// Deletes a connector through the API, target state included.
-    pub fn delete(
+    pub async fn delete(
         &mut self,
         name: &str,
         declared: Option<&ConnectorConfig>,
@@ -210,50 +294,65 @@ impl Store {
                 ..Entry::default()
             };
         })
+        .await
     }
 
-    pub fn set_target(&mut self, name: &str, target: Target) -> Result<(), StoreError> {
-        self.change(name, |entry| entry.target = target)
+    pub async fn set_target(&mut self, name: &str, target: Target) -> Result<(), StoreError> {
+        self.change(name, |entry| entry.target = target).await
     }
 
     /// Applies `edit` to a copy, writes the result, then keeps it.
-    fn change(&mut self, name: &str, edit: impl FnOnce(&mut Entry)) -> Result<(), StoreError> {
+    async fn change(
+        &mut self,
+        name: &str,
+        edit: impl FnOnce(&mut Entry),
+    ) -> Result<(), StoreError> {
         let mut entries = self.entries.clone();
         let entry = entries.entry(name.to_owned()).or_default();
         edit(entry);
         if entry.is_empty() {
             entries.remove(name);
         }
-        self.write(&entries)?;
+        match &self.backing {
+            Backing::File(path) => write_file(path, &entries)?,
+            Backing::Topic(topic) => {
+                let value = entries
+                    .get(name)
+                    .map(|e| serde_json::to_vec(e).expect("connector configs serialize"));
+                topic
+                    .publish(&format!("{CONNECTOR_KEY}{name}"), value.as_deref())
+                    .await?;
+            }
+        }
         self.entries = entries;
         Ok(())
     }
+}
 
-    fn write(&self, entries: &BTreeMap<String, Entry>) -> Result<(), StoreError> {
-        let error = |source| StoreError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(error)?;
-        }
-        let body = serde_json::to_vec_pretty(&File {
-            connectors: entries.clone(),
-        })
-        .expect("connector configs serialize");
-        let temporary = self.path.with_extension("json.tmp");
-        // Readable by the worker's user alone: the configs hold the connectors' secrets.
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(error)?;
-        file.write_all(&body).map_err(error)?;
-        file.sync_all().map_err(error)?;
-        std::fs::rename(&temporary, &self.path).map_err(error)
+fn write_file(path: &Path, entries: &BTreeMap<String, Entry>) -> Result<(), StoreError> {
+    let error = |source| StoreError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(error)?;
     }
+    let body = serde_json::to_vec_pretty(&File {
+        connectors: entries.clone(),
+    })
+    .expect("connector configs serialize");
+    let temporary = path.with_extension("json.tmp");
+    // Readable by the worker's user alone: the configs hold the connectors' secrets.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(error)?;
+    file.write_all(&body).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    std::fs::rename(&temporary, path).map_err(error)
 }
 
 #[cfg(test)]
@@ -275,17 +374,21 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn api_changes_lay_over_the_file_and_survive_reopening() {
+    #[tokio::test]
+    async fn api_changes_lay_over_the_file_and_survive_reopening() {
         let dir = tempdir();
         let file = [connector("a", "t1"), connector("b", "t1")];
         let mut store = Store::open(&dir).unwrap();
-        store.set_config(connector("c", "t3"), None, None).unwrap();
+        store
+            .set_config(connector("c", "t3"), None, None)
+            .await
+            .unwrap();
         store
             .set_config(connector("a", "t9"), None, Some(&file[0]))
+            .await
             .unwrap();
-        store.delete("b", Some(&file[1])).unwrap();
-        store.set_target("c", Target::Paused).unwrap();
+        store.delete("b", Some(&file[1])).await.unwrap();
+        store.set_target("c", Target::Paused).await.unwrap();
 
         let mut reopened = Store::open(&dir).unwrap();
         let effective = reopened.effective(&file);
@@ -295,15 +398,16 @@ mod tests {
         assert_eq!(effective.target("a"), Target::Started);
     }
 
-    #[test]
-    fn a_later_change_to_the_file_wins_over_an_earlier_api_change() {
+    #[tokio::test]
+    async fn a_later_change_to_the_file_wins_over_an_earlier_api_change() {
         let dir = tempdir();
         let file = [connector("a", "t1"), connector("b", "t1")];
         let mut store = Store::open(&dir).unwrap();
         store
             .set_config(connector("a", "t9"), None, Some(&file[0]))
+            .await
             .unwrap();
-        store.delete("b", Some(&file[1])).unwrap();
+        store.delete("b", Some(&file[1])).await.unwrap();
         let edited = [connector("a", "t2"), connector("b", "t2")];
         let effective = store.effective(&edited);
         assert_eq!(names(&effective), ["a", "b"]);

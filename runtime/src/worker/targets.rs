@@ -1,6 +1,7 @@
 //! Target states a connector is put in through the API: stopped (no task runs, the config
 //! stays), paused (the tasks keep their partitions and instances but neither poll nor write),
-//! started. Each is stored, so it holds across restarts.
+//! started. Each is stored (in a cluster, in its config topic, so every worker follows it),
+//! so it holds across restarts.
 
 use super::{Refused, Target, Worker};
 use crate::status::State;
@@ -9,66 +10,54 @@ impl Worker {
     /// Stops a connector's tasks (they finish their batch and commit) and keeps its config:
     /// it is STOPPED until resumed, also across restarts.
     pub async fn stop_connector(&self, name: &str) -> Result<(), Refused> {
-        self.refuse_in_cluster("stopping a connector through the API")?;
-        let mut registry = self.registry.lock().await;
-        if self.target(name)? == Target::Stopped {
-            return Ok(());
-        }
-        registry.store.set_target(name, Target::Stopped)?;
-        if let Some((config, _)) = self.halt(name).await {
-            tracing::info!(connector = %name, "stopped through the API");
-            self.launch(&config, Target::Stopped).await;
-        }
-        Ok(())
+        self.set_target(name, Target::Stopped).await
     }
 
     /// Pauses a connector: its tasks keep their partitions and instances but neither poll nor
     /// write until resumed, also across restarts. A stopped connector starts paused.
     pub async fn pause(&self, name: &str) -> Result<(), Refused> {
-        self.refuse_in_cluster("pausing a connector through the API")?;
-        let mut registry = self.registry.lock().await;
-        let target = self.target(name)?;
-        if target == Target::Paused {
-            return Ok(());
-        }
-        registry.store.set_target(name, Target::Paused)?;
-        tracing::info!(connector = %name, "paused through the API");
-        if target == Target::Stopped {
-            if let Some((config, _)) = self.halt(name).await {
-                self.launch(&config, Target::Paused).await;
-            }
-            return Ok(());
-        }
-        self.set_running_target(name, Target::Paused);
-        self.status.connector_state(name, State::Paused);
-        Ok(())
+        self.set_target(name, Target::Paused).await
     }
 
     /// Resumes a paused or stopped connector; a running one is left alone.
     pub async fn resume(&self, name: &str) -> Result<(), Refused> {
-        self.refuse_in_cluster("resuming a connector through the API")?;
+        self.set_target(name, Target::Started).await
+    }
+
+    /// Stores a connector's new target state, then applies it.
+    async fn set_target(&self, name: &str, target: Target) -> Result<(), Refused> {
         let mut registry = self.registry.lock().await;
-        let target = self.target(name)?;
-        if target == Target::Started {
+        if self.target(name)? == target {
             return Ok(());
         }
-        registry.store.set_target(name, Target::Started)?;
-        tracing::info!(connector = %name, "resumed through the API");
-        if target == Target::Stopped {
+        registry.store.set_target(name, target).await?;
+        tracing::info!(connector = %name, ?target, "target state set through the API");
+        self.converge(&mut registry).await;
+        Ok(())
+    }
+
+    /// Moves a running connector from target state `from` to `to`: to or from stopped, its
+    /// tasks stop and it starts anew in `to`; between paused and started, its tasks are told.
+    /// The registry is held by the caller.
+    pub(super) async fn retarget(&self, name: &str, from: Target, to: Target) {
+        if from == Target::Stopped || to == Target::Stopped {
             if let Some((config, _)) = self.halt(name).await {
-                self.launch(&config, Target::Started).await;
+                self.launch(&config, to).await;
             }
-            return Ok(());
+            return;
         }
-        self.set_running_target(name, Target::Started);
+        self.set_running_target(name, to);
+        if to == Target::Paused {
+            self.status.connector_state(name, State::Paused);
+            return;
+        }
         let failed = self
             .status
-            .get(name)
+            .local(name)
             .is_some_and(|s| s.state == State::Failed);
         if !failed {
             self.status.connector_state(name, State::Running);
         }
-        Ok(())
     }
 
     /// Records a running connector's new target and tells its tasks.

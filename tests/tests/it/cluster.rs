@@ -52,9 +52,23 @@ connectors:
     )
 }
 
+/// Creates the cluster's topics on the mock cluster, which answers no CreateTopics: `slots`
+/// task slots, and the config and status topics (one partition each).
+fn cluster_topics(
+    mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    group: &str,
+    slots: i32,
+) -> anyhow::Result<()> {
+    mock.create_topic(&format!("{group}-slots"), slots, 1)?;
+    mock.create_topic(&format!("{group}-configs"), 1, 1)?;
+    mock.create_topic(&format!("{group}-status"), 1, 1)?;
+    Ok(())
+}
+
 /// Which of `workers` (by index) runs each task of `connector`, from each worker's own
-/// status: `None` when no worker runs it, or more than one says it does (while a task is
-/// handed over, or if two ran it: not a settled placement either way).
+/// status (the tasks it reports with its own `worker_id`; it shows the others' as they
+/// reported them): `None` when no worker runs it, or more than one says it does (while a
+/// task is handed over, or if two ran it: not a settled placement either way).
 async fn placement(workers: &[&Daemon], connector: &str, tasks: u32) -> Vec<Option<usize>> {
     let mut claims: Vec<Vec<usize>> = vec![Vec::new(); tasks as usize];
     for (w, worker) in workers.iter().enumerate() {
@@ -63,6 +77,7 @@ async fn placement(workers: &[&Daemon], connector: &str, tasks: u32) -> Vec<Opti
         };
         for task in status["tasks"].as_array().into_iter().flatten() {
             if task["state"] == "RUNNING"
+                && task["worker_id"] == worker.admin.as_str()
                 && let Some(id) = task["id"].as_u64()
                 && let Some(claim) = claims.get_mut(id as usize)
             {
@@ -107,7 +122,7 @@ async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_wi
         unique("workers"),
     );
     mock.create_topic(&topic, 6, 1)?;
-    mock.create_topic(&format!("{group}-slots"), 3, 1)?;
+    cluster_topics(&mock, &group, 3)?;
     let pg = Postgres::connect().await?;
     pg.execute(&format!(
         "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
@@ -292,7 +307,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
         unique("workers"),
     );
     mock.create_topic(&topic, 6, 1)?;
-    mock.create_topic(&format!("{group}-slots"), 3, 1)?;
+    cluster_topics(&mock, &group, 3)?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("linger.ms", "5")
@@ -317,21 +332,6 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
         Daemon::start(&config)?,
     ];
     wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
-
-    // The cluster's connectors are the file's: the API refuses to change them, in words.
-    let refused = reqwest::Client::new()
-        .post(format!("http://{}/connectors", workers[1].admin))
-        .json(&json!({"name": "other", "config": {"connector.class": "sink-sql"}}))
-        .send()
-        .await?;
-    assert_eq!(refused.status(), 409);
-    let body: serde_json::Value = refused.json().await?;
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("cluster mode")),
-        "{body}"
-    );
 
     let mut n = 0;
     produce(&producer, &topic, 0..300).await?;
@@ -507,7 +507,7 @@ async fn a_fourth_worker_joining_takes_one_task_and_no_other_task_stops() -> any
         unique("workers"),
     );
     mock.create_topic(&topic, 8, 1)?;
-    mock.create_topic(&format!("{group}-slots"), 4, 1)?;
+    cluster_topics(&mock, &group, 4)?;
     let pg = Postgres::connect().await?;
     pg.execute(&format!(
         "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
@@ -747,7 +747,7 @@ impl CutOffCluster {
             unique("workers"),
         );
         mock.create_topic(&topic, 6, 1)?;
-        mock.create_topic(&format!("{group}-slots"), 3, 1)?;
+        cluster_topics(&mock, &group, 3)?;
         let pg = Postgres::connect().await?;
         pg.execute(&format!(
             "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
@@ -1153,5 +1153,343 @@ async fn a_worker_cut_off_in_the_middle_of_a_rebalance_stops_its_task_before_ano
         ))
         .await?;
     assert_eq!(missing, 0, "every record arrives");
+    Ok(())
+}
+
+/// Sends `method path` (with a JSON `body`) to `worker`'s API: the status code and the JSON
+/// answer (`null` when empty).
+async fn call(
+    worker: &Daemon,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut request =
+        reqwest::Client::new().request(method, format!("http://{}{path}", worker.admin));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let code = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((
+        code,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+/// Waits until `worker`'s status shows task 0 of `connector` in `state` on `on` (its
+/// `worker_id`), and the connector in `connector_state`.
+async fn wait_shown(
+    worker: &Daemon,
+    connector: &str,
+    state: &str,
+    connector_state: &str,
+    on: &Daemon,
+) -> anyhow::Result<()> {
+    wait_until(
+        &format!("{} to show task 0 {state} on {}", worker.admin, on.admin),
+        LONG,
+        || async {
+            let status = worker.status(connector).await?;
+            let task = &status["tasks"][0];
+            Ok(
+                if task["state"] == state
+                    && task["worker_id"] == on.admin.as_str()
+                    && status["connector"]["state"] == connector_state
+                {
+                    Ok(())
+                } else {
+                    Err(status.to_string())
+                },
+            )
+        },
+    )
+    .await
+}
+
+/// A sink connector in the native shape, as `POST /connectors` takes it.
+fn sink_json(topic: &str, table: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(json!({
+        "kind": "sink",
+        "plugin": paths::plugin("sink-sql")?.display().to_string(),
+        "topics": [topic],
+        "batch": { "max_records": 500, "max_wait_ms": 50 },
+        "grants": { "databases": ["main"] },
+        "config": { "database": "main", "table": table },
+    }))
+}
+
+/// 4c: a connector created through worker A's API runs on some worker of the cluster; B's
+/// status shows where; paused through C it pauses where it runs; a task restarted through a
+/// worker that does not run it restarts where it runs; deleted through B it stops everywhere.
+/// On tansu: the workers create the cluster's config and status topics, as on Kafka.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_changes_it()
+-> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let pg = Postgres::connect().await?;
+    let (topic, table, name, group) = (
+        unique("shared"),
+        unique("shared"),
+        unique("made"),
+        unique("workers"),
+    );
+    broker.create_topic(&topic, 2).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+    ))
+    .await?;
+    let config = worker_config(&broker.bootstrap, &pg, &group, "  []\n");
+    let workers = [
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+    ];
+    let all: Vec<&Daemon> = workers.iter().collect();
+
+    let (code, created) = call(
+        &workers[0],
+        reqwest::Method::POST,
+        "/connectors",
+        Some(json!({ "name": name, "config": sink_json(&topic, &table)? })),
+    )
+    .await?;
+    assert_eq!(code, 201, "{created}");
+    let owner = wait_until("the task running on one worker", LONG, || async {
+        let placed = placement(&all, &name, 1).await;
+        Ok(placed[0].ok_or(format!("{placed:?}")))
+    })
+    .await?;
+    let (b, c) = ((owner + 1) % 3, (owner + 2) % 3);
+    println!("created through worker 0, runs on worker {owner}");
+    wait_shown(&workers[b], &name, "RUNNING", "RUNNING", &workers[owner]).await?;
+    let producer = broker.producer()?;
+    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+    produce(&producer, &topic, 0..300).await?;
+    wait_count(&pg, &distinct, 300, LONG).await?;
+
+    // Paused through C: the task pauses where it runs, and every worker shows it so.
+    let (code, body) = call(
+        &workers[c],
+        reqwest::Method::PUT,
+        &format!("/connectors/{name}/pause"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 202, "{body}");
+    for worker in &workers {
+        wait_shown(worker, &name, "PAUSED", "PAUSED", &workers[owner]).await?;
+    }
+    let (code, body) = call(
+        &workers[b],
+        reqwest::Method::PUT,
+        &format!("/connectors/{name}/resume"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 202, "{body}");
+    wait_shown(&workers[c], &name, "RUNNING", "RUNNING", &workers[owner]).await?;
+    produce(&producer, &topic, 300..600).await?;
+    wait_count(&pg, &distinct, 600, LONG).await?;
+
+    // Task 0 restarted through a worker that does not run it restarts where it runs.
+    let restarts = format!("connector=\"{name}\"");
+    let before = workers[owner]
+        .metric("wasmconnect_task_restarts_total", &[&restarts])
+        .await?
+        .unwrap_or(0.0);
+    let (code, body) = call(
+        &workers[b],
+        reqwest::Method::POST,
+        &format!("/connectors/{name}/tasks/0/restart"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 204, "{body}");
+    wait_until("the owner to restart task 0", LONG, || async {
+        let now = workers[owner]
+            .metric("wasmconnect_task_restarts_total", &[&restarts])
+            .await?
+            .unwrap_or(0.0);
+        Ok(if now > before {
+            Ok(())
+        } else {
+            Err(now.to_string())
+        })
+    })
+    .await?;
+
+    // Deleted through B: gone from every worker, its task stopped where it ran.
+    let (code, body) = call(
+        &workers[b],
+        reqwest::Method::DELETE,
+        &format!("/connectors/{name}"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 204, "{body}");
+    for worker in &workers {
+        wait_until(
+            &format!("{} to forget {name}", worker.admin),
+            LONG,
+            || async {
+                let (code, body) = call(
+                    worker,
+                    reqwest::Method::GET,
+                    &format!("/connectors/{name}/status"),
+                    None,
+                )
+                .await?;
+                Ok(if code == 404 {
+                    Ok(())
+                } else {
+                    Err(body.to_string())
+                })
+            },
+        )
+        .await?;
+    }
+    let state = workers[owner]
+        .metric("wasmconnect_task_state", &[&restarts])
+        .await?;
+    assert_eq!(state, None, "the owner no longer runs a task of {name}");
+    let missing = pg
+        .count(&format!(
+            "SELECT count(*) FROM generate_series(0, 599) s WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} t WHERE t.seq = s)"
+        ))
+        .await?;
+    assert_eq!(missing, 0, "every record arrived");
+    Ok(())
+}
+
+/// 4f: the whole cluster stopped (SIGTERM) and started again comes back with the same
+/// connectors (the file's and one made through the API), the same target states (the API's
+/// connector paused) and the same positions (what was produced meanwhile arrives once). On
+/// tansu.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_cluster_stopped_and_started_again_has_the_same_connectors_states_and_positions()
+-> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let pg = Postgres::connect().await?;
+    let (kept_topic, made_topic) = (unique("kept"), unique("made"));
+    let (kept_table, made_table) = (unique("kept"), unique("made"));
+    let (kept, made, group) = (unique("kept"), unique("made"), unique("workers"));
+    for (topic, table) in [(&kept_topic, &kept_table), (&made_topic, &made_table)] {
+        broker.create_topic(topic, 2).await?;
+        pg.execute(&format!(
+            "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+        ))
+        .await?;
+    }
+    // Two slots: one per connector (tansu cannot add partitions to the slots topic later).
+    broker.create_topic(&format!("{group}-slots"), 2).await?;
+    let entry = sink(
+        &kept,
+        &kept_topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {kept_table}"),
+    );
+    let config = worker_config(&broker.bootstrap, &pg, &group, &entry);
+    let mut workers = [
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+        Daemon::start(&config)?,
+    ];
+    let (code, body) = call(
+        &workers[1],
+        reqwest::Method::POST,
+        "/connectors",
+        Some(json!({ "name": made, "config": sink_json(&made_topic, &made_table)? })),
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    let producer = broker.producer()?;
+    let count = |table: &str| format!("SELECT count(*) FROM {table}");
+    produce(&producer, &kept_topic, 0..200).await?;
+    produce(&producer, &made_topic, 0..200).await?;
+    wait_count(&pg, &count(&kept_table), 200, LONG).await?;
+    wait_count(&pg, &count(&made_table), 200, LONG).await?;
+    let (code, body) = call(
+        &workers[2],
+        reqwest::Method::PUT,
+        &format!("/connectors/{made}/pause"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 202, "{body}");
+    wait_until("the made connector paused where it runs", LONG, || async {
+        for worker in &workers {
+            let status = worker.status(&made).await?;
+            if status["tasks"][0]["state"] == "PAUSED"
+                && status["tasks"][0]["worker_id"] == worker.admin.as_str()
+            {
+                return Ok(Ok(()));
+            }
+        }
+        Ok(Err("not paused yet".to_owned()))
+    })
+    .await?;
+
+    for worker in &mut workers {
+        let exit = worker.terminate(LONG).await?;
+        assert!(exit.success(), "a worker stops cleanly: {exit}");
+    }
+    produce(&producer, &kept_topic, 200..400).await?;
+    produce(&producer, &made_topic, 200..400).await?;
+    for worker in &mut workers {
+        worker.restart()?;
+    }
+
+    // The file's connector runs on from its positions: every record once.
+    wait_count(&pg, &count(&kept_table), 400, LONG).await?;
+    let all: Vec<&Daemon> = workers.iter().collect();
+    // The API's connector is back on every worker, still paused, where it runs.
+    let owner = wait_until("the made connector back, paused", LONG, || async {
+        for (w, worker) in workers.iter().enumerate() {
+            let status = worker.status(&made).await?;
+            if status["tasks"][0]["state"] == "PAUSED"
+                && status["tasks"][0]["worker_id"] == worker.admin.as_str()
+            {
+                return Ok(Ok(w));
+            }
+        }
+        Ok(Err("not back paused yet".to_owned()))
+    })
+    .await?;
+    for worker in &workers {
+        wait_shown(worker, &made, "PAUSED", "PAUSED", &workers[owner]).await?;
+    }
+    let paused_rows = pg.count(&count(&made_table)).await?;
+    assert_eq!(paused_rows, 200, "a paused connector writes nothing");
+    let (code, body) = call(
+        &workers[0],
+        reqwest::Method::PUT,
+        &format!("/connectors/{made}/resume"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 202, "{body}");
+    wait_count(&pg, &count(&made_table), 400, LONG).await?;
+    wait_until(
+        "the file's connector running on one worker",
+        LONG,
+        || async {
+            let placed = placement(&all, &kept, 1).await;
+            Ok(placed[0].ok_or(format!("{placed:?}")))
+        },
+    )
+    .await?;
+    for table in [&kept_table, &made_table] {
+        let distinct = pg
+            .count(&format!("SELECT count(DISTINCT seq) FROM {table}"))
+            .await?;
+        let rows = pg.count(&count(table)).await?;
+        println!("whole-cluster restart: {table}: {rows} rows, {distinct} distinct");
+        assert_eq!(distinct, 400, "every record of {table} arrived");
+        assert_eq!(rows, 400, "no record of {table} arrived twice");
+    }
     Ok(())
 }
