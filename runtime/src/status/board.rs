@@ -226,6 +226,12 @@ impl StatusBoard {
         };
     }
 
+    /// The state of a task as the worker of the cluster that reported it last said.
+    pub fn reported_state(&self, connector: &str, task: u32) -> Option<State> {
+        let shared = self.shared.read().expect("shared lock");
+        shared.get(&(connector.to_owned(), task)).map(|t| t.state)
+    }
+
     /// What this worker reports to the others of its cluster, as `worker_id`: every task it
     /// knows in another state than UNASSIGNED (those it runs, and those of connectors stopped
     /// or failed before any task ran), with the connector's active topics here.

@@ -25,7 +25,7 @@ use super::store::{Effective, Store};
 use super::{Refused, Registry, Worker};
 use crate::config::{ClusterConfig, ConnectorConfig};
 use crate::kafka::{Membership, Ownership, SharedRecord, SharedTopic, TopicError, ensure_slots};
-use crate::status::SharedTask;
+use crate::status::{SharedTask, State};
 
 /// The config topic's key prefix of a request to every worker.
 const REQUEST_KEY: &str = "request/";
@@ -259,6 +259,16 @@ impl Worker {
         Ok(())
     }
 
+    /// In a cluster, a task of stopped connector `name` that the worker owning its slot has
+    /// not reported STOPPED yet (its last batch and commit may still be under way there).
+    pub(super) fn stopping_elsewhere(&self, name: &str) -> Option<u32> {
+        self.cluster.as_ref()?;
+        let tasks = self.status.local(name)?.tasks.len() as u32;
+        (0..tasks).find(|&id| {
+            !self.owns(name, id) && self.status.reported_state(name, id) != Some(State::Stopped)
+        })
+    }
+
     /// Forgets the active topics of connector `name` (on every worker of a cluster).
     pub async fn reset_topics(&self, name: &str) -> Result<(), Refused> {
         if self.status.local(name).is_none() {
@@ -406,7 +416,10 @@ impl Worker {
                     }
                 }
             }
-            let now = self.status.reported(&cluster.member);
+            let mut now = self.status.reported(&cluster.member);
+            // The worker that owns a task's slot reports it (a stopped task, once it has
+            // finished there); the others' view of it is no news.
+            now.retain(|(connector, id), _| self.owns(connector, *id));
             reported.retain(|key, _| now.contains_key(key));
             for (key, task) in now {
                 if reported.get(&key) == Some(&task) {

@@ -209,8 +209,8 @@ impl Worker {
             .map_err(unavailable)
     }
 
-    /// The config of a connector whose offsets may change: it must be STOPPED.
-    /// The config of a connector that is STOPPED and whose tasks have all finished.
+    /// The config of a connector whose offsets may change: it is STOPPED and its tasks have
+    /// all finished, here and, in a cluster, on the worker that ran each (as it reported).
     fn stopped(&self, name: &str) -> Result<ConnectorConfig, Refused> {
         let tasks_gone = self
             .running
@@ -220,6 +220,13 @@ impl Worker {
             .is_some_and(|r| r.tasks.is_empty());
         if self.target(name)? != Target::Stopped || !tasks_gone {
             return Err(Refused::NotStopped(name.to_owned()));
+        }
+        if let Some(task) = self.stopping_elsewhere(name) {
+            return Err(Refused::Cluster(format!(
+                "connector {name} is STOPPED, but the worker that ran its task {task} has not \
+                 reported it stopped yet (it finishes its batch and commits first): try again \
+                 in a moment"
+            )));
         }
         self.connector_config(name)
             .ok_or_else(|| Refused::NotFound(name.to_owned()))

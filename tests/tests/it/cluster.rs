@@ -1293,6 +1293,67 @@ async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_chang
     produce(&producer, &topic, 300..600).await?;
     wait_count(&pg, &distinct, 600, LONG).await?;
 
+    // Its active topics (KIP-558), as the worker that runs it reported them, on any worker.
+    wait_until("worker C to show the topic the task uses", LONG, || async {
+        let (code, topics) = call(
+            &workers[c],
+            reqwest::Method::GET,
+            &format!("/connectors/{name}/topics"),
+            None,
+        )
+        .await?;
+        Ok(
+            if code == 200 && topics[&name]["topics"] == json!([topic]) {
+                Ok(())
+            } else {
+                Err(format!("{code} {topics}"))
+            },
+        )
+    })
+    .await?;
+
+    // Stopped through C, its offsets reset through B once the task's worker reported it
+    // stopped, resumed through A: every record is read again where it runs.
+    let (code, body) = call(
+        &workers[c],
+        reqwest::Method::PUT,
+        &format!("/connectors/{name}/stop"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 204, "{body}");
+    let reset = wait_until("B to reset the offsets", LONG, || async {
+        let (code, body) = call(
+            &workers[b],
+            reqwest::Method::DELETE,
+            &format!("/connectors/{name}/offsets"),
+            None,
+        )
+        .await?;
+        Ok(match code {
+            200 => Ok(body),
+            // The worker that ran the task has not reported it stopped yet: in words.
+            409 if body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not reported it stopped")) =>
+            {
+                Err(body.to_string())
+            }
+            _ => anyhow::bail!("resetting the offsets: {code} {body}"),
+        })
+    })
+    .await?;
+    println!("offsets reset through a worker that did not run the task: {reset}");
+    let (code, body) = call(
+        &workers[0],
+        reqwest::Method::PUT,
+        &format!("/connectors/{name}/resume"),
+        None,
+    )
+    .await?;
+    assert_eq!(code, 202, "{body}");
+    wait_count(&pg, &format!("SELECT count(*) FROM {table}"), 1200, LONG).await?;
+
     // Task 0 restarted through a worker that does not run it restarts where it runs.
     let restarts = format!("connector=\"{name}\"");
     let before = workers[owner]
@@ -1491,5 +1552,76 @@ async fn the_whole_cluster_stopped_and_started_again_has_the_same_connectors_sta
         assert_eq!(distinct, 400, "every record of {table} arrived");
         assert_eq!(rows, 400, "no record of {table} arrived twice");
     }
+    Ok(())
+}
+
+/// Moving from one process to a cluster: the connectors made through a single process's API
+/// (its connectors.json) become the cluster's when the process restarts as the first worker
+/// of a new cluster, and run on from their positions. A second worker whose connectors.yaml
+/// differs says so. On tansu.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_process_becomes_a_cluster_with_its_api_made_connectors_and_a_differing_file_is_told()
+-> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let pg = Postgres::connect().await?;
+    let (topic, table, name, group) = (
+        unique("moved"),
+        unique("moved"),
+        unique("made"),
+        unique("workers"),
+    );
+    broker.create_topic(&topic, 2).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
+    ))
+    .await?;
+    let mut single = Daemon::start(&crate::common::config(&broker, &pg, "  []\n"))?;
+    let (code, body) = call(
+        &single,
+        reqwest::Method::POST,
+        "/connectors",
+        Some(json!({ "name": name, "config": sink_json(&topic, &table)? })),
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    let producer = broker.producer()?;
+    let rows = format!("SELECT count(*) FROM {table}");
+    produce(&producer, &topic, 0..200).await?;
+    wait_count(&pg, &rows, 200, LONG).await?;
+    let exit = single.terminate(LONG).await?;
+    assert!(exit.success(), "{exit}");
+
+    // The same process, now the first worker of a cluster.
+    single.rewrite_config(&worker_config(&broker.bootstrap, &pg, &group, "  []\n"))?;
+    single.restart()?;
+    single
+        .wait_log(&["now the cluster's", &format!("{group}-configs")], LONG)
+        .await?;
+    produce(&producer, &topic, 200..400).await?;
+    wait_count(&pg, &rows, 400, LONG).await?;
+    let distinct = pg
+        .count(&format!("SELECT count(DISTINCT seq) FROM {table}"))
+        .await?;
+    assert_eq!(
+        (distinct, pg.count(&rows).await?),
+        (400, 400),
+        "every record once"
+    );
+
+    // A second worker with another file: both say the files differ, naming the other.
+    let other = sink(
+        &unique("other"),
+        &topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    );
+    let second = Daemon::start(&worker_config(&broker.bootstrap, &pg, &group, &other))?;
+    second
+        .wait_log(&["connectors.yaml differs", &single.admin], LONG)
+        .await?;
+    single
+        .wait_log(&["connectors.yaml differs", &second.admin], LONG)
+        .await?;
     Ok(())
 }
