@@ -176,6 +176,22 @@ async fn cleanup_policy(
         .unwrap_or_else(|| "delete".into()))
 }
 
+/// A producer of the runtime's own records (positions the API writes, the cluster's shared
+/// topics): `kafka.producer` over [`client_config`], idempotent, each record acknowledged by
+/// every in-sync replica.
+pub(super) fn acknowledged_producer(
+    kafka: &KafkaConfig,
+) -> rdkafka::error::KafkaResult<rdkafka::producer::FutureProducer> {
+    let mut config = client_config(kafka);
+    for (key, value) in &kafka.producer {
+        config.set(key, value);
+    }
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+}
+
 /// The runtime's defaults, `kafka.properties` and the bootstrap servers: what the runtime's
 /// own clients (admin, offsets) use.
 pub(super) fn client_config(kafka: &KafkaConfig) -> ClientConfig {

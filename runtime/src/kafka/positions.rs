@@ -11,7 +11,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::admin::{TopicError, TopicSpec, client_config, ensure_topic};
+use super::admin::{TopicError, TopicSpec, acknowledged_producer, client_config, ensure_topic};
 use crate::config::KafkaConfig;
 use crate::connector::{
     POSITION_MARK, POSITION_MARK_VERSION, PositionLog, Read, position_key, position_value,
@@ -190,15 +190,7 @@ impl PositionStore {
         kafka: &KafkaConfig,
         positions: &[(String, Option<String>)],
     ) -> Result<(), PositionStoreError> {
-        let mut config = client_config(kafka);
-        for (key, value) in &kafka.producer {
-            config.set(key, value);
-        }
-        let producer: FutureProducer = config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()
-            .map_err(|e| self.error(e))?;
+        let producer: FutureProducer = acknowledged_producer(kafka).map_err(|e| self.error(e))?;
         for (partition, position) in positions {
             let key = self.key(partition);
             let value = position.as_deref().map(PositionStore::value);

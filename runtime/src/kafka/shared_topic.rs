@@ -17,7 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::admin::{TopicError, client_config, ensure_shared_topic};
+use super::admin::{TopicError, acknowledged_producer, client_config, ensure_shared_topic};
 use crate::config::KafkaConfig;
 
 /// How long one broker request (metadata, watermarks, a write) may take.
@@ -58,16 +58,7 @@ impl SharedTopic {
             })?;
         let unavailable =
             |e: rdkafka::error::KafkaError| TopicError::Unavailable(named(e.to_string()));
-        let mut producer = client_config(kafka);
-        for (key, value) in &kafka.producer {
-            producer.set(key, value);
-        }
-        let producer: FutureProducer = producer
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "0")
-            .create()
-            .map_err(unavailable)?;
+        let producer = acknowledged_producer(kafka).map_err(unavailable)?;
         let mut consumer = client_config(kafka);
         for (key, value) in &kafka.consumer {
             consumer.set(key, value);

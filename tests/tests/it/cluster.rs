@@ -198,12 +198,7 @@ async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_wi
         SESSION.as_secs()
     );
     wait_count(&pg, &distinct, 1200, LONG).await?;
-    let missing = pg
-        .count(&format!(
-            "SELECT count(*) FROM generate_series(0, 1199) s WHERE NOT EXISTS \
-             (SELECT 1 FROM {table} t WHERE t.seq = s)"
-        ))
-        .await?;
+    let missing = missing(&pg, &table, 1200).await?;
     assert_eq!(missing, 0, "every record arrives");
     // The survivors' metrics count the change of ownership.
     let mut rebalances = 0.0;
@@ -395,13 +390,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
     produce(&producer, &topic, n..n + 300).await?;
     n += 300;
     wait_count(&pg, &distinct, n, LONG).await?;
-    let missing = pg
-        .count(&format!(
-            "SELECT count(*) FROM generate_series(0, {}) s WHERE NOT EXISTS \
-             (SELECT 1 FROM {table} t WHERE t.seq = s)",
-            n - 1
-        ))
-        .await?;
+    let missing = missing(&pg, &table, n).await?;
     assert_eq!(missing, 0, "every record arrives");
     // Most runs write every record once; some write a few dozen twice, when a sink task's
     // partitions move between the consumers of the connector's group as a task moves
@@ -910,12 +899,7 @@ async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_
     wait_spread(&workers.iter().collect::<Vec<_>>(), &name).await?;
     produce(&producer, &topic, 1200..1800).await?;
     wait_count(&pg, &distinct, 1800, LONG).await?;
-    let missing = pg
-        .count(&format!(
-            "SELECT count(*) FROM generate_series(0, 1799) s WHERE NOT EXISTS \
-             (SELECT 1 FROM {table} t WHERE t.seq = s)"
-        ))
-        .await?;
+    let missing = missing(&pg, &table, 1800).await?;
     assert_eq!(missing, 0, "every record arrives");
     Ok(())
 }
@@ -1057,12 +1041,7 @@ async fn a_static_member_restarted_within_its_session_gets_its_task_back_and_not
     }
     produce(&producer, &topic, 600..900).await?;
     wait_count(&pg, &distinct, 900, LONG).await?;
-    let missing = pg
-        .count(&format!(
-            "SELECT count(*) FROM generate_series(0, 899) s WHERE NOT EXISTS \
-             (SELECT 1 FROM {table} t WHERE t.seq = s)"
-        ))
-        .await?;
+    let missing = missing(&pg, &table, 900).await?;
     assert_eq!(missing, 0, "every record arrives");
     let rows = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
     println!("static member: 900 records, {} written twice", rows - 900);
@@ -1146,14 +1125,19 @@ async fn a_worker_cut_off_in_the_middle_of_a_rebalance_stops_its_task_before_ano
     }
     produce(&producer, &topic, 600..900).await?;
     wait_count(&pg, &distinct, 900, LONG).await?;
-    let missing = pg
-        .count(&format!(
-            "SELECT count(*) FROM generate_series(0, 899) s WHERE NOT EXISTS \
-             (SELECT 1 FROM {table} t WHERE t.seq = s)"
-        ))
-        .await?;
+    let missing = missing(&pg, &table, 900).await?;
     assert_eq!(missing, 0, "every record arrives");
     Ok(())
+}
+
+/// How many of the sequence numbers `0..n` have no row in `table`.
+async fn missing(pg: &Postgres, table: &str, n: i64) -> anyhow::Result<i64> {
+    pg.count(&format!(
+        "SELECT count(*) FROM generate_series(0, {}) s WHERE NOT EXISTS \
+         (SELECT 1 FROM {table} t WHERE t.seq = s)",
+        n - 1
+    ))
+    .await
 }
 
 /// Sends `method path` (with a JSON `body`) to `worker`'s API: the status code and the JSON
@@ -1415,12 +1399,7 @@ async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_chang
         .metric("wasmconnect_task_state", &[&restarts])
         .await?;
     assert_eq!(state, None, "the owner no longer runs a task of {name}");
-    let missing = pg
-        .count(&format!(
-            "SELECT count(*) FROM generate_series(0, 599) s WHERE NOT EXISTS \
-             (SELECT 1 FROM {table} t WHERE t.seq = s)"
-        ))
-        .await?;
+    let missing = missing(&pg, &table, 600).await?;
     assert_eq!(missing, 0, "every record arrived");
     Ok(())
 }
