@@ -23,11 +23,12 @@ use crate::config::KafkaConfig;
 /// How long one broker request (metadata, watermarks, a write) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One record of a shared topic: a key and its value, `None` for a tombstone.
+/// One record of a shared topic: a key and its value, `None` for a tombstone, at its offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedRecord {
     pub key: String,
     pub value: Option<Vec<u8>>,
+    pub offset: i64,
 }
 
 /// A shared topic, opened for writing and for reading from its beginning.
@@ -92,8 +93,8 @@ impl SharedTopic {
     }
 
     /// Writes `value` (`None`: a tombstone) under `key` and waits until the brokers
-    /// acknowledged it.
-    pub async fn publish(&self, key: &str, value: Option<&[u8]>) -> Result<(), TopicError> {
+    /// acknowledged it; returns its offset.
+    pub async fn publish(&self, key: &str, value: Option<&[u8]>) -> Result<i64, TopicError> {
         let mut record = FutureRecord::<str, [u8]>::to(&self.name)
             .key(key)
             .partition(0);
@@ -103,7 +104,7 @@ impl SharedTopic {
         self.producer
             .send(record, REQUEST_TIMEOUT)
             .await
-            .map(|_| ())
+            .map(|delivery| delivery.offset)
             .map_err(|(e, _)| self.unavailable(format!("cannot write {key:?}: {e}")))
     }
 
@@ -119,11 +120,12 @@ impl SharedTopic {
             return Ok(records);
         }
         loop {
-            let (record, offset) = tokio::time::timeout(REQUEST_TIMEOUT, self.read())
+            let record = tokio::time::timeout(REQUEST_TIMEOUT, self.read())
                 .await
                 .map_err(|_| self.unavailable("no data within 10 s while reading it"))??;
+            let end = record.offset + 1 >= high;
             records.push(record);
-            if offset + 1 >= high {
+            if end {
                 return Ok(records);
             }
         }
@@ -131,20 +133,20 @@ impl SharedTopic {
 
     /// The next record, waiting for one.
     pub async fn next(&self) -> Result<SharedRecord, TopicError> {
-        self.read().await.map(|(record, _)| record)
+        self.read().await
     }
 
-    async fn read(&self) -> Result<(SharedRecord, i64), TopicError> {
+    async fn read(&self) -> Result<SharedRecord, TopicError> {
         let message = self
             .consumer
             .recv()
             .await
             .map_err(|e| self.unavailable(format!("cannot read it: {e}")))?;
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-        let record = SharedRecord {
+        Ok(SharedRecord {
             key,
             value: message.payload().map(<[u8]>::to_vec),
-        };
-        Ok((record, message.offset()))
+            offset: message.offset(),
+        })
     }
 }

@@ -60,21 +60,34 @@ fn file_digest(file: &[ConnectorConfig]) -> String {
     format!("{:x}", sha2::Sha256::digest(json))
 }
 
-/// The slot of every task of a set of connectors: connectors in the order of their names, each
-/// with `tasks_max` slots in task order, numbered from 0. Every worker loading the same file
-/// derives the same map, so a slot means the same task on every worker.
+/// The slot of every task of a set of connectors, each connector with `tasks_max` slots in
+/// task order, numbered from 0: first the connectors the file declares, in the order of their
+/// names, then those made through the API, in the order they were created (the config topic's
+/// order). Every worker loading the same file and replaying the same config topic derives the
+/// same map, so a slot means the same task on every worker; a connector made later takes
+/// slots after all others, so it moves no other connector's task.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct SlotMap {
     by_task: BTreeMap<(String, u32), u32>,
 }
 
 impl SlotMap {
-    pub fn of(connectors: &[ConnectorConfig]) -> SlotMap {
+    /// The map of `connectors` (the effective ones: the file's with the API's laid over, then
+    /// those made through the API in creation order) when the file declares `file`.
+    pub fn of(file: &[ConnectorConfig], connectors: &[ConnectorConfig]) -> SlotMap {
+        let declared = |c: &&ConnectorConfig| file.iter().any(|f| f.name == c.name);
         let mut names: Vec<(&str, u32)> = connectors
             .iter()
+            .filter(declared)
             .map(|c| (c.name.as_str(), c.tasks_max))
             .collect();
         names.sort_unstable();
+        names.extend(
+            connectors
+                .iter()
+                .filter(|c| !declared(c))
+                .map(|c| (c.name.as_str(), c.tasks_max)),
+        );
         let mut by_task = BTreeMap::new();
         let mut next = 0;
         for (name, tasks) in names {
@@ -164,7 +177,7 @@ impl Worker {
         let Registry { file, store } = registry;
         let effective = store.effective(file);
         if let Some(cluster) = &self.cluster {
-            *cluster.map.lock().expect("slot map lock") = SlotMap::of(&effective.connectors);
+            *cluster.map.lock().expect("slot map lock") = SlotMap::of(file, &effective.connectors);
         }
         effective
     }
@@ -254,6 +267,7 @@ impl Worker {
         topic
             .publish(&format!("{REQUEST_KEY}{name}"), Some(&value))
             .await
+            .map(|_| ())
             .map_err(|e| Refused::Unavailable(e.to_string()))?;
         tracing::info!(connector = %name, ?request, "sent to every worker of the cluster");
         Ok(())
@@ -409,7 +423,7 @@ impl Worker {
                     .publish(&format!("{WORKER_KEY}{}", cluster.member), Some(&record))
                     .await
                 {
-                    Ok(()) => worker_reported = Some(file),
+                    Ok(_) => worker_reported = Some(file),
                     Err(e) => {
                         tracing::warn!("cannot report this worker to the cluster: {e}");
                         failed = true;
@@ -431,7 +445,7 @@ impl Worker {
                     .publish(&format!("{TASK_KEY}{connector}/{id}"), Some(&value))
                     .await
                 {
-                    Ok(()) => {
+                    Ok(_) => {
                         reported.insert(key, task);
                     }
                     Err(e) => {
@@ -643,8 +657,10 @@ mod tests {
 
     #[test]
     fn every_task_has_its_own_slot_in_name_order_whatever_the_files_order() {
-        let map = SlotMap::of(&[connector("b", 2), connector("a", 3)]);
-        let again = SlotMap::of(&[connector("a", 3), connector("b", 2)]);
+        let file = [connector("b", 2), connector("a", 3)];
+        let reordered = [connector("a", 3), connector("b", 2)];
+        let map = SlotMap::of(&file, &file);
+        let again = SlotMap::of(&reordered, &reordered);
         assert_eq!(map, again);
         assert_eq!(map.len(), 5);
         assert_eq!(map.slot("a", 0), Some(0));
@@ -653,5 +669,25 @@ mod tests {
         assert_eq!(map.slot("b", 1), Some(4));
         assert_eq!(map.slot("b", 2), None);
         assert_eq!(map.slot("c", 0), None);
+    }
+
+    #[test]
+    fn connectors_made_through_the_api_take_slots_after_the_files_in_creation_order() {
+        let file = [connector("m", 1)];
+        let before = SlotMap::of(&file, &[connector("m", 1), connector("x", 2)]);
+        // "a" is made after "x": it sorts first by name, but takes the slots after x's.
+        let after = SlotMap::of(
+            &file,
+            &[connector("m", 1), connector("x", 2), connector("a", 1)],
+        );
+        for (name, task) in [("m", 0), ("x", 0), ("x", 1)] {
+            assert_eq!(
+                before.slot(name, task),
+                after.slot(name, task),
+                "{name}-{task}"
+            );
+        }
+        assert_eq!(after.slot("x", 1), Some(2));
+        assert_eq!(after.slot("a", 0), Some(3));
     }
 }

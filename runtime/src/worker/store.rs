@@ -80,11 +80,27 @@ struct Entry {
     replaced: Option<ConnectorConfig>,
     #[serde(default)]
     target: Target,
+    /// In a cluster: the config topic's offset of the record that created the connector
+    /// through the API (a record without it is the creating one). The cluster's connectors
+    /// made through the API take their task slots in this order, after the file's, so one
+    /// created later never moves another's tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<i64>,
 }
 
 impl Entry {
     fn is_empty(&self) -> bool {
         self.config.is_none() && !self.deleted && self.target == Target::Started
+    }
+
+    /// Completes an entry written at `offset` of the config topic: a config without a
+    /// creation offset was created by that very record; an entry without a config has none.
+    fn created_at(&mut self, offset: i64) {
+        if self.config.is_none() {
+            self.since = None;
+        } else if self.since.is_none() {
+            self.since = Some(offset);
+        }
     }
 }
 
@@ -114,7 +130,8 @@ enum Backing {
 /// The connectors to run: the file's, with the API's changes laid over it.
 #[derive(Debug, Default, PartialEq)]
 pub struct Effective {
-    /// The file's order first, then those created through the API, by name.
+    /// The file's order first, then those created through the API: by name in a single
+    /// process, in the order they were created in a cluster.
     pub connectors: Vec<ConnectorConfig>,
     pub targets: BTreeMap<String, Target>,
 }
@@ -183,7 +200,10 @@ impl Store {
         let entry = match &record.value {
             None => None,
             Some(bytes) => match serde_json::from_slice::<Entry>(bytes) {
-                Ok(entry) => Some(entry),
+                Ok(mut entry) => {
+                    entry.created_at(record.offset);
+                    Some(entry)
+                }
                 Err(e) => {
                     tracing::error!(connector = %name, "ignoring an unreadable record of the cluster's config topic: {e}");
                     return false;
@@ -239,11 +259,17 @@ impl Store {
                 _ => effective.connectors.push(declared.clone()),
             }
         }
-        for (name, entry) in &self.entries {
-            if let (Some(config), false) = (&entry.config, file.iter().any(|c| &c.name == name)) {
-                effective.connectors.push(config.clone());
-            }
-        }
+        let mut made: Vec<(Option<i64>, &ConnectorConfig)> = self
+            .entries
+            .iter()
+            .filter(|(name, _)| !file.iter().any(|c| &c.name == *name))
+            .filter_map(|(_, entry)| Some((entry.since, entry.config.as_ref()?)))
+            .collect();
+        // Stable: entries are by name, so equal offsets (none, alone) stay by name.
+        made.sort_by_key(|(since, _)| *since);
+        effective
+            .connectors
+            .extend(made.into_iter().map(|(_, config)| config.clone()));
         for (name, entry) in &self.entries {
             if entry.target != Target::Started
                 && effective.connectors.iter().any(|c| &c.name == name)
@@ -316,12 +342,20 @@ impl Store {
         match &self.backing {
             Backing::File(path) => write_file(path, &entries)?,
             Backing::Topic(topic) => {
-                let value = entries
-                    .get(name)
-                    .map(|e| serde_json::to_vec(e).expect("connector configs serialize"));
-                topic
-                    .publish(&format!("{CONNECTOR_KEY}{name}"), value.as_deref())
-                    .await?;
+                if let Some(entry) = entries.get_mut(name) {
+                    if entry.config.is_none() {
+                        entry.since = None;
+                    }
+                    let value = serde_json::to_vec(entry).expect("connector configs serialize");
+                    let offset = topic
+                        .publish(&format!("{CONNECTOR_KEY}{name}"), Some(&value))
+                        .await?;
+                    entry.created_at(offset);
+                } else {
+                    topic
+                        .publish(&format!("{CONNECTOR_KEY}{name}"), None)
+                        .await?;
+                }
             }
         }
         self.entries = entries;
@@ -412,6 +446,54 @@ mod tests {
         let effective = store.effective(&edited);
         assert_eq!(names(&effective), ["a", "b"]);
         assert_eq!(effective.connectors[0].topics, ["t2"]);
+    }
+
+    /// The first topic of each connector the store makes effective over an empty file.
+    fn topics(store: &mut Store) -> Vec<String> {
+        let effective = store.effective(&[]);
+        effective
+            .connectors
+            .iter()
+            .map(|c| c.topics[0].clone())
+            .collect()
+    }
+
+    /// A record of the config topic holding `entry` for connector `name`, at `offset`.
+    fn record(name: &str, entry: &Entry, offset: i64) -> SharedRecord {
+        SharedRecord {
+            key: format!("{CONNECTOR_KEY}{name}"),
+            value: Some(serde_json::to_vec(entry).unwrap()),
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_clusters_api_connectors_come_in_the_order_they_were_created_whatever_their_names() {
+        let mut store = Store::open(&tempdir()).unwrap();
+        let made = |topic| Entry {
+            config: Some(connector("_", topic)),
+            ..Entry::default()
+        };
+        assert!(store.absorb(&record("z", &made("t1"), 5)));
+        assert!(store.absorb(&record("a", &made("t2"), 9)));
+        assert_eq!(topics(&mut store), ["t1", "t2"], "z was created first");
+        // A later change of z carries its creation offset: the order holds.
+        let mut changed = store.entries["z"].clone();
+        assert_eq!(changed.since, Some(5));
+        changed.target = Target::Paused;
+        assert!(store.absorb(&record("z", &changed, 12)));
+        assert_eq!(store.entries["z"].since, Some(5));
+        // Deleted, then made again: created anew, after a.
+        assert!(store.absorb(&SharedRecord {
+            key: format!("{CONNECTOR_KEY}z"),
+            value: None,
+            offset: 13,
+        }));
+        assert!(store.absorb(&record("z", &made("t3"), 14)));
+        assert_eq!(topics(&mut store), ["t2", "t3"]);
+        // The worker's own record coming back changes nothing.
+        let own = store.entries["z"].clone();
+        assert!(!store.absorb(&record("z", &own, 14)));
     }
 
     #[test]

@@ -1224,6 +1224,8 @@ async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_chang
         "CREATE TABLE {table} (seq bigint NOT NULL, payload text)"
     ))
     .await?;
+    // Two slots, for the two connectors made below (tansu cannot add partitions later).
+    broker.create_topic(&format!("{group}-slots"), 2).await?;
     let config = worker_config(&broker.bootstrap, &pg, &group, "  []\n");
     let workers = [
         Daemon::start(&config)?,
@@ -1364,6 +1366,33 @@ async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_chang
         })
     })
     .await?;
+
+    // A second connector made through C, whose name sorts before the first's: it takes the
+    // next slot, and the first's task neither moves nor stops.
+    let second = format!("a{name}");
+    let (code, body) = call(
+        &workers[c],
+        reqwest::Method::POST,
+        "/connectors",
+        Some(json!({ "name": second, "config": sink_json(&topic, &table)? })),
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
+    wait_until("the second connector's task running", LONG, || async {
+        let placed = placement(&all, &second, 1).await;
+        Ok(placed[0].ok_or(format!("{placed:?}")))
+    })
+    .await?;
+    assert_eq!(placement(&all, &name, 1).await, [Some(owner)]);
+    let moved: Vec<String> = workers
+        .iter()
+        .flat_map(|w| w.log())
+        .filter(|l| l.contains("its slot moved") && l.contains(&format!("connector={name}")))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the first connector's task stayed: {moved:?}"
+    );
 
     // Deleted through B: gone from every worker, its task stopped where it ran.
     let (code, body) = call(
