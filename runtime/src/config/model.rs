@@ -196,16 +196,6 @@ impl ClusterConfig {
     pub fn slots_topic(&self) -> String {
         format!("{}-slots", self.group)
     }
-
-    /// The cluster's config topic: connectors made through the API, target states, requests.
-    pub fn config_topic(&self) -> String {
-        format!("{}-configs", self.group)
-    }
-
-    /// The cluster's status topic: each task as the worker that runs it reports it.
-    pub fn status_topic(&self) -> String {
-        format!("{}-status", self.group)
-    }
 }
 
 fn default_session_timeout_ms() -> u64 {

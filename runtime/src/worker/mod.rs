@@ -3,6 +3,7 @@
 //! API was given (native or Kafka Connect's shape, a merge patch); `targets` the target states
 //! (stop, pause, resume), `restarts` restarts a connector or one task, `wiring` splits a
 //! connector's work and builds its tasks, `cluster` the tasks a worker of a cluster runs,
+//! `shared` the cluster's config and status topics,
 //! `plugins` loads, checks and lists plugins, `offsets` reads and changes a stopped
 //! connector's offsets, `store` keeps API-made connectors and target states, `console` the
 //! live status on a terminal.
@@ -13,6 +14,7 @@ mod console;
 mod offsets;
 mod plugins;
 mod restarts;
+mod shared;
 mod store;
 mod targets;
 mod wiring;

@@ -2,7 +2,7 @@
 //! one task alone. In a cluster the request goes through the config topic to every worker,
 //! and each restarts what it runs ([`Worker::restart_here`], [`Worker::bounce_task`]).
 
-use super::cluster::Request;
+use super::shared::Request;
 use super::{Refused, Target, Worker};
 use crate::status::{Counter, State};
 
