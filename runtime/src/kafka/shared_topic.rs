@@ -108,6 +108,16 @@ impl SharedTopic {
             .map_err(|(e, _)| self.unavailable(format!("cannot write {key:?}: {e}")))
     }
 
+    /// The offset the next record written will have: where the topic ends now.
+    pub fn end(&self) -> Result<i64, TopicError> {
+        tokio::task::block_in_place(|| {
+            self.consumer
+                .fetch_watermarks(&self.name, 0, REQUEST_TIMEOUT)
+        })
+        .map(|(_, high)| high)
+        .map_err(|e| self.unavailable(format!("cannot read where it ends: {e}")))
+    }
+
     /// Every record up to the end the topic has now, in order.
     pub async fn catch_up(&self) -> Result<Vec<SharedRecord>, TopicError> {
         let (low, high) = tokio::task::block_in_place(|| {

@@ -81,6 +81,8 @@ pub(super) struct ClusterState {
     pub digest: watch::Sender<String>,
     /// The other workers' digests, by worker.
     pub digests: Mutex<BTreeMap<String, String>>,
+    /// The config topic's offset up to which this worker has applied its records.
+    pub applied: watch::Sender<i64>,
 }
 
 impl ClusterState {
@@ -94,6 +96,7 @@ impl ClusterState {
             topics: OnceLock::new(),
             digest: watch::Sender::new(file_digest(file)),
             digests: Mutex::default(),
+            applied: watch::Sender::new(0),
         }
     }
 }

@@ -346,6 +346,7 @@ impl Worker {
         name: &str,
         config: serde_json::Value,
     ) -> Result<ConnectorConfig, Refused> {
+        self.caught_up().await?;
         let mut registry = self.registry.lock().await;
         if self.target(name).is_ok() {
             return Err(Refused::Exists(name.to_owned()));
@@ -369,6 +370,7 @@ impl Worker {
         name: &str,
         config: serde_json::Value,
     ) -> Result<(bool, ConnectorConfig), Refused> {
+        self.caught_up().await?;
         let mut registry = self.registry.lock().await;
         if self.target(name).is_err() {
             drop(registry);
@@ -402,6 +404,7 @@ impl Worker {
         name: &str,
         patch: serde_json::Value,
     ) -> Result<ConnectorConfig, Refused> {
+        self.caught_up().await?;
         let current = self
             .connector_config(name)
             .ok_or_else(|| Refused::NotFound(name.to_owned()))?;
@@ -426,6 +429,7 @@ impl Worker {
     /// Deletes a connector (DELETE /connectors/{name}): its tasks finish their batch and
     /// commit, and it is forgotten, also across restarts. Its offsets stay.
     pub async fn delete(&self, name: &str) -> Result<(), Refused> {
+        self.caught_up().await?;
         let mut registry = self.registry.lock().await;
         self.target(name)?;
         let declared = registry.file.iter().find(|c| c.name == name).cloned();

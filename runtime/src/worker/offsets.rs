@@ -87,6 +87,7 @@ impl Worker {
         name: &str,
         offsets: ConnectorOffsets,
     ) -> Result<(), Refused> {
+        self.caught_up().await?;
         let _registry = self.registry.lock().await;
         let connector = self.stopped(name)?;
         match (connector.kind, offsets) {
@@ -113,6 +114,7 @@ impl Worker {
     /// Resets every offset of a STOPPED connector: a sink reads its topics again from where
     /// a new consumer starts, a source's plugin starts every partition afresh.
     pub async fn reset_offsets(&self, name: &str) -> Result<(), Refused> {
+        self.caught_up().await?;
         let _registry = self.registry.lock().await;
         let connector = self.stopped(name)?;
         match connector.kind {

@@ -14,6 +14,7 @@ impl Worker {
     /// worker). A stopped connector stays stopped, a paused one restarts paused.
     pub async fn restart(&self, name: &str, only_failed: bool) -> Result<bool, Refused> {
         if self.cluster.is_some() {
+            self.caught_up().await?;
             self.target(name)?;
             self.request(name, Request::Restart { only_failed }).await?;
             return Ok(true);
@@ -67,6 +68,7 @@ impl Worker {
     /// restart (nothing happens).
     pub async fn restart_task(&self, name: &str, id: u32) -> Result<(), Refused> {
         if self.cluster.is_some() {
+            self.caught_up().await?;
             let tasks = self
                 .status
                 .local(name)

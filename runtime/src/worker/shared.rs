@@ -113,6 +113,9 @@ impl Worker {
         );
         let (configs, statuses) = (Arc::new(configs?), Arc::new(statuses?));
         let records = configs.catch_up().await?;
+        if let Some(last) = records.last() {
+            cluster.applied.send_replace(last.offset + 1);
+        }
         let reported = statuses.catch_up().await?;
         let mut store = Store::in_topic(configs.clone(), &records);
         if !registry.store.is_empty() {
@@ -153,6 +156,38 @@ impl Worker {
         }
     }
 
+    /// In a cluster, waits until this worker has applied every record its config topic held
+    /// when called (a no-op for a single process): a change the API acknowledged on any
+    /// worker is seen by every API call made after it, on any worker. The registry must not
+    /// be held (applying takes it). Bounded: a broker out of reach is a refusal, in words.
+    pub(super) async fn caught_up(&self) -> Result<(), Refused> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        if cluster.topics.get().is_none() {
+            // The worker is still replaying the topics at start, the registry held meanwhile.
+            drop(self.registry.lock().await);
+        }
+        let Some((configs, _)) = cluster.topics.get() else {
+            return Err(Refused::Unavailable(
+                "the cluster's config topic is not read yet".into(),
+            ));
+        };
+        let end = configs
+            .end()
+            .map_err(|e| Refused::Unavailable(e.to_string()))?;
+        let mut applied = cluster.applied.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|&a| a >= end))
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                Refused::Unavailable(format!(
+                    "this worker has not caught up with {} within 10 s: try again",
+                    configs.name()
+                ))
+            })
+    }
+
     /// Sends `request` about connector `name` to every worker of the cluster (this one
     /// included) through the config topic.
     pub(super) async fn request(&self, name: &str, request: Request) -> Result<(), Refused> {
@@ -186,6 +221,7 @@ impl Worker {
 
     /// Forgets the active topics of connector `name` (on every worker of a cluster).
     pub async fn reset_topics(&self, name: &str) -> Result<(), Refused> {
+        self.caught_up().await?;
         if self.status.local(name).is_none() {
             return Err(Refused::NotFound(name.to_owned()));
         }
@@ -279,16 +315,18 @@ impl Worker {
     /// Follows the config topic: another worker's change to a connector converges this one
     /// too; requests are acted on.
     pub(super) async fn follow_configs(&self, topic: Arc<SharedTopic>) {
+        let cluster = self.cluster.as_ref().expect("cluster mode");
         while let Some(record) = self.next_shared(&topic).await {
             if let Some(name) = record.key.strip_prefix(REQUEST_KEY) {
                 self.take_request(name, &record).await;
-                continue;
+            } else {
+                let mut registry = self.registry.lock().await;
+                if registry.store.absorb(&record) {
+                    tracing::info!(key = %record.key, "a connector changed through the cluster's config topic");
+                    self.converge(&mut registry).await;
+                }
             }
-            let mut registry = self.registry.lock().await;
-            if registry.store.absorb(&record) {
-                tracing::info!(key = %record.key, "a connector changed through the cluster's config topic");
-                self.converge(&mut registry).await;
-            }
+            cluster.applied.send_replace(record.offset + 1);
         }
     }
 

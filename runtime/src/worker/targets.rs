@@ -26,6 +26,7 @@ impl Worker {
 
     /// Stores a connector's new target state, then applies it.
     async fn set_target(&self, name: &str, target: Target) -> Result<(), Refused> {
+        self.caught_up().await?;
         let mut registry = self.registry.lock().await;
         if self.target(name)? == target {
             return Ok(());

@@ -1140,6 +1140,20 @@ async fn missing(pg: &Postgres, table: &str, n: i64) -> anyhow::Result<i64> {
     .await
 }
 
+/// Waits until `worker`'s API answers (the process has bound its admin address).
+async fn answering(worker: &Daemon) -> anyhow::Result<()> {
+    wait_until(&format!("{} to answer", worker.admin), LONG, || async {
+        Ok(
+            match call(worker, reqwest::Method::GET, "/connectors", None).await {
+                Ok((200, _)) => Ok(()),
+                Ok((code, body)) => Err(format!("{code} {body}")),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+    })
+    .await
+}
+
 /// Sends `method path` (with a JSON `body`) to `worker`'s API: the status code and the JSON
 /// answer (`null` when empty).
 async fn call(
@@ -1233,6 +1247,9 @@ async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_chang
         Daemon::start(&config)?,
     ];
     let all: Vec<&Daemon> = workers.iter().collect();
+    for worker in &workers {
+        answering(worker).await?;
+    }
 
     let (code, created) = call(
         &workers[0],
@@ -1467,6 +1484,7 @@ async fn the_whole_cluster_stopped_and_started_again_has_the_same_connectors_sta
         Daemon::start(&config)?,
         Daemon::start(&config)?,
     ];
+    answering(&workers[1]).await?;
     let (code, body) = call(
         &workers[1],
         reqwest::Method::POST,
@@ -1584,6 +1602,7 @@ async fn a_single_process_becomes_a_cluster_with_its_api_made_connectors_and_a_d
     ))
     .await?;
     let mut single = Daemon::start(&crate::common::config(&broker, &pg, "  []\n"))?;
+    answering(&single).await?;
     let (code, body) = call(
         &single,
         reqwest::Method::POST,
