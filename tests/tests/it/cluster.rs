@@ -165,8 +165,22 @@ async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_wi
     produce(&producer, &topic, 0..600).await?;
     wait_count(&pg, &distinct, 600, LONG).await?;
 
-    // kill -9 the worker of task 0 in the middle of the stream: another worker runs it.
+    // kill -9 the worker of task 0 in the middle of the stream: another worker runs it. It
+    // has recorded when its slot's task ran (what the new owner measures the gap from; the
+    // mock cluster refuses commits, that record among them, while its group rebalances).
     let victim = spread[0].expect("placed");
+    wait_until(
+        "task 0's slot to record when its task ran",
+        LONG,
+        || async {
+            Ok(if slot_recorded(&bootstrap, &group, 0)? {
+                Ok(())
+            } else {
+                Err("no record yet".to_owned())
+            })
+        },
+    )
+    .await?;
     let gaps_before = slot_gaps(&workers, victim).await?;
     let killed = Instant::now();
     workers[victim].kill()?;
@@ -225,6 +239,24 @@ async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_wi
         "the gap the new owner measured: {gap} s"
     );
     Ok(())
+}
+
+/// Whether cluster `group` holds a record of when the task of slot `slot` last ran (the
+/// metadata of the slot's committed offset, which its owner writes every fifth of the
+/// session).
+fn slot_recorded(bootstrap: &str, group: &str, slot: i32) -> anyhow::Result<bool> {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()?;
+    let mut slots = rdkafka::TopicPartitionList::new();
+    slots.add_partition(&format!("{group}-slots"), slot);
+    let committed =
+        rdkafka::consumer::Consumer::committed_offsets(&consumer, slots, Duration::from_secs(5))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .any(|e| !e.metadata().is_empty()))
 }
 
 /// The count and sum of the slot gaps (`wasmconnect_cluster_slot_gap_seconds`) the workers
