@@ -1218,36 +1218,6 @@ async fn call(
     ))
 }
 
-/// Waits until `worker`'s status shows task 0 of `connector` in `state` on `on` (its
-/// `worker_id`), and the connector in `connector_state`.
-async fn wait_shown(
-    worker: &Daemon,
-    connector: &str,
-    state: &str,
-    connector_state: &str,
-    on: &Daemon,
-) -> anyhow::Result<()> {
-    wait_until(
-        &format!("{} to show task 0 {state} on {}", worker.admin, on.admin),
-        LONG,
-        || async {
-            let status = worker.status(connector).await?;
-            let task = &status["tasks"][0];
-            Ok(
-                if task["state"] == state
-                    && task["worker_id"] == on.admin.as_str()
-                    && status["connector"]["state"] == connector_state
-                {
-                    Ok(())
-                } else {
-                    Err(status.to_string())
-                },
-            )
-        },
-    )
-    .await
-}
-
 /// Waits until every worker shows task 0 of `connector` in `state` (the connector in
 /// `connector_state`) on one and the same worker, which shows it so itself; returns that
 /// worker's index. (tansu reshuffles every slot when a member joins, so where a task runs is
@@ -1259,19 +1229,28 @@ async fn wait_agreed(
     connector_state: &str,
 ) -> anyhow::Result<usize> {
     let all: Vec<&Daemon> = workers.iter().collect();
-    let owner = wait_until(
-        &format!("task 0 of {connector} {state} on one worker"),
+    wait_until(
+        &format!("every worker to show task 0 of {connector} {state} on one worker"),
         LONG,
         || async {
             let placed = placement_in(&all, connector, 1, state).await;
-            Ok(placed[0].ok_or(format!("{placed:?}")))
+            let Some(owner) = placed[0] else {
+                return Ok(Err(format!("{placed:?}")));
+            };
+            for worker in workers {
+                let status = worker.status(connector).await?;
+                let task = &status["tasks"][0];
+                if task["state"] != state
+                    || task["worker_id"] != workers[owner].admin.as_str()
+                    || status["connector"]["state"] != connector_state
+                {
+                    return Ok(Err(format!("{}: {status}", worker.admin)));
+                }
+            }
+            Ok(Ok(owner))
         },
     )
-    .await?;
-    for worker in workers {
-        wait_shown(worker, connector, state, connector_state, &workers[owner]).await?;
-    }
-    Ok(owner)
+    .await
 }
 
 /// A sink connector in the native shape, as `POST /connectors` takes it.
@@ -1602,21 +1581,7 @@ async fn the_whole_cluster_stopped_and_started_again_has_the_same_connectors_sta
     wait_count(&pg, &count(&kept_table), 400, LONG).await?;
     let all: Vec<&Daemon> = workers.iter().collect();
     // The API's connector is back on every worker, still paused, where it runs.
-    let owner = wait_until("the made connector back, paused", LONG, || async {
-        for (w, worker) in workers.iter().enumerate() {
-            let status = worker.status(&made).await?;
-            if status["tasks"][0]["state"] == "PAUSED"
-                && status["tasks"][0]["worker_id"] == worker.admin.as_str()
-            {
-                return Ok(Ok(w));
-            }
-        }
-        Ok(Err("not back paused yet".to_owned()))
-    })
-    .await?;
-    for worker in &workers {
-        wait_shown(worker, &made, "PAUSED", "PAUSED", &workers[owner]).await?;
-    }
+    wait_agreed(&workers, &made, "PAUSED", "PAUSED").await?;
     let paused_rows = pg.count(&count(&made_table)).await?;
     assert_eq!(paused_rows, 200, "a paused connector writes nothing");
     let (code, body) = call(
