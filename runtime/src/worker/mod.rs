@@ -468,7 +468,7 @@ impl Worker {
         let mut registry = self.registry.lock().await;
         registry.file = new.connectors.clone();
         let reloaded = self.converge(&mut registry).await;
-        self.file_reloaded(&registry.file).await;
+        self.file_reloaded(&registry.file);
         Ok(reloaded)
     }
 

@@ -149,7 +149,7 @@ impl Worker {
     }
 
     /// After a reload: the other workers learn this worker's new file digest.
-    pub(super) async fn file_reloaded(&self, file: &[ConnectorConfig]) {
+    pub(super) fn file_reloaded(&self, file: &[ConnectorConfig]) {
         if let Some(cluster) = &self.cluster {
             cluster.digest.send_replace(file_digest(file));
             cluster.compare_files();
