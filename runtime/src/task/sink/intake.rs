@@ -1,6 +1,7 @@
 //! The sink's intake: what the task reads from Kafka and has not handed to the plugin yet,
-//! the revocations that take partitions away from it, and the reading that goes on beside a
-//! write. Nothing here stores an offset: that is the settlement's (see `settle.rs`).
+//! the revocations that take partitions away from it, and the reading that goes on while the
+//! task waits for room to commit. Nothing here stores an offset: that is the settlement's
+//! (see `settle.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::kafka::{LAG_INTERVAL, Revoked, SinkConsumer, lags};
 use crate::status::{Counter, TaskReporter};
 
 /// The task's consumer and what reading from it reports to, borrowed apart from the rest of
-/// the task (which is not `Sync`), so that reading can go on beside a write.
+/// the task (which is not `Sync`), so that reading can go on while the task waits.
 pub(super) struct Reader<'a> {
     pub consumer: &'a SinkConsumer,
     pub status: &'a TaskReporter,
@@ -84,18 +85,17 @@ impl Reader<'_> {
         read
     }
 
-    /// Awaits `write` (a batch on its way out) while reading on into `intake`, until the
-    /// next batch is full or a revocation is waiting: the next batch is read and converted
-    /// while the destination works on this one, instead of after it. Holds at most one more
-    /// batch than without; nothing read here is stored as an offset before it is written.
-    /// The write is seen done when the task next polls it, after the messages it is taking
-    /// then: a timing around this call includes at most one such take (~1 ms per 1,000).
-    pub async fn reading_while<F: Future>(&self, intake: &mut Intake, write: F) -> F::Output {
-        let mut write = std::pin::pin!(write);
+    /// Awaits `wait` while reading on into `intake`, until the next batch is full or a
+    /// revocation is waiting: the next batch is read while the task waits for room to commit.
+    /// Never used around a write: polling the consumer serves the group's rebalances, and a
+    /// partition revoked in the middle of a write would move, committed only up to the batch
+    /// before, to a consumer that writes the batch again.
+    pub async fn reading_while<F: Future>(&self, intake: &mut Intake, wait: F) -> F::Output {
+        let mut wait = std::pin::pin!(wait);
         loop {
             tokio::select! {
                 biased;
-                output = &mut write => return output,
+                output = &mut wait => return output,
                 message = self.consumer.recv(), if intake.ready.is_empty() && !intake.revocation_waiting() => {
                     self.take(intake, message)
                 }

@@ -66,7 +66,10 @@ pub struct SinkDelivery {
 /// [`crate::kafka::MAX_BATCHES_AWAITING_COMMIT`] settled batches wait behind it, so a kill
 /// makes it write again at most that many batches twice over plus the one in hand),
 /// periodically, synchronously when partitions are revoked, and synchronously when the task
-/// stops. With
+/// stops. The consumer is not polled while a batch is written, so a rebalance waits for the
+/// write to end (as Kafka Connect's poll loop makes it wait for `put`): a partition moves to
+/// another task with every record written before it committed, and none is written twice
+/// by a rebalance. With
 /// `errors.tolerance: all`, a record the plugin rejects (or a batch whose retries ran out)
 /// counts as handled once the dead-letter topic acknowledged it, never before.
 pub struct SinkTask {

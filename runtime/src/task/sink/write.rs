@@ -124,10 +124,11 @@ impl SinkTask {
         let mut failures = Failures::new("plugin", &self.config.errors, &self.config.restart);
         let mut attempt = 0u32;
         loop {
-            if attempt > 0 && intake.lost_any(write.inputs) {
-                // Partitions of this write were revoked while it waited for its next attempt:
-                // their new owner reads them again from the last commit, so their records
-                // leave the write instead of being written beside the new owner's.
+            if intake.lost_any(write.inputs) {
+                // Partitions of this write were revoked since the batch was taken (while it
+                // waited for room to commit, or for its next attempt): their new owner reads
+                // them again from the last commit, so their records leave the write instead
+                // of being written beside the new owner's.
                 let kept = write.keeping(|r| !intake.is_lost(r));
                 let kept = kept.as_write();
                 return Box::pin(self.attempts(instance, intake, &kept, isolating)).await;
@@ -136,11 +137,7 @@ impl SinkTask {
             let mut opening = false;
             let result = if let Destination::Topic(writer) = &self.destination {
                 let started = Instant::now();
-                let result = self
-                    .reader()
-                    .reading_while(intake, writer.write(batch))
-                    .await
-                    .map_err(CallError::Plugin);
+                let result = writer.write(batch).await.map_err(CallError::Plugin);
                 self.status.timed(Call::Write, started.elapsed());
                 result
             } else {
@@ -148,7 +145,7 @@ impl SinkTask {
                     Some(live) => {
                         let started = Instant::now();
                         let result = match &self.exactly_once {
-                            None => self.reader().reading_while(intake, live.write(batch)).await,
+                            None => live.write(batch).await,
                             Some(_) => self.write_exactly_once(live, write, attempt > 1).await,
                         };
                         self.status.timed(Call::Write, started.elapsed());
@@ -172,8 +169,6 @@ impl SinkTask {
                     self.wrote = true;
                     self.status.count(Counter::RecordsWritten, batch.len());
                     tracing::debug!(records = batch.len(), attempt, "batch written");
-                    // Records of partitions revoked meanwhile are written but no longer this
-                    // task's to settle: their new owner reads them again (at-least-once).
                     let written = Settlement {
                         table: Table::CommittedByWrite,
                         ..Settlement::handled(write.inputs)
@@ -216,7 +211,7 @@ impl SinkTask {
                         && self.config.errors.tolerance == Tolerance::All
                     {
                         isolating = Isolating::Done;
-                        if let Some(rest) = self.isolate(instance, intake, write).await? {
+                        if let Some(rest) = self.isolate(instance, write).await? {
                             let rest = rest.as_write();
                             return Box::pin(self.attempts(instance, intake, &rest, isolating))
                                 .await;
@@ -245,7 +240,6 @@ impl SinkTask {
     async fn isolate(
         &mut self,
         instance: &mut Option<SinkInstance>,
-        intake: &mut Intake,
         write: &Write<'_>,
     ) -> Result<Option<OwnedWrite>, Stop> {
         let outputs = write.outputs;
@@ -257,8 +251,7 @@ impl SinkTask {
         let mut isolation = Isolation::new(outputs.len(), self.wrote);
         let mut traps: HashMap<usize, String> = HashMap::new();
         while let Some(part) = isolation.next() {
-            let Some((trial, trap)) = self.trial(instance, intake, &outputs[part.clone()]).await
-            else {
+            let Some((trial, trap)) = self.trial(instance, &outputs[part.clone()]).await else {
                 return Ok(None);
             };
             if let Some(trap) = trap
@@ -312,7 +305,6 @@ impl SinkTask {
     async fn trial(
         &mut self,
         instance: &mut Option<SinkInstance>,
-        intake: &mut Intake,
         records: &[Record],
     ) -> Option<(Trial, Option<String>)> {
         let live = match instance {
@@ -328,11 +320,7 @@ impl SinkTask {
         let result = match &self.exactly_once {
             // Dropping the held transaction rolls the trial's writes back.
             Some(table) => live.write_held(records, table.database()).await.0,
-            None => {
-                self.reader()
-                    .reading_while(intake, live.write(records))
-                    .await
-            }
+            None => live.write(records).await,
         };
         Some(match result {
             Ok(()) => {
