@@ -19,6 +19,10 @@ pub struct Daemon {
     pub admin: String,
     /// Every line of stderr, with the time it arrived.
     log: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// The thread that reads stderr into `log`; done once the process's stderr closes.
+    reader: std::thread::JoinHandle<()>,
+    /// Every line of the runs before the last [`Daemon::restart`].
+    earlier: Vec<String>,
     config: PathBuf,
     /// The command that runs the binary (`ip netns exec NAME`, say), empty for a plain start.
     launcher: Vec<String>,
@@ -91,6 +95,14 @@ impl Daemon {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The last lines may still be on their way from the pipe: the reader ends at its
+        // close (bounded, in case a launcher's child holds it open).
+        let closed = Instant::now() + Duration::from_secs(10);
+        while !self.reader.is_finished() && Instant::now() < closed {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut earlier = std::mem::take(&mut self.earlier);
+        earlier.extend(self.log());
         *self = Self::spawn(
             self.config.clone(),
             self.admin.clone(),
@@ -99,6 +111,7 @@ impl Daemon {
             self.env.clone(),
             self._dir.clone(),
         )?;
+        self.earlier = earlier;
         Ok(())
     }
 
@@ -133,7 +146,7 @@ impl Daemon {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().context("daemon stderr")?;
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if std::env::var_os("WASMCONNECT_TEST_ECHO").is_some() {
@@ -146,6 +159,8 @@ impl Daemon {
             child,
             admin,
             log,
+            reader,
+            earlier: Vec::new(),
             config,
             launcher,
             options,
@@ -159,7 +174,15 @@ impl Daemon {
         self.child.id()
     }
 
-    /// Every log line so far.
+    /// Every log line of every run so far, restarts included (a run's last lines once its
+    /// process has exited; see [`Daemon::restart`]).
+    pub fn log_of_every_run(&self) -> Vec<String> {
+        let mut lines = self.earlier.clone();
+        lines.extend(self.log());
+        lines
+    }
+
+    /// Every log line of the current run so far.
     pub fn log(&self) -> Vec<String> {
         self.log
             .lock()

@@ -15,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, mpsc};
 
 use super::AccessWatch;
+use super::commit_ledger::CommitLedger;
 use crate::config::{ConnectorConfig, KafkaConfig};
 use crate::status::{Counter, TaskReporter};
 
@@ -46,6 +47,9 @@ pub struct SinkContext {
     committed: Notify,
     /// Where TLS and login refusals go, for the task to fail with.
     access: AccessWatch,
+    /// What was stored and what is known committed (unused with resume offsets: the sink
+    /// keeps its offsets outside Kafka then).
+    ledger: Mutex<CommitLedger>,
 }
 
 /// Settled batches a task may store while a commit is on its way before it waits for that
@@ -70,6 +74,39 @@ impl SinkContext {
     /// the batch in hand. (An asynchronous commit would not do: librdkafka reports its
     /// outcome on a queue this consumer does not serve, so nothing would say when it is no
     /// longer on its way.)
+    /// Stores `offsets` (next offsets to read) for commit and asks for a commit of them soon
+    /// ([`SinkContext::commit_soon`]). Fails when a partition is no longer assigned.
+    pub fn store(consumer: &Arc<SinkConsumer>, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        consumer.store_offsets(offsets)?;
+        let stored = offsets
+            .elements()
+            .into_iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(next) => Some((e.topic().to_owned(), e.partition(), next)),
+                _ => None,
+            });
+        consumer.context().ledger().stored(stored);
+        Self::commit_soon(consumer);
+        Ok(())
+    }
+
+    /// Commits what `consumer` stored, synchronously (blocks until Kafka answers), and notes
+    /// it in the ledger. Nothing stored is no failure.
+    pub fn commit_stored<C: Consumer<Self>>(&self, consumer: &C) -> KafkaResult<()> {
+        let snapshot = self.ledger().snapshot();
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                self.ledger().committed(snapshot);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, CommitLedger> {
+        self.ledger.lock().expect("ledger lock")
+    }
+
     pub fn commit_soon(consumer: &Arc<SinkConsumer>) {
         {
             let mut commits = consumer.context().commits();
@@ -83,11 +120,8 @@ impl SinkContext {
         tokio::task::spawn_blocking(move || {
             let context = consumer.context();
             loop {
-                match consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                    Err(e) => {
-                        tracing::debug!(connector = %context.connector, "committing settled offsets: {e}")
-                    }
+                if let Err(e) = context.commit_stored(&*consumer) {
+                    tracing::debug!(connector = %context.connector, "committing settled offsets: {e}")
                 }
                 let mut commits = context.commits();
                 let again = commits.stored_since > 0;
@@ -190,6 +224,7 @@ impl ConsumerContext for SinkContext {
                         let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(next));
                     }
                 }
+                let back = self.coming_back(tpl);
                 self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
@@ -198,6 +233,10 @@ impl ConsumerContext for SinkContext {
                 };
                 if let Err(e) = assigned {
                     tracing::error!(connector = %self.connector, "assigning partitions: {e}");
+                } else if back.count() > 0
+                    && let Err(e) = consumer.store_offsets(&back)
+                {
+                    tracing::warn!(connector = %self.connector, "storing the offsets of partitions back: {e}");
                 }
                 self.post_rebalance(consumer, &Rebalance::Assign(tpl));
             }
@@ -225,18 +264,24 @@ impl ConsumerContext for SinkContext {
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {}
-                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                Err(e) => {
-                    tracing::warn!(connector = %self.connector, "commit on revoke failed: {e}")
-                }
-            }
+            let refused = self.commit_stored(consumer).err();
             let revoked: Revoked = list
                 .elements()
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
+            let uncommitted = self.ledger().revoked(&revoked, refused.is_some());
+            if let Some(e) = refused {
+                let uncommitted: Vec<String> =
+                    uncommitted.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    connector = %self.connector,
+                    "commit on revoke failed: {e}; the partitions' next owner reads again what \
+                     this task wrote and could not commit, unless the partitions come straight \
+                     back to it: [{}]",
+                    uncommitted.join(", ")
+                );
+            }
             tracing::info!(connector = %self.connector, partitions = ?revoked, "partitions revoked");
             let _ = self.revoked.send(revoked);
         }
@@ -262,6 +307,34 @@ impl ConsumerContext for SinkContext {
                 tracing::warn!(connector = %self.connector, "offset commit failed: {e}");
             }
         }
+    }
+}
+
+impl SinkContext {
+    /// Of the partitions `tpl` assigns, those that come straight back after a commit that
+    /// was refused as they were revoked: their start in `tpl` is set after what this task
+    /// wrote (the group's commit is older), and they are returned, to be stored once
+    /// assigned so that the next commit carries them. With resume offsets, none.
+    fn coming_back(&self, tpl: &mut TopicPartitionList) -> TopicPartitionList {
+        let mut back = TopicPartitionList::new();
+        if self.resume.is_some() {
+            return back;
+        }
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition, next) in self.ledger().assigned(&partitions) {
+            // Elements of this very list and a new one: neither can fail.
+            let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(next));
+            let _ = back.add_partition_offset(&topic, partition, Offset::Offset(next));
+        }
+        if back.count() > 0 {
+            tracing::info!(connector = %self.connector, partitions = ?back.to_topic_map(),
+                "partitions back straight after a refused commit resume after what this task wrote");
+        }
+        back
     }
 }
 
@@ -323,6 +396,7 @@ pub fn sink_consumer(
         commits: Mutex::default(),
         committed: Notify::new(),
         access,
+        ledger: Mutex::default(),
     };
     let consumer: SinkConsumer = config.create_with_context(context)?;
     // librdkafka reads a name starting with `^` as a regular expression over topic names.

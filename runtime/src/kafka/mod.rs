@@ -5,6 +5,7 @@
 
 mod access;
 mod admin;
+mod commit_ledger;
 mod consumer;
 mod dead_letter;
 mod group_offsets;

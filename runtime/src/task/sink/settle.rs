@@ -8,8 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{Postgres, Transaction};
 use tokio::time::Instant;
@@ -101,9 +100,8 @@ pub(super) fn close_consumer(
 
 /// Commits what `consumer` stored, synchronously: blocks until Kafka answers.
 fn commit(consumer: &SinkConsumer, connector: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(%connector, "final offset commit failed: {e}"),
+    if let Err(e) = consumer.context().commit_stored(consumer) {
+        tracing::warn!(%connector, "final offset commit failed: {e}")
     }
 }
 
@@ -336,12 +334,9 @@ impl SinkTask {
         if offsets.count() == 0 {
             return;
         }
-        match self.consumer.store_offsets(&offsets) {
-            Ok(()) => SinkContext::commit_soon(&self.consumer),
-            // A partition was revoked meanwhile; its new owner re-reads from the last commit.
-            Err(e) => {
-                tracing::debug!("storing offsets {offsets:?}: {e}")
-            }
+        // A partition was revoked meanwhile; its new owner re-reads from the last commit.
+        if let Err(e) = SinkContext::store(&self.consumer, &offsets) {
+            tracing::debug!("storing offsets {offsets:?}: {e}")
         }
     }
 }
