@@ -249,7 +249,12 @@ impl Worker {
             }
             Request::RestartTask { id } if self.owns(name, id) => {
                 let _registry = self.registry.lock().await;
-                self.bounce_task(name, id).await
+                if let Err(e) = self.bounce_task(name, id).await {
+                    // The API answered when the request was written; the task runs here, so
+                    // this is the only place that can say it did not restart.
+                    tracing::warn!(connector = %name, task = id, "a restart of this task requested through the cluster failed: {e}");
+                }
+                Ok(())
             }
             Request::RestartTask { .. } => Ok(()),
             Request::ResetTopics => {
