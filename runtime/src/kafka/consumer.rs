@@ -47,8 +47,8 @@ pub struct SinkContext {
     committed: Notify,
     /// Where TLS and login refusals go, for the task to fail with.
     access: AccessWatch,
-    /// What was stored and what is known committed (unused with resume offsets: the sink
-    /// keeps its offsets outside Kafka then).
+    /// What was stored and what is known committed, per partition held (with resume offsets
+    /// no partition resumes from it: the sink keeps its offsets outside Kafka then).
     ledger: Mutex<CommitLedger>,
 }
 
@@ -65,15 +65,6 @@ struct Commits {
 }
 
 impl SinkContext {
-    /// Commits what `consumer` has stored, on a blocking thread (a commit waits for the
-    /// broker's answer). While a commit is on its way, what is stored meanwhile goes with
-    /// the next one, sent as soon as it comes back. With [`SinkContext::commit_room`] before
-    /// each write, what a kill makes the sink write again is bounded by batches, not by
-    /// `auto.commit.interval.ms` or the broker's speed: the batches the commit on its way
-    /// covers and those stored since (each at most [`MAX_BATCHES_AWAITING_COMMIT`]), plus
-    /// the batch in hand. (An asynchronous commit would not do: librdkafka reports its
-    /// outcome on a queue this consumer does not serve, so nothing would say when it is no
-    /// longer on its way.)
     /// Stores `offsets` (next offsets to read) for commit and asks for a commit of them soon
     /// ([`SinkContext::commit_soon`]). Fails when a partition is no longer assigned.
     pub fn store(consumer: &Arc<SinkConsumer>, offsets: &TopicPartitionList) -> KafkaResult<()> {
@@ -103,10 +94,45 @@ impl SinkContext {
         }
     }
 
+    /// Of the partitions `tpl` assigns, those that come straight back after a commit that
+    /// was refused as they were revoked: their start in `tpl` is set after what this task
+    /// wrote (the group's commit is older), and they are returned, to be stored once
+    /// assigned so that the next commit carries them. With resume offsets, none.
+    fn coming_back(&self, tpl: &mut TopicPartitionList) -> TopicPartitionList {
+        let mut back = TopicPartitionList::new();
+        if self.resume.is_some() {
+            return back;
+        }
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition, next) in self.ledger().assigned(&partitions) {
+            // Elements of this very list and a new one: neither can fail.
+            let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(next));
+            let _ = back.add_partition_offset(&topic, partition, Offset::Offset(next));
+        }
+        if back.count() > 0 {
+            tracing::info!(connector = %self.connector, partitions = ?back.to_topic_map(),
+                "partitions back straight after a refused commit resume after what this task wrote");
+        }
+        back
+    }
+
     fn ledger(&self) -> std::sync::MutexGuard<'_, CommitLedger> {
         self.ledger.lock().expect("ledger lock")
     }
 
+    /// Commits what `consumer` has stored, on a blocking thread (a commit waits for the
+    /// broker's answer). While a commit is on its way, what is stored meanwhile goes with
+    /// the next one, sent as soon as it comes back. With [`SinkContext::commit_room`] before
+    /// each write, what a kill makes the sink write again is bounded by batches, not by
+    /// `auto.commit.interval.ms` or the broker's speed: the batches the commit on its way
+    /// covers and those stored since (each at most [`MAX_BATCHES_AWAITING_COMMIT`]), plus
+    /// the batch in hand. (An asynchronous commit would not do: librdkafka reports its
+    /// outcome on a queue this consumer does not serve, so nothing would say when it is no
+    /// longer on its way.)
     pub fn commit_soon(consumer: &Arc<SinkConsumer>) {
         {
             let mut commits = consumer.context().commits();
@@ -307,34 +333,6 @@ impl ConsumerContext for SinkContext {
                 tracing::warn!(connector = %self.connector, "offset commit failed: {e}");
             }
         }
-    }
-}
-
-impl SinkContext {
-    /// Of the partitions `tpl` assigns, those that come straight back after a commit that
-    /// was refused as they were revoked: their start in `tpl` is set after what this task
-    /// wrote (the group's commit is older), and they are returned, to be stored once
-    /// assigned so that the next commit carries them. With resume offsets, none.
-    fn coming_back(&self, tpl: &mut TopicPartitionList) -> TopicPartitionList {
-        let mut back = TopicPartitionList::new();
-        if self.resume.is_some() {
-            return back;
-        }
-        let partitions: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        for (topic, partition, next) in self.ledger().assigned(&partitions) {
-            // Elements of this very list and a new one: neither can fail.
-            let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(next));
-            let _ = back.add_partition_offset(&topic, partition, Offset::Offset(next));
-        }
-        if back.count() > 0 {
-            tracing::info!(connector = %self.connector, partitions = ?back.to_topic_map(),
-                "partitions back straight after a refused commit resume after what this task wrote");
-        }
-        back
     }
 }
 
