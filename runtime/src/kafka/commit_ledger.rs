@@ -38,9 +38,12 @@ impl fmt::Display for Uncommitted {
 }
 
 /// The ledger of one consumer. Guarantees: a partition is said to resume at a stored offset
-/// only when the assignment right after the revoke that refused its commit gives it back (no
-/// other member held it in between, so every record below that offset was written by this
-/// consumer's task); offsets of partitions the consumer no longer holds are forgotten.
+/// only when the assignment right after the revoke that refused its commit gives it back, so
+/// every record below that offset was written by this consumer's task and none is skipped
+/// unwritten. Normally no other member held it in between; after an assignment this
+/// consumer lost (its session expired), one may have, and then the records that member wrote
+/// past the stored offset are written again, never lost. Offsets of partitions the consumer
+/// no longer holds are forgotten.
 #[derive(Debug, Default)]
 pub struct CommitLedger {
     /// The next offset to read, stored for commit, by partition held.

@@ -297,16 +297,23 @@ impl ConsumerContext for SinkContext {
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
             let uncommitted = self.ledger().revoked(&revoked, refused.is_some());
-            if let Some(e) = refused {
-                let uncommitted: Vec<String> =
-                    uncommitted.iter().map(ToString::to_string).collect();
-                tracing::warn!(
+            match refused {
+                Some(e) if uncommitted.is_empty() => tracing::warn!(
                     connector = %self.connector,
-                    "commit on revoke failed: {e}; the partitions' next owner reads again what \
-                     this task wrote and could not commit, unless the partitions come straight \
-                     back to it: [{}]",
-                    uncommitted.join(", ")
-                );
+                    "commit on revoke failed: {e}; everything this task wrote was committed before"
+                ),
+                Some(e) => {
+                    let uncommitted: Vec<String> =
+                        uncommitted.iter().map(ToString::to_string).collect();
+                    tracing::warn!(
+                        connector = %self.connector,
+                        "commit on revoke failed: {e}; the partitions' next owner reads again \
+                         what this task wrote and could not commit, unless the partitions come \
+                         straight back to it: [{}]",
+                        uncommitted.join(", ")
+                    );
+                }
+                None => {}
             }
             tracing::info!(connector = %self.connector, partitions = ?revoked, "partitions revoked");
             let _ = self.revoked.send(revoked);

@@ -515,6 +515,10 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
     Ok(())
 }
 
+/// Adding a connector (or tasks) needs the slots topic to gain partitions (CreatePartitions). tansu 0.6 does
+/// not answer it (nor does the mock cluster), so what is shown here is the failure path: the
+/// workers say so, naming the topic, and the tasks that have slots keep running. On Kafka the
+/// new slots are added and assigned.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_needing_slots_the_broker_cannot_add_says_so_and_the_running_task_goes_on()
 -> anyhow::Result<()> {
