@@ -4,6 +4,7 @@
 //! Layout (data flows Kafka -> batch -> plugin -> external system -> offsets):
 //! - `config`: `connectors.yaml`, parse -> validate -> typed config; no network I/O.
 //! - `connector`: the pure core: records, batching, offset watermark, backoff, config specs.
+//! - `format`: records' formats on Kafka (JSON, Avro, ... through a schema registry).
 //! - `kafka`: rdkafka consumer wrappers.
 //! - `wasm`: engine, component cache, the one `bindgen!`, store state, host capabilities.
 //! - `task`: the loops that drive a plugin (`sink`, `source`).
@@ -12,6 +13,7 @@
 //! - `admin`: the REST API.
 //! - `logging`: the log subscriber: formats, levels changeable at runtime, secrets scrubbed.
 //! - `redact`: secrets out of responses and log lines.
+//! - `http_client`: the TLS of the HTTP clients the runtime builds.
 //! - `kit`: the plugin author's commands: `plugin new`, `plugin inspect`.
 //!
 //! Only `config` and `connector` are built without the default `daemon` feature: the pure
@@ -22,6 +24,10 @@
 pub mod admin;
 pub mod config;
 pub mod connector;
+#[cfg(feature = "daemon")]
+pub mod format;
+#[cfg(feature = "daemon")]
+pub mod http_client;
 #[cfg(feature = "daemon")]
 pub mod kafka;
 #[cfg(feature = "daemon")]

@@ -1,6 +1,6 @@
 //! The certificates and keys a config names for its TLS connections (Kafka clients'
 //! `ssl.*` properties, database URLs' `sslrootcert`/`sslcert`/`sslkey` and `ssl-ca`/...,
-//! connectors' `grants.http_tls`),
+//! connectors' `grants.http_tls`, schema registries' `tls`),
 //! read and checked before anything connects: a path that is not there or a file that holds
 //! no PEM certificate or key is named with its setting, by `validate` and at start, rather
 //! than found by a handshake that fails later with a library's words.
@@ -11,7 +11,7 @@ use std::path::Path;
 use rustls::pki_types::pem::{self, PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{Config, DatabaseKind};
+use crate::config::{Config, DatabaseKind, HttpTls};
 
 /// What is wrong with a PEM file or text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,6 +175,22 @@ fn kafka_properties(
     }
 }
 
+/// The files of an HTTP client's TLS settings at `path`, each readable and holding what its
+/// setting needs.
+fn http_tls_files(path: &str, tls: &HttpTls, problems: &mut Vec<(String, String)>) {
+    for (setting, file, holds) in [
+        ("ca", &tls.ca, Holds::Certificates),
+        ("certificate", &tls.certificate, Holds::Certificates),
+        ("key", &tls.key, Holds::Key),
+    ] {
+        if let Some(file) = file
+            && let Err(e) = check_file(&file.display().to_string(), holds)
+        {
+            problems.push((format!("{path}.{setting}"), e.to_string()));
+        }
+    }
+}
+
 /// Every TLS file or PEM text `config` names that cannot be used, as (setting, problem):
 /// for diagnostics that place the setting in the file.
 pub fn check(config: &Config) -> Vec<(String, String)> {
@@ -195,19 +211,13 @@ pub fn check(config: &Config) -> Vec<(String, String)> {
             &connector.producer,
             &mut problems,
         );
-        let Some(tls) = &connector.grants.http_tls else {
-            continue;
-        };
-        for (setting, file, holds) in [
-            ("ca", &tls.ca, Holds::Certificates),
-            ("certificate", &tls.certificate, Holds::Certificates),
-            ("key", &tls.key, Holds::Key),
-        ] {
-            if let Some(file) = file
-                && let Err(e) = check_file(&file.display().to_string(), holds)
-            {
-                problems.push((format!("{path}.grants.http_tls.{setting}"), e.to_string()));
-            }
+        if let Some(tls) = &connector.grants.http_tls {
+            http_tls_files(&format!("{path}.grants.http_tls"), tls, &mut problems);
+        }
+    }
+    for (name, registry) in &config.schema_registries {
+        if let Some(tls) = &registry.tls {
+            http_tls_files(&format!("schema_registries.{name}.tls"), tls, &mut problems);
         }
     }
     let own = config.connectors.iter().enumerate().flat_map(|(i, c)| {

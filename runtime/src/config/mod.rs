@@ -1,13 +1,15 @@
 //! `connectors.yaml`: parse -> validate -> typed config. No I/O beyond reading the file, and
 //! none at all in validation.
 //!
-//! Layout: `model` (the typed file, serde) and `admin` (its `admin:` section), `placeholders`
+//! Layout: `model` (the typed file, serde), `admin` (its `admin:` section) and `format`
+//! (records' formats and schema registries), `placeholders`
 //! (`${VAR}`, `${file:PATH}`), `grant` (an HTTP host grant), `locate` (YAML path -> line and
 //! column), `validate` (rules serde cannot express), `error` (diagnostics that name file,
 //! line and column).
 
 mod admin;
 mod error;
+mod format;
 mod grant;
 mod locate;
 mod model;
@@ -19,6 +21,7 @@ use std::path::Path;
 
 pub use admin::{AdminConfig, AdminTls};
 pub use error::{ConfigError, Diagnostic, render_diagnostics};
+pub use format::{BasicAuth, Format, FormatConfig, SchemaRegistryConfig};
 pub use grant::HttpGrant;
 pub use model::{
     BatchConfig, ClusterConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
@@ -71,6 +74,13 @@ pub fn parse(path: &Path, text: &str, sources: &dyn Sources) -> Result<Config, C
     for dir in &mut config.worker.plugin_path {
         if dir.is_relative() {
             *dir = config.dir.join(&*dir);
+        }
+    }
+    for registry in config.schema_registries.values_mut() {
+        for file in registry.files_mut() {
+            if file.is_relative() {
+                *file = config.dir.join(&*file);
+            }
         }
     }
     if let Some(tls) = &mut config.admin.tls {

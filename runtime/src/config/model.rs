@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::admin::AdminConfig;
+use super::format::{FormatConfig, SchemaRegistryConfig};
 use super::policy::{ErrorPolicy, RestartConfig};
 
 /// The whole file.
@@ -17,6 +18,9 @@ pub struct Config {
     /// Named databases that connectors may be granted.
     #[serde(default)]
     pub databases: BTreeMap<String, DatabaseConfig>,
+    /// Named schema registries that connectors' `format:` may name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schema_registries: BTreeMap<String, SchemaRegistryConfig>,
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
@@ -270,6 +274,10 @@ pub struct ConnectorConfig {
     /// What happens when a batch keeps failing or a record is refused.
     #[serde(default)]
     pub errors: ErrorPolicy,
+    /// What the records' keys and values are on Kafka (Kafka Connect's converters): a sink
+    /// decodes them before its transforms.
+    #[serde(default, skip_serializing_if = "FormatConfig::is_raw")]
+    pub format: FormatConfig,
     /// A sink writing SQL: commit each batch and its offsets in one database transaction.
     #[serde(default)]
     pub exactly_once: Option<ExactlyOnceConfig>,

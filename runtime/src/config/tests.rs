@@ -403,3 +403,65 @@ fn a_wrong_number_is_explained_in_words_not_rust_types() {
         "{found:?}"
     );
 }
+
+#[test]
+fn formats_parse_and_a_schema_format_needs_a_defined_registry() {
+    let with_registry = VALID.replace(
+        "connectors:\n",
+        "schema_registries:\n  main:\n    url: https://registry.internal:8081\n    \
+         basic_auth: { username: app, password: long-enough-secret }\n    \
+         tls: { ca: certs/ca.pem }\nconnectors:\n",
+    );
+    let text = with_registry.replace(
+        "    topics: [orders]\n",
+        "    topics: [orders]\n    format: { key: string, value: avro, schema_registry: main }\n",
+    );
+    let config = parse(Path::new("dir/connectors.yaml"), &text, &env).unwrap();
+    let format = &config.connectors[0].format;
+    assert_eq!((format.key, format.value), (Format::String, Format::Avro));
+    let registry = &config.schema_registries["main"];
+    assert_eq!(registry.timeout_ms, 10_000);
+    assert_eq!(
+        registry.tls.as_ref().unwrap().ca.as_deref(),
+        Some(Path::new("dir/certs/ca.pem"))
+    );
+
+    let unnamed = with_registry.replace(
+        "    topics: [orders]\n",
+        "    topics: [orders]\n    format: { value: json_schema }\n",
+    );
+    let d = diagnostics(&unnamed);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].message.contains("connectors[0].format.schema_registry: missing: value is json_schema")
+            && d[0].message.contains("name one of schema_registries: (main)"),
+        "{}",
+        d[0].message
+    );
+    let unknown = text.replace("schema_registry: main", "schema_registry: other");
+    let d = diagnostics(&unknown);
+    assert!(
+        d[0].message.contains("\"other\" is not defined under schema_registries: (main)"),
+        "{}",
+        d[0].message
+    );
+}
+
+#[test]
+fn a_registry_with_a_bad_url_or_two_credentials_is_refused() {
+    let text = VALID.replace(
+        "connectors:\n",
+        "schema_registries:\n  main:\n    url: registry:8081\n    \
+         basic_auth: { username: app, password: long-enough-secret }\n    \
+         bearer_token: another-long-token\nconnectors:\n",
+    );
+    let messages: Vec<String> = diagnostics(&text).into_iter().map(|d| d.message).collect();
+    assert!(
+        messages[0].starts_with("schema_registries.main.url: \"registry:8081\" is not an http"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("sets both basic_auth and bearer_token"),
+        "{messages:?}"
+    );
+}

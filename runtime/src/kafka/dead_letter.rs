@@ -18,6 +18,10 @@ pub enum Stage {
     TaskPut,
     /// A transform failed on it.
     Transformation,
+    /// Its key did not decode from the connector's format.
+    KeyConverter,
+    /// Its value did not decode from the connector's format.
+    ValueConverter,
 }
 
 impl Stage {
@@ -25,6 +29,8 @@ impl Stage {
         match self {
             Stage::TaskPut => "TASK_PUT",
             Stage::Transformation => "TRANSFORMATION",
+            Stage::KeyConverter => "KEY_CONVERTER",
+            Stage::ValueConverter => "VALUE_CONVERTER",
         }
     }
 }
@@ -47,11 +53,21 @@ impl<'a> Failure<'a> {
     /// A record a transform rejected (`reason`): dead-lettered as it was read, before any
     /// transform, in sinks and sources alike.
     pub fn transform_reject(input: &'a Record, reason: &'a str) -> Self {
+        Failure::refused_before_write(input, Stage::Transformation, reason)
+    }
+
+    /// A record refused at `stage` before the write (a converter's or a transform's):
+    /// dead-lettered as it was read.
+    pub fn refused_before_write(input: &'a Record, stage: Stage, reason: &'a str) -> Self {
         Failure {
             record: input,
             origin: input,
-            stage: Stage::Transformation,
-            class: "wasmconnect.TransformReject",
+            stage,
+            class: match stage {
+                Stage::KeyConverter | Stage::ValueConverter => "wasmconnect.Undecodable",
+                Stage::Transformation => "wasmconnect.TransformReject",
+                Stage::TaskPut => "wasmconnect.PluginReject",
+            },
             message: reason,
         }
     }

@@ -33,6 +33,8 @@ pub enum Counter {
     RecordsRejected,
     /// Records a transform rejected (stage TRANSFORMATION).
     RecordsRejectedByTransforms,
+    /// Records whose key or value did not decode (stages KEY_CONVERTER, VALUE_CONVERTER).
+    RecordsUndecodable,
     /// Records sent to the dead-letter topic.
     RecordsDeadLettered,
     /// Source positions stored in the offsets topic.
@@ -46,7 +48,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 15] = [
         Counter::RecordsRead,
         Counter::RecordsWritten,
         Counter::RecordsPolled,
@@ -56,6 +58,7 @@ impl Counter {
         Counter::Traps,
         Counter::RecordsRejected,
         Counter::RecordsRejectedByTransforms,
+        Counter::RecordsUndecodable,
         Counter::RecordsDeadLettered,
         Counter::PositionsCommitted,
         Counter::OffsetCommits,
@@ -102,6 +105,10 @@ impl Counter {
                 "wasmconnect_transform_records_rejected_total",
                 "Records a transform rejected.",
             ),
+            Counter::RecordsUndecodable => (
+                "wasmconnect_converter_records_undecodable_total",
+                "Records whose key or value did not decode from the connector's format.",
+            ),
             Counter::RecordsDeadLettered => (
                 "wasmconnect_deadletterqueue_records_produced_total",
                 "Records produced to the dead-letter topic.",
@@ -136,6 +143,7 @@ impl Counter {
             Counter::Traps => "traps",
             Counter::RecordsRejected => "records_rejected",
             Counter::RecordsRejectedByTransforms => "records_rejected_by_transforms",
+            Counter::RecordsUndecodable => "records_undecodable",
             Counter::RecordsDeadLettered => "records_dead_lettered",
             Counter::PositionsCommitted => "positions_committed",
             Counter::OffsetCommits => "offset_commits",

@@ -28,7 +28,8 @@ fn totals(status: &ConnectorStatus) -> Totals {
         totals.errors += task.counters.get(Counter::Retries)
             + task.counters.get(Counter::Traps)
             + task.counters.get(Counter::RecordsRejected)
-            + task.counters.get(Counter::RecordsRejectedByTransforms);
+            + task.counters.get(Counter::RecordsRejectedByTransforms)
+            + task.counters.get(Counter::RecordsUndecodable);
     }
     totals
 }

@@ -38,6 +38,7 @@ use store::Store;
 use wiring::Slot;
 
 use crate::config::{Config, ConnectorConfig, ConnectorInvalid};
+use crate::format::Registries;
 use crate::redact;
 use crate::status::{State, StatusBoard};
 use crate::wasm::WasmEngine;
@@ -61,6 +62,8 @@ pub struct Worker {
     config: Config,
     engine: Arc<WasmEngine>,
     databases: Arc<Databases>,
+    /// The clients of the schema registries connectors name, shared by their tasks.
+    registries: Registries,
     status: StatusBoard,
     running: Mutex<BTreeMap<String, Running>>,
     /// The Kafka Connect-shaped configs of the connectors last set in that shape, by name (a
@@ -173,6 +176,7 @@ impl Worker {
             config,
             engine: Arc::new(engine),
             databases: Arc::new(databases),
+            registries: Registries::default(),
             status: StatusBoard::default(),
             running: Mutex::new(BTreeMap::new()),
             shapes: Mutex::default(),

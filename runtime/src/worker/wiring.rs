@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::{Running, Worker};
 use crate::config::{ConnectorConfig, Role};
 use crate::connector::TaskIdentity;
+use crate::format::Decoder;
 use crate::kafka::{
     AccessWatch, DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer,
 };
@@ -209,6 +210,7 @@ impl Worker {
             Delivery {
                 dead_letters,
                 kafka: self.config.kafka.clone(),
+                decoder: self.decoder(connector)?,
                 chain,
                 exactly_once: offsets,
             },
@@ -236,6 +238,25 @@ impl Worker {
             chain,
             dead_letters,
         ))
+    }
+
+    /// The decoding of what `connector` reads, with the client of the schema registry it
+    /// names; `None` when its records go through as they came.
+    fn decoder(&self, connector: &ConnectorConfig) -> Result<Option<Arc<Decoder>>, String> {
+        let registry = match &connector.format.schema_registry {
+            None => None,
+            Some(name) => {
+                let config = self.config.schema_registries.get(name).ok_or_else(|| {
+                    format!("format.schema_registry {name:?} is not defined under schema_registries:")
+                })?;
+                let client = self
+                    .registries
+                    .get(name, config)
+                    .map_err(|e| format!("cannot build the schema registry client: {e}"))?;
+                Some(client)
+            }
+        };
+        Ok(Decoder::new(&connector.format, registry).map(Arc::new))
     }
 
     /// The transforms of `connector`, loaded (compiled on first use).

@@ -1,10 +1,12 @@
 //! Rules serde cannot express. Pure: no file, network or environment access. `security`
 //! holds the rules of the security settings (protocols, mechanisms, TLS modes), `errors`
-//! those of a connector's error policy.
+//! those of a connector's error policy, `format` those of records' formats and schema
+//! registries.
 
 mod cluster;
 mod database;
 mod errors;
+mod format;
 mod security;
 
 use std::collections::HashMap;
@@ -101,6 +103,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     }
     for (name, db) in &config.databases {
         v.database(&format!("databases.{name}"), db);
+    }
+    for (name, registry) in &config.schema_registries {
+        v.schema_registry(&format!("schema_registries.{name}"), registry);
     }
     match config.admin.listen.parse::<SocketAddr>() {
         Err(_) => v.problem(
@@ -447,6 +452,7 @@ impl Validator {
             }
         }
         self.http_tls(&path, c);
+        self.format(config, &path, c);
         self.range(
             format!("{path}.limits.http_timeout_ms"),
             c.limits.http_timeout_ms,

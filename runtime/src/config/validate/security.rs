@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::Validator;
-use crate::config::model::{ConnectorConfig, DatabaseConfig, DatabaseKind};
+use crate::config::model::{ConnectorConfig, DatabaseConfig, DatabaseKind, HttpTls};
 
 /// librdkafka's `security.protocol` values.
 const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
@@ -108,9 +108,18 @@ impl Validator {
             return;
         };
         let tls_path = format!("{path}.grants.http_tls");
+        self.client_tls(&tls_path, tls);
+        if c.grants.http.is_empty() {
+            self.problem(&tls_path, "is set but grants.http grants no host");
+        }
+    }
+
+    /// The TLS settings of an HTTP client at `tls_path`: a client certificate with its key,
+    /// and some CA to trust.
+    pub(super) fn client_tls(&mut self, tls_path: &str, tls: &HttpTls) {
         if tls.certificate.is_some() != tls.key.is_some() {
             self.problem(
-                &tls_path,
+                tls_path,
                 "certificate and key come together: a client certificate needs its key",
             );
         }
@@ -119,9 +128,6 @@ impl Validator {
                 format!("{tls_path}.system_roots"),
                 "is false but no ca is given: no server could be trusted",
             );
-        }
-        if c.grants.http.is_empty() {
-            self.problem(&tls_path, "is set but grants.http grants no host");
         }
     }
 }

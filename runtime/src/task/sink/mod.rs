@@ -1,6 +1,7 @@
 //! The sink task: Kafka -> batch -> plugin `write` (or a Kafka topic) -> offsets stored ->
 //! committed. This file is the loop (start, consume, pause, drain, stop); `intake` reads and
-//! batches, `write` makes a batch's attempts, `settle` dead-letters and moves the offsets.
+//! batches, `prepare` decodes a batch and runs it through the transforms, `write` makes a
+//! batch's attempts, `settle` dead-letters and moves the offsets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, PluginError, Record, TaskIdentity};
+use crate::format::Decoder;
 use crate::kafka::{AccessWatch, DeadLetterQueue, Revoked, SinkConsumer, TopicWriter};
 use crate::status::TaskReporter;
 use crate::wasm::capability::Grants;
@@ -24,6 +26,7 @@ use super::exactly_once::OffsetTable;
 use super::{Stop, TaskContext, closing_time, until_done};
 
 mod intake;
+mod prepare;
 mod settle;
 mod write;
 
@@ -48,11 +51,13 @@ impl std::fmt::Display for Destination {
     }
 }
 
-/// What a sink task delivers with besides its destination: the transforms before it, the
-/// dead-letter topic and the offsets table of exactly-once mode.
+/// What a sink task delivers with besides its destination: the decoding of what it reads and
+/// the transforms before it, the dead-letter topic and the offsets table of exactly-once mode.
 pub struct SinkDelivery {
     pub dead_letters: Option<DeadLetterQueue>,
     pub kafka: KafkaConfig,
+    /// `None` when records go through as they came (`format:` bytes).
+    pub decoder: Option<Arc<Decoder>>,
     pub chain: Chain,
     pub exactly_once: Option<OffsetTable>,
 }
@@ -90,6 +95,7 @@ pub struct SinkTask {
     grace: Duration,
     kafka: KafkaConfig,
     dead_letters: Option<DeadLetterQueue>,
+    decoder: Option<Arc<Decoder>>,
     chain: Chain,
     exactly_once: Option<OffsetTable>,
     /// The transaction of a write the plugin partly rejected (exactly-once), until the
@@ -115,6 +121,7 @@ impl SinkTask {
         let SinkDelivery {
             dead_letters,
             kafka,
+            decoder,
             chain,
             exactly_once,
         } = delivery;
@@ -146,6 +153,7 @@ impl SinkTask {
             grace,
             kafka,
             dead_letters,
+            decoder,
             chain,
             exactly_once,
             pending: None,
@@ -286,31 +294,27 @@ impl SinkTask {
         intake: &mut Intake,
         batch: &[Record],
     ) -> Result<(), Stop> {
-        let chained;
-        let write = if self.chain.is_empty() {
-            Write {
+        let prepared = self.prepare_batch(intake, batch).await?;
+        let write = match &prepared {
+            None => Write {
                 inputs: batch,
                 outputs: batch,
                 origins: None,
-            }
-        } else {
-            chained = self
-                .chain
-                .apply(batch, &self.status)
-                .await
-                .map_err(Stop::Failed)?;
-            if !chained.rejected.is_empty() {
-                self.transform_rejected(batch, &chained.rejected).await?;
-                if self.config.errors.tolerance == Tolerance::None {
-                    return self
-                        .stop_at_transform_reject(instance, intake, batch, &chained)
-                        .await;
+            },
+            Some(prepared) => {
+                if !prepared.refused.is_empty() {
+                    self.refused(batch, &prepared.refused).await?;
+                    if self.config.errors.tolerance == Tolerance::None {
+                        return self
+                            .stop_at_refusal(instance, intake, batch, prepared)
+                            .await;
+                    }
                 }
-            }
-            Write {
-                inputs: batch,
-                outputs: &chained.outputs,
-                origins: Some(&chained.origins),
+                Write {
+                    inputs: batch,
+                    outputs: &prepared.outputs,
+                    origins: Some(&prepared.origins),
+                }
             }
         };
         let result = self.write_until_done(instance, intake, &write).await;

@@ -17,9 +17,8 @@ use crate::config::Tolerance;
 use crate::connector::{OffsetTracker, Record, refusals};
 use crate::kafka::{Failure, SinkConsumer, SinkContext, Stage};
 use crate::status::Counter;
-use crate::wasm::{CallError, SinkInstance};
+use crate::wasm::CallError;
 
-use super::super::chain::Chained;
 use super::super::exactly_once::spans;
 use super::super::{Stop, closing_time};
 use super::SinkTask;
@@ -106,64 +105,6 @@ fn commit(consumer: &SinkConsumer, connector: &str) {
 }
 
 impl SinkTask {
-    /// `tolerance: none` and a transform rejected inputs: what the batch holds before the
-    /// first rejected input is written and settled, as the plugin's own rejects are, then the
-    /// task fails naming the rejected inputs; a restart resumes at the first of them.
-    pub(super) async fn stop_at_transform_reject(
-        &mut self,
-        instance: &mut Option<SinkInstance>,
-        intake: &mut Intake,
-        batch: &[Record],
-        chained: &Chained,
-    ) -> Result<(), Stop> {
-        let first = chained.rejected[0].0;
-        // Outputs come in input order (the chain refuses any other answer).
-        let kept = chained.origins.partition_point(|&origin| origin < first);
-        let before = Write {
-            inputs: &batch[..first],
-            outputs: &chained.outputs[..kept],
-            origins: Some(&chained.origins[..kept]),
-        };
-        let written = self.write_until_done(instance, intake, &before).await;
-        self.resume_assignment();
-        written?;
-        let reasons: Vec<String> = chained
-            .rejected
-            .iter()
-            .map(|(_, step, reason)| format!("transforms[{step}]: {reason}"))
-            .collect();
-        let trace = refusals::describe(
-            chained
-                .rejected
-                .iter()
-                .zip(&reasons)
-                .map(|((i, _, _), reason)| (&batch[*i], reason.as_str())),
-        );
-        Err(Stop::Failed(format!(
-            "a transform rejected {} record(s): {trace}",
-            chained.rejected.len()
-        )))
-    }
-
-    /// Counts the inputs a transform could not handle and, with `tolerance: all`,
-    /// dead-letters them.
-    pub(super) async fn transform_rejected(
-        &mut self,
-        batch: &[Record],
-        rejected: &[(usize, usize, String)],
-    ) -> Result<(), Stop> {
-        self.status
-            .count(Counter::RecordsRejectedByTransforms, rejected.len());
-        if self.config.errors.tolerance == Tolerance::None {
-            return Ok(());
-        }
-        let failures: Vec<Failure<'_>> = rejected
-            .iter()
-            .map(|(i, _, reason)| Failure::transform_reject(&batch[*i], reason))
-            .collect();
-        self.dead_letter(&failures).await
-    }
-
     /// Settles a batch the task is done with: sends `settlement.dead` to the dead-letter
     /// topic and waits for its acknowledgement, then, in exactly-once mode, commits the
     /// offsets of `settlement.handled` to the offsets table (with the plugin's transaction,

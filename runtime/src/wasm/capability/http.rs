@@ -8,7 +8,7 @@ use reqwest::redirect::Policy;
 use wasmtime::component::{HasData, Linker};
 
 use crate::config::{HttpGrant, HttpTls, Limits};
-use crate::pem::{self, PemError};
+use crate::http_client::{HttpTlsError, error_chain, with_tls};
 use crate::tls_failure;
 use crate::wasm::bindings::wasmconnect::plugin::http as wit;
 
@@ -72,7 +72,7 @@ impl HttpGrants {
         }
         let for_redirects = grants.clone();
         let builder = match tls {
-            Some(tls) => with_tls(reqwest::Client::builder(), tls)?,
+            Some(tls) => with_tls(reqwest::Client::builder(), tls, "grants.http_tls")?,
             None => reqwest::Client::builder(),
         };
         let client = builder
@@ -88,7 +88,10 @@ impl HttpGrants {
                 }
             }))
             .build()
-            .map_err(|e| HttpTlsError::Client(error_chain(&e)))?;
+            .map_err(|e| HttpTlsError::Client {
+                at: "grants.http_tls".into(),
+                message: error_chain(&e),
+            })?;
         Ok(HttpGrants {
             connector: connector.to_owned(),
             grants,
@@ -237,76 +240,6 @@ fn foreign_host<'a>(url: &url::Url, headers: &'a [(String, String)]) -> Option<&
                     .as_deref()
                     .is_some_and(|d| value.eq_ignore_ascii_case(d))
         })
-}
-
-/// Why a connector's HTTP client cannot be built.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpTlsError {
-    #[error("grants.http_tls.{setting} {source}")]
-    File {
-        setting: &'static str,
-        source: PemError,
-    },
-    #[error("grants.http_tls: {0}")]
-    Client(String),
-}
-
-/// `builder` trusting and presenting what `tls` says: its CA in addition to (or instead of)
-/// the system's roots, its client certificate.
-fn with_tls(
-    mut builder: reqwest::ClientBuilder,
-    tls: &HttpTls,
-) -> Result<reqwest::ClientBuilder, HttpTlsError> {
-    if let Some(ca) = &tls.ca {
-        let roots = pem::certificates(ca)
-            .map_err(|source| HttpTlsError::File {
-                setting: "ca",
-                source,
-            })?
-            .iter()
-            .map(|der| reqwest::Certificate::from_der(der))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| HttpTlsError::Client(format!("ca {}: {e}", ca.display())))?;
-        builder = match tls.system_roots {
-            true => builder.tls_certs_merge(roots),
-            false => builder.tls_certs_only(roots),
-        };
-    }
-    if let (Some(certificate), Some(key)) = (&tls.certificate, &tls.key) {
-        let read = |setting: &'static str, path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| HttpTlsError::File {
-                setting,
-                source: PemError::Unreadable {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                },
-            })
-        };
-        let mut both = read("certificate", certificate)?;
-        both.push(b'\n');
-        both.extend(read("key", key)?);
-        let identity = reqwest::Identity::from_pem(&both).map_err(|e| {
-            HttpTlsError::Client(format!(
-                "the certificate {} and key {} cannot be used together: {}",
-                certificate.display(),
-                key.display(),
-                error_chain(&e)
-            ))
-        })?;
-        builder = builder.identity(identity);
-    }
-    Ok(builder)
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// What the http capability sees of a task.

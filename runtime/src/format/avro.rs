@@ -1,0 +1,229 @@
+//! Avro datums to JSON: a schema as the registry keeps it (with the schemas it references),
+//! ready to decode datums, and the one mapping of Avro's types onto JSON values that plugins
+//! see. Pure.
+//!
+//! The mapping (README, "Formats"):
+//!
+//! | Avro | JSON |
+//! |---|---|
+//! | null, boolean, int, long, string | null, boolean, number, number, string |
+//! | float, double | number; NaN and infinities as the strings `"NaN"`, `"Infinity"`, `"-Infinity"` |
+//! | bytes, fixed | base64 string (standard alphabet, padded) |
+//! | enum | its symbol, a string |
+//! | union | the value of the branch written, as that branch maps (no `{"type": value}` wrapper) |
+//! | array, map, record | array, object, object with the record's field names |
+//! | decimal | string of the exact number (`"-12.50"`: scale digits after the point) |
+//! | date | `"2024-02-29"` |
+//! | time-millis, time-micros | `"13:45:07.250"`, `"13:45:07.250001"` |
+//! | timestamp-millis, -micros, -nanos | RFC 3339 in UTC, `"2024-02-29T13:45:07.25Z"` |
+//! | local-timestamp-millis, -micros, -nanos | the same without the zone, `"2024-02-29T13:45:07.25"` |
+//! | uuid | its text, `"1b4e28ba-2fa1-11d2-883f-0016d3cca427"` |
+//! | duration | `{"months": m, "days": d, "millis": ms}` |
+
+use std::collections::HashMap;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{Name, RecordSchema, ResolvedSchema};
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use base64::Engine as _;
+use serde_json::{Map, Number, Value as Json};
+
+/// A writer's schema and the named types it can refer to.
+#[derive(Debug)]
+pub struct AvroSchema {
+    schema: Schema,
+    /// The schemas of its references (Confluent's schema references), in the order given.
+    references: Vec<Schema>,
+    /// Every named type of the schema and its references, by full name: where a `Ref` leads.
+    names: HashMap<Name, Schema>,
+}
+
+impl AvroSchema {
+    /// Parses `text` (a schema in Avro's JSON), whose named types may come from `references`
+    /// (the texts of the schemas it references, each defining named types).
+    pub fn parse(text: &str, references: &[String]) -> Result<Self, String> {
+        let (schema, references) = Schema::parse_str_with_list(text, references)
+            .map_err(|e| format!("not an Avro schema: {e}"))?;
+        // Referenced schemas first: each may name the types of those before it.
+        let mut all: Vec<&Schema> = references.iter().collect();
+        all.push(&schema);
+        let names = ResolvedSchema::try_from(all)
+            .map_err(|e| format!("the Avro schema does not resolve: {e}"))?
+            .get_names()
+            .iter()
+            .map(|(name, schema)| (name.clone(), (*schema).clone()))
+            .collect();
+        Ok(AvroSchema {
+            schema,
+            references,
+            names,
+        })
+    }
+
+    /// The JSON value of `datum` (Avro's binary encoding, nothing before or after), or why
+    /// the bytes are not a datum of this schema.
+    pub fn decode(&self, datum: &[u8]) -> Result<Json, String> {
+        let mut reader = datum;
+        let mut schemata: Vec<&Schema> = self.references.iter().collect();
+        schemata.push(&self.schema);
+        let value = GenericDatumReader::builder(&self.schema)
+            .writer_schemata(schemata)
+            .and_then(|builder| builder.build())
+            .and_then(|reader_of| reader_of.read_value(&mut reader))
+            .map_err(|e| format!("the payload does not match its Avro schema: {e}"))?;
+        if !reader.is_empty() {
+            return Err(format!(
+                "the payload does not match its Avro schema: {} byte(s) are left after the datum",
+                reader.len()
+            ));
+        }
+        Ok(self.to_json(value, &self.schema))
+    }
+
+    /// `value`, read with `schema`, as JSON (see the module's table).
+    fn to_json(&self, value: Value, schema: &Schema) -> Json {
+        let schema = match schema {
+            Schema::Ref { name } => self.names.get(name).unwrap_or(schema),
+            _ => schema,
+        };
+        match value {
+            Value::Null => Json::Null,
+            Value::Boolean(b) => Json::Bool(b),
+            Value::Int(i) => Json::from(i),
+            Value::Long(l) => Json::from(l),
+            Value::Float(f) => float(f64::from(f)),
+            Value::Double(d) => float(d),
+            Value::Bytes(bytes) | Value::Fixed(_, bytes) => Json::String(base64(&bytes)),
+            Value::String(s) | Value::Enum(_, s) => Json::String(s),
+            Value::Union(branch, value) => {
+                let branch = match schema {
+                    Schema::Union(union) => union.variants().get(branch as usize),
+                    _ => None,
+                };
+                self.to_json(*value, branch.unwrap_or(&Schema::Null))
+            }
+            Value::Array(items) => {
+                let item = match schema {
+                    Schema::Array(array) => &*array.items,
+                    _ => &Schema::Null,
+                };
+                Json::Array(items.into_iter().map(|v| self.to_json(v, item)).collect())
+            }
+            Value::Map(entries) => {
+                let item = match schema {
+                    Schema::Map(map) => &*map.types,
+                    _ => &Schema::Null,
+                };
+                Json::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k, self.to_json(v, item)))
+                        .collect(),
+                )
+            }
+            Value::Record(fields) => {
+                let schemas = match schema {
+                    Schema::Record(RecordSchema { fields, .. }) => fields.as_slice(),
+                    _ => &[],
+                };
+                let mut object = Map::new();
+                for (i, (name, value)) in fields.into_iter().enumerate() {
+                    let field = schemas.get(i).map_or(&Schema::Null, |f| &f.schema);
+                    let json = self.to_json(value, field);
+                    object.insert(name, json);
+                }
+                Json::Object(object)
+            }
+            Value::Decimal(decimal) => {
+                let scale = match schema {
+                    Schema::Decimal(d) => d.scale,
+                    _ => 0,
+                };
+                Json::String(scaled(&num_bigint::BigInt::from(decimal).to_string(), scale))
+            }
+            Value::BigDecimal(decimal) => Json::String(decimal.to_string()),
+            Value::Date(days) => Json::String(date(days)),
+            Value::TimeMillis(ms) => Json::String(time_of_day(i64::from(ms) * 1_000_000, 3)),
+            Value::TimeMicros(us) => Json::String(time_of_day(us.saturating_mul(1_000), 6)),
+            Value::TimestampMillis(ms) => timestamp(i128::from(ms) * 1_000_000, true),
+            Value::TimestampMicros(us) => timestamp(i128::from(us) * 1_000, true),
+            Value::TimestampNanos(ns) => timestamp(i128::from(ns), true),
+            Value::LocalTimestampMillis(ms) => timestamp(i128::from(ms) * 1_000_000, false),
+            Value::LocalTimestampMicros(us) => timestamp(i128::from(us) * 1_000, false),
+            Value::LocalTimestampNanos(ns) => timestamp(i128::from(ns), false),
+            Value::Duration(d) => serde_json::json!({
+                "months": u32::from(d.months()),
+                "days": u32::from(d.days()),
+                "millis": u32::from(d.millis()),
+            }),
+            Value::Uuid(uuid) => Json::String(uuid.to_string()),
+        }
+    }
+}
+
+fn float(f: f64) -> Json {
+    match Number::from_f64(f) {
+        Some(n) => Json::Number(n),
+        None if f.is_nan() => Json::String("NaN".into()),
+        None if f > 0.0 => Json::String("Infinity".into()),
+        None => Json::String("-Infinity".into()),
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The unscaled integer `digits` (with its sign) with `scale` digits after the point.
+fn scaled(digits: &str, scale: usize) -> String {
+    if scale == 0 {
+        return digits.to_owned();
+    }
+    let (sign, digits) = match digits.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", digits),
+    };
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    format!("{sign}{whole}.{fraction}")
+}
+
+/// Days since 1970-01-01 as a calendar date.
+fn date(days: i32) -> String {
+    const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
+    match time::Date::from_julian_day(UNIX_EPOCH_JULIAN_DAY.saturating_add(days)) {
+        Ok(date) => date.to_string(),
+        Err(_) => days.to_string(),
+    }
+}
+
+/// Nanoseconds after midnight as `HH:MM:SS.fff` with `digits` fraction digits.
+fn time_of_day(nanos: i64, digits: u32) -> String {
+    let seconds = nanos.div_euclid(1_000_000_000);
+    let fraction = nanos.rem_euclid(1_000_000_000) / 10_i64.pow(9 - digits);
+    format!(
+        "{:02}:{:02}:{:02}.{fraction:0width$}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        width = digits as usize
+    )
+}
+
+/// Nanoseconds since the epoch in RFC 3339, in UTC (`zoned`) or without a zone.
+fn timestamp(nanos: i128, zoned: bool) -> Json {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+        return Json::String(nanos.to_string());
+    };
+    let Ok(text) = at.format(&time::format_description::well_known::Rfc3339) else {
+        return Json::String(nanos.to_string());
+    };
+    match zoned {
+        true => Json::String(text),
+        false => Json::String(text.trim_end_matches('Z').to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! Records' formats on Kafka (Kafka Connect's converters, in the runtime): `wire` frames and
+//! unframes Confluent's wire format, `avro` maps Avro datums to JSON, `registry` fetches and
+//! caches schemas from a Confluent-compatible Schema Registry, `decoder` turns what a sink
+//! read into what its transforms and plugin see.
+
+pub mod avro;
+pub mod wire;
+pub mod registry;
+pub mod decoder;
+
+pub use decoder::{Decoded, Decoder, Side, Undecodable};
+pub use registry::{Registries, RegistryError, SchemaRegistry};
