@@ -60,16 +60,14 @@ pub fn with_tls(
         let mut both = read("certificate", certificate)?;
         both.push(b'\n');
         both.extend(read("key", key)?);
-        let identity = reqwest::Identity::from_pem(&both).map_err(|e| {
-            HttpTlsError::Client {
-                at: at.to_owned(),
-                message: format!(
-                    "the certificate {} and key {} cannot be used together: {}",
-                    certificate.display(),
-                    key.display(),
-                    error_chain(&e)
-                ),
-            }
+        let identity = reqwest::Identity::from_pem(&both).map_err(|e| HttpTlsError::Client {
+            at: at.to_owned(),
+            message: format!(
+                "the certificate {} and key {} cannot be used together: {}",
+                certificate.display(),
+                key.display(),
+                error_chain(&e)
+            ),
         })?;
         builder = builder.identity(identity);
     }
@@ -87,4 +85,3 @@ pub fn error_chain(e: &reqwest::Error) -> String {
     }
     message
 }
-

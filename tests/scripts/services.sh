@@ -218,13 +218,13 @@ fuzz_all() {
 # A command of a pinned PyPI package, in a virtualenv of its own outside the repository,
 # installed on first use; sets REPLY to the command's path.
 pip_command() {
-  local package=$1 version=$2 command=$3
+  local package=$1 version=$2 command=$3 extras=${4:-}
   local venv="$WASMCONNECT_CACHE/$package-$version"
   if [ ! -x "$venv/bin/$command" ]; then
-    say "installing $package $version into $venv"
+    say "installing $package$extras $version into $venv"
     command -v python3 >/dev/null || apt-get install -y python3
     python3 -m venv "$venv" || { apt-get install -y python3-venv && python3 -m venv "$venv"; }
-    "$venv/bin/pip" install --quiet "$package==$version"
+    "$venv/bin/pip" install --quiet "$package$extras==$version"
   fi
   REPLY="$venv/bin/$command"
 }
@@ -242,6 +242,19 @@ KAFKA_CONNECT_PY_VERSION=1.0.0
 ensure_kafka_connect_py() {
   pip_command kafka-connect-py "$KAFKA_CONNECT_PY_VERSION" kc
   export WASMCONNECT_KC="$REPLY"
+}
+
+# confluent-kafka with its Schema Registry serializers: Confluent's own client, writing the
+# Avro and JSON Schema records the format tests read. Its check is an import: the venv's
+# python exists before the packages are installed.
+CONFLUENT_KAFKA_VERSION=2.16.1
+ensure_confluent_kafka() {
+  local venv="$WASMCONNECT_CACHE/confluent-kafka-$CONFLUENT_KAFKA_VERSION"
+  if ! "$venv/bin/python" -c "import fastavro, jsonschema, confluent_kafka.schema_registry.avro" 2>/dev/null; then
+    rm -rf "$venv"
+    pip_command confluent-kafka "$CONFLUENT_KAFKA_VERSION" python "[avro,json,schemaregistry]"
+  fi
+  export WASMCONNECT_CONFLUENT_PYTHON="$venv/bin/python"
 }
 
 # schemathesis's st: fuzzes the admin API against its OpenAPI description.

@@ -17,6 +17,7 @@ ensure_cargo_fuzz
 build_plugins
 build_python_plugin
 ensure_kafka_connect_py
+ensure_confluent_kafka
 ensure_schemathesis
 
 say "formatting and lints"

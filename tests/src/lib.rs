@@ -3,7 +3,8 @@
 //!
 //! Layout: `paths` (where binaries and plugins are), `broker`, `postgres`, `daemon`, `proxy`
 //! (a TCP proxy that can cut connections), `netns` (a network namespace for one daemon, to cut
-//! only its connections), `sql` (PostgreSQL, MariaDB and SQLite for the
+//! only its connections), `schema_registry` (Confluent's Schema Registry API on loopback),
+//! `sql` (PostgreSQL, MariaDB and SQLite for the
 //! database-portability tests), `tls` (a test CA and a TLS terminator), `wait`.
 
 pub mod broker;
@@ -12,6 +13,7 @@ pub mod netns;
 pub mod paths;
 pub mod postgres;
 pub mod proxy;
+pub mod schema_registry;
 pub mod sql;
 pub mod tls;
 pub mod wait;
@@ -21,6 +23,7 @@ pub use daemon::Daemon;
 pub use netns::Namespace;
 pub use postgres::Postgres;
 pub use proxy::Proxy;
+pub use schema_registry::SchemaRegistry;
 pub use wait::wait_until;
 
 /// A name no other test (or earlier run) uses: for topics, tables and connectors.

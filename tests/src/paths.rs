@@ -76,6 +76,16 @@ pub fn kc() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The Python of the virtualenv holding confluent-kafka and its Schema Registry serializers,
+/// as the test command installed it (`WASMCONNECT_CONFLUENT_PYTHON`).
+pub fn confluent_python() -> anyhow::Result<PathBuf> {
+    installed(
+        "WASMCONNECT_CONFLUENT_PYTHON",
+        "confluent-kafka-2.16.1/bin/python",
+        "confluent-kafka's virtualenv",
+    )
+}
+
 /// schemathesis's `st` command, as the test command installed it (`WASMCONNECT_SCHEMATHESIS`).
 pub fn schemathesis() -> anyhow::Result<PathBuf> {
     installed(

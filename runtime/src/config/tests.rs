@@ -433,15 +433,19 @@ fn formats_parse_and_a_schema_format_needs_a_defined_registry() {
     let d = diagnostics(&unnamed);
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(
-        d[0].message.contains("connectors[0].format.schema_registry: missing: value is json_schema")
-            && d[0].message.contains("name one of schema_registries: (main)"),
+        d[0].message
+            .contains("connectors[0].format.schema_registry: missing: value is json_schema")
+            && d[0]
+                .message
+                .contains("name one of schema_registries: (main)"),
         "{}",
         d[0].message
     );
     let unknown = text.replace("schema_registry: main", "schema_registry: other");
     let d = diagnostics(&unknown);
     assert!(
-        d[0].message.contains("\"other\" is not defined under schema_registries: (main)"),
+        d[0].message
+            .contains("\"other\" is not defined under schema_registries: (main)"),
         "{}",
         d[0].message
     );

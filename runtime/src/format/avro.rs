@@ -22,10 +22,10 @@
 
 use std::collections::HashMap;
 
+use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema::{Name, RecordSchema, ResolvedSchema};
 use apache_avro::types::Value;
-use apache_avro::Schema;
 use base64::Engine as _;
 use serde_json::{Map, Number, Value as Json};
 
@@ -140,7 +140,10 @@ impl AvroSchema {
                     Schema::Decimal(d) => d.scale,
                     _ => 0,
                 };
-                Json::String(scaled(&num_bigint::BigInt::from(decimal).to_string(), scale))
+                Json::String(scaled(
+                    &num_bigint::BigInt::from(decimal).to_string(),
+                    scale,
+                ))
             }
             Value::BigDecimal(decimal) => Json::String(decimal.to_string()),
             Value::Date(days) => Json::String(date(days)),

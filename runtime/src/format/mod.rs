@@ -4,9 +4,9 @@
 //! read into what its transforms and plugin see.
 
 pub mod avro;
-pub mod wire;
-pub mod registry;
 pub mod decoder;
+pub mod registry;
+pub mod wire;
 
 pub use decoder::{Decoded, Decoder, Side, Undecodable};
 pub use registry::{Registries, RegistryError, SchemaRegistry};

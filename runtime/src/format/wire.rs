@@ -7,9 +7,13 @@ pub const MAGIC: u8 = 0;
 /// Why bytes are not a framed record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("{0} byte(s) are too few for Confluent's wire format (magic byte and 4-byte schema id)")]
+    #[error(
+        "{0} byte(s) are too few for Confluent's wire format (magic byte and 4-byte schema id)"
+    )]
     TooShort(usize),
-    #[error("the first byte is {0:#04x}, not Confluent's magic byte 0x00: not written by a schema registry serializer")]
+    #[error(
+        "the first byte is {0:#04x}, not Confluent's magic byte 0x00: not written by a schema registry serializer"
+    )]
     Magic(u8),
 }
 

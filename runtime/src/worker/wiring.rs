@@ -247,7 +247,9 @@ impl Worker {
             None => None,
             Some(name) => {
                 let config = self.config.schema_registries.get(name).ok_or_else(|| {
-                    format!("format.schema_registry {name:?} is not defined under schema_registries:")
+                    format!(
+                        "format.schema_registry {name:?} is not defined under schema_registries:"
+                    )
                 })?;
                 let client = self
                     .registries

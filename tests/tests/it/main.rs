@@ -9,6 +9,7 @@ mod database_tls;
 mod databases;
 mod delivery;
 mod errors;
+mod formats;
 mod http;
 mod kafka_connect;
 mod kafka_security;

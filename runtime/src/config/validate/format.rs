@@ -77,7 +77,11 @@ impl Validator {
             .collect();
         match (&format.schema_registry, with_schema.first()) {
             (None, Some(side)) => {
-                let f = if *side == "key" { format.key } else { format.value };
+                let f = if *side == "key" {
+                    format.key
+                } else {
+                    format.value
+                };
                 self.problem(
                     format!("{path}.schema_registry"),
                     format!(
@@ -109,6 +113,10 @@ fn names(config: &Config) -> String {
     if config.schema_registries.is_empty() {
         return "none is defined".into();
     }
-    let names: Vec<&str> = config.schema_registries.keys().map(String::as_str).collect();
+    let names: Vec<&str> = config
+        .schema_registries
+        .keys()
+        .map(String::as_str)
+        .collect();
     names.join(", ")
 }

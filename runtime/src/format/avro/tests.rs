@@ -39,11 +39,15 @@ const EVERYTHING: &str = r#"{
 }"#;
 
 fn to_avro_datum(schema: &Schema, value: Value) -> Result<Vec<u8>, apache_avro::Error> {
-    GenericDatumWriter::builder(schema).build()?.write_value_to_vec(value)
+    GenericDatumWriter::builder(schema)
+        .build()?
+        .write_value_to_vec(value)
 }
 
 fn price(unscaled: i64) -> Value {
-    Value::Decimal(Decimal::from(num_bigint::BigInt::from(unscaled).to_signed_bytes_be()))
+    Value::Decimal(Decimal::from(
+        num_bigint::BigInt::from(unscaled).to_signed_bytes_be(),
+    ))
 }
 
 #[test]
@@ -61,15 +65,30 @@ fn every_avro_type_maps_to_the_json_the_table_promises() {
         ("s".into(), Value::String("héllo".into())),
         ("e".into(), Value::Enum(1, "GREEN".into())),
         ("fx".into(), Value::Fixed(2, vec![1, 2])),
-        ("opt".into(), Value::Union(1, Box::new(Value::String("set".into())))),
-        ("either".into(), Value::Union(2, Box::new(Value::Enum(0, "RED".into())))),
-        ("arr".into(), Value::Array(vec![Value::Int(1), Value::Int(2)])),
+        (
+            "opt".into(),
+            Value::Union(1, Box::new(Value::String("set".into()))),
+        ),
+        (
+            "either".into(),
+            Value::Union(2, Box::new(Value::Enum(0, "RED".into()))),
+        ),
+        (
+            "arr".into(),
+            Value::Array(vec![Value::Int(1), Value::Int(2)]),
+        ),
         (
             "map".into(),
             Value::Map([("k".to_owned(), Value::Double(0.25))].into()),
         ),
-        ("inner".into(), Value::Record(vec![("price".into(), price(-1250))])),
-        ("again".into(), Value::Record(vec![("price".into(), price(5))])),
+        (
+            "inner".into(),
+            Value::Record(vec![("price".into(), price(-1250))]),
+        ),
+        (
+            "again".into(),
+            Value::Record(vec![("price".into(), price(5))]),
+        ),
         ("day".into(), Value::Date(19_782)),
         ("tm".into(), Value::TimeMillis(49_507_250)),
         ("tu".into(), Value::TimeMicros(49_507_250_001)),
@@ -104,7 +123,8 @@ fn every_avro_type_maps_to_the_json_the_table_promises() {
 
 #[test]
 fn a_union_branch_of_null_is_null() {
-    let text = r#"{"type": "record", "name": "R", "fields": [{"name": "o", "type": ["null", "int"]}]}"#;
+    let text =
+        r#"{"type": "record", "name": "R", "fields": [{"name": "o", "type": ["null", "int"]}]}"#;
     let schema = AvroSchema::parse(text, &[]).unwrap();
     let writer = Schema::parse_str(text).unwrap();
     let datum = to_avro_datum(
@@ -124,7 +144,10 @@ fn named_types_may_come_from_referenced_schemas() {
     let schema = AvroSchema::parse(order, &[address.to_owned()]).unwrap();
     // An Order datum is its Address's datum: one string.
     let datum = to_avro_datum(&Schema::String, Value::String("Oslo".into())).unwrap();
-    assert_eq!(schema.decode(&datum).unwrap(), json!({"to": {"city": "Oslo"}}));
+    assert_eq!(
+        schema.decode(&datum).unwrap(),
+        json!({"to": {"city": "Oslo"}})
+    );
 }
 
 #[test]
@@ -132,9 +155,15 @@ fn a_payload_that_does_not_match_the_schema_is_refused_with_the_reason() {
     let schema = AvroSchema::parse(r#""long""#, &[]).unwrap();
     // A long is a zig-zag varint: a continuation bit with nothing after it is cut short.
     let short = schema.decode(&[0x80]).unwrap_err();
-    assert!(short.starts_with("the payload does not match its Avro schema"), "{short}");
+    assert!(
+        short.starts_with("the payload does not match its Avro schema"),
+        "{short}"
+    );
     let long = schema.decode(&[0x02, 0x02]).unwrap_err();
-    assert!(long.ends_with("1 byte(s) are left after the datum"), "{long}");
+    assert!(
+        long.ends_with("1 byte(s) are left after the datum"),
+        "{long}"
+    );
     assert!(AvroSchema::parse("{\"type\": \"nope\"}", &[]).is_err());
 }
 

@@ -1,0 +1,455 @@
+//! Records' formats: Avro and JSON Schema records written by Confluent's own serializers
+//! (confluent-kafka from PyPI) through a Schema Registry are decoded by the runtime and land
+//! in PostgreSQL through the unchanged sink-sql plugin, every Avro type as README's table
+//! says; records that do not decode are dead-lettered with the converter stage; a registry
+//! that cannot be reached delays the records and loses none.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wasmconnect_tests::broker::KeyValue;
+use wasmconnect_tests::{
+    Broker, Daemon, Postgres, Proxy, SchemaRegistry, paths, unique, wait_until,
+};
+
+use crate::common::config;
+
+/// An order with a field of every Avro type README's mapping table names.
+const ORDER_SCHEMA: &str = r#"{
+  "type": "record", "name": "Order", "namespace": "shop",
+  "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "flag", "type": "boolean"},
+    {"name": "small", "type": "int"},
+    {"name": "amount", "type": "double"},
+    {"name": "ratio", "type": "float"},
+    {"name": "raw", "type": "bytes"},
+    {"name": "name", "type": "string"},
+    {"name": "colour", "type": {"type": "enum", "name": "Colour", "symbols": ["RED", "GREEN"]}},
+    {"name": "code", "type": {"type": "fixed", "name": "Code", "size": 2}},
+    {"name": "nickname", "type": ["null", "string"], "default": null},
+    {"name": "tags", "type": {"type": "array", "items": "string"}},
+    {"name": "attrs", "type": {"type": "map", "values": "long"}},
+    {"name": "address", "type": {"type": "record", "name": "Address",
+      "fields": [{"name": "city", "type": "string"}]}},
+    {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+    {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+    {"name": "tm", "type": {"type": "int", "logicalType": "time-millis"}},
+    {"name": "tu", "type": {"type": "long", "logicalType": "time-micros"}},
+    {"name": "tsm", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "tsu", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+    {"name": "ltm", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
+    {"name": "uid", "type": {"type": "string", "logicalType": "uuid"}}
+  ]
+}"#;
+
+/// The table sink-sql writes orders into: a column for each field, of the type the field's
+/// JSON maps onto.
+const ORDER_COLUMNS: &str = "id bigint primary key, flag boolean, small int, \
+    amount double precision, ratio real, raw text, name text, colour text, code text, \
+    nickname text, tags jsonb, attrs jsonb, address jsonb, price numeric(9,2), day date, \
+    tm time, tu time, tsm timestamptz, tsu timestamptz, ltm timestamp, uid uuid";
+
+/// Order `id` as the application hands it to the serializer (in JSON; the producer script
+/// turns it into Python's values by the schema).
+fn order(id: i64) -> Value {
+    json!({
+        "id": id,
+        "flag": id % 2 == 0,
+        "small": -7 * id,
+        "amount": 1.5 * id as f64,
+        "ratio": 0.25,
+        "raw": "AP8B",
+        "name": format!("order-{id}"),
+        "colour": if id % 2 == 0 { "GREEN" } else { "RED" },
+        "code": "AQI=",
+        "nickname": if id % 3 == 0 { Value::Null } else { json!(format!("nick-{id}")) },
+        "tags": ["a", format!("t{id}")],
+        "attrs": {"qty": id},
+        "address": {"city": "Oslo"},
+        "price": format!("{id}.05"),
+        "day": "2024-02-29",
+        "tm": "13:45:07.250",
+        "tu": "13:45:07.250001",
+        "tsm": "2024-02-29T13:45:07.250Z",
+        "tsu": "2024-02-29T13:45:07.250001Z",
+        "ltm": "2024-02-29T13:45:07",
+        "uid": format!("1b4e28ba-2fa1-11d2-883f-0016d3cca4{id:02}"),
+    })
+}
+
+/// What order `id`'s row reads as (see [`read_orders`]).
+fn order_row(id: i64) -> Value {
+    json!({
+        "id": id,
+        "flag": id % 2 == 0,
+        "small": -7 * id,
+        "amount": (1.5 * id as f64).to_string(),
+        "ratio": 0.25,
+        "raw": "AP8B",
+        "name": format!("order-{id}"),
+        "colour": if id % 2 == 0 { "GREEN" } else { "RED" },
+        "code": "AQI=",
+        "nickname": if id % 3 == 0 { Value::Null } else { json!(format!("nick-{id}")) },
+        "tags": ["a", format!("t{id}")],
+        "attrs": {"qty": id},
+        "address": {"city": "Oslo"},
+        "price": format!("{id}.05"),
+        "day": "2024-02-29",
+        "tm": "13:45:07.25",
+        "tu": "13:45:07.250001",
+        "tsm": "2024-02-29T13:45:07.250000",
+        "tsu": "2024-02-29T13:45:07.250001",
+        "ltm": "2024-02-29T13:45:07",
+        "uid": format!("1b4e28ba-2fa1-11d2-883f-0016d3cca4{id:02}"),
+    })
+}
+
+/// `items` once there are `n` of them, else how many there are.
+fn at_least<T>(items: Vec<T>, n: usize) -> Result<Vec<T>, String> {
+    match items.len() >= n {
+        true => Ok(items),
+        false => Err(format!("{} of {n}", items.len())),
+    }
+}
+
+/// Every row of `table`, oldest id first, as JSON whatever the session's time zone.
+async fn read_orders(pg: &Postgres, table: &str) -> anyhow::Result<Vec<Value>> {
+    let sql = format!(
+        "SELECT json_build_object('id', id, 'flag', flag, 'small', small, 'amount', amount::text, \
+         'ratio', ratio, 'raw', raw, 'name', name, 'colour', colour, 'code', code, \
+         'nickname', nickname, 'tags', tags, 'attrs', attrs, 'address', address, \
+         'price', price::text, 'day', day::text, 'tm', tm::text, 'tu', tu::text, \
+         'tsm', to_char(tsm AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), \
+         'tsu', to_char(tsu AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), \
+         'ltm', to_char(ltm, 'YYYY-MM-DD\"T\"HH24:MI:SS'), 'uid', uid)::text \
+         FROM {table} ORDER BY id"
+    );
+    let rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&pg.pool).await?;
+    Ok(rows
+        .iter()
+        .map(|row| serde_json::from_str(row))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Produces `values` (keyed by their `id`) to `topic` with confluent-kafka's serializer of
+/// `kind` (`avro`, `json_schema`) and `schema`, registering it under `{topic}-value`.
+fn produce_with_confluent(
+    broker: &Broker,
+    registry: &SchemaRegistry,
+    topic: &str,
+    kind: &str,
+    schema: &str,
+    values: &[Value],
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (schema_file, records_file) = (dir.path().join("schema"), dir.path().join("records"));
+    std::fs::write(&schema_file, schema)?;
+    let lines: Vec<String> = values
+        .iter()
+        .map(|v| json!({ "key": v["id"].to_string(), "value": v }).to_string())
+        .collect();
+    std::fs::write(&records_file, lines.join("\n"))?;
+    let output = std::process::Command::new(paths::confluent_python()?)
+        .arg(paths::repo_root().join("tests/scripts/confluent_produce.py"))
+        .args([&broker.bootstrap, &registry.url, topic, kind])
+        .args([&schema_file, &records_file])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "confluent_produce.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let acknowledged = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        acknowledged.trim() == values.len().to_string(),
+        "Kafka acknowledged {acknowledged} of {} records",
+        values.len()
+    );
+    Ok(())
+}
+
+/// A sink-sql connector reading `topic` into `table` with `format`, the registry `main`
+/// defined at `registry_url`, and `errors`.
+fn avro_sink(
+    broker: &Broker,
+    pg: &Postgres,
+    (name, topic, table): (&str, &str, &str),
+    format: &str,
+    registry_url: &str,
+    errors: &str,
+) -> anyhow::Result<String> {
+    let connector = format!(
+        "  - name: {name}
+    kind: sink
+    plugin: {plugin}
+    topics: [{topic}]
+    batch: {{ max_records: 100, max_wait_ms: 50 }}
+    format: {format}
+    errors: {errors}
+    grants: {{ databases: [main] }}
+    config: {{ database: main, table: {table} }}
+",
+        plugin = paths::plugin("sink-sql")?.display(),
+    );
+    let config = config(broker, pg, &connector);
+    Ok(config.replace(
+        "admin:\n",
+        &format!(
+            "schema_registries:\n  main:\n    url: {registry_url}\n    timeout_ms: 2000\nadmin:\n"
+        ),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_written_by_confluents_serializer_lands_in_postgres_with_every_type()
+-> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let (topic, table, name) = (unique("orders"), unique("avro_orders"), unique("avro"));
+    broker.create_topic(&topic, 2).await?;
+    pg.execute(&format!("CREATE TABLE {table} ({ORDER_COLUMNS})"))
+        .await?;
+    let orders: Vec<Value> = (1..=30).map(order).collect();
+    produce_with_confluent(&broker, &registry, &topic, "avro", ORDER_SCHEMA, &orders)?;
+
+    let _daemon = Daemon::start(&avro_sink(
+        &broker,
+        &pg,
+        (&name, &topic, &table),
+        "{ key: string, value: avro, schema_registry: main }",
+        &registry.url,
+        "{ tolerance: none }",
+    )?)?;
+    let rows = wait_until(
+        "every order in its table",
+        Duration::from_secs(60),
+        || async {
+            let rows = read_orders(&pg, &table).await?;
+            Ok(at_least(rows, 30))
+        },
+    )
+    .await?;
+
+    let expected: Vec<Value> = (1..=30).map(order_row).collect();
+    assert_eq!(rows, expected);
+    // One schema, fetched once by the process, whichever task read it first.
+    assert_eq!(registry.fetches(1), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_schema_written_by_confluents_serializer_lands_in_postgres() -> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let (topic, table, name) = (
+        unique("people"),
+        unique("json_people"),
+        unique("jsonschema"),
+    );
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id bigint primary key, name text, tags jsonb)"
+    ))
+    .await?;
+    let schema = r#"{"$schema": "http://json-schema.org/draft-07/schema#", "title": "Person",
+        "type": "object", "required": ["id", "name"],
+        "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                       "tags": {"type": "array", "items": {"type": "string"}}}}"#;
+    let people: Vec<Value> = (1..=20)
+        .map(|id| json!({ "id": id, "name": format!("p{id}"), "tags": [format!("t{id}")] }))
+        .collect();
+    produce_with_confluent(&broker, &registry, &topic, "json_schema", schema, &people)?;
+
+    let _daemon = Daemon::start(&avro_sink(
+        &broker,
+        &pg,
+        (&name, &topic, &table),
+        "{ key: string, value: json_schema, schema_registry: main }",
+        &registry.url,
+        "{ tolerance: none }",
+    )?)?;
+    let rows = wait_until(
+        "every person in the table",
+        Duration::from_secs(60),
+        || async {
+            let rows: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT json_build_object('id', id, 'name', name, 'tags', tags)::text \
+             FROM {table} ORDER BY id"
+            ))
+            .fetch_all(&pg.pool)
+            .await?;
+            Ok(at_least(rows, 20))
+        },
+    )
+    .await?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(r))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(rows, people);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_that_do_not_decode_are_dead_lettered_with_the_converter_stage()
+-> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let (topic, table, name, dlq) = (
+        unique("orders"),
+        unique("avro_orders"),
+        unique("avro"),
+        unique("dlq"),
+    );
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!("CREATE TABLE {table} ({ORDER_COLUMNS})"))
+        .await?;
+    produce_with_confluent(
+        &broker,
+        &registry,
+        &topic,
+        "avro",
+        ORDER_SCHEMA,
+        &[order(1)],
+    )?;
+    let bad: Vec<KeyValue> = vec![
+        // Plain JSON: no magic byte.
+        (Some(b"2".to_vec()), Some(br#"{"id": 2}"#.to_vec())),
+        // A schema id the registry never gave.
+        (Some(b"3".to_vec()), Some(vec![0, 0, 0, 0, 99, 2])),
+        // Schema 1, but a datum cut short after the id.
+        (Some(b"4".to_vec()), Some(vec![0, 0, 0, 0, 1, 8])),
+        // A key that is not UTF-8 text.
+        (Some(vec![0xff, 0xfe]), Some(vec![0, 0, 0, 0, 1])),
+    ];
+    broker.produce(&topic, &bad).await?;
+    produce_with_confluent(
+        &broker,
+        &registry,
+        &topic,
+        "avro",
+        ORDER_SCHEMA,
+        &[order(5)],
+    )?;
+
+    let errors = format!("{{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}");
+    let _daemon = Daemon::start(&avro_sink(
+        &broker,
+        &pg,
+        (&name, &topic, &table),
+        "{ key: string, value: avro, schema_registry: main }",
+        &registry.url,
+        &errors,
+    )?)?;
+    let dead = wait_until("four dead letters", Duration::from_secs(60), || async {
+        let dead = broker.read_all(&dlq).await?;
+        Ok(at_least(dead, 4))
+    })
+    .await?;
+    let rows = wait_until(
+        "orders 1 and 5 written",
+        Duration::from_secs(30),
+        || async {
+            let rows = read_orders(&pg, &table).await?;
+            Ok(at_least(rows, 2))
+        },
+    )
+    .await?;
+    assert_eq!(rows, [order_row(1), order_row(5)]);
+
+    let seen: Vec<(i64, String, String)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d.header("__connect.errors.offset")
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+                d.header("__connect.errors.stage").unwrap(),
+                d.header("__connect.errors.exception.message").unwrap(),
+            )
+        })
+        .collect();
+    let expect = [
+        (
+            1,
+            "VALUE_CONVERTER",
+            "value (avro): the first byte is 0x7b, not Confluent's magic byte",
+        ),
+        (
+            2,
+            "VALUE_CONVERTER",
+            "value (avro): the schema registry main has no schema id 99",
+        ),
+        (
+            3,
+            "VALUE_CONVERTER",
+            "value (avro): the payload does not match its Avro schema",
+        ),
+        (4, "KEY_CONVERTER", "key (string): not UTF-8 text"),
+    ];
+    assert_eq!(seen.len(), expect.len(), "{seen:?}");
+    for ((offset, stage, message), (want_offset, want_stage, want_message)) in
+        seen.iter().zip(expect)
+    {
+        assert_eq!((*offset, stage.as_str()), (want_offset, want_stage));
+        assert!(message.starts_with(want_message), "{message}");
+    }
+    // Dead-lettered as they were read.
+    assert_eq!(dead[0].value.as_deref(), Some(&br#"{"id": 2}"#[..]));
+    assert_eq!(dead[3].key.as_deref(), Some(&[0xff, 0xfe][..]));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_out_of_reach_delays_the_records_and_loses_none() -> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let proxy = Proxy::start(registry.url.trim_start_matches("http://").to_owned()).await?;
+    proxy.cut();
+    let (topic, table, name) = (unique("orders"), unique("avro_orders"), unique("avro"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!("CREATE TABLE {table} ({ORDER_COLUMNS})"))
+        .await?;
+    let orders: Vec<Value> = (1..=50).map(order).collect();
+    produce_with_confluent(&broker, &registry, &topic, "avro", ORDER_SCHEMA, &orders)?;
+
+    let daemon = Daemon::start(&avro_sink(
+        &broker,
+        &pg,
+        (&name, &topic, &table),
+        "{ key: string, value: avro, schema_registry: main }",
+        &format!("http://{}", proxy.address),
+        "{ tolerance: none, retry: { initial_backoff_ms: 100, max_backoff_ms: 500 } }",
+    )?)?;
+    daemon
+        .wait_log(
+            &["schema registry main is unavailable", "decoded again"],
+            Duration::from_secs(60),
+        )
+        .await?;
+    assert_eq!(pg.count(&format!("SELECT count(*) FROM {table}")).await?, 0);
+    assert_eq!(daemon.status(&name).await?["tasks"][0]["state"], "RUNNING");
+
+    proxy.restore();
+    let rows = wait_until("every order written", Duration::from_secs(60), || async {
+        let rows = read_orders(&pg, &table).await?;
+        Ok(at_least(rows, 50))
+    })
+    .await?;
+    assert_eq!(rows, (1..=50).map(order_row).collect::<Vec<_>>());
+    Ok(())
+}
