@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::HttpTls;
+use super::model::{HttpTls, default_true};
 
 /// What the bytes of a record's key or value are on Kafka. A sink decodes them into what its
 /// plugin and transforms see; `bytes` hands them over untouched.
@@ -47,7 +47,9 @@ impl Format {
     }
 }
 
-/// A connector's `format:`: what its records' keys and values are on Kafka.
+/// A connector's `format:`: what its records' keys and values are on Kafka. A sink decodes
+/// what it reads from it; a source encodes what it writes to it, as does a sink to a topic
+/// with its `output`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormatConfig {
@@ -55,17 +57,92 @@ pub struct FormatConfig {
     pub key: Format,
     #[serde(default)]
     pub value: Format,
-    /// The `schema_registries:` entry the schemas are fetched from: required when the key or
-    /// the value has a schema format, and the only registry the connector may reach.
+    /// The `schema_registries:` entry the schemas are fetched from and registered in:
+    /// required when the key or the value has a schema format, and the only registry the
+    /// connector may reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry: Option<String>,
+    /// Encoding: the schema keys are written with; without it, the latest version
+    /// registered under the key's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_schema: Option<SchemaSource>,
+    /// Encoding: the schema values are written with; without it, the latest version
+    /// registered under the value's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_schema: Option<SchemaSource>,
+    /// Encoding: the subject a schema is registered (or looked up) under.
+    #[serde(default, skip_serializing_if = "SubjectNameStrategy::is_default")]
+    pub subject_name_strategy: SubjectNameStrategy,
+    /// Encoding: registers a given schema under its subject when it is not there yet
+    /// (Confluent's `auto.register.schemas`); off, a schema not registered fails the task.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub auto_register: bool,
+    /// A sink to a topic: the format of what it writes (its `format` is that of what it
+    /// reads); `schema_registry` is the outer one unless it names its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Box<FormatConfig>>,
 }
 
 impl FormatConfig {
     /// Whether records go through as they came (both sides `bytes`).
     pub fn is_raw(&self) -> bool {
-        self.key == Format::Bytes && self.value == Format::Bytes
+        self.key == Format::Bytes && self.value == Format::Bytes && self.output.is_none()
     }
+
+    /// The schema given for `side` (`key` or `value`).
+    pub fn schema_of(&self, side: &str) -> Option<&SchemaSource> {
+        match side {
+            "key" => self.key_schema.as_ref(),
+            _ => self.value_schema.as_ref(),
+        }
+    }
+}
+
+/// A schema given in the config: a file (`.avsc`, JSON Schema) or its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSource {
+    /// Relative to the config file's directory; read when the connector starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+}
+
+/// How a schema's subject is named (Confluent's `subject.name.strategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectNameStrategy {
+    /// `<topic>-key`, `<topic>-value`.
+    #[default]
+    TopicName,
+    /// The record's full name (`shop.Order`), whatever the topic.
+    RecordName,
+    /// `<topic>-<record's full name>`.
+    TopicRecordName,
+}
+
+impl SubjectNameStrategy {
+    fn is_default(&self) -> bool {
+        *self == SubjectNameStrategy::TopicName
+    }
+
+    /// The subject of `side` (`key`, `value`) of records of `topic` under a schema named
+    /// `record` (its full name; `None` for a schema without one).
+    pub fn subject(self, topic: &str, side: &str, record: Option<&str>) -> Option<String> {
+        match (self, record) {
+            (SubjectNameStrategy::TopicName, _) => Some(format!("{topic}-{side}")),
+            (SubjectNameStrategy::RecordName, Some(record)) => Some(record.to_owned()),
+            (SubjectNameStrategy::TopicRecordName, Some(record)) => {
+                Some(format!("{topic}-{record}"))
+            }
+            (_, None) => None,
+        }
+    }
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// A Confluent-compatible Schema Registry that connectors may name in their `format:`.

@@ -21,7 +21,9 @@ use std::path::Path;
 
 pub use admin::{AdminConfig, AdminTls};
 pub use error::{ConfigError, Diagnostic, render_diagnostics};
-pub use format::{BasicAuth, Format, FormatConfig, SchemaRegistryConfig};
+pub use format::{
+    BasicAuth, Format, FormatConfig, SchemaRegistryConfig, SchemaSource, SubjectNameStrategy,
+};
 pub use grant::HttpGrant;
 pub use model::{
     BatchConfig, ClusterConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
@@ -99,7 +101,7 @@ pub fn parse(path: &Path, text: &str, sources: &dyn Sources) -> Result<Config, C
     Ok(config)
 }
 
-/// Anchors the relative paths of `connector` (plugins, HTTP TLS files) at `dir`.
+/// Anchors the relative paths of `connector` (plugins, schema files, HTTP TLS files) at `dir`.
 fn anchor(connector: &mut ConnectorConfig, dir: &Path) {
     if let Some(plugin) = &mut connector.plugin
         && plugin.is_relative()
@@ -110,6 +112,20 @@ fn anchor(connector: &mut ConnectorConfig, dir: &Path) {
         if transform.plugin.is_relative() {
             transform.plugin = dir.join(&transform.plugin);
         }
+    }
+    let mut format = Some(&mut connector.format);
+    while let Some(f) = format {
+        for source in [&mut f.key_schema, &mut f.value_schema]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(file) = &mut source.file
+                && file.is_relative()
+            {
+                *file = dir.join(&*file);
+            }
+        }
+        format = f.output.as_deref_mut();
     }
     if let Some(tls) = &mut connector.grants.http_tls {
         for file in tls.files_mut() {

@@ -1,6 +1,6 @@
-//! Avro datums to JSON: a schema as the registry keeps it (with the schemas it references),
-//! ready to decode datums, and the one mapping of Avro's types onto JSON values that plugins
-//! see. Pure.
+//! Avro datums to JSON and back: a schema as the registry keeps it (with the schemas it
+//! references), ready to decode and encode datums, and the one mapping of Avro's types onto
+//! JSON values that plugins see (`encode` holds its inverse). Pure.
 //!
 //! The mapping (README, "Formats"):
 //!
@@ -59,6 +59,17 @@ impl AvroSchema {
             references,
             names,
         })
+    }
+
+    /// The full name of the schema's type (`shop.Order`), for subjects named after it; `None`
+    /// for a schema of an unnamed type.
+    pub fn full_name(&self) -> Option<String> {
+        match &self.schema {
+            Schema::Record(RecordSchema { name, .. }) => Some(name.fullname(None)),
+            Schema::Enum(e) => Some(e.name.fullname(None)),
+            Schema::Fixed(f) => Some(f.name.fullname(None)),
+            _ => None,
+        }
     }
 
     /// The JSON value of `datum` (Avro's binary encoding, nothing before or after), or why
@@ -228,5 +239,6 @@ fn timestamp(nanos: i128, zoned: bool) -> Json {
     }
 }
 
+mod encode;
 #[cfg(test)]
 mod tests;

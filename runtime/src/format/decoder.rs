@@ -145,8 +145,12 @@ impl Decoder {
             Format::JsonSchema => {
                 let (schema, payload) = self.framed(bytes).await?;
                 match &*schema {
-                    RegisteredSchema::Json => {
-                        check_json(payload)?;
+                    RegisteredSchema::Json(schema) => {
+                        let value: serde_json::Value = serde_json::from_slice(payload)
+                            .map_err(|e| Failure::Bad(format!("not JSON: {e}")))?;
+                        schema.check(&value).map_err(|e| {
+                            Failure::Bad(format!("the payload does not match its JSON Schema: {e}"))
+                        })?;
                         Ok(Some(payload.to_vec()))
                     }
                     other => Err(mismatch(other, "json_schema")),

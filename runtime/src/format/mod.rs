@@ -1,10 +1,12 @@
 //! Records' formats on Kafka (Kafka Connect's converters, in the runtime): `wire` frames and
-//! unframes Confluent's wire format, `avro` maps Avro datums to JSON, `registry` fetches and
+//! unframes Confluent's wire format, `avro` maps Avro datums to JSON and back, `json_schema`
+//! checks JSON against JSON Schemas, `registry` fetches and
 //! caches schemas from a Confluent-compatible Schema Registry, `decoder` turns what a sink
 //! read into what its transforms and plugin see.
 
 pub mod avro;
 pub mod decoder;
+pub mod json_schema;
 pub mod registry;
 pub mod wire;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::avro::AvroSchema;
+use super::json_schema::JsonSchema;
 use crate::config::SchemaRegistryConfig;
 use crate::http_client::{HttpTlsError, error_chain, with_tls};
 
@@ -22,8 +23,8 @@ const MAX_REFERENCE_DEPTH: usize = 16;
 #[derive(Debug)]
 pub enum RegisteredSchema {
     Avro(AvroSchema),
-    /// A JSON Schema: records under it are JSON text.
-    Json,
+    /// A JSON Schema: records under it are JSON text that matches it.
+    Json(JsonSchema),
     Protobuf,
 }
 
@@ -32,7 +33,7 @@ impl RegisteredSchema {
     pub fn kind(&self) -> &'static str {
         match self {
             RegisteredSchema::Avro(_) => "AVRO",
-            RegisteredSchema::Json => "JSON",
+            RegisteredSchema::Json(_) => "JSON",
             RegisteredSchema::Protobuf => "PROTOBUF",
         }
     }
@@ -85,6 +86,27 @@ struct SchemaReply {
     schema_type: Option<String>,
     #[serde(default)]
     references: Vec<Reference>,
+}
+
+/// What registering a schema, looking it up under a subject or a subject's version answers:
+/// at least the schema's id.
+#[derive(Debug, Deserialize)]
+struct IdReply {
+    id: u32,
+}
+
+/// The body of a request naming a schema: Confluent leaves `schemaType` out for Avro.
+fn schema_body(kind: &str, schema: &str) -> serde_json::Value {
+    let mut body = serde_json::json!({ "schema": schema });
+    if kind != "AVRO" {
+        body["schemaType"] = serde_json::json!(kind);
+    }
+    body
+}
+
+/// `text` as one segment of a URL path.
+fn encoded(text: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
 }
 
 /// A schema a schema references: a version of a subject.
@@ -181,10 +203,7 @@ impl SchemaRegistry {
             }
             let path = format!(
                 "subjects/{}/versions/{}",
-                percent_encoding::utf8_percent_encode(
-                    &reference.subject,
-                    percent_encoding::NON_ALPHANUMERIC
-                ),
+                encoded(&reference.subject),
                 reference.version
             );
             let reply: SchemaReply = self.get(&path, id).await?;
@@ -204,7 +223,9 @@ impl SchemaRegistry {
             "AVRO" => AvroSchema::parse(&reply.schema, references)
                 .map(RegisteredSchema::Avro)
                 .map_err(|e| self.unusable(format!("schema id {id}: {e}"))),
-            "JSON" => Ok(RegisteredSchema::Json),
+            "JSON" => JsonSchema::parse(&reply.schema)
+                .map(RegisteredSchema::Json)
+                .map_err(|e| self.unusable(format!("schema id {id}: {e}"))),
             "PROTOBUF" => Ok(RegisteredSchema::Protobuf),
             other => Err(self.unusable(format!(
                 "schema id {id} is of type {other:?}, which wasmconnect does not read"
@@ -218,11 +239,30 @@ impl SchemaRegistry {
         path: &str,
         id: u32,
     ) -> Result<T, RegistryError> {
+        let missing = || format!("the schema registry {} has no schema id {id}", self.name);
+        self.call(reqwest::Method::GET, path, None, missing).await
+    }
+
+    /// `method` of `path` under the registry's URL with `body`; a 404 is unusable with
+    /// `missing()`'s words.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        missing: impl FnOnce() -> String,
+    ) -> Result<T, RegistryError> {
         let url = self
             .base
             .join(path)
             .map_err(|e| self.unusable(format!("{path}: {e}")))?;
-        let mut request = self.client.get(url).header("Accept", MEDIA_TYPE);
+        let mut request = self
+            .client
+            .request(method.clone(), url)
+            .header("Accept", MEDIA_TYPE);
+        if let Some(body) = body {
+            request = request.header("Content-Type", MEDIA_TYPE).json(body);
+        }
         request = match &self.auth {
             Some(Auth::Basic { username, password }) => {
                 request.basic_auth(username, Some(password))
@@ -239,27 +279,86 @@ impl SchemaRegistry {
             .bytes()
             .await
             .map_err(|e| self.unavailable(error_chain(&e)))?;
+        let call = format!("{method} /{path}");
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| {
-                self.unavailable(format!("GET /{path} answered what is not a schema: {e}"))
+                self.unavailable(format!("{call} answered what was not expected: {e}"))
             });
         }
         let said = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         match status.as_u16() {
-            404 => Err(self.unusable(format!(
-                "the schema registry {} has no schema id {id} (GET /{path}: 404 {said})",
-                self.name
-            ))),
+            404 => Err(self.unusable(format!("{} ({call}: 404 {said})", missing()))),
             401 | 403 | 408 | 429 => Err(self.unavailable(format!(
-                "GET /{path}: {status} {said} (check schema_registries.{}'s credentials)",
+                "{call}: {status} {said} (check schema_registries.{}'s credentials)",
                 self.name
             ))),
-            code if code >= 500 => Err(self.unavailable(format!("GET /{path}: {status} {said}"))),
+            code if code >= 500 => Err(self.unavailable(format!("{call}: {status} {said}"))),
             _ => Err(self.unusable(format!(
-                "schema id {id}: the schema registry {} answered GET /{path} with {status} {said}",
+                "the schema registry {} answered {call} with {status} {said}",
                 self.name
             ))),
         }
+    }
+
+    /// Registers `schema` (its text, of registry type `kind`) under `subject`, or finds it
+    /// there: its id either way.
+    pub async fn register(
+        &self,
+        subject: &str,
+        kind: &str,
+        schema: &str,
+    ) -> Result<u32, RegistryError> {
+        let body = schema_body(kind, schema);
+        let path = format!("subjects/{}/versions", encoded(subject));
+        let missing = || {
+            format!(
+                "the schema registry {} refused subject {subject:?}",
+                self.name
+            )
+        };
+        let reply: IdReply = self
+            .call(reqwest::Method::POST, &path, Some(&body), missing)
+            .await?;
+        Ok(reply.id)
+    }
+
+    /// The id of `schema` (its text, of registry type `kind`) as registered under `subject`;
+    /// unusable when it is not.
+    pub async fn lookup(
+        &self,
+        subject: &str,
+        kind: &str,
+        schema: &str,
+    ) -> Result<u32, RegistryError> {
+        let body = schema_body(kind, schema);
+        let path = format!("subjects/{}", encoded(subject));
+        let missing = || {
+            format!(
+                "the schema is not registered under subject {subject:?} of the schema registry {}, \
+                 and auto_register is off",
+                self.name
+            )
+        };
+        let reply: IdReply = self
+            .call(reqwest::Method::POST, &path, Some(&body), missing)
+            .await?;
+        Ok(reply.id)
+    }
+
+    /// The id of the latest version registered under `subject`.
+    pub async fn latest(&self, subject: &str) -> Result<u32, RegistryError> {
+        let path = format!("subjects/{}/versions/latest", encoded(subject));
+        let missing = || {
+            format!(
+                "subject {subject:?} has no schema in the schema registry {}: register one, or \
+                 give the connector's format a schema to register",
+                self.name
+            )
+        };
+        let reply: IdReply = self
+            .call(reqwest::Method::GET, &path, None, missing)
+            .await?;
+        Ok(reply.id)
     }
 
     fn unavailable(&self, message: String) -> RegistryError {

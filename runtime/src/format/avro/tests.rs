@@ -174,3 +174,85 @@ fn decimals_keep_their_scale_exactly() {
     assert_eq!(scaled("0", 1), "0.0");
     assert_eq!(scaled("42", 0), "42");
 }
+
+#[test]
+fn what_decoding_gives_encodes_back_to_the_same_datum() {
+    let schema = AvroSchema::parse(EVERYTHING, &[]).unwrap();
+    let json = json!({
+        "n": null, "b": true, "i": -7, "l": 9_007_199_254_740_993_i64, "f": 1.5, "d": "NaN",
+        "bytes": "AP8B", "s": "héllo", "e": "GREEN", "fx": "AQI=",
+        "opt": "set", "either": "RED", "arr": [1, 2], "map": {"k": 0.25},
+        "inner": {"price": "-12.50"}, "again": {"price": "0.05"},
+        "day": "2024-02-29", "tm": "13:45:07.250", "tu": "13:45:07.250001",
+        "tsm": "2024-02-29T13:45:07.25Z", "tsu": "2024-02-29T13:45:07.250001Z",
+        "ltm": "2024-02-29T13:45:07",
+        "id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+        "dur": {"months": 1, "days": 2, "millis": 3},
+    });
+    let datum = schema.encode(&json).unwrap();
+    assert_eq!(schema.decode(&datum).unwrap(), json);
+}
+
+#[test]
+fn numbers_stand_for_dates_times_and_decimals_as_plugins_write_them() {
+    let text = r#"{"type": "record", "name": "R", "fields": [
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2}},
+        {"name": "nick", "type": ["null", "string"], "default": null}
+    ]}"#;
+    let schema = AvroSchema::parse(text, &[]).unwrap();
+    let datum = schema
+        .encode(&json!({"day": 19_782, "at": 1_709_214_307_250_i64, "price": 12.5}))
+        .unwrap();
+    assert_eq!(
+        schema.decode(&datum).unwrap(),
+        json!({"day": "2024-02-29", "at": "2024-02-29T13:45:07.25Z", "price": "12.50", "nick": null})
+    );
+}
+
+#[test]
+fn a_value_the_schema_does_not_accept_is_refused_naming_the_field() {
+    let schema = AvroSchema::parse(EVERYTHING, &[]).unwrap();
+    let refused = |value: serde_json::Value| schema.encode(&value).unwrap_err();
+    let mut good = json!({
+        "n": null, "b": true, "i": 1, "l": 1, "f": 1.0, "d": 1.0, "bytes": "", "s": "",
+        "e": "RED", "fx": "AQI=", "opt": null, "either": 5, "arr": [], "map": {},
+        "inner": {"price": "1.00"}, "again": {"price": "1"}, "day": "2024-01-01",
+        "tm": "00:00:00", "tu": "00:00:00", "tsm": 0, "tsu": 0, "ltm": 0,
+        "id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "dur": {"months": 0, "days": 0, "millis": 0},
+    });
+    assert!(schema.encode(&good).is_ok());
+    good["inner"]["price"] = json!("1.005");
+    assert!(
+        refused(good.clone())
+            .starts_with("/inner/price: \"1.005\" is not a decimal number with at most 2")
+    );
+    good["inner"]["price"] = json!("12345678.5");
+    assert!(refused(good.clone()).contains("more than the 9 digits"));
+    good["inner"]["price"] = json!("1");
+    good["arr"] = json!([1, "two"]);
+    assert_eq!(
+        refused(good.clone()),
+        "/arr/1: expected an integer, found the string \"two\""
+    );
+    good["arr"] = json!([]);
+    good["e"] = json!("BLUE");
+    assert_eq!(
+        refused(good.clone()),
+        "/e: \"BLUE\" is not a symbol of enum test.Colour (RED, GREEN)"
+    );
+    good["e"] = json!("RED");
+    good["extra"] = json!(1);
+    assert_eq!(
+        refused(good.clone()),
+        "/: record test.Everything has no field \"extra\""
+    );
+    let obj = good.as_object_mut().unwrap();
+    obj.remove("extra");
+    obj.remove("s");
+    assert_eq!(
+        refused(good),
+        "/s: missing, and the schema gives no default"
+    );
+}
