@@ -367,12 +367,14 @@ async fn reload(worker: &Worker, path: &std::path::Path) {
     }
 }
 
-/// Loads the config at `path` and reads the TLS certificates and keys it names (Kafka's and
-/// the databases'), as `run`, a reload and `validate` all must: a file that is missing or
-/// holds no PEM is named with its setting now, not by a handshake later.
+/// Loads the config at `path` and reads the TLS certificates and keys (Kafka's and the
+/// databases') and the record schemas it names, as `run`, a reload and `validate` all must: a
+/// file that is missing or holds no PEM or no schema is named with its setting now, not by a
+/// handshake or a task later.
 fn load(path: &std::path::Path) -> Result<config::Config, config::ConfigError> {
     let config = config::load(path)?;
-    let problems = wasmconnect::pem::check(&config);
+    let mut problems = wasmconnect::pem::check(&config);
+    problems.extend(wasmconnect::format::check(&config));
     match problems.is_empty() {
         true => Ok(config),
         false => Err(config::locate(path, problems)),

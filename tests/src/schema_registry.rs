@@ -95,6 +95,12 @@ impl SchemaRegistry {
         register_in(&mut self.state.lock().unwrap(), subject, schema)
     }
 
+    /// The ids of `subject`'s versions, version 1 first.
+    pub fn subject_ids(&self, subject: &str) -> Vec<u32> {
+        let registry = self.state.lock().unwrap();
+        registry.subjects.get(subject).cloned().unwrap_or_default()
+    }
+
     /// How many times schema `id` was fetched by id.
     pub fn fetches(&self, id: u32) -> usize {
         self.state

@@ -11,7 +11,7 @@ use crate::config::{Format, FormatConfig};
 use crate::connector::Record;
 
 /// Which part of a record did not decode: Kafka Connect's converter stages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     Key,
     Value,

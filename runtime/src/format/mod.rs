@@ -2,13 +2,16 @@
 //! unframes Confluent's wire format, `avro` maps Avro datums to JSON and back, `json_schema`
 //! checks JSON against JSON Schemas, `registry` fetches and
 //! caches schemas from a Confluent-compatible Schema Registry, `decoder` turns what a sink
-//! read into what its transforms and plugin see.
+//! read into what its transforms and plugin see, `encoder` what a source writes into its
+//! topic's format.
 
 pub mod avro;
 pub mod decoder;
+pub mod encoder;
 pub mod json_schema;
 pub mod registry;
 pub mod wire;
 
 pub use decoder::{Decoded, Decoder, Side, Undecodable};
+pub use encoder::{Encoded, Encoder, Unencodable, check};
 pub use registry::{Registries, RegistryError, SchemaRegistry};

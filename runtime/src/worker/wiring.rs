@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::{Running, Worker};
 use crate::config::{ConnectorConfig, Role};
 use crate::connector::TaskIdentity;
-use crate::format::Decoder;
+use crate::format::{Decoder, Encoder, SchemaRegistry};
 use crate::kafka::{
     AccessWatch, DeadLetterQueue, ResumeOffsets, TopicWriter, sink_consumer, source_producer,
 };
@@ -230,12 +230,15 @@ impl Worker {
         let dead_letters = DeadLetterQueue::new(&self.config.kafka, connector, id)
             .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
         let chain = self.chain(connector, &context)?;
+        let encoder = Encoder::new(&connector.format, self.registry(connector)?)
+            .map_err(|e| format!("cannot encode the connector's records: {e}"))?;
         Ok(SourceTask::new(
             context,
             plugin,
             producer,
             self.config.kafka.clone(),
             chain,
+            encoder.map(Arc::new),
             dead_letters,
         ))
     }
@@ -243,22 +246,21 @@ impl Worker {
     /// The decoding of what `connector` reads, with the client of the schema registry it
     /// names; `None` when its records go through as they came.
     fn decoder(&self, connector: &ConnectorConfig) -> Result<Option<Arc<Decoder>>, String> {
-        let registry = match &connector.format.schema_registry {
-            None => None,
-            Some(name) => {
-                let config = self.config.schema_registries.get(name).ok_or_else(|| {
-                    format!(
-                        "format.schema_registry {name:?} is not defined under schema_registries:"
-                    )
-                })?;
-                let client = self
-                    .registries
-                    .get(name, config)
-                    .map_err(|e| format!("cannot build the schema registry client: {e}"))?;
-                Some(client)
-            }
+        Ok(Decoder::new(&connector.format, self.registry(connector)?).map(Arc::new))
+    }
+
+    /// The client of the schema registry `connector`'s format names, if it names one.
+    fn registry(&self, connector: &ConnectorConfig) -> Result<Option<Arc<SchemaRegistry>>, String> {
+        let Some(name) = &connector.format.schema_registry else {
+            return Ok(None);
         };
-        Ok(Decoder::new(&connector.format, registry).map(Arc::new))
+        let config = self.config.schema_registries.get(name).ok_or_else(|| {
+            format!("format.schema_registry {name:?} is not defined under schema_registries:")
+        })?;
+        self.registries
+            .get(name, config)
+            .map(Some)
+            .map_err(|e| format!("cannot build the schema registry client: {e}"))
     }
 
     /// The transforms of `connector`, loaded (compiled on first use).

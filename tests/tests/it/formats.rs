@@ -151,13 +151,13 @@ fn produce_with_confluent(
         .collect();
     std::fs::write(&records_file, lines.join("\n"))?;
     let output = std::process::Command::new(paths::confluent_python()?)
-        .arg(paths::repo_root().join("tests/scripts/confluent_produce.py"))
-        .args([&broker.bootstrap, &registry.url, topic, kind])
+        .arg(paths::repo_root().join("tests/scripts/confluent.py"))
+        .args(["produce", &broker.bootstrap, &registry.url, topic, kind])
         .args([&schema_file, &records_file])
         .output()?;
     anyhow::ensure!(
         output.status.success(),
-        "confluent_produce.py failed: {}",
+        "confluent.py produce failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let acknowledged = String::from_utf8_lossy(&output.stdout);
@@ -451,5 +451,132 @@ async fn a_registry_out_of_reach_delays_the_records_and_loses_none() -> anyhow::
     })
     .await?;
     assert_eq!(rows, (1..=50).map(order_row).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// The orders source-datagen makes, as an Avro schema.
+const GENERATED_ORDER_SCHEMA: &str = r#"{"type": "record", "name": "GeneratedOrder", "namespace": "shop", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "customer", "type": "string"},
+  {"name": "product", "type": "string"},
+  {"name": "quantity", "type": "int"},
+  {"name": "price", "type": "double"},
+  {"name": "amount", "type": "double"},
+  {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["placed", "paid", "shipped", "cancelled"]}},
+  {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+]}"#;
+
+/// A source-datagen connector making `count` orders into `topic` with `format`.
+fn generating(name: &str, topic: &str, format: &str, count: u32) -> anyhow::Result<String> {
+    Ok(crate::common::source(
+        name,
+        topic,
+        &paths::plugin("source-datagen")?,
+        &format!("format: {format}"),
+        &format!("rate: 0\ncount: {count}"),
+    ))
+}
+
+/// What confluent-kafka's deserializer of `kind` reads from `topic`: `count` records.
+fn consume_with_confluent(
+    broker: &Broker,
+    registry: &SchemaRegistry,
+    topic: &str,
+    kind: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Value>> {
+    let output = std::process::Command::new(paths::confluent_python()?)
+        .arg(paths::repo_root().join("tests/scripts/confluent.py"))
+        .args(["consume", &broker.bootstrap, &registry.url, topic, kind])
+        .arg(count.to_string())
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "confluent.py consume failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+/// A daemon config with the registry `main` at `registry_url` and `connectors`.
+fn with_registry(broker: &Broker, pg: &Postgres, registry_url: &str, connectors: &str) -> String {
+    config(broker, pg, connectors).replace(
+        "admin:\n",
+        &format!("schema_registries:\n  main:\n    url: {registry_url}\nadmin:\n"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_writes_avro_that_confluents_deserializer_reads() -> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let (topic, name) = (unique("generated"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    let format = format!(
+        "{{ value: avro, schema_registry: main, value_schema: {{ inline: '{}' }} }}",
+        GENERATED_ORDER_SCHEMA.replace('\n', " ")
+    );
+    let connector = generating(&name, &topic, &format, 40)?;
+    let _daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connector))?;
+
+    let read = consume_with_confluent(&broker, &registry, &topic, "avro", 40)?;
+    let ids: Vec<i64> = read
+        .iter()
+        .map(|r| r["value"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=40).collect::<Vec<_>>());
+    for record in &read {
+        let order = &record["value"];
+        assert!(
+            ["placed", "paid", "shipped", "cancelled"].contains(&order["status"].as_str().unwrap())
+        );
+        // timestamp-millis comes back as an aware datetime, written from the epoch number.
+        let at = order["created_at"].as_str().unwrap();
+        assert!(at.starts_with("20") && at.ends_with("+00:00"), "{at}");
+        assert_eq!(order.as_object().unwrap().len(), 8, "{order}");
+    }
+    // Registered under the topic's subject by the runtime (TopicNameStrategy), id 1.
+    assert_eq!(registry.subject_ids(&format!("{topic}-value")), [1]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_the_schema_does_not_accept_fails_the_source_naming_the_field()
+-> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let (topic, name) = (unique("generated"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    // Without `amount`: the generated orders have a field the schema does not.
+    let narrow = GENERATED_ORDER_SCHEMA
+        .replace("  {\"name\": \"amount\", \"type\": \"double\"},\n", "")
+        .replace('\n', " ");
+    let format =
+        format!("{{ value: avro, schema_registry: main, value_schema: {{ inline: '{narrow}' }} }}");
+    let connector = generating(&name, &topic, &format, 5)?;
+    let daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connector))?;
+    let trace = wait_until("the task failed", Duration::from_secs(60), || async {
+        let status = daemon.status(&name).await?;
+        let task = &status["tasks"][0];
+        Ok(match task["state"] == "FAILED" {
+            true => Ok(task["trace"].as_str().unwrap_or_default().to_owned()),
+            false => Err(format!("{}", task["state"])),
+        })
+    })
+    .await?;
+    assert!(
+        trace.contains("value (avro): /: record shop.GeneratedOrder has no field \"amount\""),
+        "{trace}"
+    );
+    assert!(broker.read_all(&topic).await?.is_empty());
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! naming one where its records carry schemas.
 
 use super::Validator;
-use crate::config::format::{Format, SchemaRegistryConfig};
+use crate::config::format::{Format, SchemaRegistryConfig, SubjectNameStrategy};
 use crate::config::model::{Config, ConnectorConfig, ConnectorKind};
 
 /// Most schemas a registry's cache may keep.
@@ -55,12 +55,49 @@ impl Validator {
     pub(super) fn format(&mut self, config: &Config, path: &str, c: &ConnectorConfig) {
         let format = &c.format;
         let path = format!("{path}.format");
-        if c.kind == ConnectorKind::Source && !format.is_raw() {
-            self.problem(
-                &path,
-                "sources do not encode records yet: what a source's plugin returns is \
-                 produced as it is (leave key and value at bytes)",
-            );
+        for (side, given) in [("key", &format.key_schema), ("value", &format.value_schema)] {
+            let Some(given) = given else { continue };
+            let at = format!("{path}.{side}_schema");
+            let side_format = if side == "key" {
+                format.key
+            } else {
+                format.value
+            };
+            if c.kind == ConnectorKind::Sink {
+                self.problem(
+                    &at,
+                    "is for encoding, and a sink only decodes: each record names its schema by id",
+                );
+            } else if !side_format.needs_registry() {
+                self.problem(
+                    &at,
+                    format!(
+                        "is set but {side} is {}, which has no schema",
+                        side_format.as_str()
+                    ),
+                );
+            }
+            if given.file.is_some() == given.inline.is_some() {
+                self.problem(&at, "needs one of file and inline");
+            }
+        }
+        if c.kind == ConnectorKind::Source
+            && format.subject_name_strategy != SubjectNameStrategy::TopicName
+        {
+            for (side, f, given) in [
+                ("key", format.key, &format.key_schema),
+                ("value", format.value, &format.value_schema),
+            ] {
+                if f.needs_registry() && given.is_none() {
+                    self.problem(
+                        format!("{path}.{side}_schema"),
+                        format!(
+                            "missing: subject_name_strategy names subjects after the record's \
+                             name, which comes from the {side}'s schema"
+                        ),
+                    );
+                }
+            }
         }
         for (side, f) in [("key", format.key), ("value", format.value)] {
             if f == Format::Protobuf {

@@ -17,7 +17,10 @@ use crate::connector::{
     Backoff, Failed, Failures, Flush, Next, PluginError, PositionTracker, Record, SourceRecord,
     TaskIdentity,
 };
-use crate::kafka::{AccessWatch, DeadLetterQueue, Failure, PositionStore, Report, SourceProducer};
+use crate::format::{Encoded, Encoder, RegistryError, Side};
+use crate::kafka::{
+    AccessWatch, DeadLetterQueue, Failure, PositionStore, Report, SourceProducer, Stage,
+};
 use crate::status::{Call, Counter, TaskReporter, TopicsInUse};
 use crate::wasm::capability::Grants;
 use crate::wasm::{CallError, SourceInstance, SourcePlugin};
@@ -49,6 +52,8 @@ pub struct SourceTask {
     reports: mpsc::UnboundedReceiver<Report>,
     store: PositionStore,
     chain: Chain,
+    /// `None` when records go out as the plugin and transforms leave them (`format:` bytes).
+    encoder: Option<Arc<Encoder>>,
     dead_letters: Option<DeadLetterQueue>,
     /// Topics a record may not name (see [`TaskContext::runtime_topics`]).
     runtime_topics: Arc<[String]>,
@@ -89,6 +94,7 @@ impl SourceTask {
         (producer, reports): (SourceProducer, mpsc::UnboundedReceiver<Report>),
         kafka: KafkaConfig,
         chain: Chain,
+        encoder: Option<Arc<Encoder>>,
         dead_letters: Option<DeadLetterQueue>,
     ) -> Self {
         let TaskContext {
@@ -117,6 +123,7 @@ impl SourceTask {
             reports,
             store,
             chain,
+            encoder,
             dead_letters,
             runtime_topics,
             topics_in_use: TopicsInUse::new(status.clone()),
@@ -314,7 +321,7 @@ impl SourceTask {
                 if records.is_empty() {
                     return Ok(Instant::now() + Duration::from_millis(self.config.poll_interval_ms));
                 }
-                if self.chain.is_empty() {
+                if self.chain.is_empty() && self.encoder.is_none() {
                     for record in records {
                         self.hand_over(record, progress).await?;
                     }
@@ -378,7 +385,8 @@ impl SourceTask {
             .await
     }
 
-    /// Runs the polled records through the transforms and hands over what comes out. An input
+    /// Runs the polled records through the transforms, encodes what comes out in the topics'
+    /// format, and hands it over. An input
     /// with no output (dropped, or dead-lettered) still moves its partition's position, once
     /// every earlier record of the partition is acknowledged.
     async fn transform_and_hand_over(
@@ -409,11 +417,41 @@ impl SourceTask {
             .apply(&inputs, &self.status)
             .await
             .map_err(Stop::Failed)?;
-        if !chained.rejected.is_empty() {
-            self.transform_rejected(&records, &inputs, &chained.rejected)
-                .await?;
+        let mut refused: Vec<(usize, Stage, String)> = chained
+            .rejected
+            .into_iter()
+            .map(|(i, step, reason)| {
+                (
+                    i,
+                    Stage::Transformation,
+                    format!("transforms[{step}]: {reason}"),
+                )
+            })
+            .collect();
+        let (outputs, origins) = match self.encoder.clone() {
+            None => (chained.outputs, chained.origins),
+            Some(encoder) => {
+                let encoded = self.encode(&encoder, &chained.outputs).await?;
+                refused.extend(encoded.unencodable.into_iter().map(|u| {
+                    let stage = match u.side {
+                        Side::Key => Stage::KeyConverter,
+                        Side::Value => Stage::ValueConverter,
+                    };
+                    (chained.origins[u.input], stage, u.reason)
+                }));
+                let origins = encoded
+                    .origins
+                    .iter()
+                    .map(|&o| chained.origins[o])
+                    .collect();
+                (encoded.records, origins)
+            }
+        };
+        if !refused.is_empty() {
+            refused.sort_by_key(|(i, _, _)| *i);
+            self.refused(&records, &inputs, &refused).await?;
         }
-        let mut outputs = chained.outputs.into_iter().zip(chained.origins).peekable();
+        let mut outputs = outputs.into_iter().zip(origins).peekable();
         for (i, input) in records.into_iter().enumerate() {
             let mut any = false;
             while let Some((output, _)) = outputs.next_if(|(_, origin)| *origin == i) {
@@ -442,16 +480,50 @@ impl SourceTask {
         Ok(())
     }
 
-    /// Polled records a transform could not handle: dead-lettered with `tolerance: all`,
-    /// otherwise the task fails naming them (their positions are not stored).
-    async fn transform_rejected(
+    /// `records` (encoded from what the transforms left) in their topics' format. While the
+    /// schema registry cannot be asked, waits with the retry backoff and tries again, until it
+    /// answers or the task stops; a registry that refuses what the config says (a subject
+    /// without a schema, a schema not registered with `auto_register` off) fails the task.
+    async fn encode(&mut self, encoder: &Encoder, records: &[Record]) -> Result<Encoded, Stop> {
+        let mut backoff = Backoff::for_retries(&self.config.errors.retry);
+        loop {
+            match encoder.encode(records).await {
+                Ok(encoded) => return Ok(encoded),
+                Err(e @ RegistryError::Unusable { .. }) => return Err(Stop::Failed(e.to_string())),
+                Err(unavailable) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        "{unavailable}; the records wait and are encoded again in {} ms",
+                        delay.as_millis()
+                    );
+                    self.status.count(Counter::Retries, 1);
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Err(Stop::Cancelled),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polled records refused before they were handed to Kafka (by a transform, or not
+    /// encodable): `(input, stage, reason)`. Dead-lettered as the plugin returned them with
+    /// `tolerance: all`, otherwise the task fails naming them (their positions are not
+    /// stored).
+    async fn refused(
         &mut self,
         records: &[SourceRecord],
         inputs: &[Record],
-        rejected: &[(usize, usize, String)],
+        refused: &[(usize, Stage, String)],
     ) -> Result<(), Stop> {
+        let transforms = refused
+            .iter()
+            .filter(|(_, stage, _)| *stage == Stage::Transformation)
+            .count();
         self.status
-            .count(Counter::RecordsRejectedByTransforms, rejected.len());
+            .count(Counter::RecordsRejectedByTransforms, transforms);
+        self.status
+            .count(Counter::RecordsUndecodable, refused.len() - transforms);
         let describe = |i: usize| {
             format!(
                 "source partition {:?} at position {:?}",
@@ -463,25 +535,25 @@ impl SourceTask {
             .as_ref()
             .filter(|_| self.config.errors.tolerance == Tolerance::All)
         else {
-            let details: Vec<String> = rejected
+            let details: Vec<String> = refused
                 .iter()
-                .map(|(i, step, reason)| format!("{}: transforms[{step}]: {reason}", describe(*i)))
+                .map(|(i, _, reason)| format!("{}: {reason}", describe(*i)))
                 .collect();
             return Err(Stop::Failed(format!(
-                "a transform rejected {} record(s): {}",
-                rejected.len(),
+                "{} record(s) were refused before they reached Kafka: {}",
+                refused.len(),
                 details.join("; ")
             )));
         };
-        let failures: Vec<Failure<'_>> = rejected
+        let failures: Vec<Failure<'_>> = refused
             .iter()
-            .map(|(i, _, reason)| {
+            .map(|(i, stage, reason)| {
                 dlq.log(format_args!(
                     "dead-lettering the record of {} to {}: {reason}",
                     describe(*i),
                     dlq.topic()
                 ));
-                Failure::transform_reject(&inputs[*i], reason)
+                Failure::refused_before_write(&inputs[*i], *stage, reason)
             })
             .collect();
         dlq.send(&failures).await.map_err(Stop::Failed)?;

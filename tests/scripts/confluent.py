@@ -1,13 +1,21 @@
-"""Produces records with Confluent's own serializers (confluent-kafka from PyPI), as an
-application writing to Kafka through a Schema Registry would: the proof that wasmconnect
-reads what Confluent's client writes.
+"""Confluent's own serializers and deserializers (confluent-kafka from PyPI), as an
+application using Kafka through a Schema Registry would: the proof that wasmconnect reads
+what Confluent's client writes, and writes what it reads.
 
-Usage: confluent_produce.py BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema SCHEMA_FILE RECORDS_FILE
+Usage:
+  confluent.py produce BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema SCHEMA_FILE RECORDS_FILE
+  confluent.py consume BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema COUNT
 
+produce: 
 RECORDS_FILE holds one JSON object per line, {"key": "text", "value": {...}}. Avro values
 are given in JSON and turned into the Python values an application hands the serializer,
 by their schema: bytes and fixed from base64, decimal from a string, date, time and
 timestamps from ISO 8601 text. Prints how many records Kafka acknowledged.
+
+consume: reads COUNT records from the start of TOPIC (partition 0) with the deserializer
+(which fetches each record's schema by its id) and prints one JSON line per record,
+{"key": text, "value": ...}: dates and times as ISO 8601 text, decimals as text, bytes as
+base64.
 """
 
 import base64
@@ -16,10 +24,10 @@ import decimal
 import json
 import sys
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
-from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
@@ -75,8 +83,50 @@ def native(value, schema, names):
     return value
 
 
+def plain(value):
+    """`value` as deserializers return it, in JSON's terms."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, (datetime.date, datetime.time, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def consume(bootstrap, registry_url, topic, kind, count):
+    registry = SchemaRegistryClient({"url": registry_url})
+    if kind == "avro":
+        deserializer = AvroDeserializer(registry)
+    else:
+        deserializer = JSONDeserializer(None, schema_registry_client=registry)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "confluent-py",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    context = SerializationContext(topic, MessageField.VALUE)
+    read = 0
+    while read < int(count):
+        message = consumer.poll(30)
+        if message is None:
+            sys.exit(f"only {read} of {count} records came within 30 s")
+        if message.error():
+            sys.exit(f"consume failed: {message.error()}")
+        value = deserializer(message.value(), context)
+        key = message.key().decode() if message.key() is not None else None
+        print(json.dumps({"key": key, "value": plain(value)}))
+        read += 1
+    consumer.close()
+
+
 def main():
-    bootstrap, registry_url, topic, kind, schema_file, records_file = sys.argv[1:7]
+    if sys.argv[1] == "consume":
+        consume(*sys.argv[2:7])
+        return
+    bootstrap, registry_url, topic, kind, schema_file, records_file = sys.argv[2:8]
     with open(schema_file) as f:
         schema_text = f.read()
     registry = SchemaRegistryClient({"url": registry_url})
