@@ -469,3 +469,43 @@ fn a_registry_with_a_bad_url_or_two_credentials_is_refused() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn schemas_given_for_encoding_belong_to_sources_and_name_one_place() {
+    let registry = VALID.replace(
+        "connectors:\n",
+        "schema_registries:\n  main: { url: \"http://127.0.0.1:8081\" }\nconnectors:\n",
+    );
+    let sink = registry.replace(
+        "    topics: [orders]\n",
+        "    topics: [orders]\n    format: { value: avro, schema_registry: main, value_schema: { file: o.avsc } }\n",
+    );
+    let d = diagnostics(&sink);
+    assert!(
+        d[0].message.starts_with(
+            "connectors[0].format.value_schema: is for encoding, and a sink only decodes"
+        ),
+        "{}",
+        d[0].message
+    );
+    let source = registry.replace(
+        "    kind: sink\n    plugin: plugins/sink_sql.wasm\n    topics: [orders]\n",
+        "    kind: source\n    plugin: plugins/source.wasm\n    topic: orders\n    format: { value: avro, schema_registry: main, \
+         subject_name_strategy: record_name, key: json_schema, key_schema: { file: k.json, inline: '{}' } }\n",
+    );
+    let messages: Vec<String> = diagnostics(&source)
+        .into_iter()
+        .map(|d| d.message)
+        .collect();
+    assert!(
+        messages
+            .contains(&"connectors[0].format.key_schema: needs one of file and inline".to_owned()),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with(
+            "connectors[0].format.value_schema: missing: subject_name_strategy names subjects after the record's name"
+        )),
+        "{messages:?}"
+    );
+}

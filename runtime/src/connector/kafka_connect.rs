@@ -173,12 +173,17 @@ const NATIVE_KEYS: &[(&str, Kind)] = &[
     ("restart.", Kind::Integer),
     ("exactly_once.database", Kind::Text),
     ("exactly_once.table", Kind::Text),
+    ("format.key", Kind::Text),
+    ("format.value", Kind::Text),
+    ("format.schema_registry", Kind::Text),
+    ("format.subject_name_strategy", Kind::Text),
+    ("format.auto_register", Kind::Boolean),
     ("errors.retry.initial_backoff_ms", Kind::Integer),
     ("errors.retry.multiplier", Kind::Number),
 ];
 
 /// Converters whose records the runtime hands on as they are: the plugin reads the bytes.
-/// (The Schema Registry converters need the formats of issue 23.)
+/// (Schema Registry formats are set with the native `format.*` keys.)
 const PASS_THROUGH_CONVERTERS: &[&str] = &[
     "org.apache.kafka.connect.converters.ByteArrayConverter",
     "org.apache.kafka.connect.storage.StringConverter",
@@ -499,8 +504,9 @@ impl Translation {
                     format!(
                         "{text} is not supported: records reach the plugin as the bytes they \
                          are (ByteArrayConverter, StringConverter, or JsonConverter with \
-                         schemas.enable=false); Avro, Protobuf and JSON Schema through a \
-                         Schema Registry are the formats issue's work"
+                         schemas.enable=false); for Avro or JSON Schema through a Schema \
+                         Registry set the native keys format.value (or format.key) and \
+                         format.schema_registry, naming one of the worker's schema_registries"
                     ),
                 );
             }
@@ -518,8 +524,8 @@ impl Translation {
         } else if key != format!("{which}.schemas.enable") {
             self.problem(
                 key,
-                "is a setting of a converter wasmconnect does not run (schema registries are \
-                 the formats issue's work)",
+                "is a setting of a converter wasmconnect does not run (a schema registry is \
+                 named with format.schema_registry)",
             );
         }
     }

@@ -50,8 +50,11 @@ pub struct Encoder {
     strategy: SubjectNameStrategy,
     auto_register: bool,
     /// The schema id each topic's keys or values are written with, once resolved.
-    ids: Mutex<HashMap<(Arc<str>, Side), (u32, Arc<RegisteredSchema>)>>,
+    ids: Mutex<HashMap<(Arc<str>, Side), Resolved>>,
 }
+
+/// The id of a schema in the registry, and the schema.
+type Resolved = (u32, Arc<RegisteredSchema>);
 
 /// Why one key or value did not encode.
 enum Failure {
@@ -194,11 +197,7 @@ impl Encoder {
     }
 
     /// The id and schema `side` of `topic`'s records is written with, resolved once.
-    async fn schema(
-        &self,
-        side: Side,
-        topic: &Arc<str>,
-    ) -> Result<(u32, Arc<RegisteredSchema>), Failure> {
+    async fn schema(&self, side: Side, topic: &Arc<str>) -> Result<Resolved, Failure> {
         let cache_key = (topic.clone(), side);
         if let Some(known) = self.ids.lock().expect("never poisoned").get(&cache_key) {
             return Ok(known.clone());
@@ -289,4 +288,41 @@ pub fn check(config: &crate::config::Config) -> Vec<(String, String)> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SchemaSource;
+
+    #[test]
+    fn a_schema_the_config_gives_is_parsed_before_any_task_starts() {
+        let mut format = FormatConfig {
+            value: Format::Avro,
+            value_schema: Some(SchemaSource {
+                file: None,
+                inline: Some(
+                    r#"{"type": "record", "name": "R", "fields": [{"name": "a", "type": "nope"}]}"#
+                        .into(),
+                ),
+            }),
+            ..FormatConfig::default()
+        };
+        let refused = Encoder::new(&format, None).unwrap_err();
+        assert!(
+            refused.starts_with("format.value_schema: not an Avro schema"),
+            "{refused}"
+        );
+        format.value_schema = Some(SchemaSource {
+            file: Some("/nowhere/order.avsc".into()),
+            inline: None,
+        });
+        let missing = Encoder::new(&format, None).unwrap_err();
+        assert!(
+            missing.starts_with("format.value_schema.file /nowhere/order.avsc: "),
+            "{missing}"
+        );
+        format.value = Format::Bytes;
+        assert!(Encoder::new(&format, None).unwrap().is_none());
+    }
 }

@@ -157,22 +157,22 @@ impl AvroSchema {
                 _ => return Err(refuse("a time of day (13:45:07.250001)")),
             }),
             (Schema::TimestampMillis, _) => {
-                Value::TimestampMillis(instant(json, true, 1_000_000).map_err(|e| refuse(e))?)
+                Value::TimestampMillis(instant(json, true, 1_000_000).map_err(&refuse)?)
             }
             (Schema::TimestampMicros, _) => {
-                Value::TimestampMicros(instant(json, true, 1_000).map_err(|e| refuse(e))?)
+                Value::TimestampMicros(instant(json, true, 1_000).map_err(&refuse)?)
             }
             (Schema::TimestampNanos, _) => {
-                Value::TimestampNanos(instant(json, true, 1).map_err(|e| refuse(e))?)
+                Value::TimestampNanos(instant(json, true, 1).map_err(&refuse)?)
             }
             (Schema::LocalTimestampMillis, _) => {
-                Value::LocalTimestampMillis(instant(json, false, 1_000_000).map_err(|e| refuse(e))?)
+                Value::LocalTimestampMillis(instant(json, false, 1_000_000).map_err(&refuse)?)
             }
             (Schema::LocalTimestampMicros, _) => {
-                Value::LocalTimestampMicros(instant(json, false, 1_000).map_err(|e| refuse(e))?)
+                Value::LocalTimestampMicros(instant(json, false, 1_000).map_err(&refuse)?)
             }
             (Schema::LocalTimestampNanos, _) => {
-                Value::LocalTimestampNanos(instant(json, false, 1).map_err(|e| refuse(e))?)
+                Value::LocalTimestampNanos(instant(json, false, 1).map_err(&refuse)?)
             }
             (Schema::Duration(_), Json::Object(parts)) => {
                 let part = |name: &str| {

@@ -357,6 +357,9 @@ fn null_leaves_a_key_out_and_native_settings_are_typed() {
         "poll_interval_ms": "250",
         "errors.retry.multiplier": "1.5",
         "grants.http_tls.system_roots": "false",
+        "format.value": "avro",
+        "format.schema_registry": "main",
+        "format.auto_register": "false",
         "tasks.max": null,
     }))
     .unwrap();
@@ -364,6 +367,10 @@ fn null_leaves_a_key_out_and_native_settings_are_typed() {
     assert_eq!(t.native["poll_interval_ms"], 250);
     assert_eq!(t.native["errors"]["retry"]["multiplier"], 1.5);
     assert_eq!(t.native["grants"]["http_tls"]["system_roots"], false);
+    assert_eq!(
+        t.native["format"],
+        json!({"value": "avro", "schema_registry": "main", "auto_register": false})
+    );
     assert!(t.native.get("tasks_max").is_none());
     assert_eq!(t.native["config"], json!({}));
 }
