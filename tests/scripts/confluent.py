@@ -3,14 +3,16 @@ application using Kafka through a Schema Registry would: the proof that wasmconn
 what Confluent's client writes, and writes what it reads.
 
 Usage:
-  confluent.py produce BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema SCHEMA_FILE RECORDS_FILE
+  confluent.py produce BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema|protobuf SCHEMA_FILE RECORDS_FILE
   confluent.py consume BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema COUNT
 
 produce: 
 RECORDS_FILE holds one JSON object per line, {"key": "text", "value": {...}}. Avro values
 are given in JSON and turned into the Python values an application hands the serializer,
 by their schema: bytes and fixed from base64, decimal from a string, date, time and
-timestamps from ISO 8601 text. Prints how many records Kafka acknowledged.
+timestamps from ISO 8601 text. Protobuf values are given in protobuf's JSON mapping, for the
+first message of SCHEMA_FILE (a .proto compiled here with grpcio-tools' protoc). Prints how
+many records Kafka acknowledged.
 
 consume: reads COUNT records from the start of TOPIC (partition 0) with the deserializer
 (which fetches each record's schema by its id) and prints one JSON line per record,
@@ -21,13 +23,21 @@ base64.
 import base64
 import datetime
 import decimal
+import importlib
+import importlib.resources
 import json
+import os
 import sys
+import tempfile
+
+from google.protobuf import json_format
+from grpc_tools import protoc
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
@@ -83,6 +93,19 @@ def native(value, schema, names):
     return value
 
 
+def compiled_message(proto_file):
+    """The class of the first message of `proto_file`, compiled by protoc into Python."""
+    out = tempfile.mkdtemp()
+    directory, name = os.path.split(os.path.abspath(proto_file))
+    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
+    if protoc.main(["protoc", f"-I{directory}", f"-I{well_known}", f"--python_out={out}", name]) != 0:
+        sys.exit(f"protoc could not compile {proto_file}")
+    sys.path.insert(0, out)
+    module = importlib.import_module(name[: -len(".proto")] + "_pb2")
+    first = next(iter(module.DESCRIPTOR.message_types_by_name))
+    return getattr(module, first)
+
+
 def plain(value):
     """`value` as deserializers return it, in JSON's terms."""
     if isinstance(value, dict):
@@ -135,6 +158,10 @@ def main():
         names = {}
         named_types(json.loads(schema_text), names)
         prepare = lambda value: native(value, json.loads(schema_text), names)  # noqa: E731
+    elif kind == "protobuf":
+        message_class = compiled_message(schema_file)
+        serializer = ProtobufSerializer(message_class, registry)
+        prepare = lambda value: json_format.ParseDict(value, message_class())  # noqa: E731
     elif kind == "json_schema":
         serializer = JSONSerializer(schema_text, registry)
         prepare = lambda value: value  # noqa: E731

@@ -245,14 +245,17 @@ ensure_kafka_connect_py() {
 }
 
 # confluent-kafka with its Schema Registry serializers: Confluent's own client, writing the
-# Avro and JSON Schema records the format tests read. Its check is an import: the venv's
-# python exists before the packages are installed.
+# Avro, JSON Schema and Protobuf records the format tests read (grpcio-tools' protoc compiles
+# the test's .proto for it). Its check is an import: the venv's python exists before the
+# packages are installed.
 CONFLUENT_KAFKA_VERSION=2.16.1
+GRPCIO_TOOLS_VERSION=1.76.0
 ensure_confluent_kafka() {
   local venv="$WASMCONNECT_CACHE/confluent-kafka-$CONFLUENT_KAFKA_VERSION"
-  if ! "$venv/bin/python" -c "import fastavro, jsonschema, confluent_kafka.schema_registry.avro" 2>/dev/null; then
+  if ! "$venv/bin/python" -c "import fastavro, jsonschema, grpc_tools, confluent_kafka.schema_registry.protobuf" 2>/dev/null; then
     rm -rf "$venv"
-    pip_command confluent-kafka "$CONFLUENT_KAFKA_VERSION" python "[avro,json,schemaregistry]"
+    pip_command confluent-kafka "$CONFLUENT_KAFKA_VERSION" python "[avro,json,protobuf,schemaregistry]"
+    "$venv/bin/pip" install --quiet "grpcio-tools==$GRPCIO_TOOLS_VERSION"
   fi
   export WASMCONNECT_CONFLUENT_PYTHON="$venv/bin/python"
 }

@@ -156,9 +156,16 @@ impl Decoder {
                     other => Err(mismatch(other, "json_schema")),
                 }
             }
-            Format::Protobuf => Err(Failure::Bad(
-                "protobuf records cannot be decoded yet".into(),
-            )),
+            Format::Protobuf => {
+                let (schema, payload) = self.framed(bytes).await?;
+                match &*schema {
+                    RegisteredSchema::Protobuf(proto) => {
+                        let value = proto.decode(payload).map_err(Failure::Bad)?;
+                        Ok(Some(to_json(&value)))
+                    }
+                    other => Err(mismatch(other, "protobuf")),
+                }
+            }
         }
     }
 

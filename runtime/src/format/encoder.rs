@@ -213,7 +213,7 @@ impl Encoder {
         let name = given.as_ref().and_then(|g| match &g.schema {
             RegisteredSchema::Avro(avro) => avro.full_name(),
             RegisteredSchema::Json(json) => json.title().map(str::to_owned),
-            RegisteredSchema::Protobuf => None,
+            RegisteredSchema::Protobuf(_) => None,
         });
         let subject = self
             .strategy

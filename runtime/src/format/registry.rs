@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::avro::AvroSchema;
 use super::json_schema::JsonSchema;
+use super::protobuf::ProtobufSchema;
 use crate::config::SchemaRegistryConfig;
 use crate::http_client::{HttpTlsError, error_chain, with_tls};
 
@@ -25,7 +26,7 @@ pub enum RegisteredSchema {
     Avro(AvroSchema),
     /// A JSON Schema: records under it are JSON text that matches it.
     Json(JsonSchema),
-    Protobuf,
+    Protobuf(ProtobufSchema),
 }
 
 impl RegisteredSchema {
@@ -34,7 +35,7 @@ impl RegisteredSchema {
         match self {
             RegisteredSchema::Avro(_) => "AVRO",
             RegisteredSchema::Json(_) => "JSON",
-            RegisteredSchema::Protobuf => "PROTOBUF",
+            RegisteredSchema::Protobuf(_) => "PROTOBUF",
         }
     }
 }
@@ -112,6 +113,8 @@ fn encoded(text: &str) -> percent_encoding::PercentEncode<'_> {
 /// A schema a schema references: a version of a subject.
 #[derive(Debug, Deserialize)]
 struct Reference {
+    /// The name the schema imports it by (a `.proto` file name; a type name for Avro).
+    name: String,
     subject: String,
     version: i64,
 }
@@ -187,12 +190,13 @@ impl SchemaRegistry {
         cache.schemas.get(&id).cloned()
     }
 
-    /// The texts of the schemas `references` name, each after those it references in turn.
+    /// The names and texts of the schemas `references` name, each after those it references
+    /// in turn.
     async fn references(
         &self,
         references: &[Reference],
         depth: usize,
-        texts: &mut Vec<String>,
+        texts: &mut Vec<(String, String)>,
         id: u32,
     ) -> Result<(), RegistryError> {
         for reference in references {
@@ -208,7 +212,7 @@ impl SchemaRegistry {
             );
             let reply: SchemaReply = self.get(&path, id).await?;
             Box::pin(self.references(&reply.references, depth + 1, texts, id)).await?;
-            texts.push(reply.schema);
+            texts.push((reference.name.clone(), reply.schema));
         }
         Ok(())
     }
@@ -217,16 +221,21 @@ impl SchemaRegistry {
         &self,
         id: u32,
         reply: &SchemaReply,
-        references: &[String],
+        references: &[(String, String)],
     ) -> Result<RegisteredSchema, RegistryError> {
         match reply.schema_type.as_deref().unwrap_or("AVRO") {
-            "AVRO" => AvroSchema::parse(&reply.schema, references)
-                .map(RegisteredSchema::Avro)
-                .map_err(|e| self.unusable(format!("schema id {id}: {e}"))),
+            "AVRO" => {
+                let texts: Vec<String> = references.iter().map(|(_, t)| t.clone()).collect();
+                AvroSchema::parse(&reply.schema, &texts)
+                    .map(RegisteredSchema::Avro)
+                    .map_err(|e| self.unusable(format!("schema id {id}: {e}")))
+            }
             "JSON" => JsonSchema::parse(&reply.schema)
                 .map(RegisteredSchema::Json)
                 .map_err(|e| self.unusable(format!("schema id {id}: {e}"))),
-            "PROTOBUF" => Ok(RegisteredSchema::Protobuf),
+            "PROTOBUF" => ProtobufSchema::parse(&reply.schema, references)
+                .map(RegisteredSchema::Protobuf)
+                .map_err(|e| self.unusable(format!("schema id {id}: {e}"))),
             other => Err(self.unusable(format!(
                 "schema id {id} is of type {other:?}, which wasmconnect does not read"
             ))),

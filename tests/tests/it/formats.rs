@@ -143,7 +143,11 @@ fn produce_with_confluent(
     values: &[Value],
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (schema_file, records_file) = (dir.path().join("schema"), dir.path().join("records"));
+    let schema_name = match kind {
+        "protobuf" => "order.proto",
+        _ => "schema",
+    };
+    let (schema_file, records_file) = (dir.path().join(schema_name), dir.path().join("records"));
     std::fs::write(&schema_file, schema)?;
     let lines: Vec<String> = values
         .iter()
@@ -294,6 +298,104 @@ async fn json_schema_written_by_confluents_serializer_lands_in_postgres() -> any
         .map(|r| serde_json::from_str(r))
         .collect::<Result<_, _>>()?;
     assert_eq!(rows, people);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_written_by_confluents_serializer_lands_in_postgres() -> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let (topic, table, name) = (unique("orders"), unique("proto_orders"), unique("proto"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id bigint primary key, name text, status text, at timestamptz, \
+         note text, card text, voucher text, tags jsonb, counts jsonb, raw text, address jsonb)"
+    ))
+    .await?;
+    let schema = r#"syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message Order {
+  int64 id = 1;
+  string name = 2;
+  Status status = 3;
+  google.protobuf.Timestamp at = 4;
+  google.protobuf.StringValue note = 5;
+  oneof paid_with { string card = 6; string voucher = 7; }
+  repeated string tags = 8;
+  map<string, int32> counts = 9;
+  bytes raw = 10;
+  Address address = 11;
+}
+message Address { string city = 1; }
+enum Status { PLACED = 0; PAID = 1; }
+"#;
+    // In protobuf's JSON mapping, as the application builds its messages.
+    let order = |id: i64| {
+        let mut order = json!({
+            "id": id.to_string(), "name": format!("order-{id}"),
+            "status": if id % 2 == 0 { "PAID" } else { "PLACED" },
+            "at": "2024-02-29T13:45:07.250Z", "tags": ["a", format!("t{id}")],
+            "counts": {"qty": id}, "raw": "AP8B", "address": {"city": "Oslo"},
+        });
+        if id % 3 != 0 {
+            order["note"] = json!(format!("note-{id}"));
+        }
+        order[if id % 2 == 0 { "card" } else { "voucher" }] = json!(format!("p{id}"));
+        order
+    };
+    let orders: Vec<Value> = (1..=20).map(order).collect();
+    produce_with_confluent(&broker, &registry, &topic, "protobuf", schema, &orders)?;
+
+    let _daemon = Daemon::start(&avro_sink(
+        &broker,
+        &pg,
+        (&name, &topic, &table),
+        "{ key: string, value: protobuf, schema_registry: main }",
+        &registry.url,
+        "{ tolerance: none }",
+    )?)?;
+    let rows = wait_until(
+        "every order in its table",
+        Duration::from_secs(60),
+        || async {
+            let rows: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT json_build_object('id', id, 'name', name, 'status', status, \
+             'at', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS'), \
+             'note', note, 'card', card, 'voucher', voucher, 'tags', tags, 'counts', counts, \
+             'raw', raw, 'address', address)::text FROM {table} ORDER BY id"
+            ))
+            .fetch_all(&pg.pool)
+            .await?;
+            Ok(at_least(rows, 20))
+        },
+    )
+    .await?;
+    for (row, id) in rows.iter().zip(1..) {
+        let row: Value = serde_json::from_str(row)?;
+        let (card, voucher) = match id % 2 == 0 {
+            true => (json!(format!("p{id}")), Value::Null),
+            false => (Value::Null, json!(format!("p{id}"))),
+        };
+        let note = match id % 3 {
+            0 => Value::Null,
+            _ => json!(format!("note-{id}")),
+        };
+        assert_eq!(
+            row,
+            json!({
+                "id": id, "name": format!("order-{id}"),
+                "status": if id % 2 == 0 { "PAID" } else { "PLACED" },
+                "at": "2024-02-29T13:45:07.250", "note": note, "card": card, "voucher": voucher,
+                "tags": ["a", format!("t{id}")], "counts": {"qty": id}, "raw": "AP8B",
+                "address": {"city": "Oslo"},
+            })
+        );
+    }
     Ok(())
 }
 

@@ -100,10 +100,11 @@ impl Validator {
             }
         }
         for (side, f) in [("key", format.key), ("value", format.value)] {
-            if f == Format::Protobuf {
+            if f == Format::Protobuf && c.kind == ConnectorKind::Source {
                 self.problem(
                     format!("{path}.{side}"),
-                    "protobuf is not read yet: avro, json_schema, json, string and bytes are",
+                    "a source cannot write protobuf yet: avro, json_schema, json, string and \
+                     bytes it can",
                 );
             }
         }
