@@ -48,7 +48,8 @@ impl Format {
 }
 
 /// A connector's `format:`: what its records' keys and values are on Kafka. A sink decodes
-/// what it reads from it; a source encodes what it writes to it.
+/// what it reads from it; a source encodes what it writes to it, as does a sink to a topic
+/// with its `output`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormatConfig {
@@ -76,12 +77,17 @@ pub struct FormatConfig {
     /// (Confluent's `auto.register.schemas`); off, a schema not registered fails the task.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub auto_register: bool,
+    /// A sink to a topic: the format of what it writes (its `format` is that of what it
+    /// reads), with the settings of a source's; `schema_registry` is the outer one unless it
+    /// names its own. Without it, a sink to a topic writes what it read, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Box<FormatConfig>>,
 }
 
 impl FormatConfig {
     /// Whether records go through as they came (both sides `bytes`).
     pub fn is_raw(&self) -> bool {
-        self.key == Format::Bytes && self.value == Format::Bytes
+        self.key == Format::Bytes && self.value == Format::Bytes && self.output.is_none()
     }
 
     /// The schema given for `side` (`key` or `value`).

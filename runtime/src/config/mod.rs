@@ -113,16 +113,19 @@ fn anchor(connector: &mut ConnectorConfig, dir: &Path) {
             transform.plugin = dir.join(&transform.plugin);
         }
     }
-    let format = &mut connector.format;
-    for source in [&mut format.key_schema, &mut format.value_schema]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(file) = &mut source.file
-            && file.is_relative()
+    let mut format = Some(&mut connector.format);
+    while let Some(f) = format {
+        for source in [&mut f.key_schema, &mut f.value_schema]
+            .into_iter()
+            .flatten()
         {
-            *file = dir.join(&*file);
+            if let Some(file) = &mut source.file
+                && file.is_relative()
+            {
+                *file = dir.join(&*file);
+            }
         }
+        format = f.output.as_deref_mut();
     }
     if let Some(tls) = &mut connector.grants.http_tls {
         for file in tls.files_mut() {

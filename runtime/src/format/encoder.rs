@@ -95,22 +95,23 @@ impl Encoder {
         }))
     }
 
-    /// Encodes the keys and values of `records`. A record whose key or value does not fit
+    /// Encodes the keys and values of `records`, for their topics or, a sink to a topic
+    /// writing them, for `into`: what names their subjects. A record whose key or value does not fit
     /// is left out and named in [`Encoded::unencodable`]. Fails, having encoded nothing, when
     /// the registry cannot be asked ([`RegistryError::Unavailable`]: try again later) or
     /// refuses what the config says ([`RegistryError::Unusable`]: a subject without a
     /// schema, a schema not registered with `auto_register` off; the task cannot go on).
-    pub async fn encode(&self, records: &[Record]) -> Result<Encoded, RegistryError> {
+    pub async fn encode(
+        &self,
+        records: &[Record],
+        into: Option<&Arc<str>>,
+    ) -> Result<Encoded, RegistryError> {
         let mut encoded = Encoded::default();
         for (input, record) in records.iter().enumerate() {
-            let key = self
-                .side(Side::Key, &record.topic, record.key.as_deref())
-                .await;
+            let topic = into.unwrap_or(&record.topic);
+            let key = self.side(Side::Key, topic, record.key.as_deref()).await;
             let value = match &key {
-                Ok(_) => {
-                    self.side(Side::Value, &record.topic, record.value.as_deref())
-                        .await
-                }
+                Ok(_) => self.side(Side::Value, topic, record.value.as_deref()).await,
                 Err(_) => Ok(None),
             };
             let (side, failure) = match (key, value) {
@@ -264,27 +265,32 @@ fn parse(format: Format, text: &str) -> Result<RegisteredSchema, String> {
 pub fn check(config: &crate::config::Config) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     for (i, connector) in config.connectors.iter().enumerate() {
-        let f = &connector.format;
-        for (side, side_format) in [("key", f.key), ("value", f.value)] {
-            let alone = FormatConfig {
-                key: if side == "key" {
-                    side_format
-                } else {
-                    Format::Bytes
-                },
-                value: if side == "value" {
-                    side_format
-                } else {
-                    Format::Bytes
-                },
-                key_schema: f.key_schema.clone(),
-                value_schema: f.value_schema.clone(),
-                ..FormatConfig::default()
-            };
-            if let Err(e) = Encoder::new(&alone, None) {
-                let problem = e.split_once(": ").map_or(e.clone(), |(_, p)| p.to_owned());
-                problems.push((format!("connectors[{i}].format.{side}_schema"), problem));
+        let mut at = format!("connectors[{i}].format");
+        let mut format = Some(&connector.format);
+        while let Some(f) = format {
+            for (side, side_format) in [("key", f.key), ("value", f.value)] {
+                let alone = FormatConfig {
+                    key: if side == "key" {
+                        side_format
+                    } else {
+                        Format::Bytes
+                    },
+                    value: if side == "value" {
+                        side_format
+                    } else {
+                        Format::Bytes
+                    },
+                    key_schema: f.key_schema.clone(),
+                    value_schema: f.value_schema.clone(),
+                    ..FormatConfig::default()
+                };
+                if let Err(e) = Encoder::new(&alone, None) {
+                    let problem = e.split_once(": ").map_or(e.clone(), |(_, p)| p.to_owned());
+                    problems.push((format!("{at}.{side}_schema"), problem));
+                }
             }
+            format = f.output.as_deref();
+            at.push_str(".output");
         }
     }
     problems

@@ -211,6 +211,7 @@ impl Worker {
                 dead_letters,
                 kafka: self.config.kafka.clone(),
                 decoder: self.decoder(connector)?,
+                encoder: self.output_encoder(connector)?,
                 chain,
                 exactly_once: offsets,
             },
@@ -249,11 +250,35 @@ impl Worker {
         Ok(Decoder::new(&connector.format, self.registry(connector)?).map(Arc::new))
     }
 
-    /// The client of the schema registry `connector`'s format names, if it names one.
-    fn registry(&self, connector: &ConnectorConfig) -> Result<Option<Arc<SchemaRegistry>>, String> {
-        let Some(name) = &connector.format.schema_registry else {
+    /// The encoding of what a sink to a topic writes (its `format.output`); `None` when it
+    /// writes what it read, decoded.
+    fn output_encoder(&self, connector: &ConnectorConfig) -> Result<Option<Arc<Encoder>>, String> {
+        let Some(output) = &connector.format.output else {
             return Ok(None);
         };
+        let name = output
+            .schema_registry
+            .as_ref()
+            .or(connector.format.schema_registry.as_ref());
+        let registry = match name {
+            Some(name) => self.registry_named(name)?,
+            None => None,
+        };
+        Encoder::new(output, registry)
+            .map(|encoder| encoder.map(Arc::new))
+            .map_err(|e| format!("cannot encode the connector's records: {e}"))
+    }
+
+    /// The client of the schema registry `connector`'s format names, if it names one.
+    fn registry(&self, connector: &ConnectorConfig) -> Result<Option<Arc<SchemaRegistry>>, String> {
+        match &connector.format.schema_registry {
+            Some(name) => self.registry_named(name),
+            None => Ok(None),
+        }
+    }
+
+    /// The client of schema registry `name`.
+    fn registry_named(&self, name: &str) -> Result<Option<Arc<SchemaRegistry>>, String> {
         let config = self.config.schema_registries.get(name).ok_or_else(|| {
             format!("format.schema_registry {name:?} is not defined under schema_registries:")
         })?;

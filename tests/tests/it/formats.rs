@@ -682,3 +682,70 @@ async fn a_record_the_schema_does_not_accept_fails_the_source_naming_the_field()
     assert!(broker.read_all(&topic).await?.is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_converts_from_json_to_avro_and_back_through_sinks_without_plugins()
+-> anyhow::Result<()> {
+    let (broker, pg, registry) = (
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    );
+    let (json_topic, avro_topic, back) = (unique("json"), unique("avro"), unique("back"));
+    for topic in [&json_topic, &avro_topic, &back] {
+        broker.create_topic(topic, 1).await?;
+    }
+    let schema = r#"{"type": "record", "name": "Item", "namespace": "shop", "fields": [
+        {"name": "id", "type": "long"}, {"name": "name", "type": "string"},
+        {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2}},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#
+        .replace('\n', " ");
+    let item = |id: i64| json!({"id": id, "name": format!("n{id}"), "price": format!("{id}.50"), "at": "2024-02-29T13:45:07.25Z"});
+    let records: Vec<KeyValue> = (1..=30)
+        .map(|id| {
+            (
+                Some(id.to_string().into_bytes()),
+                Some(item(id).to_string().into_bytes()),
+            )
+        })
+        .collect();
+    broker.produce(&json_topic, &records).await?;
+    let connectors = format!(
+        "  - name: {to_avro}
+    kind: sink
+    topics: [{json_topic}]
+    topic: {avro_topic}
+    format: {{ value: json, schema_registry: main, output: {{ value: avro, value_schema: {{ inline: '{schema}' }} }} }}
+  - name: {to_json}
+    kind: sink
+    topics: [{avro_topic}]
+    topic: {back}
+    format: {{ value: avro, schema_registry: main }}
+",
+        to_avro = unique("to_avro"),
+        to_json = unique("to_json"),
+    );
+    let _daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connectors))?;
+
+    let read = consume_with_confluent(&broker, &registry, &avro_topic, "avro", 30)?;
+    for (record, id) in read.iter().zip(1..) {
+        assert_eq!(record["key"], id.to_string());
+        assert_eq!(
+            record["value"],
+            json!({"id": id, "name": format!("n{id}"), "price": format!("{id}.50"),
+                   "at": "2024-02-29T13:45:07.250000+00:00"})
+        );
+    }
+    assert_eq!(registry.subject_ids(&format!("{avro_topic}-value")), [1]);
+    let returned = wait_until(
+        "the items back in JSON",
+        Duration::from_secs(60),
+        || async { Ok(at_least(broker.read_all(&back).await?, 30)) },
+    )
+    .await?;
+    for (record, id) in returned.iter().zip(1..) {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap_or_default())?;
+        assert_eq!(value, item(id));
+    }
+    Ok(())
+}

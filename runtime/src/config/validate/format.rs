@@ -2,8 +2,8 @@
 //! naming one where its records carry schemas.
 
 use super::Validator;
-use crate::config::format::{Format, SchemaRegistryConfig, SubjectNameStrategy};
-use crate::config::model::{Config, ConnectorConfig, ConnectorKind};
+use crate::config::format::{Format, FormatConfig, SchemaRegistryConfig, SubjectNameStrategy};
+use crate::config::model::{Config, ConnectorConfig, ConnectorKind, Role};
 
 /// Most schemas a registry's cache may keep.
 const MAX_CACHE_SIZE: usize = 1_000_000;
@@ -51,10 +51,51 @@ impl Validator {
         );
     }
 
-    /// The `format:` of connector `c` at `path`.
+    /// The `format:` of connector `c` at `path`: what a sink reads, what a source writes,
+    /// and the `output` a sink to a topic writes.
     pub(super) fn format(&mut self, config: &Config, path: &str, c: &ConnectorConfig) {
-        let format = &c.format;
         let path = format!("{path}.format");
+        let format = &c.format;
+        let encodes = c.kind == ConnectorKind::Source;
+        let output_registry = match (&format.output, c.role()) {
+            (None, _) => false,
+            (Some(output), Ok(Role::SinkToTopic(_))) => {
+                let inherited = format.schema_registry.as_deref();
+                self.formats(config, &format!("{path}.output"), output, true, inherited);
+                output.key.needs_registry() || output.value.needs_registry()
+            }
+            (Some(_), _) => {
+                self.problem(
+                    format!("{path}.output"),
+                    "is for a sink to a topic (no plugin): a source writes in its format, a \
+                     sink's plugin writes where it writes",
+                );
+                false
+            }
+        };
+        self.formats(config, &path, format, encodes, None);
+        if format.schema_registry.is_some()
+            && !format.key.needs_registry()
+            && !format.value.needs_registry()
+            && !output_registry
+        {
+            self.problem(
+                format!("{path}.schema_registry"),
+                "is set but neither key nor value is avro, protobuf or json_schema",
+            );
+        }
+    }
+
+    /// One side of a format at `path`: `encodes` (a source's, an output's) or decodes, with
+    /// the registry of the format it sits in, `inherited`, unless it names its own.
+    fn formats(
+        &mut self,
+        config: &Config,
+        path: &str,
+        format: &FormatConfig,
+        encodes: bool,
+        inherited: Option<&str>,
+    ) {
         for (side, given) in [("key", &format.key_schema), ("value", &format.value_schema)] {
             let Some(given) = given else { continue };
             let at = format!("{path}.{side}_schema");
@@ -63,7 +104,7 @@ impl Validator {
             } else {
                 format.value
             };
-            if c.kind == ConnectorKind::Sink {
+            if !encodes {
                 self.problem(
                     &at,
                     "is for encoding, and a sink only decodes: each record names its schema by id",
@@ -81,9 +122,7 @@ impl Validator {
                 self.problem(&at, "needs one of file and inline");
             }
         }
-        if c.kind == ConnectorKind::Source
-            && format.subject_name_strategy != SubjectNameStrategy::TopicName
-        {
+        if encodes && format.subject_name_strategy != SubjectNameStrategy::TopicName {
             for (side, f, given) in [
                 ("key", format.key, &format.key_schema),
                 ("value", format.value, &format.value_schema),
@@ -100,47 +139,41 @@ impl Validator {
             }
         }
         for (side, f) in [("key", format.key), ("value", format.value)] {
-            if f == Format::Protobuf && c.kind == ConnectorKind::Source {
+            if f == Format::Protobuf && encodes {
                 self.problem(
                     format!("{path}.{side}"),
-                    "a source cannot write protobuf yet: avro, json_schema, json, string and \
-                     bytes it can",
+                    "protobuf cannot be written yet: avro, json_schema, json, string and bytes \
+                     can",
                 );
             }
         }
-        let with_schema: Vec<&str> = [("key", format.key), ("value", format.value)]
+        let registry = format.schema_registry.as_deref().or(inherited);
+        let needs = [("key", format.key), ("value", format.value)]
             .into_iter()
-            .filter(|(_, f)| f.needs_registry())
-            .map(|(side, _)| side)
-            .collect();
-        match (&format.schema_registry, with_schema.first()) {
-            (None, Some(side)) => {
-                let f = if *side == "key" {
-                    format.key
-                } else {
-                    format.value
-                };
+            .find(|(_, f)| f.needs_registry());
+        match (registry, needs) {
+            (None, Some((side, f))) => self.problem(
+                format!("{path}.schema_registry"),
+                format!(
+                    "missing: {side} is {}, whose schemas are kept in a schema registry; \
+                     name one of schema_registries: ({})",
+                    f.as_str(),
+                    names(config)
+                ),
+            ),
+            // An inherited name is reported where it is written.
+            (Some(name), _)
+                if format.schema_registry.is_some()
+                    && !config.schema_registries.contains_key(name) =>
+            {
                 self.problem(
                     format!("{path}.schema_registry"),
                     format!(
-                        "missing: {side} is {}, whose schemas are kept in a schema registry; \
-                         name one of schema_registries: ({})",
-                        f.as_str(),
+                        "{name:?} is not defined under schema_registries: ({})",
                         names(config)
                     ),
                 );
             }
-            (Some(name), _) if !config.schema_registries.contains_key(name) => self.problem(
-                format!("{path}.schema_registry"),
-                format!(
-                    "{name:?} is not defined under schema_registries: ({})",
-                    names(config)
-                ),
-            ),
-            (Some(_), None) => self.problem(
-                format!("{path}.schema_registry"),
-                "is set but neither key nor value is avro, protobuf or json_schema",
-            ),
             _ => {}
         }
     }

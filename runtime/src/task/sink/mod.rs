@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, KafkaConfig, Tolerance};
 use crate::connector::{Backoff, PluginError, Record, TaskIdentity};
-use crate::format::Decoder;
+use crate::format::{Decoder, Encoder};
 use crate::kafka::{AccessWatch, DeadLetterQueue, Revoked, SinkConsumer, TopicWriter};
 use crate::status::TaskReporter;
 use crate::wasm::capability::Grants;
@@ -58,6 +58,8 @@ pub struct SinkDelivery {
     pub kafka: KafkaConfig,
     /// `None` when records go through as they came (`format:` bytes).
     pub decoder: Option<Arc<Decoder>>,
+    /// A sink to a topic: the encoding of what it writes (`format.output`).
+    pub encoder: Option<Arc<Encoder>>,
     pub chain: Chain,
     pub exactly_once: Option<OffsetTable>,
 }
@@ -96,6 +98,7 @@ pub struct SinkTask {
     kafka: KafkaConfig,
     dead_letters: Option<DeadLetterQueue>,
     decoder: Option<Arc<Decoder>>,
+    encoder: Option<Arc<Encoder>>,
     chain: Chain,
     exactly_once: Option<OffsetTable>,
     /// The transaction of a write the plugin partly rejected (exactly-once), until the
@@ -122,6 +125,7 @@ impl SinkTask {
             dead_letters,
             kafka,
             decoder,
+            encoder,
             chain,
             exactly_once,
         } = delivery;
@@ -154,6 +158,7 @@ impl SinkTask {
             kafka,
             dead_letters,
             decoder,
+            encoder,
             chain,
             exactly_once,
             pending: None,

@@ -1,19 +1,22 @@
 //! What a batch becomes before the write: decoded from its connector's `format:`, then through
-//! its transforms, with the records refused on the way (undecodable, rejected by a transform)
-//! set apart, each with its stage. A schema registry that cannot be asked holds the batch,
+//! its transforms, then (a sink to a topic) encoded into its `format.output`, with the records
+//! refused on the way (undecodable, rejected by a transform, unencodable) set apart, each with
+//! its stage. A schema registry that cannot be asked holds the batch,
 //! its partitions paused, until it answers: the records are not at fault.
+
+use std::sync::Arc;
 
 use crate::config::Tolerance;
 use crate::connector::{Backoff, Record, refusals};
-use crate::format::{Decoded, Side};
+use crate::format::{Decoded, Encoded, Encoder, RegistryError, Side};
 use crate::kafka::{Failure, Stage};
 use crate::status::Counter;
 use crate::wasm::SinkInstance;
 
 use super::super::Stop;
-use super::SinkTask;
 use super::intake::Intake;
 use super::write::Write;
+use super::{Destination, SinkTask};
 
 /// A batch ready for the write.
 #[derive(Debug, Default)]
@@ -36,6 +39,14 @@ pub(super) struct Refusal {
     pub reason: String,
 }
 
+/// The dead-letter stage of a key or value that did not convert.
+fn converter(side: Side) -> Stage {
+    match side {
+        Side::Key => Stage::KeyConverter,
+        Side::Value => Stage::ValueConverter,
+    }
+}
+
 impl Prepared {
     /// The write of what comes before the first refused record of `batch`.
     fn before_first_refusal<'a>(&'a self, batch: &'a [Record]) -> Write<'a> {
@@ -50,15 +61,15 @@ impl Prepared {
 }
 
 impl SinkTask {
-    /// Decodes `batch` (waiting out a schema registry that cannot be asked) and runs it
-    /// through the transforms. `None` when there is neither a format to decode nor a
-    /// transform: the batch is written as it was read.
+    /// Decodes `batch` (waiting out a schema registry that cannot be asked), runs it through
+    /// the transforms and encodes what comes out for a sink to a topic. `None` when there is
+    /// neither a format nor a transform: the batch is written as it was read.
     pub(super) async fn prepare_batch(
         &mut self,
         intake: &mut Intake,
         batch: &[Record],
     ) -> Result<Option<Prepared>, Stop> {
-        if self.decoder.is_none() && self.chain.is_empty() {
+        if self.decoder.is_none() && self.chain.is_empty() && self.encoder.is_none() {
             return Ok(None);
         }
         let decoded = self.decode(intake, batch).await?;
@@ -75,41 +86,85 @@ impl SinkTask {
             .into_iter()
             .map(|u| Refusal {
                 input: u.input,
-                stage: match u.side {
-                    Side::Key => Stage::KeyConverter,
-                    Side::Value => Stage::ValueConverter,
-                },
+                stage: converter(u.side),
                 reason: u.reason,
             })
             .collect();
-        if self.chain.is_empty() {
-            return Ok(Some(Prepared {
-                origins: (0..inputs.len()).map(in_batch).collect(),
-                outputs: inputs,
-                refused,
-            }));
-        }
-        let chained = self
-            .chain
-            .apply(&inputs, &self.status)
-            .await
-            .map_err(Stop::Failed)?;
-        refused.extend(
-            chained
-                .rejected
-                .into_iter()
-                .map(|(i, step, reason)| Refusal {
-                    input: in_batch(i),
-                    stage: Stage::Transformation,
-                    reason: format!("transforms[{step}]: {reason}"),
-                }),
-        );
+        let (outputs, origins) = match self.chain.is_empty() {
+            true => {
+                let origins: Vec<usize> = (0..inputs.len()).map(in_batch).collect();
+                (inputs, origins)
+            }
+            false => {
+                let chained = self
+                    .chain
+                    .apply(&inputs, &self.status)
+                    .await
+                    .map_err(Stop::Failed)?;
+                refused.extend(
+                    chained
+                        .rejected
+                        .into_iter()
+                        .map(|(i, step, reason)| Refusal {
+                            input: in_batch(i),
+                            stage: Stage::Transformation,
+                            reason: format!("transforms[{step}]: {reason}"),
+                        }),
+                );
+                let origins = chained.origins.into_iter().map(in_batch).collect();
+                (chained.outputs, origins)
+            }
+        };
+        let (outputs, origins) = match self.encoder.clone() {
+            None => (outputs, origins),
+            Some(encoder) => {
+                let encoded = self.encode(&encoder, intake, &outputs).await?;
+                refused.extend(encoded.unencodable.into_iter().map(|u| Refusal {
+                    input: origins[u.input],
+                    stage: converter(u.side),
+                    reason: u.reason,
+                }));
+                let kept = encoded.origins.iter().map(|&o| origins[o]).collect();
+                (encoded.records, kept)
+            }
+        };
         refused.sort_by_key(|r| r.input);
         Ok(Some(Prepared {
-            origins: chained.origins.into_iter().map(in_batch).collect(),
-            outputs: chained.outputs,
+            outputs,
+            origins,
             refused,
         }))
+    }
+
+    /// `outputs` encoded into the format a sink to a topic writes. While the schema registry
+    /// cannot be asked, waits (partitions paused, with the retry backoff) and tries again;
+    /// a registry that refuses what the config says fails the task.
+    async fn encode(
+        &mut self,
+        encoder: &Encoder,
+        intake: &mut Intake,
+        outputs: &[Record],
+    ) -> Result<Encoded, Stop> {
+        let into: Option<Arc<str>> = match &self.destination {
+            Destination::Topic(writer) => Some(Arc::from(writer.topic())),
+            Destination::Plugin(_) => None,
+        };
+        let mut backoff = Backoff::for_retries(&self.config.errors.retry);
+        loop {
+            match encoder.encode(outputs, into.as_ref()).await {
+                Ok(encoded) => return Ok(encoded),
+                Err(e @ RegistryError::Unusable { .. }) => return Err(Stop::Failed(e.to_string())),
+                Err(unavailable) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        "{unavailable}; the batch waits and is encoded again in {} ms",
+                        delay.as_millis()
+                    );
+                    self.status.count(Counter::Retries, 1);
+                    self.wait(delay, intake).await?;
+                }
+            }
+        }
     }
 
     /// `batch` decoded, or `None` when the connector's records go through as they came.

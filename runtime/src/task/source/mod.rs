@@ -487,7 +487,7 @@ impl SourceTask {
     async fn encode(&mut self, encoder: &Encoder, records: &[Record]) -> Result<Encoded, Stop> {
         let mut backoff = Backoff::for_retries(&self.config.errors.retry);
         loop {
-            match encoder.encode(records).await {
+            match encoder.encode(records, None).await {
                 Ok(encoded) => return Ok(encoded),
                 Err(e @ RegistryError::Unusable { .. }) => return Err(Stop::Failed(e.to_string())),
                 Err(unavailable) => {
