@@ -1,5 +1,6 @@
 //! The typed shape of `connectors.yaml`. Unknown keys are refused everywhere except inside a
-//! connector's `config:`, which belongs to its plugin.
+//! connector's `config:`, which belongs to its plugin. One file because the file's shape reads
+//! best in one place: its sections that stand alone (`admin`, `policy`, `format`) have theirs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
