@@ -33,8 +33,9 @@ pub enum Counter {
     RecordsRejected,
     /// Records a transform rejected (stage TRANSFORMATION).
     RecordsRejectedByTransforms,
-    /// Records whose key or value did not decode (stages KEY_CONVERTER, VALUE_CONVERTER).
-    RecordsUndecodable,
+    /// Records whose key or value did not decode (a sink's) or encode (a source's, a sink to
+    /// a topic's): stages KEY_CONVERTER, VALUE_CONVERTER.
+    RecordsNotConverted,
     /// Records sent to the dead-letter topic.
     RecordsDeadLettered,
     /// Source positions stored in the offsets topic.
@@ -58,7 +59,7 @@ impl Counter {
         Counter::Traps,
         Counter::RecordsRejected,
         Counter::RecordsRejectedByTransforms,
-        Counter::RecordsUndecodable,
+        Counter::RecordsNotConverted,
         Counter::RecordsDeadLettered,
         Counter::PositionsCommitted,
         Counter::OffsetCommits,
@@ -105,9 +106,9 @@ impl Counter {
                 "wasmconnect_transform_records_rejected_total",
                 "Records a transform rejected.",
             ),
-            Counter::RecordsUndecodable => (
-                "wasmconnect_converter_records_undecodable_total",
-                "Records whose key or value did not decode from the connector's format.",
+            Counter::RecordsNotConverted => (
+                "wasmconnect_converter_records_failed_total",
+                "Records whose key or value did not decode from, or encode into, the connector's format.",
             ),
             Counter::RecordsDeadLettered => (
                 "wasmconnect_deadletterqueue_records_produced_total",
@@ -143,7 +144,7 @@ impl Counter {
             Counter::Traps => "traps",
             Counter::RecordsRejected => "records_rejected",
             Counter::RecordsRejectedByTransforms => "records_rejected_by_transforms",
-            Counter::RecordsUndecodable => "records_undecodable",
+            Counter::RecordsNotConverted => "records_not_converted",
             Counter::RecordsDeadLettered => "records_dead_lettered",
             Counter::PositionsCommitted => "positions_committed",
             Counter::OffsetCommits => "offset_commits",

@@ -29,7 +29,7 @@ fn totals(status: &ConnectorStatus) -> Totals {
             + task.counters.get(Counter::Traps)
             + task.counters.get(Counter::RecordsRejected)
             + task.counters.get(Counter::RecordsRejectedByTransforms)
-            + task.counters.get(Counter::RecordsUndecodable);
+            + task.counters.get(Counter::RecordsNotConverted);
     }
     totals
 }

@@ -1,8 +1,10 @@
-//! Records' formats: Avro and JSON Schema records written by Confluent's own serializers
-//! (confluent-kafka from PyPI) through a Schema Registry are decoded by the runtime and land
-//! in PostgreSQL through the unchanged sink-sql plugin, every Avro type as README's table
-//! says; records that do not decode are dead-lettered with the converter stage; a registry
-//! that cannot be reached delays the records and loses none.
+//! Records' formats: Avro, Protobuf and JSON Schema records written by Confluent's own
+//! serializers (confluent-kafka from PyPI) through a Schema Registry are decoded by the
+//! runtime and land in PostgreSQL through the unchanged sink-sql plugin, every Avro type as
+//! README's table says; records that do not decode are dead-lettered with the converter
+//! stage; a registry that cannot be reached delays the records and loses none; what a source
+//! writes in Avro, and a topic converted from JSON to Avro by a sink without a plugin, are
+//! read back by Confluent's deserializer.
 
 use std::time::Duration;
 
@@ -105,6 +107,15 @@ fn order_row(id: i64) -> Value {
     })
 }
 
+/// A broker, the test database and a schema registry.
+async fn services() -> anyhow::Result<(Broker, Postgres, SchemaRegistry)> {
+    Ok((
+        Broker::start().await?,
+        Postgres::connect().await?,
+        SchemaRegistry::start().await?,
+    ))
+}
+
 /// `items` once there are `n` of them, else how many there are.
 fn at_least<T>(items: Vec<T>, n: usize) -> Result<Vec<T>, String> {
     match items.len() >= n {
@@ -173,9 +184,9 @@ fn produce_with_confluent(
     Ok(())
 }
 
-/// A sink-sql connector reading `topic` into `table` with `format`, the registry `main`
-/// defined at `registry_url`, and `errors`.
-fn avro_sink(
+/// A daemon config with a sink-sql connector reading `topic` into `table` with `format`, the
+/// registry `main` defined at `registry_url`, and `errors`.
+fn registry_sink(
     broker: &Broker,
     pg: &Postgres,
     (name, topic, table): (&str, &str, &str),
@@ -196,23 +207,13 @@ fn avro_sink(
 ",
         plugin = paths::plugin("sink-sql")?.display(),
     );
-    let config = config(broker, pg, &connector);
-    Ok(config.replace(
-        "admin:\n",
-        &format!(
-            "schema_registries:\n  main:\n    url: {registry_url}\n    timeout_ms: 2000\nadmin:\n"
-        ),
-    ))
+    Ok(with_registry(broker, pg, registry_url, &connector))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn avro_written_by_confluents_serializer_lands_in_postgres_with_every_type()
 -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let (topic, table, name) = (unique("orders"), unique("avro_orders"), unique("avro"));
     broker.create_topic(&topic, 2).await?;
     pg.execute(&format!("CREATE TABLE {table} ({ORDER_COLUMNS})"))
@@ -220,7 +221,7 @@ async fn avro_written_by_confluents_serializer_lands_in_postgres_with_every_type
     let orders: Vec<Value> = (1..=30).map(order).collect();
     produce_with_confluent(&broker, &registry, &topic, "avro", ORDER_SCHEMA, &orders)?;
 
-    let _daemon = Daemon::start(&avro_sink(
+    let _daemon = Daemon::start(&registry_sink(
         &broker,
         &pg,
         (&name, &topic, &table),
@@ -247,11 +248,7 @@ async fn avro_written_by_confluents_serializer_lands_in_postgres_with_every_type
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_schema_written_by_confluents_serializer_lands_in_postgres() -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let (topic, table, name) = (
         unique("people"),
         unique("json_people"),
@@ -271,7 +268,7 @@ async fn json_schema_written_by_confluents_serializer_lands_in_postgres() -> any
         .collect();
     produce_with_confluent(&broker, &registry, &topic, "json_schema", schema, &people)?;
 
-    let _daemon = Daemon::start(&avro_sink(
+    let _daemon = Daemon::start(&registry_sink(
         &broker,
         &pg,
         (&name, &topic, &table),
@@ -303,11 +300,7 @@ async fn json_schema_written_by_confluents_serializer_lands_in_postgres() -> any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn protobuf_written_by_confluents_serializer_lands_in_postgres() -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let (topic, table, name) = (unique("orders"), unique("proto_orders"), unique("proto"));
     broker.create_topic(&topic, 1).await?;
     pg.execute(&format!(
@@ -351,7 +344,7 @@ enum Status { PLACED = 0; PAID = 1; }
     let orders: Vec<Value> = (1..=20).map(order).collect();
     produce_with_confluent(&broker, &registry, &topic, "protobuf", schema, &orders)?;
 
-    let _daemon = Daemon::start(&avro_sink(
+    let _daemon = Daemon::start(&registry_sink(
         &broker,
         &pg,
         (&name, &topic, &table),
@@ -402,11 +395,7 @@ enum Status { PLACED = 0; PAID = 1; }
 #[tokio::test(flavor = "multi_thread")]
 async fn records_that_do_not_decode_are_dead_lettered_with_the_converter_stage()
 -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let (topic, table, name, dlq) = (
         unique("orders"),
         unique("avro_orders"),
@@ -445,7 +434,7 @@ async fn records_that_do_not_decode_are_dead_lettered_with_the_converter_stage()
     )?;
 
     let errors = format!("{{ tolerance: all, dead_letter_topic: {{ name: {dlq} }} }}");
-    let _daemon = Daemon::start(&avro_sink(
+    let _daemon = Daemon::start(&registry_sink(
         &broker,
         &pg,
         (&name, &topic, &table),
@@ -515,11 +504,7 @@ async fn records_that_do_not_decode_are_dead_lettered_with_the_converter_stage()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_out_of_reach_delays_the_records_and_loses_none() -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let proxy = Proxy::start(registry.url.trim_start_matches("http://").to_owned()).await?;
     proxy.cut();
     let (topic, table, name) = (unique("orders"), unique("avro_orders"), unique("avro"));
@@ -529,7 +514,7 @@ async fn a_registry_out_of_reach_delays_the_records_and_loses_none() -> anyhow::
     let orders: Vec<Value> = (1..=50).map(order).collect();
     produce_with_confluent(&broker, &registry, &topic, "avro", ORDER_SCHEMA, &orders)?;
 
-    let daemon = Daemon::start(&avro_sink(
+    let daemon = Daemon::start(&registry_sink(
         &broker,
         &pg,
         (&name, &topic, &table),
@@ -607,17 +592,15 @@ fn consume_with_confluent(
 fn with_registry(broker: &Broker, pg: &Postgres, registry_url: &str, connectors: &str) -> String {
     config(broker, pg, connectors).replace(
         "admin:\n",
-        &format!("schema_registries:\n  main:\n    url: {registry_url}\nadmin:\n"),
+        &format!(
+            "schema_registries:\n  main:\n    url: {registry_url}\n    timeout_ms: 2000\nadmin:\n"
+        ),
     )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_writes_avro_that_confluents_deserializer_reads() -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let (topic, name) = (unique("generated"), unique("gen"));
     broker.create_topic(&topic, 1).await?;
     let format = format!(
@@ -651,11 +634,7 @@ async fn a_source_writes_avro_that_confluents_deserializer_reads() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_the_schema_does_not_accept_fails_the_source_naming_the_field()
 -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let (topic, name) = (unique("generated"), unique("gen"));
     broker.create_topic(&topic, 1).await?;
     // Without `amount`: the generated orders have a field the schema does not.
@@ -686,11 +665,7 @@ async fn a_record_the_schema_does_not_accept_fails_the_source_naming_the_field()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_topic_converts_from_json_to_avro_and_back_through_sinks_without_plugins()
 -> anyhow::Result<()> {
-    let (broker, pg, registry) = (
-        Broker::start().await?,
-        Postgres::connect().await?,
-        SchemaRegistry::start().await?,
-    );
+    let (broker, pg, registry) = services().await?;
     let (json_topic, avro_topic, back) = (unique("json"), unique("avro"), unique("back"));
     for topic in [&json_topic, &avro_topic, &back] {
         broker.create_topic(topic, 1).await?;

@@ -209,7 +209,7 @@ impl SinkTask {
         self.status
             .count(Counter::RecordsRejectedByTransforms, transforms);
         self.status
-            .count(Counter::RecordsUndecodable, refused.len() - transforms);
+            .count(Counter::RecordsNotConverted, refused.len() - transforms);
         if self.config.errors.tolerance == Tolerance::None {
             return Ok(());
         }

@@ -523,7 +523,7 @@ impl SourceTask {
         self.status
             .count(Counter::RecordsRejectedByTransforms, transforms);
         self.status
-            .count(Counter::RecordsUndecodable, refused.len() - transforms);
+            .count(Counter::RecordsNotConverted, refused.len() - transforms);
         let describe = |i: usize| {
             format!(
                 "source partition {:?} at position {:?}",
