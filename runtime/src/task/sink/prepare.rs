@@ -4,6 +4,7 @@
 //! its stage. A schema registry that cannot be asked holds the batch,
 //! its partitions paused, until it answers: the records are not at fault.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::Tolerance;
@@ -73,13 +74,14 @@ impl SinkTask {
             return Ok(None);
         }
         let decoded = self.decode(intake, batch).await?;
+        // Borrowed while nothing changed the batch: transforms read it without a copy.
         let (inputs, decode_origins, undecodable) = match decoded {
             Some(Decoded {
                 records,
                 origins,
                 undecodable,
-            }) => (records, Some(origins), undecodable),
-            None => (batch.to_vec(), None, Vec::new()),
+            }) => (Cow::Owned(records), Some(origins), undecodable),
+            None => (Cow::Borrowed(batch), None, Vec::new()),
         };
         let in_batch = |i: usize| decode_origins.as_ref().map_or(i, |o| o[i]);
         let mut refused: Vec<Refusal> = undecodable
@@ -112,11 +114,11 @@ impl SinkTask {
                         }),
                 );
                 let origins = chained.origins.into_iter().map(in_batch).collect();
-                (chained.outputs, origins)
+                (Cow::Owned(chained.outputs), origins)
             }
         };
         let (outputs, origins) = match self.encoder.clone() {
-            None => (outputs, origins),
+            None => (outputs.into_owned(), origins),
             Some(encoder) => {
                 let encoded = self.encode(&encoder, intake, &outputs).await?;
                 refused.extend(encoded.unencodable.into_iter().map(|u| Refusal {
