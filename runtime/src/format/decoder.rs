@@ -92,11 +92,7 @@ impl Decoder {
             };
             let (side, failure) = match (key, value) {
                 (Ok(key), Ok(value)) => {
-                    decoded.records.push(Record {
-                        key: key.or_else(|| record.key.clone()),
-                        value: value.or_else(|| record.value.clone()),
-                        ..record.clone()
-                    });
+                    decoded.records.push(super::converted(record, key, value));
                     decoded.origins.push(input);
                     continue;
                 }

@@ -116,11 +116,7 @@ impl Encoder {
             };
             let (side, failure) = match (key, value) {
                 (Ok(key), Ok(value)) => {
-                    encoded.records.push(Record {
-                        key: key.or_else(|| record.key.clone()),
-                        value: value.or_else(|| record.value.clone()),
-                        ..record.clone()
-                    });
+                    encoded.records.push(super::converted(record, key, value));
                     encoded.origins.push(input);
                     continue;
                 }

@@ -16,3 +16,19 @@ pub mod wire;
 pub use decoder::{Decoded, Decoder, Side, Undecodable};
 pub use encoder::{Encoded, Encoder, Unencodable, check};
 pub use registry::{Registries, RegistryError, SchemaRegistry};
+
+use crate::connector::Record;
+
+/// `record` with the key and value a conversion gave (`None`: the one it had, as it was),
+/// copying neither bytes it replaces.
+fn converted(record: &Record, key: Option<Vec<u8>>, value: Option<Vec<u8>>) -> Record {
+    Record {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        timestamp: record.timestamp,
+        key: key.or_else(|| record.key.clone()),
+        value: value.or_else(|| record.value.clone()),
+        headers: record.headers.clone(),
+    }
+}
