@@ -77,6 +77,12 @@ pub struct FormatConfig {
     /// (Confluent's `auto.register.schemas`); off, a schema not registered fails the task.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub auto_register: bool,
+    /// Decoding: adds to each record whose value has a schema (avro, protobuf, json_schema)
+    /// the header `wasmconnect.value.schema`, the value's top-level fields and their types
+    /// (see `format::fields`), for plugins that shape tables after it (sink-sql's
+    /// `auto_create`, `auto_evolve`). Off by default: it costs a header per record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub schema_header: bool,
     /// A sink to a topic: the format of what it writes (its `format` is that of what it
     /// reads), with the settings of a source's; `schema_registry` is the outer one unless it
     /// names its own. Without it, a sink to a topic writes what it read, decoded.

@@ -178,6 +178,7 @@ const NATIVE_KEYS: &[(&str, Kind)] = &[
     ("format.schema_registry", Kind::Text),
     ("format.subject_name_strategy", Kind::Text),
     ("format.auto_register", Kind::Boolean),
+    ("format.schema_header", Kind::Boolean),
     ("errors.retry.initial_backoff_ms", Kind::Integer),
     ("errors.retry.multiplier", Kind::Number),
 ];

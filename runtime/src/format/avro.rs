@@ -29,6 +29,8 @@ use apache_avro::types::Value;
 use base64::Engine as _;
 use serde_json::{Map, Number, Value as Json};
 
+use super::fields;
+
 /// A writer's schema and the named types it can refer to.
 #[derive(Debug)]
 pub struct AvroSchema {
@@ -37,6 +39,8 @@ pub struct AvroSchema {
     references: Vec<Schema>,
     /// Every named type of the schema and its references, by full name: where a `Ref` leads.
     names: HashMap<Name, Schema>,
+    /// The text of [`fields::HEADER`] for values of this schema, when it is a record's.
+    header: Option<Vec<u8>>,
 }
 
 impl AvroSchema {
@@ -54,10 +58,12 @@ impl AvroSchema {
             .iter()
             .map(|(name, schema)| (name.clone(), (*schema).clone()))
             .collect();
+        let header = fields::of_avro(&schema, &names).map(|f| fields::header(&f));
         Ok(AvroSchema {
             schema,
             references,
             names,
+            header,
         })
     }
 
@@ -70,6 +76,16 @@ impl AvroSchema {
             Schema::Fixed(f) => Some(f.name.fullname(None)),
             _ => None,
         }
+    }
+
+    /// The top-level fields of the schema's record; `None` when it is not a record's.
+    pub fn fields(&self) -> Option<Vec<fields::Field>> {
+        fields::of_avro(&self.schema, &self.names)
+    }
+
+    /// The text of [`fields::HEADER`] for values of this schema, when it is a record's.
+    pub fn header(&self) -> Option<&[u8]> {
+        self.header.as_deref()
     }
 
     /// The JSON value of `datum` (Avro's binary encoding, nothing before or after), or why

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde::de::IgnoredAny;
 
+use super::fields;
 use super::registry::{RegisteredSchema, RegistryError, SchemaRegistry};
 use super::wire;
 use crate::config::{Format, FormatConfig};
-use crate::connector::Record;
+use crate::connector::{Header, Record};
 
 /// Which part of a record did not decode: Kafka Connect's converter stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +51,8 @@ pub struct Decoded {
 pub struct Decoder {
     key: Format,
     value: Format,
+    /// Whether a value decoded with a record's schema gets the header [`fields::HEADER`].
+    schema_header: bool,
     /// Where schemas come from, when key or value has a schema format.
     registry: Option<Arc<SchemaRegistry>>,
 }
@@ -69,6 +72,7 @@ impl Decoder {
         (!format.is_raw()).then(|| Decoder {
             key: format.key,
             value: format.value,
+            schema_header: format.schema_header,
             registry,
         })
     }
@@ -85,14 +89,24 @@ impl Decoder {
             undecodable: Vec::new(),
         };
         for (input, record) in batch.iter().enumerate() {
-            let key = self.side(self.key, record.key.as_deref()).await;
+            let key = self.side(self.key, record.key.as_deref(), false).await;
             let value = match &key {
-                Ok(_) => self.side(self.value, record.value.as_deref()).await,
-                Err(_) => Ok(None),
+                Ok(_) => {
+                    self.side(self.value, record.value.as_deref(), self.schema_header)
+                        .await
+                }
+                Err(_) => Ok((None, None)),
             };
             let (side, failure) = match (key, value) {
-                (Ok(key), Ok(value)) => {
-                    decoded.records.push(super::converted(record, key, value));
+                (Ok((key, _)), Ok((value, header))) => {
+                    let mut converted = super::converted(record, key, value);
+                    if let Some(header) = header {
+                        converted.headers.push(Header {
+                            key: fields::HEADER.to_owned(),
+                            value: Some(header),
+                        });
+                    }
+                    decoded.records.push(converted);
                     decoded.origins.push(input);
                     continue;
                 }
@@ -111,29 +125,36 @@ impl Decoder {
         Ok(decoded)
     }
 
-    /// The decoded bytes of one key or value in `format`; `None` when they stay as they came
-    /// (absent, or `bytes`).
-    async fn side(&self, format: Format, bytes: Option<&[u8]>) -> Result<Option<Vec<u8>>, Failure> {
+    /// The decoded bytes of one key or value in `format` (`None` when they stay as they
+    /// came: absent, or `bytes`) and, when `header` asks for it and the schema is a record's,
+    /// the text of [`fields::HEADER`].
+    async fn side(
+        &self,
+        format: Format,
+        bytes: Option<&[u8]>,
+        header: bool,
+    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), Failure> {
         let Some(bytes) = bytes else {
-            return Ok(None);
+            return Ok((None, None));
         };
+        let wanted = |h: Option<&[u8]>| h.filter(|_| header).map(<[u8]>::to_vec);
         match format {
-            Format::Bytes => Ok(None),
+            Format::Bytes => Ok((None, None)),
             Format::String => {
                 let text = std::str::from_utf8(bytes)
                     .map_err(|e| Failure::Bad(format!("not UTF-8 text: {e}")))?;
-                Ok(Some(to_json(&text)))
+                Ok((Some(to_json(&text)), None))
             }
             Format::Json => {
                 check_json(bytes)?;
-                Ok(None)
+                Ok((None, None))
             }
             Format::Avro => {
                 let (schema, payload) = self.framed(bytes).await?;
                 match &*schema {
                     RegisteredSchema::Avro(avro) => {
                         let value = avro.decode(payload).map_err(Failure::Bad)?;
-                        Ok(Some(to_json(&value)))
+                        Ok((Some(to_json(&value)), wanted(avro.header())))
                     }
                     other => Err(mismatch(other, "avro")),
                 }
@@ -147,7 +168,7 @@ impl Decoder {
                         schema.check(&value).map_err(|e| {
                             Failure::Bad(format!("the payload does not match its JSON Schema: {e}"))
                         })?;
-                        Ok(Some(payload.to_vec()))
+                        Ok((Some(payload.to_vec()), wanted(schema.header())))
                     }
                     other => Err(mismatch(other, "json_schema")),
                 }
@@ -156,8 +177,9 @@ impl Decoder {
                 let (schema, payload) = self.framed(bytes).await?;
                 match &*schema {
                     RegisteredSchema::Protobuf(proto) => {
-                        let value = proto.decode(payload).map_err(Failure::Bad)?;
-                        Ok(Some(to_json(&value)))
+                        let (value, fields) =
+                            proto.decode_with_header(payload).map_err(Failure::Bad)?;
+                        Ok((Some(to_json(&value)), wanted(fields)))
                     }
                     other => Err(mismatch(other, "protobuf")),
                 }

@@ -4,11 +4,15 @@
 
 use serde_json::Value as Json;
 
+use super::fields;
+
 /// A compiled JSON Schema.
 pub struct JsonSchema {
     validator: jsonschema::Validator,
     /// Its `title`: the record's name for subjects named after it.
     title: Option<String>,
+    /// The text of [`fields::HEADER`] for values of this schema, when it describes objects.
+    header: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for JsonSchema {
@@ -30,12 +34,22 @@ impl JsonSchema {
             .get("title")
             .and_then(Json::as_str)
             .map(str::to_owned);
-        Ok(JsonSchema { validator, title })
+        let header = fields::of_json_schema(&schema).map(|f| fields::header(&f));
+        Ok(JsonSchema {
+            validator,
+            title,
+            header,
+        })
     }
 
     /// The schema's title, if it has one.
     pub fn title(&self) -> Option<&str> {
         self.title.as_deref()
+    }
+
+    /// The text of [`fields::HEADER`] for values of this schema, when it describes objects.
+    pub fn header(&self) -> Option<&[u8]> {
+        self.header.as_deref()
     }
 
     /// Whether `value` matches the schema; else the first mismatch, naming where it is.

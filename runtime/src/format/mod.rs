@@ -1,6 +1,7 @@
 //! Records' formats on Kafka (Kafka Connect's converters, in the runtime): `wire` frames and
 //! unframes Confluent's wire format, `avro` maps Avro datums to JSON and back, `json_schema`
-//! checks JSON against JSON Schemas, `protobuf` maps Protobuf messages to JSON, `registry` fetches and
+//! checks JSON against JSON Schemas, `protobuf` maps Protobuf messages to JSON, `fields` describes a value's
+//! top-level fields for plugins that shape tables after them, `registry` fetches and
 //! caches schemas from a Confluent-compatible Schema Registry, `decoder` turns what a sink
 //! read into what its transforms and plugin see, `encoder` what a source writes into its
 //! topic's format.
@@ -8,6 +9,7 @@
 pub mod avro;
 pub mod decoder;
 pub mod encoder;
+pub mod fields;
 pub mod json_schema;
 pub mod protobuf;
 pub mod registry;

@@ -11,10 +11,14 @@
 //! `StringValue`, ...) their value, or null; `Duration` text such as `"1.5s"`; `Struct` and
 //! `Value` the JSON they hold.
 
+use std::collections::HashMap;
+
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FileDescriptor, MessageDescriptor, SerializeOptions,
 };
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+
+use super::fields;
 
 /// The name the schema's own file is compiled under.
 const SCHEMA_FILE: &str = "schema.proto";
@@ -23,6 +27,9 @@ const SCHEMA_FILE: &str = "schema.proto";
 #[derive(Debug)]
 pub struct ProtobufSchema {
     file: FileDescriptor,
+    /// The text of [`fields::HEADER`] for each message of the file, nested ones included, by
+    /// full name.
+    headers: HashMap<String, Vec<u8>>,
 }
 
 /// The files a schema imports, by import name.
@@ -74,14 +81,29 @@ impl ProtobufSchema {
         if file.messages().len() == 0 {
             return Err("the Protobuf schema defines no message".into());
         }
-        Ok(ProtobufSchema { file })
+        let mut headers = HashMap::new();
+        let mut messages: Vec<MessageDescriptor> = file.messages().collect();
+        while let Some(message) = messages.pop() {
+            let header = fields::header(&fields::of_protobuf(&message));
+            headers.insert(message.full_name().to_owned(), header);
+            messages.extend(message.child_messages());
+        }
+        Ok(ProtobufSchema { file, headers })
     }
 
     /// The JSON of a message framed as Confluent's serializer frames it (after the magic
     /// byte and schema id): the message's indexes in the schema, then the message.
     pub fn decode(&self, framed: &[u8]) -> Result<serde_json::Value, String> {
+        self.decode_with_header(framed).map(|(value, _)| value)
+    }
+
+    /// [`ProtobufSchema::decode`], with the text of [`fields::HEADER`] for its message.
+    pub fn decode_with_header(
+        &self,
+        framed: &[u8],
+    ) -> Result<(serde_json::Value, Option<&[u8]>), String> {
         let (indexes, message) = message_indexes(framed)?;
-        let descriptor = self.message(&indexes)?;
+        let descriptor = self.message_at(&indexes)?;
         let decoded = DynamicMessage::decode(descriptor.clone(), message).map_err(|e| {
             format!(
                 "the payload does not match its Protobuf message {}: {e}",
@@ -92,19 +114,21 @@ impl ProtobufSchema {
             .stringify_64_bit_integers(false)
             .use_proto_field_name(true)
             .skip_default_fields(false);
-        decoded
+        let value = decoded
             .serialize_with_options(serde_json::value::Serializer, &options)
             .map_err(|e| {
                 format!(
                     "the message {} has no JSON form: {e}",
                     descriptor.full_name()
                 )
-            })
+            })?;
+        let header = self.headers.get(descriptor.full_name()).map(Vec::as_slice);
+        Ok((value, header))
     }
 
     /// The message type at `indexes`: the first a top-level message of the file, each next
     /// one a message nested in the one before.
-    fn message(&self, indexes: &[usize]) -> Result<MessageDescriptor, String> {
+    pub fn message_at(&self, indexes: &[usize]) -> Result<MessageDescriptor, String> {
         let missing = || format!("the schema has no message at indexes {indexes:?}");
         let (first, nested) = indexes.split_first().ok_or_else(missing)?;
         let mut message = self.file.messages().nth(*first).ok_or_else(missing)?;
@@ -207,7 +231,7 @@ mod tests {
         // The nested message Line is at indexes [0, 1], after the map's entry type (as
         // protoc and Confluent's serializers count nested types): count 2, then 0 and 1, each
         // a zig-zag varint.
-        let line = schema.message(&[0, 1]).unwrap();
+        let line = schema.message_at(&[0, 1]).unwrap();
         let nested = DynamicMessage::deserialize(line, json!({"sku": "s2"})).unwrap();
         let mut framed = vec![4, 0, 2];
         framed.extend(nested.encode_to_vec());

@@ -74,6 +74,22 @@ impl Validator {
             }
         };
         self.formats(config, &path, format, encodes, None);
+        if format.schema_header && (encodes || !format.value.needs_registry()) {
+            self.problem(
+                format!("{path}.schema_header"),
+                if encodes {
+                    "is for a sink, which decodes: it adds the value's schema to what its \
+                     plugin reads"
+                        .to_owned()
+                } else {
+                    format!(
+                        "is set but value is {}, which has no schema: the header describes an \
+                         avro, protobuf or json_schema value",
+                        format.value.as_str()
+                    )
+                },
+            );
+        }
         if format.schema_registry.is_some()
             && !format.key.needs_registry()
             && !format.value.needs_registry()
