@@ -28,6 +28,15 @@ pub struct Config {
     /// `CREATE TABLE IF NOT EXISTS ...`.
     #[serde(default)]
     pub init: Vec<String>,
+    /// Creates a missing table from the value's schema (the header
+    /// `wasmconnect.value.schema`, which the connector's `format.schema_header` adds), with
+    /// the `key` columns as its primary key (Kafka Connect's `auto.create`).
+    #[serde(default)]
+    pub auto_create: bool,
+    /// Adds a column for each optional field the value's schema gains (Kafka Connect's
+    /// `auto.evolve`); a new field that is not optional fails the task naming it.
+    #[serde(default)]
+    pub auto_evolve: bool,
 }
 
 /// The keys of [`Config`], as the plugin's `config-spec` describes them.
@@ -64,6 +73,18 @@ pub fn spec() -> Vec<ConfigKey> {
             "SQL statements run in one transaction each time a task opens, before any write \
              (CREATE TABLE IF NOT EXISTS ...)",
         ),
+        ConfigKey::boolean(
+            "auto_create",
+            "Create a missing table from the value's schema, the key columns as its primary \
+             key (needs format.schema_header: true on the connector)",
+        )
+        .default("false"),
+        ConfigKey::boolean(
+            "auto_evolve",
+            "Add a column for each optional field the value's schema gains (needs \
+             format.schema_header: true on the connector)",
+        )
+        .default("false"),
     ]
 }
 
@@ -128,6 +149,13 @@ impl Config {
         }
         if self.mode == Mode::Upsert && self.key.is_empty() {
             return Err("config.mode is upsert but config.key lists no key column".into());
+        }
+        if (self.auto_create || self.auto_evolve) && self.columns.is_some() {
+            return Err(
+                "config.columns cannot go with auto_create or auto_evolve, which take the \
+                 columns from the value's schema: leave columns out"
+                    .into(),
+            );
         }
         if let Some(columns) = &self.columns {
             if columns.is_empty() {

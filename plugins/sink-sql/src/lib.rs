@@ -9,6 +9,9 @@
 //! - On PostgreSQL rows travel as one `jsonb` array per statement (`jsonb_populate_recordset`),
 //!   so the server converts them with the table's own column types; on MySQL/MariaDB and
 //!   SQLite as `VALUES` with one parameter per field. One round trip per batch, never per row.
+//! - `auto_create` creates a missing table, `auto_evolve` adds columns for new optional
+//!   fields, after the value's schema in the header `wasmconnect.value.schema` (the
+//!   connector's `format.schema_header`): `ddl` says how, `tables` when.
 //! - `init` statements (`CREATE TABLE IF NOT EXISTS ...`) run in one transaction each time a
 //!   task opens.
 //! - A record that is not a JSON object, or lacks a key column, is rejected with its index and
@@ -18,11 +21,13 @@
 //!   refused whatever the records hold (the table is missing, access denied) is fatal.
 //!
 //! Layout: `config` (what the connector's `config` may say), `plan` (records -> statements, pure),
-//! this file (the [`Sink`] glue and error mapping).
+//! `ddl` (schemas -> tables, pure), `tables` (when to create or evolve, glue), this file (the [`Sink`] glue and error mapping).
 #![forbid(unsafe_code)]
 
 mod config;
+mod ddl;
 mod plan;
+mod tables;
 
 use wasmconnect_sdk::{
     ConfigKey, DatabaseKind, Host, Level, PluginError, Record, Rejected, Sink, SqlError, Statement,
@@ -31,12 +36,15 @@ use wasmconnect_sdk::{
 
 pub use config::{ColumnSpec, Config, Mode};
 pub use plan::{Plan, plan};
+use tables::Tables;
 
 /// The sink: one per task.
 pub struct SqlSink {
     config: Config,
     /// The dialect of the database written to.
     kind: DatabaseKind,
+    /// Its tables, shaped after the value's schema with `auto_create`/`auto_evolve`.
+    tables: Tables,
 }
 
 impl Sink for SqlSink {
@@ -78,12 +86,22 @@ impl Sink for SqlSink {
                 },
             )?;
         }
-        Ok(SqlSink { config, kind })
+        Ok(SqlSink {
+            config,
+            kind,
+            tables: Tables::default(),
+        })
     }
 
     fn write(&mut self, records: Vec<Record>, host: &dyn Host) -> Result<(), PluginError> {
+        self.tables
+            .prepare(&self.config, self.kind, &records, host)?;
         let mut rejected = Vec::new();
-        self.write_part(&records, 0, host, &mut rejected)?;
+        if let Err(e) = self.write_part(&records, 0, host, &mut rejected) {
+            // A table may have changed under the task: read it again before the next write.
+            self.tables.forget();
+            return Err(e);
+        }
         PluginError::reject_if_any(rejected)
     }
 }
@@ -174,17 +192,15 @@ pub const KAFKA_CONNECT: &str = r#"{"classes": {
       "insert.mode": "mode",
       "pk.fields": "key",
       "fields.whitelist": "columns",
-      "fields.include.list": "columns"
+      "fields.include.list": "columns",
+      "auto.create": "auto_create",
+      "auto.evolve": "auto_evolve"
     },
     "settings": [
       {"key": "pk.mode", "accepted": ["record_value", "none"],
        "because": "sink-sql writes the key columns (pk.fields) from the record's value; a tombstone deletes by the record's key"},
       {"key": "delete.enabled", "accepted": ["true"],
        "because": "a tombstone deletes the row of its key whenever pk.fields names key columns"},
-      {"key": "auto.create", "accepted": ["false"],
-       "because": "tables are not created from records without a schema: create the table first"},
-      {"key": "auto.evolve", "accepted": ["false"],
-       "because": "columns are not added from records without a schema"},
       {"key": "batch.size", "because": "a batch is the runtime's: set batch.max_records"},
       {"key": "dialect.name",
        "accepted": ["", "PostgreSqlDatabaseDialect", "MySqlDatabaseDialect", "SqliteDatabaseDialect"],

@@ -393,7 +393,7 @@ fn write_statement(config: &Config, table: &str, rows: Vec<Map<String, Json>>) -
 
 /// `INSERT` (or upsert) of `columns` from the `jsonb` array in `$1`.
 fn insert_sql(config: &Config, table: &str, columns: &[String]) -> String {
-    let table = quote_table(table);
+    let table = quote_table_for(DatabaseKind::Postgres, table);
     let column_list = quote_list(columns);
     let mut sql = format!(
         "INSERT INTO {table} ({column_list}) SELECT {column_list} \
@@ -416,7 +416,7 @@ fn insert_sql(config: &Config, table: &str, columns: &[String]) -> String {
 }
 
 fn delete_statement(config: &Config, table: &str, keys: Vec<Map<String, Json>>) -> Statement {
-    let table = quote_table(table);
+    let table = quote_table_for(DatabaseKind::Postgres, table);
     let key_list = quote_list(&config.key);
     Statement::new(
         format!(
@@ -438,7 +438,7 @@ fn write_values(
 ) -> Vec<Statement> {
     let (rows, columns) = rows_and_columns(config, rows);
     let quote = |name: &str| quote_for(kind, name);
-    let table = table.split('.').map(quote).collect::<Vec<_>>().join(".");
+    let table = quote_table_for(kind, table);
     let column_list = columns
         .iter()
         .map(|c| quote(c))
@@ -501,7 +501,7 @@ fn delete_values(
     keys: Vec<Map<String, Json>>,
 ) -> Vec<Statement> {
     let quote = |name: &str| quote_for(kind, name);
-    let table = table.split('.').map(quote).collect::<Vec<_>>().join(".");
+    let table = quote_table_for(kind, table);
     let per_statement = (MAX_PARAMS / config.key.len().max(1)).max(1);
     keys.chunks(per_statement)
         .map(|chunk| {
@@ -551,7 +551,8 @@ fn to_value(field: Option<&Json>) -> Value {
     }
 }
 
-fn quote_for(kind: DatabaseKind, name: &str) -> String {
+/// `name` quoted as an identifier of `kind`'s dialect.
+pub(crate) fn quote_for(kind: DatabaseKind, name: &str) -> String {
     match kind {
         DatabaseKind::Mysql => format!("`{}`", name.replace('`', "``")),
         _ => quote_ident(name),
@@ -600,10 +601,11 @@ fn quote_list(names: &[String]) -> String {
         .join(", ")
 }
 
-fn quote_table(table: &str) -> String {
+/// A table name, optionally schema-qualified, quoted for `kind`'s dialect.
+pub(crate) fn quote_table_for(kind: DatabaseKind, table: &str) -> String {
     table
         .split('.')
-        .map(quote_ident)
+        .map(|part| quote_for(kind, part))
         .collect::<Vec<_>>()
         .join(".")
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmconnect_tests::broker::KeyValue;
+use wasmconnect_tests::sql::{Kind, TestDb};
 use wasmconnect_tests::{
     Broker, Daemon, Postgres, Proxy, SchemaRegistry, paths, unique, wait_until,
 };
@@ -194,6 +195,26 @@ fn registry_sink(
     registry_url: &str,
     errors: &str,
 ) -> anyhow::Result<String> {
+    let sink = format!("{{ database: main, table: {table} }}");
+    registry_sink_with(
+        broker,
+        pg,
+        (name, topic, &sink),
+        format,
+        registry_url,
+        errors,
+    )
+}
+
+/// [`registry_sink`] with sink-sql's whole `config`.
+fn registry_sink_with(
+    broker: &Broker,
+    pg: &Postgres,
+    (name, topic, sink): (&str, &str, &str),
+    format: &str,
+    registry_url: &str,
+    errors: &str,
+) -> anyhow::Result<String> {
     let connector = format!(
         "  - name: {name}
     kind: sink
@@ -203,7 +224,7 @@ fn registry_sink(
     format: {format}
     errors: {errors}
     grants: {{ databases: [main] }}
-    config: {{ database: main, table: {table} }}
+    config: {sink}
 ",
         plugin = paths::plugin("sink-sql")?.display(),
     );
@@ -723,4 +744,191 @@ async fn a_topic_converts_from_json_to_avro_and_back_through_sinks_without_plugi
         assert_eq!(value, item(id));
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sink_sql_creates_its_table_from_the_avro_schema_and_adds_the_field_a_new_version_adds()
+-> anyhow::Result<()> {
+    let (broker, pg, registry) = services().await?;
+    let (topic, table, name) = (unique("orders"), unique("created_orders"), unique("create"));
+    broker.create_topic(&topic, 2).await?;
+    let first: Vec<Value> = (1..=20).map(order).collect();
+    produce_with_confluent(&broker, &registry, &topic, "avro", ORDER_SCHEMA, &first)?;
+
+    let sink = format!(
+        "{{ database: main, table: {table}, mode: upsert, key: [id], auto_create: true, \
+         auto_evolve: true }}"
+    );
+    let _daemon = Daemon::start(&registry_sink_with(
+        &broker,
+        &pg,
+        (&name, &topic, &sink),
+        "{ key: string, value: avro, schema_registry: main, schema_header: true }",
+        &registry.url,
+        "{ tolerance: none }",
+    )?)?;
+    let rows = wait_until(
+        "the created table holding every order",
+        Duration::from_secs(60),
+        || async {
+            match read_orders(&pg, &table).await {
+                Ok(rows) => Ok(at_least(rows, 20)),
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        },
+    )
+    .await?;
+    // Every value reads back as from the table made by hand: the columns have the types
+    // README's table gives; upserting needs the key to be the primary key.
+    let expected: Vec<Value> = (1..=20).map(order_row).collect();
+    assert_eq!(rows, expected);
+    let columns = |pg: &Postgres| {
+        let sql = format!(
+            "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', ' \
+             ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '{table}'"
+        );
+        let pool = pg.pool.clone();
+        async move { sqlx::query_scalar::<_, String>(&sql).fetch_one(&pool).await }
+    };
+    let created = columns(&pg).await?;
+    for column in [
+        "id bigint NO",
+        "price numeric NO",
+        "nickname text YES",
+        "tsm timestamp with time zone NO",
+        "ltm timestamp without time zone NO",
+        "uid uuid NO",
+        "address jsonb NO",
+    ] {
+        assert!(created.contains(column), "{column} in {created}");
+    }
+
+    // A new version of the schema with an optional field: the column is added, older rows
+    // keep null, the records of both versions land.
+    let evolved = ORDER_SCHEMA.replace(
+        r#"{"name": "id", "type": "long"},"#,
+        r#"{"name": "id", "type": "long"}, {"name": "note", "type": ["null", "string"], "default": null},"#,
+    );
+    let second: Vec<Value> = (21..=30)
+        .map(|id| {
+            let mut value = order(id);
+            value["note"] = json!(format!("note-{id}"));
+            value
+        })
+        .collect();
+    produce_with_confluent(&broker, &registry, &topic, "avro", &evolved, &second)?;
+    let notes: Vec<(i64, Option<String>)> = wait_until(
+        "the new field's column holding the new orders' notes",
+        Duration::from_secs(60),
+        || async {
+            let sql = format!("SELECT id, note FROM {table} ORDER BY id");
+            match sqlx::query_as(&sql).fetch_all(&pg.pool).await {
+                Ok(rows) => Ok(at_least(rows, 30)),
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        },
+    )
+    .await?;
+    let expected: Vec<(i64, Option<String>)> = (1..=30)
+        .map(|id| (id, (id > 20).then(|| format!("note-{id}"))))
+        .collect();
+    assert_eq!(notes, expected);
+    assert!(columns(&pg).await?.contains("note text YES"));
+    Ok(())
+}
+
+/// Events in JSON Schema: a field of each type sink-sql's table maps, one optional.
+const EVENT_SCHEMA: &str = r#"{"title": "Event", "type": "object",
+  "required": ["id", "name", "at", "amount", "flag"],
+  "properties": {
+    "id": {"type": "integer"},
+    "name": {"type": "string"},
+    "at": {"type": "string", "format": "date-time"},
+    "amount": {"type": "number"},
+    "flag": {"type": "boolean"},
+    "note": {"type": ["string", "null"]}
+  }}"#;
+
+/// sink-sql creating its table from a JSON Schema on MariaDB or SQLite, then writing into it.
+async fn created_from_json_schema_on(kind: Kind) -> anyhow::Result<()> {
+    let broker = Broker::start().await?;
+    let registry = SchemaRegistry::start().await?;
+    let db = TestDb::connect(kind).await?;
+    let (topic, table, name) = (unique("events"), unique("created_events"), unique("create"));
+    broker.create_topic(&topic, 1).await?;
+    let events: Vec<Value> = (1..=10)
+        .map(|id| {
+            json!({"id": id, "name": format!("e{id}"), "at": "2024-02-29T13:45:07.250Z",
+                   "amount": id as f64 / 4.0, "flag": id % 2 == 0,
+                   "note": if id % 2 == 0 { json!(format!("n{id}")) } else { Value::Null }})
+        })
+        .collect();
+    produce_with_confluent(
+        &broker,
+        &registry,
+        &topic,
+        "json_schema",
+        EVENT_SCHEMA,
+        &events,
+    )?;
+    let config = crate::databases::sink_config(
+        &broker,
+        &db.url,
+        [&name, &topic, &table],
+        "batch: { max_records: 100, max_wait_ms: 50 }
+format: { key: string, value: json_schema, schema_registry: main, schema_header: true }",
+        "mode: upsert\nkey: [id]\nauto_create: true",
+    )?
+    .replace(
+        "admin:\n",
+        &format!(
+            "schema_registries:\n  main:\n    url: {}\nadmin:\n",
+            registry.url
+        ),
+    );
+    let daemon = Daemon::start(&config)?;
+    let written = wait_until(
+        "the created table holding every event",
+        Duration::from_secs(60),
+        || async {
+            match db.count(&format!("SELECT count(*) FROM {table}")).await {
+                Ok(n) => Ok(at_least(vec![(); n as usize], 10)),
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        },
+    )
+    .await;
+    if let Err(e) = written {
+        anyhow::bail!("{kind:?}: {e}\n{}", daemon.evidence(&name).await);
+    }
+    let described = match kind {
+        Kind::MariaDb => format!(
+            "SELECT CAST(CONCAT(id, ':', name, ':', amount, ':', flag, ':', COALESCE(note, '-'), \
+             ':', at) AS CHAR(300)) FROM {table} WHERE id IN (1, 2) ORDER BY id"
+        ),
+        _ => format!(
+            "SELECT CAST(id AS TEXT) || ':' || name || ':' || CAST(amount AS TEXT) || ':' || \
+             CAST(flag AS TEXT) || ':' || COALESCE(note, '-') || ':' || at FROM {table} \
+             WHERE id IN (1, 2) ORDER BY id"
+        ),
+    };
+    let described = db.strings(&described).await?;
+    // Both keep a zoned timestamp as its RFC 3339 text (README, sink-sql).
+    let at = "2024-02-29T13:45:07.250Z";
+    assert_eq!(
+        described,
+        [format!("1:e1:0.25:0:-:{at}"), format!("2:e2:0.5:1:n2:{at}")],
+        "{kind:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sink_sql_creates_its_table_from_a_json_schema_on_mariadb() -> anyhow::Result<()> {
+    created_from_json_schema_on(Kind::MariaDb).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sink_sql_creates_its_table_from_a_json_schema_on_sqlite() -> anyhow::Result<()> {
+    created_from_json_schema_on(Kind::Sqlite).await
 }

@@ -524,13 +524,13 @@ async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database
     // What the JDBC sink can do that sink-sql cannot is refused, naming the key and why.
     let mut unsupported = config.clone();
     unsupported["pk.mode"] = json!("kafka");
-    unsupported["auto.create"] = json!("true");
+    unsupported["batch.size"] = json!("500");
     let url = format!("{base}/connectors/{name}/config");
     let response = api.put(url).json(&unsupported).send().await?;
     let refused = answer(response, StatusCode::BAD_REQUEST).await?;
     let message = refused["message"].as_str().unwrap_or_default();
     for part in [
-        "auto.create: only \"false\" is supported: tables are not created",
+        "batch.size: is not supported: a batch is the runtime's",
         "pk.mode: only \"record_value\" or \"none\" is supported",
     ] {
         assert!(message.contains(part), "{part} in {message}");
