@@ -8,7 +8,7 @@
 //! ```text
 //! bash tests/scripts/services.sh build_plugins
 //! cargo build --release -p wasmconnect -p wasmconnect-tests --bin e2e-bench
-//! target/release/e2e-bench [sql|http|kafka|startup|all] [--records N] [--rounds K]
+//! target/release/e2e-bench [sql|http|kafka|avro|startup|all] [--records N] [--rounds K]
 //! target/release/e2e-bench soak [--minutes M] [--rate R]
 //! ```
 //!
@@ -31,7 +31,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
-use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+use wasmconnect_tests::schema_registry::Stored;
+use wasmconnect_tests::{Broker, Daemon, Postgres, SchemaRegistry, paths, unique, wait_until};
 
 /// What one run cost: the process is the daemon or a baseline child.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -692,6 +693,156 @@ async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> anyhow::Result
     Ok(())
 }
 
+/// The Avro schema of the benchmarks' records: the ~100 B JSON value's two fields.
+const BENCH_SCHEMA: &str = r#"{"type": "record", "name": "Row", "namespace": "bench",
+  "fields": [{"name": "id", "type": "long"}, {"name": "pad", "type": "string"}]}"#;
+
+/// Value `id` as Confluent's Avro serializer frames it under schema `schema_id`.
+fn avro_value(schema: &apache_avro::Schema, schema_id: u32, id: u64) -> anyhow::Result<Vec<u8>> {
+    use apache_avro::types::Value;
+    let mut framed = vec![0];
+    framed.extend_from_slice(&schema_id.to_be_bytes());
+    let record = Value::Record(vec![
+        ("id".into(), Value::Long(id as i64)),
+        ("pad".into(), Value::String("x".repeat(80))),
+    ]);
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema).build()?;
+    framed.extend(writer.write_value_to_vec(record)?);
+    Ok(framed)
+}
+
+/// `config` with the schema registry `main` at `url`.
+fn with_registry(config: String, url: &str) -> String {
+    config.replace(
+        "admin:\n",
+        &format!("schema_registries:\n  main:\n    url: {url}\nadmin:\n"),
+    )
+}
+
+/// Kafka Avro -> PostgreSQL (sink-sql, insert) against a raw loop decoding with the same Avro
+/// library, and JSON -> Avro topic (a sink without a plugin converting the topic) against a
+/// raw consume -> encode -> produce loop. The schema is registered before either side runs;
+/// the raw loops are handed it (the daemon fetches it once, by id).
+async fn bench_avro(
+    broker: &Broker,
+    pg: &Postgres,
+    data: &Path,
+    n: u64,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let registry = SchemaRegistry::start().await?;
+    let schema = apache_avro::Schema::parse_str(BENCH_SCHEMA)?;
+    let topic = unique("bench_avro");
+    let schema_id = registry.register(
+        &format!("{topic}-value"),
+        Stored {
+            schema: BENCH_SCHEMA.into(),
+            schema_type: None,
+            references: vec![],
+        },
+    );
+    broker.create_topic(&topic, 1).await?;
+    let records: Vec<_> = (1..=n)
+        .map(|id| Ok((None, Some(avro_value(&schema, schema_id, id)?))))
+        .collect::<anyhow::Result<_>>()?;
+    broker.produce(&topic, &records).await?;
+    let table = || async {
+        let table = unique("bench");
+        pg.execute(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
+        ))
+        .await
+        .map(|_| table)
+    };
+    let mut trials = Trials::new();
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                let table = table().await?;
+                let count = format!("SELECT count(*) FROM {table}");
+                let connector = sql_sink(&unique("avro"), &topic, &table, "insert")?.replace(
+                    "    grants:",
+                    "    format: { value: avro, schema_registry: main }\n    grants:",
+                );
+                let config = with_registry(config(broker, pg, data, &connector), &registry.url);
+                let cost = run_daemon(&config, n, || async { Ok(pg.count(&count).await? as u64) })
+                    .await?;
+                trials.runtime.push(cost);
+            } else {
+                let cost = run_baseline(&[
+                    "avro-sql".into(),
+                    broker.bootstrap.clone(),
+                    topic.clone(),
+                    n.to_string(),
+                    pg.url.clone(),
+                    table().await?,
+                    BENCH_SCHEMA.into(),
+                ])?;
+                trials.baseline("raw rdkafka + apache-avro + sqlx insert (unnest)", cost);
+            }
+        }
+    }
+    trials.report("wasmconnect sink-sql insert, value avro (vs raw)");
+
+    // JSON -> Avro, on tansu's SQLite engine as `bench_kafka` (see there).
+    let broker = &Broker::start().await?;
+    let json_topic = unique("bench_json");
+    fill(broker, &json_topic, n).await?;
+    let mut trials = Trials::new();
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            let output = unique("bench_avro_out");
+            broker.create_topic(&output, 1).await?;
+            if side == 0 {
+                let connector = format!(
+                    "  - name: {}
+    kind: sink
+    topics: [{json_topic}]
+    topic: {output}
+    batch: {{ max_records: 1000, max_wait_ms: 100 }}
+    format:
+      value: json
+      schema_registry: main
+      output: {{ value: avro, value_schema: {{ inline: '{}' }} }}
+",
+                    unique("to_avro"),
+                    BENCH_SCHEMA.replace('\n', " ")
+                );
+                let config = with_registry(config(broker, pg, data, &connector), &registry.url);
+                let cost = run_daemon(&config, n, || async {
+                    topic_count(&broker.bootstrap, &output)
+                })
+                .await?;
+                trials.runtime.push(cost);
+            } else {
+                let output_id = registry.register(
+                    &format!("{output}-value"),
+                    Stored {
+                        schema: BENCH_SCHEMA.into(),
+                        schema_type: None,
+                        references: vec![],
+                    },
+                );
+                let cost = run_baseline(&[
+                    "json-avro".into(),
+                    broker.bootstrap.clone(),
+                    json_topic.clone(),
+                    n.to_string(),
+                    output.clone(),
+                    BENCH_SCHEMA.into(),
+                    output_id.to_string(),
+                ])?;
+                if topic_count(&broker.bootstrap, &output)? < n {
+                    bail!("the raw loop did not write every record to {output}");
+                }
+                trials.baseline("raw rdkafka consume -> serde_json + apache-avro -> produce", cost);
+            }
+        }
+    }
+    trials.report("wasmconnect sink to a topic, JSON -> Avro (vs raw)");
+    Ok(())
+}
+
 /// The raw loops, run as a child process so that its CPU and memory are its own.
 mod baseline {
     use super::*;
@@ -868,6 +1019,104 @@ mod baseline {
         .await
     }
 
+    /// Decodes each framed Avro value with apache-avro (the schema parsed once, the 5-byte
+    /// frame skipped) into the row's two fields and inserts the batch with `unnest`.
+    pub async fn avro_sql(args: &[String]) -> anyhow::Result<()> {
+        use apache_avro::types::Value;
+        let [bootstrap, topic, n, url, table, schema] = args else {
+            bail!("avro-sql BOOTSTRAP TOPIC N URL TABLE SCHEMA");
+        };
+        let n: u64 = n.parse()?;
+        let schema = apache_avro::Schema::parse_str(schema)?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let consumer = consumer(bootstrap, topic)?;
+        let unnest = format!(
+            "INSERT INTO {table} (id, pad) SELECT * FROM unnest($1::bigint[], $2::text[])"
+        );
+        // Built once: it holds the schema resolved.
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build()?;
+        consume(&consumer, n, |batch| {
+            let (pool, unnest, reader) = (&pool, &unnest, &reader);
+            async move {
+                let mut ids = Vec::with_capacity(batch.len());
+                let mut pads = Vec::with_capacity(batch.len());
+                for framed in &batch {
+                    let mut datum = framed.get(5..).context("a framed Avro value")?;
+                    match reader.read_value(&mut datum)? {
+                        Value::Record(fields) => {
+                            for (name, value) in fields {
+                                match (name.as_str(), value) {
+                                    ("id", Value::Long(id)) => ids.push(id),
+                                    ("pad", Value::String(pad)) => pads.push(pad),
+                                    other => bail!("unexpected field {other:?}"),
+                                }
+                            }
+                        }
+                        other => bail!("not a record: {other:?}"),
+                    }
+                }
+                sqlx::query(unnest)
+                    .bind(&ids)
+                    .bind(&pads)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Parses each JSON value, encodes it with apache-avro, frames it with `schema_id` and
+    /// produces it as [`kafka`] does.
+    pub async fn json_avro(args: &[String]) -> anyhow::Result<()> {
+        use apache_avro::types::Value;
+        let [bootstrap, topic, n, output, schema, schema_id] = args else {
+            bail!("json-avro BOOTSTRAP TOPIC N OUTPUT SCHEMA SCHEMA_ID");
+        };
+        let n: u64 = n.parse()?;
+        let schema = apache_avro::Schema::parse_str(schema)?;
+        let schema_id: u32 = schema_id.parse()?;
+        let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()?;
+        let consumer = consumer(bootstrap, topic)?;
+        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build()?;
+        consume(&consumer, n, |batch| {
+            let (producer, output, writer) = (&producer, output, &writer);
+            async move {
+                let mut encoded = Vec::with_capacity(batch.len());
+                for value in &batch {
+                    let row: Row = serde_json::from_slice(value)?;
+                    let mut framed = vec![0];
+                    framed.extend_from_slice(&schema_id.to_be_bytes());
+                    let record = Value::Record(vec![
+                        ("id".into(), Value::Long(row.id)),
+                        ("pad".into(), Value::String(row.pad)),
+                    ]);
+                    framed.extend(writer.write_value_to_vec(record)?);
+                    encoded.push(framed);
+                }
+                let mut deliveries = Vec::with_capacity(encoded.len());
+                for value in &encoded {
+                    let record: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
+                        rdkafka::producer::FutureRecord::to(output).payload(value.as_slice());
+                    deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+                }
+                for delivery in deliveries {
+                    delivery.await?.map_err(|(e, _)| e)?;
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
     pub async fn http(args: &[String]) -> anyhow::Result<()> {
         let [bootstrap, topic, n, url] = args else {
             bail!("http BOOTSTRAP TOPIC N URL");
@@ -993,6 +1242,8 @@ async fn main() -> anyhow::Result<()> {
             Some("sql") => baseline::sql(&args[2..]).await?,
             Some("http") => baseline::http(&args[2..]).await?,
             Some("kafka") => baseline::kafka(&args[2..]).await?,
+            Some("avro-sql") => baseline::avro_sql(&args[2..]).await?,
+            Some("json-avro") => baseline::json_avro(&args[2..]).await?,
             other => bail!("unknown baseline {other:?}"),
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -1046,6 +1297,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(which.as_str(), "kafka" | "all") {
         bench_kafka(&pg, data.path(), records, rounds).await?;
+    }
+    if matches!(which.as_str(), "avro" | "all") {
+        bench_avro(&broker, &pg, data.path(), records, rounds).await?;
     }
     if matches!(which.as_str(), "http" | "all") {
         bench_http(&broker, &pg, data.path(), records, rounds).await?;
