@@ -4,7 +4,7 @@ what Confluent's client writes, and writes what it reads.
 
 Usage:
   confluent.py produce BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema|protobuf SCHEMA_FILE RECORDS_FILE
-  confluent.py consume BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema COUNT
+  confluent.py consume BOOTSTRAP REGISTRY_URL TOPIC avro|json_schema|protobuf COUNT [PROTO_FILE]
 
 produce: 
 RECORDS_FILE holds one JSON object per line, {"key": "text", "value": {...}}. Avro values
@@ -15,9 +15,12 @@ first message of SCHEMA_FILE (a .proto compiled here with grpcio-tools' protoc).
 many records Kafka acknowledged.
 
 consume: reads COUNT records from the start of TOPIC (partition 0) with the deserializer
-(which fetches each record's schema by its id) and prints one JSON line per record,
-{"key": text, "value": ...}: dates and times as ISO 8601 text, decimals as text, bytes as
-base64.
+(Avro and JSON Schema fetch each record's schema by its id; Protobuf reads the message
+indexes and decodes as the first message of PROTO_FILE, as an application with its
+generated class does) and prints one JSON line per record, {"key": text, "value": ...}:
+dates and times as ISO 8601 text, decimals as text, bytes as base64; Protobuf messages in
+protobuf's JSON mapping with the .proto's field names and every field (64-bit integers as
+text, as that mapping writes them).
 """
 
 import base64
@@ -37,7 +40,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
-from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
@@ -121,10 +124,18 @@ def plain(value):
     return value
 
 
-def consume(bootstrap, registry_url, topic, kind, count):
+def consume(bootstrap, registry_url, topic, kind, count, proto_file=None):
     registry = SchemaRegistryClient({"url": registry_url})
     if kind == "avro":
         deserializer = AvroDeserializer(registry)
+    elif kind == "protobuf":
+        message_class = compiled_message(proto_file)
+        parse = ProtobufDeserializer(message_class, {"use.deprecated.format": False})
+        deserializer = lambda data, context: json_format.MessageToDict(  # noqa: E731
+            parse(data, context),
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
     else:
         deserializer = JSONDeserializer(None, schema_registry_client=registry)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "confluent-py",
@@ -147,7 +158,7 @@ def consume(bootstrap, registry_url, topic, kind, count):
 
 def main():
     if sys.argv[1] == "consume":
-        consume(*sys.argv[2:7])
+        consume(*sys.argv[2:])
         return
     bootstrap, registry_url, topic, kind, schema_file, records_file = sys.argv[2:8]
     with open(schema_file) as f:

@@ -1,7 +1,11 @@
 //! A Schema Registry on loopback: the subset of Confluent's REST API that the runtime and
-//! Confluent's own serializers use (register a schema under a subject, a schema by id, a
-//! subject's version or latest version, the subjects), with Confluent's answers and error
-//! codes. No Schema Registry server installs from the registries reachable here (karapace is
+//! Confluent's own serializers use (register a schema under a subject, look it up there, a
+//! schema by id, a subject's version or latest version, the subjects, the compatibility of
+//! a schema with a version), with Confluent's answers and error codes. Compatibility is
+//! Confluent's default, BACKWARD (the new schema reads what the latest version wrote),
+//! checked for Avro with apache-avro's schema resolution; a schema of another type is only
+//! refused for changing the subject's type. Registering an incompatible schema is refused
+//! with 409, as Confluent's registry does. No Schema Registry server installs from the registries reachable here (karapace is
 //! not on PyPI); interoperability is proven against Confluent's client library, which talks
 //! to this one. Ids are given in registration order from 1; a schema registered again (same
 //! text, type and references) keeps its id.
@@ -80,7 +84,12 @@ impl SchemaRegistry {
         let state: Shared = Arc::default();
         let app = Router::new()
             .route("/subjects", get(subjects))
+            .route("/subjects/{subject}", post(lookup))
             .route("/subjects/{subject}/versions", post(register))
+            .route(
+                "/compatibility/subjects/{subject}/versions/{version}",
+                post(compatibility),
+            )
             .route("/subjects/{subject}/versions/{version}", get(version))
             .route("/schemas/ids/{id}", get(by_id))
             .with_state(state.clone());
@@ -153,19 +162,97 @@ async fn register(
     Path(subject): Path<String>,
     Json(schema): Json<Stored>,
 ) -> Response {
-    let id = register_in(&mut state.lock().unwrap(), &subject, schema);
+    let mut registry = state.lock().unwrap();
+    let versions = registry.subjects.get(&subject).cloned().unwrap_or_default();
+    let known = versions
+        .iter()
+        .any(|id| registry.schemas[*id as usize - 1].same_as(&schema));
+    if let (false, Some(latest)) = (known, versions.last()) {
+        let problems = incompatibilities(&registry.schemas[*latest as usize - 1], &schema);
+        if !problems.is_empty() {
+            let message = format!(
+                "Schema being registered is incompatible with an earlier schema for subject \
+                 \"{subject}\", details: {problems:?}"
+            );
+            return error(StatusCode::CONFLICT, 409, &message);
+        }
+    }
+    let id = register_in(&mut registry, &subject, schema);
     Json(json!({ "id": id })).into_response()
 }
 
-async fn version(
+async fn lookup(
     State(state): State<Shared>,
-    Path((subject, version)): Path<(String, String)>,
+    Path(subject): Path<String>,
+    Json(schema): Json<Stored>,
 ) -> Response {
     let registry = state.lock().unwrap();
     let Some(versions) = registry.subjects.get(&subject) else {
         return error(StatusCode::NOT_FOUND, 40401, "Subject not found.");
     };
-    let index = match version.as_str() {
+    let found = versions
+        .iter()
+        .enumerate()
+        .find(|(_, id)| registry.schemas[**id as usize - 1].same_as(&schema));
+    match found {
+        Some((index, id)) => {
+            let mut answer = registry.schemas[*id as usize - 1].answer();
+            answer["subject"] = json!(subject);
+            answer["version"] = json!(index + 1);
+            answer["id"] = json!(id);
+            Json(answer).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
+    }
+}
+
+async fn compatibility(
+    State(state): State<Shared>,
+    Path((subject, version)): Path<(String, String)>,
+    Json(schema): Json<Stored>,
+) -> Response {
+    let registry = state.lock().unwrap();
+    let id = match version_id(&registry, &subject, &version) {
+        Ok(id) => id,
+        Err(answer) => return answer,
+    };
+    let problems = incompatibilities(&registry.schemas[id as usize - 1], &schema);
+    Json(json!({ "is_compatible": problems.is_empty(), "messages": problems })).into_response()
+}
+
+/// Why `schema` cannot read what `latest` wrote (BACKWARD): nothing when it can.
+fn incompatibilities(latest: &Stored, schema: &Stored) -> Vec<String> {
+    if latest.kind() != schema.kind() {
+        return vec![format!(
+            "the schema type changed from {} to {}",
+            latest.kind(),
+            schema.kind()
+        )];
+    }
+    if schema.kind() != "AVRO" || !schema.references.is_empty() || !latest.references.is_empty()
+    {
+        return vec![];
+    }
+    let parse = apache_avro::Schema::parse_str;
+    match (parse(&latest.schema), parse(&schema.schema)) {
+        (Ok(writer), Ok(reader)) => {
+            match apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
+            {
+                Ok(_) => vec![],
+                Err(e) => vec![e.to_string()],
+            }
+        }
+        (_, Err(e)) => vec![format!("the schema does not parse: {e}")],
+        (Err(_), Ok(_)) => vec![],
+    }
+}
+
+/// The id of `subject`'s `version` (a number, `latest` or -1), or the error answer.
+fn version_id(registry: &Registry, subject: &str, version: &str) -> Result<u32, Response> {
+    let Some(versions) = registry.subjects.get(subject) else {
+        return Err(error(StatusCode::NOT_FOUND, 40401, "Subject not found."));
+    };
+    let index = match version {
         "latest" | "-1" => versions.len().checked_sub(1),
         number => number
             .parse::<usize>()
@@ -173,10 +260,23 @@ async fn version(
             .and_then(|n| n.checked_sub(1))
             .filter(|&i| i < versions.len()),
     };
-    let Some(index) = index else {
-        return error(StatusCode::NOT_FOUND, 40402, "Version not found.");
+    match index {
+        Some(index) => Ok(versions[index]),
+        None => Err(error(StatusCode::NOT_FOUND, 40402, "Version not found.")),
+    }
+}
+
+async fn version(
+    State(state): State<Shared>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
+    let registry = state.lock().unwrap();
+    let id = match version_id(&registry, &subject, &version) {
+        Ok(id) => id,
+        Err(answer) => return answer,
     };
-    let id = versions[index];
+    let versions = &registry.subjects[&subject];
+    let index = versions.iter().position(|v| *v == id).expect("a version of the subject");
     let mut answer = registry.schemas[id as usize - 1].answer();
     answer["subject"] = json!(subject);
     answer["version"] = json!(index + 1);

@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 use super::avro::AvroSchema;
 use super::decoder::Side;
 use super::json_schema::JsonSchema;
+use super::protobuf::ProtobufSchema;
 use super::registry::{RegisteredSchema, RegistryError, SchemaRegistry};
 use super::wire;
 use crate::config::{Format, FormatConfig, SubjectNameStrategy};
@@ -168,16 +169,21 @@ impl Encoder {
                     .map_err(|e| Failure::Bad(format!("not UTF-8 text: {e}"))),
             },
             Format::Json => json().map(|_| None),
-            Format::Avro | Format::JsonSchema => {
+            Format::Avro | Format::JsonSchema | Format::Protobuf => {
                 let value = json()?;
                 let (id, schema) = self.schema(side, topic).await?;
                 let payload = match &*schema {
-                    RegisteredSchema::Avro(avro) => avro.encode(&value).map_err(Failure::Bad)?,
-                    RegisteredSchema::Json(checker) => {
+                    RegisteredSchema::Avro(avro) if format == Format::Avro => {
+                        avro.encode(&value).map_err(Failure::Bad)?
+                    }
+                    RegisteredSchema::Json(checker) if format == Format::JsonSchema => {
                         checker.check(&value).map_err(|e| {
                             Failure::Bad(format!("the value does not match its JSON Schema: {e}"))
                         })?;
                         bytes.to_vec()
+                    }
+                    RegisteredSchema::Protobuf(proto) if format == Format::Protobuf => {
+                        proto.encode(&value).map_err(Failure::Bad)?
                     }
                     other => {
                         return Err(Failure::Bad(format!(
@@ -189,7 +195,6 @@ impl Encoder {
                 };
                 Ok(Some(wire::frame(id, &payload)))
             }
-            Format::Protobuf => Err(Failure::Bad("protobuf cannot be written yet".into())),
         }
     }
 
@@ -210,7 +215,7 @@ impl Encoder {
         let name = given.as_ref().and_then(|g| match &g.schema {
             RegisteredSchema::Avro(avro) => avro.full_name(),
             RegisteredSchema::Json(json) => json.title().map(str::to_owned),
-            RegisteredSchema::Protobuf(_) => None,
+            RegisteredSchema::Protobuf(proto) => proto.full_name(),
         });
         let subject = self
             .strategy
@@ -227,10 +232,27 @@ impl Encoder {
             })?;
         let kind = match format {
             Format::JsonSchema => "JSON",
+            Format::Protobuf => "PROTOBUF",
             _ => "AVRO",
         };
         let resolved = match given {
             Some(given) if self.auto_register => {
+                let problems = registry
+                    .incompatibilities(&subject, kind, &given.text)
+                    .await
+                    .map_err(Failure::Registry)?;
+                if !problems.is_empty() {
+                    return Err(Failure::Registry(RegistryError::Unusable {
+                        registry: registry.name().to_owned(),
+                        message: format!(
+                            "format.{}_schema cannot be registered under subject {subject:?}: \
+                             the registry finds it incompatible with the subject's latest \
+                             version: {}",
+                            side.as_str(),
+                            problems.join("; ")
+                        ),
+                    }));
+                }
                 registry.register(&subject, kind, &given.text).await
             }
             Some(given) => registry.lookup(&subject, kind, &given.text).await,
@@ -252,6 +274,7 @@ fn parse(format: Format, text: &str) -> Result<RegisteredSchema, String> {
     match format {
         Format::Avro => AvroSchema::parse(text, &[]).map(RegisteredSchema::Avro),
         Format::JsonSchema => JsonSchema::parse(text).map(RegisteredSchema::Json),
+        Format::Protobuf => ProtobufSchema::parse(text, &[]).map(RegisteredSchema::Protobuf),
         other => Err(format!("{} records have no schema", other.as_str())),
     }
 }

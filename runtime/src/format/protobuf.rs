@@ -126,6 +126,37 @@ impl ProtobufSchema {
         Ok((value, header))
     }
 
+    /// The full name of the message a source writes: the file's first (`shop.Order`).
+    pub fn full_name(&self) -> Option<String> {
+        self.file.messages().next().map(|m| m.full_name().to_owned())
+    }
+
+    /// `json` as the file's first message, framed as Confluent's serializer frames it after
+    /// the schema id (message indexes `[0]`, one zero byte, then the message), or why it is
+    /// not such a message, naming the field. Takes protobuf's JSON mapping, with field names
+    /// as the `.proto` spells them or in lowerCamelCase, 64-bit integers as numbers or text.
+    pub fn encode(&self, json: &serde_json::Value) -> Result<Vec<u8>, String> {
+        let descriptor = self
+            .file
+            .messages()
+            .next()
+            .ok_or_else(|| "the Protobuf schema defines no message".to_owned())?;
+        let mut track = serde_path_to_error::Track::new();
+        let message = DynamicMessage::deserialize(
+            descriptor.clone(),
+            serde_path_to_error::Deserializer::new(json, &mut track),
+        )
+        .map_err(|e| {
+            let path = track.path().to_string();
+            let at = if path == "." { String::new() } else { format!("/{}: ", path.replace('.', "/")) };
+            format!("{at}not a {} message: {e}", descriptor.full_name())
+        })?;
+        let mut framed = Vec::with_capacity(1 + prost::Message::encoded_len(&message));
+        framed.push(0);
+        prost::Message::encode(&message, &mut framed).expect("a Vec grows as needed");
+        Ok(framed)
+    }
+
     /// The message type at `indexes`: the first a top-level message of the file, each next
     /// one a message nested in the one before.
     pub fn message_at(&self, indexes: &[usize]) -> Result<MessageDescriptor, String> {
@@ -236,6 +267,30 @@ mod tests {
         let mut framed = vec![4, 0, 2];
         framed.extend(nested.encode_to_vec());
         assert_eq!(schema.decode(&framed).unwrap(), json!({"sku": "s2"}));
+    }
+
+    #[test]
+    fn json_encodes_as_the_first_message_and_decodes_back_or_is_refused_naming_the_field() {
+        let schema =
+            ProtobufSchema::parse(ORDER, &[("address.proto".into(), ADDRESS.into())]).unwrap();
+        assert_eq!(schema.full_name().as_deref(), Some("shop.Order"));
+        let value = json!({
+            "id": 7, "name": "o", "status": "PAID", "at": "2024-02-29T13:45:07.250Z",
+            "note": "hi", "card": "C", "tags": ["a", "b"], "counts": {"k": 2}, "raw": "AP8B",
+            "to": {"city": "Oslo"}, "lines": [{"sku": "s1"}],
+        });
+        let framed = schema.encode(&value).unwrap();
+        assert_eq!(framed[0], 0, "message indexes [0]: one zero byte");
+        let decoded = schema.decode(&framed).unwrap();
+        for field in ["id", "name", "status", "at", "note", "card", "tags", "counts", "raw", "to"] {
+            assert_eq!(decoded[field], value[field], "{field}");
+        }
+        let refused = schema
+            .encode(&json!({"id": 1, "to": {"city": 3}}))
+            .unwrap_err();
+        assert!(refused.starts_with("/to/city: not a shop.Order message"), "{refused}");
+        let unknown = schema.encode(&json!({"id": 1, "colour": "red"})).unwrap_err();
+        assert!(unknown.contains("colour"), "{unknown}");
     }
 
     #[test]

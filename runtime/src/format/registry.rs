@@ -161,6 +161,11 @@ impl SchemaRegistry {
         })
     }
 
+    /// Its name under `schema_registries:`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The schema registered under `id`: from the cache, else fetched with the schemas it
     /// references, parsed and cached.
     pub async fn schema(&self, id: u32) -> Result<Arc<RegisteredSchema>, RegistryError> {
@@ -261,6 +266,20 @@ impl SchemaRegistry {
         body: Option<&serde_json::Value>,
         missing: impl FnOnce() -> String,
     ) -> Result<T, RegistryError> {
+        match self.exchange(method.clone(), path, body).await? {
+            Ok(answer) => Ok(answer),
+            Err(said) => Err(self.unusable(format!("{} ({method} /{path}: 404 {said})", missing()))),
+        }
+    }
+
+    /// `method` of `path` under the registry's URL with `body`: the answer, or what a 404
+    /// said.
+    async fn exchange<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Result<T, String>, RegistryError> {
         let url = self
             .base
             .join(path)
@@ -290,13 +309,13 @@ impl SchemaRegistry {
             .map_err(|e| self.unavailable(error_chain(&e)))?;
         let call = format!("{method} /{path}");
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
+            return serde_json::from_slice(&body).map(Ok).map_err(|e| {
                 self.unavailable(format!("{call} answered what was not expected: {e}"))
             });
         }
         let said = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         match status.as_u16() {
-            404 => Err(self.unusable(format!("{} ({call}: 404 {said})", missing()))),
+            404 => Ok(Err(said)),
             401 | 403 | 408 | 429 => Err(self.unavailable(format!(
                 "{call}: {status} {said} (check schema_registries.{}'s credentials)",
                 self.name
@@ -329,6 +348,38 @@ impl SchemaRegistry {
             .call(reqwest::Method::POST, &path, Some(&body), missing)
             .await?;
         Ok(reply.id)
+    }
+
+    /// Why `schema` (its text, of registry type `kind`) may not be registered as the next
+    /// version of `subject`, by the registry's compatibility rules for it (asked with
+    /// `verbose`): nothing when it may, or when the subject has no version yet.
+    pub async fn incompatibilities(
+        &self,
+        subject: &str,
+        kind: &str,
+        schema: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Compatibility {
+            is_compatible: bool,
+            #[serde(default)]
+            messages: Vec<String>,
+        }
+        let body = schema_body(kind, schema);
+        let path = format!(
+            "compatibility/subjects/{}/versions/latest?verbose=true",
+            encoded(subject)
+        );
+        let answer: Result<Compatibility, String> = self
+            .exchange(reqwest::Method::POST, &path, Some(&body))
+            .await?;
+        Ok(match answer {
+            Ok(answer) if !answer.is_compatible && answer.messages.is_empty() => {
+                vec!["the registry gives no reason".to_owned()]
+            }
+            Ok(answer) if !answer.is_compatible => answer.messages,
+            Ok(_) | Err(_) => Vec::new(),
+        })
     }
 
     /// The id of `schema` (its text, of registry type `kind`) as registered under `subject`;

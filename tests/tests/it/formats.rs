@@ -585,18 +585,19 @@ fn generating(name: &str, topic: &str, format: &str, count: u32) -> anyhow::Resu
     ))
 }
 
-/// What confluent-kafka's deserializer of `kind` reads from `topic`: `count` records.
+/// What confluent-kafka's deserializer of `kind` reads from `topic`: `count` records
+/// (Protobuf: decoded as the first message of the `.proto` file `proto`).
 fn consume_with_confluent(
     broker: &Broker,
     registry: &SchemaRegistry,
-    topic: &str,
-    kind: &str,
+    (topic, kind, proto): (&str, &str, Option<&std::path::Path>),
     count: usize,
 ) -> anyhow::Result<Vec<Value>> {
     let output = std::process::Command::new(paths::confluent_python()?)
         .arg(paths::repo_root().join("tests/scripts/confluent.py"))
         .args(["consume", &broker.bootstrap, &registry.url, topic, kind])
         .arg(count.to_string())
+        .args(proto)
         .output()?;
     anyhow::ensure!(
         output.status.success(),
@@ -631,7 +632,7 @@ async fn a_source_writes_avro_that_confluents_deserializer_reads() -> anyhow::Re
     let connector = generating(&name, &topic, &format, 40)?;
     let _daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connector))?;
 
-    let read = consume_with_confluent(&broker, &registry, &topic, "avro", 40)?;
+    let read = consume_with_confluent(&broker, &registry, (&topic, "avro", None), 40)?;
     let ids: Vec<i64> = read
         .iter()
         .map(|r| r["value"]["id"].as_i64().unwrap())
@@ -649,6 +650,58 @@ async fn a_source_writes_avro_that_confluents_deserializer_reads() -> anyhow::Re
     }
     // Registered under the topic's subject by the runtime (TopicNameStrategy), id 1.
     assert_eq!(registry.subject_ids(&format!("{topic}-value")), [1]);
+    Ok(())
+}
+
+/// The generated orders as a Protobuf message (status an enum of its values' names,
+/// created_at the epoch milliseconds the generator writes).
+const GENERATED_ORDER_PROTO: &str = r#"syntax = "proto3";
+package shop;
+message GeneratedOrder {
+  int64 id = 1; string customer = 2; string product = 3; int32 quantity = 4;
+  double price = 5; double amount = 6; Status status = 7; int64 created_at = 8;
+  enum Status { placed = 0; paid = 1; shipped = 2; cancelled = 3; }
+}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_writes_protobuf_that_confluents_deserializer_reads() -> anyhow::Result<()> {
+    let (broker, pg, registry) = services().await?;
+    let (topic, name) = (unique("generated"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    let format = format!(
+        "{{ value: protobuf, schema_registry: main, value_schema: {{ inline: '{}' }} }}",
+        GENERATED_ORDER_PROTO.replace('\n', " ")
+    );
+    let connector = generating(&name, &topic, &format, 40)?;
+    let _daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connector))?;
+
+    let dir = tempfile::tempdir()?;
+    let proto = dir.path().join("generated_order.proto");
+    std::fs::write(&proto, GENERATED_ORDER_PROTO)?;
+    let read = consume_with_confluent(&broker, &registry, (&topic, "protobuf", Some(&proto)), 40)?;
+    // protobuf's JSON mapping writes 64-bit integers as text.
+    let ids: Vec<String> = read
+        .iter()
+        .map(|r| r["value"]["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids, (1..=40).map(|i| i.to_string()).collect::<Vec<_>>());
+    for record in &read {
+        let order = &record["value"];
+        assert!(
+            ["placed", "paid", "shipped", "cancelled"].contains(&order["status"].as_str().unwrap()),
+            "{order}"
+        );
+        let at: i64 = order["created_at"].as_str().unwrap_or_default().parse()?;
+        assert!(at > 1_600_000_000_000, "{order}");
+        assert!(order["quantity"].as_i64().is_some_and(|q| q > 0), "{order}");
+        assert_eq!(order.as_object().unwrap().len(), 8, "{order}");
+    }
+    // Registered under the topic's subject by the runtime, as a Protobuf schema.
+    let url = format!("{}/subjects/{topic}-value/versions/latest", registry.url);
+    let registered: Value = reqwest::get(url).await?.json().await?;
+    assert_eq!(registered["id"], 1);
+    assert_eq!(registered["schemaType"], "PROTOBUF");
+    assert!(registered["schema"].as_str().unwrap_or_default().contains("message GeneratedOrder"));
     Ok(())
 }
 
@@ -679,6 +732,52 @@ async fn a_record_the_schema_does_not_accept_fails_the_source_naming_the_field()
         trace.contains("value (avro): /: record shop.GeneratedOrder has no field \"amount\""),
         "{trace}"
     );
+    assert!(broker.read_all(&topic).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_the_registry_finds_incompatible_fails_the_source_with_its_reasons()
+-> anyhow::Result<()> {
+    let (broker, pg, registry) = services().await?;
+    let (topic, name) = (unique("generated"), unique("gen"));
+    broker.create_topic(&topic, 1).await?;
+    // The subject's latest version has only `id`: the config's schema adds fields without
+    // defaults, so it cannot read what that version wrote (BACKWARD, Confluent's default).
+    registry.register(
+        &format!("{topic}-value"),
+        wasmconnect_tests::schema_registry::Stored {
+            schema: r#"{"type": "record", "name": "GeneratedOrder", "namespace": "shop",
+                "fields": [{"name": "id", "type": "long"}]}"#
+                .into(),
+            schema_type: None,
+            references: vec![],
+        },
+    );
+    let format = format!(
+        "{{ value: avro, schema_registry: main, value_schema: {{ inline: '{}' }} }}",
+        GENERATED_ORDER_SCHEMA.replace('\n', " ")
+    );
+    let connector = generating(&name, &topic, &format, 5)?;
+    let daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connector))?;
+    let trace = wait_until("the task failed", Duration::from_secs(60), || async {
+        let status = daemon.status(&name).await?;
+        let task = &status["tasks"][0];
+        Ok(match task["state"] == "FAILED" {
+            true => Ok(task["trace"].as_str().unwrap_or_default().to_owned()),
+            false => Err(format!("{}", task["state"])),
+        })
+    })
+    .await?;
+    assert!(
+        trace.contains(&format!(
+            "format.value_schema cannot be registered under subject \"{topic}-value\": the \
+             registry finds it incompatible with the subject's latest version: "
+        )),
+        "{trace}"
+    );
+    assert!(trace.contains("customer"), "the field without a default: {trace}");
+    assert_eq!(registry.subject_ids(&format!("{topic}-value")), [1]);
     assert!(broker.read_all(&topic).await?.is_empty());
     Ok(())
 }
@@ -723,7 +822,7 @@ async fn a_topic_converts_from_json_to_avro_and_back_through_sinks_without_plugi
     );
     let _daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connectors))?;
 
-    let read = consume_with_confluent(&broker, &registry, &avro_topic, "avro", 30)?;
+    let read = consume_with_confluent(&broker, &registry, (&avro_topic, "avro", None), 30)?;
     for (record, id) in read.iter().zip(1..) {
         assert_eq!(record["key"], id.to_string());
         assert_eq!(

@@ -2,7 +2,7 @@
 //! naming one where its records carry schemas.
 
 use super::Validator;
-use crate::config::format::{Format, FormatConfig, SchemaRegistryConfig, SubjectNameStrategy};
+use crate::config::format::{FormatConfig, SchemaRegistryConfig, SubjectNameStrategy};
 use crate::config::model::{Config, ConnectorConfig, ConnectorKind, Role};
 
 /// Most schemas a registry's cache may keep.
@@ -152,15 +152,6 @@ impl Validator {
                         ),
                     );
                 }
-            }
-        }
-        for (side, f) in [("key", format.key), ("value", format.value)] {
-            if f == Format::Protobuf && encodes {
-                self.problem(
-                    format!("{path}.{side}"),
-                    "protobuf cannot be written yet: avro, json_schema, json, string and bytes \
-                     can",
-                );
             }
         }
         let registry = format.schema_registry.as_deref().or(inherited);
