@@ -214,7 +214,7 @@ async fn compatibility(
     let registry = state.lock().unwrap();
     let id = match version_id(&registry, &subject, &version) {
         Ok(id) => id,
-        Err(answer) => return answer,
+        Err((code, message)) => return error(StatusCode::NOT_FOUND, code, message),
     };
     let problems = incompatibilities(&registry.schemas[id as usize - 1], &schema);
     Json(json!({ "is_compatible": problems.is_empty(), "messages": problems })).into_response()
@@ -229,8 +229,7 @@ fn incompatibilities(latest: &Stored, schema: &Stored) -> Vec<String> {
             schema.kind()
         )];
     }
-    if schema.kind() != "AVRO" || !schema.references.is_empty() || !latest.references.is_empty()
-    {
+    if schema.kind() != "AVRO" || !schema.references.is_empty() || !latest.references.is_empty() {
         return vec![];
     }
     let parse = apache_avro::Schema::parse_str;
@@ -247,10 +246,15 @@ fn incompatibilities(latest: &Stored, schema: &Stored) -> Vec<String> {
     }
 }
 
-/// The id of `subject`'s `version` (a number, `latest` or -1), or the error answer.
-fn version_id(registry: &Registry, subject: &str, version: &str) -> Result<u32, Response> {
+/// The id of `subject`'s `version` (a number, `latest` or -1), or Confluent's error code and
+/// message (a 404).
+fn version_id(
+    registry: &Registry,
+    subject: &str,
+    version: &str,
+) -> Result<u32, (u32, &'static str)> {
     let Some(versions) = registry.subjects.get(subject) else {
-        return Err(error(StatusCode::NOT_FOUND, 40401, "Subject not found."));
+        return Err((40401, "Subject not found."));
     };
     let index = match version {
         "latest" | "-1" => versions.len().checked_sub(1),
@@ -262,7 +266,7 @@ fn version_id(registry: &Registry, subject: &str, version: &str) -> Result<u32, 
     };
     match index {
         Some(index) => Ok(versions[index]),
-        None => Err(error(StatusCode::NOT_FOUND, 40402, "Version not found.")),
+        None => Err((40402, "Version not found.")),
     }
 }
 
@@ -273,10 +277,13 @@ async fn version(
     let registry = state.lock().unwrap();
     let id = match version_id(&registry, &subject, &version) {
         Ok(id) => id,
-        Err(answer) => return answer,
+        Err((code, message)) => return error(StatusCode::NOT_FOUND, code, message),
     };
     let versions = &registry.subjects[&subject];
-    let index = versions.iter().position(|v| *v == id).expect("a version of the subject");
+    let index = versions
+        .iter()
+        .position(|v| *v == id)
+        .expect("a version of the subject");
     let mut answer = registry.schemas[id as usize - 1].answer();
     answer["subject"] = json!(subject);
     answer["version"] = json!(index + 1);

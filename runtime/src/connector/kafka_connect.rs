@@ -41,10 +41,14 @@ pub struct ConnectPlugin {
     pub declared: Profile,
 }
 
-/// Finds plugins by the names Kafka Connect configs use.
+/// Finds what a Kafka Connect config names: plugins by class, schema registries by URL.
 pub trait Plugins {
     /// The plugin `class` names (as `/connector-plugins` lists it, or a path), or why none.
     fn find(&self, class: &str) -> Result<ConnectPlugin, String>;
+
+    /// The name of the worker's `schema_registries:` entry at `url` (a converter's
+    /// `schema.registry.url`), or why none is.
+    fn schema_registry_at(&self, url: &str) -> Result<String, String>;
 }
 
 /// Whether `config` is in the Kafka Connect shape: an object with `connector.class`.
@@ -181,14 +185,6 @@ const NATIVE_KEYS: &[(&str, Kind)] = &[
     ("format.schema_header", Kind::Boolean),
     ("errors.retry.initial_backoff_ms", Kind::Integer),
     ("errors.retry.multiplier", Kind::Number),
-];
-
-/// Converters whose records the runtime hands on as they are: the plugin reads the bytes.
-/// (Schema Registry formats are set with the native `format.*` keys.)
-const PASS_THROUGH_CONVERTERS: &[&str] = &[
-    "org.apache.kafka.connect.converters.ByteArrayConverter",
-    "org.apache.kafka.connect.storage.StringConverter",
-    "org.apache.kafka.connect.json.JsonConverter",
 ];
 
 /// A Kafka Connect connector setting with no native key: accepted where its value is what
@@ -354,11 +350,8 @@ pub fn to_native(
                 key,
                 "the admin client is the worker's: set it in kafka.properties",
             );
-        } else if let Some(which) = ["key.converter", "value.converter", "header.converter"]
-            .into_iter()
-            .find(|c| key == c || key.starts_with(&format!("{c}.")))
-        {
-            t.converter(which, key, text, &texts);
+        } else if converters::is_converter_key(key) {
+            // Read below, converter by converter.
         } else if key.starts_with("transforms.") || key.starts_with("predicates.") {
             // Read below, alias by alias; a key of an alias not listed is a problem.
             let (list, of) = if key.starts_with("transforms.") {
@@ -381,6 +374,7 @@ pub fn to_native(
             t.own(&mut own, "", key, Given::plain(key, text));
         }
     }
+    t.converters(&mut native, &texts, plugins);
     if let Some(database_key) = &declared.database {
         t.own_database(&mut native, &mut own, database_key, &texts);
     }
@@ -492,47 +486,10 @@ impl Translation {
             }
         }
     }
-
-    /// A converter key: the pass-through converters are accepted (the plugin reads the
-    /// bytes), `JsonConverter` only without its schema envelope; the others are refused.
-    fn converter(&mut self, which: &str, key: &str, text: &str, texts: &Texts) {
-        if key == which {
-            let header_ok = which == "header.converter"
-                && text == "org.apache.kafka.connect.storage.SimpleHeaderConverter";
-            if !header_ok && !PASS_THROUGH_CONVERTERS.contains(&text) {
-                self.problem(
-                    key,
-                    format!(
-                        "{text} is not supported: records reach the plugin as the bytes they \
-                         are (ByteArrayConverter, StringConverter, or JsonConverter with \
-                         schemas.enable=false); for Avro or JSON Schema through a Schema \
-                         Registry set the native keys format.value (or format.key) and \
-                         format.schema_registry, naming one of the worker's schema_registries"
-                    ),
-                );
-            }
-            if text == "org.apache.kafka.connect.json.JsonConverter"
-                && texts
-                    .get(&format!("{which}.schemas.enable"))
-                    .is_none_or(|v| v.trim() != "false")
-            {
-                self.problem(
-                    &format!("{which}.schemas.enable"),
-                    "must be false: JsonConverter's schema envelope ({\"schema\", \"payload\"}) \
-                     is not unwrapped; the plugin reads the JSON as it is",
-                );
-            }
-        } else if key != format!("{which}.schemas.enable") {
-            self.problem(
-                key,
-                "is a setting of a converter wasmconnect does not run (a schema registry is \
-                 named with format.schema_registry)",
-            );
-        }
-    }
 }
 
 mod chain;
+mod converters;
 mod declared;
 mod jdbc;
 mod plugin_keys;

@@ -26,21 +26,51 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema::{Name, RecordSchema, ResolvedSchema};
 use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use base64::Engine as _;
 use serde_json::{Map, Number, Value as Json};
 
 use super::fields;
 
 /// A writer's schema and the named types it can refer to.
-#[derive(Debug)]
 pub struct AvroSchema {
-    schema: Schema,
-    /// The schemas of its references (Confluent's schema references), in the order given.
-    references: Vec<Schema>,
+    /// The schema and its references, with their datum reader and writer.
+    compiled: Compiled,
     /// Every named type of the schema and its references, by full name: where a `Ref` leads.
     names: HashMap<Name, Schema>,
     /// The text of [`fields::HEADER`] for values of this schema, when it is a record's.
     header: Option<Vec<u8>>,
+}
+
+/// A schema and the schemas of its references (Confluent's schema references), in the
+/// order given: what the datum reader and writer borrow.
+struct Schemata {
+    schema: Schema,
+    references: Vec<Schema>,
+}
+
+/// The datum reader and writer of a schema, built once: building one resolves the schema's
+/// names, which per datum cost more than decoding a small record.
+struct Codec<'s> {
+    reader: GenericDatumReader<'s>,
+    writer: GenericDatumWriter<'s>,
+}
+
+self_cell::self_cell!(
+    /// A schema with its reader and writer.
+    struct Compiled {
+        owner: Schemata,
+        #[covariant]
+        dependent: Codec,
+    }
+);
+
+impl std::fmt::Debug for AvroSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvroSchema")
+            .field("schema", self.schema())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AvroSchema {
@@ -59,9 +89,20 @@ impl AvroSchema {
             .map(|(name, schema)| (name.clone(), (*schema).clone()))
             .collect();
         let header = fields::of_avro(&schema, &names).map(|f| fields::header(&f));
+        let compiled = Compiled::try_new(Schemata { schema, references }, |s| {
+            let mut schemata: Vec<&Schema> = s.references.iter().collect();
+            schemata.push(&s.schema);
+            let reader = GenericDatumReader::builder(&s.schema)
+                .writer_schemata(schemata.clone())?
+                .build()?;
+            let writer = GenericDatumWriter::builder(&s.schema)
+                .schemata(schemata)?
+                .build()?;
+            Ok::<_, apache_avro::Error>(Codec { reader, writer })
+        })
+        .map_err(|e| format!("the Avro schema does not resolve: {e}"))?;
         Ok(AvroSchema {
-            schema,
-            references,
+            compiled,
             names,
             header,
         })
@@ -70,7 +111,7 @@ impl AvroSchema {
     /// The full name of the schema's type (`shop.Order`), for subjects named after it; `None`
     /// for a schema of an unnamed type.
     pub fn full_name(&self) -> Option<String> {
-        match &self.schema {
+        match self.schema() {
             Schema::Record(RecordSchema { name, .. }) => Some(name.fullname(None)),
             Schema::Enum(e) => Some(e.name.fullname(None)),
             Schema::Fixed(f) => Some(f.name.fullname(None)),
@@ -78,9 +119,19 @@ impl AvroSchema {
         }
     }
 
+    /// The schema itself.
+    fn schema(&self) -> &Schema {
+        &self.compiled.borrow_owner().schema
+    }
+
+    /// The datum writer of the schema.
+    fn writer(&self) -> &GenericDatumWriter<'_> {
+        &self.compiled.borrow_dependent().writer
+    }
+
     /// The top-level fields of the schema's record; `None` when it is not a record's.
     pub fn fields(&self) -> Option<Vec<fields::Field>> {
-        fields::of_avro(&self.schema, &self.names)
+        fields::of_avro(self.schema(), &self.names)
     }
 
     /// The text of [`fields::HEADER`] for values of this schema, when it is a record's.
@@ -92,12 +143,11 @@ impl AvroSchema {
     /// the bytes are not a datum of this schema.
     pub fn decode(&self, datum: &[u8]) -> Result<Json, String> {
         let mut reader = datum;
-        let mut schemata: Vec<&Schema> = self.references.iter().collect();
-        schemata.push(&self.schema);
-        let value = GenericDatumReader::builder(&self.schema)
-            .writer_schemata(schemata)
-            .and_then(|builder| builder.build())
-            .and_then(|reader_of| reader_of.read_value(&mut reader))
+        let value = self
+            .compiled
+            .borrow_dependent()
+            .reader
+            .read_value(&mut reader)
             .map_err(|e| format!("the payload does not match its Avro schema: {e}"))?;
         if !reader.is_empty() {
             return Err(format!(
@@ -105,7 +155,7 @@ impl AvroSchema {
                 reader.len()
             ));
         }
-        Ok(self.to_json(value, &self.schema))
+        Ok(self.to_json(value, self.schema()))
     }
 
     /// `value`, read with `schema`, as JSON (see the module's table).

@@ -128,7 +128,10 @@ impl ProtobufSchema {
 
     /// The full name of the message a source writes: the file's first (`shop.Order`).
     pub fn full_name(&self) -> Option<String> {
-        self.file.messages().next().map(|m| m.full_name().to_owned())
+        self.file
+            .messages()
+            .next()
+            .map(|m| m.full_name().to_owned())
     }
 
     /// `json` as the file's first message, framed as Confluent's serializer frames it after
@@ -148,7 +151,11 @@ impl ProtobufSchema {
         )
         .map_err(|e| {
             let path = track.path().to_string();
-            let at = if path == "." { String::new() } else { format!("/{}: ", path.replace('.', "/")) };
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!("/{}: ", path.replace('.', "/"))
+            };
             format!("{at}not a {} message: {e}", descriptor.full_name())
         })?;
         let mut framed = Vec::with_capacity(1 + prost::Message::encoded_len(&message));
@@ -282,14 +289,21 @@ mod tests {
         let framed = schema.encode(&value).unwrap();
         assert_eq!(framed[0], 0, "message indexes [0]: one zero byte");
         let decoded = schema.decode(&framed).unwrap();
-        for field in ["id", "name", "status", "at", "note", "card", "tags", "counts", "raw", "to"] {
+        for field in [
+            "id", "name", "status", "at", "note", "card", "tags", "counts", "raw", "to",
+        ] {
             assert_eq!(decoded[field], value[field], "{field}");
         }
         let refused = schema
             .encode(&json!({"id": 1, "to": {"city": 3}}))
             .unwrap_err();
-        assert!(refused.starts_with("/to/city: not a shop.Order message"), "{refused}");
-        let unknown = schema.encode(&json!({"id": 1, "colour": "red"})).unwrap_err();
+        assert!(
+            refused.starts_with("/to/city: not a shop.Order message"),
+            "{refused}"
+        );
+        let unknown = schema
+            .encode(&json!({"id": 1, "colour": "red"}))
+            .unwrap_err();
         assert!(unknown.contains("colour"), "{unknown}");
     }
 

@@ -268,7 +268,9 @@ impl SchemaRegistry {
     ) -> Result<T, RegistryError> {
         match self.exchange(method.clone(), path, body).await? {
             Ok(answer) => Ok(answer),
-            Err(said) => Err(self.unusable(format!("{} ({method} /{path}: 404 {said})", missing()))),
+            Err(said) => {
+                Err(self.unusable(format!("{} ({method} /{path}: 404 {said})", missing())))
+            }
         }
     }
 

@@ -209,6 +209,28 @@ impl Worker {
 /// `transforms.<alias>.type`): a path to a `.wasm` (relative to the config file), or a class
 /// as `GET /connector-plugins` lists it (a file name or a declared Kafka Connect class).
 impl connect::Plugins for Worker {
+    fn schema_registry_at(&self, url: &str) -> Result<String, String> {
+        let same =
+            |a: &str, b: &str| a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/');
+        let registries = &self.config.schema_registries;
+        match registries.iter().find(|(_, r)| same(&r.url, url)) {
+            Some((name, _)) => Ok(name.clone()),
+            None if registries.is_empty() => Err(format!(
+                "{url:?} is not the url of a schema registry the worker defines, and it defines \
+                 none: add it under schema_registries: in the worker's config"
+            )),
+            None => Err(format!(
+                "{url:?} is not the url of a schema registry the worker defines ({}): a \
+                 connector reaches only those",
+                registries
+                    .iter()
+                    .map(|(name, r)| format!("{name} at {}", r.url))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
     fn find(&self, class: &str) -> Result<connect::ConnectPlugin, String> {
         let (path, description) = if class.ends_with(".wasm") || class.contains('/') {
             let path = self.config.dir.join(class);

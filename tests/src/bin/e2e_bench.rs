@@ -765,8 +765,8 @@ async fn bench_avro(
                     "    format: { value: avro, schema_registry: main }\n    grants:",
                 );
                 let config = with_registry(config(broker, pg, data, &connector), &registry.url);
-                let cost = run_daemon(&config, n, || async { Ok(pg.count(&count).await? as u64) })
-                    .await?;
+                let cost =
+                    run_daemon(&config, n, || async { Ok(pg.count(&count).await? as u64) }).await?;
                 trials.runtime.push(cost);
             } else {
                 let cost = run_baseline(&[
@@ -835,7 +835,10 @@ async fn bench_avro(
                 if topic_count(&broker.bootstrap, &output)? < n {
                     bail!("the raw loop did not write every record to {output}");
                 }
-                trials.baseline("raw rdkafka consume -> serde_json + apache-avro -> produce", cost);
+                trials.baseline(
+                    "raw rdkafka consume -> serde_json + apache-avro -> produce",
+                    cost,
+                );
             }
         }
     }
@@ -1033,9 +1036,8 @@ mod baseline {
             .connect(url)
             .await?;
         let consumer = consumer(bootstrap, topic)?;
-        let unnest = format!(
-            "INSERT INTO {table} (id, pad) SELECT * FROM unnest($1::bigint[], $2::text[])"
-        );
+        let unnest =
+            format!("INSERT INTO {table} (id, pad) SELECT * FROM unnest($1::bigint[], $2::text[])");
         // Built once: it holds the schema resolved.
         let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build()?;
         consume(&consumer, n, |batch| {

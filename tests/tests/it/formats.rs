@@ -701,7 +701,12 @@ async fn a_source_writes_protobuf_that_confluents_deserializer_reads() -> anyhow
     let registered: Value = reqwest::get(url).await?.json().await?;
     assert_eq!(registered["id"], 1);
     assert_eq!(registered["schemaType"], "PROTOBUF");
-    assert!(registered["schema"].as_str().unwrap_or_default().contains("message GeneratedOrder"));
+    assert!(
+        registered["schema"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("message GeneratedOrder")
+    );
     Ok(())
 }
 
@@ -776,7 +781,10 @@ async fn a_schema_the_registry_finds_incompatible_fails_the_source_with_its_reas
         )),
         "{trace}"
     );
-    assert!(trace.contains("customer"), "the field without a default: {trace}");
+    assert!(
+        trace.contains("customer"),
+        "the field without a default: {trace}"
+    );
     assert_eq!(registry.subject_ids(&format!("{topic}-value")), [1]);
     assert!(broker.read_all(&topic).await?.is_empty());
     Ok(())
@@ -1030,4 +1038,87 @@ async fn sink_sql_creates_its_table_from_a_json_schema_on_mariadb() -> anyhow::R
 #[tokio::test(flavor = "multi_thread")]
 async fn sink_sql_creates_its_table_from_a_json_schema_on_sqlite() -> anyhow::Result<()> {
     created_from_json_schema_on(Kind::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confluent_jdbc_sink_config_with_the_avro_converter_creates_its_table_and_writes()
+-> anyhow::Result<()> {
+    let (broker, pg, registry) = services().await?;
+    let (topic, table, name) = (unique("orders"), unique("kc_orders"), unique("kcavro"));
+    broker.create_topic(&topic, 1).await?;
+    let orders: Vec<Value> = (1..=20).map(order).collect();
+    produce_with_confluent(&broker, &registry, &topic, "avro", ORDER_SCHEMA, &orders)?;
+    let plugins = paths::plugin("sink-sql")?
+        .parent()
+        .expect("a plugin's directory")
+        .display()
+        .to_string();
+    let daemon = Daemon::start(
+        &with_registry(&broker, &pg, &registry.url, "  []\n").replace(
+            "worker:\n",
+            &format!("worker:\n  plugin_path: [\"{plugins}\"]\n"),
+        ),
+    )?;
+
+    // As Confluent's JDBC sink quickstart writes it: Avro through the registry, the table
+    // created from the value's schema. The registry is the worker's (the URL names it).
+    let (url, user, password) = crate::kafka_connect::jdbc(&pg.url)?;
+    let config = json!({
+        "connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector",
+        "tasks.max": "1",
+        "topics": topic,
+        "connection.url": url,
+        "connection.user": user,
+        "connection.password": password,
+        "insert.mode": "upsert",
+        "pk.mode": "record_value",
+        "pk.fields": "id",
+        "table.name.format": table,
+        "auto.create": "true",
+        "auto.evolve": "true",
+        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "value.converter": "io.confluent.connect.avro.AvroConverter",
+        "value.converter.schema.registry.url": registry.url,
+        "consumer.override.auto.offset.reset": "earliest",
+    });
+    let api = reqwest::Client::new();
+    let base = format!("http://{}", daemon.admin);
+    let response = api
+        .post(format!("{base}/connectors"))
+        .json(&json!({ "name": name, "config": config }))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == reqwest::StatusCode::CREATED,
+        "{}",
+        response.text().await?
+    );
+    let written = wait_until(
+        "the created table holding every order",
+        Duration::from_secs(60),
+        || async {
+            match read_orders(&pg, &table).await {
+                Ok(rows) => Ok(at_least(rows, 20)),
+                Err(e) => Ok(Err(e.to_string())),
+            }
+        },
+    )
+    .await;
+    let rows = match written {
+        Ok(rows) => rows,
+        Err(e) => anyhow::bail!("{e}\n{}", daemon.evidence(&name).await),
+    };
+    assert_eq!(rows, (1..=20).map(order_row).collect::<Vec<_>>());
+    let native: Value = api
+        .get(format!("{base}/connectors/{name}/config?shape=native"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        native["format"],
+        json!({"key": "bytes", "value": "avro", "schema_registry": "main", "schema_header": true}),
+        "{native}"
+    );
+    Ok(())
 }

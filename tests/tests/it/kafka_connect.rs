@@ -356,7 +356,7 @@ async fn a_string_that_does_not_convert_is_refused_naming_its_key() -> anyhow::R
 }
 
 /// The JDBC URL, user and password Kafka Connect's JDBC sink would be given for `url`.
-fn jdbc(url: &str) -> anyhow::Result<(String, String, String)> {
+pub(crate) fn jdbc(url: &str) -> anyhow::Result<(String, String, String)> {
     let url = reqwest::Url::parse(url)?;
     let host = url.host_str().unwrap_or("127.0.0.1");
     let port = url.port().unwrap_or(5432);

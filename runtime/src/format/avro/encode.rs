@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use apache_avro::schema::{DecimalSchema, RecordSchema};
 use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Days, Decimal, Duration, Millis, Months, Schema, Uuid};
 use base64::Engine as _;
 use num_bigint::BigInt;
@@ -19,13 +18,9 @@ impl AvroSchema {
     /// `json` as a datum of this schema (Avro's binary encoding), or why the schema does not
     /// accept it, naming the field.
     pub fn encode(&self, json: &Json) -> Result<Vec<u8>, String> {
-        let value = self.to_avro(json, &self.schema, "")?;
-        let mut schemata: Vec<&Schema> = self.references.iter().collect();
-        schemata.push(&self.schema);
-        GenericDatumWriter::builder(&self.schema)
-            .schemata(schemata)
-            .and_then(|builder| builder.build())
-            .and_then(|writer| writer.write_value_to_vec(value))
+        let value = self.to_avro(json, self.schema(), "")?;
+        self.writer()
+            .write_value_to_vec(value)
             .map_err(|e| format!("the value does not fit its Avro schema: {e}"))
     }
 

@@ -32,6 +32,16 @@ fn key(name: &str, value_type: ValueType) -> ConfigKey {
 }
 
 impl Plugins for Shelf {
+    fn schema_registry_at(&self, url: &str) -> Result<String, String> {
+        match url.trim_end_matches('/') {
+            "http://registry:8081" => Ok("main".into()),
+            "http://other:8081" => Ok("other".into()),
+            _ => Err(format!(
+                "{url:?} is not the url of a schema registry the worker defines"
+            )),
+        }
+    }
+
     fn find(&self, class: &str) -> Result<ConnectPlugin, String> {
         let (kind, spec) = match class {
             "sink-sql" => (
@@ -255,26 +265,79 @@ fn a_transform_or_predicate_left_incomplete_is_named() {
 }
 
 #[test]
-fn converters_that_need_a_schema_registry_are_refused_naming_the_key() {
+fn schema_registry_converters_become_the_format_with_the_workers_registry() {
+    let t = translate(json!({
+        "connector.class": "sink-sql",
+        "topics": "orders",
+        "key.converter": "io.confluent.connect.json.JsonSchemaConverter",
+        "key.converter.schema.registry.url": "http://registry:8081/",
+        "value.converter": "io.confluent.connect.avro.AvroConverter",
+        "value.converter.schema.registry.url": "http://registry:8081",
+        "value.converter.auto.register.schemas": "false",
+        "value.converter.value.subject.name.strategy":
+            "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+    }))
+    .unwrap();
+    assert_eq!(
+        t.native["format"],
+        json!({"key": "json_schema", "value": "avro", "schema_registry": "main",
+               "auto_register": false, "subject_name_strategy": "record_name",
+               "schema_header": true})
+    );
+    assert_eq!(
+        t.rename("format.value: cannot be read"),
+        "value.converter: cannot be read"
+    );
+
     let problems = translate(json!({
         "connector.class": "sink-sql",
         "topics": "orders",
-        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "key.converter": "io.confluent.connect.protobuf.ProtobufConverter",
+        "key.converter.schema.registry.url": "http://other:8081",
         "value.converter": "io.confluent.connect.avro.AvroConverter",
         "value.converter.schema.registry.url": "http://registry:8081",
+        "value.converter.basic.auth.user.info": "app:secret",
+        "value.converter.use.latest.version": "true",
+        "header.converter": "io.confluent.connect.avro.AvroConverter",
+    }))
+    .unwrap_err();
+    let expect = [
+        "value.converter.schema.registry.url: names the schema registry \"main\", the other \
+         converter \"other\"",
+        "value.converter.basic.auth.user.info: is the worker's",
+        "value.converter.use.latest.version: is not a setting wasmconnect's converters have",
+        "header.converter: io.confluent.connect.avro.AvroConverter is not supported",
+    ];
+    for e in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "{e} in {problems:?}"
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:?}");
+
+    let problems = translate(json!({
+        "connector.class": "sink-sql", "topics": "orders",
+        "value.converter": "io.confluent.connect.avro.AvroConverter",
+        "value.converter.schema.registry.url": "http://elsewhere:8081",
     }))
     .unwrap_err();
     assert!(
         problems[0].starts_with(
-            "value.converter: io.confluent.connect.avro.AvroConverter is not supported"
+            "value.converter.schema.registry.url: \"http://elsewhere:8081\" is not the url of a \
+             schema registry the worker defines"
         ),
         "{problems:?}"
     );
+    let problems = translate(json!({
+        "connector.class": "sink-sql", "topics": "orders",
+        "value.converter": "io.confluent.connect.avro.AvroConverter",
+    }))
+    .unwrap_err();
     assert!(
-        problems[1].starts_with("value.converter.schema.registry.url: "),
+        problems[0].starts_with("value.converter.schema.registry.url: missing"),
         "{problems:?}"
     );
-    assert_eq!(problems.len(), 2);
     // JsonConverter with its default envelope is refused at schemas.enable.
     let problems = translate(json!({
         "connector.class": "sink-sql", "topics": "orders",
