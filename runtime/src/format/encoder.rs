@@ -222,7 +222,7 @@ impl Encoder {
             .subject(topic, side.as_str(), name.as_deref())
             .ok_or_else(|| {
                 Failure::Registry(RegistryError::Unusable {
-                    registry: String::new(),
+                    registry: registry.name().to_owned(),
                     message: format!(
                         "format.subject_name_strategy names subjects after the record's name, \
                          and the {} schema gives none",
