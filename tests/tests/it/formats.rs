@@ -724,15 +724,10 @@ async fn a_record_the_schema_does_not_accept_fails_the_source_naming_the_field()
         format!("{{ value: avro, schema_registry: main, value_schema: {{ inline: '{narrow}' }} }}");
     let connector = generating(&name, &topic, &format, 5)?;
     let daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connector))?;
-    let trace = wait_until("the task failed", Duration::from_secs(60), || async {
-        let status = daemon.status(&name).await?;
-        let task = &status["tasks"][0];
-        Ok(match task["state"] == "FAILED" {
-            true => Ok(task["trace"].as_str().unwrap_or_default().to_owned()),
-            false => Err(format!("{}", task["state"])),
-        })
-    })
-    .await?;
+    let status = daemon
+        .wait_task_state(&name, "FAILED", Duration::from_secs(60))
+        .await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
     assert!(
         trace.contains("value (avro): /: record shop.GeneratedOrder has no field \"amount\""),
         "{trace}"
@@ -765,15 +760,10 @@ async fn a_schema_the_registry_finds_incompatible_fails_the_source_with_its_reas
     );
     let connector = generating(&name, &topic, &format, 5)?;
     let daemon = Daemon::start(&with_registry(&broker, &pg, &registry.url, &connector))?;
-    let trace = wait_until("the task failed", Duration::from_secs(60), || async {
-        let status = daemon.status(&name).await?;
-        let task = &status["tasks"][0];
-        Ok(match task["state"] == "FAILED" {
-            true => Ok(task["trace"].as_str().unwrap_or_default().to_owned()),
-            false => Err(format!("{}", task["state"])),
-        })
-    })
-    .await?;
+    let status = daemon
+        .wait_task_state(&name, "FAILED", Duration::from_secs(60))
+        .await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
     assert!(
         trace.contains(&format!(
             "format.value_schema cannot be registered under subject \"{topic}-value\": the \
