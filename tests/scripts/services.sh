@@ -50,6 +50,7 @@ ensure_tansu() {
 # user gets the password the tests use.
 ensure_postgres() {
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    ensure_logical_wal
     return
   fi
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
@@ -71,6 +72,27 @@ ensure_postgres() {
   done
   pg_isready -h 127.0.0.1 -p 5432
   su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  ensure_logical_wal
+}
+
+# Change data capture (source-postgres-cdc) decodes the write-ahead log: wal_level = logical,
+# which takes a restart, once. The test user is a superuser, so it may create slots.
+ensure_logical_wal() {
+  if [ "$(su postgres -c "psql -tAc 'SHOW wal_level'")" = logical ]; then
+    return
+  fi
+  say "restarting PostgreSQL with wal_level = logical"
+  su postgres -c "psql -qc 'ALTER SYSTEM SET wal_level = logical' \
+    -c 'ALTER SYSTEM SET max_replication_slots = 20' \
+    -c \"ALTER SYSTEM SET max_slot_wal_keep_size = '4GB'\"" >/dev/null
+  pg_lsclusters -h | while read -r version cluster _; do
+    pg_ctlcluster "$version" "$cluster" restart
+  done
+  for _ in $(seq 1 100); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.1
+  done
+  pg_isready -h 127.0.0.1 -p 5432
 }
 
 # MariaDB: installed with apt where missing, started if stopped; a database and user for the
@@ -299,6 +321,7 @@ build_plugins() {
   cargo build --profile plugin --target wasm32-wasip2 \
     -p sink-sql -p sink-http -p source-http -p source-sql -p source-datagen \
     -p transform-filter -p transform-fields -p transform-route -p transform-flatten \
+    -p source-postgres-cdc -p transform-unwrap \
     -p sink-misbehave -p source-misbehave -p sink-probe -p sink-other-contract -p transform-identity \
     -p transform-misbehave -p transform-impure
 }
