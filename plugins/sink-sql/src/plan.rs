@@ -128,6 +128,10 @@ fn passed<'a>(config: &Config, record: &'a Record, dialect: DatabaseKind) -> Opt
         .ok()?;
     reader.end().ok()?;
     check_fields(dialect, fields.iter().copied()).ok()?;
+    if config.mode == Mode::Upsert && fields.iter().any(|f| DELETE_MARKERS.contains(f)) {
+        // A change stream's row: the parsed path reads and removes its delete marker.
+        return None;
+    }
     let mut key = Vec::with_capacity(keys.len());
     for value in keys {
         let value = value.filter(|v| v.get() != "null")?;
@@ -240,8 +244,9 @@ fn row(
     let Some(value) = &record.value else {
         return tombstone_key(config, record.key.as_deref()).map(|key| (Kind::Delete, key));
     };
-    let value: Json =
+    let mut value: Json =
         serde_json::from_slice(value).map_err(|e| format!("value is not valid JSON: {e}"))?;
+    let deleted = config.mode == Mode::Upsert && take_delete_marker(&mut value);
     let row = match (value, &config.columns) {
         (Json::Object(object), None) => {
             check_fields(dialect, object.keys().map(String::as_str))?;
@@ -267,7 +272,33 @@ fn row(
             ));
         }
     };
-    check_key(config, row).map(|row| (Kind::Write, row))
+    let row = check_key(config, row)?;
+    if deleted {
+        let key = config
+            .key
+            .iter()
+            .map(|column| (column.clone(), row[column].clone()))
+            .collect();
+        return Ok((Kind::Delete, key));
+    }
+    Ok((Kind::Write, row))
+}
+
+/// The fields by which a change stream's row says it was deleted; see [`take_delete_marker`].
+const DELETE_MARKERS: [&str; 2] = ["__op", "__deleted"];
+
+/// In upsert mode a change stream's row says it was deleted with `__op: "d"` or `__deleted:
+/// "true"` (transform-unwrap's `add_fields: [op]` or `delete_handling: rewrite`, Debezium's
+/// ExtractNewRecordState): whether `value` does. The marker fields are taken out: they say
+/// what to do with the row and are no columns.
+fn take_delete_marker(value: &mut Json) -> bool {
+    let Json::Object(object) = value else {
+        return false;
+    };
+    let [op, flag] = DELETE_MARKERS.map(|marker| object.remove(marker));
+    op.as_ref().and_then(Json::as_str) == Some("d")
+        || matches!(flag, Some(Json::String(ref s)) if s == "true")
+        || flag == Some(Json::Bool(true))
 }
 
 /// Whether a record's fields can be the columns of a `dialect` table, as they are without a
@@ -931,6 +962,42 @@ mod tests {
         assert_eq!(
             param(&plan.statements[1]),
             serde_json::json!([{"id":7},{"id":8}])
+        );
+    }
+
+    #[test]
+    fn a_value_marked_deleted_deletes_its_key_in_upsert_mode() {
+        let upsert = config(
+            serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["id"]}),
+        );
+        let plan = postgres(
+            &upsert,
+            &[
+                rec(None, Some(r#"{"id":7,"v":"a","__op":"c"}"#)),
+                rec(None, Some(r#"{"id":7,"v":null,"__op":"d"}"#)),
+                rec(None, Some(r#"{"id":8,"v":"b","__deleted":"true"}"#)),
+                rec(None, Some(r#"{"id":9,"v":"c","__deleted":"false"}"#)),
+            ],
+        );
+        assert!(plan.rejected.is_empty(), "{:?}", plan.rejected);
+        let kinds: Vec<&str> = plan
+            .statements
+            .iter()
+            .map(|s| s.sql.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(kinds, ["INSERT", "DELETE", "INSERT"]);
+        assert_eq!(
+            param(&plan.statements[1]),
+            serde_json::json!([{"id":7},{"id":8}])
+        );
+        // The markers are not columns: they say what to do with the row.
+        assert_eq!(
+            param(&plan.statements[2]),
+            serde_json::json!([{"id":9,"v":"c"}])
+        );
+        assert_eq!(
+            param(&plan.statements[0]),
+            serde_json::json!([{"id":7,"v":"a"}])
         );
     }
 
