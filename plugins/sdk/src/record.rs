@@ -187,6 +187,44 @@ impl Record {
             .transpose()
     }
 
+    /// The key parsed as JSON; `Ok(None)` when there is none; a key that is not JSON is its
+    /// text as a JSON string (Kafka keys are often plain text), `Err` when not UTF-8 either.
+    pub fn key_json(&self) -> Result<Option<serde_json::Value>, String> {
+        let Some(key) = self.key.as_deref() else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(key) {
+            Ok(json) => Ok(Some(json)),
+            Err(_) => std::str::from_utf8(key)
+                .map(|text| Some(serde_json::Value::String(text.to_owned())))
+                .map_err(|_| "key is neither JSON nor UTF-8 text".to_owned()),
+        }
+    }
+
+    /// Replaces the key with the text of `key`.
+    pub fn set_key_json(&mut self, key: &serde_json::Value) {
+        self.key = Some(key.to_string().into_bytes());
+    }
+
+    /// The value (`Side::Value`) or key (`Side::Key`) as JSON, as [`Record::json`] and
+    /// [`Record::key_json`] read them: for transforms that work on either, as Kafka Connect's
+    /// `$Key` and `$Value` variants.
+    pub fn side_json(&self, side: Side) -> Result<Option<serde_json::Value>, String> {
+        match side {
+            Side::Value => self.json(),
+            Side::Key => self.key_json(),
+        }
+    }
+
+    /// Replaces the value or the key; `None` makes it null (a tombstone, for the value).
+    pub fn set_side_json(&mut self, side: Side, json: Option<&serde_json::Value>) {
+        let bytes = json.map(|j| j.to_string().into_bytes());
+        match side {
+            Side::Value => self.value = bytes,
+            Side::Key => self.key = bytes,
+        }
+    }
+
     /// The key as text; `None` when there is none or it is not UTF-8.
     pub fn key_text(&self) -> Option<&str> {
         self.key
@@ -230,4 +268,13 @@ impl SourceRecord {
         self.topic = Some(topic.into());
         self
     }
+}
+
+/// Which part of a record a transform works on (Kafka Connect's `$Key` / `$Value` variants).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Key,
+    #[default]
+    Value,
 }
