@@ -321,7 +321,7 @@ build_plugins() {
   cargo build --profile plugin --target wasm32-wasip2 \
     -p sink-sql -p sink-http -p source-http -p source-sql -p source-datagen \
     -p transform-filter -p transform-fields -p transform-route -p transform-flatten \
-    -p source-postgres-cdc -p transform-unwrap \
+    -p source-postgres-cdc -p transform-unwrap -p transform-cast -p transform-timestamp \
     -p sink-misbehave -p source-misbehave -p sink-probe -p sink-other-contract -p transform-identity \
     -p transform-misbehave -p transform-impure
 }

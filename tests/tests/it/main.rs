@@ -2,6 +2,7 @@
 //! real plugins built to wasm32-wasip2.
 
 mod api;
+mod cdc;
 mod cli;
 mod cluster;
 mod common;

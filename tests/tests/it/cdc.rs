@@ -1,0 +1,423 @@
+//! source-postgres-cdc against the real PostgreSQL (wal_level = logical) and broker: every
+//! committed change once and in commit order, a snapshot consistent with the changes around
+//! it (also across kill -9), replication through transform-unwrap and sink-sql, and a slot
+//! that does not hold WAL for an idle publication.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use wasmconnect_tests::broker::Consumed;
+use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+
+use crate::common::{config, exactly_once, sink, source, wait_for_records};
+
+/// A CDC source entry capturing `tables` (unqualified, schema public) into
+/// `<prefix>.public.<table>`; its slot and publication are named after `name`. `extra` adds
+/// lines to its `config:`, `settings` to the connector.
+fn cdc(
+    name: &str,
+    prefix: &str,
+    tables: &[&str],
+    settings: &str,
+    extra: &str,
+) -> anyhow::Result<String> {
+    Ok(source(
+        name,
+        &format!("{prefix}.unused"),
+        &paths::plugin("source-postgres-cdc")?,
+        &format!("grants: {{ databases: [main] }}\n{settings}"),
+        &format!(
+            "database: main\ntables: [{}]\nslot: {name}\npublication: {name}\ntopic_prefix: {prefix}\nheartbeat_interval_ms: 200{extra}",
+            tables.join(", ")
+        ),
+    ))
+}
+
+/// Drops the slot (a slot left behind keeps WAL forever) and the publication.
+async fn drop_slot(pg: &Postgres, name: &str) -> anyhow::Result<()> {
+    pg.execute(&format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{name}'"
+    ))
+    .await?;
+    pg.execute(&format!("DROP PUBLICATION IF EXISTS {name}"))
+        .await
+}
+
+fn parse(record: &Consumed) -> Option<Json> {
+    record
+        .value
+        .as_deref()
+        .map(|v| serde_json::from_slice(v).expect("values are JSON"))
+}
+
+/// `op:id:name` per record (`tombstone:id` for a tombstone), in topic order.
+fn ops(records: &[Consumed]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let key: Option<Json> = r.key.as_deref().map(|k| serde_json::from_slice(k).unwrap());
+            let id = key.map_or("-".to_owned(), |k| k["id"].to_string());
+            match parse(r) {
+                Some(v) => format!("{}:{id}:{}", v["op"].as_str().unwrap(), v["after"]["name"]),
+                None => format!("tombstone:{id}"),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_committed_change_lands_once_in_commit_order_and_no_rolled_back_one()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (name, table, prefix) = (unique("cdc_a"), unique("cdc_a"), unique("pg"));
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, name text)"
+    ))
+    .await?;
+    let topic = format!("{prefix}.public.{table}");
+    broker.create_topic(&topic, 1).await?;
+    let connector = cdc(&name, &prefix, &[&table], "", "\nsnapshot_mode: never")?;
+    let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    daemon
+        .wait_log(&["capturing", &table], Duration::from_secs(60))
+        .await?;
+
+    let script: &[(&[&str], bool)] = &[
+        (
+            &["INSERT INTO {t} SELECT g, 'a' || g FROM generate_series(1, 5) g"],
+            true,
+        ),
+        (
+            &[
+                "INSERT INTO {t} VALUES (6, 'never')",
+                "UPDATE {t} SET name = 'never' WHERE id = 1",
+            ],
+            false,
+        ),
+        (
+            &[
+                "UPDATE {t} SET name = 'b2' WHERE id = 2",
+                "UPDATE {t} SET id = 30 WHERE id = 3",
+            ],
+            true,
+        ),
+        (&["DELETE FROM {t} WHERE id = 4"], true),
+        (&["INSERT INTO {t} VALUES (7, 'never')"], false),
+        (
+            &[
+                "INSERT INTO {t} VALUES (8, 'a8')",
+                "UPDATE {t} SET name = 'b8' WHERE id = 8",
+            ],
+            true,
+        ),
+        (&["TRUNCATE {t}"], true),
+        (&["INSERT INTO {t} VALUES (9, 'a9')"], true),
+    ];
+    for (statements, commit) in script {
+        let mut tx = pg.pool.begin().await?;
+        for statement in *statements {
+            sqlx::query(&statement.replace("{t}", &table))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if *commit {
+            tx.commit().await?
+        } else {
+            tx.rollback().await?
+        }
+    }
+    let expected = [
+        "c:1:\"a1\"",
+        "c:2:\"a2\"",
+        "c:3:\"a3\"",
+        "c:4:\"a4\"",
+        "c:5:\"a5\"",
+        "u:2:\"b2\"",
+        "d:3:null",
+        "tombstone:3",
+        "c:30:\"a3\"",
+        "d:4:null",
+        "tombstone:4",
+        "c:8:\"a8\"",
+        "u:8:\"b8\"",
+        "t:-:null",
+        "c:9:\"a9\"",
+    ];
+    wait_for_records(&broker, &topic, expected.len(), Duration::from_secs(60)).await?;
+    let records = broker.read_all(&topic).await?;
+    assert_eq!(ops(&records), expected);
+
+    // The envelope a Debezium consumer reads.
+    let update = parse(&records[5]).unwrap();
+    assert_eq!(update["source"]["connector"], "postgresql");
+    assert_eq!(update["source"]["table"], table.as_str());
+    assert_eq!(update["source"]["schema"], "public");
+    assert_eq!(update["source"]["snapshot"], "false");
+    assert!(update["source"]["lsn"].as_u64().unwrap() > 0);
+    assert!(update["source"]["txId"].as_u64().unwrap() > 0);
+    assert!(update["ts_ms"].as_i64().unwrap() >= update["source"]["ts_ms"].as_i64().unwrap());
+    let delete = parse(&records[9]).unwrap();
+    assert_eq!(delete["before"]["id"], 4);
+    assert_eq!(delete["after"], Json::Null);
+
+    // A restart continues after what Kafka has: the next change once, nothing again.
+    daemon.terminate(Duration::from_secs(10)).await?;
+    daemon.restart()?;
+    daemon
+        .wait_log(&["capturing", &table], Duration::from_secs(60))
+        .await?;
+    pg.execute(&format!("INSERT INTO {table} VALUES (10, 'a10')"))
+        .await?;
+    wait_for_records(&broker, &topic, expected.len() + 1, Duration::from_secs(60)).await?;
+    let records = broker.read_all(&topic).await?;
+    assert_eq!(ops(&records)[expected.len()..], ["c:10:\"a10\""]);
+    daemon.terminate(Duration::from_secs(10)).await?;
+    drop_slot(&pg, &name).await
+}
+
+/// Rows of `a` not in `b` plus rows of `b` not in `a`.
+async fn difference(pg: &Postgres, a: &str, b: &str) -> anyhow::Result<i64> {
+    pg.count(&format!(
+        "SELECT count(*) FROM ((SELECT * FROM {a} EXCEPT SELECT * FROM {b}) \
+         UNION ALL (SELECT * FROM {b} EXCEPT SELECT * FROM {a})) d"
+    ))
+    .await
+}
+
+/// Inserts, updates and deletes on `table` (ids from 1 to `rows`, new ids above), `statements`
+/// of them, one per `every`.
+async fn churn(table: String, rows: i64, statements: usize, every: Duration) -> anyhow::Result<()> {
+    let pg = Postgres::connect().await?;
+    let mut ticks = tokio::time::interval(every);
+    for i in 0..statements as i64 {
+        ticks.tick().await;
+        let id = rand::random_range(1..=rows);
+        let sql = match i % 4 {
+            0 => format!("UPDATE {table} SET n = n + 1, name = 'u{i}' WHERE id = {id}"),
+            1 => format!("DELETE FROM {table} WHERE id = {id}"),
+            2 => format!("INSERT INTO {table} VALUES ({}, 'i{i}', 0)", rows + 1 + i),
+            _ => format!(
+                "UPDATE {table} SET n = n + 1 WHERE id IN ({id}, {})",
+                rows + i
+            ),
+        };
+        pg.execute(&sql).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL -> Kafka -> PostgreSQL: a snapshot of 100,000 rows while writes go on, ten
+/// `kill -9` on the way; the target table ends equal to the source, written exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_under_writes_and_ten_kills_replicates_the_table_exactly() -> anyhow::Result<()>
+{
+    const ROWS: i64 = 100_000;
+    const KILLS: usize = 10;
+    const IN_FLIGHT: usize = 2_000;
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (name, source_table, target, prefix) = (
+        unique("cdc_b"),
+        unique("cdc_src"),
+        unique("cdc_dst"),
+        unique("pg"),
+    );
+    for table in [&source_table, &target] {
+        pg.execute(&format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, name text, n int NOT NULL)"
+        ))
+        .await?;
+    }
+    pg.execute(&format!(
+        "INSERT INTO {source_table} SELECT g, 'r' || g, 0 FROM generate_series(1, {ROWS}) g"
+    ))
+    .await?;
+    let topic = format!("{prefix}.public.{source_table}");
+    broker.create_topic(&topic, 3).await?;
+    let offsets = unique("cdc_offsets");
+    let replicate = exactly_once(
+        &sink(
+            &unique("replica"),
+            &topic,
+            &paths::plugin("sink-sql")?,
+            &["main"],
+            &format!("database: main\ntable: {target}\nmode: upsert\nkey: [id]"),
+        ),
+        &offsets,
+    )
+    .replace(
+        "    grants:\n",
+        &format!(
+            "    transforms:\n      - plugin: {}\n        config: {{ delete_handling: tombstone }}\n    grants:\n",
+            paths::plugin("transform-unwrap")?.display()
+        ),
+    );
+    let capture = cdc(
+        &name,
+        &prefix,
+        &[&source_table],
+        &format!("in_flight: {{ max_records: {IN_FLIGHT} }}"),
+        "\nsnapshot_chunk_size: 2000",
+    )?;
+    let mut daemon = Daemon::start(&config(&broker, &pg, &format!("{capture}{replicate}")))?;
+    let writer = tokio::spawn(churn(
+        source_table.clone(),
+        ROWS,
+        3_000,
+        Duration::from_millis(10),
+    ));
+
+    let mut at_kills = Vec::new();
+    for k in 0..KILLS {
+        let at = 5_000 * (k + 1) + rand::random_range(0..5_000);
+        wait_for_records(&broker, &topic, at, Duration::from_secs(180)).await?;
+        daemon.kill()?;
+        at_kills.push(broker.read_all(&topic).await?.len());
+        daemon.restart()?;
+    }
+    writer.await??;
+    let snapshot_done = |records: &[Consumed]| {
+        records
+            .iter()
+            .any(|r| parse(r).is_some_and(|v| v["source"]["snapshot"] == "last"))
+    };
+    wait_until(
+        "the snapshot's last row in Kafka",
+        Duration::from_secs(300),
+        || async {
+            let records = broker.read_all(&topic).await?;
+            Ok(if snapshot_done(&records) {
+                Ok(())
+            } else {
+                Err(format!("{} records", records.len()))
+            })
+        },
+    )
+    .await?;
+    // A marker row written after everything else: once it is in the target, so is the rest.
+    pg.execute(&format!("INSERT INTO {source_table} VALUES (-1, 'end', 0)"))
+        .await?;
+    wait_until(
+        "the target equal to the source",
+        Duration::from_secs(300),
+        || async {
+            let d = difference(&pg, &source_table, &target).await?;
+            Ok(if d == 0 {
+                Ok(())
+            } else {
+                Err(format!("{d} rows differ"))
+            })
+        },
+    )
+    .await?;
+    assert!(
+        at_kills.iter().all(|&n| n < ROWS as usize),
+        "the snapshot was over before the kills; the test proves nothing: {at_kills:?}"
+    );
+
+    // Duplicates in the topic: a snapshot row read again, a change produced again.
+    let records = broker.read_all(&topic).await?;
+    let mut seen = HashSet::new();
+    let mut duplicates = 0;
+    for r in &records {
+        let identity = match parse(r) {
+            Some(v) if v["op"] == "r" => format!("r {:?} {}", r.key, v["after"]),
+            Some(v) => format!(
+                "{} {:?} {} {}",
+                v["op"], r.key, v["source"]["lsn"], v["after"]
+            ),
+            None => continue,
+        };
+        if !seen.insert(identity) {
+            duplicates += 1;
+        }
+    }
+    println!(
+        "cdc: {} records for {ROWS} rows and 3,000 changes, {duplicates} duplicates after {KILLS} kills at {at_kills:?}",
+        records.len()
+    );
+    assert!(
+        duplicates <= KILLS * IN_FLIGHT,
+        "{duplicates} duplicates after {KILLS} kills, more than in_flight.max_records {IN_FLIGHT} each"
+    );
+    // Exactly once into the target: every Kafka offset of the topic applied once, stored with
+    // the rows; the table equals the source (above).
+    let stored: HashMap<i32, i64> =
+        sqlx::query_as::<_, (i32, i64)>(&format!("SELECT partition, next_offset FROM {offsets}"))
+            .fetch_all(&pg.pool)
+            .await?
+            .into_iter()
+            .collect();
+    assert!(
+        !stored.is_empty(),
+        "the sink stored its offsets with the rows"
+    );
+    daemon.terminate(Duration::from_secs(10)).await?;
+    drop_slot(&pg, &name).await
+}
+
+/// An idle publication beside a busy table: the heartbeat moves the slot over the WAL the busy
+/// table writes, so the server does not keep it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_publication_does_not_make_the_server_keep_wal() -> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (name, idle, busy, prefix) = (
+        unique("cdc_d"),
+        unique("cdc_idle"),
+        unique("cdc_busy"),
+        unique("pg"),
+    );
+    pg.execute(&format!("CREATE TABLE {idle} (id int PRIMARY KEY)"))
+        .await?;
+    pg.execute(&format!(
+        "CREATE TABLE {busy} (id bigint PRIMARY KEY, pad text)"
+    ))
+    .await?;
+    let connector = cdc(&name, &prefix, &[&idle], "", "\nsnapshot_mode: never")?;
+    let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    daemon
+        .wait_log(&["capturing", &idle], Duration::from_secs(60))
+        .await?;
+    let retained = || async {
+        pg.count(&format!(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint \
+             FROM pg_replication_slots WHERE slot_name = '{name}'"
+        ))
+        .await
+    };
+    // About 30 MB of WAL for a table the publication does not hold.
+    for batch in 0..10 {
+        pg.execute(&format!(
+            "INSERT INTO {busy} SELECT g, repeat('x', 100) FROM generate_series({}, {}) g",
+            batch * 20_000,
+            batch * 20_000 + 19_999
+        ))
+        .await?;
+    }
+    let written = retained().await?;
+    assert!(
+        written > 20_000_000,
+        "the busy table wrote only {written} bytes of WAL"
+    );
+    // The server logs a snapshot of running transactions at least every 15 s (or at a
+    // checkpoint): a logical slot's restart point moves when decoding passes one.
+    pg.execute("CHECKPOINT").await?;
+    let left = wait_until(
+        "the slot to release the busy table's WAL",
+        Duration::from_secs(120),
+        || async {
+            let now = retained().await?;
+            Ok(if now < written / 10 {
+                Ok(now)
+            } else {
+                Err(format!("{now} bytes retained"))
+            })
+        },
+    )
+    .await?;
+    println!(
+        "cdc: idle slot retained {written} bytes after the busy writes, {left} after its heartbeat"
+    );
+    daemon.terminate(Duration::from_secs(10)).await?;
+    drop_slot(&pg, &name).await
+}
