@@ -89,7 +89,11 @@ impl Source for CdcSource {
         }
         db.ensure_publication(&tables)?;
         let confirmed = db.ensure_slot()?;
-        let database = match db.query("SELECT current_database()", vec![])?.rows.pop() {
+        let database = match db
+            .query("SELECT current_database()::text", vec![])?
+            .rows
+            .pop()
+        {
             Some(mut row) => text(row.pop()).unwrap_or_default(),
             None => String::new(),
         };
@@ -178,15 +182,18 @@ impl CdcSource {
         // Only transactions committed before `upto` are decoded, so once they are all in
         // Kafka the slot may move to `upto` without skipping anything.
         let upto = db.current_lsn()?;
-        let mut limit = i64::from(self.config.max_changes_per_poll);
+        let mut limit = i64::from(self.config.max_changes_per_poll).min(i64::from(i32::MAX));
         loop {
+            // The limit is written into the statement: an integer parameter whose type the
+            // server infers as int4 from the function would be refused in binary as int8.
             let rows = db.query(
-                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
-                 'proto_version', '1', 'publication_names', $4, 'messages', 'true')",
+                &format!(
+                    "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, \
+                     {limit}, 'proto_version', '1', 'publication_names', $3, 'messages', 'true')"
+                ),
                 vec![
                     Value::Text(self.config.slot.clone()),
                     Value::Text(format_lsn(upto)),
-                    Value::Integer(limit),
                     Value::Text(self.config.publication.clone()),
                 ],
             )?;
@@ -213,7 +220,7 @@ impl CdcSource {
                 return Ok(());
             }
             // Everything decoded was handed out before (in flight): decode further.
-            limit = limit.saturating_mul(2);
+            limit = limit.saturating_mul(2).min(i64::from(i32::MAX));
         }
     }
 
@@ -416,7 +423,7 @@ impl Db<'_> {
         let (schema, name) = table.split_once('.').expect("qualified");
         let rows = self.query(
             "SELECT a.attname::text, a.atttypid::int8, format_type(a.atttypid, a.atttypmod), \
-             coalesce(array_position(i.indkey::int2[], a.attnum), 0)::int8 \
+             coalesce(array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1, 0)::int8 \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
