@@ -244,11 +244,12 @@ impl Stream {
                     prefix,
                     content,
                 } => self.watermark(lsn, &prefix, &content, &mut events)?,
-                other => match &mut transaction {
-                    Some((_, _, changes)) => changes.push(other),
-                    // Type and Origin outside a transaction, other prefixes: nothing to emit.
-                    None => {}
-                },
+                // Type and Origin outside a transaction: nothing to emit.
+                other => {
+                    if let Some((_, _, changes)) = &mut transaction {
+                        changes.push(other);
+                    }
+                }
             }
         }
         Ok(events)
