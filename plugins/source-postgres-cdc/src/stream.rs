@@ -324,7 +324,7 @@ impl Stream {
                     let relation = &self.relation(relation)?;
                     let after = self.row(relation, &row)?;
                     self.touch(relation, &row);
-                    let key = self.key(relation, &row)?;
+                    let key = self.key(relation, &after);
                     let value =
                         envelope(Json::Null, Json::Object(after), source(self, relation), "c");
                     push(&mut new, self, self.topic(relation), key, Some(value));
@@ -336,18 +336,15 @@ impl Stream {
                 } => {
                     let relation = &self.relation(relation)?;
                     let after = self.row(relation, &row)?;
-                    let key = self.key(relation, &row)?;
+                    let key = self.key(relation, &after);
                     self.touch(relation, &row);
-                    let old_key = match &old {
+                    let (old_key, before) = match &old {
                         Some(old) => {
                             self.touch(relation, old);
-                            self.key(relation, old)?
+                            let before = self.row(relation, old)?;
+                            (self.key(relation, &before), Json::Object(before))
                         }
-                        None => None,
-                    };
-                    let before = match &old {
-                        Some(old) => Json::Object(self.row(relation, old)?),
-                        None => Json::Null,
+                        None => (None, Json::Null),
                     };
                     let topic = self.topic(relation);
                     if old_key.is_some() && old_key != key {
@@ -377,7 +374,7 @@ impl Stream {
                     let relation = &self.relation(relation)?;
                     let before = self.row(relation, &old)?;
                     self.touch(relation, &old);
-                    let key = self.key(relation, &old)?;
+                    let key = self.key(relation, &before);
                     let topic = self.topic(relation);
                     let value = envelope(
                         Json::Object(before),
@@ -603,10 +600,9 @@ impl Stream {
             .collect()
     }
 
-    /// The record key: the primary key's columns (or the replica identity's) as a JSON object;
-    /// `None` for a table with neither.
-    fn key(&self, relation: &Relation, tuple: &Tuple) -> Result<Option<Json>, String> {
-        let row = self.row(relation, tuple)?;
+    /// The record key of `row` (already mapped by [`Stream::row`]): the primary key's columns
+    /// (or the replica identity's) as a JSON object; `None` for a table with neither.
+    fn key(&self, relation: &Relation, row: &Map<String, Json>) -> Option<Json> {
         let key: Map<String, Json> = match self.shape.primary_keys.get(&qualified(relation)) {
             Some(columns) => columns
                 .iter()
@@ -624,7 +620,7 @@ impl Stream {
                 })
                 .collect(),
         };
-        Ok((!key.is_empty()).then_some(Json::Object(key)))
+        (!key.is_empty()).then_some(Json::Object(key))
     }
 
     fn source(
