@@ -63,16 +63,22 @@ ensure_postgres() {
     pg_createcluster "$version" main >/dev/null
   fi
   say "starting PostgreSQL"
+  pg_clusters start
+  su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+  ensure_logical_wal
+}
+
+# Starts or restarts ($1) every PostgreSQL cluster and waits until the server accepts
+# connections.
+pg_clusters() {
   pg_lsclusters -h | while read -r version cluster _; do
-    pg_ctlcluster "$version" "$cluster" start || true
+    pg_ctlcluster "$version" "$cluster" "$1" || [ "$1" = start ]
   done
   for _ in $(seq 1 100); do
     pg_isready -q -h 127.0.0.1 -p 5432 && break
     sleep 0.1
   done
   pg_isready -h 127.0.0.1 -p 5432
-  su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
-  ensure_logical_wal
 }
 
 # Change data capture (source-postgres-cdc) decodes the write-ahead log: wal_level = logical,
@@ -85,14 +91,7 @@ ensure_logical_wal() {
   su postgres -c "psql -qc 'ALTER SYSTEM SET wal_level = logical' \
     -c 'ALTER SYSTEM SET max_replication_slots = 20' \
     -c \"ALTER SYSTEM SET max_slot_wal_keep_size = '4GB'\"" >/dev/null
-  pg_lsclusters -h | while read -r version cluster _; do
-    pg_ctlcluster "$version" "$cluster" restart
-  done
-  for _ in $(seq 1 100); do
-    pg_isready -q -h 127.0.0.1 -p 5432 && break
-    sleep 0.1
-  done
-  pg_isready -h 127.0.0.1 -p 5432
+  pg_clusters restart
 }
 
 # MariaDB: installed with apt where missing, started if stopped; a database and user for the
