@@ -276,11 +276,18 @@ impl CdcSource {
         self.chunks += 1;
         let id = format!("{} {} {}", self.config.slot, self.started_ms, self.chunks);
         db.watermark(&format!("low {id}"))?;
+        // Columns are named through the alias `chunk`: in ORDER BY a bare name means the
+        // output column, here the text cast, which would order `10` before `9` and make the
+        // key ranges skip rows.
         let select: Vec<String> = columns
             .iter()
-            .map(|(name, _, _)| format!("{}::text", quote(name)))
+            .map(|(name, _, _)| format!("chunk.{}::text", quote(name)))
             .collect();
-        let key_list = key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+        let key_list = key
+            .iter()
+            .map(|k| format!("chunk.{}", quote(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut params = Vec::new();
         let filter = match &cursor.after {
             Some(after) => {
@@ -303,7 +310,7 @@ impl CdcSource {
             None => String::new(),
         };
         let sql = format!(
-            "SELECT {} FROM {} {filter} ORDER BY {key_list} LIMIT {}",
+            "SELECT {} FROM {} AS chunk {filter} ORDER BY {key_list} LIMIT {}",
             select.join(", "),
             quote_table(table),
             self.config.snapshot_chunk_size
