@@ -3,9 +3,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use wasmconnect_tests::broker::Consumed;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
+
+/// `session.timeout.ms` of the test config ([`config`]).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long the kill tests wait before starting the daemon again, like a supervisor's restart
+/// delay: twice the session timeout, because tansu 0.6 keeps a dead member in the group when
+/// its replacement joins before the broker expired it, and under a loaded test run (every
+/// test in parallel on two cores) the broker expires it late.
+pub const RESTART_DELAY: Duration = Duration::from_secs(2 * SESSION_TIMEOUT.as_secs());
 
 /// A daemon config on `broker` and `pg` (database `main`) with the given connector entries.
 /// `{admin}` is filled in by `Daemon::start`.
@@ -19,7 +28,7 @@ pub fn config_on(broker: &Broker, url: &str, connectors: &str) -> String {
         "kafka:
   bootstrap_servers: {bootstrap}
   consumer:
-    session.timeout.ms: 6000
+    session.timeout.ms: {session}
     max.poll.interval.ms: 10000
     heartbeat.interval.ms: 500
     fetch.wait.max.ms: 50
@@ -35,6 +44,7 @@ worker:
 connectors:
 {connectors}",
         bootstrap = broker.bootstrap,
+        session = SESSION_TIMEOUT.as_millis(),
     )
 }
 

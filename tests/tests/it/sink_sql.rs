@@ -5,16 +5,9 @@ use std::time::Duration;
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{Pipeline, config, json, sink, wait_count};
+use crate::common::{Pipeline, RESTART_DELAY, config, json, sink, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
-/// `session.timeout.ms` of the test config (`common::config`).
-const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
-/// How long the kill tests wait before starting the daemon again, like a supervisor's restart
-/// delay: twice the session timeout, because tansu 0.6 keeps a dead member in the group when
-/// its replacement joins before the broker expired it, and under a loaded test run (every
-/// test in parallel on two cores) the broker expires it late.
-const RESTART_DELAY: Duration = Duration::from_secs(2 * SESSION_TIMEOUT.as_secs());
 /// The kill storm's session timeout, and its restart delay (twice that, as above). Its 200,000
 /// records keep tansu busy enough that, with the whole suite running on two cores, a heartbeat
 /// answer can take longer than 6 s; after such a session loss tansu hands the rejoining
