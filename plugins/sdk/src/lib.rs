@@ -203,7 +203,9 @@ pub use host::{
     DatabaseKind, Host, HttpError, HttpRequest, HttpResponse, Level, Method, Rows, SqlError,
     Statement, Value,
 };
-pub use record::{Header, PluginError, Record, Rejected, Side, SourcePosition, SourceRecord};
+pub use record::{
+    Header, PluginError, Record, Rejected, Side, SourcePosition, SourceRecord, json_kind,
+};
 pub use sink::Sink;
 pub use source::Source;
 pub use spec::{ConfigKey, ValueType};

@@ -20,6 +20,20 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
+/// What a JSON value is, in words for an error message: `null`, `a boolean`, `a number`,
+/// `a string`, `an array`, `an object`.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// A record of a batch that the plugin will never accept as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {

@@ -8,7 +8,7 @@ use serde::Deserializer;
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
-use wasmconnect_sdk::{DatabaseKind, Record, Rejected, Statement, Value};
+use wasmconnect_sdk::{DatabaseKind, Record, Rejected, Statement, Value, json_kind};
 
 use crate::config::{Config, Mode};
 
@@ -267,8 +267,8 @@ fn row(
         }
         (other, _) => {
             return Err(format!(
-                "value is a JSON {}, expected an object",
-                json_type(&other)
+                "value is {}, expected an object",
+                json_kind(&other)
             ));
         }
     };
@@ -639,17 +639,6 @@ pub(crate) fn quote_table_for(kind: DatabaseKind, table: &str) -> String {
         .map(|part| quote_for(kind, part))
         .collect::<Vec<_>>()
         .join(".")
-}
-
-fn json_type(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "boolean",
-        Json::Number(_) => "number",
-        Json::String(_) => "string",
-        Json::Array(_) => "array",
-        Json::Object(_) => "object",
-    }
 }
 
 #[cfg(test)]
@@ -1040,7 +1029,7 @@ mod tests {
             .collect();
         assert_eq!(reasons.len(), 4, "{reasons:?}");
         assert!(reasons[0].1.starts_with("value is not valid JSON"));
-        assert_eq!(reasons[1].1, "value is a JSON array, expected an object");
+        assert_eq!(reasons[1].1, "value is an array, expected an object");
         assert_eq!(
             reasons[2].1,
             "value has no key column \"id\" (or it is null)"

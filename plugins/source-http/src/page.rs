@@ -3,7 +3,7 @@
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
-use wasmconnect_sdk::{HttpResponse, PluginError};
+use wasmconnect_sdk::{HttpResponse, PluginError, json_kind};
 
 use crate::config::{Config, Next};
 
@@ -65,7 +65,7 @@ pub fn read(config: &Config, url: &str, response: &HttpResponse) -> Result<Page,
             return Err(PluginError::Fatal(format!(
                 "GET {url}: items {:?} is {}, not an array",
                 config.items,
-                kind(other)
+                json_kind(other)
             )));
         }
         None => {
@@ -101,17 +101,6 @@ pub fn next_link(header: &str) -> Option<String> {
         });
         is_next.then(|| target.to_owned())
     })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

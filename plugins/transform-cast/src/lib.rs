@@ -17,7 +17,9 @@
 
 use serde::Deserialize;
 use serde_json::{Number, Value};
-use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Side, Transform, export_transform};
+use wasmconnect_sdk::{
+    ConfigKey, Host, PluginError, Record, Side, Transform, export_transform, json_kind,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +115,7 @@ pub fn cast(value: &Value, ty: Type) -> Result<Value, String> {
             Value::Bool(b) => *b,
             Value::Number(n) => n.as_f64() != Some(0.0),
             Value::String(s) => s.eq_ignore_ascii_case("true"),
-            other => return Err(format!("{} cannot be cast to boolean", kind(other))),
+            other => return Err(format!("{} cannot be cast to boolean", json_kind(other))),
         }),
         Type::Int(bits) => {
             let n: i128 = match value {
@@ -130,7 +132,7 @@ pub fn cast(value: &Value, ty: Type) -> Result<Value, String> {
                         .map(|f| f.trunc() as i128)
                         .map_err(|_| format!("{s:?} is not a number"))?,
                 },
-                other => return Err(format!("{} cannot be cast to int{bits}", kind(other))),
+                other => return Err(format!("{} cannot be cast to int{bits}", json_kind(other))),
             };
             let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
             if n < min || n > max {
@@ -146,7 +148,7 @@ pub fn cast(value: &Value, ty: Type) -> Result<Value, String> {
                     .trim()
                     .parse::<f64>()
                     .map_err(|_| format!("{s:?} is not a number"))?,
-                other => return Err(format!("{} cannot be cast to a float", kind(other))),
+                other => return Err(format!("{} cannot be cast to a float", json_kind(other))),
             };
             let f = if ty == Type::Float32 {
                 f64::from(f as f32)
@@ -156,17 +158,6 @@ pub fn cast(value: &Value, ty: Type) -> Result<Value, String> {
             Value::Number(Number::from_f64(f).ok_or_else(|| format!("{f} is no JSON number"))?)
         }
     })
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 pub struct Cast {
@@ -199,7 +190,7 @@ impl Transform for Cast {
                     return Err(format!(
                         "{:?} is {}, not an object with fields to cast",
                         self.on,
-                        kind(&json)
+                        json_kind(&json)
                     ));
                 };
                 for (field, ty) in fields {
