@@ -192,6 +192,8 @@ mod config;
 mod host;
 pub mod kafka_connect;
 mod record;
+#[cfg(feature = "time")]
+pub mod simple_date_format;
 mod sink;
 mod source;
 mod spec;

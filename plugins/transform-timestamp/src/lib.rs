@@ -28,7 +28,9 @@ use serde_json::Value;
 use time::format_description::OwnedFormatItem;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
-use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Side, Transform, export_transform};
+use wasmconnect_sdk::{
+    ConfigKey, Host, PluginError, Record, Side, Transform, export_transform, simple_date_format,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Target {
@@ -94,69 +96,6 @@ pub fn spec() -> Vec<ConfigKey> {
             .choices(&["value", "key"])
             .default("value"),
     ]
-}
-
-/// A SimpleDateFormat pattern as a `time` format description.
-pub fn translate(pattern: &str) -> Result<OwnedFormatItem, String> {
-    let mut out = String::new();
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let run = chars[i..].iter().take_while(|&&d| d == c).count();
-        if c == '\'' {
-            let end = chars[i + 1..]
-                .iter()
-                .position(|&d| d == '\'')
-                .ok_or_else(|| format!("format {pattern:?}: unterminated quote"))?;
-            let literal: String = chars[i + 1..i + 1 + end].iter().collect();
-            out.push_str(
-                if literal.is_empty() { "'" } else { &literal }
-                    .replace('[', "[[")
-                    .as_str(),
-            );
-            i += end + 2;
-            continue;
-        }
-        let item = match (c, run) {
-            ('y', 2) => "[year repr:last_two]",
-            ('y', _) => "[year]",
-            ('M', 2) => "[month]",
-            ('d', 2) => "[day]",
-            ('H', 2) => "[hour]",
-            ('h', 2) => "[hour repr:12]",
-            ('a', 1) => "[period]",
-            ('m', 2) => "[minute]",
-            ('s', 2) => "[second]",
-            ('S', 1) => "[subsecond digits:1]",
-            ('S', 2) => "[subsecond digits:2]",
-            ('S', 3) => "[subsecond digits:3]",
-            ('S', 6) => "[subsecond digits:6]",
-            ('S', 9) => "[subsecond digits:9]",
-            ('X', 1) => "[offset_hour sign:mandatory]",
-            ('X', 2) | ('Z', 1) => "[offset_hour sign:mandatory][offset_minute]",
-            ('X', 3) => "[offset_hour sign:mandatory]:[offset_minute]",
-            (c, _) if c.is_ascii_alphabetic() => {
-                return Err(format!(
-                    "format {pattern:?}: {} is not supported (yyyy, yy, MM, dd, HH, hh, a, mm, ss, S.., X, XX, XXX, Z, 'text')",
-                    c.to_string().repeat(run)
-                ));
-            }
-            ('[', _) => {
-                out.push_str(&"[[".repeat(run));
-                i += run;
-                continue;
-            }
-            (c, _) => {
-                out.push_str(&c.to_string().repeat(run));
-                i += run;
-                continue;
-            }
-        };
-        out.push_str(item);
-        i += run;
-    }
-    time::format_description::parse_owned::<2>(&out).map_err(|e| format!("format {pattern:?}: {e}"))
 }
 
 pub struct Converter {
@@ -256,7 +195,7 @@ impl Transform for Converter {
         let format = config
             .format
             .as_deref()
-            .map(translate)
+            .map(simple_date_format::parse)
             .transpose()
             .map_err(PluginError::Fatal)?;
         Ok(Converter { config, format })
@@ -373,7 +312,7 @@ mod tests {
             out[0].json().unwrap(),
             Some(json!({"at": "20251205", "id": 1}))
         );
-        let err = translate("yyyy-QQ").unwrap_err();
+        let err = simple_date_format::parse("yyyy-QQ").unwrap_err();
         assert!(err.contains("QQ"), "{err}");
     }
 }
