@@ -1,5 +1,6 @@
-//! `transform-route`: sends each record to a topic chosen by a field of its JSON value, or by
-//! a regex over its current topic (Kafka Connect's `RegexRouter`).
+//! `transform-route`: sends each record to a topic chosen by a field of its JSON value, by a
+//! regex over its current topic (Kafka Connect's `RegexRouter`), or by its timestamp (Kafka
+//! Connect's `TimestampRouter`).
 //!
 //! ```yaml
 //! config:
@@ -9,8 +10,14 @@
 //!   regex: "^(.*)-raw$"         # a topic matching this ...
 //!   replacement: "$1-clean"     # ... becomes this; others keep their topic
 //!   whole_topic: false          # true: the regex must match the whole topic (RegexRouter)
+//!   # or:
+//!   timestamp_format: yyyyMMdd  # the record's timestamp (UTC) in this SimpleDateFormat ...
+//!   topic: "{topic}-{timestamp}"  # ... fills {timestamp}; this template is the default
 //! ```
 //!
+//! Templates take `{name}` and Kafka Connect's `${name}` alike. A record without a timestamp
+//! cannot be routed by it and is rejected (the connector's `errors:` policy decides its fate),
+//! as TimestampRouter fails on one.
 //! In `replacement`, `$1` is the first group even when a letter or `_` follows it (`$1_v2`),
 //! as in Kafka Connect, and `${name}` a named group.
 //! A record whose field is missing keeps its topic (or goes to `default_topic` when set);
@@ -19,7 +26,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Transform, export_transform};
+use wasmconnect_sdk::{
+    ConfigKey, Host, PluginError, Record, Transform, export_transform, simple_date_format,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +45,8 @@ pub struct Config {
     pub replacement: Option<String>,
     #[serde(default)]
     pub whole_topic: bool,
+    #[serde(default)]
+    pub timestamp_format: Option<String>,
 }
 
 /// The keys of [`Config`], as the plugin's `config-spec` describes them.
@@ -45,8 +56,11 @@ pub fn spec() -> Vec<ConfigKey> {
             "field",
             "JSON pointer to the field whose value chooses the topic",
         ),
-        ConfigKey::text("topic", "Template of the topic, with {field} and {topic}")
-            .default("{field}"),
+        ConfigKey::text(
+            "topic",
+            "Template of the topic, with {field} (or {timestamp}) and {topic}; default {field} \
+             (with timestamp_format: {topic}-{timestamp})",
+        ),
         ConfigKey::text(
             "default_topic",
             "Where records without the field go; unset: they keep their topic",
@@ -64,12 +78,24 @@ pub fn spec() -> Vec<ConfigKey> {
             "The regex must match the whole topic, not a part of it",
         )
         .default(false),
+        ConfigKey::text(
+            "timestamp_format",
+            "Route by the record's timestamp in this SimpleDateFormat pattern, e.g. yyyyMMdd \
+             (instead of field or regex)",
+        ),
     ]
+}
+
+/// How a record's topic is chosen.
+enum Rule {
+    Field,
+    Regex(regex_lite::Regex, String),
+    Timestamp(time::format_description::OwnedFormatItem),
 }
 
 pub struct Route {
     config: Config,
-    regex: Option<(regex_lite::Regex, String)>,
+    rule: Rule,
 }
 
 impl Transform for Route {
@@ -80,70 +106,106 @@ impl Transform for Route {
     }
 
     fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
-        let regex = match (&config.field, &config.regex, &config.replacement) {
-            (Some(field), None, None) if field.starts_with('/') => None,
-            (Some(field), None, None) => {
+        let rule = match (
+            &config.field,
+            &config.regex,
+            &config.replacement,
+            &config.timestamp_format,
+        ) {
+            (Some(field), None, None, None) if field.starts_with('/') => Rule::Field,
+            (Some(field), None, None, None) => {
                 return Err(PluginError::Fatal(format!(
                     "field {field:?} is not a JSON pointer: it must start with '/'"
                 )));
             }
-            (None, Some(pattern), Some(replacement)) => {
+            (None, Some(pattern), Some(replacement), None) => {
                 let anchored = if config.whole_topic {
                     format!("^(?:{pattern})$")
                 } else {
                     pattern.clone()
                 };
-                Some((
+                Rule::Regex(
                     regex_lite::Regex::new(&anchored)
                         .map_err(|e| PluginError::Fatal(format!("regex {pattern:?}: {e}")))?,
                     numbered_groups(replacement),
-                ))
+                )
             }
+            (None, None, None, Some(pattern)) => Rule::Timestamp(
+                simple_date_format::parse(pattern)
+                    .map_err(|e| PluginError::Fatal(format!("timestamp_format: {e}")))?,
+            ),
             _ => {
                 return Err(PluginError::Fatal(
-                    "set either `field` (with an optional `topic` template) or `regex` with `replacement`"
+                    "set one of `field` (with an optional `topic` template), `regex` with \
+                     `replacement`, or `timestamp_format` (with an optional `topic` template)"
                         .into(),
                 ));
             }
         };
-        Ok(Route { config, regex })
+        Ok(Route { config, rule })
     }
 
     fn apply(&mut self, mut record: Record, _host: &dyn Host) -> Result<Vec<Record>, String> {
-        if let Some((regex, replacement)) = &self.regex {
-            if regex.is_match(&record.topic) {
-                record.topic = regex
-                    .replace(&record.topic, replacement.as_str())
-                    .into_owned();
+        match &self.rule {
+            Rule::Regex(regex, replacement) => {
+                if regex.is_match(&record.topic) {
+                    record.topic = regex
+                        .replace(&record.topic, replacement.as_str())
+                        .into_owned();
+                }
             }
-            return Ok(vec![record]);
-        }
-        let pointer = self.config.field.as_deref().unwrap_or_default();
-        let value = record.json()?;
-        let field = value
-            .as_ref()
-            .and_then(|v| v.pointer(pointer))
-            .and_then(|f| match f {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            });
-        match field {
-            Some(field) => {
-                let template = self.config.topic.as_deref().unwrap_or("{field}");
-                record.topic = template
-                    .replace("{field}", &field)
-                    .replace("{topic}", &record.topic);
+            Rule::Timestamp(format) => {
+                let ms = record
+                    .timestamp
+                    .ok_or("the record has no timestamp to route by (timestamp_format is set)")?;
+                let at =
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                        .map_err(|e| format!("timestamp {ms}: {e}"))?;
+                let stamp = at
+                    .format(format)
+                    .map_err(|e| format!("timestamp {ms} in timestamp_format: {e}"))?;
+                let template = self
+                    .config
+                    .topic
+                    .as_deref()
+                    .unwrap_or("{topic}-{timestamp}");
+                record.topic = fill(&fill(template, "timestamp", &stamp), "topic", &record.topic);
             }
-            None => {
-                if let Some(default) = &self.config.default_topic {
-                    record.topic = default.clone();
+            Rule::Field => {
+                let pointer = self.config.field.as_deref().unwrap_or_default();
+                let value = record.json()?;
+                let field = value
+                    .as_ref()
+                    .and_then(|v| v.pointer(pointer))
+                    .and_then(|f| match f {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        Value::Bool(b) => Some(b.to_string()),
+                        _ => None,
+                    });
+                match field {
+                    Some(field) => {
+                        let template = self.config.topic.as_deref().unwrap_or("{field}");
+                        record.topic =
+                            fill(&fill(template, "field", &field), "topic", &record.topic);
+                    }
+                    None => {
+                        if let Some(default) = &self.config.default_topic {
+                            record.topic = default.clone();
+                        }
+                    }
                 }
             }
         }
         Ok(vec![record])
     }
+}
+
+/// `template` with `${name}` and `{name}` replaced by `value`.
+fn fill(template: &str, name: &str, value: &str) -> String {
+    template
+        .replace(&format!("${{{name}}}"), value)
+        .replace(&format!("{{{name}}}"), value)
 }
 
 /// `replacement` with each `$N` written `${N}`, so that a letter or `_` after it is text, as
@@ -170,11 +232,15 @@ fn numbered_groups(replacement: &str) -> String {
 }
 
 /// What Kafka Connect users know this transform as: `RegexRouter`, whose regex matches the
-/// whole topic.
+/// whole topic, and `TimestampRouter`.
 pub const KAFKA_CONNECT: &str = r#"{"classes": {
   "org.apache.kafka.connect.transforms.RegexRouter": {
     "keys": {"regex": "regex", "replacement": "replacement"},
     "defaults": {"whole_topic": true}
+  },
+  "org.apache.kafka.connect.transforms.TimestampRouter": {
+    "keys": {"topic.format": "topic", "timestamp.format": "timestamp_format"},
+    "defaults": {"topic": "${topic}-${timestamp}", "timestamp_format": "yyyyMMdd"}
   }
 }}"#;
 wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
@@ -233,6 +299,31 @@ mod tests {
             numbered_groups("$1_v$22$$3${name}"),
             "${1}_v${22}$$3${name}"
         );
+    }
+
+    #[test]
+    fn the_timestamp_routes_as_timestamp_router_does() {
+        let host = FakeHost::new();
+        let at = |config: Value, timestamp| {
+            let mut r = Route::open(serde_json::from_value(config).unwrap(), &host).unwrap();
+            let record = Record {
+                topic: "orders".into(),
+                timestamp,
+                ..Record::default()
+            };
+            r.apply(record, &host).map(|mut out| out.remove(0).topic)
+        };
+        // 2026-12-06T02:50:00Z; Kafka Connect's defaults, and its `${}` template syntax.
+        let ms = Some(1_796_525_400_000);
+        let defaults = json!({"timestamp_format": "yyyyMMdd"});
+        assert_eq!(at(defaults.clone(), ms).unwrap(), "orders-20261206");
+        let hourly =
+            json!({"timestamp_format": "yyyy-MM-dd'T'HH", "topic": "${topic}_${timestamp}"});
+        assert_eq!(at(hourly, ms).unwrap(), "orders_2026-12-06T02");
+        let err = at(defaults, None).unwrap_err();
+        assert!(err.contains("no timestamp"), "{err}");
+        let bad: Config = serde_json::from_value(json!({"timestamp_format": "yyyyQQ"})).unwrap();
+        assert!(Route::open(bad, &host).is_err());
     }
 
     #[test]
