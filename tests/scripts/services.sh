@@ -321,6 +321,7 @@ build_plugins() {
     -p sink-sql -p sink-http -p source-http -p source-sql -p source-datagen \
     -p transform-filter -p transform-fields -p transform-route -p transform-flatten \
     -p source-postgres-cdc -p transform-unwrap -p transform-cast -p transform-timestamp \
+    -p transform-extract -p transform-key -p transform-headers \
     -p sink-misbehave -p source-misbehave -p sink-probe -p sink-other-contract -p transform-identity \
     -p transform-misbehave -p transform-impure
 }
