@@ -33,6 +33,9 @@ pub enum Counter {
     RecordsRejected,
     /// Records a transform rejected (stage TRANSFORMATION).
     RecordsRejectedByTransforms,
+    /// Records a transform's `when`/`unless` passed by without calling the plugin (one per
+    /// transform passed).
+    RecordsPassedByConditions,
     /// Records whose key or value did not decode (a sink's) or encode (a source's, a sink to
     /// a topic's): stages KEY_CONVERTER, VALUE_CONVERTER.
     RecordsNotConverted,
@@ -49,7 +52,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 16] = [
         Counter::RecordsRead,
         Counter::RecordsWritten,
         Counter::RecordsPolled,
@@ -59,6 +62,7 @@ impl Counter {
         Counter::Traps,
         Counter::RecordsRejected,
         Counter::RecordsRejectedByTransforms,
+        Counter::RecordsPassedByConditions,
         Counter::RecordsNotConverted,
         Counter::RecordsDeadLettered,
         Counter::PositionsCommitted,
@@ -106,6 +110,10 @@ impl Counter {
                 "wasmconnect_transform_records_rejected_total",
                 "Records a transform rejected.",
             ),
+            Counter::RecordsPassedByConditions => (
+                "wasmconnect_transform_records_passed_by_total",
+                "Records a transform's when/unless condition passed by without calling the plugin.",
+            ),
             Counter::RecordsNotConverted => (
                 "wasmconnect_converter_records_failed_total",
                 "Records whose key or value did not decode from, or encode into, the connector's format.",
@@ -144,6 +152,7 @@ impl Counter {
             Counter::Traps => "traps",
             Counter::RecordsRejected => "records_rejected",
             Counter::RecordsRejectedByTransforms => "records_rejected_by_transforms",
+            Counter::RecordsPassedByConditions => "records_passed_by_conditions",
             Counter::RecordsNotConverted => "records_not_converted",
             Counter::RecordsDeadLettered => "records_dead_lettered",
             Counter::PositionsCommitted => "positions_committed",

@@ -156,6 +156,12 @@ impl Chain {
                     .collect();
                 (given.len() < batch.len()).then_some(given)
             });
+            if let Some(given) = &given {
+                status.count(
+                    Counter::RecordsPassedByConditions,
+                    batch.len() - given.len(),
+                );
+            }
             let subset: Vec<Record>;
             let inputs_of_step: &[Record] = match &given {
                 Some(given) => {
