@@ -465,3 +465,167 @@ async fn an_idle_publication_does_not_make_the_server_keep_wal() -> anyhow::Resu
     daemon.terminate(Duration::from_secs(10)).await?;
     drop_slot(&pg, &name).await
 }
+
+/// One replication pipeline through every transform Kafka Connect users add to a change
+/// stream, on the source connector: unwrap (ExtractNewRecordState), Cast, TimestampConverter,
+/// HeaderFrom, ValueToKey, InsertHeader, DropHeaders, HoistField (passed by tombstones through
+/// `unless`, counted), TimestampRouter.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_stream_goes_through_every_transform_and_conditions_pass_records_by()
+-> anyhow::Result<()> {
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (name, table, prefix) = (unique("cdc_e"), unique("cdc_e"), unique("pg"));
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, region text, amount numeric(10,2), \
+         created timestamptz)"
+    ))
+    .await?;
+    // TimestampRouter appends the commit's year; a run across New Year's midnight sees two.
+    let year = pg
+        .count("SELECT extract(year FROM now() AT TIME ZONE 'UTC')::bigint")
+        .await?;
+    let routed: Vec<String> = [year, year + 1]
+        .iter()
+        .map(|y| format!("{prefix}.public.{table}-{y}"))
+        .collect();
+    for topic in &routed {
+        broker.create_topic(topic, 1).await?;
+    }
+    let step = |plugin: &str, config: &str, condition: &str| -> anyhow::Result<String> {
+        Ok(format!(
+            "  - plugin: {}\n    config: {config}\n{condition}",
+            paths::plugin(plugin)?.display()
+        ))
+    };
+    let transforms = [
+        step(
+            "transform-unwrap",
+            "{ delete_handling: tombstone, add_fields: [op] }",
+            "",
+        )?,
+        step("transform-cast", "{ spec: \"amount:float64\" }", "")?,
+        step(
+            "transform-timestamp",
+            "{ field: created, target_type: unix }",
+            "",
+        )?,
+        step(
+            "transform-headers",
+            "{ from_fields: [__op], headers: [op], operation: move }",
+            "",
+        )?,
+        step("transform-key", "{ fields: [id, region] }", "")?,
+        step(
+            "transform-headers",
+            "{ insert: { pipeline: cdc, scratch: x } }",
+            "",
+        )?,
+        step("transform-headers", "{ drop: [scratch] }", "")?,
+        step(
+            "transform-extract",
+            "{ hoist: row }",
+            "    unless: { is_tombstone: true }\n",
+        )?,
+        step(
+            "transform-route",
+            "{ timestamp_format: yyyy, topic: \"{topic}-{timestamp}\" }",
+            "",
+        )?,
+    ]
+    .concat();
+    let connector = cdc(
+        &name,
+        &prefix,
+        &[&table],
+        &format!("transforms:\n{transforms}"),
+        "\nsnapshot_mode: never",
+    )?;
+    let mut daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    daemon
+        .wait_log(&["capturing", &table], Duration::from_secs(60))
+        .await?;
+    for statement in [
+        "INSERT INTO {t} VALUES (1, 'eu', 12.50, '2026-01-02 03:04:05.678+00'), \
+         (2, 'us', 3, NULL), (3, 'eu', NULL, NULL)",
+        "UPDATE {t} SET amount = 4.25 WHERE id = 2",
+        "DELETE FROM {t} WHERE id = 3",
+    ] {
+        pg.execute(&statement.replace("{t}", &table)).await?;
+    }
+    let records = wait_until("five records routed", Duration::from_secs(60), || async {
+        let mut records = Vec::new();
+        for topic in &routed {
+            records.extend(broker.read_all(topic).await?);
+        }
+        Ok(if records.len() >= 5 {
+            Ok(records)
+        } else {
+            Err(format!("{} records", records.len()))
+        })
+    })
+    .await;
+    let records = match records {
+        Ok(records) => records,
+        Err(e) => anyhow::bail!("{e}\n{}", daemon.log().join("\n")),
+    };
+    let text = |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    let seen: Vec<(Option<String>, Option<Json>, Vec<(String, Option<String>)>)> = records
+        .iter()
+        .map(|r| {
+            (
+                text(&r.key),
+                parse(r),
+                r.headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), text(v)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let headers = |op: &str| {
+        vec![
+            ("op".to_owned(), Some(op.to_owned())),
+            ("pipeline".to_owned(), Some("cdc".to_owned())),
+        ]
+    };
+    let row = |id: i64, region: &str, amount: Json, created: Json| serde_json::json!({"row": {"id": id, "region": region, "amount": amount, "created": created}});
+    assert_eq!(
+        seen,
+        vec![
+            (
+                Some(r#"{"id":1,"region":"eu"}"#.to_owned()),
+                Some(row(1, "eu", 12.5.into(), 1_767_323_045_678i64.into())),
+                headers("c")
+            ),
+            (
+                Some(r#"{"id":2,"region":"us"}"#.to_owned()),
+                Some(row(2, "us", 3.0.into(), Json::Null)),
+                headers("c")
+            ),
+            (
+                Some(r#"{"id":3,"region":"eu"}"#.to_owned()),
+                Some(row(3, "eu", Json::Null, Json::Null)),
+                headers("c")
+            ),
+            (
+                Some(r#"{"id":2,"region":"us"}"#.to_owned()),
+                Some(row(2, "us", 4.25.into(), Json::Null)),
+                headers("u")
+            ),
+            // The delete's tombstone keeps the source's key, gets the inserted header, and is
+            // passed by HoistField (which would have made it {"row": null}).
+            (
+                Some(r#"{"id":3}"#.to_owned()),
+                None,
+                vec![("pipeline".to_owned(), Some("cdc".to_owned()))]
+            ),
+        ]
+    );
+    let status = daemon.status(&name).await?;
+    assert_eq!(
+        status["tasks"][0]["counters"]["records_passed_by_conditions"], 1,
+        "{status}"
+    );
+    daemon.terminate(Duration::from_secs(10)).await?;
+    drop_slot(&pg, &name).await
+}
