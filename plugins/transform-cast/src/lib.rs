@@ -205,6 +205,21 @@ impl Transform for Cast {
     }
 }
 
+/// What Kafka Connect users know this transform as.
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "org.apache.kafka.connect.transforms.Cast$Value": {
+    "keys": {"spec": "spec"},
+    "settings": [{"key": "replace.null.with.default", "accepted": ["true", "false"], "because": "values have no schema defaults"}],
+    "defaults": {"on": "value"}
+  },
+  "org.apache.kafka.connect.transforms.Cast$Key": {
+    "keys": {"spec": "spec"},
+    "settings": [{"key": "replace.null.with.default", "accepted": ["true", "false"], "because": "values have no schema defaults"}],
+    "defaults": {"on": "key"}
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
+
 export_transform!(Cast);
 
 #[cfg(test)]

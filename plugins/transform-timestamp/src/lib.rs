@@ -221,6 +221,21 @@ impl Transform for Converter {
     }
 }
 
+/// What Kafka Connect users know this transform as.
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "org.apache.kafka.connect.transforms.TimestampConverter$Value": {
+    "keys": {"field": "field", "target.type": "target_type", "format": "format", "unix.precision": "unix_precision"},
+    "settings": [{"key": "replace.null.with.default", "accepted": ["true", "false"], "because": "values have no schema defaults"}],
+    "defaults": {"on": "value"}
+  },
+  "org.apache.kafka.connect.transforms.TimestampConverter$Key": {
+    "keys": {"field": "field", "target.type": "target_type", "format": "format", "unix.precision": "unix_precision"},
+    "settings": [{"key": "replace.null.with.default", "accepted": ["true", "false"], "because": "values have no schema defaults"}],
+    "defaults": {"on": "key"}
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
+
 export_transform!(Converter);
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub enum DeleteHandling {
     #[default]
     Tombstone,
     Rewrite,
+    /// Also as Debezium spells it, `rewrite-with-tombstone`.
+    #[serde(alias = "rewrite-with-tombstone")]
     RewriteWithTombstone,
 }
 
@@ -61,7 +63,13 @@ pub fn spec() -> Vec<ConfigKey> {
             "What a delete becomes: drop, tombstone (keep the tombstone after it), rewrite (its \
              before image with __deleted) or rewrite_with_tombstone",
         )
-        .choices(&["drop", "tombstone", "rewrite", "rewrite_with_tombstone"])
+        .choices(&[
+            "drop",
+            "tombstone",
+            "rewrite",
+            "rewrite_with_tombstone",
+            "rewrite-with-tombstone",
+        ])
         .default("tombstone"),
         ConfigKey::array(
             "add_fields",
@@ -173,6 +181,24 @@ fn event_field(event: &Value, name: &str) -> Value {
     };
     found.cloned().unwrap_or(Value::Null)
 }
+
+/// What Debezium users know this transform as.
+pub const KAFKA_CONNECT: &str = r#"{"classes": {
+  "io.debezium.transforms.ExtractNewRecordState": {
+    "keys": {
+      "delete.tombstone.handling.mode": "delete_handling",
+      "add.fields": "add_fields",
+      "add.headers": "add_headers",
+      "add.fields.prefix": "prefix"
+    },
+    "settings": [
+      {"key": "add.headers.prefix", "accepted": ["__"], "because": "fields and headers share add.fields.prefix"},
+      {"key": "drop.tombstones", "because": "deprecated by Debezium: set delete.tombstone.handling.mode"},
+      {"key": "delete.handling.mode", "because": "deprecated by Debezium: set delete.tombstone.handling.mode"}
+    ]
+  }
+}}"#;
+wasmconnect_sdk::kafka_connect!(KAFKA_CONNECT);
 
 export_transform!(Unwrap);
 

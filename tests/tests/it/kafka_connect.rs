@@ -411,21 +411,44 @@ async fn a_confluent_jdbc_sink_config_writes_into_postgresql_on_its_own_database
             "org.apache.kafka.connect.transforms.ReplaceField$Value"
         ])
     );
-    for (class, alias) in [
-        (
-            "transform_filter",
-            "org.apache.kafka.connect.transforms.Filter",
-        ),
-        (
-            "transform_flatten",
-            "org.apache.kafka.connect.transforms.Flatten$Value",
-        ),
+    let kc = |name: &str| format!("org.apache.kafka.connect.transforms.{name}");
+    for (class, classes) in [
+        ("transform_filter", vec![kc("Filter")]),
+        ("transform_flatten", vec![kc("Flatten$Value")]),
         (
             "transform_route",
-            "org.apache.kafka.connect.transforms.RegexRouter",
+            vec![kc("RegexRouter"), kc("TimestampRouter")],
+        ),
+        (
+            "transform_unwrap",
+            vec!["io.debezium.transforms.ExtractNewRecordState".to_owned()],
+        ),
+        ("transform_cast", vec![kc("Cast$Key"), kc("Cast$Value")]),
+        (
+            "transform_timestamp",
+            vec![kc("TimestampConverter$Key"), kc("TimestampConverter$Value")],
+        ),
+        (
+            "transform_extract",
+            vec![
+                kc("ExtractField$Key"),
+                kc("ExtractField$Value"),
+                kc("HoistField$Key"),
+                kc("HoistField$Value"),
+            ],
+        ),
+        ("transform_key", vec![kc("ValueToKey")]),
+        (
+            "transform_headers",
+            vec![
+                kc("DropHeaders"),
+                kc("HeaderFrom$Key"),
+                kc("HeaderFrom$Value"),
+                kc("InsertHeader"),
+            ],
         ),
     ] {
-        assert_eq!(aliases(class), json!([alias]), "{listed}");
+        assert_eq!(aliases(class), json!(classes), "{listed}");
     }
 
     // As Confluent documents the JDBC sink (PostgreSQL, upsert by a value field), with SMTs
