@@ -466,6 +466,9 @@ async fn an_idle_publication_does_not_make_the_server_keep_wal() -> anyhow::Resu
     drop_slot(&pg, &name).await
 }
 
+/// A record as the pipeline test compares it: key text, value, headers as text.
+type Seen = (Option<String>, Option<Json>, Vec<(String, Option<String>)>);
+
 /// One replication pipeline through every transform Kafka Connect users add to a change
 /// stream, on the source connector: unwrap (ExtractNewRecordState), Cast, TimestampConverter,
 /// HeaderFrom, ValueToKey, InsertHeader, DropHeaders, HoistField (passed by tombstones through
@@ -569,7 +572,7 @@ async fn a_change_stream_goes_through_every_transform_and_conditions_pass_record
         Err(e) => anyhow::bail!("{e}\n{}", daemon.log().join("\n")),
     };
     let text = |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
-    let seen: Vec<(Option<String>, Option<Json>, Vec<(String, Option<String>)>)> = records
+    let seen: Vec<Seen> = records
         .iter()
         .map(|r| {
             (
