@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wasmconnect::worker::{LiveStatus, Worker};
-use wasmconnect::{admin, config, logging};
+use wasmconnect::{admin, config, kafka, logging};
 
 #[derive(Parser)]
 #[command(
@@ -260,13 +260,34 @@ async fn run(
     live: bool,
     loggers: logging::Loggers,
 ) -> anyhow::Result<ExitCode> {
-    let config = match load(&path) {
+    let mut config = match load(&path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::from(1));
         }
     };
+    // Dropped at the end of `run`, after the drain: the last commits reach it.
+    let embedded = match config.kafka.bootstrap_servers.trim() == config::EMBEDDED_BROKER {
+        false => None,
+        true => match kafka::EmbeddedBroker::start(&config) {
+            Ok(broker) => {
+                tracing::warn!(
+                    "kafka.bootstrap_servers is embedded: a broker inside this process on {}, \
+                     in memory; its topics and the sources' positions are gone when it exits",
+                    broker.bootstrap_servers()
+                );
+                Some(broker)
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot start the embedded broker (kafka.bootstrap_servers: embedded): {e}"
+                );
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
+    embed(&mut config, embedded.as_ref());
     let admin = config.admin.clone();
     let listen = admin.listen.clone();
     let worker = match Worker::build(config) {
@@ -314,7 +335,7 @@ async fn run(
         tokio::select! {
             signal = signals.next() => match signal? {
                 Signal::Stop => break,
-                Signal::Reload => reload(&worker, &path).await,
+                Signal::Reload => reload(&worker, &path, embedded.as_ref()).await,
             },
             _ = poll.tick() => {
                 if live {
@@ -324,7 +345,7 @@ async fn run(
                     let now = modified(&path);
                     if now != seen {
                         seen = now;
-                        reload(&worker, &path).await;
+                        reload(&worker, &path, embedded.as_ref()).await;
                     }
                 }
             }
@@ -342,15 +363,30 @@ async fn run(
     } else {
         tracing::warn!("stopped before every task finished within worker.shutdown_grace_ms");
     }
+    drop(embedded);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Points a config naming the embedded broker at the one this process runs, if it runs one;
+/// a reload does the same, so an unchanged `embedded` is no change of `kafka`.
+fn embed(config: &mut config::Config, embedded: Option<&kafka::EmbeddedBroker>) {
+    if let Some(broker) = embedded
+        && config.kafka.bootstrap_servers.trim() == config::EMBEDDED_BROKER
+    {
+        config.kafka.bootstrap_servers = broker.bootstrap_servers();
+        config.kafka.embedded = true;
+    }
 }
 
 /// Reads the config again and applies it; an invalid file, or a change a reload cannot
 /// apply, keeps everything running as it was and is reported in the log and in /health.
-async fn reload(worker: &Worker, path: &std::path::Path) {
+async fn reload(worker: &Worker, path: &std::path::Path, embedded: Option<&kafka::EmbeddedBroker>) {
     tracing::info!("reloading {}", path.display());
     let outcome = match load(path) {
-        Ok(config) => worker.reload(config).await.map_err(|e| e.to_string()),
+        Ok(mut config) => {
+            embed(&mut config, embedded);
+            worker.reload(config).await.map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     match outcome {

@@ -27,8 +27,9 @@ pub use format::{
 pub use grant::HttpGrant;
 pub use model::{
     BatchConfig, ClusterConfig, Config, ConnectorConfig, ConnectorKind, DatabaseConfig,
-    DatabaseKind, ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig, Limits, NoRole,
-    OffsetsTopicConfig, Predicate, Role, TransformConfig, WorkerConfig, topic_pattern,
+    DatabaseKind, EMBEDDED_BROKER, ExactlyOnceConfig, Grants, HttpTls, InFlightConfig, KafkaConfig,
+    Limits, NoRole, OffsetsTopicConfig, Predicate, Role, TransformConfig, WorkerConfig,
+    topic_pattern,
 };
 pub use placeholders::{Environment, Expanded, Sources, expand, substitute};
 pub use policy::{DeadLetterConfig, ErrorPolicy, RestartConfig, RetryPolicy, Tolerance};

@@ -37,11 +37,19 @@ pub struct Config {
     pub secrets: Vec<String>,
 }
 
+/// The `kafka.bootstrap_servers` that runs a broker inside the daemon (`kafka::EmbeddedBroker`).
+pub const EMBEDDED_BROKER: &str = "embedded";
+
 /// Kafka client settings shared by every connector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
+    /// `host:port,...`, or [`EMBEDDED_BROKER`].
     pub bootstrap_servers: String,
+    /// Set by `run` when `bootstrap_servers` was [`EMBEDDED_BROKER`] and now names the
+    /// broker it started: one that keeps topics in memory, deleting nothing by retention.
+    #[serde(skip)]
+    pub embedded: bool,
     /// Passed to librdkafka as they are (`security.protocol`, `socket.keepalive.enable`, ...),
     /// to every client: consumers, producers and the admin client.
     #[serde(default, deserialize_with = "scalar_map")]

@@ -1,13 +1,15 @@
 //! rdkafka wrappers: what a refusal by the brokers means (`access`), a worker's membership of
 //! its cluster (`membership`) and the topics its workers share (`shared_topic`), the sink consumer with its rebalance hooks, the source producer with its
 //! delivery reports, the writer of a sink to a topic, the offsets topic where sources keep
-//! their positions, dead-letter topics, and the creation of the topics the runtime owns.
+//! their positions, dead-letter topics, the creation of the topics the runtime owns, and the
+//! broker a daemon may embed for a first run.
 
 mod access;
 mod admin;
 mod commit_ledger;
 mod consumer;
 mod dead_letter;
+mod embedded;
 mod group_offsets;
 mod membership;
 mod positions;
@@ -23,6 +25,7 @@ pub use consumer::{
     lags, sink_consumer,
 };
 pub use dead_letter::{DeadLetterQueue, Failure, Stage};
+pub use embedded::EmbeddedBroker;
 pub use group_offsets::{GroupOffsets, GroupOffsetsError, PartitionOffsets};
 pub use membership::{Membership, Ownership, ensure_slots};
 pub use positions::{PositionStore, PositionStoreError};

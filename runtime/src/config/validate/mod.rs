@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::grant::HttpGrant;
-use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role, topic_pattern};
+use super::model::{
+    Config, ConnectorConfig, ConnectorKind, DatabaseKind, EMBEDDED_BROKER, Role, topic_pattern,
+};
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +60,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     if config.kafka.bootstrap_servers.trim().is_empty() {
         v.problem(
             "kafka.bootstrap_servers",
-            "must name at least one broker (host:port)",
+            "must name at least one broker (host:port), or be `embedded`",
         );
     }
     v.managed_properties("kafka.properties", config.kafka.properties.keys());
@@ -151,6 +153,13 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     );
     if let Some(cluster) = &config.worker.cluster {
         v.cluster(cluster);
+        if config.kafka.bootstrap_servers.trim() == EMBEDDED_BROKER {
+            v.problem(
+                "kafka.bootstrap_servers",
+                "embedded runs a broker inside this process, which no other worker reaches: \
+                 worker.cluster needs a broker its workers share",
+            );
+        }
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, connector) in config.connectors.iter().enumerate() {
