@@ -103,14 +103,14 @@ async fn the_shipped_pipeline_fills_sqlite_with_the_orders_that_are_not_cancelle
     Ok(())
 }
 
-/// Ctrl-C on a terminal signals the whole foreground process group: the quickstart script,
-/// the daemon, and (before the fix) the broker the script started, which then stopped under
-/// the daemon's drain, so the daemon logged broker errors, waited out its grace period and
-/// warned that not every task finished. The broker now runs in its own session and is
-/// stopped by the script after the daemon exits.
+/// Ctrl-C on a terminal signals the whole foreground process group: the quickstart script
+/// and the daemon. Run as a newcomer runs it (no broker named: the daemon's embedded one),
+/// the daemon fills SQLite, reloads the file on SIGHUP (still `embedded`: no change), then
+/// drains against its broker, which it stops last: no broker errors, every task finished,
+/// and the broker's port closed once the quickstart exited.
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_on_the_quickstart_drains_the_daemon_before_its_broker_stops() -> anyhow::Result<()>
-{
+async fn the_quickstart_on_its_embedded_broker_fills_sqlite_and_stops_cleanly_on_ctrl_c()
+-> anyhow::Result<()> {
     let root = paths::repo_root();
     let plugins = paths::plugin("sink-sql")?;
     anyhow::ensure!(
@@ -125,15 +125,12 @@ async fn ctrl_c_on_the_quickstart_drains_the_daemon_before_its_broker_stops() ->
     let cache = tempfile::tempdir()?;
     let free =
         || -> anyhow::Result<u16> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
-    let broker_port = free()?;
     let log_path = cache.path().join("quickstart.log");
     let log = std::fs::File::create(&log_path)?;
     let script = Command::new("bash")
         .arg(root.join("tests/scripts/quickstart.sh"))
         .env("WASMCONNECT_BIN", paths::wasmconnect_bin()?)
-        .env("WASMCONNECT_TANSU", paths::tansu()?)
         .env("WASMCONNECT_CACHE", cache.path())
-        .env("QUICKSTART_BROKER_PORT", broker_port.to_string())
         .env("WASMCONNECT_ADMIN", format!("127.0.0.1:{}", free()?))
         .env("DATABASE_URL", &db.url)
         .env("DATAGEN_RATE", "200")
@@ -156,8 +153,23 @@ async fn ctrl_c_on_the_quickstart_drains_the_daemon_before_its_broker_stops() ->
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", read_log()))?;
 
-    // Ctrl-C: SIGINT to the foreground process group.
     let script = Job(std::sync::Mutex::new(script));
+    // SIGHUP reloads the unchanged file: still `embedded`, so no change of `kafka`.
+    script.signal(Signal::SIGHUP)?;
+    wait_until("the reload", Duration::from_secs(30), || async {
+        let log = read_log();
+        Ok(if log.contains("reloaded:") {
+            Ok(())
+        } else if log.contains("reload refused") {
+            Err(format!("refused: {log}"))
+        } else {
+            Err("not yet".to_string())
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", read_log()))?;
+
+    // Ctrl-C: SIGINT to the foreground process group.
     script.signal(Signal::SIGINT)?;
     let status = wait_until(
         "the quickstart to exit",
@@ -186,16 +198,21 @@ async fn ctrl_c_on_the_quickstart_drains_the_daemon_before_its_broker_stops() ->
         !log.contains("BrokerTransportFailure") && !log.contains("AllBrokersDown"),
         "the broker went away under the drain:\n{log}"
     );
-    // The script waited for its broker to stop.
+    // The embedded broker went with the daemon.
+    let at = "a broker inside this process on ";
+    let address = log
+        .split_once(at)
+        .and_then(|(_, rest)| rest.split(',').next())
+        .ok_or_else(|| anyhow::anyhow!("no embedded broker announced:\n{log}"))?;
     assert!(
-        TcpStream::connect(("127.0.0.1", broker_port)).is_err(),
-        "the broker outlived the quickstart:\n{log}"
+        TcpStream::connect(address).is_err(),
+        "the embedded broker outlived the quickstart:\n{log}"
     );
     Ok(())
 }
 
 /// A script run as a terminal's foreground job; on drop (a failed test) it gets SIGTERM, as
-/// a closed terminal would send, so it stops the broker it started.
+/// a closed terminal would send, so the daemon stops.
 struct Job(std::sync::Mutex<std::process::Child>);
 
 impl Job {
