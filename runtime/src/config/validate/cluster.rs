@@ -1,10 +1,17 @@
 //! `worker.cluster`: the cluster a worker joins.
 
 use super::Validator;
-use crate::config::model::ClusterConfig;
+use crate::config::model::{ClusterConfig, EMBEDDED_BROKER, KafkaConfig};
 
 impl Validator {
-    pub(super) fn cluster(&mut self, cluster: &ClusterConfig) {
+    pub(super) fn cluster(&mut self, cluster: &ClusterConfig, kafka: &KafkaConfig) {
+        if kafka.bootstrap_servers.trim() == EMBEDDED_BROKER {
+            self.problem(
+                "kafka.bootstrap_servers",
+                "embedded runs a broker inside this process, which no other worker reaches: \
+                 worker.cluster needs a broker its workers share",
+            );
+        }
         if !is_group_name(&cluster.group) {
             self.problem(
                 "worker.cluster.group",

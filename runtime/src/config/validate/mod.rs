@@ -13,9 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::grant::HttpGrant;
-use super::model::{
-    Config, ConnectorConfig, ConnectorKind, DatabaseKind, EMBEDDED_BROKER, Role, topic_pattern,
-};
+use super::model::{Config, ConnectorConfig, ConnectorKind, DatabaseKind, Role, topic_pattern};
 
 /// A rule broken at `path` (`connectors[1].batch.max_records`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,14 +150,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         600_000,
     );
     if let Some(cluster) = &config.worker.cluster {
-        v.cluster(cluster);
-        if config.kafka.bootstrap_servers.trim() == EMBEDDED_BROKER {
-            v.problem(
-                "kafka.bootstrap_servers",
-                "embedded runs a broker inside this process, which no other worker reaches: \
-                 worker.cluster needs a broker its workers share",
-            );
-        }
+        v.cluster(cluster, &config.kafka);
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, connector) in config.connectors.iter().enumerate() {
