@@ -46,7 +46,6 @@ pub struct CdcSource {
     stream: Stream,
     /// Each table's columns for snapshot reads: (name, type oid, SQL type).
     columns: HashMap<String, Vec<(String, u32, String)>>,
-    primary_keys: HashMap<String, Vec<String>>,
     /// Events decoded but not yet handed to the host (a poll returns at most `max`).
     ready: std::collections::VecDeque<Event>,
     /// Where the slot is (its `confirmed_flush_lsn`).
@@ -109,7 +108,7 @@ impl Source for CdcSource {
             database,
             tombstones_on_delete: config.tombstones_on_delete,
             mapping: config.mapping(),
-            primary_keys: primary_keys.clone(),
+            primary_keys,
             tables,
         };
         let stream = Stream::new(shape, stored.as_ref(), fresh_snapshot)
@@ -128,7 +127,6 @@ impl Source for CdcSource {
             partition,
             stream,
             columns,
-            primary_keys,
             ready: Default::default(),
             confirmed,
             last_heartbeat: std::time::Instant::now(),
@@ -261,7 +259,8 @@ impl CdcSource {
             config: &self.config,
         };
         let table = &cursor.table;
-        let (Some(columns), Some(key)) = (self.columns.get(table), self.primary_keys.get(table))
+        let shape = self.stream.shape();
+        let (Some(columns), Some(key)) = (self.columns.get(table), shape.primary_keys.get(table))
         else {
             return Err(PluginError::Fatal(format!(
                 "the stored snapshot position names table {table}, which config.tables does not"
@@ -317,7 +316,7 @@ impl CdcSource {
         );
         let rows = db.query(&sql, params)?;
         let full = rows.rows.len() as u32 >= self.config.snapshot_chunk_size;
-        let mapping = self.config.mapping();
+        let mapping = &shape.mapping;
         let mut read = Vec::with_capacity(rows.rows.len());
         let mut last_key = None;
         for row in rows.rows {
@@ -347,7 +346,7 @@ impl CdcSource {
             last_key = Some(key_texts.clone());
             read.push((key_texts, json));
         }
-        let tables = self.config.qualified_tables();
+        let tables = &shape.tables;
         let next = if full {
             Some(SnapshotCursor {
                 table: table.clone(),

@@ -206,6 +206,11 @@ impl Stream {
         })
     }
 
+    /// What the stream was made for: tables, keys, value mapping.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
     /// Whether every record handed out is in Kafka.
     pub fn settled(&self) -> bool {
         self.emitted
@@ -317,7 +322,14 @@ impl Stream {
         };
         for change in changes {
             let source = |this: &Stream, relation: &Relation| {
-                this.source(relation, ts_ms, "false", Some(xid), commit_lsn)
+                this.source(
+                    &relation.namespace,
+                    &relation.name,
+                    ts_ms,
+                    "false",
+                    Some(xid),
+                    commit_lsn,
+                )
             };
             match change {
                 Message::Insert { relation, new: row } => {
@@ -446,19 +458,7 @@ impl Stream {
                 .table
                 .split_once('.')
                 .unwrap_or(("public", &window.table));
-            let source = json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "connector": "postgresql",
-                "name": self.shape.topic_prefix,
-                "ts_ms": window.read_at,
-                "db": self.shape.database,
-                "sequence": null,
-                "schema": schema,
-                "table": table,
-                "txId": null,
-                "lsn": lsn,
-                "xmin": null,
-            });
+            let source = self.source(schema, table, window.read_at, "true", None, lsn);
             let topic = format!("{}.{}", self.shape.topic_prefix, window.table);
             let rows: Vec<_> = window
                 .rows
@@ -623,9 +623,12 @@ impl Stream {
         (!key.is_empty()).then_some(Json::Object(key))
     }
 
+    /// Debezium's `source` block of an event of `schema.table`: a change (`snapshot`
+    /// "false", its transaction's `xid`) or a snapshot row (`"true"`/`"last"`, no `xid`).
     fn source(
         &self,
-        relation: &Relation,
+        schema: &str,
+        table: &str,
         ts_ms: i64,
         snapshot: &str,
         xid: Option<u32>,
@@ -639,8 +642,8 @@ impl Stream {
             "snapshot": snapshot,
             "db": self.shape.database,
             "sequence": null,
-            "schema": relation.namespace,
-            "table": relation.name,
+            "schema": schema,
+            "table": table,
             "txId": xid,
             "lsn": lsn,
             "xmin": null,
