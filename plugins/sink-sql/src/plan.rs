@@ -928,6 +928,14 @@ mod tests {
         );
     }
 
+    /// The first word of each statement: what the plan does, in order.
+    fn kinds(plan: &Plan) -> Vec<&str> {
+        plan.statements
+            .iter()
+            .map(|s| s.sql.split(' ').next().unwrap())
+            .collect()
+    }
+
     #[test]
     fn tombstones_delete_by_key_in_batch_order() {
         let plan = postgres(
@@ -942,12 +950,7 @@ mod tests {
             ],
         );
         assert!(plan.rejected.is_empty(), "{:?}", plan.rejected);
-        let kinds: Vec<&str> = plan
-            .statements
-            .iter()
-            .map(|s| s.sql.split(' ').next().unwrap())
-            .collect();
-        assert_eq!(kinds, ["INSERT", "DELETE", "INSERT"]);
+        assert_eq!(kinds(&plan), ["INSERT", "DELETE", "INSERT"]);
         assert_eq!(
             param(&plan.statements[1]),
             serde_json::json!([{"id":7},{"id":8}])
@@ -969,12 +972,7 @@ mod tests {
             ],
         );
         assert!(plan.rejected.is_empty(), "{:?}", plan.rejected);
-        let kinds: Vec<&str> = plan
-            .statements
-            .iter()
-            .map(|s| s.sql.split(' ').next().unwrap())
-            .collect();
-        assert_eq!(kinds, ["INSERT", "DELETE", "INSERT"]);
+        assert_eq!(kinds(&plan), ["INSERT", "DELETE", "INSERT"]);
         assert_eq!(
             param(&plan.statements[1]),
             serde_json::json!([{"id":7},{"id":8}])
