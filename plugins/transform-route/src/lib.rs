@@ -86,15 +86,22 @@ pub fn spec() -> Vec<ConfigKey> {
     ]
 }
 
-/// How a record's topic is chosen.
+/// How a record's topic is chosen. Templates are kept in the `{name}` form (Kafka
+/// Connect's `${name}` rewritten once, at open).
 enum Rule {
-    Field,
+    Field {
+        pointer: String,
+        template: String,
+        default_topic: Option<String>,
+    },
     Regex(regex_lite::Regex, String),
-    Timestamp(time::format_description::OwnedFormatItem),
+    Timestamp {
+        format: time::format_description::OwnedFormatItem,
+        template: String,
+    },
 }
 
 pub struct Route {
-    config: Config,
     rule: Rule,
 }
 
@@ -106,13 +113,24 @@ impl Transform for Route {
     }
 
     fn open(config: Config, _host: &dyn Host) -> Result<Self, PluginError> {
+        let template = |default: &str| {
+            config
+                .topic
+                .as_deref()
+                .unwrap_or(default)
+                .replace("${", "{")
+        };
         let rule = match (
             &config.field,
             &config.regex,
             &config.replacement,
             &config.timestamp_format,
         ) {
-            (Some(field), None, None, None) if field.starts_with('/') => Rule::Field,
+            (Some(field), None, None, None) if field.starts_with('/') => Rule::Field {
+                pointer: field.clone(),
+                template: template("{field}"),
+                default_topic: config.default_topic.clone(),
+            },
             (Some(field), None, None, None) => {
                 return Err(PluginError::Fatal(format!(
                     "field {field:?} is not a JSON pointer: it must start with '/'"
@@ -130,10 +148,11 @@ impl Transform for Route {
                     numbered_groups(replacement),
                 )
             }
-            (None, None, None, Some(pattern)) => Rule::Timestamp(
-                simple_date_format::parse(pattern)
+            (None, None, None, Some(pattern)) => Rule::Timestamp {
+                format: simple_date_format::parse(pattern)
                     .map_err(|e| PluginError::Fatal(format!("timestamp_format: {e}")))?,
-            ),
+                template: template("{topic}-{timestamp}"),
+            },
             _ => {
                 return Err(PluginError::Fatal(
                     "set one of `field` (with an optional `topic` template), `regex` with \
@@ -142,7 +161,7 @@ impl Transform for Route {
                 ));
             }
         };
-        Ok(Route { config, rule })
+        Ok(Route { rule })
     }
 
     fn apply(&mut self, mut record: Record, _host: &dyn Host) -> Result<Vec<Record>, String> {
@@ -154,7 +173,7 @@ impl Transform for Route {
                         .into_owned();
                 }
             }
-            Rule::Timestamp(format) => {
+            Rule::Timestamp { format, template } => {
                 let ms = record
                     .timestamp
                     .ok_or("the record has no timestamp to route by (timestamp_format is set)")?;
@@ -164,15 +183,15 @@ impl Transform for Route {
                 let stamp = at
                     .format(format)
                     .map_err(|e| format!("timestamp {ms} in timestamp_format: {e}"))?;
-                let template = self
-                    .config
-                    .topic
-                    .as_deref()
-                    .unwrap_or("{topic}-{timestamp}");
-                record.topic = fill(&fill(template, "timestamp", &stamp), "topic", &record.topic);
+                record.topic = template
+                    .replace("{timestamp}", &stamp)
+                    .replace("{topic}", &record.topic);
             }
-            Rule::Field => {
-                let pointer = self.config.field.as_deref().unwrap_or_default();
+            Rule::Field {
+                pointer,
+                template,
+                default_topic,
+            } => {
                 let value = record.json()?;
                 let field = value
                     .as_ref()
@@ -185,12 +204,12 @@ impl Transform for Route {
                     });
                 match field {
                     Some(field) => {
-                        let template = self.config.topic.as_deref().unwrap_or("{field}");
-                        record.topic =
-                            fill(&fill(template, "field", &field), "topic", &record.topic);
+                        record.topic = template
+                            .replace("{field}", &field)
+                            .replace("{topic}", &record.topic);
                     }
                     None => {
-                        if let Some(default) = &self.config.default_topic {
+                        if let Some(default) = default_topic {
                             record.topic = default.clone();
                         }
                     }
@@ -199,13 +218,6 @@ impl Transform for Route {
         }
         Ok(vec![record])
     }
-}
-
-/// `template` with `${name}` and `{name}` replaced by `value`.
-fn fill(template: &str, name: &str, value: &str) -> String {
-    template
-        .replace(&format!("${{{name}}}"), value)
-        .replace(&format!("{{{name}}}"), value)
 }
 
 /// `replacement` with each `$N` written `${N}`, so that a letter or `_` after it is text, as
