@@ -8,9 +8,9 @@
 //! among them, are gone when the process exits (a restart begins again). It has no
 //! CreateTopics request: the topics the config names (the offsets topic, sources' and
 //! sinks' topics, dead-letter topics) are made when it starts, and a topic first named by a
-//! record (a CDC table's, a routed one) when first produced to, with four partitions (the mock's
-//! default). Only this
-//! process reaches it: cluster mode, which needs a broker its workers share, refuses it.
+//! record (a CDC table's, a routed one) when first produced to, with four partitions (the
+//! mock's default). Only this process reaches it: cluster mode, which needs a broker its
+//! workers share, refuses it.
 
 use rdkafka::error::KafkaResult;
 use rdkafka::mocking::MockCluster;
