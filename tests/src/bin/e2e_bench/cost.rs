@@ -1,0 +1,162 @@
+//! What a run cost, and how runs are compared: the lines every benchmark prints.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// What one run cost: the process is the daemon or a baseline child.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Cost {
+    pub(crate) records: u64,
+    pub(crate) seconds: f64,
+    /// From process start to the first batch written: start-up, joining the consumer group,
+    /// the first fetch.
+    pub(crate) first_seconds: f64,
+    pub(crate) cpu_seconds: f64,
+    pub(crate) peak_rss_kib: u64,
+    /// Batches written, and the time spent writing them (the daemon: its sink plugin's
+    /// `write` calls, host calls included; a baseline: its write of each batch).
+    pub(crate) writes: u64,
+    pub(crate) write_seconds: f64,
+}
+
+impl Cost {
+    pub(crate) fn per_second(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+
+    pub(crate) fn cpu_per_million(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.records as f64
+    }
+
+    /// Milliseconds per batch written.
+    pub(crate) fn write_ms(&self) -> f64 {
+        self.write_seconds * 1000.0 / self.writes.max(1) as f64
+    }
+}
+
+/// CPU seconds (user + system) and peak resident memory of a live process.
+pub(crate) fn usage(pid: u32) -> anyhow::Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("reading /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // USER_HZ: 100 on every Linux this runs on.
+    let hz = 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((ticks / hz, kib("VmHWM:")))
+}
+
+pub(crate) fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub(crate) fn cost_line(name: &str, cost: &Cost) -> String {
+    format!(
+        "{name:<44} {:>8.0} rec/s {:>6.2} cpu-s/M {:>6.1} MiB peak {:>5.0} ms to first {:>6.2} ms/write ({} writes)",
+        cost.per_second(),
+        cost.cpu_per_million(),
+        cost.peak_rss_kib as f64 / 1024.0,
+        cost.first_seconds * 1000.0,
+        cost.write_ms(),
+        cost.writes
+    )
+}
+
+pub(crate) fn line(name: &str, cost: &Cost, baseline: Option<&Cost>) {
+    let ratio = baseline
+        .map(|b| format!("  ratio {:.2}", cost.per_second() / b.per_second()))
+        .unwrap_or_default();
+    println!("{}{ratio}", cost_line(name, cost));
+}
+
+/// The costs of `rounds` runs of wasmconnect and of each baseline, run interleaved (the
+/// order alternates between rounds) so that a slow spell of the machine or the database
+/// hits both sides.
+pub(crate) struct Trials {
+    pub(crate) runtime: Vec<Cost>,
+    pub(crate) baselines: Vec<(String, Vec<Cost>)>,
+    /// Raw loops shown for comparison only, not ratios' baselines.
+    pub(crate) references: Vec<(String, Vec<Cost>)>,
+}
+
+impl Trials {
+    pub(crate) fn new() -> Self {
+        Trials {
+            runtime: Vec::new(),
+            baselines: Vec::new(),
+            references: Vec::new(),
+        }
+    }
+
+    pub(crate) fn baseline(&mut self, name: &str, cost: Cost) {
+        add(&mut self.baselines, name, cost);
+    }
+
+    pub(crate) fn reference(&mut self, name: &str, cost: Cost) {
+        add(&mut self.references, name, cost);
+    }
+
+    /// One line per baseline and one for wasmconnect, each the median run by records/s;
+    /// the ratio is the median over rounds of wasmconnect against that round's best
+    /// baseline, with its range.
+    pub(crate) fn report(&self, runtime: &str) {
+        for (name, costs) in self.baselines.iter().chain(&self.references) {
+            line(name, &median(costs), None);
+        }
+        let mut ratios: Vec<f64> = self
+            .runtime
+            .iter()
+            .enumerate()
+            .map(|(round, cost)| {
+                let best = self
+                    .baselines
+                    .iter()
+                    .filter_map(|(_, costs)| costs.get(round))
+                    .map(Cost::per_second)
+                    .fold(0.0, f64::max);
+                cost.per_second() / best
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let mid = ratios[ratios.len() / 2];
+        let (low, high) = (ratios[0], ratios[ratios.len() - 1]);
+        println!(
+            "{}  ratio {mid:.2} (median of {}; {low:.2}-{high:.2})",
+            cost_line(runtime, &median(&self.runtime)),
+            ratios.len()
+        );
+    }
+}
+
+pub(crate) fn add(runs: &mut Vec<(String, Vec<Cost>)>, name: &str, cost: Cost) {
+    match runs.iter_mut().find(|(n, _)| n == name) {
+        Some((_, costs)) => costs.push(cost),
+        None => runs.push((name.to_owned(), vec![cost])),
+    }
+}
+
+/// The run with the median records/s.
+pub(crate) fn median(costs: &[Cost]) -> Cost {
+    let mut sorted = costs.to_vec();
+    sorted.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    sorted[sorted.len() / 2]
+}
