@@ -21,6 +21,12 @@ use crate::connector::spec::ConfigKey;
 /// How often the epoch advances: the granularity of every call deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Set in the daemon's environment, builds its engine without epoch interruption: plugin
+/// calls run without a deadline (`limits.call_timeout_ms` does nothing, a looping plugin holds
+/// its task for good). Only for measuring what the deadline costs end to end
+/// (`e2e-bench --no-deadline`); the daemon warns at start when it is set.
+pub const NO_CALL_DEADLINE: &str = "WASMCONNECT_NO_CALL_DEADLINE";
+
 /// Why a plugin could not be loaded. Every message names the plugin file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -169,6 +175,14 @@ impl WasmEngine {
     }
 
     fn build(interruptible: bool, compiled: Option<&Path>) -> Result<Self, wasmtime::Error> {
+        let no_deadline = std::env::var_os(NO_CALL_DEADLINE).is_some();
+        if interruptible && no_deadline {
+            tracing::warn!(
+                "{NO_CALL_DEADLINE} is set: plugin calls run without a deadline \
+                 (limits.call_timeout_ms does nothing); for benchmarks only"
+            );
+        }
+        let interruptible = interruptible && !no_deadline;
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(interruptible);

@@ -32,9 +32,22 @@ fn consumer(bootstrap: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
     Ok(consumer)
 }
 
-/// Reads batches of up to 1,000 records (or what 100 ms brings) until `n` were handled by
+/// How long a batch waits for more records, as the daemon's `batch.max_wait_ms` in the
+/// benchmarks.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+
+/// A batch closes at 1,000 records or at this many bytes of values, as the daemon's sinks'
+/// (`batch.max_records` and `batch.max_bytes` by default).
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Reads batches of up to 1,000 records or 1 MiB (or what `wait` brings) until `n` were handled by
 /// `write`, storing offsets after each written batch, as the runtime does.
-async fn consume<F, Fut>(consumer: &BaseConsumer, n: u64, mut write: F) -> anyhow::Result<()>
+async fn consume<F, Fut>(
+    consumer: &BaseConsumer,
+    n: u64,
+    wait: Duration,
+    mut write: F,
+) -> anyhow::Result<()>
 where
     F: FnMut(Vec<Vec<u8>>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -42,11 +55,12 @@ where
     let mut done = 0;
     while done < n {
         let mut batch = Vec::with_capacity(1000);
-        let deadline = Instant::now() + Duration::from_millis(100);
-        let mut last = None;
-        while batch.len() < 1000 && Instant::now() < deadline {
+        let deadline = Instant::now() + wait;
+        let (mut last, mut bytes) = (None, 0);
+        while batch.len() < 1000 && bytes < MAX_BATCH_BYTES && Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(10)) {
                 Some(Ok(m)) => {
+                    bytes += m.payload_len();
                     batch.push(m.payload().unwrap_or_default().to_vec());
                     last = Some((m.topic().to_owned(), m.partition(), m.offset()));
                 }
@@ -102,7 +116,7 @@ pub(crate) async fn sql(args: &[String]) -> anyhow::Result<()> {
     );
     let by_copy = how.ends_with("copy");
     let by_jsonb = how.ends_with("jsonb");
-    consume(&consumer, n, |batch| {
+    consume(&consumer, n, BATCH_WAIT, |batch| {
         let (pool, unnest, copy, jsonb) = (&pool, &unnest, &copy, &jsonb);
         async move {
             if by_jsonb {
@@ -165,7 +179,7 @@ pub(crate) async fn kafka(args: &[String]) -> anyhow::Result<()> {
         .set("linger.ms", "5")
         .create()?;
     let consumer = consumer(bootstrap, topic)?;
-    consume(&consumer, n, |batch| {
+    consume(&consumer, n, BATCH_WAIT, |batch| {
         let (producer, output) = (&producer, output);
         async move {
             let mut deliveries = Vec::with_capacity(batch.len());
@@ -201,7 +215,7 @@ pub(crate) async fn avro_sql(args: &[String]) -> anyhow::Result<()> {
         format!("INSERT INTO {table} (id, pad) SELECT * FROM unnest($1::bigint[], $2::text[])");
     // Built once: it holds the schema resolved.
     let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build()?;
-    consume(&consumer, n, |batch| {
+    consume(&consumer, n, BATCH_WAIT, |batch| {
         let (pool, unnest, reader) = (&pool, &unnest, &reader);
         async move {
             let mut ids = Vec::with_capacity(batch.len());
@@ -250,7 +264,7 @@ pub(crate) async fn json_avro(args: &[String]) -> anyhow::Result<()> {
         .create()?;
     let consumer = consumer(bootstrap, topic)?;
     let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build()?;
-    consume(&consumer, n, |batch| {
+    consume(&consumer, n, BATCH_WAIT, |batch| {
         let (producer, output, writer) = (&producer, output, &writer);
         async move {
             let mut encoded = Vec::with_capacity(batch.len());
@@ -281,13 +295,21 @@ pub(crate) async fn json_avro(args: &[String]) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn http(args: &[String]) -> anyhow::Result<()> {
-    let [bootstrap, topic, n, url] = args else {
-        bail!("http BOOTSTRAP TOPIC N URL");
+    let (bootstrap, topic, n, url, wait) = match args {
+        [bootstrap, topic, n, url] => (bootstrap, topic, n, url, BATCH_WAIT),
+        [bootstrap, topic, n, url, wait_ms] => (
+            bootstrap,
+            topic,
+            n,
+            url,
+            Duration::from_millis(wait_ms.parse()?),
+        ),
+        _ => bail!("http BOOTSTRAP TOPIC N URL [BATCH_WAIT_MS]"),
     };
     let n: u64 = n.parse()?;
     let client = reqwest::Client::new();
     let consumer = consumer(bootstrap, topic)?;
-    consume(&consumer, n, |batch| {
+    consume(&consumer, n, wait, |batch| {
         let (client, url) = (&client, url);
         async move {
             let mut body = Vec::with_capacity(batch.len() * 101 + 2);
@@ -310,4 +332,97 @@ pub(crate) async fn http(args: &[String]) -> anyhow::Result<()> {
         }
     })
     .await
+}
+
+/// The producer every raw source loop writes with: idempotent, `acks=all`, `linger.ms` 5, as
+/// the daemon's source tasks.
+fn idempotent_producer(bootstrap: &str) -> anyhow::Result<rdkafka::producer::FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()?)
+}
+
+/// Produces `records` (key, value) to `topic` and waits for every delivery; counts it as one
+/// write.
+async fn produce_batch(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    let writing = Instant::now();
+    let mut deliveries = Vec::with_capacity(records.len());
+    for (key, value) in records {
+        let record = rdkafka::producer::FutureRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(value.as_slice());
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for delivery in deliveries {
+        delivery.await?.map_err(|(e, _)| e)?;
+    }
+    WRITES.fetch_add(1, Ordering::Relaxed);
+    WRITE_NANOS.fetch_add(writing.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    FIRST_WRITE.get_or_init(Instant::now);
+    Ok(())
+}
+
+/// source-datagen's records made natively (the plugin's own `sample`, orders, seed 42, keyed
+/// by their number), produced in batches of 1,000, each delivered before the next is made.
+pub(crate) async fn datagen(args: &[String]) -> anyhow::Result<()> {
+    let [bootstrap, topic, n] = args else {
+        bail!("datagen BOOTSTRAP TOPIC N");
+    };
+    let n: u64 = n.parse()?;
+    let producer = idempotent_producer(bootstrap)?;
+    let mut next = 1;
+    while next <= n {
+        let end = (next + 999).min(n);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        let batch: Vec<(String, Vec<u8>)> = (next..=end)
+            .map(|i| {
+                let record = source_datagen::sample(source_datagen::Kind::Orders, 42, i, now);
+                Ok((i.to_string(), serde_json::to_vec(&record)?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        produce_batch(&producer, topic, &batch).await?;
+        next = end + 1;
+    }
+    Ok(())
+}
+
+/// Reads `table` 1,000 rows at a time after the last id, as JSON text (`row_to_json`, as
+/// source-sql), keyed by id, and produces each batch before reading the next.
+pub(crate) async fn source_sql(args: &[String]) -> anyhow::Result<()> {
+    let [bootstrap, topic, n, url, table] = args else {
+        bail!("source-sql BOOTSTRAP TOPIC N URL TABLE");
+    };
+    let n: u64 = n.parse()?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    let producer = idempotent_producer(bootstrap)?;
+    let select = format!(
+        "SELECT id, row_to_json(t)::text FROM {table} t WHERE id > $1 ORDER BY id LIMIT 1000"
+    );
+    let (mut last, mut done) = (0i64, 0u64);
+    while done < n {
+        let rows: Vec<(i64, String)> = sqlx::query_as(&select).bind(last).fetch_all(&pool).await?;
+        let Some((id, _)) = rows.last() else {
+            bail!("the table ran out after {done} rows");
+        };
+        last = *id;
+        done += rows.len() as u64;
+        let batch: Vec<(String, Vec<u8>)> = rows
+            .into_iter()
+            .map(|(id, row)| (id.to_string(), row.into_bytes()))
+            .collect();
+        produce_batch(&producer, topic, &batch).await?;
+    }
+    Ok(())
 }

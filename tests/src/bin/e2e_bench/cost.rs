@@ -3,6 +3,8 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::harness::Deadline;
+
 /// What one run cost: the process is the daemon or a baseline child.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Cost {
@@ -93,6 +95,9 @@ pub(crate) fn line(name: &str, cost: &Cost, baseline: Option<&Cost>) {
 /// hits both sides.
 pub(crate) struct Trials {
     pub(crate) runtime: Vec<Cost>,
+    /// The daemon on an engine without epoch interruption (`--no-deadline`), one run per
+    /// round beside `runtime`'s.
+    pub(crate) undeadlined: Vec<Cost>,
     pub(crate) baselines: Vec<(String, Vec<Cost>)>,
     /// Raw loops shown for comparison only, not ratios' baselines.
     pub(crate) references: Vec<(String, Vec<Cost>)>,
@@ -102,8 +107,17 @@ impl Trials {
     pub(crate) fn new() -> Self {
         Trials {
             runtime: Vec::new(),
+            undeadlined: Vec::new(),
             baselines: Vec::new(),
             references: Vec::new(),
+        }
+    }
+
+    /// A run of the daemon, with or without its call deadline.
+    pub(crate) fn daemon(&mut self, deadline: Deadline, cost: Cost) {
+        match deadline {
+            Deadline::On => self.runtime.push(cost),
+            Deadline::Off => self.undeadlined.push(cost),
         }
     }
 
@@ -115,36 +129,71 @@ impl Trials {
         add(&mut self.references, name, cost);
     }
 
-    /// One line per baseline and one for wasmconnect, each the median run by records/s;
-    /// the ratio is the median over rounds of wasmconnect against that round's best
-    /// baseline, with its range.
+    /// The median runs of wasmconnect and of the first baseline (for the scaling tables).
+    pub(crate) fn medians(&self) -> (Cost, Cost) {
+        (median(&self.runtime), median(&self.baselines[0].1))
+    }
+
+    /// One line per baseline and one for wasmconnect, each the median run by records/s,
+    /// then the ratios, each the median over rounds with its range: wasmconnect's records/s
+    /// against that round's fastest baseline, and its CPU per record against that round's
+    /// most frugal one (the targets: >= 0.9 and <= 1.3). With `--no-deadline`, also
+    /// the daemon against itself without the call deadline.
     pub(crate) fn report(&self, runtime: &str) {
         for (name, costs) in self.baselines.iter().chain(&self.references) {
             line(name, &median(costs), None);
         }
-        let mut ratios: Vec<f64> = self
-            .runtime
-            .iter()
-            .enumerate()
-            .map(|(round, cost)| {
-                let best = self
-                    .baselines
-                    .iter()
-                    .filter_map(|(_, costs)| costs.get(round))
-                    .map(Cost::per_second)
-                    .fold(0.0, f64::max);
-                cost.per_second() / best
-            })
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let mid = ratios[ratios.len() / 2];
-        let (low, high) = (ratios[0], ratios[ratios.len() - 1]);
+        println!("{}", cost_line(runtime, &median(&self.runtime)));
+        let best = |round: usize, measure: fn(&Cost) -> f64, better: fn(f64, f64) -> f64| {
+            self.baselines
+                .iter()
+                .filter_map(|(_, costs)| costs.get(round))
+                .map(measure)
+                .reduce(better)
+        };
+        let speed = spread(self.runtime.iter().enumerate().filter_map(|(round, cost)| {
+            Some(cost.per_second() / best(round, Cost::per_second, f64::max)?)
+        }));
+        let cpu = spread(self.runtime.iter().enumerate().filter_map(|(round, cost)| {
+            Some(cost.cpu_per_million() / best(round, Cost::cpu_per_million, f64::min)?)
+        }));
+        if let (Some(speed), Some(cpu)) = (speed, cpu) {
+            println!("  vs raw: records/s ratio {speed}, CPU per record ratio {cpu}");
+        }
+        if self.undeadlined.is_empty() {
+            return;
+        }
         println!(
-            "{}  ratio {mid:.2} (median of {}; {low:.2}-{high:.2})",
-            cost_line(runtime, &median(&self.runtime)),
-            ratios.len()
+            "{}",
+            cost_line(
+                &format!("{runtime}, no call deadline"),
+                &median(&self.undeadlined)
+            )
         );
+        let pairs = || self.runtime.iter().zip(&self.undeadlined);
+        let speed = spread(pairs().map(|(on, off)| on.per_second() / off.per_second()));
+        let cpu = spread(pairs().map(|(on, off)| on.cpu_per_million() / off.cpu_per_million()));
+        if let (Some(speed), Some(cpu)) = (speed, cpu) {
+            println!(
+                "  call deadline on vs off: records/s ratio {speed}, CPU per record ratio {cpu} (target: cost <= 3 %)"
+            );
+        }
     }
+}
+
+/// `median (low-high)` of `ratios`, or `None` without any.
+pub(crate) fn spread(ratios: impl Iterator<Item = f64>) -> Option<String> {
+    let mut ratios: Vec<f64> = ratios.collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let mid = ratios[ratios.len() / 2];
+    let (low, high) = (ratios[0], ratios[ratios.len() - 1]);
+    Some(format!(
+        "{mid:.2} ({low:.2}-{high:.2}, {} rounds)",
+        ratios.len()
+    ))
 }
 
 pub(crate) fn add(runs: &mut Vec<(String, Vec<Cost>)>, name: &str, cost: Cost) {

@@ -85,8 +85,10 @@ pub(crate) async fn bench_avro(
                     "    format: { value: avro, schema_registry: main }\n    grants:",
                 );
                 let config = with_registry(config(broker, pg, data, &connector), &registry.url);
-                let cost =
-                    run_daemon(&config, n, || async { Ok(pg.count(&count).await? as u64) }).await?;
+                let cost = run_daemon(&config, &[], n, || async {
+                    Ok(pg.count(&count).await? as u64)
+                })
+                .await?;
                 trials.runtime.push(cost);
             } else {
                 let cost = run_baseline(&[
@@ -107,7 +109,7 @@ pub(crate) async fn bench_avro(
     // JSON -> Avro, on tansu's SQLite engine as `bench_kafka` (see there).
     let broker = &Broker::start().await?;
     let json_topic = unique("bench_json");
-    fill(broker, &json_topic, n).await?;
+    fill(broker, &json_topic, n, 100, 1).await?;
     let mut trials = Trials::new();
     for round in 0..rounds {
         for side in [round % 2, 1 - round % 2] {
@@ -129,7 +131,7 @@ pub(crate) async fn bench_avro(
                     BENCH_SCHEMA.replace('\n', " ")
                 );
                 let config = with_registry(config(broker, pg, data, &connector), &registry.url);
-                let cost = run_daemon(&config, n, || async {
+                let cost = run_daemon(&config, &[], n, || async {
                     topic_count(&broker.bootstrap, &output)
                 })
                 .await?;

@@ -7,28 +7,136 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
 use crate::cost::{Cost, usage};
+
+/// What every benchmark of a run shares, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    pub(crate) records: u64,
+    pub(crate) rounds: usize,
+    /// The size of each JSON value.
+    pub(crate) value_bytes: usize,
+    /// Also run the daemon without the call deadline, beside each of its runs.
+    pub(crate) no_deadline: bool,
+}
+
+/// Whether the daemon's plugin calls run under their deadline (epoch interruption), as
+/// deployed, or without it: `--no-deadline` adds a run of the latter beside each of the former.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    On,
+    Off,
+}
+
+impl Deadline {
+    /// The daemon runs of one round.
+    pub(crate) fn each(opts: &Options) -> &'static [Deadline] {
+        if opts.no_deadline {
+            &[Deadline::On, Deadline::Off]
+        } else {
+            &[Deadline::On]
+        }
+    }
+
+    /// The daemon's environment.
+    pub(crate) fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Deadline::On => &[],
+            Deadline::Off => &[("WASMCONNECT_NO_CALL_DEADLINE", "1")],
+        }
+    }
+}
+
+/// Where a benchmark's topics live.
+pub(crate) trait Bus {
+    fn bootstrap(&self) -> String;
+    async fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()>;
+}
+
+impl Bus for Broker {
+    fn bootstrap(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        Broker::create_topic(self, topic, partitions).await
+    }
+}
+
+/// librdkafka's mock cluster, run inside this process: an in-memory broker that is not the
+/// bottleneck of a pipeline writing to Kafka, where tansu's SQLite engine is (~25,000
+/// records/s) and its in-memory one loses acknowledged idempotent writes at these rates. Both
+/// sides of a comparison talk to it over loopback as to any broker, and its CPU is this
+/// process's, neither side's.
+pub(crate) struct Mock(MockCluster<'static, DefaultProducerContext>);
+
+impl Mock {
+    pub(crate) fn start() -> anyhow::Result<Self> {
+        Ok(Mock(MockCluster::new(1)?))
+    }
+}
+
+impl Bus for Mock {
+    fn bootstrap(&self) -> String {
+        self.0.bootstrap_servers()
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        Ok(self.0.create_topic(topic, partitions, 1)?)
+    }
+}
 
 pub(crate) fn plugin(name: &str) -> anyhow::Result<PathBuf> {
     paths::plugin(name)
 }
 
-/// A value of about 100 bytes: `{"id": n, "pad": "xxx..."}`.
-pub(crate) fn value(id: u64) -> Vec<u8> {
-    format!("{{\"id\":{id},\"pad\":\"{}\"}}", "x".repeat(80)).into_bytes()
+/// A JSON value of `bytes` bytes (at least ~20): `{"id": n, "pad": "xxx..."}`.
+pub(crate) fn value(id: u64, bytes: usize) -> Vec<u8> {
+    let head = format!("{{\"id\":{id},\"pad\":\"");
+    let pad = bytes.saturating_sub(head.len() + 2).max(1);
+    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
 }
 
-pub(crate) async fn fill(broker: &Broker, topic: &str, n: u64) -> anyhow::Result<()> {
-    broker.create_topic(topic, 1).await?;
-    let records: Vec<_> = (1..=n).map(|id| (None, Some(value(id)))).collect();
-    broker.produce(topic, &records).await
+/// Creates `topic` with `partitions` and produces `n` values of `bytes` to it, spread
+/// round-robin over the partitions.
+pub(crate) async fn fill(
+    bus: &impl Bus,
+    topic: &str,
+    n: u64,
+    bytes: usize,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    bus.create_topic(topic, partitions).await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bus.bootstrap())
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()?;
+    let ids: Vec<u64> = (1..=n).collect();
+    for chunk in ids.chunks(5_000) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for &id in chunk {
+            let value = value(id, bytes);
+            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .payload(value.as_slice())
+                .partition((id % partitions as u64) as i32);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+        }
+        for delivery in pending {
+            delivery.await?.map_err(|(e, _)| e)?;
+        }
+    }
+    Ok(())
 }
 
 /// The daemon's config: `connectors` on the broker and database, plugins compiled into (and
 /// loaded from) `data`.
-pub(crate) fn config(broker: &Broker, pg: &Postgres, data: &Path, connectors: &str) -> String {
+pub(crate) fn config(bus: &impl Bus, pg: &Postgres, data: &Path, connectors: &str) -> String {
     format!(
         "worker:
   data_dir: {}
@@ -45,7 +153,7 @@ admin:
 connectors:
 {connectors}",
         data.display(),
-        broker.bootstrap,
+        bus.bootstrap(),
         pg.url
     )
 }
@@ -64,11 +172,17 @@ pub(crate) fn sql_sink(name: &str, topic: &str, table: &str, mode: &str) -> anyh
     ))
 }
 
-pub(crate) fn http_sink(name: &str, topic: &str, address: &str) -> anyhow::Result<String> {
+pub(crate) fn http_sink(
+    name: &str,
+    topic: &str,
+    address: &str,
+    tasks: i32,
+) -> anyhow::Result<String> {
     Ok(format!(
         "  - name: {name}
     kind: sink
     plugin: {}
+    tasks_max: {tasks}
     topics: [{topic}]
     batch: {{ max_records: 1000, max_wait_ms: 100 }}
     grants: {{ http: [\"{address}\"] }}
@@ -78,11 +192,19 @@ pub(crate) fn http_sink(name: &str, topic: &str, address: &str) -> anyhow::Resul
     ))
 }
 
-/// Records the daemon's sinks have written so far, from its own `/metrics`: cheap to ask
-/// every few milliseconds, where counting rows in the table would load the database the
-/// daemon is writing to (the baselines count in their own process).
+/// Records the daemon's sinks have written and Kafka acknowledged of its sources so far,
+/// from its own `/metrics`: cheap to ask every few milliseconds, where counting rows in the
+/// table would load the database the daemon is writing to (the baselines count in their own
+/// process).
 pub(crate) async fn written(client: &reqwest::Client, admin: &str) -> anyhow::Result<u64> {
-    Ok(metric(client, admin, "wasmconnect_sink_records_written_total", "").await? as u64)
+    let mut total = 0.0;
+    for counter in [
+        "wasmconnect_sink_records_written_total",
+        "wasmconnect_source_records_written_total",
+    ] {
+        total += metric(client, admin, counter, "").await?;
+    }
+    Ok(total as u64)
 }
 
 /// The sum over every series of the daemon's metric `name` whose labels contain `label`.
@@ -145,6 +267,7 @@ pub(crate) fn topic_count(bootstrap: &str, topic: &str) -> anyhow::Result<u64> {
 /// measures, then checks with `arrived` that every record is really at its destination.
 pub(crate) async fn run_daemon<F, Fut>(
     config: &str,
+    env: &[(&str, &str)],
     records: u64,
     arrived: F,
 ) -> anyhow::Result<Cost>
@@ -153,7 +276,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
     let started = Instant::now();
-    let daemon = Daemon::start(config)?;
+    let daemon = Daemon::start_with_env(env, config)?;
     let client = reqwest::Client::new();
     let deadline = started + Duration::from_secs(600);
     let mut first_seconds = None;
@@ -208,19 +331,47 @@ where
 
 /// Starts the daemon once with a connector of each plugin the benchmarks run, so that
 /// every measured start loads them from `worker.data_dir`'s compiled cache, as every start
-/// of a deployed daemon but its first does.
+/// of a deployed daemon but its first does. The code compiled without the call deadline is
+/// another entry of the same cache.
 pub(crate) async fn warm_compiled_cache(
     broker: &Broker,
     pg: &Postgres,
     data: &Path,
+    deadline: Deadline,
 ) -> anyhow::Result<()> {
-    let topic = unique("warm");
+    let (topic, table) = (unique("warm"), unique("warm"));
     broker.create_topic(&topic, 1).await?;
-    let names = [unique("warm_sql"), unique("warm_http"), unique("warm_copy")];
+    pg.execute(&format!("CREATE TABLE {table} (id bigint PRIMARY KEY)"))
+        .await?;
+    let names = [
+        unique("warm_sql"),
+        unique("warm_http"),
+        unique("warm_copy"),
+        unique("warm_datagen"),
+        unique("warm_source_sql"),
+    ];
     let connectors = sql_sink(&names[0], &topic, "warm_unused", "insert")?
-        + &http_sink(&names[1], &topic, "127.0.0.1:9")?
-        + &topic_sink(&names[2], &topic, &unique("warm_out"))?;
-    let daemon = Daemon::start(&config(broker, pg, data, &connectors))?;
+        + &http_sink(&names[1], &topic, "127.0.0.1:9", 1)?
+        + &topic_sink(&names[2], &topic, &unique("warm_out"))?
+        + &format!(
+            "  - name: {}
+    kind: source
+    plugin: {}
+    topic: {topic}
+    config: {{ rate: 1 }}
+  - name: {}
+    kind: source
+    plugin: {}
+    topic: {topic}
+    grants: {{ databases: [main] }}
+    config: {{ database: main, table: {table}, incrementing: id }}
+",
+            names[3],
+            plugin("source-datagen")?.display(),
+            names[4],
+            plugin("source-sql")?.display()
+        );
+    let daemon = Daemon::start_with_env(deadline.env(), &config(broker, pg, data, &connectors))?;
     let url = format!("http://{}/connectors?expand=status", daemon.admin);
     let client = reqwest::Client::new();
     wait_until(

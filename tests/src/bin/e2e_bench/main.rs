@@ -1,31 +1,46 @@
 //! End-to-end benchmarks: the `wasmconnect` daemon beside a raw loop built from the same
 //! libraries, on the same broker, database and HTTP server, in the same run. Each line
-//! prints records/s, CPU seconds per million records, peak RSS and the ratio to the
-//! baseline.
+//! prints records/s, CPU seconds per million records, peak RSS, and the ratios to the
+//! baseline (records/s and CPU per record).
 //!
 //! Run on demand, not in the test command (see runtime/benches/BENCHMARKS.md):
 //!
 //! ```text
 //! bash tests/scripts/services.sh build_plugins
-//! cargo build --release -p wasmconnect -p wasmconnect-tests --bin e2e-bench
-//! target/release/e2e-bench [sql|http|kafka|avro|startup|all] [--records N] [--rounds K]
+//! cargo build --release -p wasmconnect -p wasmconnect-tests --bin wasmconnect --bin e2e-bench
+//! target/release/e2e-bench [sql|http|kafka|avro|sources|scale|latency|startup|idle|all]
+//!     [--records N] [--rounds K] [--value-bytes B] [--no-deadline]
+//! target/release/e2e-bench latency [--rate R] [--seconds S]
 //! target/release/e2e-bench soak [--minutes M] [--rate R]
 //! ```
 //!
-//! `soak` is not a comparison: it feeds a sink-sql (upsert) and a sink-http connector R
-//! records/s each for M minutes and prints the daemon's resident memory every 30 s, to show
-//! that it stays flat.
+//! - `--no-deadline` runs the daemon a second time in each round on an engine without epoch
+//!   interruption and prints what the call deadline costs.
+//! - `scale` runs `http` at 1, 2, 4 and 8 partitions (as many tasks) and at 100 B to 100 KiB
+//!   values, prints tables and draws `runtime/benches/scale-*.png`.
+//! - `latency` produces R records/s for S seconds and prints p50/p99/max from produce to
+//!   request received, for sink-http and the raw loop, with batches waiting 100 and 10 ms.
+//! - `idle` prints resident memory with 1, 10 and 100 idle connectors.
+//! - `soak` is not a comparison: it feeds a sink-sql (upsert) and a sink-http connector R
+//!   records/s each for M minutes and prints the daemon's resident memory every 30 s, to show
+//!   that it stays flat.
 //!
 //! The broker is tansu on its in-memory engine (every reader starts at offset 0, which is
-//! what that engine gets right), except for `kafka`, which writes to the broker too and runs
-//! on tansu's SQLite engine (see `bench_kafka`); PostgreSQL and the HTTP server are local.
+//! what that engine gets right), except where the daemon writes to Kafka at full speed
+//! (`kafka`, `sources`): there librdkafka's mock cluster, run in this process (see
+//! `harness::Mock`). `avro`'s JSON -> Avro run stays on tansu's SQLite engine. PostgreSQL and
+//! the HTTP server are local.
 
 mod baseline;
+mod chart;
 mod cost;
 mod formats;
 mod harness;
+mod latency;
 mod memory;
+mod scale;
 mod sinks;
+mod sources;
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -35,9 +50,12 @@ use wasmconnect_tests::{Broker, Postgres};
 
 use cost::{Cost, usage};
 use formats::bench_avro;
-use harness::warm_compiled_cache;
-use memory::{bench_startup, soak};
+use harness::{Deadline, Options, warm_compiled_cache};
+use latency::bench_latency;
+use memory::{bench_idle, bench_startup, soak};
+use scale::scale;
 use sinks::{bench_http, bench_kafka, bench_sql};
+use sources::bench_sources;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -51,6 +69,8 @@ async fn main() -> anyhow::Result<()> {
             Some("kafka") => baseline::kafka(&args[2..]).await?,
             Some("avro-sql") => baseline::avro_sql(&args[2..]).await?,
             Some("json-avro") => baseline::json_avro(&args[2..]).await?,
+            Some("datagen") => baseline::datagen(&args[2..]).await?,
+            Some("source-sql") => baseline::source_sql(&args[2..]).await?,
             other => bail!("unknown baseline {other:?}"),
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -78,41 +98,70 @@ async fn main() -> anyhow::Result<()> {
             None => Ok(default),
         }
     };
-    let records = number("--records", 200_000)?;
-    let rounds = number("--rounds", 3)?.max(1) as usize;
+    let opts = Options {
+        records: number("--records", 200_000)?,
+        rounds: number("--rounds", 3)?.max(1) as usize,
+        value_bytes: number("--value-bytes", 100)? as usize,
+        no_deadline: args.iter().any(|a| a == "--no-deadline"),
+    };
     let broker = Broker::start_in_memory().await?;
     let pg = Postgres::connect().await?;
     let data = tempfile::tempdir()?;
-    warm_compiled_cache(&broker, &pg, data.path()).await?;
+    let data = data.path();
+    for &deadline in Deadline::each(&opts) {
+        warm_compiled_cache(&broker, &pg, data, deadline).await?;
+    }
     if which == "soak" {
         return soak(
             &broker,
             &pg,
-            data.path(),
+            data,
             number("--minutes", 20)?,
             number("--rate", 2_000)?,
         )
         .await;
     }
     println!(
-        "wasmconnect end-to-end benchmarks: {records} records of ~100 B, tansu (in memory; SQLite for kafka), PostgreSQL {}",
+        "wasmconnect end-to-end benchmarks: {} records of {} B, {} round(s){}; tansu in memory (the mock cluster for kafka and sources), PostgreSQL {}",
+        opts.records,
+        opts.value_bytes,
+        opts.rounds,
+        if opts.no_deadline {
+            ", the daemon also without its call deadline"
+        } else {
+            ""
+        },
         pg.count("SELECT current_setting('server_version_num')::bigint")
             .await?
     );
-    if matches!(which.as_str(), "sql" | "all") {
-        bench_sql(&broker, &pg, data.path(), records, rounds).await?;
+    let case = |name: &str| which == name || which == "all";
+    if case("sql") {
+        bench_sql(&broker, &pg, data, opts).await?;
     }
-    if matches!(which.as_str(), "kafka" | "all") {
-        bench_kafka(&pg, data.path(), records, rounds).await?;
+    if case("kafka") {
+        bench_kafka(&pg, data, opts).await?;
     }
-    if matches!(which.as_str(), "avro" | "all") {
-        bench_avro(&broker, &pg, data.path(), records, rounds).await?;
+    if case("avro") {
+        bench_avro(&broker, &pg, data, opts.records, opts.rounds).await?;
     }
-    if matches!(which.as_str(), "http" | "all") {
-        bench_http(&broker, &pg, data.path(), records, rounds).await?;
+    if case("http") {
+        bench_http(&broker, &pg, data, opts, 1).await?;
     }
-    if matches!(which.as_str(), "startup" | "all") {
-        bench_startup(&broker, &pg, records).await?;
+    if case("sources") {
+        bench_sources(&pg, data, opts).await?;
+    }
+    if case("scale") {
+        scale(&broker, &pg, data, opts).await?;
+    }
+    if case("latency") {
+        let (rate, seconds) = (number("--rate", 2_000)?, number("--seconds", 20)?);
+        bench_latency(&broker, &pg, data, rate, seconds).await?;
+    }
+    if case("startup") {
+        bench_startup(&broker, &pg, opts.records).await?;
+    }
+    if case("idle") {
+        bench_idle(&broker, &pg, data).await?;
     }
     Ok(())
 }

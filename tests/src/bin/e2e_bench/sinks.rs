@@ -9,18 +9,19 @@ use wasmconnect_tests::{Broker, Postgres, unique};
 
 use crate::cost::Trials;
 use crate::harness::{
-    config, fill, http_sink, run_baseline, run_daemon, sql_sink, topic_count, topic_sink,
+    Bus, Deadline, Mock, Options, config, fill, http_sink, run_baseline, run_daemon, sql_sink,
+    topic_count, topic_sink,
 };
 
 pub(crate) async fn bench_sql(
     broker: &Broker,
     pg: &Postgres,
     data: &Path,
-    n: u64,
-    rounds: usize,
+    opts: Options,
 ) -> anyhow::Result<()> {
+    let n = opts.records;
     let topic = unique("bench_sql");
-    fill(broker, &topic, n).await?;
+    fill(broker, &topic, n, opts.value_bytes, 1).await?;
     let table = || async {
         let table = unique("bench");
         pg.execute(&format!(
@@ -38,17 +39,20 @@ pub(crate) async fn bench_sql(
             &["unnest", "jsonb"]
         };
         let mut trials = Trials::new();
-        for round in 0..rounds {
+        for round in 0..opts.rounds {
             for side in [round % 2, 1 - round % 2] {
                 if side == 0 {
-                    let table = table().await?;
-                    let count = format!("SELECT count(*) FROM {table}");
-                    let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
-                    let cost = run_daemon(&config(broker, pg, data, &connector), n, || async {
-                        Ok(pg.count(&count).await? as u64)
-                    })
-                    .await?;
-                    trials.runtime.push(cost);
+                    for &deadline in Deadline::each(&opts) {
+                        let table = table().await?;
+                        let count = format!("SELECT count(*) FROM {table}");
+                        let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
+                        let config = config(broker, pg, data, &connector);
+                        let cost = run_daemon(&config, deadline.env(), n, || async {
+                            Ok(pg.count(&count).await? as u64)
+                        })
+                        .await?;
+                        trials.daemon(deadline, cost);
+                    }
                     continue;
                 }
                 for method in methods {
@@ -76,41 +80,41 @@ pub(crate) async fn bench_sql(
 }
 
 /// Kafka -> identity transform -> Kafka against a raw consume -> produce loop, each run into a
-/// topic of its own.
-///
-/// On tansu's SQLite engine, not the in-memory one of the other benchmarks: writing at this
-/// rate with idempotent producers, the in-memory engine acknowledged records it then did not
-/// keep (999 of 200,000, for the raw loop and the daemon alike).
-pub(crate) async fn bench_kafka(
-    pg: &Postgres,
-    data: &Path,
-    n: u64,
-    rounds: usize,
-) -> anyhow::Result<()> {
-    let broker = &Broker::start().await?;
+/// topic of its own, on the mock cluster (see [`Mock`]): tansu's SQLite engine held both
+/// sides to ~25,000 records/s, and its in-memory one acknowledged idempotent writes at this
+/// rate that it then did not keep.
+pub(crate) async fn bench_kafka(pg: &Postgres, data: &Path, opts: Options) -> anyhow::Result<()> {
+    let n = opts.records;
+    let mock = &Mock::start()?;
+    let bootstrap = mock.bootstrap();
     let topic = unique("bench_kafka");
-    fill(broker, &topic, n).await?;
+    fill(mock, &topic, n, opts.value_bytes, 1).await?;
     let mut trials = Trials::new();
-    for round in 0..rounds {
+    for round in 0..opts.rounds {
         for side in [round % 2, 1 - round % 2] {
-            let output = unique("bench_out");
-            broker.create_topic(&output, 1).await?;
             if side == 0 {
-                let connector = topic_sink(&unique("copy"), &topic, &output)?;
-                let cost = run_daemon(&config(broker, pg, data, &connector), n, || async {
-                    topic_count(&broker.bootstrap, &output)
-                })
-                .await?;
-                trials.runtime.push(cost);
+                for &deadline in Deadline::each(&opts) {
+                    let output = unique("bench_out");
+                    mock.create_topic(&output, 1).await?;
+                    let connector = topic_sink(&unique("copy"), &topic, &output)?;
+                    let config = config(mock, pg, data, &connector);
+                    let cost = run_daemon(&config, deadline.env(), n, || async {
+                        topic_count(&bootstrap, &output)
+                    })
+                    .await?;
+                    trials.daemon(deadline, cost);
+                }
             } else {
+                let output = unique("bench_out");
+                mock.create_topic(&output, 1).await?;
                 let cost = run_baseline(&[
                     "kafka".into(),
-                    broker.bootstrap.clone(),
+                    bootstrap.clone(),
                     topic.clone(),
                     n.to_string(),
                     output.clone(),
                 ])?;
-                if topic_count(&broker.bootstrap, &output)? < n {
+                if topic_count(&bootstrap, &output)? < n {
                     bail!("the raw loop did not copy every record to {output}");
                 }
                 trials.baseline("raw rdkafka consume -> produce (batches of 1,000)", cost);
@@ -121,50 +125,59 @@ pub(crate) async fn bench_kafka(
     Ok(())
 }
 
-/// A loopback server that accepts JSON arrays and counts their items.
+/// A loopback server that accepts JSON arrays (of any size) and counts their items.
 pub(crate) async fn http_server() -> anyhow::Result<(String, Arc<AtomicU64>)> {
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
-    let app = axum::Router::new().route(
-        "/in",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let counter = counter.clone();
-            async move {
-                let items: Vec<serde_json::Value> =
-                    serde_json::from_slice(&body).unwrap_or_default();
-                counter.fetch_add(items.len() as u64, Ordering::SeqCst);
-                "ok"
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/in",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let counter = counter.clone();
+                async move {
+                    let items: Vec<&serde_json::value::RawValue> =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    counter.fetch_add(items.len() as u64, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok((address, count))
 }
 
+/// Kafka -> HTTP from a topic of `partitions`, the sink with as many tasks, against the raw
+/// loop (one consumer for every partition). Returns the trials for the scaling tables.
 pub(crate) async fn bench_http(
     broker: &Broker,
     pg: &Postgres,
     data: &Path,
-    n: u64,
-    rounds: usize,
-) -> anyhow::Result<()> {
+    opts: Options,
+    partitions: i32,
+) -> anyhow::Result<Trials> {
+    let n = opts.records;
     let topic = unique("bench_http");
-    fill(broker, &topic, n).await?;
+    fill(broker, &topic, n, opts.value_bytes, partitions).await?;
     let (address, count) = http_server().await?;
     let mut trials = Trials::new();
-    for round in 0..rounds {
+    for round in 0..opts.rounds {
         for side in [round % 2, 1 - round % 2] {
-            count.store(0, Ordering::SeqCst);
             if side == 0 {
-                let connector = http_sink(&unique("http"), &topic, &address)?;
-                let cost = run_daemon(&config(broker, pg, data, &connector), n, || async {
-                    Ok(count.load(Ordering::SeqCst))
-                })
-                .await?;
-                trials.runtime.push(cost);
+                for &deadline in Deadline::each(&opts) {
+                    count.store(0, Ordering::SeqCst);
+                    let connector = http_sink(&unique("http"), &topic, &address, partitions)?;
+                    let config = config(broker, pg, data, &connector);
+                    let cost = run_daemon(&config, deadline.env(), n, || async {
+                        Ok(count.load(Ordering::SeqCst))
+                    })
+                    .await?;
+                    trials.daemon(deadline, cost);
+                }
             } else {
+                count.store(0, Ordering::SeqCst);
                 let cost = run_baseline(&[
                     "http".into(),
                     broker.bootstrap.clone(),
@@ -176,6 +189,9 @@ pub(crate) async fn bench_http(
             }
         }
     }
-    trials.report("wasmconnect sink-http");
-    Ok(())
+    trials.report(&format!(
+        "wasmconnect sink-http, {partitions} partition(s) and task(s), {} B values",
+        opts.value_bytes
+    ));
+    Ok(trials)
 }
