@@ -11,9 +11,9 @@ use anyhow::Context;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
-use wasmconnect_tests::{Broker, Daemon, Postgres, unique, wait_until};
+use wasmconnect_tests::{Daemon, Postgres, unique, wait_until};
 
-use crate::harness::{config, http_sink, run_baseline};
+use crate::harness::{Bus, Mock, config, http_sink, run_baseline};
 
 fn micros_now() -> u64 {
     SystemTime::now()
@@ -77,17 +77,20 @@ enum Reader {
     Raw { window_ms: u64 },
 }
 
+/// On the mock cluster (see [`Mock`]): tansu answers a fetch only after its whole
+/// `fetch.wait.max.ms`, a floor under every reader's latency that a Kafka broker (which
+/// answers as soon as `fetch.min.bytes` arrived) does not have.
 pub(crate) async fn bench_latency(
-    broker: &Broker,
     pg: &Postgres,
     data: &std::path::Path,
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<()> {
+    let broker = &Mock::start()?;
     let seen = Arc::new(Seen::default());
     let address = server(seen.clone()).await?;
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
+        .set("bootstrap.servers", broker.bootstrap())
         .set("linger.ms", "0")
         .create()?;
     let total = rate * seconds;
@@ -123,7 +126,7 @@ pub(crate) async fn bench_latency(
             Reader::Raw { window_ms } => {
                 let args = vec![
                     "http".to_owned(),
-                    broker.bootstrap.clone(),
+                    broker.bootstrap(),
                     topic.clone(),
                     (total + 1).to_string(),
                     format!("http://{address}/in"),

@@ -155,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if case("latency") {
         let (rate, seconds) = (number("--rate", 2_000)?, number("--seconds", 20)?);
-        bench_latency(&broker, &pg, data, rate, seconds).await?;
+        bench_latency(&pg, data, rate, seconds).await?;
     }
     if case("startup") {
         bench_startup(&broker, &pg, opts.records).await?;
