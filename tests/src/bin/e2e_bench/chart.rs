@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 /// Where the charts go: beside BENCHMARKS.md.
 fn benches_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../runtime/benches")
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../runtime/benches"))
 }
 
 /// A font for the charts' text: plotters draws text through ab_glyph from a font file, here
@@ -58,12 +58,14 @@ pub(crate) fn draw(
             * 1.15;
         let mut chart = ChartBuilder::on(area)
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc(panel.y_label)
             .draw()?;
         for ((name, ys), color) in panel.series.iter().zip([RED, BLUE, GREEN, BLACK]) {
