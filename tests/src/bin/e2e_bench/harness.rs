@@ -78,6 +78,18 @@ impl Mock {
     pub(crate) fn start() -> anyhow::Result<Self> {
         Ok(Mock(MockCluster::new(1)?))
     }
+
+    /// Partitions enough for `n` records of about `bytes` each to stay whole: a mock
+    /// partition keeps at most 100,000 messages and 5 MiB and deletes its oldest beyond that
+    /// (librdkafka's `rdkafka_mock.c`, not configurable), so a topic of 200,000 records of
+    /// 100 B in one partition would keep only its last ~45,000. With room to spare (about
+    /// 512 KiB a partition), since a producer fills one partition with a whole batch (up to
+    /// 1 MB) before it moves on.
+    pub(crate) fn partitions_for(n: u64, bytes: usize) -> i32 {
+        let by_size = n * (bytes as u64 + 70) / (512 << 10);
+        let by_count = n / 50_000;
+        by_size.max(by_count).max(1) as i32
+    }
 }
 
 impl Bus for Mock {

@@ -82,20 +82,23 @@ pub(crate) async fn bench_sql(
 /// Kafka -> identity transform -> Kafka against a raw consume -> produce loop, each run into a
 /// topic of its own, on the mock cluster (see [`Mock`]): tansu's SQLite engine held both
 /// sides to ~25,000 records/s, and its in-memory one acknowledged idempotent writes at this
-/// rate that it then did not keep.
+/// rate that it then did not keep. Both topics have the partitions the mock needs to keep
+/// every record ([`Mock::partitions_for`]); one task and the raw loop's one consumer read
+/// them all.
 pub(crate) async fn bench_kafka(pg: &Postgres, data: &Path, opts: Options) -> anyhow::Result<()> {
     let n = opts.records;
     let mock = &Mock::start()?;
     let bootstrap = mock.bootstrap();
     let topic = unique("bench_kafka");
-    fill(mock, &topic, n, opts.value_bytes, 1).await?;
+    let partitions = Mock::partitions_for(n, opts.value_bytes);
+    fill(mock, &topic, n, opts.value_bytes, partitions).await?;
     let mut trials = Trials::new();
     for round in 0..opts.rounds {
         for side in [round % 2, 1 - round % 2] {
             if side == 0 {
                 for &deadline in Deadline::each(&opts) {
                     let output = unique("bench_out");
-                    mock.create_topic(&output, 1).await?;
+                    mock.create_topic(&output, partitions).await?;
                     let connector = topic_sink(&unique("copy"), &topic, &output)?;
                     let config = config(mock, pg, data, &connector);
                     let cost = run_daemon(&config, deadline.env(), n, || async {
@@ -106,7 +109,7 @@ pub(crate) async fn bench_kafka(pg: &Postgres, data: &Path, opts: Options) -> an
                 }
             } else {
                 let output = unique("bench_out");
-                mock.create_topic(&output, 1).await?;
+                mock.create_topic(&output, partitions).await?;
                 let cost = run_baseline(&[
                     "kafka".into(),
                     bootstrap.clone(),

@@ -55,24 +55,27 @@ fn sql_source(name: &str, topic: &str, table: &str) -> anyhow::Result<String> {
 }
 
 /// Runs the daemon with `connector` (and again without the call deadline with
-/// `--no-deadline`) into `topic`s made by `output`, and the baseline `args` (after the
-/// output topic) likewise, interleaved over the rounds.
+/// `--no-deadline`) into a topic of its own each time, and the baseline `args` (after the
+/// output topic) likewise, interleaved over the rounds. The topics have the partitions the
+/// mock cluster needs to keep every record of about `bytes` ([`Mock::partitions_for`]).
 async fn compare(
     mock: &Mock,
     pg: &Postgres,
     data: &Path,
     opts: Options,
+    bytes: usize,
     baseline: (&str, &[String]),
     connector: impl Fn(&str) -> anyhow::Result<String>,
 ) -> anyhow::Result<Trials> {
     let n = opts.records;
+    let partitions = Mock::partitions_for(n, bytes);
     let mut trials = Trials::new();
     for round in 0..opts.rounds {
         for side in [round % 2, 1 - round % 2] {
             if side == 0 {
                 for &deadline in Deadline::each(&opts) {
                     let output = unique("bench_source");
-                    mock.create_topic(&output, 1).await?;
+                    mock.create_topic(&output, partitions).await?;
                     let daemon = config(mock, pg, data, &connector(&output)?);
                     let cost = run_daemon(&daemon, deadline.env(), n, || async {
                         topic_count(&mock.bootstrap(), &output)
@@ -82,7 +85,7 @@ async fn compare(
                 }
             } else {
                 let output = unique("bench_source");
-                mock.create_topic(&output, 1).await?;
+                mock.create_topic(&output, partitions).await?;
                 let (kind, rest) = baseline;
                 let mut args = vec![kind.to_owned(), mock.bootstrap(), output.clone()];
                 args.push(n.to_string());
@@ -103,7 +106,7 @@ pub(crate) async fn bench_sources(pg: &Postgres, data: &Path, opts: Options) -> 
     mock.create_topic(OFFSETS_TOPIC, 1).await?;
     let n = opts.records;
 
-    let trials = compare(&mock, pg, data, opts, ("datagen", &[]), |output| {
+    let trials = compare(&mock, pg, data, opts, 250, ("datagen", &[]), |output| {
         datagen_source(&unique("datagen"), output, n)
     })
     .await?;
@@ -124,9 +127,15 @@ pub(crate) async fn bench_sources(pg: &Postgres, data: &Path, opts: Options) -> 
     .await?;
     pg.execute(&format!("ANALYZE {table}")).await?;
     let args = [pg.url.clone(), table.clone()];
-    let trials = compare(&mock, pg, data, opts, ("source-sql", &args), |output| {
-        sql_source(&unique("sql_source"), output, &table)
-    })
+    let trials = compare(
+        &mock,
+        pg,
+        data,
+        opts,
+        opts.value_bytes + 20,
+        ("source-sql", &args),
+        |output| sql_source(&unique("sql_source"), output, &table),
+    )
     .await?;
     println!(
         "source-sql -> Kafka; raw: SELECT row_to_json(t) ... WHERE id > $1 ORDER BY id LIMIT 1000, produced"
