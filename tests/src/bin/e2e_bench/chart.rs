@@ -60,7 +60,7 @@ pub(crate) fn draw(
             .margin(12)
             .margin_right(40)
             .x_label_area_size(40)
-            .y_label_area_size(60)
+            .y_label_area_size(80)
             .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?;
         chart
             .configure_mesh()
