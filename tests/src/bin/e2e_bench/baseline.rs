@@ -172,27 +172,11 @@ pub(crate) async fn kafka(args: &[String]) -> anyhow::Result<()> {
         bail!("kafka BOOTSTRAP TOPIC N OUTPUT");
     };
     let n: u64 = n.parse()?;
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()?;
+    let producer = idempotent_producer(bootstrap)?;
     let consumer = consumer(bootstrap, topic)?;
     consume(&consumer, n, BATCH_WAIT, |batch| {
         let (producer, output) = (&producer, output);
-        async move {
-            let mut deliveries = Vec::with_capacity(batch.len());
-            for value in &batch {
-                let record: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
-                    rdkafka::producer::FutureRecord::to(output).payload(value.as_slice());
-                deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
-            }
-            for delivery in deliveries {
-                delivery.await?.map_err(|(e, _)| e)?;
-            }
-            Ok(())
-        }
+        async move { deliver(producer, output, batch.iter().map(|v| (None, v.as_slice()))).await }
     })
     .await
 }
@@ -256,12 +240,7 @@ pub(crate) async fn json_avro(args: &[String]) -> anyhow::Result<()> {
     let n: u64 = n.parse()?;
     let schema = apache_avro::Schema::parse_str(schema)?;
     let schema_id: u32 = schema_id.parse()?;
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()?;
+    let producer = idempotent_producer(bootstrap)?;
     let consumer = consumer(bootstrap, topic)?;
     let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build()?;
     consume(&consumer, n, BATCH_WAIT, |batch| {
@@ -279,16 +258,12 @@ pub(crate) async fn json_avro(args: &[String]) -> anyhow::Result<()> {
                 framed.extend(writer.write_value_to_vec(record)?);
                 encoded.push(framed);
             }
-            let mut deliveries = Vec::with_capacity(encoded.len());
-            for value in &encoded {
-                let record: rdkafka::producer::FutureRecord<'_, [u8], [u8]> =
-                    rdkafka::producer::FutureRecord::to(output).payload(value.as_slice());
-                deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
-            }
-            for delivery in deliveries {
-                delivery.await?.map_err(|(e, _)| e)?;
-            }
-            Ok(())
+            deliver(
+                producer,
+                output,
+                encoded.iter().map(|v| (None, v.as_slice())),
+            )
+            .await
         }
     })
     .await
@@ -334,8 +309,8 @@ pub(crate) async fn http(args: &[String]) -> anyhow::Result<()> {
     .await
 }
 
-/// The producer every raw source loop writes with: idempotent, `acks=all`, `linger.ms` 5, as
-/// the daemon's source tasks.
+/// The producer of every raw loop writing to Kafka: idempotent, `acks=all`, `linger.ms` 5, as
+/// the daemon's.
 fn idempotent_producer(bootstrap: &str) -> anyhow::Result<rdkafka::producer::FutureProducer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -345,24 +320,37 @@ fn idempotent_producer(bootstrap: &str) -> anyhow::Result<rdkafka::producer::Fut
         .create()?)
 }
 
-/// Produces `records` (key, value) to `topic` and waits for every delivery; counts it as one
-/// write.
+/// Produces `records` (key, value) to `topic`, then waits for every delivery.
+async fn deliver<'a>(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    records: impl Iterator<Item = (Option<&'a [u8]>, &'a [u8])>,
+) -> anyhow::Result<()> {
+    let mut deliveries = Vec::new();
+    for (key, value) in records {
+        let mut record = rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for delivery in deliveries {
+        delivery.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// [`deliver`]s a source loop's batch of (key, value), counted as one write.
 async fn produce_batch(
     producer: &rdkafka::producer::FutureProducer,
     topic: &str,
     records: &[(String, Vec<u8>)],
 ) -> anyhow::Result<()> {
     let writing = Instant::now();
-    let mut deliveries = Vec::with_capacity(records.len());
-    for (key, value) in records {
-        let record = rdkafka::producer::FutureRecord::to(topic)
-            .key(key.as_bytes())
-            .payload(value.as_slice());
-        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
-    }
-    for delivery in deliveries {
-        delivery.await?.map_err(|(e, _)| e)?;
-    }
+    let pairs = records
+        .iter()
+        .map(|(key, value)| (Some(key.as_bytes()), value.as_slice()));
+    deliver(producer, topic, pairs).await?;
     WRITES.fetch_add(1, Ordering::Relaxed);
     WRITE_NANOS.fetch_add(writing.elapsed().as_nanos() as u64, Ordering::Relaxed);
     FIRST_WRITE.get_or_init(Instant::now);

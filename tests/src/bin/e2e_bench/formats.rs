@@ -7,7 +7,7 @@ use wasmconnect_tests::schema_registry::Stored;
 use wasmconnect_tests::{Broker, Postgres, SchemaRegistry, unique};
 
 use crate::cost::Trials;
-use crate::harness::{config, fill, run_baseline, run_daemon, sql_sink, topic_count};
+use crate::harness::{bench_table, config, fill, run_baseline, run_daemon, sql_sink, topic_count};
 
 /// The Avro schema of the benchmarks' records: the ~100 B JSON value's two fields.
 pub(crate) const BENCH_SCHEMA: &str = r#"{"type": "record", "name": "Row", "namespace": "bench",
@@ -66,19 +66,11 @@ pub(crate) async fn bench_avro(
         .map(|id| Ok((None, Some(avro_value(&schema, schema_id, id)?))))
         .collect::<anyhow::Result<_>>()?;
     broker.produce(&topic, &records).await?;
-    let table = || async {
-        let table = unique("bench");
-        pg.execute(&format!(
-            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
-        ))
-        .await
-        .map(|_| table)
-    };
     let mut trials = Trials::new();
     for round in 0..rounds {
         for side in [round % 2, 1 - round % 2] {
             if side == 0 {
-                let table = table().await?;
+                let table = bench_table(pg, "bench").await?;
                 let count = format!("SELECT count(*) FROM {table}");
                 let connector = sql_sink(&unique("avro"), &topic, &table, "insert")?.replace(
                     "    grants:",
@@ -97,7 +89,7 @@ pub(crate) async fn bench_avro(
                     topic.clone(),
                     n.to_string(),
                     pg.url.clone(),
-                    table().await?,
+                    bench_table(pg, "bench").await?,
                     BENCH_SCHEMA.into(),
                 ])?;
                 trials.baseline("raw rdkafka + apache-avro + sqlx insert (unnest)", cost);

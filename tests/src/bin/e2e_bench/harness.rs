@@ -146,6 +146,17 @@ pub(crate) async fn fill(
     Ok(())
 }
 
+/// A new table `(id bigint PRIMARY KEY, pad text)`, the shape of the benchmarks' values,
+/// named after `prefix`.
+pub(crate) async fn bench_table(pg: &Postgres, prefix: &str) -> anyhow::Result<String> {
+    let table = unique(prefix);
+    pg.execute(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
+    ))
+    .await?;
+    Ok(table)
+}
+
 /// The daemon's config: `connectors` on the broker and database, plugins compiled into (and
 /// loaded from) `data`.
 pub(crate) fn config(bus: &impl Bus, pg: &Postgres, data: &Path, connectors: &str) -> String {

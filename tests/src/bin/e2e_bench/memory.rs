@@ -8,7 +8,7 @@ use anyhow::bail;
 use wasmconnect_tests::{Broker, Daemon, Postgres, unique, wait_until};
 
 use crate::cost::{line, resident_kib};
-use crate::harness::{config, fill, http_sink, run_daemon, sql_sink, value};
+use crate::harness::{bench_table, config, fill, http_sink, run_daemon, sql_sink, value};
 use crate::sinks::http_server;
 
 /// `count` sink-sql connectors, each on a topic and table of its own: their config entries
@@ -21,12 +21,9 @@ async fn idle_connectors(
     let mut connectors = String::new();
     let mut names = Vec::new();
     for _ in 0..count {
-        let (topic, table, name) = (unique("idle"), unique("idle"), unique("c"));
+        let (topic, name) = (unique("idle"), unique("c"));
         broker.create_topic(&topic, 1).await?;
-        pg.execute(&format!(
-            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
-        ))
-        .await?;
+        let table = bench_table(pg, "idle").await?;
         connectors.push_str(&sql_sink(&name, &topic, &table, "insert")?);
         names.push(name);
     }
@@ -134,12 +131,9 @@ pub(crate) async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> any
     let mut tables = Vec::new();
     let per = n / 4;
     for _ in 0..4 {
-        let (topic, table) = (unique("busy"), unique("busy"));
+        let topic = unique("busy");
         fill(broker, &topic, per, 100, 1).await?;
-        pg.execute(&format!(
-            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
-        ))
-        .await?;
+        let table = bench_table(pg, "busy").await?;
         busy.push_str(&sql_sink(&unique("busy"), &topic, &table, "insert")?);
         tables.push(table);
     }
@@ -168,13 +162,10 @@ pub(crate) async fn soak(
     minutes: u64,
     rate: u64,
 ) -> anyhow::Result<()> {
-    let (sql_topic, http_topic, table) = (unique("soak_sql"), unique("soak_http"), unique("soak"));
+    let (sql_topic, http_topic) = (unique("soak_sql"), unique("soak_http"));
     broker.create_topic(&sql_topic, 1).await?;
     broker.create_topic(&http_topic, 1).await?;
-    pg.execute(&format!(
-        "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
-    ))
-    .await?;
+    let table = bench_table(pg, "soak").await?;
     let (address, delivered) = http_server().await?;
     let connectors = sql_sink(&unique("soak_sql"), &sql_topic, &table, "upsert")?
         + &http_sink(&unique("soak_http"), &http_topic, &address, 1)?;

@@ -9,8 +9,8 @@ use wasmconnect_tests::{Broker, Postgres, unique};
 
 use crate::cost::Trials;
 use crate::harness::{
-    Bus, Deadline, Mock, Options, config, fill, http_sink, run_baseline, run_daemon, sql_sink,
-    topic_count, topic_sink,
+    Bus, Deadline, Mock, Options, bench_table, config, fill, http_sink, run_baseline, run_daemon,
+    sql_sink, topic_count, topic_sink,
 };
 
 pub(crate) async fn bench_sql(
@@ -22,14 +22,6 @@ pub(crate) async fn bench_sql(
     let n = opts.records;
     let topic = unique("bench_sql");
     fill(broker, &topic, n, opts.value_bytes, 1).await?;
-    let table = || async {
-        let table = unique("bench");
-        pg.execute(&format!(
-            "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
-        ))
-        .await
-        .map(|_| table)
-    };
     for mode in ["insert", "upsert"] {
         // `jsonb` is sink-sql's own statement (the rows as one jsonb array, converted by
         // the server): a reference, showing how much of the gap is that statement.
@@ -43,7 +35,7 @@ pub(crate) async fn bench_sql(
             for side in [round % 2, 1 - round % 2] {
                 if side == 0 {
                     for &deadline in Deadline::each(&opts) {
-                        let table = table().await?;
+                        let table = bench_table(pg, "bench").await?;
                         let count = format!("SELECT count(*) FROM {table}");
                         let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
                         let config = config(broker, pg, data, &connector);
@@ -62,7 +54,7 @@ pub(crate) async fn bench_sql(
                         topic.clone(),
                         n.to_string(),
                         pg.url.clone(),
-                        table().await?,
+                        bench_table(pg, "bench").await?,
                         format!("{mode}-{method}"),
                     ])?;
                     let name = format!("raw rdkafka + sqlx {mode} ({method})");

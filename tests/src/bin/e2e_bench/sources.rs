@@ -14,7 +14,8 @@ use wasmconnect_tests::{Postgres, unique};
 
 use crate::cost::{Cost, Trials};
 use crate::harness::{
-    Bus, Deadline, Mock, Options, config, plugin, run_baseline, run_daemon, topic_count,
+    Bus, Deadline, Mock, Options, bench_table, config, plugin, run_baseline, run_daemon,
+    topic_count,
 };
 
 /// The offsets topic the daemon's sources write their positions to; the mock cluster answers
@@ -115,11 +116,7 @@ pub(crate) async fn bench_sources(pg: &Postgres, data: &Path, opts: Options) -> 
     );
     trials.report("wasmconnect source-datagen");
 
-    let table = unique("bench_source");
-    pg.execute(&format!(
-        "CREATE TABLE {table} (id bigint PRIMARY KEY, pad text)"
-    ))
-    .await?;
+    let table = bench_table(pg, "bench_source").await?;
     pg.execute(&format!(
         "INSERT INTO {table} SELECT i, repeat('x', {}) FROM generate_series(1, {n}) i",
         opts.value_bytes.saturating_sub(20).max(1)
