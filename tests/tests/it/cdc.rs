@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use wasmconnect_tests::broker::Consumed;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{RESTART_DELAY, config, exactly_once, sink, source, wait_for_records};
+use crate::common::{RESTART_DELAY, config, exactly_once, heavy, sink, source, wait_for_records};
 
 /// How long a step of a test may take.
 const LONG: Duration = Duration::from_secs(180);
@@ -221,6 +221,7 @@ async fn churn(table: String, rows: i64, statements: usize, every: Duration) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_under_writes_and_ten_kills_replicates_the_table_exactly() -> anyhow::Result<()>
 {
+    let _heavy = heavy().await;
     const ROWS: i64 = 100_000;
     const KILLS: usize = 10;
     const IN_FLIGHT: usize = 2_000;

@@ -19,7 +19,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Namespace, Postgres, paths, unique, wait_until};
 
-use crate::common::{json as json_bytes, sink, source, wait_count};
+use crate::common::{heavy, json as json_bytes, sink, source, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
 /// The cluster's and the sink consumers' session timeout in this test.
@@ -166,6 +166,7 @@ fn refused_commits(workers: &[Daemon], topic: &str) -> Vec<(i32, i64, i64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_workers_run_one_sink_task_each_and_a_killed_workers_task_moves_with_nothing_lost()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let mock = MockCluster::new(1)?;
     let bootstrap = mock.bootstrap_servers();
     let (topic, table, name, group) = (
@@ -378,6 +379,7 @@ fn handed_over(workers: &[Daemon], except: usize) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_restarted_workers_tasks()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let mock = MockCluster::new(1)?;
     let bootstrap = mock.bootstrap_servers();
     let (topic, table, name, group) = (
@@ -522,6 +524,7 @@ async fn a_rolling_restart_of_three_workers_loses_nothing_and_moves_only_the_res
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_needing_slots_the_broker_cannot_add_says_so_and_the_running_task_goes_on()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let broker = Broker::start().await?;
     let (topic, table, name, group) = (
         unique("grow"),
@@ -602,6 +605,7 @@ async fn a_reload_needing_slots_the_broker_cannot_add_says_so_and_the_running_ta
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fourth_worker_joining_takes_one_task_and_no_other_task_stops() -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let mock = MockCluster::new(1)?;
     let bootstrap = mock.bootstrap_servers();
     let (topic, table, name, group) = (
@@ -719,6 +723,7 @@ async fn keys(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_task_whose_worker_is_killed_resumes_on_another_from_its_positions()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let broker = Broker::start().await?;
     let pg = Postgres::connect().await?;
     let (topic, name, group) = (unique("moving"), unique("datagen"), unique("workers"));
@@ -911,6 +916,7 @@ impl CutOffCluster {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_long_and_rejoins()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     // Bound by name, not `..`: the namespace, its links and the mock cluster live to the end.
     let CutOffCluster {
         workers,
@@ -1027,6 +1033,7 @@ async fn a_worker_cut_off_from_the_broker_stops_its_task_before_another_runs_it_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_static_member_restarted_within_its_session_gets_its_task_back_and_nothing_else_moves()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let broker = Broker::start().await?;
     let bootstrap = broker.bootstrap.clone();
     let (topic, table, name, group) = (
@@ -1170,6 +1177,7 @@ async fn a_static_member_restarted_within_its_session_gets_its_task_back_and_not
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_cut_off_in_the_middle_of_a_rebalance_stops_its_task_before_another_runs_it_long()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let CutOffCluster {
         mut workers,
         links,
@@ -1345,6 +1353,7 @@ fn sink_json(topic: &str, table: &str) -> anyhow::Result<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_changes_it()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let broker = Broker::start().await?;
     let pg = Postgres::connect().await?;
     let (topic, table, name, group) = (
@@ -1577,6 +1586,7 @@ async fn a_connector_made_through_one_workers_api_runs_once_and_any_worker_chang
 #[tokio::test(flavor = "multi_thread")]
 async fn the_whole_cluster_stopped_and_started_again_has_the_same_connectors_states_and_positions()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let broker = Broker::start().await?;
     let pg = Postgres::connect().await?;
     let (kept_topic, made_topic) = (unique("kept"), unique("made"));
@@ -1694,6 +1704,7 @@ async fn the_whole_cluster_stopped_and_started_again_has_the_same_connectors_sta
 #[tokio::test(flavor = "multi_thread")]
 async fn a_single_process_becomes_a_cluster_with_its_api_made_connectors_and_a_differing_file_is_told()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let broker = Broker::start().await?;
     let pg = Postgres::connect().await?;
     let (topic, table, name, group) = (

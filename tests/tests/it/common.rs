@@ -16,6 +16,17 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// test in parallel on two cores) the broker expires it late.
 pub const RESTART_DELAY: Duration = Duration::from_secs(2 * SESSION_TIMEOUT.as_secs());
 
+/// Taken by the tests that load the broker and the database for minutes (the CDC snapshot
+/// under writes and kills, kill storms, the cluster's several workers), so that at most one
+/// of them runs at a time beside the lighter tests. Two at once on two cores starved tansu
+/// in CI: a restarted sink's consumer group session timed out behind a fetch the broker held,
+/// and the group never handed its partitions back within the test's wait (the CDC test), and
+/// a cluster test running beside that one failed its own waits.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// A daemon config on `broker` and `pg` (database `main`) with the given connector entries.
 /// `{admin}` is filled in by `Daemon::start`.
 pub fn config(broker: &Broker, pg: &Postgres, connectors: &str) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{Pipeline, RESTART_DELAY, config, json, sink, wait_count};
+use crate::common::{Pipeline, RESTART_DELAY, config, heavy, json, sink, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
 /// The kill storm's session timeout, and its restart delay (twice that, as above). Its 200,000
@@ -127,6 +127,7 @@ async fn upsert_overwrites_and_a_tombstone_deletes() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
     let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
     // Insert mode and no key: a record written twice shows up twice, so duplicates are counted
@@ -452,6 +453,7 @@ async fn a_connector_whose_plugin_cannot_load_fails_alone() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
     let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
     // Insert mode and no key: at-least-once would show every replayed record twice.

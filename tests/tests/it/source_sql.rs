@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
-use crate::common::{Tally, config, source, value_id, wait_for_ids, wait_for_records};
+use crate::common::{Tally, config, heavy, source, value_id, wait_for_ids, wait_for_records};
 
 /// A broker, a topic of 3 partitions, an empty table `orders_<n>` and a daemon with one
 /// source-sql connector reading it (granted `main`).
@@ -95,6 +95,7 @@ async fn rows_appended_while_running_all_land_in_order_per_key() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_kills_while_rows_arrive_lose_nothing_and_re_read_at_most_the_bound_each()
 -> anyhow::Result<()> {
+    let _heavy = heavy().await;
     const BOUND: usize = 500;
     const ROWS: usize = 20_000;
     const KILLS: usize = 10;
