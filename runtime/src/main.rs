@@ -297,6 +297,9 @@ async fn run(
             return Ok(ExitCode::from(1));
         }
     };
+    // Before the connectors start and the worker joins its cluster, which can take seconds:
+    // a SIGHUP or SIGTERM meanwhile waits for the loop below instead of being lost.
+    let mut signals = Signals::new()?;
     let listener = admin::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
@@ -327,7 +330,6 @@ async fn run(
     };
     worker.start().await;
     worker.join_cluster().await;
-    let mut signals = Signals::new()?;
     let mut seen = modified(&path);
     let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut status = LiveStatus::new(worker.status());
