@@ -16,6 +16,8 @@ use crate::{Namespace, paths, wait_until};
 /// A running daemon; killed (SIGKILL) when dropped.
 pub struct Daemon {
     child: Child,
+    /// The `wasmconnect` binary it runs.
+    binary: PathBuf,
     pub admin: String,
     /// Every line of stderr, with the time it arrived.
     log: Arc<Mutex<Vec<(Instant, String)>>>,
@@ -58,16 +60,42 @@ impl Daemon {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         namespace.expose(listener)?;
-        Self::launch_at(port, namespace.launcher(), &[], &[], config)
+        Self::launch_at(
+            port,
+            paths::wasmconnect_bin()?,
+            namespace.launcher(),
+            &[],
+            &[],
+            config,
+        )
+    }
+
+    /// Like [`Daemon::start_with_env`], running `binary` instead of the build under test (an
+    /// earlier build, for a benchmark that compares two).
+    pub fn start_binary(
+        binary: &std::path::Path,
+        env: &[(&str, &str)],
+        config: &str,
+    ) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::launch_at(port, binary.to_owned(), Vec::new(), &[], env, config)
     }
 
     fn launch(options: &[&str], env: &[(&str, &str)], config: &str) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        Self::launch_at(port, Vec::new(), options, env, config)
+        Self::launch_at(
+            port,
+            paths::wasmconnect_bin()?,
+            Vec::new(),
+            options,
+            env,
+            config,
+        )
     }
 
     fn launch_at(
         port: u16,
+        binary: PathBuf,
         launcher: Vec<String>,
         options: &[&str],
         env: &[(&str, &str)],
@@ -83,7 +111,7 @@ impl Daemon {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.push(("WASMCONNECT_ADMIN".into(), admin.clone()));
-        Self::spawn(path, admin, launcher, options, env, dir)
+        Self::spawn(binary, path, admin, launcher, options, env, dir)
     }
 
     /// The directory of the daemon's config file (a temporary one, removed with the daemon).
@@ -104,6 +132,7 @@ impl Daemon {
         let mut earlier = std::mem::take(&mut self.earlier);
         earlier.extend(self.log());
         *self = Self::spawn(
+            self.binary.clone(),
             self.config.clone(),
             self.admin.clone(),
             self.launcher.clone(),
@@ -116,6 +145,7 @@ impl Daemon {
     }
 
     fn spawn(
+        binary: PathBuf,
         config: PathBuf,
         admin: String,
         launcher: Vec<String>,
@@ -123,14 +153,13 @@ impl Daemon {
         env: Vec<(String, String)>,
         dir: Arc<tempfile::TempDir>,
     ) -> anyhow::Result<Self> {
-        let binary = paths::wasmconnect_bin()?;
         let mut command = match launcher.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
-                command.args(args).arg(binary);
+                command.args(args).arg(&binary);
                 command
             }
-            None => Command::new(binary),
+            None => Command::new(&binary),
         };
         let mut child = command
             .args(&options)
@@ -157,6 +186,7 @@ impl Daemon {
         });
         Ok(Daemon {
             child,
+            binary,
             admin,
             log,
             reader,
@@ -306,9 +336,24 @@ impl Daemon {
     }
 }
 
+/// How many of a daemon's last log lines its drop prints.
+const LOG_TAIL: usize = 60;
+
 impl Drop for Daemon {
+    /// Kills the process, then prints its last log lines: the test harness shows a test's
+    /// output only when it fails, so a failing test says what its daemons did last.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let log = self.log();
+        let tail = &log[log.len().saturating_sub(LOG_TAIL)..];
+        eprintln!(
+            "--- the last {} log lines of the daemon at {}:",
+            tail.len(),
+            self.admin
+        );
+        for line in tail {
+            eprintln!("    {line}");
+        }
     }
 }
