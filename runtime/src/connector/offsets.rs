@@ -9,13 +9,24 @@ use std::sync::Arc;
 /// Guarantee: [`OffsetTracker::committable`] returns an offset only when every record read
 /// before it in that partition is done, so committing it can never skip an unwritten record,
 /// whatever order records complete in and whatever gaps Kafka leaves in the offsets.
+///
+/// Cost: records come in runs of one partition (a fetch returns a partition's messages
+/// together), so the partition of the last call is tried first, by pointer and number,
+/// without hashing or cloning the topic; only a change of partition looks it up in the index.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: HashMap<(Arc<str>, i32), Partition>,
+    /// Every tracked partition.
+    partitions: Vec<Tracked>,
+    /// Where each partition is in `partitions`.
+    index: HashMap<(Arc<str>, i32), usize>,
+    /// The position in `partitions` of the last partition tracked or completed.
+    last: usize,
 }
 
-#[derive(Debug, Default)]
-struct Partition {
+#[derive(Debug)]
+struct Tracked {
+    topic: Arc<str>,
+    partition: i32,
     /// Offsets read and not yet below the watermark, in read order, with "done" flags.
     pending: VecDeque<(i64, bool)>,
     /// Next offset to commit (last contiguous done offset + 1), if anything is done.
@@ -24,26 +35,60 @@ struct Partition {
     advanced: bool,
 }
 
+impl Tracked {
+    fn is(&self, topic: &Arc<str>, partition: i32) -> bool {
+        self.partition == partition && (Arc::ptr_eq(&self.topic, topic) || self.topic == *topic)
+    }
+}
+
 impl OffsetTracker {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The position of a tracked partition, the last one used first.
+    fn find(&mut self, topic: &Arc<str>, partition: i32) -> Option<usize> {
+        if self
+            .partitions
+            .get(self.last)
+            .is_some_and(|p| p.is(topic, partition))
+        {
+            return Some(self.last);
+        }
+        let at = *self.index.get(&(topic.clone(), partition))?;
+        self.last = at;
+        Some(at)
+    }
+
     /// Registers a record as read. Offsets must increase within a partition.
     pub fn track(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
-        let p = self
-            .partitions
-            .entry((topic.clone(), partition))
-            .or_default();
+        let at = match self.find(topic, partition) {
+            Some(at) => at,
+            None => {
+                let at = self.partitions.len();
+                self.partitions.push(Tracked {
+                    topic: topic.clone(),
+                    partition,
+                    pending: VecDeque::new(),
+                    watermark: None,
+                    advanced: false,
+                });
+                self.index.insert((topic.clone(), partition), at);
+                self.last = at;
+                at
+            }
+        };
+        let p = &mut self.partitions[at];
         debug_assert!(p.pending.back().is_none_or(|&(last, _)| last < offset));
         p.pending.push_back((offset, false));
     }
 
     /// Marks a tracked record done. Unknown records (from a forgotten partition) are ignored.
     pub fn complete(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
-        let Some(p) = self.partitions.get_mut(&(topic.clone(), partition)) else {
+        let Some(at) = self.find(topic, partition) else {
             return;
         };
+        let p = &mut self.partitions[at];
         if let Ok(i) = p.pending.binary_search_by_key(&offset, |&(o, _)| o) {
             p.pending[i].1 = true;
         }
@@ -58,10 +103,10 @@ impl OffsetTracker {
     pub fn committable(&mut self) -> Vec<(Arc<str>, i32, i64)> {
         self.partitions
             .iter_mut()
-            .filter_map(|((topic, partition), p)| {
+            .filter_map(|p| {
                 let advanced = std::mem::take(&mut p.advanced);
                 match p.watermark {
-                    Some(w) if advanced => Some((topic.clone(), *partition, w)),
+                    Some(w) if advanced => Some((p.topic.clone(), p.partition, w)),
                     _ => None,
                 }
             })
@@ -70,14 +115,25 @@ impl OffsetTracker {
 
     /// Records read and not yet below a watermark (Kafka Connect's active records).
     pub fn pending(&self) -> usize {
-        self.partitions.values().map(|p| p.pending.len()).sum()
+        self.partitions.iter().map(|p| p.pending.len()).sum()
     }
 
     /// Drops all state of a partition (it was revoked; its new owner re-reads what was not
     /// committed).
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.partitions
-            .retain(|(t, p), _| !(&**t == topic && *p == partition));
+        let Some(at) = self
+            .partitions
+            .iter()
+            .position(|p| p.partition == partition && &*p.topic == topic)
+        else {
+            return;
+        };
+        let gone = self.partitions.swap_remove(at);
+        self.index.remove(&(gone.topic, partition));
+        if let Some(moved) = self.partitions.get(at) {
+            self.index
+                .insert((moved.topic.clone(), moved.partition), at);
+        }
     }
 }
 
@@ -123,6 +179,26 @@ mod tests {
         tracker.track(&t(), 1, 0);
         tracker.complete(&t(), 1, 0);
         assert_eq!(tracker.committable(), vec![(t(), 1, 1)]);
+    }
+
+    #[test]
+    fn forgetting_a_partition_keeps_the_others_whatever_order_they_come_in() {
+        let mut tracker = OffsetTracker::new();
+        // Another Arc of the same name is the same topic.
+        let (a, b) = (t(), Arc::from("payments"));
+        for (topic, partition) in [(&a, 0), (&b, 0), (&a, 1), (&b, 1)] {
+            tracker.track(topic, partition, 7);
+        }
+        tracker.forget("orders", 0);
+        tracker.track(&t(), 1, 8);
+        for (topic, partition) in [(&b, 1), (&a, 1), (&b, 0)] {
+            tracker.complete(topic, partition, 7);
+        }
+        tracker.complete(&a, 0, 7);
+        let mut moved = tracker.committable();
+        moved.sort();
+        assert_eq!(moved, vec![(t(), 1, 8), (b.clone(), 0, 8), (b, 1, 8)]);
+        assert_eq!(tracker.pending(), 1, "orders-1's offset 8 is not done");
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub(super) struct Intake {
     /// Full batches waiting for the plugin, oldest first.
     pub ready: VecDeque<Vec<Record>>,
     pub tracker: OffsetTracker,
-    topics: HashMap<String, Arc<str>>,
+    topics: Topics,
     /// The consumer's revocation notices, sent from its rebalance callback while it is
     /// polled: a notice waiting here came before any message the consumer returns next.
     pub revoked: mpsc::UnboundedReceiver<Revoked>,
@@ -152,7 +152,7 @@ impl Intake {
             batcher: Batcher::new(&config.batch),
             ready: VecDeque::new(),
             tracker: OffsetTracker::new(),
-            topics: HashMap::new(),
+            topics: Topics::default(),
             revoked,
             lost: Vec::new(),
         }
@@ -238,16 +238,37 @@ impl Intake {
     }
 }
 
-/// Copies a Kafka message into a record; topic names are interned in `topics`.
-fn to_record(topics: &mut HashMap<String, Arc<str>>, m: &BorrowedMessage<'_>) -> Record {
-    let topic = match topics.get(m.topic()) {
-        Some(t) => t.clone(),
-        None => {
-            let t: Arc<str> = Arc::from(m.topic());
-            topics.insert(m.topic().to_owned(), t.clone());
-            t
+/// The names of the topics read, one shared string each: a message of the same topic as the
+/// last takes its name without a lookup (messages come in runs of one partition).
+#[derive(Default)]
+struct Topics {
+    last: Option<Arc<str>>,
+    all: HashMap<String, Arc<str>>,
+}
+
+impl Topics {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(last) = &self.last
+            && **last == *name
+        {
+            return last.clone();
         }
-    };
+        let topic = match self.all.get(name) {
+            Some(topic) => topic.clone(),
+            None => {
+                let topic: Arc<str> = Arc::from(name);
+                self.all.insert(name.to_owned(), topic.clone());
+                topic
+            }
+        };
+        self.last = Some(topic.clone());
+        topic
+    }
+}
+
+/// Copies a Kafka message into a record, its topic's name interned in `topics`.
+fn to_record(topics: &mut Topics, m: &BorrowedMessage<'_>) -> Record {
+    let topic = topics.intern(m.topic());
     Record {
         topic,
         partition: m.partition(),
