@@ -21,6 +21,30 @@ pub enum Delivery {
     Position(u64),
 }
 
+impl Delivery {
+    /// The delivery as the one word librdkafka carries through to its report, without an
+    /// allocation per message: the number shifted left, the low bit telling a position from a
+    /// record. Numbers count messages from 0, so they never reach 2^63.
+    pub fn tag(self) -> usize {
+        let (number, kind) = match self {
+            Delivery::Record(seq) => (seq, 0),
+            Delivery::Position(id) => (id, 1),
+        };
+        debug_assert!(number < 1 << 63, "delivery numbers stay below 2^63");
+        ((number << 1) | kind) as usize
+    }
+
+    /// The delivery [`Delivery::tag`] made `tag` of.
+    pub fn of_tag(tag: usize) -> Delivery {
+        let number = tag as u64 >> 1;
+        if tag & 1 == 0 {
+            Delivery::Record(number)
+        } else {
+            Delivery::Position(number)
+        }
+    }
+}
+
 /// A delivery report: what was produced, and `Err` with the reason (naming the topic) when
 /// Kafka did not take it.
 pub type Report = (Delivery, Result<(), String>);
@@ -43,9 +67,10 @@ impl ClientContext for SourceContext {
 }
 
 impl ProducerContext for SourceContext {
-    type DeliveryOpaque = Box<Delivery>;
+    /// A [`Delivery::tag`].
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Box<Delivery>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
         let outcome = match result {
             Ok(_) => Ok(()),
             Err((e, message)) => Err(format!(
@@ -54,7 +79,7 @@ impl ProducerContext for SourceContext {
             )),
         };
         // The task is gone: it no longer cares.
-        let _ = self.reports.send((*delivery, outcome));
+        let _ = self.reports.send((Delivery::of_tag(tag), outcome));
     }
 }
 
@@ -122,4 +147,24 @@ pub fn kafka_headers(headers: &[Header], more: usize) -> OwnedHeaders {
         });
     }
     owned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delivery;
+
+    #[test]
+    fn a_delivery_comes_back_from_its_tag_as_it_went() {
+        for delivery in [
+            Delivery::Record(0),
+            Delivery::Position(0),
+            Delivery::Record(1),
+            Delivery::Position(41),
+            Delivery::Record((1 << 63) - 1),
+            Delivery::Position((1 << 63) - 1),
+        ] {
+            assert_eq!(Delivery::of_tag(delivery.tag()), delivery);
+        }
+        assert_ne!(Delivery::Record(5).tag(), Delivery::Position(5).tag());
+    }
 }

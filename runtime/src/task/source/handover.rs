@@ -58,8 +58,8 @@ impl SourceTask {
         }
         self.topics_in_use.note(topic);
         let seq = progress.tracker.handed_over(&partition, position, bytes);
-        let mut message: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
-            BaseRecord::with_opaque_to(topic, Box::new(Delivery::Record(seq)));
+        let mut message: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, Delivery::Record(seq).tag());
         if let Some(key) = &key {
             message = message.key(key.as_slice());
         }
@@ -126,8 +126,8 @@ impl SourceTask {
         for (partition, position) in &flushing.flush.positions {
             let key = self.store.key(partition);
             let value = PositionStore::value(position);
-            let message: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
-                BaseRecord::with_opaque_to(self.store.topic(), Box::new(Delivery::Position(id)))
+            let message: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(self.store.topic(), Delivery::Position(id).tag())
                     .key(key.as_slice())
                     .payload(value.as_slice())
                     .headers(PositionStore::mark());
