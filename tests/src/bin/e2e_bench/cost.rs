@@ -3,7 +3,7 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::harness::Deadline;
+use crate::harness::Contender;
 
 /// What one run cost: the process is the daemon or a baseline child.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -98,6 +98,8 @@ pub(crate) struct Trials {
     /// The daemon on an engine without epoch interruption (`--no-deadline`), one run per
     /// round beside `runtime`'s.
     pub(crate) undeadlined: Vec<Cost>,
+    /// An earlier build of the daemon (`--against`), one run per round beside `runtime`'s.
+    pub(crate) earlier: Vec<Cost>,
     pub(crate) baselines: Vec<(String, Vec<Cost>)>,
     /// Raw loops shown for comparison only, not ratios' baselines.
     pub(crate) references: Vec<(String, Vec<Cost>)>,
@@ -108,16 +110,18 @@ impl Trials {
         Trials {
             runtime: Vec::new(),
             undeadlined: Vec::new(),
+            earlier: Vec::new(),
             baselines: Vec::new(),
             references: Vec::new(),
         }
     }
 
-    /// A run of the daemon, with or without its call deadline.
-    pub(crate) fn daemon(&mut self, deadline: Deadline, cost: Cost) {
-        match deadline {
-            Deadline::On => self.runtime.push(cost),
-            Deadline::Off => self.undeadlined.push(cost),
+    /// A run of the daemon, as `contender`.
+    pub(crate) fn daemon(&mut self, contender: Contender, cost: Cost) {
+        match contender {
+            Contender::Deployed => self.runtime.push(cost),
+            Contender::NoDeadline => self.undeadlined.push(cost),
+            Contender::Earlier(_) => self.earlier.push(cost),
         }
     }
 
@@ -138,7 +142,8 @@ impl Trials {
     /// then the ratios, each the median over rounds with its range: wasmconnect's records/s
     /// against that round's fastest baseline, and its CPU per record against that round's
     /// most frugal one (the targets: >= 0.9 and <= 1.3). With `--no-deadline`, also
-    /// the daemon against itself without the call deadline.
+    /// the daemon against itself without the call deadline; with `--against`, against the
+    /// earlier build.
     pub(crate) fn report(&self, runtime: &str) {
         for (name, costs) in self.baselines.iter().chain(&self.references) {
             line(name, &median(costs), None);
@@ -160,23 +165,37 @@ impl Trials {
         if let (Some(speed), Some(cpu)) = (speed, cpu) {
             println!("  vs raw: records/s ratio {speed}, CPU per record ratio {cpu}");
         }
-        if self.undeadlined.is_empty() {
+        self.against(
+            runtime,
+            &self.undeadlined,
+            "no call deadline",
+            "call deadline on vs off",
+            " (target: cost <= 3 %)",
+        );
+        self.against(
+            runtime,
+            &self.earlier,
+            "earlier build",
+            "this build vs the earlier",
+            "",
+        );
+    }
+
+    /// The median run of `others` (the daemon run another way, one run per round), and the
+    /// daemon's ratios to it, round by round.
+    fn against(&self, runtime: &str, others: &[Cost], name: &str, versus: &str, target: &str) {
+        if others.is_empty() {
             return;
         }
         println!(
             "{}",
-            cost_line(
-                &format!("{runtime}, no call deadline"),
-                &median(&self.undeadlined)
-            )
+            cost_line(&format!("{runtime}, {name}"), &median(others))
         );
-        let pairs = || self.runtime.iter().zip(&self.undeadlined);
+        let pairs = || self.runtime.iter().zip(others);
         let speed = spread(pairs().map(|(on, off)| on.per_second() / off.per_second()));
         let cpu = spread(pairs().map(|(on, off)| on.cpu_per_million() / off.cpu_per_million()));
         if let (Some(speed), Some(cpu)) = (speed, cpu) {
-            println!(
-                "  call deadline on vs off: records/s ratio {speed}, CPU per record ratio {cpu} (target: cost <= 3 %)"
-            );
+            println!("  {versus}: records/s ratio {speed}, CPU per record ratio {cpu}{target}");
         }
     }
 }

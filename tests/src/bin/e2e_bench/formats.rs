@@ -7,7 +7,9 @@ use wasmconnect_tests::schema_registry::Stored;
 use wasmconnect_tests::{Broker, Postgres, SchemaRegistry, unique};
 
 use crate::cost::Trials;
-use crate::harness::{bench_table, config, fill, run_baseline, run_daemon, sql_sink, topic_count};
+use crate::harness::{
+    Contender, bench_table, config, fill, run_baseline, run_daemon, sql_sink, topic_count,
+};
 
 /// The Avro schema of the benchmarks' records: the ~100 B JSON value's two fields.
 pub(crate) const BENCH_SCHEMA: &str = r#"{"type": "record", "name": "Row", "namespace": "bench",
@@ -77,7 +79,7 @@ pub(crate) async fn bench_avro(
                     "    format: { value: avro, schema_registry: main }\n    grants:",
                 );
                 let config = with_registry(config(broker, pg, data, &connector), &registry.url);
-                let cost = run_daemon(&config, &[], n, || async {
+                let cost = run_daemon(&config, Contender::Deployed, n, || async {
                     Ok(pg.count(&count).await? as u64)
                 })
                 .await?;
@@ -123,7 +125,7 @@ pub(crate) async fn bench_avro(
                     BENCH_SCHEMA.replace('\n', " ")
                 );
                 let config = with_registry(config(broker, pg, data, &connector), &registry.url);
-                let cost = run_daemon(&config, &[], n, || async {
+                let cost = run_daemon(&config, Contender::Deployed, n, || async {
                     topic_count(&broker.bootstrap, &output)
                 })
                 .await?;

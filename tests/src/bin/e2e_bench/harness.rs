@@ -22,31 +22,42 @@ pub(crate) struct Options {
     pub(crate) value_bytes: usize,
     /// Also run the daemon without the call deadline, beside each of its runs.
     pub(crate) no_deadline: bool,
+    /// Also run this earlier build of the daemon, beside each run of the one measured.
+    pub(crate) against: Option<&'static Path>,
 }
 
-/// Whether the daemon's plugin calls run under their deadline (epoch interruption), as
-/// deployed, or without it: `--no-deadline` adds a run of the latter beside each of the former.
+/// Which daemon a run starts: the build measured, as deployed; with `--no-deadline` the same
+/// build on an engine without epoch interruption (what the call deadline costs); with
+/// `--against BIN` an earlier build (what a change bought). Each runs once per round, beside
+/// the others, so a slow spell of the machine hits them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Deadline {
-    On,
-    Off,
+pub(crate) enum Contender {
+    Deployed,
+    NoDeadline,
+    Earlier(&'static Path),
 }
 
-impl Deadline {
+impl Contender {
     /// The daemon runs of one round.
-    pub(crate) fn each(opts: &Options) -> &'static [Deadline] {
+    pub(crate) fn each(opts: &Options) -> Vec<Contender> {
+        let mut each = vec![Contender::Deployed];
         if opts.no_deadline {
-            &[Deadline::On, Deadline::Off]
-        } else {
-            &[Deadline::On]
+            each.push(Contender::NoDeadline);
         }
+        if let Some(earlier) = opts.against {
+            each.push(Contender::Earlier(earlier));
+        }
+        each
     }
 
-    /// The daemon's environment.
-    pub(crate) fn env(self) -> &'static [(&'static str, &'static str)] {
+    /// Starts the daemon on `config`.
+    pub(crate) fn start(self, config: &str) -> anyhow::Result<Daemon> {
         match self {
-            Deadline::On => &[],
-            Deadline::Off => &[("WASMCONNECT_NO_CALL_DEADLINE", "1")],
+            Contender::Deployed => Daemon::start(config),
+            Contender::NoDeadline => {
+                Daemon::start_with_env(&[("WASMCONNECT_NO_CALL_DEADLINE", "1")], config)
+            }
+            Contender::Earlier(binary) => Daemon::start_binary(binary, &[], config),
         }
     }
 }
@@ -220,13 +231,14 @@ pub(crate) fn http_sink(
 /// table would load the database the daemon is writing to (the baselines count in their own
 /// process).
 pub(crate) async fn written(client: &reqwest::Client, admin: &str) -> anyhow::Result<u64> {
-    let mut total = 0.0;
-    for counter in [
+    let text = metrics(client, admin).await?;
+    let total: f64 = [
         "wasmconnect_sink_records_written_total",
         "wasmconnect_source_records_written_total",
-    ] {
-        total += metric(client, admin, counter, "").await?;
-    }
+    ]
+    .iter()
+    .map(|counter| sum(&text, counter, ""))
+    .sum();
     Ok(total as u64)
 }
 
@@ -237,21 +249,29 @@ pub(crate) async fn metric(
     name: &str,
     label: &str,
 ) -> anyhow::Result<f64> {
-    let text = client
+    Ok(sum(&metrics(client, admin).await?, name, label))
+}
+
+/// The daemon's `/metrics`, as text.
+async fn metrics(client: &reqwest::Client, admin: &str) -> anyhow::Result<String> {
+    Ok(client
         .get(format!("http://{admin}/metrics"))
         .send()
         .await?
         .text()
-        .await?;
-    Ok(text
-        .lines()
+        .await?)
+}
+
+/// The sum over every series of metric `name` in `text` whose labels contain `label`.
+fn sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{'))
         })
         .filter(|l| l.contains(label))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum())
+        .sum()
 }
 
 /// A sink without a plugin: `topic` through the identity transform to `output`.
@@ -290,7 +310,7 @@ pub(crate) fn topic_count(bootstrap: &str, topic: &str) -> anyhow::Result<u64> {
 /// measures, then checks with `arrived` that every record is really at its destination.
 pub(crate) async fn run_daemon<F, Fut>(
     config: &str,
-    env: &[(&str, &str)],
+    contender: Contender,
     records: u64,
     arrived: F,
 ) -> anyhow::Result<Cost>
@@ -299,7 +319,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
     let started = Instant::now();
-    let daemon = Daemon::start_with_env(env, config)?;
+    let daemon = contender.start(config)?;
     let client = reqwest::Client::new();
     let deadline = started + Duration::from_secs(600);
     let mut first_seconds = None;
@@ -355,12 +375,12 @@ where
 /// Starts the daemon once with a connector of each plugin the benchmarks run, so that
 /// every measured start loads them from `worker.data_dir`'s compiled cache, as every start
 /// of a deployed daemon but its first does. The code compiled without the call deadline is
-/// another entry of the same cache.
+/// another entry of the same cache, as is an earlier build's.
 pub(crate) async fn warm_compiled_cache(
     broker: &Broker,
     pg: &Postgres,
     data: &Path,
-    deadline: Deadline,
+    contender: Contender,
 ) -> anyhow::Result<()> {
     let (topic, table) = (unique("warm"), unique("warm"));
     broker.create_topic(&topic, 1).await?;
@@ -394,7 +414,7 @@ pub(crate) async fn warm_compiled_cache(
             names[4],
             plugin("source-sql")?.display()
         );
-    let daemon = Daemon::start_with_env(deadline.env(), &config(broker, pg, data, &connectors))?;
+    let daemon = contender.start(&config(broker, pg, data, &connectors))?;
     let url = format!("http://{}/connectors?expand=status", daemon.admin);
     let client = reqwest::Client::new();
     wait_until(

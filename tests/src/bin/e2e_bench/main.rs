@@ -9,17 +9,21 @@
 //! bash tests/scripts/services.sh build_plugins
 //! cargo build --release -p wasmconnect -p wasmconnect-tests --bin wasmconnect --bin e2e-bench
 //! target/release/e2e-bench [sql|http|kafka|avro|sources|scale|latency|startup|idle|all]
-//!     [--records N] [--rounds K] [--value-bytes B] [--no-deadline]
+//!     [--records N] [--rounds K] [--value-bytes B] [--no-deadline] [--against BIN]
 //! target/release/e2e-bench latency [--rate R] [--seconds S]
 //! target/release/e2e-bench soak [--minutes M] [--rate R]
 //! ```
 //!
 //! - `--no-deadline` runs the daemon a second time in each round on an engine without epoch
 //!   interruption and prints what the call deadline costs.
+//! - `--against BIN` runs BIN (an earlier build of `wasmconnect`) beside the daemon in each
+//!   round and prints what the build measured gains on it: an optimisation's effect, measured
+//!   side by side in one run.
 //! - `scale` runs `http` at 1, 2, 4 and 8 partitions (as many tasks) and at 100 B to 100 KiB
 //!   values, prints tables and draws `runtime/benches/scale-*.png`.
 //! - `latency` produces R records/s for S seconds and prints p50/p99/max from produce to
-//!   request received, for sink-http and the raw loop, with batches waiting 100 and 10 ms.
+//!   request received (sink-http) and to row inserted (sink-sql), for the daemon and the raw
+//!   loop, with batches waiting 100 and 10 ms.
 //! - `idle` prints resident memory with 1, 10 and 100 idle connectors.
 //! - `soak` is not a comparison: it feeds a sink-sql (upsert) and a sink-http connector R
 //!   records/s each for M minutes and prints the daemon's resident memory every 30 s, to show
@@ -42,6 +46,7 @@ mod scale;
 mod sinks;
 mod sources;
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -50,7 +55,7 @@ use wasmconnect_tests::{Broker, Postgres};
 
 use cost::{Cost, usage};
 use formats::bench_avro;
-use harness::{Deadline, Options, warm_compiled_cache};
+use harness::{Contender, Options, warm_compiled_cache};
 use latency::bench_latency;
 use memory::{bench_idle, bench_startup, soak};
 use scale::scale;
@@ -65,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         let n: u64 = args.get(4).and_then(|n| n.parse().ok()).unwrap_or(0);
         match args.get(1).map(String::as_str) {
             Some("sql") => baseline::sql(&args[2..]).await?,
+            Some("sql-stamped") => baseline::sql_stamped(&args[2..]).await?,
             Some("http") => baseline::http(&args[2..]).await?,
             Some("kafka") => baseline::kafka(&args[2..]).await?,
             Some("avro-sql") => baseline::avro_sql(&args[2..]).await?,
@@ -103,13 +109,23 @@ async fn main() -> anyhow::Result<()> {
         rounds: number("--rounds", 3)?.max(1) as usize,
         value_bytes: number("--value-bytes", 100)? as usize,
         no_deadline: args.iter().any(|a| a == "--no-deadline"),
+        against: match args.iter().position(|a| a == "--against") {
+            Some(i) => {
+                let binary = PathBuf::from(args.get(i + 1).context("--against BIN")?);
+                if !binary.is_file() {
+                    bail!("--against {}: no such file", binary.display());
+                }
+                Some(Box::leak(binary.into_boxed_path()))
+            }
+            None => None,
+        },
     };
     let broker = Broker::start_in_memory().await?;
     let pg = Postgres::connect().await?;
     let data = tempfile::tempdir()?;
     let data = data.path();
-    for &deadline in Deadline::each(&opts) {
-        warm_compiled_cache(&broker, &pg, data, deadline).await?;
+    for contender in Contender::each(&opts) {
+        warm_compiled_cache(&broker, &pg, data, contender).await?;
     }
     if which == "soak" {
         return soak(
@@ -126,10 +142,18 @@ async fn main() -> anyhow::Result<()> {
         opts.records,
         opts.value_bytes,
         opts.rounds,
-        if opts.no_deadline {
-            ", the daemon also without its call deadline"
-        } else {
-            ""
+        match (opts.no_deadline, opts.against) {
+            (false, None) => String::new(),
+            (true, None) => ", the daemon also without its call deadline".into(),
+            (no_deadline, Some(earlier)) => format!(
+                ", the daemon also{} as built at {}",
+                if no_deadline {
+                    " without its call deadline and"
+                } else {
+                    ""
+                },
+                earlier.display()
+            ),
         },
         pg.count("SELECT current_setting('server_version_num')::bigint")
             .await?

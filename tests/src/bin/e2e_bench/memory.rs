@@ -8,7 +8,9 @@ use anyhow::bail;
 use wasmconnect_tests::{Broker, Daemon, Postgres, unique, wait_until};
 
 use crate::cost::{line, resident_kib};
-use crate::harness::{bench_table, config, fill, http_sink, run_daemon, sql_sink, value};
+use crate::harness::{
+    Contender, bench_table, config, fill, http_sink, run_daemon, sql_sink, value,
+};
 use crate::sinks::http_server;
 
 /// `count` sink-sql connectors, each on a topic and table of its own: their config entries
@@ -144,7 +146,7 @@ pub(crate) async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> any
         .join(" + ");
     // The plugin comes from the compiled cache, as in any start but the very first.
     let busy = config(broker, pg, data.path(), &busy);
-    let cost = run_daemon(&busy, &[], per * 4, || async {
+    let cost = run_daemon(&busy, Contender::Deployed, per * 4, || async {
         Ok(pg.count(&format!("SELECT {query}")).await? as u64)
     })
     .await?;

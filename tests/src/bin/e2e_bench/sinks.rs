@@ -9,7 +9,7 @@ use wasmconnect_tests::{Broker, Postgres, unique};
 
 use crate::cost::Trials;
 use crate::harness::{
-    Bus, Deadline, Mock, Options, bench_table, config, fill, http_sink, run_baseline, run_daemon,
+    Bus, Contender, Mock, Options, bench_table, config, fill, http_sink, run_baseline, run_daemon,
     sql_sink, topic_count, topic_sink,
 };
 
@@ -34,16 +34,16 @@ pub(crate) async fn bench_sql(
         for round in 0..opts.rounds {
             for side in [round % 2, 1 - round % 2] {
                 if side == 0 {
-                    for &deadline in Deadline::each(&opts) {
+                    for contender in Contender::each(&opts) {
                         let table = bench_table(pg, "bench").await?;
                         let count = format!("SELECT count(*) FROM {table}");
                         let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
                         let config = config(broker, pg, data, &connector);
-                        let cost = run_daemon(&config, deadline.env(), n, || async {
+                        let cost = run_daemon(&config, contender, n, || async {
                             Ok(pg.count(&count).await? as u64)
                         })
                         .await?;
-                        trials.daemon(deadline, cost);
+                        trials.daemon(contender, cost);
                     }
                     continue;
                 }
@@ -88,16 +88,16 @@ pub(crate) async fn bench_kafka(pg: &Postgres, data: &Path, opts: Options) -> an
     for round in 0..opts.rounds {
         for side in [round % 2, 1 - round % 2] {
             if side == 0 {
-                for &deadline in Deadline::each(&opts) {
+                for contender in Contender::each(&opts) {
                     let output = unique("bench_out");
                     mock.create_topic(&output, partitions).await?;
                     let connector = topic_sink(&unique("copy"), &topic, &output)?;
                     let config = config(mock, pg, data, &connector);
-                    let cost = run_daemon(&config, deadline.env(), n, || async {
+                    let cost = run_daemon(&config, contender, n, || async {
                         topic_count(&bootstrap, &output)
                     })
                     .await?;
-                    trials.daemon(deadline, cost);
+                    trials.daemon(contender, cost);
                 }
             } else {
                 let output = unique("bench_out");
@@ -161,15 +161,15 @@ pub(crate) async fn bench_http(
     for round in 0..opts.rounds {
         for side in [round % 2, 1 - round % 2] {
             if side == 0 {
-                for &deadline in Deadline::each(&opts) {
+                for contender in Contender::each(&opts) {
                     count.store(0, Ordering::SeqCst);
                     let connector = http_sink(&unique("http"), &topic, &address, partitions)?;
                     let config = config(broker, pg, data, &connector);
-                    let cost = run_daemon(&config, deadline.env(), n, || async {
+                    let cost = run_daemon(&config, contender, n, || async {
                         Ok(count.load(Ordering::SeqCst))
                     })
                     .await?;
-                    trials.daemon(deadline, cost);
+                    trials.daemon(contender, cost);
                 }
             } else {
                 count.store(0, Ordering::SeqCst);

@@ -14,7 +14,7 @@ use wasmconnect_tests::{Postgres, unique};
 
 use crate::cost::{Cost, Trials};
 use crate::harness::{
-    Bus, Deadline, Mock, Options, bench_table, config, plugin, run_baseline, run_daemon,
+    Bus, Contender, Mock, Options, bench_table, config, plugin, run_baseline, run_daemon,
     topic_count,
 };
 
@@ -74,15 +74,15 @@ async fn compare(
     for round in 0..opts.rounds {
         for side in [round % 2, 1 - round % 2] {
             if side == 0 {
-                for &deadline in Deadline::each(&opts) {
+                for contender in Contender::each(&opts) {
                     let output = unique("bench_source");
                     mock.create_topic(&output, partitions).await?;
                     let daemon = config(mock, pg, data, &connector(&output)?);
-                    let cost = run_daemon(&daemon, deadline.env(), n, || async {
+                    let cost = run_daemon(&daemon, contender, n, || async {
                         topic_count(&mock.bootstrap(), &output)
                     })
                     .await?;
-                    trials.daemon(deadline, steady(cost));
+                    trials.daemon(contender, steady(cost));
                 }
             } else {
                 let output = unique("bench_source");
