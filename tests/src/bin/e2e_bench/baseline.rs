@@ -165,6 +165,49 @@ pub(crate) async fn sql(args: &[String]) -> anyhow::Result<()> {
     .await
 }
 
+/// The latency benchmark's raw loop into PostgreSQL: each batch of `{"id", "ts", "pad"}`
+/// values, read with a window of `BATCH_WAIT_MS`, inserted with `unnest` into a table whose
+/// `arrived` column stamps each row.
+pub(crate) async fn sql_stamped(args: &[String]) -> anyhow::Result<()> {
+    let [bootstrap, topic, n, url, table, wait_ms] = args else {
+        bail!("sql-stamped BOOTSTRAP TOPIC N URL TABLE BATCH_WAIT_MS");
+    };
+    #[derive(Deserialize)]
+    struct Stamped {
+        id: i64,
+        ts: i64,
+        pad: String,
+    }
+    let n: u64 = n.parse()?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    let consumer = consumer(bootstrap, topic)?;
+    let insert = format!(
+        "INSERT INTO {table} (id, ts, pad) \
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])"
+    );
+    let wait = Duration::from_millis(wait_ms.parse()?);
+    consume(&consumer, n, wait, |batch| {
+        let (pool, insert) = (&pool, &insert);
+        async move {
+            let rows: Vec<Stamped> = batch
+                .iter()
+                .map(|v| serde_json::from_slice(v))
+                .collect::<Result<_, _>>()?;
+            sqlx::query(insert)
+                .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.pad.as_str()).collect::<Vec<_>>())
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// Produces each batch to `output` with an idempotent producer (`acks=all`, `linger.ms`
 /// 5, as the daemon's) and waits for every delivery before storing the offsets.
 pub(crate) async fn kafka(args: &[String]) -> anyhow::Result<()> {

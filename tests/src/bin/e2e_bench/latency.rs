@@ -1,7 +1,8 @@
 //! Latency at a moderate, steady rate: the time from a record's produce (the timestamp this
 //! process writes into its value, then hands it to the producer) to its request being received
-//! by the HTTP server, for sink-http and for the raw loop, each with batches that wait 100 ms
-//! and 10 ms for more records (`batch.max_wait_ms`; the raw loop's window).
+//! by the HTTP server (sink-http) or its row being inserted into PostgreSQL (sink-sql), for
+//! the daemon and for the raw loop, each with batches that wait 100 ms and 10 ms for more
+//! records (`batch.max_wait_ms`; the raw loop's window).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use wasmconnect_tests::{Daemon, Postgres, unique, wait_until};
 
-use crate::harness::{Bus, Mock, config, http_sink, run_baseline};
+use crate::harness::{Bus, Mock, config, http_sink, run_baseline, sql_sink};
 
 fn micros_now() -> u64 {
     SystemTime::now()
@@ -77,6 +78,16 @@ enum Reader {
     Raw { window_ms: u64 },
 }
 
+/// Where the records of a run go, and how their arrival is seen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    /// The HTTP server of this process, which stamps each request as it receives it.
+    Http,
+    /// A PostgreSQL table whose `arrived` column defaults to `clock_timestamp()`: the time
+    /// the insert wrote the row, which its commit makes visible a moment later.
+    Sql,
+}
+
 /// On the mock cluster (see [`Mock`]): tansu answers a fetch only after its whole
 /// `fetch.wait.max.ms`, a floor under every reader's latency that a Kafka broker (which
 /// answers as soon as `fetch.min.bytes` arrived) does not have.
@@ -94,91 +105,139 @@ pub(crate) async fn bench_latency(
         .set("linger.ms", "0")
         .create()?;
     let total = rate * seconds;
-    println!(
-        "\nlatency: {rate} records/s for {seconds} s into sink-http; produce -> request received, ms"
-    );
-    println!("| reader | batch wait | p50 | p99 | max |");
-    println!("| --- | --- | --- | --- | --- |");
-    for reader in [
-        Reader::Raw { window_ms: 100 },
-        Reader::Daemon { max_wait_ms: 100 },
-        Reader::Raw { window_ms: 10 },
-        Reader::Daemon { max_wait_ms: 10 },
-    ] {
-        let topic = unique("bench_latency");
-        broker.create_topic(&topic, 1).await?;
-        seen.items.store(0, Ordering::SeqCst);
-        seen.latencies.lock().expect("latencies lock").clear();
-        let send = |id: u64| {
-            let value = stamped(id);
-            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).payload(&value);
-            producer.send_result(record).map_err(|(e, _)| e)
-        };
-        // The warm-up record: once it arrived, the reader holds its partition.
-        send(0)?.await?.map_err(|(e, _)| e)?;
-        let (label, wait, _daemon, raw) = match reader {
-            Reader::Daemon { max_wait_ms } => {
-                let connector = http_sink(&unique("latency"), &topic, &address, 1)?
-                    .replace("max_wait_ms: 100", &format!("max_wait_ms: {max_wait_ms}"));
-                let daemon = Daemon::start(&config(broker, pg, data, &connector))?;
-                ("wasmconnect sink-http", max_wait_ms, Some(daemon), None)
-            }
-            Reader::Raw { window_ms } => {
-                let args = vec![
-                    "http".to_owned(),
-                    broker.bootstrap(),
-                    topic.clone(),
-                    (total + 1).to_string(),
-                    format!("http://{address}/in"),
-                    window_ms.to_string(),
-                ];
-                let child = tokio::task::spawn_blocking(move || run_baseline(&args));
-                ("raw rdkafka + reqwest", window_ms, None, Some(child))
-            }
-        };
-        let arrived = |n: u64| {
-            let seen = seen.clone();
-            move || {
-                let seen = seen.clone();
-                async move {
-                    let have = seen.items.load(Ordering::SeqCst);
-                    Ok(if have >= n {
-                        Ok(())
-                    } else {
-                        Err(format!("{have} of {n} records received"))
-                    })
-                }
-            }
-        };
-        wait_until("the warm-up record", Duration::from_secs(120), arrived(1)).await?;
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        let per_tick = rate / 100;
-        let mut pending = Vec::with_capacity(total as usize);
-        for id in 1..=total {
-            if (id - 1) % per_tick == 0 {
-                tick.tick().await;
-            }
-            pending.push(send(id)?);
-        }
-        for delivery in pending {
-            delivery.await?.map_err(|(e, _)| e)?;
-        }
-        wait_until("every record", Duration::from_secs(120), arrived(total + 1)).await?;
-        if let Some(raw) = raw {
-            raw.await??;
-        }
-        let mut latencies = seen.latencies.lock().expect("latencies lock").clone();
-        latencies.sort_unstable();
-        let at = |q: f64| -> anyhow::Result<f64> {
-            let i = ((latencies.len() as f64 * q) as usize).min(latencies.len() - 1);
-            Ok(*latencies.get(i).context("no latencies")? as f64 / 1000.0)
+    for destination in [Destination::Http, Destination::Sql] {
+        let (sink, arrival) = match destination {
+            Destination::Http => ("sink-http", "request received"),
+            Destination::Sql => ("sink-sql (insert)", "row inserted"),
         };
         println!(
-            "| {label} | {wait} ms | {:.1} | {:.1} | {:.1} |",
-            at(0.5)?,
-            at(0.99)?,
-            at(1.0)?
+            "\nlatency: {rate} records/s for {seconds} s into {sink}; produce -> {arrival}, ms"
         );
+        println!("| reader | batch wait | p50 | p99 | max |");
+        println!("| --- | --- | --- | --- | --- |");
+        for reader in [
+            Reader::Raw { window_ms: 100 },
+            Reader::Daemon { max_wait_ms: 100 },
+            Reader::Raw { window_ms: 10 },
+            Reader::Daemon { max_wait_ms: 10 },
+        ] {
+            let topic = unique("bench_latency");
+            broker.create_topic(&topic, 1).await?;
+            seen.items.store(0, Ordering::SeqCst);
+            seen.latencies.lock().expect("latencies lock").clear();
+            let table = unique("bench_latency");
+            if destination == Destination::Sql {
+                pg.execute(&format!(
+                    "CREATE TABLE {table} (id bigint PRIMARY KEY, ts bigint, pad text, \
+                     arrived timestamptz NOT NULL DEFAULT clock_timestamp())"
+                ))
+                .await?;
+            }
+            let send = |id: u64| {
+                let value = stamped(id);
+                let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).payload(&value);
+                producer.send_result(record).map_err(|(e, _)| e)
+            };
+            // The warm-up record: once it arrived, the reader holds its partition.
+            send(0)?.await?.map_err(|(e, _)| e)?;
+            let (label, wait, _daemon, raw) = match reader {
+                Reader::Daemon { max_wait_ms } => {
+                    let name = unique("latency");
+                    let connector = match destination {
+                        Destination::Http => http_sink(&name, &topic, &address, 1)?,
+                        Destination::Sql => sql_sink(&name, &topic, &table, "insert")?,
+                    }
+                    .replace("max_wait_ms: 100", &format!("max_wait_ms: {max_wait_ms}"));
+                    let daemon = Daemon::start(&config(broker, pg, data, &connector))?;
+                    (
+                        format!("wasmconnect {sink}"),
+                        max_wait_ms,
+                        Some(daemon),
+                        None,
+                    )
+                }
+                Reader::Raw { window_ms } => {
+                    let (kind, target, name) = match destination {
+                        Destination::Http => {
+                            ("http", format!("http://{address}/in"), "rdkafka + reqwest")
+                        }
+                        Destination::Sql => ("sql-stamped", pg.url.clone(), "rdkafka + sqlx"),
+                    };
+                    let mut args = vec![
+                        kind.to_owned(),
+                        broker.bootstrap(),
+                        topic.clone(),
+                        (total + 1).to_string(),
+                        target,
+                    ];
+                    if destination == Destination::Sql {
+                        args.push(table.clone());
+                    }
+                    args.push(window_ms.to_string());
+                    let child = tokio::task::spawn_blocking(move || run_baseline(&args));
+                    (format!("raw {name}"), window_ms, None, Some(child))
+                }
+            };
+            let arrived = |n: u64| {
+                let (seen, table) = (seen.clone(), &table);
+                move || {
+                    let seen = seen.clone();
+                    async move {
+                        let have = match destination {
+                            Destination::Http => seen.items.load(Ordering::SeqCst),
+                            Destination::Sql => {
+                                pg.count(&format!("SELECT count(*) FROM {table}")).await? as u64
+                            }
+                        };
+                        Ok(if have >= n {
+                            Ok(())
+                        } else {
+                            Err(format!("{have} of {n} records arrived"))
+                        })
+                    }
+                }
+            };
+            wait_until("the warm-up record", Duration::from_secs(120), arrived(1)).await?;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let per_tick = rate / 100;
+            let mut pending = Vec::with_capacity(total as usize);
+            for id in 1..=total {
+                if (id - 1) % per_tick == 0 {
+                    tick.tick().await;
+                }
+                pending.push(send(id)?);
+            }
+            for delivery in pending {
+                delivery.await?.map_err(|(e, _)| e)?;
+            }
+            wait_until("every record", Duration::from_secs(120), arrived(total + 1)).await?;
+            if let Some(raw) = raw {
+                raw.await??;
+            }
+            let mut latencies = match destination {
+                Destination::Http => seen.latencies.lock().expect("latencies lock").clone(),
+                Destination::Sql => sqlx::query_scalar::<_, i64>(&format!(
+                    "SELECT (extract(epoch FROM arrived) * 1000000)::bigint - ts \
+                     FROM {table} WHERE id > 0"
+                ))
+                .fetch_all(&pg.pool)
+                .await?
+                .into_iter()
+                .map(|l| l.max(0) as u64)
+                .collect(),
+            };
+            latencies.sort_unstable();
+            let at = |q: f64| -> anyhow::Result<f64> {
+                let i = ((latencies.len() as f64 * q) as usize).min(latencies.len() - 1);
+                Ok(*latencies.get(i).context("no latencies")? as f64 / 1000.0)
+            };
+            println!(
+                "| {label} | {wait} ms | {:.1} | {:.1} | {:.1} |",
+                at(0.5)?,
+                at(0.99)?,
+                at(1.0)?
+            );
+        }
     }
     Ok(())
 }
