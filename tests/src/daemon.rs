@@ -339,12 +339,24 @@ impl Daemon {
 /// How many of a daemon's last log lines its drop prints.
 const LOG_TAIL: usize = 60;
 
+/// Whether a dropped daemon keeps its last log lines to itself ([`quiet_drops`]).
+static QUIET_DROPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on a dropped daemon prints nothing: for programs outside the test harness (the
+/// benchmarks), where nothing hides a passing run's output.
+pub fn quiet_drops() {
+    QUIET_DROPS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Drop for Daemon {
     /// Kills the process, then prints its last log lines: the test harness shows a test's
     /// output only when it fails, so a failing test says what its daemons did last.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if QUIET_DROPS.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let log = self.log();
         let tail = &log[log.len().saturating_sub(LOG_TAIL)..];
         eprintln!(

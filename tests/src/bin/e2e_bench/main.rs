@@ -97,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    wasmconnect_tests::daemon::quiet_drops();
     let which = args.first().cloned().unwrap_or_else(|| "all".into());
     let number = |flag: &str, default: u64| -> anyhow::Result<u64> {
         match args.iter().position(|a| a == flag) {
