@@ -134,9 +134,14 @@ fn fence(
     fenced: bool,
 ) -> bool {
     let slots = slots_of(owned);
-    let silent_ms = member.silent_ms.load(Ordering::Acquire);
-    if slots.is_empty() || silent_ms < 0 {
+    if slots.is_empty() {
         return false;
+    }
+    let silent_ms = member.silent_ms.load(Ordering::Acquire);
+    if silent_ms < 0 {
+        // Not known (no statistics yet, or no broker connection has received anything
+        // since it was made): nothing changes, a fence included, until the brokers answer.
+        return fenced;
     }
     let silence = Duration::from_millis(silent_ms as u64);
     if !fenced && silence >= session {
@@ -373,4 +378,74 @@ pub async fn ensure_slots(kafka: &KafkaConfig, topic: &str, slots: u32) -> Resul
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(slots: &[i32]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for &slot in slots {
+            list.add_partition("cluster-slots", slot);
+        }
+        list
+    }
+
+    /// Runs [`fence`] on another thread, acknowledging a loss it reports as the worker does;
+    /// returns its answer and the changes it reported.
+    fn fenced_after(
+        member: &Arc<MemberContext>,
+        changes: &mut mpsc::UnboundedReceiver<Ownership>,
+        silent_ms: i64,
+        fenced: bool,
+    ) -> (bool, Vec<Vec<u32>>) {
+        member.silent_ms.store(silent_ms, Ordering::Release);
+        let guard = {
+            let member = member.clone();
+            std::thread::spawn(move || {
+                fence(&member, &owned(&[0, 1]), Duration::from_secs(6), fenced)
+            })
+        };
+        let mut told = Vec::new();
+        while !guard.is_finished() || !changes.is_empty() {
+            match changes.try_recv() {
+                Ok(Ownership::Lost { slots, done, .. }) => {
+                    told.push(slots);
+                    done.send(()).expect("fence waits for the loss");
+                }
+                Ok(Ownership::Gained { slots, .. }) => told.push(slots),
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+        (guard.join().expect("fence"), told)
+    }
+
+    #[test]
+    fn a_fenced_worker_takes_its_slots_back_once_the_brokers_answer_even_after_a_blank_statistic() {
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let member = Arc::new(MemberContext {
+            changes: tx,
+            silent_ms: std::sync::atomic::AtomicI64::new(-1),
+        });
+        // Silent for the session timeout: the slots' tasks stop.
+        let (fenced, told) = fenced_after(&member, &mut changes, 7_000, false);
+        assert!(fenced);
+        assert_eq!(told, vec![vec![0, 1]]);
+        // A statistic that knows nothing (every connection new) keeps the fence as it is.
+        let (fenced, told) = fenced_after(&member, &mut changes, -1, fenced);
+        assert!(
+            fenced,
+            "an unknown silence lifted the fence without the slots coming back"
+        );
+        assert!(told.is_empty());
+        // The brokers answer: the slots come back.
+        let (fenced, told) = fenced_after(&member, &mut changes, 200, fenced);
+        assert!(!fenced);
+        assert_eq!(told, vec![vec![0, 1]]);
+        // And nothing more while they keep answering.
+        let (fenced, told) = fenced_after(&member, &mut changes, 200, fenced);
+        assert!(!fenced);
+        assert!(told.is_empty());
+    }
 }
