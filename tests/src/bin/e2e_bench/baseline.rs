@@ -85,6 +85,14 @@ where
     Ok(())
 }
 
+/// A raw loop's database pool: one connection, every batch one statement on it.
+async fn one_connection(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?)
+}
+
 #[derive(Deserialize)]
 struct Row {
     id: i64,
@@ -96,10 +104,7 @@ pub(crate) async fn sql(args: &[String]) -> anyhow::Result<()> {
         bail!("sql BOOTSTRAP TOPIC N URL TABLE MODE-METHOD");
     };
     let n: u64 = n.parse()?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await?;
+    let pool = one_connection(url).await?;
     let consumer = consumer(bootstrap, topic)?;
     let conflict = if how.starts_with("upsert") {
         " ON CONFLICT (id) DO UPDATE SET pad = excluded.pad"
@@ -179,10 +184,7 @@ pub(crate) async fn sql_stamped(args: &[String]) -> anyhow::Result<()> {
         pad: String,
     }
     let n: u64 = n.parse()?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await?;
+    let pool = one_connection(url).await?;
     let consumer = consumer(bootstrap, topic)?;
     let insert = format!(
         "INSERT INTO {table} (id, ts, pad) \
@@ -233,10 +235,7 @@ pub(crate) async fn avro_sql(args: &[String]) -> anyhow::Result<()> {
     };
     let n: u64 = n.parse()?;
     let schema = apache_avro::Schema::parse_str(schema)?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await?;
+    let pool = one_connection(url).await?;
     let consumer = consumer(bootstrap, topic)?;
     let unnest =
         format!("INSERT INTO {table} (id, pad) SELECT * FROM unnest($1::bigint[], $2::text[])");
@@ -433,10 +432,7 @@ pub(crate) async fn source_sql(args: &[String]) -> anyhow::Result<()> {
         bail!("source-sql BOOTSTRAP TOPIC N URL TABLE");
     };
     let n: u64 = n.parse()?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await?;
+    let pool = one_connection(url).await?;
     let producer = idempotent_producer(bootstrap)?;
     let select = format!(
         "SELECT id, row_to_json(t)::text FROM {table} t WHERE id > $1 ORDER BY id LIMIT 1000"
