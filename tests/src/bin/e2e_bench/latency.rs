@@ -88,6 +88,101 @@ enum Destination {
     Sql,
 }
 
+impl Destination {
+    /// The sink's name and what its latency ends at.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Destination::Http => ("sink-http", "request received"),
+            Destination::Sql => ("sink-sql (insert)", "row inserted"),
+        }
+    }
+}
+
+/// One run's destination, ready: the server's record of what it received, or a table of
+/// its own.
+enum Arrivals<'a> {
+    Http { seen: &'a Seen, address: &'a str },
+    Sql { pg: &'a Postgres, table: String },
+}
+
+impl<'a> Arrivals<'a> {
+    /// A fresh destination for one run.
+    async fn prepare(
+        destination: Destination,
+        seen: &'a Seen,
+        address: &'a str,
+        pg: &'a Postgres,
+    ) -> anyhow::Result<Arrivals<'a>> {
+        Ok(match destination {
+            Destination::Http => {
+                seen.items.store(0, Ordering::SeqCst);
+                seen.latencies.lock().expect("latencies lock").clear();
+                Arrivals::Http { seen, address }
+            }
+            Destination::Sql => {
+                let table = unique("bench_latency");
+                pg.execute(&format!(
+                    "CREATE TABLE {table} (id bigint PRIMARY KEY, ts bigint, pad text, \
+                     arrived timestamptz NOT NULL DEFAULT clock_timestamp())"
+                ))
+                .await?;
+                Arrivals::Sql { pg, table }
+            }
+        })
+    }
+
+    /// The daemon's connector `name` reading `topic` into it.
+    fn connector(&self, name: &str, topic: &str) -> anyhow::Result<String> {
+        match self {
+            Arrivals::Http { address, .. } => http_sink(name, topic, address, 1),
+            Arrivals::Sql { table, .. } => sql_sink(name, topic, table, "insert"),
+        }
+    }
+
+    /// The raw loop's baseline arguments after its topic and record count, before its
+    /// window, and its label.
+    fn raw(&self) -> (&'static str, Vec<String>, &'static str) {
+        match self {
+            Arrivals::Http { address, .. } => (
+                "http",
+                vec![format!("http://{address}/in")],
+                "rdkafka + reqwest",
+            ),
+            Arrivals::Sql { pg, table } => (
+                "sql-stamped",
+                vec![pg.url.clone(), table.clone()],
+                "rdkafka + sqlx",
+            ),
+        }
+    }
+
+    /// How many records arrived.
+    async fn count(&self) -> anyhow::Result<u64> {
+        Ok(match self {
+            Arrivals::Http { seen, .. } => seen.items.load(Ordering::SeqCst),
+            Arrivals::Sql { pg, table } => {
+                pg.count(&format!("SELECT count(*) FROM {table}")).await? as u64
+            }
+        })
+    }
+
+    /// Every timed record's latency in microseconds (the warm-up record, id 0, excluded).
+    async fn latencies(&self) -> anyhow::Result<Vec<u64>> {
+        Ok(match self {
+            Arrivals::Http { seen, .. } => seen.latencies.lock().expect("latencies lock").clone(),
+            Arrivals::Sql { pg, table } => sqlx::query_scalar::<_, i64>(&format!(
+                "SELECT (extract(epoch FROM arrived) * 1000000)::bigint - ts \
+                 FROM {table} WHERE id > 0"
+            ))
+            .fetch_all(&pg.pool)
+            .await?
+            .into_iter()
+            .map(|l| l.max(0) as u64)
+            .collect(),
+        })
+    }
+}
+
 /// On the mock cluster (see [`Mock`]): tansu answers a fetch only after its whole
 /// `fetch.wait.max.ms`, a floor under every reader's latency that a Kafka broker (which
 /// answers as soon as `fetch.min.bytes` arrived) does not have.
@@ -106,10 +201,7 @@ pub(crate) async fn bench_latency(
         .create()?;
     let total = rate * seconds;
     for destination in [Destination::Http, Destination::Sql] {
-        let (sink, arrival) = match destination {
-            Destination::Http => ("sink-http", "request received"),
-            Destination::Sql => ("sink-sql (insert)", "row inserted"),
-        };
+        let (sink, arrival) = destination.describe();
         println!(
             "\nlatency: {rate} records/s for {seconds} s into {sink}; produce -> {arrival}, ms"
         );
@@ -123,16 +215,7 @@ pub(crate) async fn bench_latency(
         ] {
             let topic = unique("bench_latency");
             broker.create_topic(&topic, 1).await?;
-            seen.items.store(0, Ordering::SeqCst);
-            seen.latencies.lock().expect("latencies lock").clear();
-            let table = unique("bench_latency");
-            if destination == Destination::Sql {
-                pg.execute(&format!(
-                    "CREATE TABLE {table} (id bigint PRIMARY KEY, ts bigint, pad text, \
-                     arrived timestamptz NOT NULL DEFAULT clock_timestamp())"
-                ))
-                .await?;
-            }
+            let arrivals = Arrivals::prepare(destination, &seen, &address, pg).await?;
             let send = |id: u64| {
                 let value = stamped(id);
                 let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).payload(&value);
@@ -142,59 +225,36 @@ pub(crate) async fn bench_latency(
             send(0)?.await?.map_err(|(e, _)| e)?;
             let (label, wait, _daemon, raw) = match reader {
                 Reader::Daemon { max_wait_ms } => {
-                    let name = unique("latency");
-                    let connector = match destination {
-                        Destination::Http => http_sink(&name, &topic, &address, 1)?,
-                        Destination::Sql => sql_sink(&name, &topic, &table, "insert")?,
-                    }
-                    .replace("max_wait_ms: 100", &format!("max_wait_ms: {max_wait_ms}"));
+                    let connector = arrivals
+                        .connector(&unique("latency"), &topic)?
+                        .replace("max_wait_ms: 100", &format!("max_wait_ms: {max_wait_ms}"));
                     let daemon = Daemon::start(&config(broker, pg, data, &connector))?;
-                    (
-                        format!("wasmconnect {sink}"),
-                        max_wait_ms,
-                        Some(daemon),
-                        None,
-                    )
+                    let label = format!("wasmconnect {sink}");
+                    (label, max_wait_ms, Some(daemon), None)
                 }
                 Reader::Raw { window_ms } => {
-                    let (kind, target, name) = match destination {
-                        Destination::Http => {
-                            ("http", format!("http://{address}/in"), "rdkafka + reqwest")
-                        }
-                        Destination::Sql => ("sql-stamped", pg.url.clone(), "rdkafka + sqlx"),
-                    };
+                    let (kind, target, name) = arrivals.raw();
                     let mut args = vec![
                         kind.to_owned(),
                         broker.bootstrap(),
                         topic.clone(),
                         (total + 1).to_string(),
-                        target,
                     ];
-                    if destination == Destination::Sql {
-                        args.push(table.clone());
-                    }
+                    args.extend(target);
                     args.push(window_ms.to_string());
                     let child = tokio::task::spawn_blocking(move || run_baseline(&args));
                     (format!("raw {name}"), window_ms, None, Some(child))
                 }
             };
             let arrived = |n: u64| {
-                let (seen, table) = (seen.clone(), &table);
-                move || {
-                    let seen = seen.clone();
-                    async move {
-                        let have = match destination {
-                            Destination::Http => seen.items.load(Ordering::SeqCst),
-                            Destination::Sql => {
-                                pg.count(&format!("SELECT count(*) FROM {table}")).await? as u64
-                            }
-                        };
-                        Ok(if have >= n {
-                            Ok(())
-                        } else {
-                            Err(format!("{have} of {n} records arrived"))
-                        })
-                    }
+                let arrivals = &arrivals;
+                move || async move {
+                    let have = arrivals.count().await?;
+                    Ok(if have >= n {
+                        Ok(())
+                    } else {
+                        Err(format!("{have} of {n} records arrived"))
+                    })
                 }
             };
             wait_until("the warm-up record", Duration::from_secs(120), arrived(1)).await?;
@@ -214,18 +274,7 @@ pub(crate) async fn bench_latency(
             if let Some(raw) = raw {
                 raw.await??;
             }
-            let mut latencies = match destination {
-                Destination::Http => seen.latencies.lock().expect("latencies lock").clone(),
-                Destination::Sql => sqlx::query_scalar::<_, i64>(&format!(
-                    "SELECT (extract(epoch FROM arrived) * 1000000)::bigint - ts \
-                     FROM {table} WHERE id > 0"
-                ))
-                .fetch_all(&pg.pool)
-                .await?
-                .into_iter()
-                .map(|l| l.max(0) as u64)
-                .collect(),
-            };
+            let mut latencies = arrivals.latencies().await?;
             latencies.sort_unstable();
             let at = |q: f64| -> anyhow::Result<f64> {
                 let i = ((latencies.len() as f64 * q) as usize).min(latencies.len() - 1);
