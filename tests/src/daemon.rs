@@ -70,15 +70,11 @@ impl Daemon {
         )
     }
 
-    /// Like [`Daemon::start_with_env`], running `binary` instead of the build under test (an
-    /// earlier build, for a benchmark that compares two).
-    pub fn start_binary(
-        binary: &std::path::Path,
-        env: &[(&str, &str)],
-        config: &str,
-    ) -> anyhow::Result<Self> {
+    /// Like [`Daemon::start`], running `binary` instead of the build under test (an earlier
+    /// build, for a benchmark that compares two).
+    pub fn start_binary(binary: &std::path::Path, config: &str) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        Self::launch_at(port, binary.to_owned(), Vec::new(), &[], env, config)
+        Self::launch_at(port, binary.to_owned(), Vec::new(), &[], &[], config)
     }
 
     fn launch(options: &[&str], env: &[(&str, &str)], config: &str) -> anyhow::Result<Self> {
@@ -357,14 +353,14 @@ impl Drop for Daemon {
         if QUIET_DROPS.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let log = self.log();
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         let tail = &log[log.len().saturating_sub(LOG_TAIL)..];
         eprintln!(
             "--- the last {} log lines of the daemon at {}:",
             tail.len(),
             self.admin
         );
-        for line in tail {
+        for (_, line) in tail {
             eprintln!("    {line}");
         }
     }

@@ -57,7 +57,7 @@ impl Contender {
             Contender::NoDeadline => {
                 Daemon::start_with_env(&[("WASMCONNECT_NO_CALL_DEADLINE", "1")], config)
             }
-            Contender::Earlier(binary) => Daemon::start_binary(binary, &[], config),
+            Contender::Earlier(binary) => Daemon::start_binary(binary, config),
         }
     }
 }
