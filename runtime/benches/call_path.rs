@@ -20,7 +20,7 @@ use criterion::Criterion;
 use wasmconnect::config::{BatchConfig, Limits};
 use wasmconnect::connector::TaskIdentity;
 use wasmconnect::connector::{Batcher, OffsetTracker, Record};
-use wasmconnect::wasm::baseline::{RawRecords, WitHeaders};
+use wasmconnect::wasm::baseline::RawRecords;
 use wasmconnect::wasm::capability::Grants;
 use wasmconnect::wasm::capability::http::HttpGrants;
 use wasmconnect::wasm::capability::sql::Databases;
@@ -206,8 +206,7 @@ fn main() {
 
     for size in [100, 1024] {
         let batch = records(size);
-        let headers = WitHeaders::of(&batch);
-        let raw = RawRecords::convert(&batch, &headers);
+        let raw = RawRecords::convert(&batch);
 
         // Each call once, shared by criterion and the interleaved bursts.
         let live = RefCell::new(rt.block_on(sink(&engine)));

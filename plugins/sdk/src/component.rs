@@ -32,13 +32,6 @@ pub(crate) fn to_wit_header(h: Header) -> types::Header {
     }
 }
 
-pub(crate) fn from_wit_header(h: types::Header) -> Header {
-    Header {
-        key: h.key,
-        value: h.value,
-    }
-}
-
 /// Deserializes the connector's config, or says why the task cannot open.
 pub(crate) fn parse_config<C: serde::de::DeserializeOwned>(
     config: &str,

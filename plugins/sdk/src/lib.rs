@@ -187,6 +187,7 @@
 //! the host behind the imports, type conversions), `testing` (a host for native tests).
 #![deny(unsafe_code)]
 
+mod batch;
 mod component;
 mod config;
 mod host;
@@ -243,10 +244,10 @@ pub mod __private {
             export_macro_name: "export_source_bindings",
             default_bindings_module: "wasmconnect_sdk::__private::source_bindings",
             with: {
-                "wasmconnect:plugin/types@0.2.0": super::sink_bindings::wasmconnect::plugin::types,
-                "wasmconnect:plugin/log@0.2.0": super::sink_bindings::wasmconnect::plugin::log,
-                "wasmconnect:plugin/sql@0.2.0": super::sink_bindings::wasmconnect::plugin::sql,
-                "wasmconnect:plugin/http@0.2.0": super::sink_bindings::wasmconnect::plugin::http,
+                "wasmconnect:plugin/types@0.3.0": super::sink_bindings::wasmconnect::plugin::types,
+                "wasmconnect:plugin/log@0.3.0": super::sink_bindings::wasmconnect::plugin::log,
+                "wasmconnect:plugin/sql@0.3.0": super::sink_bindings::wasmconnect::plugin::sql,
+                "wasmconnect:plugin/http@0.3.0": super::sink_bindings::wasmconnect::plugin::http,
             },
         });
     }
@@ -261,8 +262,8 @@ pub mod __private {
             export_macro_name: "export_transform_bindings",
             default_bindings_module: "wasmconnect_sdk::__private::transform_bindings",
             with: {
-                "wasmconnect:plugin/types@0.2.0": super::sink_bindings::wasmconnect::plugin::types,
-                "wasmconnect:plugin/log@0.2.0": super::sink_bindings::wasmconnect::plugin::log,
+                "wasmconnect:plugin/types@0.3.0": super::sink_bindings::wasmconnect::plugin::types,
+                "wasmconnect:plugin/log@0.3.0": super::sink_bindings::wasmconnect::plugin::log,
             },
         });
     }

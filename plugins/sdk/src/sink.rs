@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::__private::sink_bindings::exports::wasmconnect::plugin::sink as wit_sink;
 use crate::__private::sink_bindings::wasmconnect::plugin::types;
-use crate::component::{ComponentHost, from_wit_header, into_wit_error, parse_config};
-use crate::{Host, PluginError, Record};
+use crate::component::{ComponentHost, into_wit_error, parse_config};
+use crate::{Host, PluginError, Record, batch};
 
 /// A sink connector: writes batches of Kafka records to an external system.
 pub trait Sink: Sized + 'static {
@@ -50,23 +50,11 @@ impl<S: Sink> wit_sink::Guest for SinkExport<S> {
 }
 
 impl<S: Sink> wit_sink::GuestSinkTask for SinkTaskResource<S> {
-    fn write(&self, records: Vec<types::Record>) -> Result<(), types::PluginError> {
-        let records = records.into_iter().map(from_wit_record).collect();
+    fn write(&self, batch: types::RecordBatch) -> Result<(), types::PluginError> {
+        let records = batch::decode(batch).map_err(types::PluginError::Fatal)?;
         self.0
             .borrow_mut()
             .write(records, &ComponentHost)
             .map_err(into_wit_error)
-    }
-}
-
-fn from_wit_record(r: types::Record) -> Record {
-    Record {
-        topic: r.topic,
-        partition: r.partition,
-        offset: r.offset,
-        timestamp: r.timestamp,
-        key: r.key,
-        value: r.value,
-        headers: r.headers.into_iter().map(from_wit_header).collect(),
     }
 }

@@ -7,10 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::__private::sink_bindings::wasmconnect::plugin::types;
 use crate::__private::transform_bindings::exports::wasmconnect::plugin::transform as wit_transform;
-use crate::component::{
-    TransformHost, from_wit_header, into_wit_error, parse_config, to_wit_header,
-};
-use crate::{Host, PluginError, Record};
+use crate::component::{TransformHost, into_wit_error, parse_config};
+use crate::{Host, PluginError, Record, batch};
 
 /// A transform: what one record becomes, applied by the host to every record of a batch
 /// (after a source's `poll`, before a sink's `write`), in one call per batch.
@@ -57,54 +55,27 @@ impl<T: Transform> wit_transform::Guest for TransformExport<T> {
 impl<T: Transform> wit_transform::GuestTransformTask for TransformTaskResource<T> {
     fn apply(
         &self,
-        records: Vec<types::Record>,
+        batch: types::RecordBatch,
     ) -> Result<wit_transform::TransformOutput, types::PluginError> {
+        let records = batch::decode(batch).map_err(types::PluginError::Fatal)?;
         let mut transform = self.0.borrow_mut();
-        let mut output = wit_transform::TransformOutput {
-            records: Vec::with_capacity(records.len()),
-            rejected: Vec::new(),
-        };
+        let mut outputs = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
         for (index, record) in records.into_iter().enumerate() {
             let input = index as u32;
-            match transform.apply(from_wit(record), &TransformHost) {
-                Ok(records) => {
-                    output
-                        .records
-                        .extend(records.into_iter().map(|r| wit_transform::Transformed {
-                            input,
-                            record: to_wit(r),
-                        }))
-                }
-                Err(reason) => output.rejected.push(types::Rejected {
+            match transform.apply(record, &TransformHost) {
+                Ok(records) => outputs.extend(records.into_iter().map(|r| (input, r))),
+                Err(reason) => rejected.push(types::Rejected {
                     index: input,
                     reason,
                 }),
             }
         }
-        Ok(output)
-    }
-}
-
-fn from_wit(r: types::Record) -> Record {
-    Record {
-        topic: r.topic,
-        partition: r.partition,
-        offset: r.offset,
-        timestamp: r.timestamp,
-        key: r.key,
-        value: r.value,
-        headers: r.headers.into_iter().map(from_wit_header).collect(),
-    }
-}
-
-fn to_wit(r: Record) -> types::Record {
-    types::Record {
-        topic: r.topic,
-        partition: r.partition,
-        offset: r.offset,
-        timestamp: r.timestamp,
-        key: r.key,
-        value: r.value,
-        headers: r.headers.into_iter().map(to_wit_header).collect(),
+        let (records, inputs) = batch::encode(&outputs);
+        Ok(wit_transform::TransformOutput {
+            records,
+            inputs,
+            rejected,
+        })
     }
 }

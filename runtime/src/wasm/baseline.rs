@@ -2,20 +2,18 @@
 //! runtime's work around them (no record conversion, no outcome mapping, no output checks),
 //! so a benchmark can show what that work costs. Not for production use.
 
-use super::bindings::wasmconnect::plugin::types as wit;
-pub use super::convert::WitHeaders;
-use super::convert::wit_records;
+use super::convert::Encoded;
 use super::sink::SinkInstance;
 use super::transform::TransformInstance;
 use crate::connector::Record;
 
-/// A batch already in the generated WIT shape.
-pub struct RawRecords<'a>(Vec<wit::RecordParam<'a>>);
+/// A batch already encoded in the contract's shape.
+pub struct RawRecords<'a>(Encoded<'a>);
 
 impl<'a> RawRecords<'a> {
-    /// Converts once, outside the measured call (`headers`: `WitHeaders::of(records)`).
-    pub fn convert(records: &'a [Record], headers: &'a WitHeaders<'a>) -> Self {
-        RawRecords(wit_records(records, headers))
+    /// Encodes once, outside the measured call.
+    pub fn convert(records: &'a [Record]) -> Self {
+        RawRecords(Encoded::of(records).expect("a benchmark batch is far below 4 GiB"))
     }
 }
 
@@ -25,7 +23,7 @@ impl SinkInstance {
         let (store, guest, task) = self.live.arm();
         let result = guest
             .sink_task()
-            .call_write(store, task, &records.0)
+            .call_write(store, task, records.0.wit())
             .await?;
         Ok(result.is_ok())
     }
@@ -38,8 +36,8 @@ impl TransformInstance {
         let (store, guest, task) = self.live.arm();
         let output = guest
             .transform_task()
-            .call_apply(store, task, &records.0)
+            .call_apply(store, task, records.0.wit())
             .await?;
-        Ok(output.map_or(0, |o| o.records.len()))
+        Ok(output.map_or(0, |o| o.inputs.len()))
     }
 }

@@ -74,7 +74,7 @@ type Spec = Option<Vec<ConfigKey>>;
 pub struct Inspection {
     /// Kind and contract version, when it exports a `wasmconnect:plugin` interface.
     pub description: Option<Description>,
-    /// What it needs from the host (`wasmconnect:plugin/sql@0.2.0`, `wasi:io/streams@0.2.6`).
+    /// What it needs from the host (`wasmconnect:plugin/sql@0.3.0`, `wasi:io/streams@0.2.6`).
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     /// Whether this runtime loads it; if not, why, in words.
@@ -496,7 +496,7 @@ fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
-/// The names of the instances a component exports at its top level (`wasmconnect:plugin/sink@0.2.0`),
+/// The names of the instances a component exports at its top level (`wasmconnect:plugin/sink@0.3.0`),
 /// read from its sections without compiling or validating it.
 /// What a component's bytes say without compiling it: the names of the instances it
 /// exports, and its Kafka Connect declaration section (at any depth: the SDK puts it in the

@@ -9,7 +9,7 @@ use super::bindings::exports::wasmconnect::plugin::sink as wit_sink;
 use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
 use super::capability::sql::HeldTransaction;
-use super::convert::{WitHeaders, wit_records};
+use super::convert::Encoded;
 use super::state::TaskState;
 use crate::config::Limits;
 use crate::connector::TaskIdentity;
@@ -66,11 +66,15 @@ pub struct SinkInstance {
 impl SinkInstance {
     /// Calls the plugin's `write` with the batch, under the call deadline and memory cap.
     pub async fn write(&mut self, records: &[Record]) -> Result<(), CallError> {
-        let headers = WitHeaders::of(records);
-        let batch = wit_records(records, &headers);
+        let batch = Encoded::of(records)
+            .map_err(|e| CallError::Plugin(PluginError::Fatal(e.to_string())))?;
         let limits = self.live.limits();
         let (store, guest, task) = self.live.arm();
-        let result = within(&limits, guest.sink_task().call_write(store, task, &batch)).await;
+        let result = within(
+            &limits,
+            guest.sink_task().call_write(store, task, batch.wit()),
+        )
+        .await;
         self.live.outcome(result)
     }
 

@@ -8,7 +8,7 @@ use wasmtime::component::InstancePre;
 use super::bindings::exports::wasmconnect::plugin::transform as wit_transform;
 use super::call::{CallError, Live, Placement, within};
 use super::capability::Grants;
-use super::convert::{WitHeaders, from_wit_record, wit_records};
+use super::convert::{Encoded, from_wit_batch};
 use super::state::TaskState;
 use crate::config::Limits;
 use crate::connector::TaskIdentity;
@@ -76,20 +76,21 @@ impl TransformInstance {
     /// contract in a way that loses records downstream (a position or offset would move past
     /// an output not yet handed on): the instance is not trusted again, as after a trap.
     pub async fn apply(&mut self, records: &[Record]) -> Result<Transformed, CallError> {
-        let headers = WitHeaders::of(records);
-        let batch = wit_records(records, &headers);
+        let batch = Encoded::of(records)
+            .map_err(|e| CallError::Plugin(PluginError::Fatal(e.to_string())))?;
         let limits = self.live.limits();
         let (store, guest, task) = self.live.arm();
         let result = within(
             &limits,
-            guest.transform_task().call_apply(store, task, &batch),
+            guest.transform_task().call_apply(store, task, batch.wit()),
         )
         .await;
         let output = self.live.outcome(result)?;
+        let broke = |what: String| CallError::Trap(format!("broke the contract: {what}"));
         let bad_index = output
-            .records
+            .inputs
             .iter()
-            .map(|t| t.input)
+            .copied()
             .chain(output.rejected.iter().map(|r| r.index))
             .find(|&i| i as usize >= records.len());
         if let Some(i) = bad_index {
@@ -98,18 +99,27 @@ impl TransformInstance {
                 records.len()
             ))));
         }
-        if let Some(pair) = output.records.windows(2).find(|w| w[1].input < w[0].input) {
-            return Err(CallError::Trap(format!(
-                "broke the contract: an output of input {} came after one of input {} \
-                 (outputs must come in input order)",
-                pair[1].input, pair[0].input
+        if let Some(pair) = output.inputs.windows(2).find(|w| w[1] < w[0]) {
+            return Err(broke(format!(
+                "an output of input {} came after one of input {} (outputs must come in input \
+                 order)",
+                pair[1], pair[0]
             )));
         }
+        if output.inputs.len() != output.records.records.len() {
+            return Err(broke(format!(
+                "it returned {} output records but {} input indices (one per output)",
+                output.records.records.len(),
+                output.inputs.len()
+            )));
+        }
+        let outputs = from_wit_batch(output.records).map_err(broke)?;
         Ok(Transformed {
             outputs: output
-                .records
+                .inputs
                 .into_iter()
-                .map(|t| (t.input as usize, from_wit_record(t.record)))
+                .map(|i| i as usize)
+                .zip(outputs)
                 .collect(),
             rejected: output
                 .rejected

@@ -272,6 +272,31 @@ async fn a_transform_answering_out_of_input_order_fails_the_source_instead_of_lo
     Ok(())
 }
 
+/// Issue 25's batch contract: a transform's output is one buffer with spans into it, so a
+/// span can point past the buffer. The host checks every span before reading one: the
+/// instance is dropped as after a trap, the task fails naming the output record and the
+/// span, and nothing reaches the topic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transform_answering_with_a_span_past_its_batch_fails_the_source_saying_where()
+-> anyhow::Result<()> {
+    let g = Generated::through("transform-misbehave", "{ stray: true }", "", 50).await?;
+    let (broker, topic, name) = (&g.broker, &g.topic, &g.name);
+    let daemon = Daemon::start(&config(broker, &g.pg, &g.connector))?;
+    let status = daemon.wait_task_state(name, "FAILED", LONG).await?;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("transforms[0]")
+            && trace.contains("output record 0's value: span")
+            && trace.contains("is past the batch's"),
+        "{trace}"
+    );
+    assert!(
+        broker.read_all(topic).await?.is_empty(),
+        "nothing was handed on"
+    );
+    Ok(())
+}
+
 /// Hole l: under `tolerance: none` a transform's reject stops the task as a plugin's reject
 /// does: the records before it are written and committed, so a restart resumes at it, and the
 /// trace names one cause once, however many records it hit.
