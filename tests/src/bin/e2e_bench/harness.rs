@@ -28,8 +28,8 @@ pub(crate) struct Options {
 
 /// Which daemon a run starts: the build measured, as deployed; with `--no-deadline` the same
 /// build on an engine without epoch interruption (what the call deadline costs); with
-/// `--against BIN` an earlier build (what a change bought). Each runs once per round, beside
-/// the others, so a slow spell of the machine hits them all.
+/// `--against BIN` an earlier build (what a change bought), with the plugins built beside it.
+/// Each runs once per round, beside the others, so a slow spell of the machine hits them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Contender {
     Deployed,
@@ -57,9 +57,29 @@ impl Contender {
             Contender::NoDeadline => {
                 Daemon::start_with_env(&[("WASMCONNECT_NO_CALL_DEADLINE", "1")], config)
             }
-            Contender::Earlier(binary) => Daemon::start_binary(binary, config),
+            Contender::Earlier(binary) => {
+                Daemon::start_binary(binary, &earlier_plugins(binary, config)?)
+            }
         }
     }
+}
+
+/// `config` with its plugins swapped for those built beside `binary`
+/// (`<target>/release/wasmconnect` -> `<target>/wasm32-wasip2/plugin/`) when there are any:
+/// an earlier build runs the plugins of its own contract version, so that a change of the
+/// contract is measured like any other. Without them it runs the measured build's plugins.
+fn earlier_plugins(binary: &Path, config: &str) -> anyhow::Result<String> {
+    let ours = paths::target_dir()?.join("wasm32-wasip2/plugin");
+    let theirs = binary
+        .ancestors()
+        .nth(2)
+        .map(|target| target.join("wasm32-wasip2/plugin"));
+    Ok(match theirs {
+        Some(theirs) if theirs.is_dir() => {
+            config.replace(&ours.display().to_string(), &theirs.display().to_string())
+        }
+        _ => config.to_owned(),
+    })
 }
 
 /// Where a benchmark's topics live.

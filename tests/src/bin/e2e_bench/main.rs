@@ -18,7 +18,9 @@
 //!   interruption and prints what the call deadline costs.
 //! - `--against BIN` runs BIN (an earlier build of `wasmconnect`) beside the daemon in each
 //!   round and prints what the build measured gains on it: an optimisation's effect, measured
-//!   side by side in one run.
+//!   side by side in one run. BIN runs the plugins built beside it
+//!   (`BIN/../../wasm32-wasip2/plugin`) when there are any, so a contract change is measured
+//!   with each side's own plugins.
 //! - `scale` runs `http` at 1, 2, 4 and 8 partitions (as many tasks) and at 100 B to 100 KiB
 //!   values, prints tables and draws `runtime/benches/scale-*.png`.
 //! - `latency` produces R records/s for S seconds and prints p50/p99/max from produce to
