@@ -3,14 +3,41 @@
 //! code never sees it: a sink's `write` and a transform's `apply` get records.
 
 use crate::__private::sink_bindings::wasmconnect::plugin::types;
-use crate::{Header, Record};
+use crate::{HeaderView, HeaderViews, Record, RecordView};
 
-/// The records of a batch the host passed in, in order. The host's batches are well formed;
-/// one that is not (a span past its bytes, a topic it does not list) is refused with what is
-/// wrong and where, so that the task fails with words instead of trapping.
-pub(crate) fn decode(batch: types::RecordBatch) -> Result<Vec<Record>, String> {
+/// The headers of a batch the host passed in, borrowed from it, for [`record_views`]. The
+/// host's batches are well formed; one that is not (a span past its bytes, a key that is not
+/// UTF-8) is refused with what is wrong and where, so that the task fails with words instead
+/// of trapping.
+pub(crate) fn header_views(batch: &types::RecordBatch) -> Result<Vec<HeaderView<'_>>, String> {
     let bytes = &batch.bytes;
-    let owned = |span: types::Span| slice(bytes, span).map(<[u8]>::to_vec);
+    batch
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let at = |what: &str, e: String| format!("the host's header {i}: {what}: {e}");
+            let key = slice(bytes, h.key).map_err(|e| at("key", e))?;
+            Ok(HeaderView {
+                key: std::str::from_utf8(key).map_err(|e| at("key", e.to_string()))?,
+                value: h
+                    .value
+                    .map(|v| slice(bytes, v))
+                    .transpose()
+                    .map_err(|e| at("value", e))?,
+            })
+        })
+        .collect()
+}
+
+/// The records of a batch the host passed in, in order, borrowed from it: nothing is copied.
+/// `headers` are the batch's, from [`header_views`]. A record pointing past the batch's bytes,
+/// topics or headers is refused with what is wrong and where.
+pub(crate) fn record_views<'a>(
+    batch: &'a types::RecordBatch,
+    headers: &'a [HeaderView<'a>],
+) -> Result<Vec<RecordView<'a>>, String> {
+    let bytes = &batch.bytes;
     batch
         .records
         .iter()
@@ -22,35 +49,39 @@ pub(crate) fn decode(batch: types::RecordBatch) -> Result<Vec<Record>, String> {
                 .get(r.topic as usize)
                 .ok_or_else(|| at("topic", format!("no topic {} listed", r.topic)))?;
             let start = r.headers.start as usize;
-            let headers = start
+            let own = start
                 .checked_add(r.headers.len as usize)
-                .and_then(|end| batch.headers.get(start..end))
+                .and_then(|end| headers.get(start..end))
                 .ok_or_else(|| at("headers", "past the batch's headers".to_owned()))?;
-            let headers = headers
-                .iter()
-                .map(|h| {
-                    let key = owned(h.key).map_err(|e| at("header key", e))?;
-                    Ok(Header {
-                        key: String::from_utf8(key).map_err(|e| at("header key", e.to_string()))?,
-                        value: h
-                            .value
-                            .map(owned)
-                            .transpose()
-                            .map_err(|e| at("header value", e))?,
-                    })
-                })
-                .collect::<Result<_, String>>()?;
-            Ok(Record {
-                topic: topic.clone(),
+            Ok(RecordView {
+                topic,
                 partition: r.partition,
                 offset: r.offset,
                 timestamp: r.timestamp,
-                key: r.key.map(owned).transpose().map_err(|e| at("key", e))?,
-                value: r.value.map(owned).transpose().map_err(|e| at("value", e))?,
-                headers,
+                key: r
+                    .key
+                    .map(|k| slice(bytes, k))
+                    .transpose()
+                    .map_err(|e| at("key", e))?,
+                value: r
+                    .value
+                    .map(|v| slice(bytes, v))
+                    .transpose()
+                    .map_err(|e| at("value", e))?,
+                headers: HeaderViews::of_batch(own),
             })
         })
         .collect()
+}
+
+/// The records of a batch the host passed in, copied out of it (for a transform, whose
+/// outputs are its own).
+pub(crate) fn decode(batch: &types::RecordBatch) -> Result<Vec<Record>, String> {
+    let headers = header_views(batch)?;
+    Ok(record_views(batch, &headers)?
+        .iter()
+        .map(RecordView::to_record)
+        .collect())
 }
 
 /// A transform's outputs, each with the index of its input, as one batch and the list of
@@ -138,6 +169,7 @@ fn slice(bytes: &[u8], span: types::Span) -> Result<&[u8], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Header;
 
     fn outputs() -> Vec<(u32, Record)> {
         let record = |topic: &str, offset: i64, value: Option<&[u8]>| Record {
@@ -176,14 +208,32 @@ mod tests {
         assert_eq!(batch.topics, ["orders", "orders-copy"]);
         assert_eq!(inputs, [0, 0, 1, 2, 4]);
         let records: Vec<Record> = outputs.into_iter().map(|(_, r)| r).collect();
-        assert_eq!(decode(batch).unwrap(), records);
+        assert_eq!(decode(&batch).unwrap(), records);
+    }
+
+    #[test]
+    fn views_borrow_every_field_from_the_batch() {
+        let outputs = outputs();
+        let (batch, _) = encode(&outputs);
+        let headers = header_views(&batch).unwrap();
+        let views = record_views(&batch, &headers).unwrap();
+        let inside = |b: &[u8]| batch.bytes.as_ptr_range().contains(&b.as_ptr());
+        assert!(views.iter().filter_map(|v| v.value).all(inside));
+        assert!(views.iter().filter_map(|v| v.key).all(inside));
+        let trace = views[3].headers.iter().next().unwrap();
+        assert!(inside(trace.key.as_bytes()));
+        assert_eq!((trace.key, trace.value), ("trace", Some(&b"t-1"[..])));
+        for ((_, record), view) in outputs.iter().zip(&views) {
+            assert_eq!(view.to_record(), *record);
+            assert_eq!(record.view().to_record(), *record);
+        }
     }
 
     #[test]
     fn a_malformed_batch_is_refused_with_words() {
         let (mut batch, _) = encode(&outputs());
         batch.records[3].headers.len = 3;
-        let headers = decode(batch).unwrap_err();
+        let headers = decode(&batch).unwrap_err();
         assert_eq!(
             headers,
             "the host's record 3: headers: past the batch's headers"
@@ -193,10 +243,18 @@ mod tests {
             start: 2,
             len: u32::MAX,
         });
-        let value = decode(batch).unwrap_err();
+        let value = decode(&batch).unwrap_err();
         assert!(
             value.starts_with("the host's record 0: value: span 2..+4294967295 is past"),
             "{value}"
+        );
+        let (mut batch, _) = encode(&outputs());
+        let key = batch.headers[0].key;
+        batch.bytes[key.start as usize] = 0xff;
+        let header = decode(&batch).unwrap_err();
+        assert!(
+            header.starts_with("the host's header 0: key: invalid utf-8"),
+            "{header}"
         );
     }
 }

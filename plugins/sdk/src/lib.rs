@@ -207,7 +207,8 @@ pub use host::{
     Statement, Value,
 };
 pub use record::{
-    Header, PluginError, Record, Rejected, Side, SourcePosition, SourceRecord, json_kind,
+    Header, HeaderView, HeaderViews, PluginError, Record, RecordView, Rejected, Side,
+    SourcePosition, SourceRecord, json_kind,
 };
 pub use sink::Sink;
 pub use source::Source;

@@ -20,6 +20,98 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
+/// A record of a batch as a sink may read it without copying: borrowed from the buffer the
+/// host passed in (see [`crate::Sink::write_views`]) or from a [`Record`] ([`Record::view`]).
+/// Reading it allocates nothing. A `value` of `None` is a tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch, when the broker has one.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: HeaderViews<'a>,
+}
+
+/// A header of a [`RecordView`], borrowed; the value may be null, as in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderView<'a> {
+    pub key: &'a str,
+    pub value: Option<&'a [u8]>,
+}
+
+/// The headers of a [`RecordView`], in order: [`HeaderViews::iter`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeaderViews<'a>(Headers<'a>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Headers<'a> {
+    Batch(&'a [HeaderView<'a>]),
+    Record(&'a [Header]),
+}
+
+impl Default for Headers<'_> {
+    fn default() -> Self {
+        Headers::Batch(&[])
+    }
+}
+
+impl<'a> HeaderViews<'a> {
+    /// Headers decoded from a host batch.
+    pub(crate) fn of_batch(headers: &'a [HeaderView<'a>]) -> Self {
+        HeaderViews(Headers::Batch(headers))
+    }
+
+    pub fn len(&self) -> usize {
+        match self.0 {
+            Headers::Batch(h) => h.len(),
+            Headers::Record(h) => h.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = HeaderView<'a>> + 'a {
+        let (batch, record): (&'a [HeaderView<'a>], &'a [Header]) = match self.0 {
+            Headers::Batch(h) => (h, &[]),
+            Headers::Record(h) => (&[], h),
+        };
+        batch
+            .iter()
+            .copied()
+            .chain(record.iter().map(|h| HeaderView {
+                key: &h.key,
+                value: h.value.as_deref(),
+            }))
+    }
+}
+
+impl RecordView<'_> {
+    /// The record, copied out of the batch.
+    pub fn to_record(&self) -> Record {
+        Record {
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self
+                .headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What a JSON value is, in words for an error message: `null`, `a boolean`, `a number`,
 /// `a string`, `an array`, `an object`.
 pub fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -175,6 +267,19 @@ impl SourcePosition {
 }
 
 impl Record {
+    /// The record as a [`RecordView`], borrowed from it.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: HeaderViews(Headers::Record(&self.headers)),
+        }
+    }
+
     /// The value parsed as JSON; `Ok(None)` for a tombstone; `Err` with the reason when it is
     /// not JSON.
     pub fn json(&self) -> Result<Option<serde_json::Value>, String> {

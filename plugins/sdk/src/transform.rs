@@ -57,7 +57,7 @@ impl<T: Transform> wit_transform::GuestTransformTask for TransformTaskResource<T
         &self,
         batch: types::RecordBatch,
     ) -> Result<wit_transform::TransformOutput, types::PluginError> {
-        let records = batch::decode(batch).map_err(types::PluginError::Fatal)?;
+        let records = batch::decode(&batch).map_err(types::PluginError::Fatal)?;
         let mut transform = self.0.borrow_mut();
         let mut outputs = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();

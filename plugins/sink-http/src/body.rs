@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use wasmconnect_sdk::Record;
+use wasmconnect_sdk::RecordView;
 
 use crate::config::Format;
 
@@ -17,7 +17,7 @@ pub struct Body {
 }
 
 /// The runs of consecutive records with the same topic and partition: one request each.
-pub fn runs(records: &[Record]) -> Vec<Range<usize>> {
+pub fn runs(records: &[RecordView<'_>]) -> Vec<Range<usize>> {
     let mut runs: Vec<Range<usize>> = Vec::new();
     for (i, r) in records.iter().enumerate() {
         match runs.last_mut() {
@@ -36,7 +36,7 @@ pub fn runs(records: &[Record]) -> Vec<Range<usize>> {
 /// Encodes the values of `records` as a JSON array (a value that is not JSON is unusable; a
 /// tombstone is `null`) or as NDJSON (values as they are, one per line; a value with a line
 /// break is unusable).
-pub fn encode(format: Format, records: &[Record]) -> Body {
+pub fn encode(format: Format, records: &[RecordView<'_>]) -> Body {
     let mut body = Body {
         bytes: Vec::new(),
         sent: Vec::new(),
@@ -46,7 +46,7 @@ pub fn encode(format: Format, records: &[Record]) -> Body {
         body.bytes.push(b'[');
     }
     for (i, record) in records.iter().enumerate() {
-        let value = record.value.as_deref();
+        let value = record.value;
         let problem = match (format, value) {
             (Format::JsonArray, Some(v)) => serde_json::from_slice::<serde::de::IgnoredAny>(v)
                 .err()
@@ -84,12 +84,19 @@ pub fn encode(format: Format, records: &[Record]) -> Body {
 mod tests {
     use super::*;
 
-    fn rec(topic: &str, partition: i32, value: Option<&str>) -> Record {
-        Record {
-            topic: topic.into(),
+    fn rec(
+        topic: &'static str,
+        partition: i32,
+        value: Option<&'static str>,
+    ) -> RecordView<'static> {
+        RecordView {
+            topic,
             partition,
-            value: value.map(|v| v.as_bytes().to_vec()),
-            ..Record::default()
+            offset: 0,
+            timestamp: None,
+            key: None,
+            value: value.map(str::as_bytes),
+            headers: Default::default(),
         }
     }
 

@@ -18,7 +18,8 @@ mod body;
 mod config;
 
 use wasmconnect_sdk::{
-    ConfigKey, Host, HttpRequest, Level, PluginError, Record, Rejected, Sink, export_sink,
+    ConfigKey, Host, HttpRequest, Level, PluginError, Record, RecordView, Rejected, Sink,
+    export_sink,
 };
 
 pub use body::{Body, encode, runs};
@@ -49,8 +50,18 @@ impl Sink for HttpSink {
     }
 
     fn write(&mut self, records: Vec<Record>, host: &dyn Host) -> Result<(), PluginError> {
+        self.write_views(&records.iter().map(Record::view).collect::<Vec<_>>(), host)
+    }
+
+    /// Reads the records where the host put them: a value goes into its request body with
+    /// one copy, made there.
+    fn write_views(
+        &mut self,
+        records: &[RecordView<'_>],
+        host: &dyn Host,
+    ) -> Result<(), PluginError> {
         let mut rejected = Vec::new();
-        for run in runs(&records) {
+        for run in runs(records) {
             self.send(&records[run.clone()], run.start, host, &mut rejected)?;
         }
         PluginError::reject_if_any(rejected)
@@ -62,7 +73,7 @@ impl HttpSink {
     /// adding the records that are refused to `rejected`.
     fn send(
         &self,
-        records: &[Record],
+        records: &[RecordView<'_>],
         first: usize,
         host: &dyn Host,
         rejected: &mut Vec<Rejected>,
@@ -121,12 +132,12 @@ impl HttpSink {
         Ok(())
     }
 
-    fn request(&self, records: &[Record], body: Vec<u8>) -> HttpRequest {
+    fn request(&self, records: &[RecordView<'_>], body: Vec<u8>) -> HttpRequest {
         let (head, last) = (&records[0], &records[records.len() - 1]);
         let url = self
             .config
             .url
-            .replace("{topic}", &head.topic)
+            .replace("{topic}", head.topic)
             .replace("{partition}", &head.partition.to_string());
         let mut request = HttpRequest::get(url);
         request.method = match self.config.method {

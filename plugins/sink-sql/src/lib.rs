@@ -30,8 +30,8 @@ mod plan;
 mod tables;
 
 use wasmconnect_sdk::{
-    ConfigKey, DatabaseKind, Host, Level, PluginError, Record, Rejected, Sink, SqlError, Statement,
-    export_sink,
+    ConfigKey, DatabaseKind, Host, Level, PluginError, Record, RecordView, Rejected, Sink,
+    SqlError, Statement, export_sink,
 };
 
 pub use config::{ColumnSpec, Config, Mode};
@@ -94,10 +94,20 @@ impl Sink for SqlSink {
     }
 
     fn write(&mut self, records: Vec<Record>, host: &dyn Host) -> Result<(), PluginError> {
+        self.write_views(&records.iter().map(Record::view).collect::<Vec<_>>(), host)
+    }
+
+    /// Reads the records where the host put them: a value is parsed (or passed through to
+    /// PostgreSQL) from there, not from a copy.
+    fn write_views(
+        &mut self,
+        records: &[RecordView<'_>],
+        host: &dyn Host,
+    ) -> Result<(), PluginError> {
         self.tables
-            .prepare(&self.config, self.kind, &records, host)?;
+            .prepare(&self.config, self.kind, records, host)?;
         let mut rejected = Vec::new();
-        if let Err(e) = self.write_part(&records, 0, host, &mut rejected) {
+        if let Err(e) = self.write_part(records, 0, host, &mut rejected) {
             // A table may have changed under the task: read it again before the next write.
             self.tables.forget();
             return Err(e);
@@ -115,7 +125,7 @@ impl SqlSink {
     /// is refused (2n - 1 for a batch the table fits no record of).
     fn write_part(
         &self,
-        records: &[Record],
+        records: &[RecordView<'_>],
         first: usize,
         host: &dyn Host,
         rejected: &mut Vec<Rejected>,

@@ -8,7 +8,7 @@ use serde::Deserializer;
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
-use wasmconnect_sdk::{DatabaseKind, Record, Rejected, Statement, Value, json_kind};
+use wasmconnect_sdk::{DatabaseKind, RecordView, Rejected, Statement, Value, json_kind};
 
 use crate::config::{Config, Mode};
 
@@ -33,7 +33,7 @@ const MAX_PARAMS: usize = 30_000;
 /// delete) become one statement (on MySQL and SQLite, one per `MAX_PARAMS` values), so a batch
 /// costs as many statements as it has switches between writes and tombstones (one, usually)
 /// and the table ends as if the records were applied one by one.
-pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
+pub fn plan(config: &Config, kind: DatabaseKind, records: &[RecordView<'_>]) -> Plan {
     // PostgreSQL converts the rows from JSON itself: unless `columns:` maps fields, a value
     // goes into the statement as it came, with only its field names and key values read.
     let pass_through = kind == DatabaseKind::Postgres && config.columns.is_none();
@@ -55,7 +55,7 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
                 let same_topic = runs
                     .last()
                     .is_some_and(|(k, _, _, topic)| *k == kind && *topic == record.topic);
-                let table = (!same_topic).then(|| config.table_of(&record.topic));
+                let table = (!same_topic).then(|| config.table_of(record.topic));
                 let joins = |k: &Kind, t: &Cow<'_, str>| {
                     *k == kind && table.as_ref().is_none_or(|table| t == table)
                 };
@@ -71,7 +71,7 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
                             (Some(table), _) => table,
                             (None, last) => last.map(|(_, t, _, _)| t.clone()).expect("a run"),
                         };
-                        runs.push((kind, table, rows, &record.topic));
+                        runs.push((kind, table, rows, record.topic));
                     }
                 }
             }
@@ -120,8 +120,12 @@ struct Passed<'a> {
 /// The record's value read as a pass-through row: a JSON object with the key columns set.
 /// `None` when it is not one, uses escapes in its field names, or has fields no column can
 /// be named after: the parsed path then writes it or says what is wrong with it.
-fn passed<'a>(config: &Config, record: &'a Record, dialect: DatabaseKind) -> Option<Passed<'a>> {
-    let json = std::str::from_utf8(record.value.as_deref()?).ok()?;
+fn passed<'a>(
+    config: &Config,
+    record: &RecordView<'a>,
+    dialect: DatabaseKind,
+) -> Option<Passed<'a>> {
+    let json = std::str::from_utf8(record.value?).ok()?;
     let mut reader = serde_json::Deserializer::from_str(json);
     let (fields, keys) = PassThrough { key: &config.key }
         .deserialize(&mut reader)
@@ -239,10 +243,10 @@ fn passed_statement(config: &Config, table: &str, rows: Vec<Passed<'_>>) -> Stat
 fn row(
     config: &Config,
     dialect: DatabaseKind,
-    record: &Record,
+    record: &RecordView<'_>,
 ) -> Result<(Kind, Map<String, Json>), String> {
-    let Some(value) = &record.value else {
-        return tombstone_key(config, record.key.as_deref()).map(|key| (Kind::Delete, key));
+    let Some(value) = record.value else {
+        return tombstone_key(config, record.key).map(|key| (Kind::Delete, key));
     };
     let mut value: Json =
         serde_json::from_slice(value).map_err(|e| format!("value is not valid JSON: {e}"))?;
@@ -644,6 +648,16 @@ pub(crate) fn quote_table_for(kind: DatabaseKind, table: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmconnect_sdk::Record;
+
+    /// `plan` for records the tests own.
+    fn plan(config: &Config, kind: DatabaseKind, records: &[Record]) -> Plan {
+        super::plan(
+            config,
+            kind,
+            &records.iter().map(Record::view).collect::<Vec<_>>(),
+        )
+    }
 
     fn postgres(config: &Config, records: &[Record]) -> Plan {
         plan(config, DatabaseKind::Postgres, records)

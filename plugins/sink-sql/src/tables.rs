@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use wasmconnect_sdk::{DatabaseKind, Host, Level, PluginError, Record, SqlError, Statement, Value};
+use wasmconnect_sdk::{
+    DatabaseKind, Host, Level, PluginError, RecordView, SqlError, Statement, Value,
+};
 
 use crate::config::Config;
 use crate::ddl::{self, Field};
@@ -33,7 +35,7 @@ impl Tables {
         &mut self,
         config: &Config,
         kind: DatabaseKind,
-        records: &[Record],
+        records: &[RecordView<'_>],
         host: &dyn Host,
     ) -> Result<(), PluginError> {
         if !config.auto_create && !config.auto_evolve {
@@ -45,8 +47,8 @@ impl Tables {
                 .iter()
                 .rev()
                 .find(|h| h.key == ddl::HEADER)
-                .and_then(|h| h.value.as_deref());
-            let table = config.table_of(&record.topic);
+                .and_then(|h| h.value);
+            let table = config.table_of(record.topic);
             if !self.known.contains_key(&*table) {
                 let columns = columns(config, kind, &table, host)?;
                 self.known.insert(
@@ -197,9 +199,23 @@ fn context(database: &str, e: SqlError, what: &str) -> PluginError {
 #[cfg(test)]
 mod tests {
     use wasmconnect_sdk::testing::{FakeHost, SqlCall};
-    use wasmconnect_sdk::{Header, Rows};
+    use wasmconnect_sdk::{Header, Record, Rows};
 
     use super::*;
+
+    impl Tables {
+        /// `prepare` for records the tests own.
+        fn prepare_records(
+            &mut self,
+            config: &Config,
+            kind: DatabaseKind,
+            records: &[Record],
+            host: &dyn Host,
+        ) -> Result<(), PluginError> {
+            let views: Vec<_> = records.iter().map(Record::view).collect();
+            self.prepare(config, kind, &views, host)
+        }
+    }
 
     fn config(json: serde_json::Value) -> Config {
         serde_json::from_value(json).unwrap()
@@ -246,10 +262,10 @@ mod tests {
         let mut tables = Tables::default();
         let batch = [record(0, Some(V1)), record(1, Some(V1))];
         tables
-            .prepare(&config, DatabaseKind::Postgres, &batch, &host)
+            .prepare_records(&config, DatabaseKind::Postgres, &batch, &host)
             .unwrap();
         tables
-            .prepare(&config, DatabaseKind::Postgres, &batch, &host)
+            .prepare_records(&config, DatabaseKind::Postgres, &batch, &host)
             .unwrap();
         assert_eq!(
             executed(&host),
@@ -258,7 +274,7 @@ mod tests {
             ]
         );
         tables
-            .prepare(
+            .prepare_records(
                 &config,
                 DatabaseKind::Postgres,
                 &[record(2, Some(V2))],
@@ -282,7 +298,7 @@ mod tests {
         let host = FakeHost::new();
         host.reply_query(Ok(Rows::default()));
         let e = Tables::default()
-            .prepare(&config, DatabaseKind::Postgres, &[record(7, None)], &host)
+            .prepare_records(&config, DatabaseKind::Postgres, &[record(7, None)], &host)
             .unwrap_err();
         let PluginError::Fatal(message) = e else {
             panic!("{e:?}")
@@ -300,7 +316,7 @@ mod tests {
             rows: vec![vec![Value::Text("note".into())]],
         }));
         let e = Tables::default()
-            .prepare(
+            .prepare_records(
                 &config,
                 DatabaseKind::Postgres,
                 &[record(0, Some(V2))],
