@@ -354,6 +354,24 @@ impl Broker {
         Ok(())
     }
 
+    /// The offsets `topic` holds now, summed over its partitions: its records without reading
+    /// them (a transaction's commit markers count too). Cheap enough to poll a busy topic.
+    pub async fn offsets_held(&self, topic: &str) -> anyhow::Result<i64> {
+        let consumer: BaseConsumer = self.client().create()?;
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let timeout = Duration::from_secs(10);
+            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+            let mut held = 0;
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let (low, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout)?;
+                held += high - low;
+            }
+            Ok(held)
+        })
+        .await?
+    }
+
     /// Every record in `topic` now, partition by partition in offset order.
     pub async fn read_all(&self, topic: &str) -> anyhow::Result<Vec<Consumed>> {
         let consumer: BaseConsumer = self
