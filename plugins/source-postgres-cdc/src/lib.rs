@@ -31,7 +31,8 @@ use wasmconnect_sdk::{
 
 pub use config::{Config, SnapshotMode};
 use stream::{
-    Event, Position, Shape, SnapshotCursor, Stream, WATERMARK_PREFIX, Window, format_lsn, parse_lsn,
+    Event, Position, Shape, SnapshotCursor, Stream, Visibility, WATERMARK_PREFIX, Window,
+    format_lsn, parse_lsn,
 };
 
 /// The one source partition: the slot's stream, in commit order across tables.
@@ -308,8 +309,10 @@ impl CdcSource {
             }
             None => String::new(),
         };
+        // The statement's snapshot comes first in each row: which transactions the rows include.
         let sql = format!(
-            "SELECT {} FROM {} AS chunk {filter} ORDER BY {key_list} LIMIT {}",
+            "SELECT pg_current_snapshot()::text, {} FROM {} AS chunk {filter} \
+             ORDER BY {key_list} LIMIT {}",
             select.join(", "),
             quote_table(table),
             self.config.snapshot_chunk_size
@@ -319,9 +322,27 @@ impl CdcSource {
         let mapping = &shape.mapping;
         let mut read = Vec::with_capacity(rows.rows.len());
         let mut last_key = None;
+        let mut visibility = None;
         for row in rows.rows {
+            let mut values = row.into_iter();
+            if visibility.is_none() {
+                let snapshot = text(values.next()).unwrap_or_default();
+                let seen = Visibility::parse(&snapshot)
+                    .map_err(|e| PluginError::Fatal(format!("reading {table}: {e}")))?;
+                if self.stream.passed_unseen(&seen) {
+                    // A transaction committed before the chunk was read, and already emitted,
+                    // was not visible yet: the rows may be older than it. Read again.
+                    return Err(PluginError::Retry(format!(
+                        "the snapshot chunk of {table} missed a transaction committing while \
+                         it was read; reading it again"
+                    )));
+                }
+                visibility = Some(seen);
+            } else {
+                values.next();
+            }
             let mut json = Map::with_capacity(columns.len());
-            for ((name, oid, _), value) in columns.iter().zip(row) {
+            for ((name, oid, _), value) in columns.iter().zip(values) {
                 let value = match text(Some(value)) {
                     Some(t) => mapping
                         .text(*oid, &t)
@@ -363,7 +384,14 @@ impl CdcSource {
             })
         };
         db.watermark(&format!("high {id}"))?;
-        self.stream.window = Some(Window::new(id, table.clone(), read, next, now_ms()));
+        self.stream.window = Some(Window::new(
+            id,
+            table.clone(),
+            read,
+            next,
+            now_ms(),
+            visibility,
+        ));
         Ok(())
     }
 }

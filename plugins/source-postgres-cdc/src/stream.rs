@@ -24,6 +24,13 @@
 //! emitted only where it is the row's latest state, and every later change follows it. The
 //! chunk cursor travels in each record's position, so a restart continues the snapshot after
 //! the last row Kafka has.
+//!
+//! A transaction's commit record reaches the WAL a moment before its changes become visible,
+//! so one committed before the low watermark can still be missing from the chunk. The chunk
+//! therefore carries the snapshot it was read in ([`Visibility`]): a change of a transaction
+//! that snapshot does not see removes its key from the chunk wherever it is in the stream
+//! before the high watermark, and a chunk read after the stream already passed such a
+//! transaction is refused ([`Stream::passed_unseen`]) and read again.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
@@ -113,6 +120,49 @@ pub struct Shape {
     pub tables: Vec<String>,
 }
 
+/// Which transactions a chunk's rows include: the snapshot of the statement that read it, as
+/// `pg_current_snapshot()` writes it (`xmin:xmax:xip,...`, 64-bit transaction ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visibility {
+    /// Every transaction below it had ended.
+    xmin: u64,
+    /// None at or above it had.
+    xmax: u64,
+    /// Between the two, those still running.
+    running: BTreeSet<u64>,
+}
+
+impl Visibility {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let wrong = || format!("{text:?} is not a snapshot (xmin:xmax:xip,...)");
+        let mut parts = text.split(':');
+        let (Some(xmin), Some(xmax), Some(running), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(wrong());
+        };
+        let id = |t: &str| t.parse::<u64>().map_err(|_| wrong());
+        Ok(Visibility {
+            xmin: id(xmin)?,
+            xmax: id(xmax)?,
+            running: running
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(id)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether the changes of committed transaction `xid` (the 32 bits pgoutput sends) are in
+    /// what was read.
+    pub fn sees(&self, xid: u32) -> bool {
+        // The full id within 2^31 of xmax, as PostgreSQL compares 32-bit ids.
+        let distance = i64::from(xid.wrapping_sub(self.xmax as u32) as i32);
+        let full = (self.xmax as i64 + distance) as u64;
+        full < self.xmin || (full < self.xmax && !self.running.contains(&full))
+    }
+}
+
 /// A chunk read between two watermarks, waiting for the stream to reach them.
 #[derive(Debug, Clone)]
 pub struct Window {
@@ -126,6 +176,8 @@ pub struct Window {
     pub next: Option<SnapshotCursor>,
     /// Milliseconds since the Unix epoch when it was read.
     pub read_at: i64,
+    /// The transactions the rows include; `None` when the chunk read no rows.
+    pub visibility: Option<Visibility>,
     open: bool,
     /// Keys a change touched while the window was open.
     changed: BTreeSet<Vec<String>>,
@@ -138,6 +190,7 @@ impl Window {
         rows: Vec<(Vec<String>, Map<String, Json>)>,
         next: Option<SnapshotCursor>,
         read_at: i64,
+        visibility: Option<Visibility>,
     ) -> Self {
         Window {
             id,
@@ -145,9 +198,17 @@ impl Window {
             rows,
             next,
             read_at,
+            visibility,
             open: false,
             changed: BTreeSet::new(),
         }
+    }
+
+    /// Whether a change of transaction `xid`, met before the high watermark, may be newer than
+    /// the chunk's rows: it is past the low watermark, or in a transaction the chunk's
+    /// snapshot does not see.
+    fn newer(&self, xid: u32) -> bool {
+        self.open || self.visibility.as_ref().is_some_and(|v| !v.sees(xid))
     }
 }
 
@@ -179,7 +240,13 @@ pub struct Stream {
     groups: VecDeque<Group>,
     /// The last point Kafka acknowledged.
     acked: Option<Point>,
+    /// The ids of the last [`RECENT_TRANSACTIONS`] transactions decoded, newest last.
+    recent: VecDeque<u32>,
 }
+
+/// How many decoded transactions [`Stream::passed_unseen`] looks back over: far more than can
+/// commit while one stays between its commit record and its visibility.
+const RECENT_TRANSACTIONS: usize = 8192;
 
 impl Stream {
     /// A stream continuing after `stored` (nothing stored: from the slot's start, with the
@@ -194,6 +261,7 @@ impl Stream {
             None => (Point { lsn: 0, index: 0 }, fresh_snapshot),
         };
         Ok(Stream {
+            recent: VecDeque::with_capacity(RECENT_TRANSACTIONS),
             shape,
             relations: HashMap::new(),
             cursor,
@@ -209,6 +277,12 @@ impl Stream {
     /// What the stream was made for: tables, keys, value mapping.
     pub fn shape(&self) -> &Shape {
         &self.shape
+    }
+
+    /// Whether the stream already went past a transaction `visibility` does not see: a chunk
+    /// read in it misses a change emitted before its window, and must be read again.
+    pub fn passed_unseen(&self, visibility: &Visibility) -> bool {
+        self.recent.iter().any(|&xid| !visibility.sees(xid))
     }
 
     /// Whether every record handed out is in Kafka.
@@ -300,6 +374,10 @@ impl Stream {
         changes: Vec<Message>,
         events: &mut Vec<Event>,
     ) -> Result<(), String> {
+        if self.recent.len() == RECENT_TRANSACTIONS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(xid);
         if !self.fresh(commit_lsn) {
             return Ok(());
         }
@@ -335,7 +413,7 @@ impl Stream {
                 Message::Insert { relation, new: row } => {
                     let relation = &self.relation(relation)?;
                     let after = self.row(relation, &row)?;
-                    self.touch(relation, &row);
+                    self.touch(relation, xid, &row);
                     let key = self.key(relation, &after);
                     let value =
                         envelope(Json::Null, Json::Object(after), source(self, relation), "c");
@@ -349,10 +427,10 @@ impl Stream {
                     let relation = &self.relation(relation)?;
                     let after = self.row(relation, &row)?;
                     let key = self.key(relation, &after);
-                    self.touch(relation, &row);
+                    self.touch(relation, xid, &row);
                     let (old_key, before) = match &old {
                         Some(old) => {
-                            self.touch(relation, old);
+                            self.touch(relation, xid, old);
                             let before = self.row(relation, old)?;
                             (self.key(relation, &before), Json::Object(before))
                         }
@@ -385,7 +463,7 @@ impl Stream {
                 Message::Delete { relation, old } => {
                     let relation = &self.relation(relation)?;
                     let before = self.row(relation, &old)?;
-                    self.touch(relation, &old);
+                    self.touch(relation, xid, &old);
                     let key = self.key(relation, &before);
                     let topic = self.topic(relation);
                     let value = envelope(
@@ -405,7 +483,7 @@ impl Stream {
                         if self
                             .window
                             .as_ref()
-                            .is_some_and(|w| w.open && w.table == qualified(relation))
+                            .is_some_and(|w| w.newer(xid) && w.table == qualified(relation))
                         {
                             // Every row of the chunk is gone: none of them may be emitted.
                             let window = self.window.as_mut().expect("checked");
@@ -536,11 +614,11 @@ impl Stream {
     }
 
     /// A chunk's key window notes a change of `row` of `relation` while it is open.
-    fn touch(&mut self, relation: &Relation, row: &Tuple) {
+    fn touch(&mut self, relation: &Relation, xid: u32, row: &Tuple) {
         let Some(window) = &mut self.window else {
             return;
         };
-        if !window.open || window.table != qualified(relation) {
+        if !window.newer(xid) || window.table != qualified(relation) {
             return;
         }
         let key = self
@@ -710,11 +788,16 @@ mod tests {
     }
 
     fn tx(commit_lsn: Lsn, changes: Vec<Message>) -> Vec<Message> {
+        tx_of(1, commit_lsn, changes)
+    }
+
+    /// Transaction `xid` committed at `commit_lsn`.
+    fn tx_of(xid: u32, commit_lsn: Lsn, changes: Vec<Message>) -> Vec<Message> {
         let mut messages = vec![
             Message::Begin {
                 final_lsn: commit_lsn,
                 commit_time: 0,
-                xid: 1,
+                xid,
             },
             relation(),
         ];
@@ -883,6 +966,7 @@ mod tests {
             vec![read("1", "old"), read("2", "old"), read("3", "old")],
             Some(next.clone()),
             5,
+            Some(Visibility::parse("5:5:").unwrap()),
         ));
         let mark = |lsn, content: &str| Message::Message {
             transactional: false,
@@ -939,6 +1023,92 @@ mod tests {
         );
         assert!(stream.window.is_none());
         assert_eq!(stream.progress, Some(next));
+    }
+
+    /// A transaction whose commit record is before the low watermark but which the chunk's
+    /// snapshot did not see yet (PostgreSQL makes a commit visible a moment after writing it):
+    /// its change is newer than the row read, so the row is not emitted after it.
+    #[test]
+    fn a_change_the_chunks_snapshot_did_not_see_removes_its_row_even_before_the_low_watermark() {
+        let mut stream = Stream::new(
+            shape(),
+            None,
+            Some(SnapshotCursor {
+                table: "public.t".into(),
+                after: None,
+            }),
+        )
+        .unwrap();
+        let read = |id: &str| {
+            let mut row = Map::new();
+            row.insert("id".into(), json!(id.parse::<i64>().unwrap()));
+            row.insert("name".into(), json!("old"));
+            (vec![id.to_owned()], row)
+        };
+        // Transactions 6 and 8 had ended when the chunk was read, 7 had not.
+        let visibility = Visibility::parse("6:9:7").unwrap();
+        stream.window = Some(Window::new(
+            "w".into(),
+            "public.t".into(),
+            vec![read("1"), read("2")],
+            None,
+            5,
+            Some(visibility.clone()),
+        ));
+        let update = |id: &str, name: &str| Message::Update {
+            relation: 7,
+            old: None,
+            new: row(id, Some(name)),
+        };
+        let mark = |lsn, content: &str| Message::Message {
+            transactional: false,
+            lsn,
+            prefix: WATERMARK_PREFIX.into(),
+            content: content.as_bytes().to_vec(),
+        };
+        let mut peeked = tx_of(7, 0x100, vec![update("1", "unseen")]);
+        peeked.extend(tx_of(6, 0x120, vec![update("2", "seen")]));
+        peeked.push(mark(0x150, "low w"));
+        peeked.push(mark(0x300, "high w"));
+        let events = stream.absorb(peeked).unwrap();
+        assert_eq!(
+            ops(&events),
+            ["u:1:\"unseen\"", "u:2:\"seen\"", "r:2:\"old\""]
+        );
+
+        // A chunk read after the stream passed transaction 7 misses it: it is refused.
+        assert!(stream.passed_unseen(&visibility));
+        assert!(!stream.passed_unseen(&Visibility::parse("8:9:").unwrap()));
+    }
+
+    #[test]
+    fn snapshots_read_as_postgres_writes_them_across_an_epoch() {
+        let v = Visibility::parse("4294967296:4294967300:4294967297,4294967298").unwrap();
+        // Below xmin in the same epoch and late in the previous one: ended.
+        assert!(v.sees(0));
+        assert!(v.sees(0xffff_fff0));
+        // Running, or at or past xmax: not seen.
+        assert!(!v.sees(1));
+        assert!(!v.sees(2));
+        assert!(v.sees(3));
+        assert!(!v.sees(4));
+        // Just past xmax in the same epoch, not four billion ids earlier.
+        assert!(!v.sees(5));
+        assert_eq!(
+            Visibility::parse("10:12:"),
+            Ok(Visibility {
+                xmin: 10,
+                xmax: 12,
+                running: BTreeSet::new()
+            })
+        );
+        for bad in ["", "1:2", "1:2:x", "1:2:3:4"] {
+            assert!(
+                Visibility::parse(bad)
+                    .unwrap_err()
+                    .contains("is not a snapshot")
+            );
+        }
     }
 
     #[test]
