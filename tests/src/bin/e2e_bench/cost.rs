@@ -71,6 +71,46 @@ pub(crate) fn resident_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Where a process's resident memory is, from `/proc/PID/smaps`, in MiB: the binary's pages by
+/// permission (`r-xp` its code; `r--p` read-only data, relocations and unwind tables; `rw-p`
+/// data, relocated pointers, bss), shared libraries, other files (compiled plugins), the heap,
+/// and other anonymous memory (threads' stacks, allocator arenas, plugin instances' memories).
+pub(crate) fn resident_breakdown(pid: u32) -> String {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return "no /proc/PID/smaps".into();
+    };
+    let mut kib: Vec<(String, u64)> = Vec::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["Rss:", value, ..] => {
+                let value: u64 = value.parse().unwrap_or(0);
+                match kib.iter_mut().find(|(name, _)| *name == current) {
+                    Some((_, total)) => *total += value,
+                    None => kib.push((current.clone(), value)),
+                }
+            }
+            [range, perms, ..] if range.contains('-') && !range.ends_with(':') => {
+                current = match fields.get(5) {
+                    Some(path) if path.ends_with("/wasmconnect") => format!("binary {perms}"),
+                    Some(path) if path.contains(".so") => "libraries".into(),
+                    Some(path) if path.starts_with('/') => "other files".into(),
+                    Some(&"[heap]") => "heap".into(),
+                    _ => "other anonymous".into(),
+                };
+            }
+            _ => {}
+        }
+    }
+    kib.sort();
+    kib.iter()
+        .map(|(name, k)| format!("{name} {:.1}", *k as f64 / 1024.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+        + " MiB"
+}
+
 pub(crate) fn cost_line(name: &str, cost: &Cost) -> String {
     format!(
         "{name:<44} {:>8.0} rec/s {:>6.2} cpu-s/M {:>6.1} MiB peak {:>5.0} ms to first {:>6.2} ms/write ({} writes)",

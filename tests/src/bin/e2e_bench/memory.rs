@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use wasmconnect_tests::{Broker, Daemon, Postgres, unique, wait_until};
 
-use crate::cost::{line, resident_kib};
+use crate::cost::{line, resident_breakdown, resident_kib};
 use crate::harness::{
     Contender, bench_table, config, fill, http_sink, run_daemon, sql_sink, value,
 };
@@ -94,6 +94,10 @@ pub(crate) async fn bench_idle(broker: &Broker, pg: &Postgres, data: &Path) -> a
             "idle: {count:>3} connectors RUNNING after {:>5.0} ms; RSS {:>6.1} MiB",
             to_running.as_secs_f64() * 1000.0,
             kib as f64 / 1024.0
+        );
+        println!(
+            "idle: {count:>3} connectors: {}",
+            resident_breakdown(daemon.pid())
         );
         measured.push((count, kib));
         daemon.terminate(Duration::from_secs(60)).await?;
