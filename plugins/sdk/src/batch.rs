@@ -1,6 +1,7 @@
 //! The contract's `record-batch` (every key, value and header of a batch in one buffer, each
-//! record a handful of numbers pointing into it) to and from the SDK's [`Record`]s. Plugin
-//! code never sees it: a sink's `write` and a transform's `apply` get records.
+//! record a handful of numbers pointing into it) to and from the SDK's records. Plugin code
+//! never sees it: a sink's `write_views` and a transform's `apply_view` get [`RecordView`]s
+//! borrowed from it, and a transform's outputs are encoded back into one.
 
 use crate::__private::sink_bindings::wasmconnect::plugin::types;
 use crate::{HeaderView, HeaderViews, Record, RecordView};
@@ -74,8 +75,8 @@ pub(crate) fn record_views<'a>(
         .collect()
 }
 
-/// The records of a batch the host passed in, copied out of it (for a transform, whose
-/// outputs are its own).
+/// The records of a batch, copied out of it: how the tests read an encoded batch back.
+#[cfg(test)]
 pub(crate) fn decode(batch: &types::RecordBatch) -> Result<Vec<Record>, String> {
     let headers = header_views(batch)?;
     Ok(record_views(batch, &headers)?
@@ -84,59 +85,99 @@ pub(crate) fn decode(batch: &types::RecordBatch) -> Result<Vec<Record>, String> 
         .collect())
 }
 
-/// A transform's outputs, each with the index of its input, as one batch and the list of
-/// those indices.
-pub(crate) fn encode(outputs: &[(u32, Record)]) -> (types::RecordBatch, Vec<u32>) {
-    let size: usize = outputs
+/// One output of a transform, with the index of the input it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Output {
+    /// The input itself, unchanged.
+    Kept(u32),
+    /// A record of the transform's own.
+    New(u32, Record),
+}
+
+/// A transform's outputs as one batch, and for each the index of its input. When an output
+/// keeps its input, the batch handed back is `input` itself: its bytes, topics and headers
+/// move back uncopied, a kept record keeps its spans, and new records are appended after.
+/// Otherwise a fresh batch holds only the outputs' bytes (the input's are not shipped back for
+/// nothing).
+pub(crate) fn encode(
+    input: types::RecordBatch,
+    outputs: Vec<Output>,
+) -> (types::RecordBatch, Vec<u32>) {
+    let new_bytes: usize = outputs
         .iter()
-        .map(|(_, r)| {
-            let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
-            bytes(&r.key)
-                + bytes(&r.value)
-                + r.headers
-                    .iter()
-                    .map(|h| h.key.len() + bytes(&h.value))
-                    .sum::<usize>()
+        .map(|output| match output {
+            Output::Kept(_) => 0,
+            Output::New(_, r) => {
+                let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
+                bytes(&r.key)
+                    + bytes(&r.value)
+                    + r.headers
+                        .iter()
+                        .map(|h| h.key.len() + bytes(&h.value))
+                        .sum::<usize>()
+            }
         })
         .sum();
-    let mut batch = types::RecordBatch {
-        bytes: Vec::with_capacity(size),
-        topics: Vec::new(),
-        records: Vec::with_capacity(outputs.len()),
-        headers: Vec::new(),
+    let (mut batch, kept) = if outputs.iter().any(|o| matches!(o, Output::Kept(_))) {
+        let mut batch = input;
+        let kept = std::mem::replace(&mut batch.records, Vec::with_capacity(outputs.len()));
+        batch.bytes.reserve(new_bytes);
+        (batch, kept)
+    } else {
+        let fresh = types::RecordBatch {
+            bytes: Vec::with_capacity(new_bytes),
+            topics: Vec::new(),
+            records: Vec::with_capacity(outputs.len()),
+            headers: Vec::new(),
+        };
+        (fresh, Vec::new())
     };
     let mut inputs = Vec::with_capacity(outputs.len());
-    for (input, r) in outputs {
-        let topic = match batch.topics.iter().rposition(|t| *t == r.topic) {
-            Some(index) => index,
-            None => {
-                batch.topics.push(r.topic.clone());
-                batch.topics.len() - 1
+    for output in outputs {
+        match output {
+            Output::Kept(input) => {
+                batch.records.push(kept[input as usize]);
+                inputs.push(input);
             }
-        };
-        let first_header = batch.headers.len() as u32;
-        for h in &r.headers {
-            let key = push(&mut batch.bytes, h.key.as_bytes());
-            let value = h.value.as_deref().map(|v| push(&mut batch.bytes, v));
-            batch.headers.push(types::BatchHeader { key, value });
+            Output::New(input, r) => {
+                append(&mut batch, &r);
+                inputs.push(input);
+            }
         }
-        let key = r.key.as_deref().map(|k| push(&mut batch.bytes, k));
-        let value = r.value.as_deref().map(|v| push(&mut batch.bytes, v));
-        batch.records.push(types::BatchRecord {
-            topic: topic as u32,
-            partition: r.partition,
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key,
-            value,
-            headers: types::Span {
-                start: first_header,
-                len: r.headers.len() as u32,
-            },
-        });
-        inputs.push(*input);
     }
     (batch, inputs)
+}
+
+/// Appends `r` to `batch`: its bytes after the batch's, its topic once, its headers after the
+/// batch's.
+fn append(batch: &mut types::RecordBatch, r: &Record) {
+    let topic = match batch.topics.iter().rposition(|t| *t == r.topic) {
+        Some(index) => index,
+        None => {
+            batch.topics.push(r.topic.clone());
+            batch.topics.len() - 1
+        }
+    };
+    let first_header = batch.headers.len() as u32;
+    for h in &r.headers {
+        let key = push(&mut batch.bytes, h.key.as_bytes());
+        let value = h.value.as_deref().map(|v| push(&mut batch.bytes, v));
+        batch.headers.push(types::BatchHeader { key, value });
+    }
+    let key = r.key.as_deref().map(|k| push(&mut batch.bytes, k));
+    let value = r.value.as_deref().map(|v| push(&mut batch.bytes, v));
+    batch.records.push(types::BatchRecord {
+        topic: topic as u32,
+        partition: r.partition,
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key,
+        value,
+        headers: types::Span {
+            start: first_header,
+            len: r.headers.len() as u32,
+        },
+    });
 }
 
 /// Appends `data` to a batch's bytes. A guest's memory is 32-bit, so a batch never outgrows
@@ -171,6 +212,21 @@ mod tests {
     use super::*;
     use crate::Header;
 
+    /// `outputs`, all new records, as a batch.
+    fn encode_new(outputs: &[(u32, Record)]) -> (types::RecordBatch, Vec<u32>) {
+        let empty = types::RecordBatch {
+            bytes: Vec::new(),
+            topics: Vec::new(),
+            records: Vec::new(),
+            headers: Vec::new(),
+        };
+        let outputs = outputs
+            .iter()
+            .map(|(input, r)| Output::New(*input, r.clone()))
+            .collect();
+        encode(empty, outputs)
+    }
+
     fn outputs() -> Vec<(u32, Record)> {
         let record = |topic: &str, offset: i64, value: Option<&[u8]>| Record {
             topic: topic.to_owned(),
@@ -204,7 +260,7 @@ mod tests {
     #[test]
     fn outputs_come_back_as_they_went_with_their_inputs() {
         let outputs = outputs();
-        let (batch, inputs) = encode(&outputs);
+        let (batch, inputs) = encode_new(&outputs);
         assert_eq!(batch.topics, ["orders", "orders-copy"]);
         assert_eq!(inputs, [0, 0, 1, 2, 4]);
         let records: Vec<Record> = outputs.into_iter().map(|(_, r)| r).collect();
@@ -214,7 +270,7 @@ mod tests {
     #[test]
     fn views_borrow_every_field_from_the_batch() {
         let outputs = outputs();
-        let (batch, _) = encode(&outputs);
+        let (batch, _) = encode_new(&outputs);
         let headers = header_views(&batch).unwrap();
         let views = record_views(&batch, &headers).unwrap();
         let inside = |b: &[u8]| batch.bytes.as_ptr_range().contains(&b.as_ptr());
@@ -230,15 +286,49 @@ mod tests {
     }
 
     #[test]
+    fn kept_inputs_go_back_with_their_spans_and_new_records_follow_their_bytes() {
+        let records: Vec<Record> = outputs().into_iter().map(|(_, r)| r).collect();
+        let (input, _) = encode_new(&outputs());
+        let (input_bytes, input_spans) = (input.bytes.clone(), input.records.clone());
+        let mut fresh = records[0].clone();
+        fresh.topic = "elsewhere".into();
+        fresh.value = Some(b"new".to_vec());
+        let (output, inputs) = encode(
+            input,
+            vec![
+                Output::Kept(3),
+                Output::New(3, fresh.clone()),
+                Output::Kept(0),
+            ],
+        );
+        assert_eq!(inputs, [3, 3, 0]);
+        // The input's bytes come back first, untouched; a kept record keeps its spans.
+        assert_eq!(output.bytes[..input_bytes.len()], input_bytes[..]);
+        let spans = |r: &types::BatchRecord| format!("{r:?}");
+        assert_eq!(spans(&output.records[0]), spans(&input_spans[3]));
+        assert_eq!(spans(&output.records[2]), spans(&input_spans[0]));
+        assert_eq!(
+            decode(&output).unwrap(),
+            [records[3].clone(), fresh, records[0].clone()]
+        );
+
+        // Nothing kept: only the new records' bytes go back.
+        let (input, _) = encode_new(&outputs());
+        let (output, _) = encode(input, vec![Output::New(1, records[1].clone())]);
+        assert_eq!(output.bytes.len(), b"k1{\"a\":1}".len());
+        assert_eq!(decode(&output).unwrap(), [records[1].clone()]);
+    }
+
+    #[test]
     fn a_malformed_batch_is_refused_with_words() {
-        let (mut batch, _) = encode(&outputs());
+        let (mut batch, _) = encode_new(&outputs());
         batch.records[3].headers.len = 3;
         let headers = decode(&batch).unwrap_err();
         assert_eq!(
             headers,
             "the host's record 3: headers: past the batch's headers"
         );
-        let (mut batch, _) = encode(&outputs());
+        let (mut batch, _) = encode_new(&outputs());
         batch.records[0].value = Some(types::Span {
             start: 2,
             len: u32::MAX,
@@ -248,7 +338,7 @@ mod tests {
             value.starts_with("the host's record 0: value: span 2..+4294967295 is past"),
             "{value}"
         );
-        let (mut batch, _) = encode(&outputs());
+        let (mut batch, _) = encode_new(&outputs());
         let key = batch.headers[0].key;
         batch.bytes[key.start as usize] = 0xff;
         let header = decode(&batch).unwrap_err();

@@ -213,7 +213,7 @@ pub use record::{
 pub use sink::Sink;
 pub use source::Source;
 pub use spec::{ConfigKey, ValueType};
-pub use transform::Transform;
+pub use transform::{Applied, Transform};
 
 /// Glue used by the export macros; not part of the public API.
 #[doc(hidden)]

@@ -110,6 +110,14 @@ impl RecordView<'_> {
                 .collect(),
         }
     }
+
+    /// The value parsed as JSON; `Ok(None)` for a tombstone; `Err` with the reason when it is
+    /// not JSON.
+    pub fn json(&self) -> Result<Option<serde_json::Value>, String> {
+        self.value
+            .map(|v| serde_json::from_slice(v).map_err(|e| format!("value is not valid JSON: {e}")))
+            .transpose()
+    }
 }
 
 /// What a JSON value is, in words for an error message: `null`, `a boolean`, `a number`,
@@ -283,10 +291,7 @@ impl Record {
     /// The value parsed as JSON; `Ok(None)` for a tombstone; `Err` with the reason when it is
     /// not JSON.
     pub fn json(&self) -> Result<Option<serde_json::Value>, String> {
-        self.value
-            .as_deref()
-            .map(|v| serde_json::from_slice(v).map_err(|e| format!("value is not valid JSON: {e}")))
-            .transpose()
+        self.view().json()
     }
 
     /// Replaces the value with the text of `value`.

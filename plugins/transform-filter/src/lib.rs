@@ -18,7 +18,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use wasmconnect_sdk::{ConfigKey, Host, PluginError, Record, Transform, export_transform};
+use wasmconnect_sdk::{
+    Applied, ConfigKey, Host, PluginError, Record, RecordView, Transform, export_transform,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,14 +162,23 @@ impl Transform for Filter {
         Ok(Filter { config, regex })
     }
 
-    fn apply(&mut self, record: Record, _host: &dyn Host) -> Result<Vec<Record>, String> {
+    fn apply(&mut self, record: Record, host: &dyn Host) -> Result<Vec<Record>, String> {
+        Ok(self.apply_view(&record.view(), host)?.into_records(record))
+    }
+
+    /// A record kept goes back where it came in, its bytes uncopied.
+    fn apply_view(&mut self, record: &RecordView<'_>, _host: &dyn Host) -> Result<Applied, String> {
         // Every record meets `all`, JSON or not.
         let value = match self.config.op {
             Op::All => None,
             _ => record.json()?,
         };
         let keep = self.matches(value.as_ref()) == (self.config.action == Action::Keep);
-        Ok(if keep { vec![record] } else { vec![] })
+        Ok(if keep {
+            Applied::Keep
+        } else {
+            Applied::Records(Vec::new())
+        })
     }
 }
 
