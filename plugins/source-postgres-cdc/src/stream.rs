@@ -810,6 +810,33 @@ mod tests {
         messages
     }
 
+    /// A stream at the start of the snapshot of `public.t`.
+    fn snapshotting() -> Stream {
+        let start = SnapshotCursor {
+            table: "public.t".into(),
+            after: None,
+        };
+        Stream::new(shape(), None, Some(start)).unwrap()
+    }
+
+    /// A row of a chunk as read: its key and its columns `id` and `name`.
+    fn read(id: &str, name: &str) -> (Vec<String>, Map<String, Json>) {
+        let mut row = Map::new();
+        row.insert("id".into(), json!(id.parse::<i64>().unwrap()));
+        row.insert("name".into(), json!(name));
+        (vec![id.to_owned()], row)
+    }
+
+    /// This plugin's watermark message at `lsn`.
+    fn mark(lsn: Lsn, content: &str) -> Message {
+        Message::Message {
+            transactional: false,
+            lsn,
+            prefix: WATERMARK_PREFIX.into(),
+            content: content.as_bytes().to_vec(),
+        }
+    }
+
     fn ops(events: &[Event]) -> Vec<String> {
         events
             .iter()
@@ -941,21 +968,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_chunk_yields_only_rows_no_change_touched_between_its_watermarks() {
-        let mut stream = Stream::new(
-            shape(),
-            None,
-            Some(SnapshotCursor {
-                table: "public.t".into(),
-                after: None,
-            }),
-        )
-        .unwrap();
-        let read = |id: &str, name: &str| {
-            let mut row = Map::new();
-            row.insert("id".into(), json!(id.parse::<i64>().unwrap()));
-            row.insert("name".into(), json!(name));
-            (vec![id.to_owned()], row)
-        };
+        let mut stream = snapshotting();
         let next = SnapshotCursor {
             table: "public.t".into(),
             after: Some(vec!["3".into()]),
@@ -968,12 +981,6 @@ mod tests {
             5,
             Some(Visibility::parse("5:5:").unwrap()),
         ));
-        let mark = |lsn, content: &str| Message::Message {
-            transactional: false,
-            lsn,
-            prefix: WATERMARK_PREFIX.into(),
-            content: content.as_bytes().to_vec(),
-        };
         // A change before the low watermark does not touch the window; one between does.
         let mut peeked = tx(
             0x100,
@@ -1030,27 +1037,13 @@ mod tests {
     /// its change is newer than the row read, so the row is not emitted after it.
     #[test]
     fn a_change_the_chunks_snapshot_did_not_see_removes_its_row_even_before_the_low_watermark() {
-        let mut stream = Stream::new(
-            shape(),
-            None,
-            Some(SnapshotCursor {
-                table: "public.t".into(),
-                after: None,
-            }),
-        )
-        .unwrap();
-        let read = |id: &str| {
-            let mut row = Map::new();
-            row.insert("id".into(), json!(id.parse::<i64>().unwrap()));
-            row.insert("name".into(), json!("old"));
-            (vec![id.to_owned()], row)
-        };
+        let mut stream = snapshotting();
         // Transactions 6 and 8 had ended when the chunk was read, 7 had not.
         let visibility = Visibility::parse("6:9:7").unwrap();
         stream.window = Some(Window::new(
             "w".into(),
             "public.t".into(),
-            vec![read("1"), read("2")],
+            vec![read("1", "old"), read("2", "old")],
             None,
             5,
             Some(visibility.clone()),
@@ -1059,12 +1052,6 @@ mod tests {
             relation: 7,
             old: None,
             new: row(id, Some(name)),
-        };
-        let mark = |lsn, content: &str| Message::Message {
-            transactional: false,
-            lsn,
-            prefix: WATERMARK_PREFIX.into(),
-            content: content.as_bytes().to_vec(),
         };
         let mut peeked = tx_of(7, 0x100, vec![update("1", "unseen")]);
         peeked.extend(tx_of(6, 0x120, vec![update("2", "seen")]));
