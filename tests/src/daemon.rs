@@ -1,7 +1,7 @@
 //! The `wasmconnect` binary as a child process, with its log captured.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,8 @@ pub struct Daemon {
 
 impl Daemon {
     /// Writes `config` (with `{admin}` replaced by a free loopback address) to a temporary file
-    /// and starts `wasmconnect run` on it.
+    /// and starts `wasmconnect run` on it; returns once its admin API accepts connections (or
+    /// the process exited, or 30 s passed). So does [`Daemon::restart`].
     pub fn start(config: &str) -> anyhow::Result<Self> {
         Self::start_with(&[], config)
     }
@@ -180,7 +181,7 @@ impl Daemon {
                 sink.lock().unwrap().push((Instant::now(), line));
             }
         });
-        Ok(Daemon {
+        let mut daemon = Daemon {
             child,
             binary,
             admin,
@@ -192,7 +193,28 @@ impl Daemon {
             options,
             env,
             _dir: dir,
-        })
+        };
+        daemon.wait_listening(Duration::from_secs(30));
+        Ok(daemon)
+    }
+
+    /// Returns once the admin address accepts a connection, the process has exited, or
+    /// `limit` has passed, whichever comes first: a test's first API call must not race the
+    /// daemon's start (it did once, on a loaded machine). Whatever went wrong is left for the
+    /// test's own checks to report.
+    fn wait_listening(&mut self, limit: Duration) {
+        let Ok(address) = self.admin.parse::<std::net::SocketAddr>() else {
+            return;
+        };
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+                || matches!(self.child.try_wait(), Ok(Some(_)))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The process id.
