@@ -179,8 +179,10 @@ impl CdcSource {
             config: &self.config,
         };
         // Only transactions committed before `upto` are decoded, so once they are all in
-        // Kafka the slot may move to `upto` without skipping anything.
-        let upto = db.current_lsn()?;
+        // Kafka the slot may move to `upto` without skipping anything. `upto` is the flush
+        // position: decoding reads no further, and a commit written but not yet flushed
+        // (the write position is past it) would otherwise be passed over by the heartbeat.
+        let upto = db.flushed_lsn()?;
         let mut limit = i64::from(self.config.max_changes_per_poll).min(i64::from(i32::MAX));
         loop {
             // The limit is written into the statement: an integer parameter whose type the
@@ -435,8 +437,9 @@ impl Db<'_> {
             .map_err(|e| self.error(e))
     }
 
-    fn current_lsn(&self) -> Result<u64, PluginError> {
-        let rows = self.query("SELECT pg_current_wal_lsn()::text", vec![])?;
+    /// How far the WAL is flushed: what decoding can read.
+    fn flushed_lsn(&self) -> Result<u64, PluginError> {
+        let rows = self.query("SELECT pg_current_wal_flush_lsn()::text", vec![])?;
         lsn_of(rows)
     }
 
