@@ -220,7 +220,7 @@ ensure_cargo_fuzz() {
 fuzz_all() {
   local seconds=$1 target out cache="$WASMCONNECT_CACHE/fuzz"
   out=$(mktemp)
-  for target in config interpolation positions watermark pgoutput; do
+  for target in config interpolation positions watermark source_watermark pgoutput; do
     say "fuzzing $target for ${seconds}s"
     mkdir -p "$cache/corpus/$target"
     local seeds=()

@@ -1,6 +1,6 @@
 //! The contiguous position watermark of a source.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Tracks the records a source task handed to Kafka, per source partition, from the hand-over
@@ -12,26 +12,41 @@ use std::sync::Arc;
 /// Kafka partitions). Records count as unsettled from the hand-over until the flush that
 /// covers them is acknowledged: that is the in-flight bound the task enforces, and the most a
 /// restart can read again.
+///
+/// Cost: a hand-over and an acknowledgement hash nothing when records come in runs of one
+/// source partition (the last one is tried first) and allocate nothing but their queue
+/// entries; sequence numbers index a queue, not a map.
 #[derive(Debug, Default)]
 pub struct PositionTracker {
     next_seq: u64,
-    partitions: HashMap<Arc<str>, Partition>,
-    /// Source partition of every record handed over and not yet acknowledged.
-    in_flight: HashMap<u64, Arc<str>>,
-    /// Acknowledged positions not yet in a flush, with what they cover.
-    dirty: BTreeMap<Arc<str>, String>,
+    /// Every source partition seen, in the order first seen; indexed by `index`.
+    partitions: Vec<Partition>,
+    index: HashMap<Arc<str>, usize>,
+    /// The partition of the last hand-over.
+    last: usize,
+    /// The partition of each record from `first_in_flight` on, `None` once acknowledged;
+    /// never starts with `None`.
+    in_flight: VecDeque<Option<usize>>,
+    first_in_flight: u64,
+    unacknowledged: usize,
+    /// Partitions holding an acknowledged position not yet in a flush.
+    dirty: Vec<usize>,
     dirty_records: usize,
     dirty_bytes: usize,
     unsettled_records: usize,
     unsettled_bytes: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Partition {
+    name: Arc<str>,
     /// Handed over and not yet below the watermark, in hand-over order.
     pending: VecDeque<Pending>,
-    /// Position of the last record handed over (or the one the task started from).
-    latest: Option<String>,
+    /// The acknowledged watermark not yet in a flush.
+    unflushed: Option<String>,
+    /// The last position handed over, as of the last flush taken (or the one the task started
+    /// from); newer ones are in `unflushed` or `pending`.
+    flushed: Option<String>,
 }
 
 #[derive(Debug)]
@@ -45,7 +60,7 @@ struct Pending {
 /// Positions to store, and the records their storing settles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flush {
-    /// (source partition, position), one per partition.
+    /// (source partition, position), one per partition, ordered by partition.
     pub positions: Vec<(String, String)>,
     pub records: usize,
     pub bytes: usize,
@@ -58,20 +73,57 @@ pub struct Origin {
     pub position: String,
 }
 
+impl Partition {
+    /// Position of the last record handed over (or the one the task started from).
+    fn latest(&self) -> Option<&String> {
+        self.pending
+            .back()
+            .map(|p| &p.position)
+            .or(self.unflushed.as_ref())
+            .or(self.flushed.as_ref())
+    }
+}
+
 impl PositionTracker {
     /// A tracker that starts from stored (source partition, position) pairs.
     pub fn new(start: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut tracker = Self::default();
         for (partition, position) in start {
-            tracker.partitions.insert(
-                Arc::from(partition),
-                Partition {
-                    pending: VecDeque::new(),
-                    latest: Some(position),
-                },
-            );
+            let i = tracker.partition(&partition);
+            tracker.partitions[i].flushed = Some(position);
         }
         tracker
+    }
+
+    /// The index of `name`'s partition, made if new; the last one used is tried first.
+    fn partition(&mut self, name: &str) -> usize {
+        if let Some(p) = self.partitions.get(self.last)
+            && *p.name == *name
+        {
+            return self.last;
+        }
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                self.partitions.push(Partition {
+                    name: name.clone(),
+                    pending: VecDeque::new(),
+                    unflushed: None,
+                    flushed: None,
+                });
+                self.index.insert(name, self.partitions.len() - 1);
+                self.partitions.len() - 1
+            }
+        };
+        self.last = i;
+        i
+    }
+
+    /// The partition of record `seq`, while it is in flight.
+    fn in_flight(&self, seq: u64) -> Option<usize> {
+        let i = usize::try_from(seq.checked_sub(self.first_in_flight)?).ok()?;
+        *self.in_flight.get(i)?
     }
 
     /// Registers a record handed to Kafka; returns the sequence number its delivery report
@@ -79,19 +131,18 @@ impl PositionTracker {
     pub fn handed_over(&mut self, partition: &str, position: String, bytes: usize) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let key = match self.partitions.get_key_value(partition) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(partition),
-        };
-        let p = self.partitions.entry(key.clone()).or_default();
-        p.latest = Some(position.clone());
-        p.pending.push_back(Pending {
+        let i = self.partition(partition);
+        self.partitions[i].pending.push_back(Pending {
             seq,
             position,
             bytes,
             acked: false,
         });
-        self.in_flight.insert(seq, key);
+        if self.in_flight.is_empty() {
+            self.first_in_flight = seq;
+        }
+        self.in_flight.push_back(Some(i));
+        self.unacknowledged += 1;
         self.unsettled_records += 1;
         self.unsettled_bytes += bytes;
         seq
@@ -100,14 +151,18 @@ impl PositionTracker {
     /// Marks a record acknowledged by Kafka and moves its partition's watermark as far as the
     /// acknowledgements are contiguous. Unknown sequence numbers are ignored.
     pub fn acknowledged(&mut self, seq: u64) {
-        let Some(key) = self.in_flight.remove(&seq) else {
+        let Some(i) = self.in_flight(seq) else {
             return;
         };
-        let Some(p) = self.partitions.get_mut(&key) else {
-            return;
-        };
-        if let Ok(i) = p.pending.binary_search_by_key(&seq, |e| e.seq) {
-            p.pending[i].acked = true;
+        self.in_flight[(seq - self.first_in_flight) as usize] = None;
+        self.unacknowledged -= 1;
+        while self.in_flight.front().is_some_and(Option::is_none) {
+            self.in_flight.pop_front();
+            self.first_in_flight += 1;
+        }
+        let p = &mut self.partitions[i];
+        if let Ok(at) = p.pending.binary_search_by_key(&seq, |e| e.seq) {
+            p.pending[at].acked = true;
         }
         let mut watermark = None;
         while p.pending.front().is_some_and(|e| e.acked) {
@@ -116,19 +171,21 @@ impl PositionTracker {
             self.dirty_bytes += e.bytes;
             watermark = Some(e.position);
         }
-        if let Some(position) = watermark {
-            self.dirty.insert(key, position);
+        if watermark.is_some() {
+            if p.unflushed.is_none() {
+                self.dirty.push(i);
+            }
+            p.unflushed = watermark;
         }
     }
 
     /// Where the record with sequence number `seq` came from, while it is in flight.
     pub fn origin(&self, seq: u64) -> Option<Origin> {
-        let key = self.in_flight.get(&seq)?;
-        let p = self.partitions.get(key)?;
-        let i = p.pending.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        let p = &self.partitions[self.in_flight(seq)?];
+        let at = p.pending.binary_search_by_key(&seq, |e| e.seq).ok()?;
         Some(Origin {
-            partition: key.clone(),
-            position: p.pending[i].position.clone(),
+            partition: p.name.clone(),
+            position: p.pending[at].position.clone(),
         })
     }
 
@@ -138,10 +195,16 @@ impl PositionTracker {
         if self.dirty.is_empty() {
             return None;
         }
-        let positions = std::mem::take(&mut self.dirty)
+        let mut positions: Vec<(String, String)> = std::mem::take(&mut self.dirty)
             .into_iter()
-            .map(|(p, pos)| (p.to_string(), pos))
+            .filter_map(|i| {
+                let p = &mut self.partitions[i];
+                let position = p.unflushed.take()?;
+                p.flushed = Some(position.clone());
+                Some((p.name.to_string(), position))
+            })
             .collect();
+        positions.sort_unstable();
         Some(Flush {
             positions,
             records: std::mem::take(&mut self.dirty_records),
@@ -159,11 +222,12 @@ impl PositionTracker {
     /// of the same partition is already waiting there.
     pub fn flush_failed(&mut self, flush: Flush) {
         for (partition, position) in flush.positions {
-            let key = match self.partitions.get_key_value(partition.as_str()) {
-                Some((key, _)) => key.clone(),
-                None => Arc::from(partition),
-            };
-            self.dirty.entry(key).or_insert(position);
+            let i = self.partition(&partition);
+            let p = &mut self.partitions[i];
+            if p.unflushed.is_none() {
+                p.unflushed = Some(position);
+                self.dirty.push(i);
+            }
         }
         self.dirty_records += flush.records;
         self.dirty_bytes += flush.bytes;
@@ -176,7 +240,7 @@ impl PositionTracker {
 
     /// Records handed over and not yet acknowledged by Kafka.
     pub fn unacknowledged(&self) -> usize {
-        self.in_flight.len()
+        self.unacknowledged
     }
 
     /// Records (and their bytes) handed over whose positions are not stored yet.
@@ -190,7 +254,7 @@ impl PositionTracker {
         let mut latest: Vec<(String, String)> = self
             .partitions
             .iter()
-            .filter_map(|(k, p)| Some((k.to_string(), p.latest.clone()?)))
+            .filter_map(|p| Some((p.name.to_string(), p.latest()?.clone())))
             .collect();
         latest.sort();
         latest
