@@ -243,6 +243,11 @@ impl SourceTask {
                 Ok(()) = self.pause.changed() => {}
                 Some(report) = self.reports.recv() => {
                     self.on_report(report, instance, progress).await?;
+                    // The reports that came with it, without going round the loop once
+                    // each (Kafka acknowledges records in batches).
+                    while let Ok(report) = self.reports.try_recv() {
+                        self.on_report(report, instance, progress).await?;
+                    }
                 }
                 _ = sleep_until(next_poll), if room.is_some() => {
                     let max = room.unwrap_or(1);
