@@ -74,6 +74,19 @@ pub struct Origin {
 }
 
 impl Partition {
+    /// Where record `seq` is in `pending`. Kafka mostly acknowledges in hand-over order, so
+    /// that is the front; in a run of one partition's records, `seq` is as far from the
+    /// front as its number says; otherwise a binary search (the queue can hold the whole
+    /// in-flight bound).
+    fn find(&self, seq: u64) -> Option<usize> {
+        let front = self.pending.front()?.seq;
+        let guess = usize::try_from(seq.checked_sub(front)?).ok()?;
+        if self.pending.get(guess).is_some_and(|e| e.seq == seq) {
+            return Some(guess);
+        }
+        self.pending.binary_search_by_key(&seq, |e| e.seq).ok()
+    }
+
     /// Position of the last record handed over (or the one the task started from).
     fn latest(&self) -> Option<&String> {
         self.pending
@@ -161,7 +174,7 @@ impl PositionTracker {
             self.first_in_flight += 1;
         }
         let p = &mut self.partitions[i];
-        if let Ok(at) = p.pending.binary_search_by_key(&seq, |e| e.seq) {
+        if let Some(at) = p.find(seq) {
             p.pending[at].acked = true;
         }
         let mut watermark = None;
@@ -182,7 +195,7 @@ impl PositionTracker {
     /// Where the record with sequence number `seq` came from, while it is in flight.
     pub fn origin(&self, seq: u64) -> Option<Origin> {
         let p = &self.partitions[self.in_flight(seq)?];
-        let at = p.pending.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        let at = p.find(seq)?;
         Some(Origin {
             partition: p.name.clone(),
             position: p.pending[at].position.clone(),
