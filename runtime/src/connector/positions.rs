@@ -44,9 +44,9 @@ struct Partition {
     pending: VecDeque<Pending>,
     /// The acknowledged watermark not yet in a flush.
     unflushed: Option<String>,
-    /// The last position handed over, as of the last flush taken (or the one the task started
-    /// from); newer ones are in `unflushed` or `pending`.
-    flushed: Option<String>,
+    /// The last position handed over before those in `unflushed` and `pending`: the one the
+    /// last flush took (stored or not), or the one the task started from. Only for `latest`.
+    earlier: Option<String>,
 }
 
 #[derive(Debug)]
@@ -93,7 +93,7 @@ impl Partition {
             .back()
             .map(|p| &p.position)
             .or(self.unflushed.as_ref())
-            .or(self.flushed.as_ref())
+            .or(self.earlier.as_ref())
     }
 }
 
@@ -103,7 +103,7 @@ impl PositionTracker {
         let mut tracker = Self::default();
         for (partition, position) in start {
             let i = tracker.partition(&partition);
-            tracker.partitions[i].flushed = Some(position);
+            tracker.partitions[i].earlier = Some(position);
         }
         tracker
     }
@@ -123,7 +123,7 @@ impl PositionTracker {
                     name: name.clone(),
                     pending: VecDeque::new(),
                     unflushed: None,
-                    flushed: None,
+                    earlier: None,
                 });
                 self.index.insert(name, self.partitions.len() - 1);
                 self.partitions.len() - 1
@@ -213,7 +213,7 @@ impl PositionTracker {
             .filter_map(|i| {
                 let p = &mut self.partitions[i];
                 let position = p.unflushed.take()?;
-                p.flushed = Some(position.clone());
+                p.earlier = Some(position.clone());
                 Some((p.name.to_string(), position))
             })
             .collect();
