@@ -13,9 +13,10 @@ use std::sync::Arc;
 /// covers them is acknowledged: that is the in-flight bound the task enforces, and the most a
 /// restart can read again.
 ///
-/// Cost: a hand-over and an acknowledgement hash nothing when records come in runs of one
-/// source partition (the last one is tried first) and allocate nothing but their queue
-/// entries; sequence numbers index a queue, not a map.
+/// Cost: a hand-over and an acknowledgement hash no partition name when records come in runs
+/// of one source partition (the last one is tried first), and clone no position. Memory:
+/// `in_flight` holds only records not yet acknowledged (a queue indexed by sequence number
+/// would also keep every later record while one waits, up to librdkafka's message timeout).
 #[derive(Debug, Default)]
 pub struct PositionTracker {
     next_seq: u64,
@@ -24,11 +25,8 @@ pub struct PositionTracker {
     index: HashMap<Arc<str>, usize>,
     /// The partition of the last hand-over.
     last: usize,
-    /// The partition of each record from `first_in_flight` on, `None` once acknowledged;
-    /// never starts with `None`.
-    in_flight: VecDeque<Option<usize>>,
-    first_in_flight: u64,
-    unacknowledged: usize,
+    /// The partition of every record handed over and not yet acknowledged.
+    in_flight: HashMap<u64, usize>,
     /// Partitions holding an acknowledged position not yet in a flush.
     dirty: Vec<usize>,
     dirty_records: usize,
@@ -133,12 +131,6 @@ impl PositionTracker {
         i
     }
 
-    /// The partition of record `seq`, while it is in flight.
-    fn in_flight(&self, seq: u64) -> Option<usize> {
-        let i = usize::try_from(seq.checked_sub(self.first_in_flight)?).ok()?;
-        *self.in_flight.get(i)?
-    }
-
     /// Registers a record handed to Kafka; returns the sequence number its delivery report
     /// carries.
     pub fn handed_over(&mut self, partition: &str, position: String, bytes: usize) -> u64 {
@@ -151,11 +143,7 @@ impl PositionTracker {
             bytes,
             acked: false,
         });
-        if self.in_flight.is_empty() {
-            self.first_in_flight = seq;
-        }
-        self.in_flight.push_back(Some(i));
-        self.unacknowledged += 1;
+        self.in_flight.insert(seq, i);
         self.unsettled_records += 1;
         self.unsettled_bytes += bytes;
         seq
@@ -164,15 +152,9 @@ impl PositionTracker {
     /// Marks a record acknowledged by Kafka and moves its partition's watermark as far as the
     /// acknowledgements are contiguous. Unknown sequence numbers are ignored.
     pub fn acknowledged(&mut self, seq: u64) {
-        let Some(i) = self.in_flight(seq) else {
+        let Some(i) = self.in_flight.remove(&seq) else {
             return;
         };
-        self.in_flight[(seq - self.first_in_flight) as usize] = None;
-        self.unacknowledged -= 1;
-        while self.in_flight.front().is_some_and(Option::is_none) {
-            self.in_flight.pop_front();
-            self.first_in_flight += 1;
-        }
         let p = &mut self.partitions[i];
         if let Some(at) = p.find(seq) {
             p.pending[at].acked = true;
@@ -194,7 +176,7 @@ impl PositionTracker {
 
     /// Where the record with sequence number `seq` came from, while it is in flight.
     pub fn origin(&self, seq: u64) -> Option<Origin> {
-        let p = &self.partitions[self.in_flight(seq)?];
+        let p = &self.partitions[*self.in_flight.get(&seq)?];
         let at = p.find(seq)?;
         Some(Origin {
             partition: p.name.clone(),
@@ -253,7 +235,7 @@ impl PositionTracker {
 
     /// Records handed over and not yet acknowledged by Kafka.
     pub fn unacknowledged(&self) -> usize {
-        self.unacknowledged
+        self.in_flight.len()
     }
 
     /// Records (and their bytes) handed over whose positions are not stored yet.
