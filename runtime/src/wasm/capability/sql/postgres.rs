@@ -1,9 +1,9 @@
 //! PostgreSQL: binding values, decoding rows, running statements.
 
 use serde_json::value::RawValue;
-use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::postgres::{PgArguments, PgRow, PgValueFormat};
 use sqlx::query::Query;
-use sqlx::{Column, Postgres, Row, TypeInfo};
+use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
 
 use super::pg_error;
 use crate::wasm::bindings::wasmconnect::plugin::sql as wit;
@@ -85,9 +85,7 @@ pub(super) fn decode_row(row: &PgRow) -> Result<Vec<wit::Value>, String> {
                 "BYTEA" => row
                     .try_get::<Option<Vec<u8>>, _>(i)
                     .map(|v| v.map(wit::Value::Bytes)),
-                "JSON" | "JSONB" => row
-                    .try_get::<Option<sqlx::types::Json<Box<RawValue>>>, _>(i)
-                    .map(|v| v.map(|j| wit::Value::Json(j.0.get().to_owned()))),
+                "JSON" | "JSONB" => json_text(row, i).map(|v| v.map(wit::Value::Json)),
                 other => {
                     return Err(format!(
                         "column {:?} has type {other}, which the sql capability does not map: \
@@ -102,4 +100,34 @@ pub(super) fn decode_row(row: &PgRow) -> Result<Vec<wit::Value>, String> {
                 .map_err(|e| format!("column {:?}: {e}", column.name()))
         })
         .collect()
+}
+
+/// Column `i` of `row`, of type `json` or `jsonb`, as its text, without parsing it again:
+/// PostgreSQL checked it on the way in. The text is the server's: `json` keeps what was
+/// stored, `jsonb` is normalized (`{"a": 1}`). In the binary format (prepared statements)
+/// `jsonb` comes after a version byte, which must be 1.
+fn json_text(row: &PgRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(None);
+    }
+    let decode = |e: String| sqlx::Error::ColumnDecode {
+        index: format!("{i}"),
+        source: e.into(),
+    };
+    let mut bytes = raw.as_bytes().map_err(|e| decode(e.to_string()))?;
+    if raw.format() == PgValueFormat::Binary && raw.type_info().name() == "JSONB" {
+        match bytes.split_first() {
+            Some((1, text)) => bytes = text,
+            _ => {
+                return Err(decode(format!(
+                    "jsonb in a binary format other than version 1 (first byte {:?})",
+                    bytes.first()
+                )));
+            }
+        }
+    }
+    std::str::from_utf8(bytes)
+        .map(|text| Some(text.to_owned()))
+        .map_err(|e| decode(format!("json text that is not UTF-8: {e}")))
 }
