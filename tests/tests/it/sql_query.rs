@@ -13,11 +13,11 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
     let (topic, table) = (unique("queries"), unique("things"));
     broker.create_topic(&topic, 1).await?;
     pg.execute(&format!(
-        "CREATE TABLE {table} (id int8, name text, ok bool, ratio float8, doc jsonb, note json, blob bytea, at timestamptz)"
+        "CREATE TABLE {table} (id int8, name text, ok bool, ratio float8, doc jsonb, note json, grade \"char\", blob bytea, at timestamptz)"
     ))
     .await?;
     pg.execute(&format!(
-        "INSERT INTO {table} VALUES (1, 'one', true, 0.5, '{{\"a\":1}}', '{{\"b\" : [1,2]}}', '\\x0102', now()), (2, NULL, false, NULL, NULL, NULL, NULL, NULL)"
+        "INSERT INTO {table} VALUES (1, 'one', true, 0.5, '{{\"a\":1}}', '{{\"b\" : [1,2]}}', 'A', '\\x0102', now()), (2, NULL, false, NULL, NULL, NULL, NULL, NULL, NULL)"
     ))
     .await?;
     let name = unique("querier");
@@ -30,7 +30,9 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
     );
     let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
     let commands = [
-        format!("sql:main:SELECT id, name, ok, ratio, doc, note, blob FROM {table} ORDER BY id"),
+        format!(
+            "sql:main:SELECT id, name, ok, ratio, doc, note, grade, blob FROM {table} ORDER BY id"
+        ),
         format!("sql:main:SELECT id, name FROM {table} WHERE false"),
         format!("sql:main:SELECT at FROM {table}"),
         "sql:other:SELECT 1".to_owned(),
@@ -48,7 +50,7 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
     let wait = Duration::from_secs(60);
     daemon
         .wait_log(
-            &[r#"probe sql: columns ["id", "name", "ok", "ratio", "doc", "note", "blob"], rows [[Integer(1), Text("one"), Boolean(true), Double(0.5), Json("{\"a\": 1}"), Json("{\"b\" : [1,2]}"), Bytes([1, 2])], [Integer(2), Null, Boolean(false), Null, Null, Null, Null]]"#],
+            &[r#"probe sql: columns ["id", "name", "ok", "ratio", "doc", "note", "grade", "blob"], rows [[Integer(1), Text("one"), Boolean(true), Double(0.5), Json("{\"a\": 1}"), Json("{\"b\" : [1,2]}"), Text("A"), Bytes([1, 2])], [Integer(2), Null, Boolean(false), Null, Null, Null, Null, Null]]"#],
             wait,
         )
         .await?;

@@ -315,11 +315,7 @@ impl wit::Host for SqlView<'_> {
                             conn.prepare(&query.sql).await.map_err(pg_error)?.columns(),
                         ),
                     };
-                    let rows = rows
-                        .iter()
-                        .map(postgres::decode_row)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(wit::SqlError::Rejected)?;
+                    let rows = postgres::decode_rows(&rows).map_err(wit::SqlError::Rejected)?;
                     Ok(wit::Rows { columns, rows })
                 }
                 Backend::Any(pool, kind) => {

@@ -1,7 +1,7 @@
 //! PostgreSQL: binding values, decoding rows, running statements.
 
 use serde_json::value::RawValue;
-use sqlx::postgres::{PgArguments, PgRow, PgValueFormat};
+use sqlx::postgres::{PgArguments, PgColumn, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
 
@@ -54,52 +54,105 @@ pub(super) fn bind<'q>(
     Ok(query)
 }
 
-pub(super) fn decode_row(row: &PgRow) -> Result<Vec<wit::Value>, String> {
-    row.columns()
+/// The values of `rows`, column by column: each column's reading chosen once, from its type,
+/// for all the rows of the result (they share one description). A column of a type the
+/// capability does not map refuses the whole result, naming the column.
+pub(super) fn decode_rows(rows: &[PgRow]) -> Result<Vec<Vec<wit::Value>>, String> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns = first.columns();
+    let readings = columns
         .iter()
-        .map(|column| {
-            let i = column.ordinal();
-            let type_name = column.type_info().name();
-            let value = match type_name {
-                "BOOL" => row
-                    .try_get::<Option<bool>, _>(i)
-                    .map(|v| v.map(wit::Value::Boolean)),
-                "INT2" => row
-                    .try_get::<Option<i16>, _>(i)
-                    .map(|v| v.map(|n| wit::Value::Integer(n.into()))),
-                "INT4" => row
-                    .try_get::<Option<i32>, _>(i)
-                    .map(|v| v.map(|n| wit::Value::Integer(n.into()))),
-                "INT8" => row
-                    .try_get::<Option<i64>, _>(i)
-                    .map(|v| v.map(wit::Value::Integer)),
-                "FLOAT4" => row
-                    .try_get::<Option<f32>, _>(i)
-                    .map(|v| v.map(|n| wit::Value::Double(n.into()))),
-                "FLOAT8" => row
-                    .try_get::<Option<f64>, _>(i)
-                    .map(|v| v.map(wit::Value::Double)),
-                "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => row
-                    .try_get::<Option<String>, _>(i)
-                    .map(|v| v.map(wit::Value::Text)),
-                "BYTEA" => row
-                    .try_get::<Option<Vec<u8>>, _>(i)
-                    .map(|v| v.map(wit::Value::Bytes)),
-                "JSON" | "JSONB" => json_text(row, i).map(|v| v.map(wit::Value::Json)),
-                other => {
-                    return Err(format!(
-                        "column {:?} has type {other}, which the sql capability does not map: \
-                         cast it in SQL (for example {}::text)",
-                        column.name(),
-                        column.name()
-                    ));
-                }
-            };
-            value
-                .map(|v| v.unwrap_or(wit::Value::Null))
-                .map_err(|e| format!("column {:?}: {e}", column.name()))
+        .map(Reading::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.iter()
+        .map(|row| {
+            readings
+                .iter()
+                .enumerate()
+                .map(|(i, reading)| {
+                    reading
+                        .read(row, i)
+                        .map(|v| v.unwrap_or(wit::Value::Null))
+                        .map_err(|e| format!("column {:?}: {e}", columns[i].name()))
+                })
+                .collect()
         })
         .collect()
+}
+
+/// How the values of one column are read, by the column's PostgreSQL type.
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Text,
+    Bytes,
+    Json,
+}
+
+impl Reading {
+    fn of(column: &PgColumn) -> Result<Reading, String> {
+        Ok(match column.type_info().name() {
+            "BOOL" => Reading::Bool,
+            "INT2" => Reading::Int2,
+            "INT4" => Reading::Int4,
+            "INT8" => Reading::Int8,
+            "FLOAT4" => Reading::Float4,
+            "FLOAT8" => Reading::Float8,
+            // `"CHAR"` (quoted, as sqlx names it) is PostgreSQL's one-byte `"char"`; `char(n)`
+            // is `BPCHAR`.
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "\"CHAR\"" => Reading::Text,
+            "BYTEA" => Reading::Bytes,
+            "JSON" | "JSONB" => Reading::Json,
+            other => {
+                return Err(format!(
+                    "column {:?} has type {other}, which the sql capability does not map: \
+                     cast it in SQL (for example {}::text)",
+                    column.name(),
+                    column.name()
+                ));
+            }
+        })
+    }
+
+    /// Column `i` of `row`, `None` for NULL. Unchecked against the Rust type: the reading
+    /// was chosen from the column's own type.
+    fn read(self, row: &PgRow, i: usize) -> Result<Option<wit::Value>, sqlx::Error> {
+        use wit::Value;
+        Ok(match self {
+            Reading::Bool => row
+                .try_get_unchecked::<Option<bool>, _>(i)?
+                .map(Value::Boolean),
+            Reading::Int2 => row
+                .try_get_unchecked::<Option<i16>, _>(i)?
+                .map(|n| Value::Integer(n.into())),
+            Reading::Int4 => row
+                .try_get_unchecked::<Option<i32>, _>(i)?
+                .map(|n| Value::Integer(n.into())),
+            Reading::Int8 => row
+                .try_get_unchecked::<Option<i64>, _>(i)?
+                .map(Value::Integer),
+            Reading::Float4 => row
+                .try_get_unchecked::<Option<f32>, _>(i)?
+                .map(|n| Value::Double(n.into())),
+            Reading::Float8 => row
+                .try_get_unchecked::<Option<f64>, _>(i)?
+                .map(Value::Double),
+            Reading::Text => row
+                .try_get_unchecked::<Option<String>, _>(i)?
+                .map(Value::Text),
+            Reading::Bytes => row
+                .try_get_unchecked::<Option<Vec<u8>>, _>(i)?
+                .map(Value::Bytes),
+            Reading::Json => json_text(row, i)?.map(Value::Json),
+        })
+    }
 }
 
 /// Column `i` of `row`, of type `json` or `jsonb`, as its text, without parsing it again:
