@@ -94,6 +94,7 @@ enum Reading {
     Text,
     Bytes,
     Json,
+    Jsonb,
 }
 
 impl Reading {
@@ -109,7 +110,8 @@ impl Reading {
             // is `BPCHAR`.
             "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "\"CHAR\"" => Reading::Text,
             "BYTEA" => Reading::Bytes,
-            "JSON" | "JSONB" => Reading::Json,
+            "JSON" => Reading::Json,
+            "JSONB" => Reading::Jsonb,
             other => {
                 return Err(format!(
                     "column {:?} has type {other}, which the sql capability does not map: \
@@ -150,7 +152,8 @@ impl Reading {
             Reading::Bytes => row
                 .try_get_unchecked::<Option<Vec<u8>>, _>(i)?
                 .map(Value::Bytes),
-            Reading::Json => json_text(row, i)?.map(Value::Json),
+            Reading::Json => json_text(row, i, false)?.map(Value::Json),
+            Reading::Jsonb => json_text(row, i, true)?.map(Value::Json),
         })
     }
 }
@@ -159,7 +162,7 @@ impl Reading {
 /// PostgreSQL checked it on the way in. The text is the server's: `json` keeps what was
 /// stored, `jsonb` is normalized (`{"a": 1}`). In the binary format (prepared statements)
 /// `jsonb` comes after a version byte, which must be 1.
-fn json_text(row: &PgRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+fn json_text(row: &PgRow, i: usize, jsonb: bool) -> Result<Option<String>, sqlx::Error> {
     let raw = row.try_get_raw(i)?;
     if raw.is_null() {
         return Ok(None);
@@ -169,7 +172,7 @@ fn json_text(row: &PgRow, i: usize) -> Result<Option<String>, sqlx::Error> {
         source: e.into(),
     };
     let mut bytes = raw.as_bytes().map_err(|e| decode(e.to_string()))?;
-    if raw.format() == PgValueFormat::Binary && raw.type_info().name() == "JSONB" {
+    if jsonb && raw.format() == PgValueFormat::Binary {
         match bytes.split_first() {
             Some((1, text)) => bytes = text,
             _ => {
