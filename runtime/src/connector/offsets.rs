@@ -89,7 +89,12 @@ impl OffsetTracker {
             return;
         };
         let p = &mut self.partitions[at];
-        if let Ok(i) = p.pending.binary_search_by_key(&offset, |&(o, _)| o) {
+        // Records are mostly done in the order they were read: the oldest pending one first.
+        let at = match p.pending.front() {
+            Some(&(oldest, _)) if oldest == offset => Ok(0),
+            _ => p.pending.binary_search_by_key(&offset, |&(o, _)| o),
+        };
+        if let Ok(i) = at {
             p.pending[i].1 = true;
         }
         while let Some(&(offset, true)) = p.pending.front() {
