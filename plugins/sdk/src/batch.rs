@@ -283,6 +283,13 @@ mod tests {
             assert_eq!(view.to_record(), *record);
             assert_eq!(record.view().to_record(), *record);
         }
+        // Views of one topic share its name: `is_of_topic` compares them by address, and
+        // any other string by its bytes.
+        assert!(std::ptr::eq(views[0].topic, views[2].topic));
+        assert!(views[0].is_of_topic(views[4].topic));
+        assert!(!views[0].is_of_topic(views[1].topic));
+        assert!(views[1].is_of_topic(&String::from("orders-copy")));
+        assert!(!views[1].is_of_topic("orders"));
     }
 
     #[test]

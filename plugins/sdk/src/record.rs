@@ -91,6 +91,13 @@ impl<'a> HeaderViews<'a> {
 }
 
 impl RecordView<'_> {
+    /// Whether the record is of `topic`. The views of one batch share one string per topic,
+    /// so between two of them this is a pointer comparison, not a byte-by-byte one (which
+    /// it falls back to for any other string).
+    pub fn is_of_topic(&self, topic: &str) -> bool {
+        std::ptr::eq(self.topic, topic) || self.topic == topic
+    }
+
     /// The record, copied out of the batch.
     pub fn to_record(&self) -> Record {
         Record {

@@ -22,8 +22,8 @@ pub fn runs(records: &[RecordView<'_>]) -> Vec<Range<usize>> {
     for (i, r) in records.iter().enumerate() {
         match runs.last_mut() {
             Some(run)
-                if records[run.start].topic == r.topic
-                    && records[run.start].partition == r.partition =>
+                if records[run.start].partition == r.partition
+                    && records[run.start].is_of_topic(r.topic) =>
             {
                 run.end = i + 1
             }

@@ -43,35 +43,35 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[RecordView<'_>]) -> 
         let passed = pass_through
             .then(|| passed(config, record, kind))
             .flatten()
-            .map(|p| (Kind::Write, Rows::Passed(vec![p])));
+            .map(|p| (Kind::Write, Row::Passed(p)));
         let entry = match passed {
             Some(entry) => Ok(entry),
-            None => row(config, kind, record).map(|(kind, row)| (kind, Rows::Parsed(vec![row]))),
+            None => row(config, kind, record).map(|(kind, row)| (kind, Row::Parsed(row))),
         };
         match entry {
-            Ok((kind, rows)) => {
+            Ok((kind, row)) => {
                 // A record of the run's topic joins it as it is; the table is worked out only
                 // when the topic changes, not per record.
                 let same_topic = runs
                     .last()
-                    .is_some_and(|(k, _, _, topic)| *k == kind && *topic == record.topic);
+                    .is_some_and(|(k, _, _, topic)| *k == kind && record.is_of_topic(topic));
                 let table = (!same_topic).then(|| config.table_of(record.topic));
                 let joins = |k: &Kind, t: &Cow<'_, str>| {
                     *k == kind && table.as_ref().is_none_or(|table| t == table)
                 };
-                match (runs.last_mut(), rows) {
-                    (Some((k, t, Rows::Passed(run), _)), Rows::Passed(mut rows)) if joins(k, t) => {
-                        run.append(&mut rows)
+                match (runs.last_mut(), row) {
+                    (Some((k, t, Rows::Passed(run), _)), Row::Passed(row)) if joins(k, t) => {
+                        run.push(row)
                     }
-                    (Some((k, t, Rows::Parsed(run), _)), Rows::Parsed(mut rows)) if joins(k, t) => {
-                        run.append(&mut rows)
+                    (Some((k, t, Rows::Parsed(run), _)), Row::Parsed(row)) if joins(k, t) => {
+                        run.push(row)
                     }
-                    (last, rows) => {
+                    (last, row) => {
                         let table = match (table, last) {
                             (Some(table), _) => table,
                             (None, last) => last.map(|(_, t, _, _)| t.clone()).expect("a run"),
                         };
-                        runs.push((kind, table, rows, record.topic));
+                        runs.push((kind, table, Rows::starting(row), record.topic));
                     }
                 }
             }
@@ -109,6 +109,22 @@ enum Rows<'a> {
     Passed(Vec<Passed<'a>>),
 }
 
+impl<'a> Rows<'a> {
+    /// A run starting with `row`.
+    fn starting(row: Row<'a>) -> Self {
+        match row {
+            Row::Parsed(row) => Rows::Parsed(vec![row]),
+            Row::Passed(row) => Rows::Passed(vec![row]),
+        }
+    }
+}
+
+/// The row one record writes, or the key a tombstone deletes: see [`Rows`].
+enum Row<'a> {
+    Parsed(Map<String, Json>),
+    Passed(Passed<'a>),
+}
+
 /// A value written as it came: its JSON text, its field names, and (upserting) its key.
 struct Passed<'a> {
     json: &'a str,
@@ -136,7 +152,7 @@ fn passed<'a>(
         // A change stream's row: the parsed path reads and removes its delete marker.
         return None;
     }
-    let mut key = Vec::with_capacity(keys.len());
+    let mut key = Vec::new();
     for value in keys {
         let value = value.filter(|v| v.get() != "null")?;
         if config.mode == Mode::Upsert {
