@@ -311,7 +311,10 @@ pub(crate) async fn json_avro(args: &[String]) -> anyhow::Result<()> {
     .await
 }
 
-pub(crate) async fn http(args: &[String]) -> anyhow::Result<()> {
+/// Kafka -> HTTP: each batch POSTed as one JSON array. `checked` also parses each value as
+/// JSON first (natively), as sink-http does before it sends one: the reference that shows how
+/// much of the daemon's gap is that check.
+pub(crate) async fn http(args: &[String], checked: bool) -> anyhow::Result<()> {
     let (bootstrap, topic, n, url, wait) = match args {
         [bootstrap, topic, n, url] => (bootstrap, topic, n, url, BATCH_WAIT),
         [bootstrap, topic, n, url, wait_ms] => (
@@ -332,6 +335,9 @@ pub(crate) async fn http(args: &[String]) -> anyhow::Result<()> {
             let mut body = Vec::with_capacity(batch.len() * 101 + 2);
             body.push(b'[');
             for (i, value) in batch.iter().enumerate() {
+                if checked {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(value)?;
+                }
                 if i > 0 {
                     body.push(b',');
                 }

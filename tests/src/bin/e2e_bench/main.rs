@@ -73,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
         match args.get(1).map(String::as_str) {
             Some("sql") => baseline::sql(&args[2..]).await?,
             Some("sql-stamped") => baseline::sql_stamped(&args[2..]).await?,
-            Some("http") => baseline::http(&args[2..]).await?,
+            Some("http") => baseline::http(&args[2..], false).await?,
+            Some("http-checked") => baseline::http(&args[2..], true).await?,
             Some("kafka") => baseline::kafka(&args[2..]).await?,
             Some("avro-sql") => baseline::avro_sql(&args[2..]).await?,
             Some("json-avro") => baseline::json_avro(&args[2..]).await?,

@@ -172,15 +172,25 @@ pub(crate) async fn bench_http(
                     trials.daemon(contender, cost);
                 }
             } else {
-                count.store(0, Ordering::SeqCst);
-                let cost = run_baseline(&[
-                    "http".into(),
-                    broker.bootstrap.clone(),
-                    topic.clone(),
-                    n.to_string(),
-                    format!("http://{address}/in"),
-                ])?;
-                trials.baseline("raw rdkafka + reqwest (batches of 1,000)", cost);
+                for checked in [false, true] {
+                    count.store(0, Ordering::SeqCst);
+                    let cost = run_baseline(&[
+                        if checked { "http-checked" } else { "http" }.into(),
+                        broker.bootstrap.clone(),
+                        topic.clone(),
+                        n.to_string(),
+                        format!("http://{address}/in"),
+                    ])?;
+                    if checked {
+                        trials.reference(
+                            "raw rdkafka + reqwest, each value parsed as JSON as sink-http \
+                             does, for reference",
+                            cost,
+                        );
+                    } else {
+                        trials.baseline("raw rdkafka + reqwest (batches of 1,000)", cost);
+                    }
+                }
             }
         }
     }
