@@ -388,31 +388,85 @@ async fn deliver<'a>(
     Ok(())
 }
 
-/// [`deliver`]s a source loop's batch of (key, value), counted as one write.
-async fn produce_batch(
-    producer: &rdkafka::producer::FutureProducer,
-    topic: &str,
-    records: &[(String, Vec<u8>)],
-) -> anyhow::Result<()> {
-    let writing = Instant::now();
-    let pairs = records
-        .iter()
-        .map(|(key, value)| (Some(key.as_bytes()), value.as_slice()));
-    deliver(producer, topic, pairs).await?;
-    WRITES.fetch_add(1, Ordering::Relaxed);
-    WRITE_NANOS.fetch_add(writing.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    FIRST_WRITE.get_or_init(Instant::now);
-    Ok(())
+/// Records a source loop keeps handed to the producer and not yet acknowledged: the daemon's
+/// source tasks' default bound (`in_flight.max_records`). Both make and hand over the next
+/// batch while Kafka acknowledges the earlier ones.
+const IN_FLIGHT_RECORDS: usize = 10_000;
+
+/// A source loop's producer side: batches of (key, value) handed over and not all
+/// acknowledged yet, oldest first, within [`IN_FLIGHT_RECORDS`]. A batch counts as one write
+/// from its hand-over to its last acknowledgement.
+struct Pipeline<'p> {
+    producer: &'p rdkafka::producer::FutureProducer,
+    topic: &'p str,
+    pending: std::collections::VecDeque<(Instant, Vec<rdkafka::producer::DeliveryFuture>)>,
+    records: usize,
+}
+
+impl<'p> Pipeline<'p> {
+    fn new(producer: &'p rdkafka::producer::FutureProducer, topic: &'p str) -> Self {
+        Pipeline {
+            producer,
+            topic,
+            pending: Default::default(),
+            records: 0,
+        }
+    }
+
+    /// Hands `records` to the producer, first waiting for the oldest batches while this one
+    /// would pass the bound.
+    async fn produce(&mut self, records: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        while self.records + records.len() > IN_FLIGHT_RECORDS && !self.pending.is_empty() {
+            self.settle_oldest().await?;
+        }
+        let handed = Instant::now();
+        let deliveries = records
+            .iter()
+            .map(|(key, value)| {
+                let record = rdkafka::producer::FutureRecord::to(self.topic)
+                    .key(key.as_bytes())
+                    .payload(value.as_slice());
+                self.producer.send_result(record).map_err(|(e, _)| e)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.records += deliveries.len();
+        self.pending.push_back((handed, deliveries));
+        Ok(())
+    }
+
+    /// Waits for every acknowledgement of the oldest batch.
+    async fn settle_oldest(&mut self) -> anyhow::Result<()> {
+        let Some((handed, deliveries)) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        self.records -= deliveries.len();
+        for delivery in deliveries {
+            delivery.await?.map_err(|(e, _)| e)?;
+        }
+        WRITES.fetch_add(1, Ordering::Relaxed);
+        WRITE_NANOS.fetch_add(handed.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        FIRST_WRITE.get_or_init(Instant::now);
+        Ok(())
+    }
+
+    /// Waits until every batch is acknowledged.
+    async fn finish(mut self) -> anyhow::Result<()> {
+        while !self.pending.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
 }
 
 /// source-datagen's records made natively (the plugin's own `sample`, orders, seed 42, keyed
-/// by their number), produced in batches of 1,000, each delivered before the next is made.
+/// by their number), produced in batches of 1,000 through a [`Pipeline`].
 pub(crate) async fn datagen(args: &[String]) -> anyhow::Result<()> {
     let [bootstrap, topic, n] = args else {
         bail!("datagen BOOTSTRAP TOPIC N");
     };
     let n: u64 = n.parse()?;
     let producer = idempotent_producer(bootstrap)?;
+    let mut pipeline = Pipeline::new(&producer, topic);
     let mut next = 1;
     while next <= n {
         let end = (next + 999).min(n);
@@ -425,14 +479,14 @@ pub(crate) async fn datagen(args: &[String]) -> anyhow::Result<()> {
                 Ok((i.to_string(), serde_json::to_vec(&record)?))
             })
             .collect::<anyhow::Result<_>>()?;
-        produce_batch(&producer, topic, &batch).await?;
+        pipeline.produce(&batch).await?;
         next = end + 1;
     }
-    Ok(())
+    pipeline.finish().await
 }
 
 /// Reads `table` 1,000 rows at a time after the last id, as JSON text (`row_to_json`, as
-/// source-sql), keyed by id, and produces each batch before reading the next.
+/// source-sql), keyed by id, each batch produced through a [`Pipeline`].
 pub(crate) async fn source_sql(args: &[String]) -> anyhow::Result<()> {
     let [bootstrap, topic, n, url, table] = args else {
         bail!("source-sql BOOTSTRAP TOPIC N URL TABLE");
@@ -440,6 +494,7 @@ pub(crate) async fn source_sql(args: &[String]) -> anyhow::Result<()> {
     let n: u64 = n.parse()?;
     let pool = one_connection(url).await?;
     let producer = idempotent_producer(bootstrap)?;
+    let mut pipeline = Pipeline::new(&producer, topic);
     let select = format!(
         "SELECT id, row_to_json(t)::text FROM {table} t WHERE id > $1 ORDER BY id LIMIT 1000"
     );
@@ -455,7 +510,7 @@ pub(crate) async fn source_sql(args: &[String]) -> anyhow::Result<()> {
             .into_iter()
             .map(|(id, row)| (id.to_string(), row.into_bytes()))
             .collect();
-        produce_batch(&producer, topic, &batch).await?;
+        pipeline.produce(&batch).await?;
     }
-    Ok(())
+    pipeline.finish().await
 }

@@ -1,6 +1,8 @@
 //! Sources: source-datagen -> Kafka against a raw producer loop making the same records, and
 //! source-sql -> Kafka against a raw `SELECT ... WHERE id > $1 ORDER BY id LIMIT n` loop
-//! producing each row. On the mock cluster, where writing to Kafka is not the bottleneck.
+//! producing each row. On the mock cluster, where writing to Kafka is not the bottleneck. The
+//! raw loops make and hand over their next batch while Kafka acknowledges the earlier ones, up
+//! to the daemon's default in-flight bound (10,000 records), as the daemon's source task does.
 //!
 //! Records/s counts from the first record Kafka acknowledged to the last, on both sides: the
 //! daemon's source start asks the broker whether its offsets topic is compacted, which the
@@ -112,7 +114,8 @@ pub(crate) async fn bench_sources(pg: &Postgres, data: &Path, opts: Options) -> 
     })
     .await?;
     println!(
-        "source-datagen (orders, ~200 B) -> Kafka; raw: the same records made natively, produced"
+        "source-datagen (orders, ~200 B) -> Kafka; raw: the same records made natively, produced \
+         with up to 10,000 in flight"
     );
     trials.report("wasmconnect source-datagen");
 
@@ -135,7 +138,8 @@ pub(crate) async fn bench_sources(pg: &Postgres, data: &Path, opts: Options) -> 
     )
     .await?;
     println!(
-        "source-sql -> Kafka; raw: SELECT row_to_json(t) ... WHERE id > $1 ORDER BY id LIMIT 1000, produced"
+        "source-sql -> Kafka; raw: SELECT row_to_json(t) ... WHERE id > $1 ORDER BY id LIMIT 1000, \
+         produced with up to 10,000 in flight"
     );
     trials.report("wasmconnect source-sql");
     Ok(())
