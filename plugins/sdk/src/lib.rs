@@ -208,7 +208,7 @@ pub use host::{
 };
 pub use record::{
     Header, HeaderView, HeaderViews, PluginError, Record, RecordView, Rejected, Side,
-    SourcePosition, SourceRecord, json_kind,
+    SourcePosition, SourceRecord, json_bytes, json_kind,
 };
 pub use sink::Sink;
 pub use source::Source;

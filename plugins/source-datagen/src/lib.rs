@@ -192,12 +192,15 @@ impl Source for Datagen {
                 end = end.min(self.config.count);
             }
             let seed = self.config.seed.wrapping_add(u64::from(stream.number));
+            let mut digits = itoa::Buffer::new();
             records.extend((stream.last + 1..=end).map(|n| {
+                // The position is the record's number; so is the key of stream 0.
+                let position = digits.format(n).to_owned();
                 let key = match stream.number {
-                    0 => n.to_string(),
+                    0 => position.clone(),
                     s => format!("{s}-{n}"),
                 };
-                SourceRecord::new(&stream.partition, n.to_string())
+                SourceRecord::new(&stream.partition, position)
                     .with_key(key)
                     .with_json(&sample(self.config.kind, seed, n, now))
             }));

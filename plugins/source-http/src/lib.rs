@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmconnect_sdk::{
     ConfigKey, Host, HttpRequest, Level, PluginError, Source, SourcePosition, SourceRecord,
-    export_source,
+    export_source, json_bytes,
 };
 
 pub use config::{Config, Next};
@@ -180,7 +180,7 @@ impl HttpSource {
             .and_then(|pointer| item.pointer(pointer))
             .map(|k| match k {
                 Value::String(s) => s.clone().into_bytes(),
-                other => other.to_string().into_bytes(),
+                other => json_bytes(other),
             });
         let topic = self
             .config
@@ -194,7 +194,7 @@ impl HttpSource {
             position: serde_json::to_string(&self.at).expect("positions serialize"),
             topic,
             key,
-            value: Some(item.to_string().into_bytes()),
+            value: Some(json_bytes(&item)),
             ..Default::default()
         }
     }

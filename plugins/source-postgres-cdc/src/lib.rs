@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value as Json};
 use wasmconnect_sdk::{
     ConfigKey, DatabaseKind, Host, Level, PluginError, Rows, Source, SourcePosition, SourceRecord,
-    SqlError, Statement, Value, export_source,
+    SqlError, Statement, Value, export_source, json_bytes,
 };
 
 pub use config::{Config, SnapshotMode};
@@ -409,8 +409,8 @@ fn record(partition: &str, event: Event) -> SourceRecord {
         position: serde_json::to_string(&position).expect("positions serialize"),
         topic: Some(event.topic),
         timestamp: Some(event.timestamp),
-        key: event.key.map(|k| k.to_string().into_bytes()),
-        value: event.value.map(|v| v.to_string().into_bytes()),
+        key: event.key.as_ref().map(json_bytes),
+        value: event.value.as_ref().map(json_bytes),
         headers: Vec::new(),
     }
 }

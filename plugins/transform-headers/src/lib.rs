@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 use wasmconnect_sdk::{
-    ConfigKey, Header, Host, PluginError, Record, Side, Transform, export_transform, json_kind,
+    ConfigKey, Header, Host, PluginError, Record, Side, Transform, export_transform, json_bytes,
+    json_kind,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,7 +173,7 @@ fn header_bytes(value: Value) -> Option<Vec<u8>> {
     match value {
         Value::Null => None,
         Value::String(text) => Some(text.into_bytes()),
-        other => Some(other.to_string().into_bytes()),
+        other => Some(json_bytes(&other)),
     }
 }
 

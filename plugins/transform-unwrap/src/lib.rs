@@ -24,7 +24,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use wasmconnect_sdk::{ConfigKey, Header, Host, PluginError, Record, Transform, export_transform};
+use wasmconnect_sdk::{
+    ConfigKey, Header, Host, PluginError, Record, Transform, export_transform, json_bytes,
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -155,7 +157,7 @@ impl Transform for Unwrap {
                 value: match field {
                     Value::Null => None,
                     Value::String(s) => Some(s.into_bytes()),
-                    other => Some(other.to_string().into_bytes()),
+                    other => Some(json_bytes(&other)),
                 },
             });
         }
