@@ -87,6 +87,12 @@ fn default_batch_size() -> u32 {
 }
 
 impl Config {
+    /// Whether the key is the incrementing column alone (the usual case: the id keys the
+    /// record): its text is then read once, for both.
+    pub fn key_is_incrementing(&self) -> bool {
+        matches!(self.key.as_slice(), [one] if *one == self.incrementing)
+    }
+
     /// Rules serde cannot express.
     pub fn check(&self) -> Result<(), String> {
         match (self.table.is_empty(), self.tables.is_empty()) {

@@ -31,7 +31,8 @@ pub fn quote(name: &str) -> String {
 
 /// The statement that reads the next at most `limit` rows after `after`, in order. Columns:
 /// the row as JSON text, the incrementing column as text, the timestamp column as text (or
-/// NULL), the key as text (or NULL), the topic as text (or NULL).
+/// NULL), the key as text (or NULL, also when the key is the incrementing column: see
+/// [`Config::key_is_incrementing`]), the topic as text (or NULL).
 pub fn next_rows(
     config: &Config,
     types: &ColumnTypes,
@@ -41,6 +42,7 @@ pub fn next_rows(
     let inc = format!("t.{}", quote(&config.incrementing));
     let ts = config.timestamp.as_ref().map(|c| format!("t.{}", quote(c)));
     let key = match config.key.as_slice() {
+        _ if config.key_is_incrementing() => "NULL::text".to_owned(),
         [] => "NULL::text".to_owned(),
         [one] => format!("t.{}::text", quote(one)),
         many => format!(
@@ -139,7 +141,7 @@ mod tests {
         let first = next_rows(&config(None, &["id"]), &types, None, 100);
         assert_eq!(
             first.sql,
-            r#"SELECT row_to_json(t)::text, t."id"::text, NULL::text, t."id"::text, NULL::text FROM "shop"."orders" t WHERE ($1::text IS NULL OR t."id" > $1::text::bigint) ORDER BY t."id" LIMIT $2"#
+            r#"SELECT row_to_json(t)::text, t."id"::text, NULL::text, NULL::text, NULL::text FROM "shop"."orders" t WHERE ($1::text IS NULL OR t."id" > $1::text::bigint) ORDER BY t."id" LIMIT $2"#
         );
         assert_eq!(first.params, [Value::Null, Value::Integer(100)]);
         let after = Position {
@@ -148,6 +150,15 @@ mod tests {
         };
         let next = next_rows(&config(None, &["id"]), &types, Some(&after), 5);
         assert_eq!(next.params, [Value::Text("41".into()), Value::Integer(5)]);
+        // The key is read as a column of its own unless it is the incrementing one.
+        let other_key = next_rows(&config(None, &["code"]), &types, None, 1);
+        assert!(
+            other_key
+                .sql
+                .contains(r#"NULL::text, t."code"::text, NULL::text FROM"#),
+            "{}",
+            other_key.sql
+        );
     }
 
     #[test]
