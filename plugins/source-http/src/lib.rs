@@ -194,7 +194,7 @@ impl HttpSource {
             position: serde_json::to_string(&self.at).expect("positions serialize"),
             topic,
             key,
-            value: Some(json_bytes(&item)),
+            value: Some(json_bytes(item)),
             ..Default::default()
         }
     }
