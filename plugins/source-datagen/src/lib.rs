@@ -24,7 +24,7 @@ use wasmconnect_sdk::{
     ConfigKey, Host, PluginError, Source, SourcePosition, SourceRecord, export_source, info,
 };
 
-pub use sample::{Kind, sample};
+pub use sample::{Kind, sample, sample_json};
 
 /// The connector's `config`.
 #[derive(Debug, Clone, Deserialize)]
@@ -200,9 +200,9 @@ impl Source for Datagen {
                     0 => position.clone(),
                     s => format!("{s}-{n}"),
                 };
-                SourceRecord::new(&stream.partition, position)
-                    .with_key(key)
-                    .with_json(&sample(self.config.kind, seed, n, now))
+                let mut record = SourceRecord::new(&stream.partition, position).with_key(key);
+                record.value = Some(sample_json(self.config.kind, seed, n, now));
+                record
             }));
             stream.last = stream.last.max(end);
         }

@@ -1,8 +1,8 @@
 //! The sample records: record `n` of a seed is always the same (a SplitMix64 stream seeded
 //! by seed and `n`), apart from its timestamp.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// What to make.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -64,41 +64,145 @@ impl Mix {
     }
 }
 
-/// Record `n` of `kind` for `seed`, stamped `now` (milliseconds since the Unix epoch).
-pub fn sample(kind: Kind, seed: u64, n: u64, now: i64) -> Value {
+/// An order, its fields in name order: serialized, it is the same text as the JSON map
+/// [`sample`] returns (whose keys are sorted).
+#[derive(Serialize)]
+struct Order {
+    amount: f64,
+    created_at: i64,
+    customer: &'static str,
+    id: u64,
+    price: f64,
+    product: &'static str,
+    quantity: u64,
+    status: &'static str,
+}
+
+/// A click, its fields in name order (see [`Order`]).
+#[derive(Serialize)]
+struct Click {
+    action: &'static str,
+    at: i64,
+    id: u64,
+    page: &'static str,
+    referrer: &'static str,
+    session: String,
+    user: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Sample {
+    Order(Order),
+    Click(Click),
+}
+
+/// Record `n` of `kind` for `seed`, stamped `now`. The draws come in the order the fields
+/// were first written in, so a seed makes the same records as it always did.
+fn make(kind: Kind, seed: u64, n: u64, now: i64) -> Sample {
     let mut mix = Mix(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ n);
     match kind {
         Kind::Orders => {
-            let customer = mix.pick(CUSTOMERS);
+            let customer = *mix.pick(CUSTOMERS);
             let (product, price) = *mix.pick(PRODUCTS);
             let quantity = 1 + mix.next() % 5;
             let amount = (price * quantity as f64 * 100.0).round() / 100.0;
-            json!({
-                "id": n,
-                "customer": customer,
-                "product": product,
-                "quantity": quantity,
-                "price": price,
-                "amount": amount,
-                "status": mix.pick(STATUSES),
-                "created_at": now,
+            Sample::Order(Order {
+                amount,
+                created_at: now,
+                customer,
+                id: n,
+                price,
+                product,
+                quantity,
+                status: *mix.pick(STATUSES),
             })
         }
-        Kind::Clickstream => json!({
-            "id": n,
-            "user": mix.pick(CUSTOMERS),
-            "session": format!("s{:08x}", mix.next() as u32),
-            "page": mix.pick(PAGES),
-            "action": mix.pick(ACTIONS),
-            "referrer": mix.pick(REFERRERS),
-            "at": now,
-        }),
+        Kind::Clickstream => {
+            let user = *mix.pick(CUSTOMERS);
+            let session = format!("s{:08x}", mix.next() as u32);
+            let page = *mix.pick(PAGES);
+            let action = *mix.pick(ACTIONS);
+            let referrer = *mix.pick(REFERRERS);
+            Sample::Click(Click {
+                action,
+                at: now,
+                id: n,
+                page,
+                referrer,
+                session,
+                user,
+            })
+        }
     }
+}
+
+/// Record `n` of `kind` for `seed`, stamped `now` (milliseconds since the Unix epoch).
+pub fn sample(kind: Kind, seed: u64, n: u64, now: i64) -> Value {
+    serde_json::to_value(make(kind, seed, n, now)).expect("a sample serializes")
+}
+
+/// [`sample`]'s JSON text, written straight from the record (no map is built): what the
+/// plugin produces.
+pub fn sample_json(kind: Kind, seed: u64, n: u64, now: i64) -> Vec<u8> {
+    serde_json::to_vec(&make(kind, seed, n, now)).expect("a sample serializes")
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// The records as this file made them before they were typed: a JSON map each.
+    fn as_maps(kind: Kind, seed: u64, n: u64, now: i64) -> Value {
+        let mut mix = Mix(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ n);
+        match kind {
+            Kind::Orders => {
+                let customer = mix.pick(CUSTOMERS);
+                let (product, price) = *mix.pick(PRODUCTS);
+                let quantity = 1 + mix.next() % 5;
+                let amount = (price * quantity as f64 * 100.0).round() / 100.0;
+                json!({
+                    "id": n,
+                    "customer": customer,
+                    "product": product,
+                    "quantity": quantity,
+                    "price": price,
+                    "amount": amount,
+                    "status": mix.pick(STATUSES),
+                    "created_at": now,
+                })
+            }
+            Kind::Clickstream => json!({
+                "id": n,
+                "user": mix.pick(CUSTOMERS),
+                "session": format!("s{:08x}", mix.next() as u32),
+                "page": mix.pick(PAGES),
+                "action": mix.pick(ACTIONS),
+                "referrer": mix.pick(REFERRERS),
+                "at": now,
+            }),
+        }
+    }
+
+    #[test]
+    fn typed_records_are_the_maps_they_replaced_byte_for_byte() {
+        let now = 1_764_000_000_000;
+        for kind in [Kind::Orders, Kind::Clickstream] {
+            for seed in [0, 42, u64::MAX] {
+                for n in 0..300 {
+                    let map = as_maps(kind, seed, n, now);
+                    assert_eq!(sample(kind, seed, n, now), map);
+                    assert_eq!(
+                        sample_json(kind, seed, n, now),
+                        serde_json::to_vec(&map).unwrap(),
+                        "{kind:?} seed {seed} record {n}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_record_depends_on_seed_and_number_only() {

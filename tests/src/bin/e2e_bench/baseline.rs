@@ -475,8 +475,8 @@ pub(crate) async fn datagen(args: &[String]) -> anyhow::Result<()> {
             .as_millis() as i64;
         let batch: Vec<(String, Vec<u8>)> = (next..=end)
             .map(|i| {
-                let record = source_datagen::sample(source_datagen::Kind::Orders, 42, i, now);
-                Ok((i.to_string(), serde_json::to_vec(&record)?))
+                let value = source_datagen::sample_json(source_datagen::Kind::Orders, 42, i, now);
+                Ok((i.to_string(), value))
             })
             .collect::<anyhow::Result<_>>()?;
         pipeline.produce(&batch).await?;
