@@ -134,9 +134,10 @@ impl TableReader {
                 .map_err(|row| {
                     PluginError::Fatal(format!("the query returned {} columns, not 5", row.len()))
                 })?;
-            let key = match self.config.key_is_incrementing() {
-                true => incrementing.clone(),
-                false => key,
+            let key = if self.config.key_is_incrementing() {
+                incrementing.clone()
+            } else {
+                key
             };
             let position = Position {
                 timestamp: text(timestamp),
