@@ -107,6 +107,7 @@ fn make(kind: Kind, seed: u64, n: u64, now: i64) -> Sample {
             let (product, price) = *mix.pick(PRODUCTS);
             let quantity = 1 + mix.next() % 5;
             let amount = (price * quantity as f64 * 100.0).round() / 100.0;
+            let status = *mix.pick(STATUSES);
             Sample::Order(Order {
                 amount,
                 created_at: now,
@@ -115,7 +116,7 @@ fn make(kind: Kind, seed: u64, n: u64, now: i64) -> Sample {
                 price,
                 product,
                 quantity,
-                status: *mix.pick(STATUSES),
+                status,
             })
         }
         Kind::Clickstream => {
