@@ -71,11 +71,21 @@ impl Daemon {
         )
     }
 
-    /// Like [`Daemon::start`], running `binary` instead of the build under test (an earlier
-    /// build, for a benchmark that compares two).
-    pub fn start_binary(binary: &std::path::Path, config: &str) -> anyhow::Result<Self> {
+    /// Like [`Daemon::start_with_env`], running `binary` (an earlier build, for a benchmark
+    /// that compares two; `None`: the build under test) through `launcher` (`valgrind
+    /// --tool=callgrind ...`, say; empty: directly).
+    pub fn start_launched(
+        launcher: &[String],
+        binary: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+        config: &str,
+    ) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        Self::launch_at(port, binary.to_owned(), Vec::new(), &[], &[], config)
+        let binary = match binary {
+            Some(binary) => binary.to_owned(),
+            None => paths::wasmconnect_bin()?,
+        };
+        Self::launch_at(port, binary, launcher.to_vec(), &[], env, config)
     }
 
     fn launch(options: &[&str], env: &[(&str, &str)], config: &str) -> anyhow::Result<Self> {

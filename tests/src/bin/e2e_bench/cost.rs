@@ -19,6 +19,9 @@ pub(crate) struct Cost {
     /// `write` calls, host calls included; a baseline: its write of each batch).
     pub(crate) writes: u64,
     pub(crate) write_seconds: f64,
+    /// Instructions per record, every thread's, counted under callgrind (`--callgrind`).
+    #[serde(default)]
+    pub(crate) instructions_per_record: Option<f64>,
 }
 
 impl Cost {
@@ -189,6 +192,7 @@ impl Trials {
             line(name, &median(costs), None);
         }
         println!("{}", cost_line(runtime, &median(&self.runtime)));
+        instructions(runtime, &self.runtime);
         let best = |round: usize, measure: fn(&Cost) -> f64, better: fn(f64, f64) -> f64| {
             self.baselines
                 .iter()
@@ -237,7 +241,33 @@ impl Trials {
         if let (Some(speed), Some(cpu)) = (speed, cpu) {
             println!("  {versus}: records/s ratio {speed}, CPU per record ratio {cpu}{target}");
         }
+        instructions(&format!("{runtime}, {name}"), others);
+        let counted = spread(pairs().filter_map(|(on, off)| {
+            Some(on.instructions_per_record? / off.instructions_per_record?)
+        }));
+        if let Some(counted) = counted {
+            println!("  {versus}: instructions per record ratio {counted}{target}");
+        }
     }
+}
+
+/// Under callgrind, the instructions per record of `runs`: the median and range over rounds.
+fn instructions(name: &str, runs: &[Cost]) {
+    let mut counts: Vec<f64> = runs
+        .iter()
+        .filter_map(|c| c.instructions_per_record)
+        .collect();
+    if counts.is_empty() {
+        return;
+    }
+    counts.sort_by(f64::total_cmp);
+    println!(
+        "  {name}: {:.0} instructions per record ({:.0}-{:.0}, {} rounds)",
+        counts[counts.len() / 2],
+        counts[0],
+        counts[counts.len() - 1],
+        counts.len()
+    );
 }
 
 /// `median (low-high)` of `ratios`, or `None` without any.

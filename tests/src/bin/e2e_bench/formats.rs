@@ -79,7 +79,7 @@ pub(crate) async fn bench_avro(
                     "    format: { value: avro, schema_registry: main }\n    grants:",
                 );
                 let config = with_registry(config(broker, pg, data, &connector), &registry.url);
-                let cost = run_daemon(&config, Contender::Deployed, n, || async {
+                let cost = run_daemon(&config, Contender::Deployed, false, n, || async {
                     Ok(pg.count(&count).await? as u64)
                 })
                 .await?;
@@ -125,7 +125,7 @@ pub(crate) async fn bench_avro(
                     BENCH_SCHEMA.replace('\n', " ")
                 );
                 let config = with_registry(config(broker, pg, data, &connector), &registry.url);
-                let cost = run_daemon(&config, Contender::Deployed, n, || async {
+                let cost = run_daemon(&config, Contender::Deployed, false, n, || async {
                     topic_count(&broker.bootstrap, &output)
                 })
                 .await?;

@@ -11,6 +11,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 
+use crate::callgrind::Callgrind;
 use crate::cost::{Cost, usage};
 
 /// What every benchmark of a run shares, from the command line.
@@ -24,6 +25,9 @@ pub(crate) struct Options {
     pub(crate) no_deadline: bool,
     /// Also run this earlier build of the daemon, beside each run of the one measured.
     pub(crate) against: Option<&'static Path>,
+    /// Count the daemon's instructions per record under callgrind instead of running the raw
+    /// loops (see [`Callgrind`]).
+    pub(crate) callgrind: bool,
 }
 
 /// Which daemon a run starts: the build measured, as deployed; with `--no-deadline` the same
@@ -50,16 +54,22 @@ impl Contender {
         each
     }
 
-    /// Starts the daemon on `config`.
-    pub(crate) fn start(self, config: &str) -> anyhow::Result<Daemon> {
+    /// Starts the daemon on `config`, through `launcher` (empty: directly).
+    pub(crate) fn start(self, launcher: &[String], config: &str) -> anyhow::Result<Daemon> {
         match self {
-            Contender::Deployed => Daemon::start(config),
-            Contender::NoDeadline => {
-                Daemon::start_with_env(&[("WASMCONNECT_NO_CALL_DEADLINE", "1")], config)
-            }
-            Contender::Earlier(binary) => {
-                Daemon::start_binary(binary, &earlier_plugins(binary, config)?)
-            }
+            Contender::Deployed => Daemon::start_launched(launcher, None, &[], config),
+            Contender::NoDeadline => Daemon::start_launched(
+                launcher,
+                None,
+                &[("WASMCONNECT_NO_CALL_DEADLINE", "1")],
+                config,
+            ),
+            Contender::Earlier(binary) => Daemon::start_launched(
+                launcher,
+                Some(binary),
+                &[],
+                &earlier_plugins(binary, config)?,
+            ),
         }
     }
 }
@@ -327,10 +337,13 @@ pub(crate) fn topic_count(bootstrap: &str, topic: &str) -> anyhow::Result<u64> {
 }
 
 /// Starts the daemon on `config`, waits until its sinks wrote `records` (by its metrics),
-/// measures, then checks with `arrived` that every record is really at its destination.
+/// measures, then checks with `arrived` that every record is really at its destination. With
+/// `callgrind`, the daemon runs under callgrind and the cost carries its instructions per
+/// record (see [`Callgrind`]).
 pub(crate) async fn run_daemon<F, Fut>(
     config: &str,
     contender: Contender,
+    callgrind: bool,
     records: u64,
     arrived: F,
 ) -> anyhow::Result<Cost>
@@ -339,15 +352,25 @@ where
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
     let started = Instant::now();
-    let daemon = contender.start(config)?;
+    let counter = callgrind.then(Callgrind::new).transpose()?;
+    let launcher = counter
+        .as_ref()
+        .map(Callgrind::launcher)
+        .unwrap_or_default();
+    let daemon = contender.start(&launcher, config)?;
     let client = reqwest::Client::new();
     let deadline = started + Duration::from_secs(600);
     let mut first_seconds = None;
+    // Records written when the instruction counters were set to zero.
+    let mut counted_from = 0;
     loop {
         // Not up yet (no answer) counts as nothing written.
         let have = written(&client, &daemon.admin).await.unwrap_or(0);
         if have > 0 && first_seconds.is_none() {
             first_seconds = Some(started.elapsed().as_secs_f64());
+            if let Some(counter) = &counter {
+                counted_from = zero_between_writes(counter, &client, &daemon, have).await?;
+            }
         }
         if have >= records {
             break;
@@ -358,6 +381,13 @@ where
         // Often enough to measure, rarely enough not to load the daemon (under 1 % of its CPU).
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let instructions_per_record = match &counter {
+        Some(counter) if records > counted_from => {
+            Some(counter.instructions(daemon.pid()).await? as f64 / (records - counted_from) as f64)
+        }
+        Some(_) => bail!("every record was written before the counters were zeroed: run more"),
+        None => None,
+    };
     let seconds = started.elapsed().as_secs_f64();
     let (cpu_seconds, peak_rss_kib) = usage(daemon.pid())?;
     let write = "wasmconnect_plugin_call_duration_seconds";
@@ -389,7 +419,29 @@ where
         peak_rss_kib,
         writes,
         write_seconds,
+        instructions_per_record,
     })
+}
+
+/// Sets the daemon's instruction counters to zero between two of its writes: the records it
+/// counts written the same just before and after, tried up to 20 times. A write may still be
+/// under way, its instructions counted in part: at most one batch's share of the run. Returns
+/// the records written then.
+async fn zero_between_writes(
+    counter: &Callgrind,
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    mut before: u64,
+) -> anyhow::Result<u64> {
+    for _ in 0..20 {
+        counter.zero(daemon.pid()).await?;
+        let after = written(client, &daemon.admin).await?;
+        if after == before {
+            break;
+        }
+        before = after;
+    }
+    Ok(before)
 }
 
 /// Starts the daemon once with a connector of each plugin the benchmarks run, so that
@@ -434,7 +486,7 @@ pub(crate) async fn warm_compiled_cache(
             names[4],
             plugin("source-sql")?.display()
         );
-    let daemon = contender.start(&config(broker, pg, data, &connectors))?;
+    let daemon = contender.start(&[], &config(broker, pg, data, &connectors))?;
     let url = format!("http://{}/connectors?expand=status", daemon.admin);
     let client = reqwest::Client::new();
     wait_until(

@@ -10,6 +10,7 @@
 //! cargo build --release -p wasmconnect -p wasmconnect-tests --bin wasmconnect --bin e2e-bench
 //! target/release/e2e-bench [sql|http|kafka|avro|sources|scale|latency|startup|idle|all]
 //!     [--records N] [--rounds K] [--value-bytes B] [--no-deadline] [--against BIN]
+//! target/release/e2e-bench [sql|http|kafka|sources] --callgrind [--no-deadline] [--against BIN]
 //! target/release/e2e-bench latency [--rate R] [--seconds S]
 //! target/release/e2e-bench soak [--minutes M] [--rate R]
 //! ```
@@ -21,6 +22,11 @@
 //!   side by side in one run. BIN runs the plugins built beside it
 //!   (`BIN/../../wasm32-wasip2/plugin`) when there are any, so a contract change is measured
 //!   with each side's own plugins.
+//! - `--callgrind` (with `sql`, `http`, `kafka` or `sources`) runs each daemon under
+//!   valgrind's callgrind and prints its instructions per record, and the ratios between the
+//!   daemons of a round (`--no-deadline`, `--against`), instead of running the raw loops:
+//!   repeatable figures for a change of a few per cent (see `callgrind.rs`). Needs valgrind;
+//!   10-15x slower, so 100,000 records (`--records 100000`) are plenty.
 //! - `scale` runs `http` at 1, 2, 4 and 8 partitions (as many tasks) and at 100 B to 100 KiB
 //!   values, prints tables and draws `runtime/benches/scale-*.png`.
 //! - `latency` produces R records/s for S seconds and prints p50/p99/max from produce to
@@ -38,6 +44,7 @@
 //! the HTTP server are local.
 
 mod baseline;
+mod callgrind;
 mod chart;
 mod cost;
 mod formats;
@@ -96,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
                 peak_rss_kib,
                 writes: baseline::WRITES.load(Ordering::Relaxed),
                 write_seconds: baseline::WRITE_NANOS.load(Ordering::Relaxed) as f64 / 1e9,
+                instructions_per_record: None,
             })?
         );
         return Ok(());
@@ -123,7 +131,13 @@ async fn main() -> anyhow::Result<()> {
             }
             None => None,
         },
+        callgrind: args.iter().any(|a| a == "--callgrind"),
     };
+    if opts.callgrind && !["sql", "http", "kafka", "sources"].contains(&which.as_str()) {
+        bail!(
+            "--callgrind counts the daemon's instructions in `sql`, `http`, `kafka` or `sources`, one at a time"
+        );
+    }
     let broker = Broker::start_in_memory().await?;
     let pg = Postgres::connect().await?;
     let data = tempfile::tempdir()?;
@@ -162,6 +176,11 @@ async fn main() -> anyhow::Result<()> {
         pg.count("SELECT current_setting('server_version_num')::bigint")
             .await?
     );
+    if opts.callgrind {
+        println!(
+            "under callgrind: no raw loops; records/s and CPU are valgrind's, only the instructions per record compare"
+        );
+    }
     let case = |name: &str| which == name || which == "all";
     if case("sql") {
         bench_sql(&broker, &pg, data, opts).await?;

@@ -150,7 +150,7 @@ pub(crate) async fn bench_startup(broker: &Broker, pg: &Postgres, n: u64) -> any
         .join(" + ");
     // The plugin comes from the compiled cache, as in any start but the very first.
     let busy = config(broker, pg, data.path(), &busy);
-    let cost = run_daemon(&busy, Contender::Deployed, per * 4, || async {
+    let cost = run_daemon(&busy, Contender::Deployed, false, per * 4, || async {
         Ok(pg.count(&format!("SELECT {query}")).await? as u64)
     })
     .await?;

@@ -39,12 +39,15 @@ pub(crate) async fn bench_sql(
                         let count = format!("SELECT count(*) FROM {table}");
                         let connector = sql_sink(&unique("sql"), &topic, &table, mode)?;
                         let config = config(broker, pg, data, &connector);
-                        let cost = run_daemon(&config, contender, n, || async {
+                        let cost = run_daemon(&config, contender, opts.callgrind, n, || async {
                             Ok(pg.count(&count).await? as u64)
                         })
                         .await?;
                         trials.daemon(contender, cost);
                     }
+                    continue;
+                }
+                if opts.callgrind {
                     continue;
                 }
                 for method in methods {
@@ -93,13 +96,13 @@ pub(crate) async fn bench_kafka(pg: &Postgres, data: &Path, opts: Options) -> an
                     mock.create_topic(&output, partitions).await?;
                     let connector = topic_sink(&unique("copy"), &topic, &output)?;
                     let config = config(mock, pg, data, &connector);
-                    let cost = run_daemon(&config, contender, n, || async {
+                    let cost = run_daemon(&config, contender, opts.callgrind, n, || async {
                         topic_count(&bootstrap, &output)
                     })
                     .await?;
                     trials.daemon(contender, cost);
                 }
-            } else {
+            } else if !opts.callgrind {
                 let output = unique("bench_out");
                 mock.create_topic(&output, partitions).await?;
                 let cost = run_baseline(&[
@@ -165,13 +168,13 @@ pub(crate) async fn bench_http(
                     count.store(0, Ordering::SeqCst);
                     let connector = http_sink(&unique("http"), &topic, &address, partitions)?;
                     let config = config(broker, pg, data, &connector);
-                    let cost = run_daemon(&config, contender, n, || async {
+                    let cost = run_daemon(&config, contender, opts.callgrind, n, || async {
                         Ok(count.load(Ordering::SeqCst))
                     })
                     .await?;
                     trials.daemon(contender, cost);
                 }
-            } else {
+            } else if !opts.callgrind {
                 for checked in [false, true] {
                     count.store(0, Ordering::SeqCst);
                     let cost = run_baseline(&[

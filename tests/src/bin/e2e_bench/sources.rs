@@ -80,13 +80,13 @@ async fn compare(
                     let output = unique("bench_source");
                     mock.create_topic(&output, partitions).await?;
                     let daemon = config(mock, pg, data, &connector(&output)?);
-                    let cost = run_daemon(&daemon, contender, n, || async {
+                    let cost = run_daemon(&daemon, contender, opts.callgrind, n, || async {
                         topic_count(&mock.bootstrap(), &output)
                     })
                     .await?;
                     trials.daemon(contender, steady(cost));
                 }
-            } else {
+            } else if !opts.callgrind {
                 let output = unique("bench_source");
                 mock.create_topic(&output, partitions).await?;
                 let (kind, rest) = baseline;
