@@ -74,3 +74,65 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
         .await?;
     Ok(())
 }
+
+/// A `json` parameter goes to PostgreSQL as `jsonb` text the host does not parse: it lands in
+/// `jsonb` and `json` columns as the JSON it is, and text that is not JSON is refused by the
+/// server (`rejected`, SQLSTATE 22P02), naming the statement, with nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_parameters_are_stored_as_json_and_text_that_is_not_is_refused() -> anyhow::Result<()>
+{
+    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+    let (topic, table) = (unique("json_params"), unique("docs"));
+    broker.create_topic(&topic, 1).await?;
+    pg.execute(&format!("CREATE TABLE {table} (doc jsonb, note json)"))
+        .await?;
+    let name = unique("json_writer");
+    let connector = sink(
+        &name,
+        &topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        "{}",
+    );
+    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
+    let commands = [
+        format!(
+            "exec:main:INSERT INTO {table} (doc, note) VALUES ($1, $1)\n{{\"a\": [1, \"é\"], \"b\": null}}"
+        ),
+        format!("exec:main:INSERT INTO {table} (doc) VALUES ($1)\n{{\"a\": 1"),
+    ];
+    broker
+        .produce(
+            &topic,
+            &commands
+                .iter()
+                .map(|c| (None, Some(c.as_bytes().to_vec())))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+
+    let wait = Duration::from_secs(60);
+    daemon.wait_log(&["probe exec: 1 rows"], wait).await?;
+    daemon
+        .wait_log(
+            &[
+                "probe exec: statement rejected: statement 0: invalid input syntax for type json",
+                "(SQLSTATE 22P02)",
+            ],
+            wait,
+        )
+        .await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as(&format!("SELECT doc::text, note::text FROM {table}"))
+            .fetch_all(&pg.pool)
+            .await?;
+    assert_eq!(
+        rows,
+        [(
+            r#"{"a": [1, "é"], "b": null}"#.to_owned(),
+            r#"{"a": [1, "é"], "b": null}"#.to_owned()
+        )],
+        "the one valid document, in both columns; nothing of the refused one"
+    );
+    Ok(())
+}

@@ -301,8 +301,7 @@ impl wit::Host for SqlView<'_> {
         let work = async {
             match &db.backend {
                 Backend::Postgres(pool) => {
-                    let statement = postgres::bind(sqlx::query(&query.sql), &query.params)
-                        .map_err(wit::SqlError::Rejected)?;
+                    let statement = postgres::bind(sqlx::query(&query.sql), &query.params);
                     let mut conn = pool.acquire().await.map_err(pg_error)?;
                     let rows: Vec<_> = unspanned(|| statement.fetch(&mut *conn))
                         .try_collect()
