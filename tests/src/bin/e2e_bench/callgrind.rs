@@ -10,22 +10,26 @@
 //! daemons run alike in one round spread 1-6 % over rounds in the first runs (2026-12-07),
 //! where CPU time spreads 10-30 %.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
-/// Where one run's counts go.
+/// Where one run's counts go: a directory of its own, kept after the run so that its dump
+/// can be read function by function (`callgrind_annotate`; the plugins' compiled code shows
+/// as unnamed addresses).
 pub(crate) struct Callgrind {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl Callgrind {
     pub(crate) fn new() -> anyhow::Result<Self> {
-        Ok(Callgrind {
-            dir: tempfile::tempdir()?,
-        })
+        let dir = tempfile::Builder::new()
+            .prefix("wasmconnect-callgrind-")
+            .tempdir()?
+            .keep();
+        Ok(Callgrind { dir })
     }
 
     /// The command that runs the daemon under callgrind, its counts written into this run's
@@ -39,7 +43,7 @@ impl Callgrind {
             "-q".into(),
             format!(
                 "--callgrind-out-file={}",
-                self.dir.path().join("callgrind.out").display()
+                self.dir.join("callgrind.out").display()
             ),
         ]
     }
@@ -54,19 +58,17 @@ impl Callgrind {
     pub(crate) async fn instructions(&self, pid: u32) -> anyhow::Result<u64> {
         control("-d", pid).await?;
         let mut total = None;
-        for entry in std::fs::read_dir(self.dir.path())? {
+        for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
             if let Some(count) = summary(&path)? {
                 if total.is_some() {
-                    bail!(
-                        "more than one callgrind dump in {}",
-                        self.dir.path().display()
-                    );
+                    bail!("more than one callgrind dump in {}", self.dir.display());
                 }
+                eprintln!("callgrind dump: {}", path.display());
                 total = Some(count);
             }
         }
-        total.with_context(|| format!("no callgrind dump in {}", self.dir.path().display()))
+        total.with_context(|| format!("no callgrind dump in {}", self.dir.display()))
     }
 }
 
