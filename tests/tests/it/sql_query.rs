@@ -20,15 +20,6 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
         "INSERT INTO {table} VALUES (1, 'one', true, 0.5, '{{\"a\":1}}', '{{\"b\" : [1,2]}}', 'A', '\\x0102', now()), (2, NULL, false, NULL, NULL, NULL, NULL, NULL, NULL)"
     ))
     .await?;
-    let name = unique("querier");
-    let connector = sink(
-        &name,
-        &topic,
-        &paths::plugin("sink-probe")?,
-        &["main"],
-        "{}",
-    );
-    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
     let commands = [
         format!(
             "sql:main:SELECT id, name, ok, ratio, doc, note, grade, blob FROM {table} ORDER BY id"
@@ -37,15 +28,7 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
         format!("sql:main:SELECT at FROM {table}"),
         "sql:other:SELECT 1".to_owned(),
     ];
-    broker
-        .produce(
-            &topic,
-            &commands
-                .iter()
-                .map(|c| (None, Some(c.as_bytes().to_vec())))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
+    let daemon = probe(&broker, &pg, &topic, &commands).await?;
 
     let wait = Duration::from_secs(60);
     daemon
@@ -86,30 +69,13 @@ async fn json_parameters_are_stored_as_json_and_text_that_is_not_is_refused() ->
     broker.create_topic(&topic, 1).await?;
     pg.execute(&format!("CREATE TABLE {table} (doc jsonb, note json)"))
         .await?;
-    let name = unique("json_writer");
-    let connector = sink(
-        &name,
-        &topic,
-        &paths::plugin("sink-probe")?,
-        &["main"],
-        "{}",
-    );
-    let daemon = Daemon::start(&config(&broker, &pg, &connector))?;
     let commands = [
         format!(
             "exec:main:INSERT INTO {table} (doc, note) VALUES ($1, $1)\n{{\"a\": [1, \"é\"], \"b\": null}}"
         ),
         format!("exec:main:INSERT INTO {table} (doc) VALUES ($1)\n{{\"a\": 1"),
     ];
-    broker
-        .produce(
-            &topic,
-            &commands
-                .iter()
-                .map(|c| (None, Some(c.as_bytes().to_vec())))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
+    let daemon = probe(&broker, &pg, &topic, &commands).await?;
 
     let wait = Duration::from_secs(60);
     daemon.wait_log(&["probe exec: 1 rows"], wait).await?;
@@ -135,4 +101,28 @@ async fn json_parameters_are_stored_as_json_and_text_that_is_not_is_refused() ->
         "the one valid document, in both columns; nothing of the refused one"
     );
     Ok(())
+}
+
+/// A daemon running the probe sink (granted database `main`) on `topic`, with `commands`
+/// produced to it, one record each.
+async fn probe(
+    broker: &Broker,
+    pg: &Postgres,
+    topic: &str,
+    commands: &[String],
+) -> anyhow::Result<Daemon> {
+    let connector = sink(
+        &unique("probe"),
+        topic,
+        &paths::plugin("sink-probe")?,
+        &["main"],
+        "{}",
+    );
+    let daemon = Daemon::start(&config(broker, pg, &connector))?;
+    let records: Vec<_> = commands
+        .iter()
+        .map(|c| (None, Some(c.as_bytes().to_vec())))
+        .collect();
+    broker.produce(topic, &records).await?;
+    Ok(daemon)
 }
