@@ -253,36 +253,25 @@ impl Trials {
 
 /// Under callgrind, the instructions per record of `runs`: the median and range over rounds.
 fn instructions(name: &str, runs: &[Cost]) {
-    let mut counts: Vec<f64> = runs
-        .iter()
-        .filter_map(|c| c.instructions_per_record)
-        .collect();
-    if counts.is_empty() {
-        return;
+    if let Some((mid, low, high, n)) =
+        median_range(runs.iter().filter_map(|c| c.instructions_per_record))
+    {
+        println!("  {name}: {mid:.0} instructions per record ({low:.0}-{high:.0}, {n} rounds)");
     }
-    counts.sort_by(f64::total_cmp);
-    println!(
-        "  {name}: {:.0} instructions per record ({:.0}-{:.0}, {} rounds)",
-        counts[counts.len() / 2],
-        counts[0],
-        counts[counts.len() - 1],
-        counts.len()
-    );
+}
+
+/// The median, lowest and highest of `values` and how many there are, or `None` without any.
+fn median_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64, f64, usize)> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    let (low, high) = (*values.first()?, *values.last()?);
+    Some((values[values.len() / 2], low, high, values.len()))
 }
 
 /// `median (low-high)` of `ratios`, or `None` without any.
 pub(crate) fn spread(ratios: impl Iterator<Item = f64>) -> Option<String> {
-    let mut ratios: Vec<f64> = ratios.collect();
-    if ratios.is_empty() {
-        return None;
-    }
-    ratios.sort_by(f64::total_cmp);
-    let mid = ratios[ratios.len() / 2];
-    let (low, high) = (ratios[0], ratios[ratios.len() - 1]);
-    Some(format!(
-        "{mid:.2} ({low:.2}-{high:.2}, {} rounds)",
-        ratios.len()
-    ))
+    let (mid, low, high, n) = median_range(ratios)?;
+    Some(format!("{mid:.2} ({low:.2}-{high:.2}, {n} rounds)"))
 }
 
 pub(crate) fn add(runs: &mut Vec<(String, Vec<Cost>)>, name: &str, cost: Cost) {

@@ -56,21 +56,16 @@ impl Contender {
 
     /// Starts the daemon on `config`, through `launcher` (empty: directly).
     pub(crate) fn start(self, launcher: &[String], config: &str) -> anyhow::Result<Daemon> {
-        match self {
-            Contender::Deployed => Daemon::start_launched(launcher, None, &[], config),
-            Contender::NoDeadline => Daemon::start_launched(
-                launcher,
+        let (binary, env, config): (_, &[(&str, &str)], _) = match self {
+            Contender::Deployed => (None, &[], config.to_owned()),
+            Contender::NoDeadline => (
                 None,
                 &[("WASMCONNECT_NO_CALL_DEADLINE", "1")],
-                config,
+                config.to_owned(),
             ),
-            Contender::Earlier(binary) => Daemon::start_launched(
-                launcher,
-                Some(binary),
-                &[],
-                &earlier_plugins(binary, config)?,
-            ),
-        }
+            Contender::Earlier(binary) => (Some(binary), &[], earlier_plugins(binary, config)?),
+        };
+        Daemon::start_launched(launcher, binary, env, &config)
     }
 }
 
@@ -381,6 +376,9 @@ where
         // Often enough to measure, rarely enough not to load the daemon (under 1 % of its CPU).
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let seconds = started.elapsed().as_secs_f64();
+    let (cpu_seconds, peak_rss_kib) = usage(daemon.pid())?;
+    // After the time and CPU are taken: the dump takes a while.
     let instructions_per_record = match &counter {
         Some(counter) if records > counted_from => {
             Some(counter.instructions(daemon.pid()).await? as f64 / (records - counted_from) as f64)
@@ -388,8 +386,6 @@ where
         Some(_) => bail!("every record was written before the counters were zeroed: run more"),
         None => None,
     };
-    let seconds = started.elapsed().as_secs_f64();
-    let (cpu_seconds, peak_rss_kib) = usage(daemon.pid())?;
     let write = "wasmconnect_plugin_call_duration_seconds";
     let label = "call=\"write\"";
     let writes = metric(&client, &daemon.admin, &format!("{write}_count"), label).await? as u64;
