@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use wasmconnect::worker::{LiveStatus, Worker};
 use wasmconnect::{admin, config, kafka, logging};
 
+/// The daemon's allocator (the `mimalloc` feature, on by default). librdkafka's own C
+/// allocations stay with the system's `malloc`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wasmconnect",
