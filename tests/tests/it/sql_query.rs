@@ -60,7 +60,8 @@ async fn queries_return_typed_rows_from_granted_databases_only() -> anyhow::Resu
 
 /// A `json` parameter goes to PostgreSQL as `jsonb` text the host does not parse: it lands in
 /// `jsonb` and `json` columns as the JSON it is, and text that is not JSON is refused by the
-/// server (`rejected`, SQLSTATE 22P02), naming the statement, with nothing written.
+/// server (`rejected`, SQLSTATE 22P02), naming the statement and the parameter, with nothing
+/// written.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_parameters_are_stored_as_json_and_text_that_is_not_is_refused() -> anyhow::Result<()>
 {
@@ -83,7 +84,7 @@ async fn json_parameters_are_stored_as_json_and_text_that_is_not_is_refused() ->
         .wait_log(
             &[
                 "probe exec: statement rejected: statement 0: invalid input syntax for type json",
-                "(SQLSTATE 22P02)",
+                "(SQLSTATE 22P02); parameter 1 is not valid JSON: EOF while parsing an object",
             ],
             wait,
         )

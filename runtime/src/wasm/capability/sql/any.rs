@@ -1,12 +1,11 @@
 //! MySQL/MariaDB and SQLite, through sqlx's `Any` driver: binding values, decoding rows,
 //! running statements.
 
-use serde_json::value::RawValue;
 use sqlx::any::{AnyArguments, AnyRow, AnyTypeInfoKind};
 use sqlx::query::Query;
 use sqlx::{Any, Column, Row};
 
-use super::classify;
+use super::{classify, invalid_json};
 use crate::wasm::bindings::wasmconnect::plugin::sql as wit;
 
 /// Runs `statements` in order on `conn` (a transaction); the error names the statement.
@@ -33,12 +32,16 @@ pub(super) async fn run(
     Ok(affected)
 }
 
-/// Binds the parameters in order; JSON goes as text (both databases store JSON as text).
+/// Binds the parameters in order; JSON goes as text (both databases store JSON as text),
+/// checked first: text that is not JSON is refused naming the parameter, nothing sent.
 pub(super) fn bind<'q>(
     mut query: Query<'q, Any, AnyArguments<'q>>,
     params: &'q [wit::Value],
 ) -> Result<Query<'q, Any, AnyArguments<'q>>, String> {
-    for (i, param) in params.iter().enumerate() {
+    if let Some(invalid) = invalid_json(params) {
+        return Err(invalid);
+    }
+    for param in params {
         query = match param {
             wit::Value::Null => query.bind(None::<String>),
             wit::Value::Boolean(b) => query.bind(*b),
@@ -46,11 +49,7 @@ pub(super) fn bind<'q>(
             wit::Value::Double(d) => query.bind(*d),
             wit::Value::Text(s) => query.bind(s.as_str()),
             wit::Value::Bytes(b) => query.bind(b.as_slice()),
-            wit::Value::Json(text) => {
-                serde_json::from_str::<&RawValue>(text)
-                    .map_err(|e| format!("parameter {} is not valid JSON: {e}", i + 1))?;
-                query.bind(text.as_str())
-            }
+            wit::Value::Json(text) => query.bind(text.as_str()),
         };
     }
     Ok(query)

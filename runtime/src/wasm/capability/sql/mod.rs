@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
+use serde_json::value::RawValue;
 use sqlx::AnyPool;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgPool;
@@ -306,7 +307,7 @@ impl wit::Host for SqlView<'_> {
                     let rows: Vec<_> = unspanned(|| statement.fetch(&mut *conn))
                         .try_collect()
                         .await
-                        .map_err(pg_error)?;
+                        .map_err(|e| postgres::refused(e, &query.params))?;
                     let columns = match rows.first() {
                         Some(row) => column_names(sqlx::Row::columns(row)),
                         // No row to read the names from: ask the server what the query returns.
@@ -479,9 +480,39 @@ fn pg_error(e: sqlx::Error) -> wit::SqlError {
     classify(e, wit::DatabaseKind::Postgres)
 }
 
+/// The first `json` value of `params` whose text is not JSON, named by its place (`$1` is
+/// parameter 1): "parameter N is not valid JSON: ...".
+fn invalid_json(params: &[wit::Value]) -> Option<String> {
+    params
+        .iter()
+        .enumerate()
+        .find_map(|(i, param)| match param {
+            wit::Value::Json(text) => serde_json::from_str::<&RawValue>(text)
+                .err()
+                .map(|e| format!("parameter {} is not valid JSON: {e}", i + 1)),
+            _ => None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::transient;
+    use super::{invalid_json, transient, wit};
+
+    #[test]
+    fn the_first_json_parameter_that_is_not_json_is_named_by_its_place() {
+        let params = [
+            wit::Value::Text("{not json, but text".into()),
+            wit::Value::Json(r#"{"a": [1, "é"]}"#.into()),
+            wit::Value::Json("{\"a\": 1".into()),
+            wit::Value::Json("nope".into()),
+        ];
+        let named = invalid_json(&params).expect("parameter 3 is not JSON");
+        assert!(
+            named.starts_with("parameter 3 is not valid JSON: EOF while parsing an object"),
+            "{named}"
+        );
+        assert_eq!(invalid_json(&params[..2]), None);
+    }
 
     #[test]
     fn what_passes_with_time_is_transient_and_what_fails_again_is_not() {

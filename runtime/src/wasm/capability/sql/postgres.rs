@@ -7,11 +7,11 @@ use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgColumn, PgRow, PgTypeInfo,
 use sqlx::query::Query;
 use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
 
-use super::pg_error;
+use super::{invalid_json, pg_error};
 use crate::wasm::bindings::wasmconnect::plugin::sql as wit;
 
 /// Runs `statements` in order on `conn` (a transaction or savepoint); the error names the
-/// statement.
+/// statement (and the parameter, [`refused`]).
 pub(super) async fn run(
     conn: &mut sqlx::PgConnection,
     statements: &[wit::Statement],
@@ -21,7 +21,7 @@ pub(super) async fn run(
         let done = bind(sqlx::query(&statement.sql), &statement.params)
             .execute(&mut *conn)
             .await
-            .map_err(|e| match pg_error(e) {
+            .map_err(|e| match refused(e, &statement.params) {
                 wit::SqlError::Rejected(m) => {
                     wit::SqlError::Rejected(format!("statement {i}: {m}"))
                 }
@@ -32,10 +32,24 @@ pub(super) async fn run(
     Ok(affected)
 }
 
+/// `e`, from a statement run with `params`, as the plugin sees it ([`pg_error`]). A
+/// `rejected` one also names the first `json` parameter that is not JSON, if one is: the
+/// server's refusal (SQLSTATE 22P02) names only the type. The parameters are read here,
+/// after a refusal, never on the way in ([`bind`]).
+pub(super) fn refused(e: sqlx::Error, params: &[wit::Value]) -> wit::SqlError {
+    match pg_error(e) {
+        wit::SqlError::Rejected(m) => match invalid_json(params) {
+            Some(invalid) => wit::SqlError::Rejected(format!("{m}; {invalid}")),
+            None => wit::SqlError::Rejected(m),
+        },
+        other => other,
+    }
+}
+
 /// `query` with `params` bound to `$1`, `$2`, ... A `json` value goes to the server as
 /// `jsonb` without being parsed here: the server parses it, and refuses text that is not
-/// JSON (SQLSTATE 22P02, `rejected`); reading it on the host as well cost sink-sql ~6 % of
-/// its instructions per record (2026-12-07).
+/// JSON (SQLSTATE 22P02, `rejected`, [`refused`] names the parameter); reading it on the host
+/// as well cost sink-sql ~6 % of its instructions per record (2026-12-07).
 pub(super) fn bind<'q>(
     mut query: Query<'q, Postgres, PgArguments>,
     params: &'q [wit::Value],
