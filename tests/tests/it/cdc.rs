@@ -264,209 +264,6 @@ async fn churn(table: String, rows: i64, statements: usize, every: Duration) -> 
     Ok(())
 }
 
-/// PostgreSQL -> Kafka -> PostgreSQL: a snapshot of 100,000 rows while writes go on, ten
-/// `kill -9` of the source during the snapshot and three of the sink; the target table ends
-/// equal to the source, written exactly once, and the topic's duplicates stay within the
-/// in-flight bound of each kill.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_snapshot_under_writes_and_ten_kills_replicates_the_table_exactly() -> anyhow::Result<()>
-{
-    let _heavy = heavy().await;
-    const ROWS: i64 = 100_000;
-    const KILLS: usize = 10;
-    const IN_FLIGHT: usize = 2_000;
-    let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
-    let (name, source_table, target, prefix) = (
-        unique("cdc_b"),
-        unique("cdc_src"),
-        unique("cdc_dst"),
-        unique("pg"),
-    );
-    for table in [&source_table, &target] {
-        pg.execute(&format!(
-            "CREATE TABLE {table} (id bigint PRIMARY KEY, name text, n int NOT NULL)"
-        ))
-        .await?;
-    }
-    pg.execute(&format!(
-        "INSERT INTO {source_table} SELECT g, 'r' || g, 0 FROM generate_series(1, {ROWS}) g"
-    ))
-    .await?;
-    let topic = format!("{prefix}.public.{source_table}");
-    broker.create_topic(&topic, 3).await?;
-    let offsets = unique("cdc_offsets");
-    let replica = unique("replica");
-    let replicate = exactly_once(
-        &sink(
-            &replica,
-            &topic,
-            &paths::plugin("sink-sql")?,
-            &["main"],
-            &format!("database: main\ntable: {target}\nmode: upsert\nkey: [id]"),
-        ),
-        &offsets,
-    )
-    .replace(
-        "    grants:\n",
-        &format!(
-            "    transforms:\n      - plugin: {}\n        config: {{ delete_handling: tombstone }}\n    grants:\n",
-            paths::plugin("transform-unwrap")?.display()
-        ),
-    );
-    let capture = cdc(
-        &name,
-        &prefix,
-        &[&source_table],
-        &format!("in_flight: {{ max_records: {IN_FLIGHT} }}"),
-        "\nsnapshot_chunk_size: 2000",
-    )?;
-    // Two daemons, so that a kill of the source need not wait for the sink's group (below).
-    let mut capturing = Daemon::start(&config(&broker, &pg, &capture))?;
-    let mut replicating = Daemon::start(&config(&broker, &pg, &replicate))?;
-    let writer = tokio::spawn(churn(
-        source_table.clone(),
-        ROWS,
-        3_000,
-        Duration::from_millis(10),
-    ));
-
-    // Three kills of the sink as its rows arrive, each started again after the broker forgot
-    // its dead consumer (`RESTART_DELAY`), beside ten kills of the source during the snapshot.
-    let sink_kills = {
-        let (pg, target) = (Postgres::connect().await?, target.clone());
-        tokio::spawn(async move {
-            for k in 1..=3i64 {
-                let rows = 20_000 * k;
-                let count = format!("SELECT count(*) FROM {target}");
-                wait_until(&format!("{rows} rows in the target"), LONG, || async {
-                    let n = pg.count(&count).await?;
-                    Ok(if n >= rows {
-                        Ok(())
-                    } else {
-                        Err(format!("{n} rows"))
-                    })
-                })
-                .await?;
-                replicating.kill()?;
-                tokio::time::sleep(RESTART_DELAY).await;
-                replicating.restart()?;
-            }
-            anyhow::Ok(replicating)
-        })
-    };
-    let snapshot_done = |records: &[Consumed]| {
-        records
-            .iter()
-            .any(|r| parse(r).is_some_and(|v| v["source"]["snapshot"] == "last"))
-    };
-    // Per kill: the records in the topic and whether the snapshot's last row was among them.
-    let mut at_kills = Vec::new();
-    for k in 0..KILLS {
-        // Counted from the offsets, not by reading the topic: a reader that falls behind the
-        // source would kill it later and later, until after the snapshot's end.
-        let at = 5_000 * (k as i64 + 1) + rand::random_range(0..5_000);
-        wait_until(&format!("{at} records in {topic}"), LONG, || async {
-            let held = broker.offsets_held(&topic).await?;
-            Ok(if held >= at {
-                Ok(())
-            } else {
-                Err(format!("{held} records"))
-            })
-        })
-        .await?;
-        capturing.kill()?;
-        let records = broker.read_all(&topic).await?;
-        at_kills.push((records.len(), snapshot_done(&records)));
-        capturing.restart()?;
-    }
-    let mut replicating = sink_kills.await??;
-    writer.await??;
-    wait_until("the snapshot's last row in Kafka", LONG, || async {
-        let records = broker.read_all(&topic).await?;
-        Ok(if snapshot_done(&records) {
-            Ok(())
-        } else {
-            Err(format!("{} records", records.len()))
-        })
-    })
-    .await?;
-    // A marker row written after everything else: once it is in the target, so is the rest.
-    pg.execute(&format!("INSERT INTO {source_table} VALUES (-1, 'end', 0)"))
-        .await?;
-    let equal = wait_until("the target equal to the source", LONG, || async {
-        let d = difference(&pg, &source_table, &target).await?;
-        Ok(if d == 0 {
-            Ok(())
-        } else {
-            Err(format!("{d} rows differ"))
-        })
-    })
-    .await;
-    if let Err(e) = equal {
-        let rows = explain_difference(&pg, &broker, &source_table, &target, &topic).await?;
-        let log = replicating.log_of_every_run();
-        anyhow::bail!("{e}:\n{rows}\nthe sink's log:\n{}", log.join("\n"));
-    }
-    // The topic's count alone cannot tell: it holds changes and re-read rows beside the
-    // snapshot's (a kill at 102,376 records could still be inside a 100,000-row snapshot).
-    assert!(
-        at_kills.iter().all(|&(_, done)| !done),
-        "a kill came after the snapshot's last row; the test proves less than it says: \
-         (records, snapshot over) at each kill: {at_kills:?}"
-    );
-
-    // Duplicates in the topic: a snapshot row read again, a change produced again.
-    let records = broker.read_all(&topic).await?;
-    let mut seen = HashSet::new();
-    let mut duplicates = 0;
-    for r in &records {
-        let identity = match parse(r) {
-            Some(v) if v["op"] == "r" => format!("r {:?} {}", r.key, v["after"]),
-            Some(v) => format!(
-                "{} {:?} {} {}",
-                v["op"], r.key, v["source"]["lsn"], v["after"]
-            ),
-            None => continue,
-        };
-        if !seen.insert(identity) {
-            duplicates += 1;
-        }
-    }
-    println!(
-        "cdc: {} records for {ROWS} rows and 3,000 changes, {duplicates} duplicates after {KILLS} kills at {at_kills:?}",
-        records.len()
-    );
-    assert!(
-        duplicates <= KILLS * IN_FLIGHT,
-        "{duplicates} duplicates after {KILLS} kills, more than in_flight.max_records {IN_FLIGHT} each"
-    );
-    // Exactly once into the target: the sink stored, with its rows, the next offset of every
-    // partition, past the last record (a record applied twice would have needed its offset
-    // stored twice; the table equals the source above).
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    for r in &records {
-        let end = ends.entry(r.partition).or_default();
-        *end = (*end).max(r.offset + 1);
-    }
-    let stored = format!("SELECT partition, next_offset FROM {offsets}");
-    wait_until("every offset stored with the rows", LONG, || async {
-        let stored: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(&stored)
-            .fetch_all(&pg.pool)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(if stored == ends {
-            Ok(())
-        } else {
-            Err(format!("stored {stored:?}, the topic ends at {ends:?}"))
-        })
-    })
-    .await?;
-    capturing.terminate(Duration::from_secs(10)).await?;
-    replicating.terminate(Duration::from_secs(10)).await?;
-    drop_slot(&pg, &name).await
-}
-
 /// An idle publication beside a busy table: the heartbeat moves the slot over the WAL the busy
 /// table writes, so the server does not keep it.
 #[tokio::test(flavor = "multi_thread")]
@@ -698,4 +495,214 @@ async fn a_change_stream_goes_through_every_transform_and_conditions_pass_record
     );
     daemon.terminate(Duration::from_secs(10)).await?;
     drop_slot(&pg, &name).await
+}
+
+/// The kill tests that load the broker and the database for minutes: one at a time
+/// (`common::heavy`), in the test command in one lane with the cluster's tests
+/// (`tests/scripts/test.sh`).
+mod heavy {
+    use super::*;
+
+    /// PostgreSQL -> Kafka -> PostgreSQL: a snapshot of 100,000 rows while writes go on, ten
+    /// `kill -9` of the source during the snapshot and three of the sink; the target table ends
+    /// equal to the source, written exactly once, and the topic's duplicates stay within the
+    /// in-flight bound of each kill.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_snapshot_under_writes_and_ten_kills_replicates_the_table_exactly()
+    -> anyhow::Result<()> {
+        let _heavy = heavy().await;
+        const ROWS: i64 = 100_000;
+        const KILLS: usize = 10;
+        const IN_FLIGHT: usize = 2_000;
+        let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
+        let (name, source_table, target, prefix) = (
+            unique("cdc_b"),
+            unique("cdc_src"),
+            unique("cdc_dst"),
+            unique("pg"),
+        );
+        for table in [&source_table, &target] {
+            pg.execute(&format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, name text, n int NOT NULL)"
+            ))
+            .await?;
+        }
+        pg.execute(&format!(
+            "INSERT INTO {source_table} SELECT g, 'r' || g, 0 FROM generate_series(1, {ROWS}) g"
+        ))
+        .await?;
+        let topic = format!("{prefix}.public.{source_table}");
+        broker.create_topic(&topic, 3).await?;
+        let offsets = unique("cdc_offsets");
+        let replica = unique("replica");
+        let replicate = exactly_once(
+        &sink(
+            &replica,
+            &topic,
+            &paths::plugin("sink-sql")?,
+            &["main"],
+            &format!("database: main\ntable: {target}\nmode: upsert\nkey: [id]"),
+        ),
+        &offsets,
+    )
+    .replace(
+        "    grants:\n",
+        &format!(
+            "    transforms:\n      - plugin: {}\n        config: {{ delete_handling: tombstone }}\n    grants:\n",
+            paths::plugin("transform-unwrap")?.display()
+        ),
+    );
+        let capture = cdc(
+            &name,
+            &prefix,
+            &[&source_table],
+            &format!("in_flight: {{ max_records: {IN_FLIGHT} }}"),
+            "\nsnapshot_chunk_size: 2000",
+        )?;
+        // Two daemons, so that a kill of the source need not wait for the sink's group (below).
+        let mut capturing = Daemon::start(&config(&broker, &pg, &capture))?;
+        let mut replicating = Daemon::start(&config(&broker, &pg, &replicate))?;
+        let writer = tokio::spawn(churn(
+            source_table.clone(),
+            ROWS,
+            3_000,
+            Duration::from_millis(10),
+        ));
+
+        // Three kills of the sink as its rows arrive, each started again after the broker forgot
+        // its dead consumer (`RESTART_DELAY`), beside ten kills of the source during the snapshot.
+        let sink_kills = {
+            let (pg, target) = (Postgres::connect().await?, target.clone());
+            tokio::spawn(async move {
+                for k in 1..=3i64 {
+                    let rows = 20_000 * k;
+                    let count = format!("SELECT count(*) FROM {target}");
+                    wait_until(&format!("{rows} rows in the target"), LONG, || async {
+                        let n = pg.count(&count).await?;
+                        Ok(if n >= rows {
+                            Ok(())
+                        } else {
+                            Err(format!("{n} rows"))
+                        })
+                    })
+                    .await?;
+                    replicating.kill()?;
+                    tokio::time::sleep(RESTART_DELAY).await;
+                    replicating.restart()?;
+                }
+                anyhow::Ok(replicating)
+            })
+        };
+        let snapshot_done = |records: &[Consumed]| {
+            records
+                .iter()
+                .any(|r| parse(r).is_some_and(|v| v["source"]["snapshot"] == "last"))
+        };
+        // Per kill: the records in the topic and whether the snapshot's last row was among them.
+        let mut at_kills = Vec::new();
+        for k in 0..KILLS {
+            // Counted from the offsets, not by reading the topic: a reader that falls behind the
+            // source would kill it later and later, until after the snapshot's end.
+            let at = 5_000 * (k as i64 + 1) + rand::random_range(0..5_000);
+            wait_until(&format!("{at} records in {topic}"), LONG, || async {
+                let held = broker.offsets_held(&topic).await?;
+                Ok(if held >= at {
+                    Ok(())
+                } else {
+                    Err(format!("{held} records"))
+                })
+            })
+            .await?;
+            capturing.kill()?;
+            let records = broker.read_all(&topic).await?;
+            at_kills.push((records.len(), snapshot_done(&records)));
+            capturing.restart()?;
+        }
+        let mut replicating = sink_kills.await??;
+        writer.await??;
+        wait_until("the snapshot's last row in Kafka", LONG, || async {
+            let records = broker.read_all(&topic).await?;
+            Ok(if snapshot_done(&records) {
+                Ok(())
+            } else {
+                Err(format!("{} records", records.len()))
+            })
+        })
+        .await?;
+        // A marker row written after everything else: once it is in the target, so is the rest.
+        pg.execute(&format!("INSERT INTO {source_table} VALUES (-1, 'end', 0)"))
+            .await?;
+        let equal = wait_until("the target equal to the source", LONG, || async {
+            let d = difference(&pg, &source_table, &target).await?;
+            Ok(if d == 0 {
+                Ok(())
+            } else {
+                Err(format!("{d} rows differ"))
+            })
+        })
+        .await;
+        if let Err(e) = equal {
+            let rows = explain_difference(&pg, &broker, &source_table, &target, &topic).await?;
+            let log = replicating.log_of_every_run();
+            anyhow::bail!("{e}:\n{rows}\nthe sink's log:\n{}", log.join("\n"));
+        }
+        // The topic's count alone cannot tell: it holds changes and re-read rows beside the
+        // snapshot's (a kill at 102,376 records could still be inside a 100,000-row snapshot).
+        assert!(
+            at_kills.iter().all(|&(_, done)| !done),
+            "a kill came after the snapshot's last row; the test proves less than it says: \
+         (records, snapshot over) at each kill: {at_kills:?}"
+        );
+
+        // Duplicates in the topic: a snapshot row read again, a change produced again.
+        let records = broker.read_all(&topic).await?;
+        let mut seen = HashSet::new();
+        let mut duplicates = 0;
+        for r in &records {
+            let identity = match parse(r) {
+                Some(v) if v["op"] == "r" => format!("r {:?} {}", r.key, v["after"]),
+                Some(v) => format!(
+                    "{} {:?} {} {}",
+                    v["op"], r.key, v["source"]["lsn"], v["after"]
+                ),
+                None => continue,
+            };
+            if !seen.insert(identity) {
+                duplicates += 1;
+            }
+        }
+        println!(
+            "cdc: {} records for {ROWS} rows and 3,000 changes, {duplicates} duplicates after {KILLS} kills at {at_kills:?}",
+            records.len()
+        );
+        assert!(
+            duplicates <= KILLS * IN_FLIGHT,
+            "{duplicates} duplicates after {KILLS} kills, more than in_flight.max_records {IN_FLIGHT} each"
+        );
+        // Exactly once into the target: the sink stored, with its rows, the next offset of every
+        // partition, past the last record (a record applied twice would have needed its offset
+        // stored twice; the table equals the source above).
+        let mut ends: HashMap<i32, i64> = HashMap::new();
+        for r in &records {
+            let end = ends.entry(r.partition).or_default();
+            *end = (*end).max(r.offset + 1);
+        }
+        let stored = format!("SELECT partition, next_offset FROM {offsets}");
+        wait_until("every offset stored with the rows", LONG, || async {
+            let stored: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(&stored)
+                .fetch_all(&pg.pool)
+                .await?
+                .into_iter()
+                .collect();
+            Ok(if stored == ends {
+                Ok(())
+            } else {
+                Err(format!("stored {stored:?}, the topic ends at {ends:?}"))
+            })
+        })
+        .await?;
+        capturing.terminate(Duration::from_secs(10)).await?;
+        replicating.terminate(Duration::from_secs(10)).await?;
+        drop_slot(&pg, &name).await
+    }
 }

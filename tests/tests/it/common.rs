@@ -17,11 +17,15 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 pub const RESTART_DELAY: Duration = Duration::from_secs(2 * SESSION_TIMEOUT.as_secs());
 
 /// Taken by the tests that load the broker and the database for minutes (the CDC snapshot
-/// under writes and kills, kill storms, the cluster's several workers), so that at most one
-/// of them runs at a time beside the lighter tests. Two at once on two cores starved tansu
-/// in CI: a restarted sink's consumer group session timed out behind a fetch the broker held,
-/// and the group never handed its partitions back within the test's wait (the CDC test), and
-/// a cluster test running beside that one failed its own waits.
+/// under writes and kills, the kill tests: the `heavy` and `storm` modules; the cluster's
+/// several workers), so that at most one of them runs at a time in one test process. Two at
+/// once on two cores starved tansu in CI: a restarted sink's consumer group session timed out
+/// behind a fetch the broker held, and the group never handed its partitions back within the
+/// test's wait (the CDC test), and a cluster test running beside that one failed its own
+/// waits. The test command (`tests/scripts/test.sh`) runs them in lanes of their own, one
+/// test at a time each, beside the other tests: the cluster's and the `heavy` ones in one, the
+/// exactly-once kill storm (`storm`, mostly restart delays) in another, so the lock is never
+/// waited on there; it keeps a plain `cargo test` from running two at once.
 pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     HEAVY.lock().await

@@ -126,99 +126,6 @@ async fn upsert_overwrites_and_a_tombstone_deletes() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
-    let _heavy = heavy().await;
-    let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
-    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
-    // Insert mode and no key: a record written twice shows up twice, so duplicates are counted
-    // and a lost record is a gap in `seq`.
-    let n: i64 = 100_000;
-    let payload = "x".repeat(60);
-    let records: Vec<_> = (0..n)
-        .map(|seq| {
-            (
-                Some(seq.to_string().into_bytes()),
-                json(json!({"seq": seq, "payload": payload})),
-            )
-        })
-        .collect();
-    broker.produce(topic, &records).await?;
-
-    let (mut daemon, name) = p.start_sink_sql("")?;
-    let count = format!("SELECT count(*) FROM {table}");
-    let distinct_count = format!("SELECT count(DISTINCT seq) FROM {table}");
-    // What each kill leaves to write again: records written whose offsets were not committed.
-    let mut rewrite_bound = 0;
-    for (kill, at) in [(1, n / 4), (2, n * 3 / 5)] {
-        wait_count(pg, &count, at, LONG).await?;
-        daemon.kill()?;
-        let written = pg.count(&distinct_count).await?;
-        let mut committed = 0;
-        for partition in 0..3 {
-            committed += broker
-                .committed(&name, topic, partition)
-                .await?
-                .unwrap_or(0);
-        }
-        let uncommitted = written - committed;
-        println!(
-            "kill -9 #{kill}: {written} records written, offsets committed up to {committed} records, {uncommitted} to write again"
-        );
-        // Hole m: a settled batch is committed at once, so what a kill leaves to write again
-        // is the batch in hand plus what settled during one commit round trip. That round
-        // trip is the broker's: on tansu the first commits take 0.4-0.9 s while it serves the
-        // initial fetches (then ~1 ms), so at kill #1 this can be a second of writing; the
-        // bound in batches is asserted at a steady state by
-        // `delivery::a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_interval`.
-        // Plus the batch in hand (`batch.max_records` 500): its transaction may still commit
-        // after the count above.
-        rewrite_bound += uncommitted + 500;
-        // The scenario is a supervisor restarting the daemon after a delay (systemd's RestartSec).
-        // The delay must exceed the group session timeout: tansu 0.6 keeps a dead member in
-        // the group when its replacement joins before the session expired, and that member
-        // keeps every partition. Nothing observable marks the expiry (tansu does not answer
-        // DescribeGroups), so the restart waits out the timeout itself.
-        tokio::time::sleep(RESTART_DELAY).await;
-        daemon.restart()?;
-    }
-    wait_count(
-        pg,
-        &format!("SELECT count(DISTINCT seq) FROM {table}"),
-        n,
-        Duration::from_secs(300),
-    )
-    .await?;
-
-    let distinct = pg
-        .count(&format!("SELECT count(DISTINCT seq) FROM {table}"))
-        .await?;
-    let missing = pg
-        .count(&format!("SELECT count(*) FROM generate_series(0, {}) s WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE seq = s)", n - 1))
-        .await?;
-    let total = pg.count(&count).await?;
-    println!(
-        "{n} records, {distinct} distinct rows, {missing} missing, {} duplicates after 2 kills",
-        total - distinct
-    );
-    assert_eq!(missing, 0, "every sequence number is in the table");
-    assert_eq!(distinct, n);
-    // A restart writes again only what the kill left uncommitted.
-    assert!(
-        total - distinct <= rewrite_bound,
-        "{} duplicates, more than the {rewrite_bound} records the kills left uncommitted or in hand",
-        total - distinct
-    );
-    assert_eq!(
-        pg.count(&format!(
-            "SELECT count(*) FROM {table} WHERE seq < 0 OR seq >= {n}"
-        ))
-        .await?,
-        0
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn an_ungranted_database_is_denied_and_other_connectors_keep_running() -> anyhow::Result<()> {
     let (broker, pg) = (Broker::start().await?, Postgres::connect().await?);
     let (topic, denied_table, allowed_table) =
@@ -451,77 +358,6 @@ async fn a_connector_whose_plugin_cannot_load_fails_alone() -> anyhow::Result<()
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow::Result<()> {
-    let _heavy = heavy().await;
-    let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
-    let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
-    // Insert mode and no key: at-least-once would show every replayed record twice.
-    let n: i64 = 200_000;
-    let payload = "x".repeat(60);
-    let records: Vec<_> = (0..n)
-        .map(|seq| {
-            (
-                Some(seq.to_string().into_bytes()),
-                json(json!({"seq": seq, "payload": payload})),
-            )
-        })
-        .collect();
-    broker.produce(topic, &records).await?;
-
-    let name = unique("eos");
-    let offsets_table = unique("eos_offsets");
-    let connector = sink(
-        &name,
-        topic,
-        &paths::plugin("sink-sql")?,
-        &["main"],
-        &format!("database: main\ntable: {table}"),
-    )
-    .replace(
-        "    grants:\n",
-        &format!(
-            "    exactly_once: {{ database: main, table: {offsets_table} }}\n    consumer: {{ session.timeout.ms: {}, max.poll.interval.ms: {} }}\n    grants:\n",
-            STORM_SESSION_TIMEOUT.as_millis(),
-            2 * STORM_SESSION_TIMEOUT.as_millis()
-        ),
-    );
-    let mut daemon = Daemon::start(&config(broker, pg, &connector))?;
-    let count = format!("SELECT count(*) FROM {table}");
-    for kill in 1..=10 {
-        // Somewhere in each tenth of the run.
-        let at = (kill - 1) * n / 10 + rand::random_range(0..n / 20);
-        if let Err(e) = wait_count(pg, &count, at, LONG).await {
-            return Err(e.context(daemon.evidence(&name).await));
-        }
-        daemon.kill()?;
-        println!(
-            "exactly-once kill -9 #{kill}: {} rows written",
-            pg.count(&count).await?
-        );
-        // A supervisor's restart delay, longer than the session timeout (see the at-least-once
-        // kill test for why tansu needs it).
-        tokio::time::sleep(STORM_RESTART_DELAY).await;
-        daemon.restart()?;
-    }
-    let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
-    wait_count(pg, &distinct, n, Duration::from_secs(300)).await?;
-    let total = pg.count(&count).await?;
-    assert_eq!(
-        total,
-        n,
-        "every record exactly once after ten kills ({} duplicates)",
-        total - n
-    );
-    let stored = pg
-        .count(&format!(
-            "SELECT coalesce(sum(next_offset), 0)::bigint FROM {offsets_table} WHERE connector = '{name}'"
-        ))
-        .await?;
-    assert_eq!(stored, n, "the offsets table is past every record");
-    Ok(())
-}
-
 /// Issue 21: a sink's consumer group is `connect-<name>` (Kafka Connect's naming), so a
 /// connector created through the API cannot join another application's group by choosing its
 /// name; `kafka.group_prefix: ""` keeps the group of a deployment from before the prefix.
@@ -566,4 +402,182 @@ async fn a_sinks_group_is_prefixed_unless_the_config_keeps_the_old_name() -> any
         }
     }
     Ok(())
+}
+
+/// The kill tests that load the broker and the database for minutes: one at a time
+/// (`common::heavy`), in the test command in one lane with the cluster's tests
+/// (`tests/scripts/test.sh`).
+mod heavy {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn kill_9_mid_run_loses_no_record() -> anyhow::Result<()> {
+        let _heavy = heavy().await;
+        let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
+        let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
+        // Insert mode and no key: a record written twice shows up twice, so duplicates are counted
+        // and a lost record is a gap in `seq`.
+        let n: i64 = 100_000;
+        let payload = "x".repeat(60);
+        let records: Vec<_> = (0..n)
+            .map(|seq| {
+                (
+                    Some(seq.to_string().into_bytes()),
+                    json(json!({"seq": seq, "payload": payload})),
+                )
+            })
+            .collect();
+        broker.produce(topic, &records).await?;
+
+        let (mut daemon, name) = p.start_sink_sql("")?;
+        let count = format!("SELECT count(*) FROM {table}");
+        let distinct_count = format!("SELECT count(DISTINCT seq) FROM {table}");
+        // What each kill leaves to write again: records written whose offsets were not committed.
+        let mut rewrite_bound = 0;
+        for (kill, at) in [(1, n / 4), (2, n * 3 / 5)] {
+            wait_count(pg, &count, at, LONG).await?;
+            daemon.kill()?;
+            let written = pg.count(&distinct_count).await?;
+            let mut committed = 0;
+            for partition in 0..3 {
+                committed += broker
+                    .committed(&name, topic, partition)
+                    .await?
+                    .unwrap_or(0);
+            }
+            let uncommitted = written - committed;
+            println!(
+                "kill -9 #{kill}: {written} records written, offsets committed up to {committed} records, {uncommitted} to write again"
+            );
+            // Hole m: a settled batch is committed at once, so what a kill leaves to write
+            // again is the batch in hand plus what settled during one commit round trip. That
+            // round trip is the broker's: on tansu the first commits take 0.4-0.9 s while it
+            // serves the initial fetches (then ~1 ms), so at kill #1 this can be a second of
+            // writing; the bound in batches is asserted at a steady state by
+            // `delivery::a_kill_leaves_at_most_a_few_batches_uncommitted_whatever_the_commit_interval`.
+            // Plus the batch in hand (`batch.max_records` 500): its transaction may still
+            // commit after the count above.
+            rewrite_bound += uncommitted + 500;
+            // The scenario is a supervisor restarting the daemon after a delay (systemd's
+            // RestartSec). The delay must exceed the group session timeout: tansu 0.6 keeps a
+            // dead member in the group when its replacement joins before the session expired,
+            // and that member keeps every partition. Nothing observable marks the expiry (tansu
+            // does not answer DescribeGroups), so the restart waits out the timeout itself.
+            tokio::time::sleep(RESTART_DELAY).await;
+            daemon.restart()?;
+        }
+        wait_count(
+            pg,
+            &format!("SELECT count(DISTINCT seq) FROM {table}"),
+            n,
+            Duration::from_secs(300),
+        )
+        .await?;
+
+        let distinct = pg
+            .count(&format!("SELECT count(DISTINCT seq) FROM {table}"))
+            .await?;
+        let missing = pg
+        .count(&format!("SELECT count(*) FROM generate_series(0, {}) s WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE seq = s)", n - 1))
+        .await?;
+        let total = pg.count(&count).await?;
+        println!(
+            "{n} records, {distinct} distinct rows, {missing} missing, {} duplicates after 2 kills",
+            total - distinct
+        );
+        assert_eq!(missing, 0, "every sequence number is in the table");
+        assert_eq!(distinct, n);
+        // A restart writes again only what the kill left uncommitted.
+        assert!(
+            total - distinct <= rewrite_bound,
+            "{} duplicates, more than the {rewrite_bound} records the kills left uncommitted or in hand",
+            total - distinct
+        );
+        assert_eq!(
+            pg.count(&format!(
+                "SELECT count(*) FROM {table} WHERE seq < 0 OR seq >= {n}"
+            ))
+            .await?,
+            0
+        );
+        Ok(())
+    }
+}
+
+/// The exactly-once kill storm: minutes of restart delays, the broker and the database idle
+/// in between, so the test command runs it in a lane of its own beside the `heavy` ones
+/// (`tests/scripts/test.sh`); one heavy test at a time still (`common::heavy`) in one process.
+mod storm {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow::Result<()> {
+        let _heavy = heavy().await;
+        let p = Pipeline::new("events", 3, "seq bigint NOT NULL, payload text").await?;
+        let (broker, pg, topic, table) = (&p.broker, &p.pg, &p.topic, &p.table);
+        // Insert mode and no key: at-least-once would show every replayed record twice.
+        let n: i64 = 200_000;
+        let payload = "x".repeat(60);
+        let records: Vec<_> = (0..n)
+            .map(|seq| {
+                (
+                    Some(seq.to_string().into_bytes()),
+                    json(json!({"seq": seq, "payload": payload})),
+                )
+            })
+            .collect();
+        broker.produce(topic, &records).await?;
+
+        let name = unique("eos");
+        let offsets_table = unique("eos_offsets");
+        let connector = sink(
+        &name,
+        topic,
+        &paths::plugin("sink-sql")?,
+        &["main"],
+        &format!("database: main\ntable: {table}"),
+    )
+    .replace(
+        "    grants:\n",
+        &format!(
+            "    exactly_once: {{ database: main, table: {offsets_table} }}\n    consumer: {{ session.timeout.ms: {}, max.poll.interval.ms: {} }}\n    grants:\n",
+            STORM_SESSION_TIMEOUT.as_millis(),
+            2 * STORM_SESSION_TIMEOUT.as_millis()
+        ),
+    );
+        let mut daemon = Daemon::start(&config(broker, pg, &connector))?;
+        let count = format!("SELECT count(*) FROM {table}");
+        for kill in 1..=10 {
+            // Somewhere in each tenth of the run.
+            let at = (kill - 1) * n / 10 + rand::random_range(0..n / 20);
+            if let Err(e) = wait_count(pg, &count, at, LONG).await {
+                return Err(e.context(daemon.evidence(&name).await));
+            }
+            daemon.kill()?;
+            println!(
+                "exactly-once kill -9 #{kill}: {} rows written",
+                pg.count(&count).await?
+            );
+            // A supervisor's restart delay, longer than the session timeout (see the at-least-once
+            // kill test for why tansu needs it).
+            tokio::time::sleep(STORM_RESTART_DELAY).await;
+            daemon.restart()?;
+        }
+        let distinct = format!("SELECT count(DISTINCT seq) FROM {table}");
+        wait_count(pg, &distinct, n, Duration::from_secs(300)).await?;
+        let total = pg.count(&count).await?;
+        assert_eq!(
+            total,
+            n,
+            "every record exactly once after ten kills ({} duplicates)",
+            total - n
+        );
+        let stored = pg
+        .count(&format!(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM {offsets_table} WHERE connector = '{name}'"
+        ))
+        .await?;
+        assert_eq!(stored, n, "the offsets table is past every record");
+        Ok(())
+    }
 }

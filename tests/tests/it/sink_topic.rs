@@ -171,7 +171,7 @@ async fn a_kill_while_copying_loses_nothing() -> anyhow::Result<()> {
     );
     // Only what was copied but not committed at the kill is copied again, and the batch in
     // hand (500), whose records may still reach the topic after it was read above (hole m:
-    // what settled during one commit round trip, see `sink_sql::kill_9_mid_run_loses_no_record`).
+    // what settled during one commit round trip, see `sink_sql::heavy::kill_9_mid_run_loses_no_record`).
     assert!(
         tally.duplicates() as i64 <= uncommitted + 500,
         "{} duplicates, more than the {uncommitted} records copied but not committed, and a batch",

@@ -90,54 +90,6 @@ async fn rows_appended_while_running_all_land_in_order_per_key() -> anyhow::Resu
     Ok(())
 }
 
-/// A kill storm: ten `kill -9` at random moments while rows keep arriving, each followed by a
-/// restart. Nothing is lost, and each kill re-reads at most `in_flight.max_records` rows.
-#[tokio::test(flavor = "multi_thread")]
-async fn ten_kills_while_rows_arrive_lose_nothing_and_re_read_at_most_the_bound_each()
--> anyhow::Result<()> {
-    let _heavy = heavy().await;
-    const BOUND: usize = 500;
-    const ROWS: usize = 20_000;
-    const KILLS: usize = 10;
-    let (broker, pg, mut daemon, topic, table) =
-        start(&format!("in_flight: {{ max_records: {BOUND} }}"), "").await?;
-    let writer = {
-        let table = table.clone();
-        tokio::spawn(async move {
-            let pg = Postgres::connect().await?;
-            // 500 rows/s for 40 s: rows keep arriving across every kill and restart.
-            append_paced(&pg, &table, ROWS, Duration::from_millis(40)).await
-        })
-    };
-    let mut at_kills = Vec::new();
-    for _ in 0..KILLS {
-        // At a random moment once the restarted daemon produced 300 more records.
-        let at = at_kills.last().copied().unwrap_or(0) + 300 + rand::random_range(0..700);
-        wait_for_records(&broker, &topic, at, Duration::from_secs(120)).await?;
-        daemon.kill()?;
-        at_kills.push(Tally::of(&broker.read_all(&topic).await?)?.unique());
-        daemon.restart()?;
-    }
-    writer.await??;
-    let in_table = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
-    assert_eq!(in_table, ROWS as i64);
-    assert!(
-        at_kills.iter().all(|&n| n < ROWS),
-        "every row was in Kafka before a kill; the test proves nothing: {at_kills:?}"
-    );
-    let tally = wait_for_ids(&broker, &topic, ROWS as i64, Duration::from_secs(120)).await?;
-    println!(
-        "source-sql: {KILLS} kills -9 (after {at_kills:?} distinct rows): {} duplicates in all (bound {BOUND} per kill)",
-        tally.duplicates()
-    );
-    assert!(
-        tally.duplicates() <= KILLS * BOUND,
-        "{} duplicates after {KILLS} kills, more than in_flight.max_records {BOUND} each",
-        tally.duplicates()
-    );
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn timestamp_mode_reads_updated_rows_again() -> anyhow::Result<()> {
     let (broker, pg, _daemon, topic, table) = start("", "\ntimestamp: updated_at").await?;
@@ -210,4 +162,59 @@ async fn a_filter_between_poll_and_kafka_drops_rows_and_their_positions_still_ad
         )
         .await?;
     Ok(())
+}
+
+/// The kill tests that load the broker and the database for minutes: one at a time
+/// (`common::heavy`), in the test command in one lane with the cluster's tests
+/// (`tests/scripts/test.sh`).
+mod heavy {
+    use super::*;
+
+    /// A kill storm: ten `kill -9` at random moments while rows keep arriving, each followed by a
+    /// restart. Nothing is lost, and each kill re-reads at most `in_flight.max_records` rows.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn ten_kills_while_rows_arrive_lose_nothing_and_re_read_at_most_the_bound_each()
+    -> anyhow::Result<()> {
+        let _heavy = heavy().await;
+        const BOUND: usize = 500;
+        const ROWS: usize = 20_000;
+        const KILLS: usize = 10;
+        let (broker, pg, mut daemon, topic, table) =
+            start(&format!("in_flight: {{ max_records: {BOUND} }}"), "").await?;
+        let writer = {
+            let table = table.clone();
+            tokio::spawn(async move {
+                let pg = Postgres::connect().await?;
+                // 500 rows/s for 40 s: rows keep arriving across every kill and restart.
+                append_paced(&pg, &table, ROWS, Duration::from_millis(40)).await
+            })
+        };
+        let mut at_kills = Vec::new();
+        for _ in 0..KILLS {
+            // At a random moment once the restarted daemon produced 300 more records.
+            let at = at_kills.last().copied().unwrap_or(0) + 300 + rand::random_range(0..700);
+            wait_for_records(&broker, &topic, at, Duration::from_secs(120)).await?;
+            daemon.kill()?;
+            at_kills.push(Tally::of(&broker.read_all(&topic).await?)?.unique());
+            daemon.restart()?;
+        }
+        writer.await??;
+        let in_table = pg.count(&format!("SELECT count(*) FROM {table}")).await?;
+        assert_eq!(in_table, ROWS as i64);
+        assert!(
+            at_kills.iter().all(|&n| n < ROWS),
+            "every row was in Kafka before a kill; the test proves nothing: {at_kills:?}"
+        );
+        let tally = wait_for_ids(&broker, &topic, ROWS as i64, Duration::from_secs(120)).await?;
+        println!(
+            "source-sql: {KILLS} kills -9 (after {at_kills:?} distinct rows): {} duplicates in all (bound {BOUND} per kill)",
+            tally.duplicates()
+        );
+        assert!(
+            tally.duplicates() <= KILLS * BOUND,
+            "{} duplicates after {KILLS} kills, more than in_flight.max_records {BOUND} each",
+            tally.duplicates()
+        );
+        Ok(())
+    }
 }
