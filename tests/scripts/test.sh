@@ -29,11 +29,34 @@ cargo build -p wasmconnect
 warm_scaffold_builds
 
 say "tests"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
-fuzz_all 10
+# Built once, so that the lanes below only run tests.
+cargo test --workspace --no-run
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+# Three lanes, one test at a time each: the tests that load the broker and the database for
+# minutes (the cluster's, several workers each, and the `heavy` modules' kill tests), the
+# exactly-once kill storm (`storm`: mostly its restart delays, the machine idle), and every
+# other test. In one run on two threads the first kind could not run two at once
+# (`common::heavy`: they starved the broker), so one thread waited on the other's heavy test
+# for minutes (17 min for the integration tests; in lanes, as long as the longest lane).
+cargo test -p wasmconnect-tests --test it -- --test-threads=1 cluster:: ::heavy:: \
+  >"$logs/heavy" 2>&1 &
+heavy=$!
+cargo test -p wasmconnect-tests --test it -- --test-threads=1 ::storm:: >"$logs/storm" 2>&1 &
+storm=$!
+failed=0
+cargo test --workspace --exclude wasmconnect-tests 2>&1 | tee "$logs/rest" || failed=1
+cargo test -p wasmconnect-tests -- --test-threads=1 --skip cluster:: --skip ::heavy:: \
+  --skip ::storm:: 2>&1 | tee -a "$logs/rest" || failed=1
+wait "$heavy" || failed=1
+wait "$storm" || failed=1
+say "the cluster's tests, the heavy kill tests and the kill storm (run beside the above)"
+cat "$logs/heavy" "$logs/storm"
+if [ "$failed" = 0 ]; then
+  fuzz_all 10
+fi
 
-# One closing line for the whole run: the sum over every test binary.
+# One closing line for the whole run: the sum over every test binary and lane.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
-     END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$logs"/*
+[ "$failed" = 0 ]
