@@ -29,28 +29,28 @@ cargo build -p wasmconnect
 warm_scaffold_builds
 
 say "tests"
-# Built once, so that the lanes below only run tests.
+# Built once, so that the lanes below only run tests. Every lane selects the whole workspace,
+# as this build does: cargo unifies features over the packages selected, so a lane run with
+# `-p` would build its own copy of the runtime and the test crate first.
 cargo test --workspace --no-run
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 # Three lanes, one test at a time each: the tests that load the broker and the database for
-# minutes (the cluster's, several workers each, and the `heavy` modules' kill tests), the
-# exactly-once kill storm (`storm`: mostly its restart delays, the machine idle), and every
-# other test. In one run on two threads the first kind could not run two at once
-# (`common::heavy`: they starved the broker), so one thread waited on the other's heavy test
-# for minutes (17 min for the integration tests; in lanes, as long as the longest lane).
-cargo test -p wasmconnect-tests --test it -- --test-threads=1 cluster:: ::heavy:: \
-  >"$logs/heavy" 2>&1 &
+# minutes (`heavy::`: the cluster's, several workers each, and the kill tests of the `heavy`
+# modules), the exactly-once kill storm (`storm`: mostly its restart delays, the machine
+# idle), and every other test. In one run on two threads the heavy ones could not run two at
+# once (`common::heavy`: they starved the broker), so one thread waited on the other's heavy
+# test for minutes: 17 min for the integration tests, against the longest lane's ~9.5.
+cargo test --workspace --test it -- --test-threads=1 heavy:: >"$logs/heavy" 2>&1 &
 heavy=$!
-cargo test -p wasmconnect-tests --test it -- --test-threads=1 ::storm:: >"$logs/storm" 2>&1 &
+cargo test --workspace --test it -- --test-threads=1 ::storm:: >"$logs/storm" 2>&1 &
 storm=$!
 failed=0
-cargo test --workspace --exclude wasmconnect-tests 2>&1 | tee "$logs/rest" || failed=1
-cargo test -p wasmconnect-tests -- --test-threads=1 --skip cluster:: --skip ::heavy:: \
-  --skip ::storm:: 2>&1 | tee -a "$logs/rest" || failed=1
+cargo test --workspace -- --test-threads=1 --skip heavy:: --skip ::storm:: 2>&1 |
+  tee "$logs/rest" || failed=1
 wait "$heavy" || failed=1
 wait "$storm" || failed=1
-say "the cluster's tests, the heavy kill tests and the kill storm (run beside the above)"
+say "the heavy tests and the kill storm (run beside the above)"
 cat "$logs/heavy" "$logs/storm"
 if [ "$failed" = 0 ]; then
   fuzz_all 10

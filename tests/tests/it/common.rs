@@ -23,9 +23,10 @@ pub const RESTART_DELAY: Duration = Duration::from_secs(2 * SESSION_TIMEOUT.as_s
 /// behind a fetch the broker held, and the group never handed its partitions back within the
 /// test's wait (the CDC test), and a cluster test running beside that one failed its own
 /// waits. The test command (`tests/scripts/test.sh`) runs them in lanes of their own, one
-/// test at a time each, beside the other tests: the cluster's and the `heavy` ones in one, the
-/// exactly-once kill storm (`storm`, mostly restart delays) in another, so the lock is never
-/// waited on there; it keeps a plain `cargo test` from running two at once.
+/// test at a time each, beside the other tests: those named `heavy::` (the cluster's and the
+/// `heavy` modules') in one, the exactly-once kill storm (`storm`, mostly restart delays) in
+/// another, so the lock is never waited on there; it keeps a plain `cargo test` from running
+/// two at once.
 pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     HEAVY.lock().await

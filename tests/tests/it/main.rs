@@ -4,13 +4,19 @@
 mod api;
 mod cdc;
 mod cli;
-mod cluster;
 mod common;
 mod database_tls;
 mod databases;
 mod delivery;
 mod errors;
 mod formats;
+/// The cluster's tests (`heavy/cluster.rs`), every one heavy: several worker processes each
+/// (`common::heavy`). Their names start `heavy::`, as the kill tests' in the `heavy` modules
+/// of other files contain it, and the test command runs them all in one lane of their own
+/// (`tests/scripts/test.sh`).
+mod heavy {
+    mod cluster;
+}
 mod http;
 mod kafka_connect;
 mod kafka_security;
