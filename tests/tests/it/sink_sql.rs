@@ -8,12 +8,6 @@ use wasmconnect_tests::{Broker, Daemon, Postgres, paths, unique, wait_until};
 use crate::common::{Pipeline, RESTART_DELAY, config, heavy, json, sink, wait_count};
 
 const LONG: Duration = Duration::from_secs(120);
-/// The kill storm's session timeout, and its restart delay (twice that, as above). Its 200,000
-/// records keep tansu busy enough that, with the whole suite running on two cores, a heartbeat
-/// answer can take longer than 6 s; after such a session loss tansu hands the rejoining
-/// consumer no partitions at all (it keeps them on the lost member), and the run stalls.
-const STORM_SESSION_TIMEOUT: Duration = Duration::from_secs(15);
-const STORM_RESTART_DELAY: Duration = Duration::from_secs(2 * STORM_SESSION_TIMEOUT.as_secs());
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_produced_record_becomes_exactly_one_row() -> anyhow::Result<()> {
@@ -509,6 +503,14 @@ mod heavy {
 /// (`tests/scripts/test.sh`); one heavy test at a time still (`common::heavy`) in one process.
 mod storm {
     use super::*;
+
+    /// The kill storm's session timeout, and its restart delay (twice that, as
+    /// `common::RESTART_DELAY`). Its 200,000 records keep tansu busy enough that, with the whole
+    /// suite running on two cores, a heartbeat answer can take longer than 6 s; after such a
+    /// session loss tansu hands the rejoining consumer no partitions at all (it keeps them on
+    /// the lost member), and the run stalls.
+    const STORM_SESSION_TIMEOUT: Duration = Duration::from_secs(15);
+    const STORM_RESTART_DELAY: Duration = Duration::from_secs(2 * STORM_SESSION_TIMEOUT.as_secs());
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_kill_storm_in_exactly_once_mode_leaves_every_record_once() -> anyhow::Result<()> {
