@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
+use std::ops::Range;
 
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
@@ -37,11 +38,12 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[RecordView<'_>]) -> 
     // PostgreSQL converts the rows from JSON itself: unless `columns:` maps fields, a value
     // goes into the statement as it came, with only its field names and key values read.
     let pass_through = kind == DatabaseKind::Postgres && config.columns.is_none();
+    let mut names = Names::default();
     let mut runs: Vec<(Kind, Cow<'_, str>, Rows, &str)> = Vec::new();
     let mut rejected = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let passed = pass_through
-            .then(|| passed(config, record, kind))
+            .then(|| passed(config, record, kind, &mut names))
             .flatten()
             .map(|p| (Kind::Write, Row::Passed(p)));
         let entry = match passed {
@@ -84,7 +86,7 @@ pub fn plan(config: &Config, kind: DatabaseKind, records: &[RecordView<'_>]) -> 
     let statements = runs
         .into_iter()
         .flat_map(|(run, table, rows, _)| match (run, rows, kind) {
-            (_, Rows::Passed(rows), _) => vec![passed_statement(config, &table, rows)],
+            (_, Rows::Passed(rows), _) => vec![passed_statement(config, &table, rows, &names)],
             (Kind::Write, Rows::Parsed(rows), DatabaseKind::Postgres) => {
                 vec![write_statement(config, &table, rows)]
             }
@@ -125,47 +127,88 @@ enum Row<'a> {
     Passed(Passed<'a>),
 }
 
-/// A value written as it came: its JSON text, its field names, and (upserting) its key.
+/// A value written as it came: its JSON text, where its field names lie in the plan's
+/// [`Names`], and (upserting) its key.
 struct Passed<'a> {
     json: &'a str,
-    fields: Vec<&'a str>,
+    fields: Range<usize>,
     /// The key columns' values, for keeping the last row per key.
     key: Cow<'a, str>,
 }
 
+/// The field names of a plan's pass-through rows, one after another, and the key values of
+/// the row being read: buffers of the whole batch, so that reading a row allocates nothing.
+#[derive(Default)]
+struct Names<'a> {
+    fields: Vec<&'a str>,
+    keys: Vec<Option<&'a RawValue>>,
+}
+
 /// The record's value read as a pass-through row: a JSON object with the key columns set.
 /// `None` when it is not one, uses escapes in its field names, or has fields no column can
-/// be named after: the parsed path then writes it or says what is wrong with it.
+/// be named after: the parsed path then writes it or says what is wrong with it. Its field
+/// names go to the end of `names.fields`, and stay there only if it is a pass-through row.
 fn passed<'a>(
     config: &Config,
     record: &RecordView<'a>,
     dialect: DatabaseKind,
+    names: &mut Names<'a>,
+) -> Option<Passed<'a>> {
+    let start = names.fields.len();
+    let passed = read_passed(config, record, dialect, names, start);
+    if passed.is_none() {
+        names.fields.truncate(start);
+    }
+    passed
+}
+
+/// [`passed`], leaving what it read in `names` whatever it answers.
+fn read_passed<'a>(
+    config: &Config,
+    record: &RecordView<'a>,
+    dialect: DatabaseKind,
+    names: &mut Names<'a>,
+    start: usize,
 ) -> Option<Passed<'a>> {
     let json = std::str::from_utf8(record.value?).ok()?;
     let mut reader = serde_json::Deserializer::from_str(json);
-    let (fields, keys) = PassThrough { key: &config.key }
-        .deserialize(&mut reader)
-        .ok()?;
+    PassThrough {
+        key: &config.key,
+        names: &mut *names,
+    }
+    .deserialize(&mut reader)
+    .ok()?;
     reader.end().ok()?;
+    let fields = &names.fields[start..];
     check_fields(dialect, fields.iter().copied()).ok()?;
     if config.mode == Mode::Upsert && fields.iter().any(|f| DELETE_MARKERS.contains(f)) {
         // A change stream's row: the parsed path reads and removes its delete marker.
         return None;
     }
-    let mut key = Vec::new();
-    for value in keys {
-        let value = value.filter(|v| v.get() != "null")?;
-        if config.mode == Mode::Upsert {
-            key.push(canonical(value)?);
-        }
+    if names
+        .keys
+        .iter()
+        .any(|v| v.is_none_or(|v| v.get() == "null"))
+    {
+        return None;
     }
+    let key = match (config.mode, names.keys.as_slice()) {
+        (Mode::Insert, _) => Cow::Borrowed(""),
+        // One key column, as most tables have: its text, allocating nothing.
+        (Mode::Upsert, &[Some(only)]) => canonical(only)?,
+        (Mode::Upsert, several) => Cow::Owned(
+            several
+                .iter()
+                .flatten()
+                .map(|value| canonical(value))
+                .collect::<Option<Vec<_>>>()?
+                .join("\u{1f}"),
+        ),
+    };
     Some(Passed {
         json,
-        fields,
-        key: match <[_; 1]>::try_from(key) {
-            Ok([only]) => only,
-            Err(several) => Cow::Owned(several.join("\u{1f}")),
-        },
+        fields: start..names.fields.len(),
+        key,
     })
 }
 
@@ -188,58 +231,69 @@ fn canonical(value: &RawValue) -> Option<Cow<'_, str>> {
     ))
 }
 
-/// Reads a JSON object's field names (a repeated name is listed again: the statement's
-/// columns are a set) and the raw values of the key columns (the last one, if a name
-/// repeats) in one pass, borrowing from the text: no map is built per record.
-struct PassThrough<'c> {
+/// Reads a JSON object's field names onto the end of `names.fields` (a repeated name is
+/// listed again: the statement's columns are a set) and the raw values of the key columns
+/// into `names.keys` (the last one, if a name repeats) in one pass, borrowing from the text:
+/// no map is built per record.
+struct PassThrough<'c, 'a> {
     key: &'c [String],
+    names: &'c mut Names<'a>,
 }
 
-type FieldsAndKeys<'a> = (Vec<&'a str>, Vec<Option<&'a RawValue>>);
+impl<'de> DeserializeSeed<'de> for PassThrough<'_, 'de> {
+    type Value = ();
 
-impl<'de> DeserializeSeed<'de> for PassThrough<'_> {
-    type Value = FieldsAndKeys<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for PassThrough<'_> {
-    type Value = FieldsAndKeys<'de>;
+impl<'de> Visitor<'de> for PassThrough<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: Vec<&'de str> = Vec::with_capacity(8);
-        let mut keys = vec![None; self.key.len()];
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let keys = &mut self.names.keys;
+        keys.clear();
+        keys.resize(self.key.len(), None);
         while let Some(name) = map.next_key::<&'de str>()? {
             let value: &'de RawValue = map.next_value()?;
             if let Some(i) = self.key.iter().position(|k| k == name) {
                 keys[i] = Some(value);
             }
-            fields.push(name);
+            self.names.fields.push(name);
         }
-        Ok((fields, keys))
+        Ok(())
     }
 }
 
 /// PostgreSQL: the values themselves as the statement's `jsonb` array.
-fn passed_statement(config: &Config, table: &str, rows: Vec<Passed<'_>>) -> Statement {
+fn passed_statement(
+    config: &Config,
+    table: &str,
+    rows: Vec<Passed<'_>>,
+    names: &Names<'_>,
+) -> Statement {
     let rows = if config.mode == Mode::Upsert {
         last_per_key(rows, |row| row.key.clone())
     } else {
         rows
     };
-    let columns: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.fields.iter().copied())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    // Every field of the rows written, sorted, once. Most rows have the same fields as the
+    // row before: those are compared with it, not looked up again.
+    let mut columns = BTreeSet::new();
+    let mut previous: &[&str] = &[];
+    for row in &rows {
+        let fields = &names.fields[row.fields.clone()];
+        if fields != previous {
+            columns.extend(fields.iter().copied());
+            previous = fields;
+        }
+    }
+    let columns: Vec<String> = columns.into_iter().map(str::to_owned).collect();
     let mut array = String::with_capacity(rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 2);
     array.push('[');
     for (i, row) in rows.iter().enumerate() {
@@ -889,6 +943,21 @@ mod tests {
             param(&p.statements[0]),
             serde_json::json!([{"id": -5, "v": 2}, {"id": 5, "v": 3}])
         );
+        // A key of two columns is both values; the columns are those of the rows kept.
+        let composite = config(
+            serde_json::json!({"database": "d", "table": "t", "mode": "upsert", "key": ["a", "b"]}),
+        );
+        let pairs = [
+            rec(None, Some(r#"{"a":1,"b":"x","gone":0}"#)),
+            rec(None, Some(r#"{"a":1,"b":"y","v":2}"#)),
+            rec(None, Some(r#"{"b":"x","a":1,"v":3}"#)),
+        ];
+        let p = plan(&composite, DatabaseKind::Postgres, &pairs);
+        assert_eq!(
+            param(&p.statements[0]),
+            serde_json::json!([{"a": 1, "b": "y", "v": 2}, {"a": 1, "b": "x", "v": 3}])
+        );
+        assert!(p.statements[0].sql.contains(r#"("a", "b", "v")"#));
     }
 
     fn config(json: serde_json::Value) -> Config {
