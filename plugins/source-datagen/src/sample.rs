@@ -144,9 +144,60 @@ pub fn sample(kind: Kind, seed: u64, n: u64, now: i64) -> Value {
 }
 
 /// [`sample`]'s JSON text, written straight from the record (no map is built): what the
-/// plugin produces.
+/// plugin produces. The field names and the words picked are ASCII that JSON writes as it is
+/// (a test checks each), so they are copied without `serde_json`'s escape check; the numbers
+/// are written as `serde_json` writes them.
 pub fn sample_json(kind: Kind, seed: u64, n: u64, now: i64) -> Vec<u8> {
-    serde_json::to_vec(&make(kind, seed, n, now)).expect("a sample serializes")
+    let mut json = Text(Vec::with_capacity(256));
+    match make(kind, seed, n, now) {
+        Sample::Order(o) => {
+            json.float("{\"amount\":", o.amount);
+            json.integer(",\"created_at\":", o.created_at);
+            json.word(",\"customer\":", o.customer);
+            json.integer(",\"id\":", o.id);
+            json.float(",\"price\":", o.price);
+            json.word(",\"product\":", o.product);
+            json.integer(",\"quantity\":", o.quantity);
+            json.word(",\"status\":", o.status);
+        }
+        Sample::Click(c) => {
+            json.word("{\"action\":", c.action);
+            json.integer(",\"at\":", c.at);
+            json.integer(",\"id\":", c.id);
+            json.word(",\"page\":", c.page);
+            json.word(",\"referrer\":", c.referrer);
+            json.word(",\"session\":", &c.session);
+            json.word(",\"user\":", c.user);
+        }
+    }
+    json.0.push(b'}');
+    json.0
+}
+
+/// A sample's JSON text being written: each field is its name's text (with the separator
+/// before it), then its value.
+struct Text(Vec<u8>);
+
+impl Text {
+    /// A string that needs no escape: `"`, `\` and control characters are not in it.
+    fn word(&mut self, name: &str, word: &str) {
+        debug_assert!(!word.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.push(b'"');
+        self.0.extend_from_slice(word.as_bytes());
+        self.0.push(b'"');
+    }
+
+    fn integer(&mut self, name: &str, value: impl itoa::Integer) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn float(&mut self, name: &str, value: f64) {
+        self.0.extend_from_slice(name.as_bytes());
+        serde_json::to_writer(&mut self.0, &value).expect("a number writes to memory");
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +235,18 @@ mod tests {
                 "referrer": mix.pick(REFERRERS),
                 "at": now,
             }),
+        }
+    }
+
+    #[test]
+    fn every_word_a_sample_can_pick_is_written_by_json_as_it_is() {
+        let products = PRODUCTS.iter().map(|(name, _)| name);
+        for word in [CUSTOMERS, STATUSES, PAGES, ACTIONS, REFERRERS]
+            .into_iter()
+            .flatten()
+            .chain(products)
+        {
+            assert_eq!(serde_json::to_string(word).unwrap(), format!("\"{word}\""));
         }
     }
 
