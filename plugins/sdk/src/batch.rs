@@ -12,23 +12,21 @@ use crate::{HeaderView, HeaderViews, Record, RecordView};
 /// of trapping.
 pub(crate) fn header_views(batch: &types::RecordBatch) -> Result<Vec<HeaderView<'_>>, String> {
     let bytes = &batch.bytes;
-    batch
-        .headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let at = |what: &str, e: String| format!("the host's header {i}: {what}: {e}");
-            let key = slice(bytes, h.key).map_err(|e| at("key", e))?;
-            Ok(HeaderView {
-                key: std::str::from_utf8(key).map_err(|e| at("key", e.to_string()))?,
-                value: h
-                    .value
-                    .map(|v| slice(bytes, v))
-                    .transpose()
-                    .map_err(|e| at("value", e))?,
-            })
-        })
-        .collect()
+    // A loop into a vector of the right size: collecting `Result`s would grow it by doubling.
+    let mut views = Vec::with_capacity(batch.headers.len());
+    for (i, h) in batch.headers.iter().enumerate() {
+        let at = |what: &str, e: String| format!("the host's header {i}: {what}: {e}");
+        let key = slice(bytes, h.key).map_err(|e| at("key", e))?;
+        views.push(HeaderView {
+            key: std::str::from_utf8(key).map_err(|e| at("key", e.to_string()))?,
+            value: h
+                .value
+                .map(|v| slice(bytes, v))
+                .transpose()
+                .map_err(|e| at("value", e))?,
+        });
+    }
+    Ok(views)
 }
 
 /// The records of a batch the host passed in, in order, borrowed from it: nothing is copied.
@@ -39,40 +37,37 @@ pub(crate) fn record_views<'a>(
     headers: &'a [HeaderView<'a>],
 ) -> Result<Vec<RecordView<'a>>, String> {
     let bytes = &batch.bytes;
-    batch
-        .records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let at = |what: &str, e: String| format!("the host's record {i}: {what}: {e}");
-            let topic = batch
-                .topics
-                .get(r.topic as usize)
-                .ok_or_else(|| at("topic", format!("no topic {} listed", r.topic)))?;
-            let start = r.headers.start as usize;
-            let own = start
-                .checked_add(r.headers.len as usize)
-                .and_then(|end| headers.get(start..end))
-                .ok_or_else(|| at("headers", "past the batch's headers".to_owned()))?;
-            Ok(RecordView {
-                topic,
-                partition: r.partition,
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r
-                    .key
-                    .map(|k| slice(bytes, k))
-                    .transpose()
-                    .map_err(|e| at("key", e))?,
-                value: r
-                    .value
-                    .map(|v| slice(bytes, v))
-                    .transpose()
-                    .map_err(|e| at("value", e))?,
-                headers: HeaderViews::of_batch(own),
-            })
-        })
-        .collect()
+    let mut views = Vec::with_capacity(batch.records.len());
+    for (i, r) in batch.records.iter().enumerate() {
+        let at = |what: &str, e: String| format!("the host's record {i}: {what}: {e}");
+        let topic = batch
+            .topics
+            .get(r.topic as usize)
+            .ok_or_else(|| at("topic", format!("no topic {} listed", r.topic)))?;
+        let start = r.headers.start as usize;
+        let own = start
+            .checked_add(r.headers.len as usize)
+            .and_then(|end| headers.get(start..end))
+            .ok_or_else(|| at("headers", "past the batch's headers".to_owned()))?;
+        views.push(RecordView {
+            topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r
+                .key
+                .map(|k| slice(bytes, k))
+                .transpose()
+                .map_err(|e| at("key", e))?,
+            value: r
+                .value
+                .map(|v| slice(bytes, v))
+                .transpose()
+                .map_err(|e| at("value", e))?,
+            headers: HeaderViews::of_batch(own),
+        });
+    }
+    Ok(views)
 }
 
 /// The records of a batch, copied out of it: how the tests read an encoded batch back.
