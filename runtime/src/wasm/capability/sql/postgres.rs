@@ -105,20 +105,20 @@ pub(super) fn decode_rows(rows: &[PgRow]) -> Result<Vec<Vec<wit::Value>>, String
         .iter()
         .map(Reading::of)
         .collect::<Result<Vec<_>, _>>()?;
-    rows.iter()
-        .map(|row| {
-            readings
-                .iter()
-                .enumerate()
-                .map(|(i, reading)| {
-                    reading
-                        .read(row, i)
-                        .map(|v| v.unwrap_or(wit::Value::Null))
-                        .map_err(|e| format!("column {:?}: {e}", columns[i].name()))
-                })
-                .collect()
-        })
-        .collect()
+    // Loops into vectors of the right size: collecting `Result`s would grow each by doubling
+    // (a row of five columns allocated twice).
+    let mut decoded = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut values = Vec::with_capacity(readings.len());
+        for (i, reading) in readings.iter().enumerate() {
+            let value = reading
+                .read(row, i)
+                .map_err(|e| format!("column {:?}: {e}", columns[i].name()))?;
+            values.push(value.unwrap_or(wit::Value::Null));
+        }
+        decoded.push(values);
+    }
+    Ok(decoded)
 }
 
 /// How the values of one column are read, by the column's PostgreSQL type.
